@@ -1,0 +1,2 @@
+//! Route table for ringway (see README.md).
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! TLS for ringway (see README.md).
