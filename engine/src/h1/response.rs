@@ -1,0 +1,139 @@
+//! Upstream response heads: parse, then decide framing (RFC 9112 §6.3) and
+//! whether the upstream connection may be pooled again.
+
+use super::header::{self, Header, Kind, Span};
+use super::limits::{Limits, MAX_HEADERS_CEILING};
+use super::H1Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body: HEAD responses, 1xx, 204, 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the upstream closes.
+    Close,
+}
+
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: Span,
+    pub minor_version: u8,
+    pub headers: Vec<Header>,
+    pub head_len: usize,
+    pub framing: ResponseFraming,
+    /// The upstream is willing to keep the connection open.
+    pub reusable: bool,
+}
+
+impl Default for ResponseHead {
+    fn default() -> Self {
+        ResponseHead {
+            status: 0,
+            reason: Span::default(),
+            minor_version: 1,
+            headers: Vec::with_capacity(32),
+            head_len: 0,
+            framing: ResponseFraming::Empty,
+            reusable: true,
+        }
+    }
+}
+
+/// Parses an upstream response head. `request_was_head` makes every response bodiless.
+pub fn parse(buf: &[u8], limits: &Limits, request_was_head: bool, head: &mut ResponseHead) -> Result<bool, H1Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
+    let mut resp = httparse::Response::new(&mut slots[..max_headers]);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.max_head_bytes {
+                return Err(H1Error::HeadTooLarge);
+            }
+            return Ok(false);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(H1Error::TooManyHeaders),
+        Err(_) => return Err(H1Error::Syntax),
+    };
+    if head_len > limits.max_head_bytes {
+        return Err(H1Error::HeadTooLarge);
+    }
+    head.status = resp.code.unwrap_or(0);
+    if !(100..=599).contains(&head.status) {
+        return Err(H1Error::Syntax);
+    }
+    head.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
+    head.minor_version = resp.version.unwrap_or(1);
+    head.head_len = head_len;
+    head.headers.clear();
+    for h in resp.headers.iter() {
+        head.headers.push(Header {
+            name: Span::of(buf, h.name.as_bytes()),
+            value: Span::of(buf, h.value),
+            kind: header::classify(h.name.as_bytes()),
+        });
+    }
+    let flags = header::apply_connection_tokens(buf, &mut head.headers)?;
+    let mut content_length = None;
+    let mut te_count = 0;
+    let mut te_chunked = false;
+    for h in &head.headers {
+        match h.kind {
+            Kind::ContentLength => header::merge_content_length(&mut content_length, h.value.get(buf))
+                .map_err(|()| H1Error::BadContentLength)?,
+            Kind::TransferEncoding => {
+                te_count += 1;
+                te_chunked = h.value.get(buf).eq_ignore_ascii_case(b"chunked");
+            }
+            _ => {}
+        }
+    }
+    let bodiless = request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
+    head.framing = match (te_count, content_length) {
+        _ if bodiless => ResponseFraming::Empty,
+        (0, None) => ResponseFraming::Close,
+        (0, Some(n)) => ResponseFraming::Length(n),
+        (_, Some(_)) => return Err(H1Error::AmbiguousFraming),
+        (1, None) if te_chunked && head.minor_version == 1 => ResponseFraming::Chunked,
+        _ => return Err(H1Error::BadTransferEncoding),
+    };
+    head.reusable = head.framing != ResponseFraming::Close
+        && if head.minor_version == 1 { !flags.close } else { flags.keep_alive && !flags.close };
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(raw: &[u8], was_head: bool) -> Result<(ResponseFraming, bool), H1Error> {
+        let mut h = ResponseHead::default();
+        parse(raw, &Limits::default(), was_head, &mut h).map(|done| {
+            assert!(done);
+            (h.framing, h.reusable)
+        })
+    }
+
+    #[test]
+    fn framing_table() {
+        use ResponseFraming::*;
+        let cases: &[(&[u8], bool, Result<(ResponseFraming, bool), H1Error>)] = &[
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false, Ok((Length(3), true))),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true, Ok((Empty, true))),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", false, Ok((Empty, true))),
+            (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", false, Ok((Empty, true))),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, Ok((Chunked, true))),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false, Ok((Close, false))),
+            (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, Ok((Length(1), false))),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, Ok((Length(1), false))),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false, Err(H1Error::AmbiguousFraming)),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, Err(H1Error::BadContentLength)),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, Err(H1Error::BadTransferEncoding)),
+        ];
+        for (raw, was_head, want) in cases {
+            assert_eq!(framing(raw, *was_head), *want, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Writers for the heads ringway sends: the request head it forwards upstream,
+//! the response head it relays downstream, and its own error responses. All
+//! append to a reused output buffer.
+
+use super::error::reason;
+use super::header::Kind;
+use super::request::{BodyFraming, RequestHead};
+use super::response::ResponseHead;
+
+/// What the proxy adds to a forwarded request.
+pub struct Forward<'a> {
+    /// The client's address, appended to X-Forwarded-For.
+    pub client_ip: &'a [u8],
+    /// `http` or `https`: X-Forwarded-Proto.
+    pub proto: &'a [u8],
+    /// Replaces the client's Host (the target's authority when the route does not preserve Host).
+    pub host: Option<&'a [u8]>,
+    /// Replaces the request-target (path and query) when a route rewrites it.
+    pub target: Option<&'a [u8]>,
+}
+
+/// Appends the upstream request head. Hop-by-hop fields are dropped, framing
+/// is written fresh from `head.framing`, and the forwarding fields are set.
+pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &Forward<'_>) {
+    out.extend_from_slice(head.method(buf));
+    out.push(b' ');
+    let target = fwd.target.unwrap_or_else(|| head.target.get(buf));
+    if target.first() != Some(&b'/') && target != b"*" {
+        out.push(b'/');
+    }
+    out.extend_from_slice(target);
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    let client_host = head.host.map(|h| h.get(buf));
+    out.extend_from_slice(fwd.host.or(client_host).unwrap_or_default());
+    out.extend_from_slice(b"\r\n");
+    let mut xff_seen = false;
+    let mut via_seen = false;
+    for h in &head.headers {
+        match h.kind {
+            Kind::Other => {
+                out.extend_from_slice(h.name.get(buf));
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(h.value.get(buf));
+                out.extend_from_slice(b"\r\n");
+            }
+            Kind::XForwardedFor => xff_seen = true,
+            Kind::Via => via_seen = true,
+            _ => {}
+        }
+    }
+    match head.framing {
+        BodyFraming::None => {}
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if xff_seen {
+        join_values(out, buf, head, Kind::XForwardedFor);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(fwd.client_ip);
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    out.extend_from_slice(fwd.proto);
+    out.extend_from_slice(b"\r\n");
+    if let Some(h) = client_host {
+        out.extend_from_slice(b"X-Forwarded-Host: ");
+        out.extend_from_slice(h);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Via: ");
+    if via_seen {
+        join_values(out, buf, head, Kind::Via);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(if head.minor_version == 0 { b"1.0 ringway\r\n\r\n" } else { b"1.1 ringway\r\n\r\n" });
+}
+
+fn join_values(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, kind: Kind) {
+    let mut first = true;
+    for h in head.headers.iter().filter(|h| h.kind == kind) {
+        if !first {
+            out.extend_from_slice(b", ");
+        }
+        first = false;
+        out.extend_from_slice(h.value.get(buf));
+    }
+}
+
+/// How the relayed response body is framed towards the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Downstream {
+    /// No body follows (HEAD, 1xx, 204, 304): the upstream's Content-Length passes through as metadata.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Raw bytes until ringway closes the connection.
+    Close,
+}
+
+/// Appends the response head relayed to the client.
+pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, framing: Downstream, connection: Persist) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(head.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.reason.get(buf));
+    out.extend_from_slice(b"\r\n");
+    for h in &head.headers {
+        let pass = match h.kind {
+            Kind::ContentLength => framing == Downstream::Empty,
+            Kind::TransferEncoding | Kind::Connection | Kind::HopByHop => false,
+            _ => true,
+        };
+        if pass {
+            out.extend_from_slice(h.name.get(buf));
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value.get(buf));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match framing {
+        Downstream::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Downstream::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Downstream::Empty | Downstream::Close => {}
+    }
+    persist_field(out, connection);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What the response says about the client connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// HTTP/1.1 default: nothing to say.
+    Default,
+    /// An HTTP/1.0 client asked for keep-alive and gets it.
+    KeepAlive,
+    Close,
+}
+
+fn persist_field(out: &mut Vec<u8>, p: Persist) {
+    match p {
+        Persist::Default => {}
+        Persist::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persist::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+}
+
+/// Appends one of ringway's own responses: a JSON body `{"message":"..."}`.
+pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, persist: Persist, extra_headers: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: ringway\r\nContent-Type: application/json\r\nContent-Length: ");
+    let body_len = message.len() + 14;
+    out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra_headers);
+    persist_field(out, persist);
+    out.extend_from_slice(b"\r\n{\"message\":\"");
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(b"\"}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::{Limits, request};
+
+    #[test]
+    fn forwarded_request_drops_hop_by_hop_and_appends_xff() {
+        let raw = b"POST /p?q=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, x-hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: foo\r\nProxy-Connection: keep-alive\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nContent-Length: 3\r\nX-Keep: yes\r\n\r\n";
+        let mut head = request::RequestHead::default();
+        assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
+        let mut out = Vec::new();
+        request_head(&mut out, raw, &head, &Forward { client_ip: b"127.0.0.1", proto: b"http", host: None, target: None });
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("POST /p?q=1 HTTP/1.1\r\nHost: example.com\r\n"), "{s}");
+        for gone in ["X-Hop", "Keep-Alive", "TE:", "Upgrade", "Proxy-Connection", "Connection", "https"] {
+            assert!(!s.contains(gone), "{gone} leaked into {s}");
+        }
+        assert!(s.contains("X-Keep: yes\r\n"));
+        assert!(s.contains("Content-Length: 3\r\n"));
+        assert!(s.contains("X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"));
+        assert!(s.contains("X-Forwarded-Proto: http\r\n"));
+        assert!(s.contains("X-Forwarded-Host: example.com\r\n"));
+        assert!(s.ends_with("Via: 1.1 ringway\r\n\r\n"));
+    }
+
+    #[test]
+    fn error_body_length_matches() {
+        let mut out = Vec::new();
+        error_response(&mut out, 404, "no route", Persist::Default, b"");
+        let s = String::from_utf8(out).unwrap();
+        let (head, body) = s.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(body, r#"{"message":"no route"}"#);
+    }
+}
