@@ -1,0 +1,230 @@
+//! The path tree: a radix tree over path segments.
+//!
+//! Each node has literal edges (sorted, each edge one or more literal segments:
+//! chains without branches are merged), an optional `{param}` child, an
+//! optional greedy `{name+}` resource and an optional resource ending here.
+//! Lookup tries literal, then param, then greedy, backtracking when a branch
+//! dead-ends. A node sits at one fixed depth, so one lookup visits each node at
+//! most once: the cost is bounded by the tree size, never exponential.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use crate::percent::cmp_decoded;
+use crate::syntax::Segment;
+
+/// Most parameters one route may have; a match holds them inline.
+pub const MAX_PARAMS: usize = 8;
+
+const NONE: u32 = u32::MAX;
+
+/// The mutable tree that compilation fills, then freezes.
+#[derive(Debug, Default)]
+pub(crate) struct Builder {
+    literals: BTreeMap<Box<[u8]>, Builder>,
+    param: Option<Box<Builder>>,
+    greedy: Option<u32>,
+    resource: Option<u32>,
+}
+
+impl Builder {
+    /// The resource for this path shape, created by `create` if new.
+    pub fn resource(&mut self, segments: &[Segment], create: &mut impl FnMut() -> u32) -> u32 {
+        let mut node = self;
+        for segment in segments {
+            node = match segment {
+                Segment::Literal(lit) => node.literals.entry(lit.clone()).or_default(),
+                Segment::Param(_) => node.param.get_or_insert_with(Default::default),
+                Segment::Greedy(_) => return *node.greedy.get_or_insert_with(&mut *create),
+            };
+        }
+        *node.resource.get_or_insert_with(create)
+    }
+
+    pub fn freeze(self) -> Tree {
+        let mut tree = Tree { nodes: Vec::new() };
+        tree.add(self);
+        tree
+    }
+}
+
+#[derive(Debug)]
+struct Edge {
+    /// Decoded literal segments; never empty.
+    segments: Box<[Box<[u8]>]>,
+    child: u32,
+}
+
+#[derive(Debug)]
+struct Node {
+    edges: Box<[Edge]>,
+    param: u32,
+    greedy: u32,
+    resource: u32,
+}
+
+/// The frozen tree: nodes in one arena, root first.
+#[derive(Debug)]
+pub(crate) struct Tree {
+    nodes: Vec<Node>,
+}
+
+/// Capture spans (start, end) collected along the way, inline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spans {
+    pub spans: [(u32, u32); MAX_PARAMS],
+    pub len: usize,
+}
+
+impl Spans {
+    pub const fn new() -> Self {
+        Spans {
+            spans: [(0, 0); MAX_PARAMS],
+            len: 0,
+        }
+    }
+}
+
+/// One request segment: its bytes and whether it holds a `%`.
+#[derive(Clone, Copy)]
+struct Seg<'p> {
+    bytes: &'p [u8],
+    encoded: bool,
+}
+
+impl Seg<'_> {
+    /// How `literal` compares with this segment's decoded form. An invalid
+    /// encoding compares unequal to everything.
+    fn cmp_literal(self, literal: &[u8]) -> Ordering {
+        if self.encoded {
+            cmp_decoded(self.bytes, literal).map_or(Ordering::Less, Ordering::reverse)
+        } else {
+            literal.cmp(self.bytes)
+        }
+    }
+}
+
+/// The segment starting at `start` (just after a `/`) and where it ends.
+fn segment_at(path: &[u8], start: usize) -> (Seg<'_>, usize) {
+    let rest = &path[start..];
+    let len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    let bytes = &rest[..len];
+    (
+        Seg {
+            bytes,
+            encoded: bytes.contains(&b'%'),
+        },
+        start + len,
+    )
+}
+
+impl Tree {
+    fn add(&mut self, b: Builder) -> u32 {
+        let idx = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            edges: Box::new([]),
+            param: NONE,
+            greedy: NONE,
+            resource: NONE,
+        });
+        let mut edges = Vec::with_capacity(b.literals.len());
+        for (key, mut child) in b.literals {
+            let mut segments = vec![key];
+            while child.literals.len() == 1
+                && child.param.is_none()
+                && child.greedy.is_none()
+                && child.resource.is_none()
+            {
+                let (key, next) = child.literals.pop_first().expect("one literal");
+                segments.push(key);
+                child = next;
+            }
+            let child = self.add(child);
+            edges.push(Edge {
+                segments: segments.into_boxed_slice(),
+                child,
+            });
+        }
+        let param = b.param.map_or(NONE, |p| self.add(*p));
+        let node = &mut self.nodes[idx as usize];
+        node.edges = edges.into_boxed_slice();
+        node.param = param;
+        node.greedy = b.greedy.unwrap_or(NONE);
+        node.resource = b.resource.unwrap_or(NONE);
+        idx
+    }
+
+    /// Finds the most specific resource for `path[pos..]`, which is empty (the
+    /// root) or `/seg(/seg)*`. Spans are offsets into `path`.
+    pub fn find(&self, path: &[u8], pos: usize, spans: &mut Spans) -> Option<u32> {
+        self.walk(0, path, pos, spans)
+    }
+
+    fn walk(&self, idx: u32, path: &[u8], pos: usize, spans: &mut Spans) -> Option<u32> {
+        let node = &self.nodes[idx as usize];
+        if pos >= path.len() {
+            return (node.resource != NONE).then_some(node.resource);
+        }
+        let start = pos + 1;
+        let (seg, end) = segment_at(path, start);
+        if let Ok(i) = node
+            .edges
+            .binary_search_by(|e| seg.cmp_literal(&e.segments[0]))
+            && let Some(next) = match_literals(&node.edges[i].segments[1..], path, end)
+            && let Some(found) = self.walk(node.edges[i].child, path, next, spans)
+        {
+            return Some(found);
+        }
+        if node.param != NONE && !seg.bytes.is_empty() && spans.len < MAX_PARAMS {
+            spans.spans[spans.len] = (start as u32, end as u32);
+            spans.len += 1;
+            if let Some(found) = self.walk(node.param, path, end, spans) {
+                return Some(found);
+            }
+            spans.len -= 1;
+        }
+        if node.greedy != NONE && start < path.len() && spans.len < MAX_PARAMS {
+            spans.spans[spans.len] = (start as u32, path.len() as u32);
+            spans.len += 1;
+            return Some(node.greedy);
+        }
+        None
+    }
+
+    /// Calls `f` with every resource, in precedence order.
+    pub fn visit(&self, f: &mut impl FnMut(u32)) {
+        self.visit_node(0, f);
+    }
+
+    fn visit_node(&self, idx: u32, f: &mut impl FnMut(u32)) {
+        let node = &self.nodes[idx as usize];
+        if node.resource != NONE {
+            f(node.resource);
+        }
+        for edge in &node.edges {
+            self.visit_node(edge.child, f);
+        }
+        if node.param != NONE {
+            self.visit_node(node.param, f);
+        }
+        if node.greedy != NONE {
+            f(node.greedy);
+        }
+    }
+}
+
+/// Matches the merged literal segments of an edge after its first; returns
+/// the position after them.
+fn match_literals(literals: &[Box<[u8]>], path: &[u8], mut pos: usize) -> Option<usize> {
+    for literal in literals {
+        if pos >= path.len() {
+            return None;
+        }
+        let (seg, end) = segment_at(path, pos + 1);
+        if seg.cmp_literal(literal) != Ordering::Equal {
+            return None;
+        }
+        pos = end;
+    }
+    Some(pos)
+}
