@@ -106,6 +106,3 @@ pub use router::{RouteSpec, Router, TableEntry};
 pub use syntax::MAX_SEGMENTS;
 pub use template::{ExpandError, TemplateError, UriTemplate};
 pub use tree::MAX_PARAMS;
-
-#[cfg(test)]
-mod tests;
