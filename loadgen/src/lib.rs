@@ -1,0 +1,111 @@
+//! `ringway-load`: ringway's HTTP/1.1 load generator, usable as a library.
+//!
+//! One monoio worker per thread owns its share of the connections; each
+//! connection runs closed loop (send the next request when the previous
+//! completes, `pipeline` in flight) or open loop (requests at scheduled
+//! times, latency measured from the schedule). Per-thread hdrhistograms are
+//! merged into a [`Report`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ringway_load::{LoadConfig, Stop};
+//!
+//! let cfg = LoadConfig {
+//!     connections: 16,
+//!     stop: Stop::Duration(Duration::from_secs(2)),
+//!     ..LoadConfig::new("http://127.0.0.1:8080/")
+//! };
+//! let report = ringway_load::run(&cfg)?;
+//! report.print(&mut std::io::stdout());
+//! # anyhow::Ok(())
+//! ```
+
+pub mod cli;
+pub mod codec;
+mod report;
+mod run;
+mod schedule;
+pub mod target;
+mod transport;
+mod worker;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use report::{ErrorCounts, ErrorKind, Report};
+pub use run::run;
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// After this long (warmup not included).
+    Duration(Duration),
+    /// After exactly this many completed requests, across all threads.
+    Requests(u64),
+}
+
+/// Everything a run needs. Build it with [`LoadConfig::new`] and struct update.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// `http://` or `https://` URLs; connections are spread over them round-robin.
+    pub urls: Vec<String>,
+    /// Total connections (at least 1).
+    pub connections: usize,
+    pub stop: Stop,
+    /// Worker threads; 0 = one per available core. Never more than `connections`.
+    pub threads: usize,
+    /// `None`: no pinning. `Some(cpus)`: pin worker `i` to `cpus[i % len]`
+    /// (an empty list means every available core, in order).
+    pub pin: Option<Vec<usize>>,
+    /// Open loop at this total rate (requests per second); needs `Stop::Duration`.
+    pub rate: Option<f64>,
+    pub method: String,
+    /// Extra request headers (`Host`, `User-Agent`, `Content-Length` given
+    /// here replace the generated ones).
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// `false`: `Connection: close`, one connection per request.
+    pub keepalive: bool,
+    /// Requests in flight per connection (at least 1).
+    pub pipeline: usize,
+    /// Per-request (and per-connect) timeout.
+    pub timeout: Duration,
+    /// Run this long first without recording.
+    pub warmup: Duration,
+    /// Skip TLS certificate verification.
+    pub insecure: bool,
+    /// Extra trusted CA certificates (PEM).
+    pub cacert: Option<PathBuf>,
+    /// Draw a live progress line on stderr (only if stderr is a terminal).
+    pub progress: bool,
+}
+
+impl LoadConfig {
+    /// The defaults (64 connections, 10 s, closed loop, GET) against one URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        LoadConfig { urls: vec![url.into()], ..LoadConfig::default() }
+    }
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            urls: Vec::new(),
+            connections: 64,
+            stop: Stop::Duration(Duration::from_secs(10)),
+            threads: 0,
+            pin: None,
+            rate: None,
+            method: "GET".to_string(),
+            headers: Vec::new(),
+            body: None,
+            keepalive: true,
+            pipeline: 1,
+            timeout: Duration::from_secs(5),
+            warmup: Duration::ZERO,
+            insecure: false,
+            cacert: None,
+            progress: false,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The control thread: check the configuration, build the shared plan, start
+//! the workers, draw progress, merge their tallies into a [`Report`].
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::codec::build_request;
+use crate::report::{Report, Tally};
+use crate::schedule::{Abort, Budget, Phases};
+use crate::target::Target;
+use crate::transport::{client_config, Connector};
+use crate::worker::{run_worker, Live, Plan, StartLine, TargetPlan};
+use crate::{LoadConfig, Stop};
+
+/// Longest wait for the pre-flight connect to each target.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs a load test and returns its report. Errors are about the setup
+/// (bad URL, nothing listening, bad option); once the load starts, failures
+/// are counted in the report, never returned.
+pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
+    validate(cfg)?;
+    let (plan, cores) = build_plan(cfg)?;
+    let plan = Arc::new(plan);
+    let start = Arc::new(StartLine { barrier: Barrier::new(plan.threads + 1), phases: OnceLock::new() });
+
+    let mut workers: Vec<JoinHandle<anyhow::Result<Tally>>> = Vec::with_capacity(plan.threads);
+    for index in 0..plan.threads {
+        let (plan, start) = (plan.clone(), start.clone());
+        let core = cores.as_ref().map(|c| c[index % c.len()]);
+        let spawned = std::thread::Builder::new()
+            .name(format!("ringway-load-{index}"))
+            .spawn(move || run_worker(plan, index, core, start));
+        match spawned {
+            Ok(handle) => workers.push(handle),
+            // The barrier counts on every worker; without this one nobody could pass it.
+            Err(e) => panic!("cannot spawn worker thread {index}: {e}"),
+        }
+    }
+    start.barrier.wait();
+    let duration = match cfg.stop {
+        Stop::Duration(d) => Some(d),
+        Stop::Requests(_) => None,
+    };
+    let phases = Phases::new(Instant::now(), cfg.warmup, duration);
+    start.phases.set(phases).expect("phases are set once");
+    start.barrier.wait();
+
+    if cfg.progress && std::io::stderr().is_terminal() {
+        show_progress(&plan, &workers, phases);
+    }
+    let mut total = Tally::new();
+    for worker in workers {
+        let tally = worker.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        total.merge(&tally);
+    }
+    let measured = match duration {
+        Some(d) => d,
+        None => total.last_completion.unwrap_or_else(Instant::now).saturating_duration_since(phases.measure_from),
+    };
+    let status: BTreeMap<u16, u64> = total
+        .status
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(code, n)| (code as u16, *n))
+        .collect();
+    Ok(Report {
+        requests: total.requests,
+        duration: measured,
+        bytes_read: total.bytes_read,
+        status,
+        errors: total.errors,
+        latency: total.latency,
+        connections: plan.connections,
+        threads: plan.threads,
+        rate: plan.rate,
+        behind_schedule: plan.rate.map(|_| total.behind),
+        aborted: plan.abort.is_set(),
+    })
+}
+
+fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
+    if cfg.urls.is_empty() {
+        bail!("no URL given");
+    }
+    if cfg.connections == 0 {
+        bail!("connections must be at least 1");
+    }
+    if cfg.pipeline == 0 {
+        bail!("pipeline must be at least 1");
+    }
+    match cfg.stop {
+        Stop::Duration(d) if d.is_zero() => bail!("duration must be more than 0"),
+        Stop::Requests(0) => bail!("request count must be at least 1"),
+        Stop::Requests(_) if cfg.rate.is_some() => bail!("--rate needs a duration (-d), not a request count"),
+        _ => {}
+    }
+    if let Some(rate) = cfg.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("rate must be a positive number of requests per second");
+        }
+    }
+    if cfg.timeout.is_zero() {
+        bail!("timeout must be more than 0");
+    }
+    if cfg.method.is_empty() || !cfg.method.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
+        bail!("invalid method '{}'", cfg.method);
+    }
+    for (name, value) in &cfg.headers {
+        if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic() || b == b':') {
+            bail!("invalid header name '{name}'");
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            bail!("invalid value for header '{name}'");
+        }
+    }
+    Ok(())
+}
+
+fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinity::CoreId>>)> {
+    let targets: Vec<Target> = cfg.urls.iter().map(|u| Target::parse(u)).collect::<Result<_, _>>()?;
+    let tls = if targets.iter().any(|t| t.tls) {
+        Some(client_config(cfg.insecure, cfg.cacert.as_deref())?)
+    } else {
+        None
+    };
+    let mut plans = Vec::with_capacity(targets.len());
+    for target in &targets {
+        let addr = target.resolve().with_context(|| format!("cannot resolve {}", target.url))?;
+        // One connect attempt, so a typo'd port fails now, not as a run full of errors.
+        TcpStream::connect_timeout(&addr, PREFLIGHT_TIMEOUT.min(cfg.timeout))
+            .with_context(|| format!("cannot connect to {} ({addr})", target.url))?;
+        let connector = match &tls {
+            Some(config) if target.tls => Connector::tls(addr, config.clone(), &target.host)?,
+            _ => Connector::plain(addr),
+        };
+        let one = build_request(&cfg.method, target, &cfg.headers, cfg.body.as_deref(), cfg.keepalive);
+        let pipeline = if cfg.keepalive { cfg.pipeline } else { 1 };
+        plans.push(TargetPlan {
+            connector,
+            request_len: one.len(),
+            requests: one.repeat(pipeline),
+            head: cfg.method.eq_ignore_ascii_case("HEAD"),
+        });
+    }
+
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if cfg.threads == 0 { available } else { cfg.threads }.min(cfg.connections);
+    let cores = match &cfg.pin {
+        None => None,
+        Some(list) => {
+            let known = core_affinity::get_core_ids().context("cannot list CPUs for --pin")?;
+            if list.is_empty() {
+                Some(known)
+            } else {
+                let mut cores = Vec::with_capacity(list.len());
+                for &id in list {
+                    let core = known.iter().find(|c| c.id == id).with_context(|| {
+                        format!("--pin: CPU {id} is not available (have {:?})", known.iter().map(|c| c.id).collect::<Vec<_>>())
+                    })?;
+                    cores.push(*core);
+                }
+                Some(cores)
+            }
+        }
+    };
+    let plan = Plan {
+        targets: plans,
+        connections: cfg.connections,
+        threads,
+        pipeline: cfg.pipeline,
+        keepalive: cfg.keepalive,
+        timeout: cfg.timeout,
+        rate: cfg.rate,
+        budget: match cfg.stop {
+            Stop::Requests(n) => Some(Budget::new(n)),
+            Stop::Duration(_) => None,
+        },
+        abort: Abort::default(),
+        live: (0..threads).map(|_| Live::default()).collect(),
+    };
+    Ok((plan, cores))
+}
+
+/// Redraws a one-line status on stderr until every worker has finished.
+fn show_progress(plan: &Plan, workers: &[JoinHandle<anyhow::Result<Tally>>], phases: Phases) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let (mut last_count, mut last_at) = (0u64, Instant::now());
+    while !workers.iter().all(|w| w.is_finished()) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = Instant::now();
+        let count: u64 = plan.live.iter().map(|l| l.requests.load(Relaxed)).sum();
+        let errors: u64 = plan.live.iter().map(|l| l.errors.load(Relaxed)).sum();
+        let rps = (count - last_count.min(count)) as f64 / (now - last_at).as_secs_f64();
+        (last_count, last_at) = (count, now);
+        let phase = if phases.measuring(now) { "" } else { "warmup, " };
+        bar.set_message(format!("{phase}{rps:.0} req/s, {count} requests, {errors} errors"));
+        bar.tick();
+    }
+    bar.finish_and_clear();
+}
