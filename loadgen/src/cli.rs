@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use clap::Parser;
 
 use crate::{LoadConfig, Stop};
@@ -77,7 +77,8 @@ struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 10s or 500ms ({e})"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like 10s or 500ms ({e})"))
 }
 
 /// Parses `0,2,4-7`.
@@ -87,7 +88,8 @@ fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
         let bad = || format!("--pin: '{part}' is not a CPU number or range");
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.parse().with_context(bad)?, b.parse().with_context(bad)?);
+                let (a, b): (usize, usize) =
+                    (a.parse().with_context(bad)?, b.parse().with_context(bad)?);
                 if a > b {
                     bail!(bad());
                 }
@@ -105,9 +107,11 @@ fn join_pin_value(args: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
     let mut iter = args.into_iter().peekable();
     while let Some(arg) = iter.next() {
-        let next_is_cpus = iter
-            .peek()
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b',' || b == b'-'));
+        let next_is_cpus = iter.peek().is_some_and(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+        });
         if arg == "--pin" && next_is_cpus {
             let cpus = iter.next().unwrap_or_default();
             out.push(format!("--pin={cpus}"));
@@ -128,15 +132,17 @@ impl Args {
         };
         let mut headers = Vec::with_capacity(self.headers.len());
         for h in &self.headers {
-            let (name, value) =
-                h.split_once(':').with_context(|| format!("header '{h}' is not of the form 'Name: value'"))?;
+            let (name, value) = h
+                .split_once(':')
+                .with_context(|| format!("header '{h}' is not of the form 'Name: value'"))?;
             headers.push((name.trim().to_string(), value.trim().to_string()));
         }
         let body = match (self.body, &self.body_file) {
             (Some(b), _) => Some(b.into_bytes()),
-            (None, Some(path)) => {
-                Some(std::fs::read(path).with_context(|| format!("cannot read --body-file {}", path.display()))?)
-            }
+            (None, Some(path)) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read --body-file {}", path.display()))?,
+            ),
             (None, None) => None,
         };
         let pin = self.pin.as_deref().map(parse_cpu_list).transpose()?;
@@ -196,8 +202,14 @@ fn run_cli(args: Args) -> anyhow::Result<ExitCode> {
     let create = |path: &PathBuf, what: &str| {
         File::create(path).with_context(|| format!("cannot create {what} file {}", path.display()))
     };
-    let json_file = json_path.as_ref().map(|p| create(p, "--json")).transpose()?;
-    let hdr_file = hdr_path.as_ref().map(|p| create(p, "--hdr-log")).transpose()?;
+    let json_file = json_path
+        .as_ref()
+        .map(|p| create(p, "--json"))
+        .transpose()?;
+    let hdr_file = hdr_path
+        .as_ref()
+        .map(|p| create(p, "--hdr-log"))
+        .transpose()?;
 
     let report = crate::run(&cfg)?;
 
@@ -218,12 +230,19 @@ fn run_cli(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let (Some(file), Some(path)) = (hdr_file, &hdr_path) {
         let mut w = BufWriter::new(file);
-        if let Err(e) = report.write_percentile_distribution(&mut w).and_then(|()| w.flush()) {
+        if let Err(e) = report
+            .write_percentile_distribution(&mut w)
+            .and_then(|()| w.flush())
+        {
             eprintln!("ringway-load: cannot write {}: {e}", path.display());
             failed = true;
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(test)]
@@ -241,15 +260,22 @@ mod tests {
     #[test]
     fn pin_value_is_joined_only_when_it_is_a_cpu_list() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(join_pin_value(args(&["x", "--pin", "0,1", "http://h/"])), args(&["x", "--pin=0,1", "http://h/"]));
-        assert_eq!(join_pin_value(args(&["x", "--pin", "http://h/"])), args(&["x", "--pin", "http://h/"]));
+        assert_eq!(
+            join_pin_value(args(&["x", "--pin", "0,1", "http://h/"])),
+            args(&["x", "--pin=0,1", "http://h/"])
+        );
+        assert_eq!(
+            join_pin_value(args(&["x", "--pin", "http://h/"])),
+            args(&["x", "--pin", "http://h/"])
+        );
     }
 
     #[test]
     fn rate_without_duration_is_rejected() {
         let args = Args::try_parse_from(["ringway-load", "http://h/", "--rate", "10"]).unwrap();
         assert!(args.into_config().is_err());
-        let args = Args::try_parse_from(["ringway-load", "http://h/", "--rate", "10", "-d", "1s"]).unwrap();
+        let args = Args::try_parse_from(["ringway-load", "http://h/", "--rate", "10", "-d", "1s"])
+            .unwrap();
         assert!(args.into_config().is_ok());
     }
 }

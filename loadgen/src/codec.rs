@@ -45,10 +45,11 @@ pub fn build_request(
     for (k, v) in headers {
         header(k, v);
     }
-    if let Some(body) = body {
-        if !has("content-length") && !has("transfer-encoding") {
-            header("Content-Length", &body.len().to_string());
-        }
+    if let Some(body) = body
+        && !has("content-length")
+        && !has("transfer-encoding")
+    {
+        header("Content-Length", &body.len().to_string());
     }
     if !keepalive && !has("connection") {
         header("Connection", "close");
@@ -114,7 +115,10 @@ pub struct ResponseReader {
 impl ResponseReader {
     /// `head_request`: responses answer HEAD requests (so carry no body).
     pub fn new(head_request: bool) -> Self {
-        ResponseReader { state: State::Head, head_request }
+        ResponseReader {
+            state: State::Head,
+            head_request,
+        }
     }
 
     /// Back to the start state (for a fresh connection).
@@ -142,7 +146,10 @@ impl ResponseReader {
                     match state {
                         // 1xx (but not 101) responses are interim: keep reading heads.
                         None => continue,
-                        Some(State::Body { body: Body::Length(0), response }) => {
+                        Some(State::Body {
+                            body: Body::Length(0),
+                            response,
+                        }) => {
                             self.state = State::Head;
                             return Ok((used, Step::Done(response)));
                         }
@@ -184,7 +191,10 @@ impl ResponseReader {
         let state = std::mem::replace(&mut self.state, State::Head);
         match state {
             State::Head => Ok(None),
-            State::Body { body: Body::UntilClose, response } => Ok(Some(response)),
+            State::Body {
+                body: Body::UntilClose,
+                response,
+            } => Ok(Some(response)),
             State::Body { .. } => Err(()),
         }
     }
@@ -242,7 +252,11 @@ impl ResponseReader {
         let body = if bodyless {
             Body::Length(0)
         } else if transfer_encoding {
-            if chunked { Body::Chunked(ChunkedDecoder::default()) } else { Body::UntilClose }
+            if chunked {
+                Body::Chunked(ChunkedDecoder::default())
+            } else {
+                Body::UntilClose
+            }
         } else if let Some(len) = length {
             Body::Length(len)
         } else {
@@ -251,7 +265,13 @@ impl ResponseReader {
         if body == Body::UntilClose {
             close = true;
         }
-        Ok(Some((n, Some(State::Body { body, response: Response { status, close } }))))
+        Ok(Some((
+            n,
+            Some(State::Body {
+                body,
+                response: Response { status, close },
+            }),
+        )))
     }
 }
 
@@ -260,7 +280,9 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
         return None;
     }
-    v.iter().try_fold(0u64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0')))
+    v.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -327,7 +349,11 @@ impl ChunkedDecoder {
                 Data(left) => {
                     let take = left.min((buf.len() - i) as u64);
                     i += take as usize;
-                    self.state = if take == left { DataCr } else { Data(left - take) };
+                    self.state = if take == left {
+                        DataCr
+                    } else {
+                        Data(left - take)
+                    };
                     continue;
                 }
                 DataCr if b == b'\r' => DataLf,
@@ -371,15 +397,16 @@ mod tests {
                 }
             }
         }
-        if eof {
-            if let Ok(Some(r)) = reader.at_eof() {
-                out.push(r);
-            }
+        if eof && let Ok(Some(r)) = reader.at_eof() {
+            out.push(r);
         }
         Ok(out)
     }
 
-    const OK: Response = Response { status: 200, close: false };
+    const OK: Response = Response {
+        status: 200,
+        close: false,
+    };
 
     #[test]
     fn wire_samples() {
@@ -425,7 +452,11 @@ mod tests {
         ];
         for &(name, wire, eof, want) in cases {
             for step in [1, 3, 7, wire.len()] {
-                assert_eq!(read_all(wire, step, eof).unwrap(), want, "{name} (step {step})");
+                assert_eq!(
+                    read_all(wire, step, eof).unwrap(),
+                    want,
+                    "{name} (step {step})"
+                );
             }
         }
     }
@@ -433,23 +464,49 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         let cases: &[(&[u8], ParseError)] = &[
-            (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", ParseError::ContentLength),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", ParseError::ContentLength),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ParseError::Chunked),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n", ParseError::Chunked),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+                ParseError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                ParseError::ContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                ParseError::Chunked,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+                ParseError::Chunked,
+            ),
             (b"HTTTP/1.1 200 OK\r\n\r\n", ParseError::Head),
         ];
         for &(wire, want) in cases {
-            assert_eq!(read_all(wire, wire.len(), false), Err(want), "{}", String::from_utf8_lossy(wire));
+            assert_eq!(
+                read_all(wire, wire.len(), false),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
         }
-        let huge = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_HEAD_BYTES]].concat();
-        assert_eq!(read_all(&huge, huge.len(), false), Err(ParseError::HeadTooLarge));
+        let huge = [
+            b"HTTP/1.1 200 OK\r\nX: ".as_slice(),
+            &[b'a'; MAX_HEAD_BYTES],
+        ]
+        .concat();
+        assert_eq!(
+            read_all(&huge, huge.len(), false),
+            Err(ParseError::HeadTooLarge)
+        );
     }
 
     #[test]
     fn eof_mid_body_is_an_error() {
         let mut r = ResponseReader::new(false);
-        let (_, step) = r.advance(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").unwrap();
+        let (_, step) = r
+            .advance(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")
+            .unwrap();
         assert_eq!(step, Step::NeedMore);
         assert_eq!(r.at_eof(), Err(()));
     }
@@ -457,7 +514,9 @@ mod tests {
     #[test]
     fn head_responses_have_no_body() {
         let mut r = ResponseReader::new(true);
-        let (n, step) = r.advance(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n").unwrap();
+        let (n, step) = r
+            .advance(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")
+            .unwrap();
         assert_eq!((n, step), (38, Step::Done(OK)));
     }
 

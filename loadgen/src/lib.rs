@@ -83,7 +83,10 @@ pub struct LoadConfig {
 impl LoadConfig {
     /// The defaults (64 connections, 10 s, closed loop, GET) against one URL.
     pub fn new(url: impl Into<String>) -> Self {
-        LoadConfig { urls: vec![url.into()], ..LoadConfig::default() }
+        LoadConfig {
+            urls: vec![url.into()],
+            ..LoadConfig::default()
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Latency values are recorded in microseconds up to this bound (one hour);
 /// larger values saturate.
@@ -28,8 +28,13 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] =
-        [ErrorKind::Connect, ErrorKind::Timeout, ErrorKind::Read, ErrorKind::Write, ErrorKind::Parse];
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Read,
+        ErrorKind::Write,
+        ErrorKind::Parse,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -94,7 +99,9 @@ impl Tally {
     pub fn record(&mut self, status: u16, latency: Duration, now: Instant) {
         self.requests += 1;
         self.status[usize::from(status).min(999)] += 1;
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.latency.saturating_record(us);
         self.last_completion = Some(now);
     }
@@ -108,7 +115,9 @@ impl Tally {
         for kind in ErrorKind::ALL {
             self.errors.add(kind, other.errors.get(kind));
         }
-        self.latency.add(&other.latency).expect("histograms share bounds");
+        self.latency
+            .add(&other.latency)
+            .expect("histograms share bounds");
         self.behind = self.behind.max(other.behind);
         self.last_completion = self.last_completion.max(other.last_completion);
     }
@@ -152,7 +161,11 @@ impl Report {
 
     /// Latency at `quantile` (0.0..=1.0), microseconds; 0 with no samples.
     pub fn latency_us(&self, quantile: f64) -> u64 {
-        if self.latency.is_empty() { 0 } else { self.latency.value_at_quantile(quantile) }
+        if self.latency.is_empty() {
+            0
+        } else {
+            self.latency.value_at_quantile(quantile)
+        }
     }
 
     fn percentiles(&self) -> [(&'static str, &'static str, u64); 7] {
@@ -164,7 +177,15 @@ impl Report {
             ("p99", "p99", q(0.99)),
             ("p99.9", "p99_9", q(0.999)),
             ("p99.99", "p99_99", q(0.9999)),
-            ("max", "max", if self.latency.is_empty() { 0 } else { self.latency.max() }),
+            (
+                "max",
+                "max",
+                if self.latency.is_empty() {
+                    0
+                } else {
+                    self.latency.max()
+                },
+            ),
         ]
     }
 
@@ -179,22 +200,54 @@ impl Report {
             Some(rate) => format!("open loop at {rate} req/s"),
             None => "closed loop".to_string(),
         };
-        writeln!(out, "ringway-load: {} connections, {} threads, {mode}", self.connections, self.threads)?;
+        writeln!(
+            out,
+            "ringway-load: {} connections, {} threads, {mode}",
+            self.connections, self.threads
+        )?;
         writeln!(out, "  duration      {:.2} s", self.duration.as_secs_f64())?;
-        writeln!(out, "  requests      {}  ({:.1} req/s)", self.requests, self.rps())?;
+        writeln!(
+            out,
+            "  requests      {}  ({:.1} req/s)",
+            self.requests,
+            self.rps()
+        )?;
         writeln!(
             out,
             "  transfer      {}  ({}/s)",
             human_bytes(self.bytes_read as f64),
             human_bytes(self.transfer_rate())
         )?;
-        let status: Vec<String> = self.status.iter().map(|(code, n)| format!("{code}: {n}")).collect();
-        writeln!(out, "  status        {}", if status.is_empty() { "none".into() } else { status.join(", ") })?;
-        let errors: Vec<String> =
-            ErrorKind::ALL.iter().map(|&k| format!("{} {}", k.name(), self.errors.get(k))).collect();
-        writeln!(out, "  errors        {}  ({})", self.errors.total(), errors.join(", "))?;
+        let status: Vec<String> = self
+            .status
+            .iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect();
+        writeln!(
+            out,
+            "  status        {}",
+            if status.is_empty() {
+                "none".into()
+            } else {
+                status.join(", ")
+            }
+        )?;
+        let errors: Vec<String> = ErrorKind::ALL
+            .iter()
+            .map(|&k| format!("{} {}", k.name(), self.errors.get(k)))
+            .collect();
+        writeln!(
+            out,
+            "  errors        {}  ({})",
+            self.errors.total(),
+            errors.join(", ")
+        )?;
         if let Some(behind) = self.behind_schedule {
-            writeln!(out, "  behind schedule  {:.1} ms at most", behind.as_secs_f64() * 1e3)?;
+            writeln!(
+                out,
+                "  behind schedule  {:.1} ms at most",
+                behind.as_secs_f64() * 1e3
+            )?;
         }
         if self.aborted {
             writeln!(out, "  stopped early: errors reached the request count")?;
@@ -213,14 +266,29 @@ impl Report {
 
     /// The machine-readable report (the `--json` file).
     pub fn to_json(&self) -> Value {
-        let status: Map<String, Value> =
-            self.status.iter().map(|(code, n)| (code.to_string(), json!(n))).collect();
-        let mut errors: Map<String, Value> =
-            ErrorKind::ALL.iter().map(|&k| (k.name().to_string(), json!(self.errors.get(k)))).collect();
+        let status: Map<String, Value> = self
+            .status
+            .iter()
+            .map(|(code, n)| (code.to_string(), json!(n)))
+            .collect();
+        let mut errors: Map<String, Value> = ErrorKind::ALL
+            .iter()
+            .map(|&k| (k.name().to_string(), json!(self.errors.get(k))))
+            .collect();
         errors.insert("total".into(), json!(self.errors.total()));
-        let mut latency: Map<String, Value> =
-            self.percentiles().iter().map(|&(_, key, v)| (key.to_string(), json!(v))).collect();
-        latency.insert("min".into(), json!(if self.latency.is_empty() { 0 } else { self.latency.min() }));
+        let mut latency: Map<String, Value> = self
+            .percentiles()
+            .iter()
+            .map(|&(_, key, v)| (key.to_string(), json!(v)))
+            .collect();
+        latency.insert(
+            "min".into(),
+            json!(if self.latency.is_empty() {
+                0
+            } else {
+                self.latency.min()
+            }),
+        );
         latency.insert("mean".into(), json!(self.latency.mean()));
         latency.insert("stdev".into(), json!(self.latency.stdev()));
         json!({
@@ -247,7 +315,11 @@ impl Report {
         const TICKS_PER_HALF_DISTANCE: u32 = 5;
         const SCALE: f64 = 1000.0; // us → ms
         let h = &self.latency;
-        writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
+        writeln!(
+            out,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        )?;
         let mut total = 0u64;
         if !h.is_empty() {
             for v in h.iter_quantiles(TICKS_PER_HALF_DISTANCE) {
@@ -255,7 +327,11 @@ impl Report {
                 let value = h.highest_equivalent(v.value_iterated_to()) as f64 / SCALE;
                 let q = v.quantile_iterated_to();
                 if q < 1.0 {
-                    writeln!(out, "{value:12.3} {q:2.12} {total:10} {:14.2}", 1.0 / (1.0 - q))?;
+                    writeln!(
+                        out,
+                        "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                        1.0 / (1.0 - q)
+                    )?;
                 } else {
                     writeln!(out, "{value:12.3} {q:2.12} {total:10}")?;
                 }
@@ -266,10 +342,22 @@ impl Report {
         } else {
             (h.mean() / SCALE, h.stdev() / SCALE, h.max() as f64 / SCALE)
         };
-        writeln!(out, "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]")?;
-        writeln!(out, "#[Max     = {max:12.3}, Total count    = {:12}]", h.len())?;
+        writeln!(
+            out,
+            "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]"
+        )?;
+        writeln!(
+            out,
+            "#[Max     = {max:12.3}, Total count    = {:12}]",
+            h.len()
+        )?;
         let sub_buckets = (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two();
-        writeln!(out, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), sub_buckets)
+        writeln!(
+            out,
+            "#[Buckets = {:12}, SubBuckets     = {:12}]",
+            h.buckets(),
+            sub_buckets
+        )
     }
 }
 
@@ -297,10 +385,20 @@ mod tests {
         let mut t = Tally::new();
         let now = Instant::now();
         for ms in 1..=100u64 {
-            t.record(if ms % 10 == 0 { 503 } else { 200 }, Duration::from_millis(ms), now);
+            t.record(
+                if ms % 10 == 0 { 503 } else { 200 },
+                Duration::from_millis(ms),
+                now,
+            );
         }
         t.errors.add(ErrorKind::Read, 2);
-        let status = t.status.iter().enumerate().filter(|(_, n)| **n > 0).map(|(c, n)| (c as u16, *n)).collect();
+        let status = t
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| (c as u16, *n))
+            .collect();
         Report {
             requests: t.requests,
             duration: Duration::from_secs(2),
@@ -349,7 +447,10 @@ mod tests {
         let hdr = String::from_utf8(hdr).unwrap();
         assert!(hdr.starts_with("       Value"), "{hdr}");
         assert!(hdr.contains("Total count    =          100"), "{hdr}");
-        let last = hdr.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last().unwrap();
+        let last = hdr
+            .lines()
+            .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .unwrap();
         assert!(last.contains("1.000000000000"), "{last}");
     }
 }

@@ -8,14 +8,14 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 use crate::codec::build_request;
 use crate::report::{Report, Tally};
 use crate::schedule::{Abort, Budget, Phases};
 use crate::target::Target;
-use crate::transport::{client_config, Connector};
-use crate::worker::{run_worker, Live, Plan, StartLine, TargetPlan};
+use crate::transport::{Connector, client_config};
+use crate::worker::{Live, Plan, StartLine, TargetPlan, run_worker};
 use crate::{LoadConfig, Stop};
 
 /// Longest wait for the pre-flight connect to each target.
@@ -28,7 +28,10 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
     validate(cfg)?;
     let (plan, cores) = build_plan(cfg)?;
     let plan = Arc::new(plan);
-    let start = Arc::new(StartLine { barrier: Barrier::new(plan.threads + 1), phases: OnceLock::new() });
+    let start = Arc::new(StartLine {
+        barrier: Barrier::new(plan.threads + 1),
+        phases: OnceLock::new(),
+    });
 
     let mut workers: Vec<JoinHandle<anyhow::Result<Tally>>> = Vec::with_capacity(plan.threads);
     for index in 0..plan.threads {
@@ -57,12 +60,17 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
     }
     let mut total = Tally::new();
     for worker in workers {
-        let tally = worker.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        let tally = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         total.merge(&tally);
     }
     let measured = match duration {
         Some(d) => d,
-        None => total.last_completion.unwrap_or_else(Instant::now).saturating_duration_since(phases.measure_from),
+        None => total
+            .last_completion
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(phases.measure_from),
     };
     let status: BTreeMap<u16, u64> = total
         .status
@@ -99,18 +107,25 @@ fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
     match cfg.stop {
         Stop::Duration(d) if d.is_zero() => bail!("duration must be more than 0"),
         Stop::Requests(0) => bail!("request count must be at least 1"),
-        Stop::Requests(_) if cfg.rate.is_some() => bail!("--rate needs a duration (-d), not a request count"),
+        Stop::Requests(_) if cfg.rate.is_some() => {
+            bail!("--rate needs a duration (-d), not a request count")
+        }
         _ => {}
     }
-    if let Some(rate) = cfg.rate {
-        if !(rate.is_finite() && rate > 0.0) {
-            bail!("rate must be a positive number of requests per second");
-        }
+    if let Some(rate) = cfg.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("rate must be a positive number of requests per second");
     }
     if cfg.timeout.is_zero() {
         bail!("timeout must be more than 0");
     }
-    if cfg.method.is_empty() || !cfg.method.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b)) {
+    if cfg.method.is_empty()
+        || !cfg
+            .method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+    {
         bail!("invalid method '{}'", cfg.method);
     }
     for (name, value) in &cfg.headers {
@@ -125,7 +140,11 @@ fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
 }
 
 fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinity::CoreId>>)> {
-    let targets: Vec<Target> = cfg.urls.iter().map(|u| Target::parse(u)).collect::<Result<_, _>>()?;
+    let targets: Vec<Target> = cfg
+        .urls
+        .iter()
+        .map(|u| Target::parse(u))
+        .collect::<Result<_, _>>()?;
     let tls = if targets.iter().any(|t| t.tls) {
         Some(client_config(cfg.insecure, cfg.cacert.as_deref())?)
     } else {
@@ -133,7 +152,9 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
     };
     let mut plans = Vec::with_capacity(targets.len());
     for target in &targets {
-        let addr = target.resolve().with_context(|| format!("cannot resolve {}", target.url))?;
+        let addr = target
+            .resolve()
+            .with_context(|| format!("cannot resolve {}", target.url))?;
         // One connect attempt, so a typo'd port fails now, not as a run full of errors.
         TcpStream::connect_timeout(&addr, PREFLIGHT_TIMEOUT.min(cfg.timeout))
             .with_context(|| format!("cannot connect to {} ({addr})", target.url))?;
@@ -141,7 +162,13 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
             Some(config) if target.tls => Connector::tls(addr, config.clone(), &target.host)?,
             _ => Connector::plain(addr),
         };
-        let one = build_request(&cfg.method, target, &cfg.headers, cfg.body.as_deref(), cfg.keepalive);
+        let one = build_request(
+            &cfg.method,
+            target,
+            &cfg.headers,
+            cfg.body.as_deref(),
+            cfg.keepalive,
+        );
         let pipeline = if cfg.keepalive { cfg.pipeline } else { 1 };
         plans.push(TargetPlan {
             connector,
@@ -152,7 +179,12 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
     }
 
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = if cfg.threads == 0 { available } else { cfg.threads }.min(cfg.connections);
+    let threads = if cfg.threads == 0 {
+        available
+    } else {
+        cfg.threads
+    }
+    .min(cfg.connections);
     let cores = match &cfg.pin {
         None => None,
         Some(list) => {
@@ -163,7 +195,10 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
                 let mut cores = Vec::with_capacity(list.len());
                 for &id in list {
                     let core = known.iter().find(|c| c.id == id).with_context(|| {
-                        format!("--pin: CPU {id} is not available (have {:?})", known.iter().map(|c| c.id).collect::<Vec<_>>())
+                        format!(
+                            "--pin: CPU {id} is not available (have {:?})",
+                            known.iter().map(|c| c.id).collect::<Vec<_>>()
+                        )
                     })?;
                     cores.push(*core);
                 }
@@ -205,8 +240,14 @@ fn show_progress(plan: &Plan, workers: &[JoinHandle<anyhow::Result<Tally>>], pha
         let errors: u64 = plan.live.iter().map(|l| l.errors.load(Relaxed)).sum();
         let rps = (count - last_count.min(count)) as f64 / (now - last_at).as_secs_f64();
         (last_count, last_at) = (count, now);
-        let phase = if phases.measuring(now) { "" } else { "warmup, " };
-        bar.set_message(format!("{phase}{rps:.0} req/s, {count} requests, {errors} errors"));
+        let phase = if phases.measuring(now) {
+            ""
+        } else {
+            "warmup, "
+        };
+        bar.set_message(format!(
+            "{phase}{rps:.0} req/s, {count} requests, {errors} errors"
+        ));
         bar.tick();
     }
     bar.finish_and_clear();

@@ -18,7 +18,11 @@ pub(crate) struct Phases {
 impl Phases {
     pub fn new(start: Instant, warmup: Duration, duration: Option<Duration>) -> Self {
         let measure_from = start + warmup;
-        Phases { start, measure_from, end: duration.map(|d| measure_from + d) }
+        Phases {
+            start,
+            measure_from,
+            end: duration.map(|d| measure_from + d),
+        }
     }
 
     #[inline]
@@ -46,13 +50,19 @@ pub(crate) struct Budget {
 
 impl Budget {
     pub fn new(total: u64) -> Self {
-        Budget { remaining: AtomicU64::new(total), errors: AtomicU64::new(0), total }
+        Budget {
+            remaining: AtomicU64::new(total),
+            errors: AtomicU64::new(0),
+            total,
+        }
     }
 
     /// Takes one token; false when none is left.
     #[inline]
     pub fn claim(&self) -> bool {
-        self.remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+        self.remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     pub fn give_back(&self, n: u64) {
@@ -95,7 +105,10 @@ impl Pace {
     pub fn new(start: Instant, index: usize, connections: usize, rate: f64) -> Self {
         let interval = Duration::from_secs_f64(connections as f64 / rate);
         let offset = Duration::from_secs_f64(index as f64 / rate);
-        Pace { next: start + offset, interval }
+        Pace {
+            next: start + offset,
+            interval,
+        }
     }
 
     /// The scheduled send time of the next request.

@@ -38,7 +38,10 @@ impl std::error::Error for UrlError {}
 impl Target {
     /// Parses `http://host[:port][/path][?query]` or the `https://` form.
     pub fn parse(url: &str) -> Result<Target, UrlError> {
-        let err = |reason| UrlError { url: url.to_string(), reason };
+        let err = |reason| UrlError {
+            url: url.to_string(),
+            reason,
+        };
         let (tls, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
             (false, rest)
         } else if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
@@ -59,7 +62,11 @@ impl Target {
         let default_port = if tls { 443 } else { 80 };
         let port = match port {
             None => default_port,
-            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| err("bad port"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| err("bad port"))?,
         };
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(err("path contains spaces or control characters"));
@@ -69,27 +76,42 @@ impl Target {
             p if p.starts_with('?') => format!("/{p}"),
             p => p.to_string(),
         };
-        let host_in_header = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        let host_in_header = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
         let authority = if port == default_port {
             host_in_header
         } else {
             format!("{host_in_header}:{port}")
         };
-        Ok(Target { url: url.to_string(), tls, host: host.to_string(), port, path, authority })
+        Ok(Target {
+            url: url.to_string(),
+            tls,
+            host: host.to_string(),
+            port,
+            path,
+            authority,
+        })
     }
 
     /// Resolves the host (blocking; done once at startup). Prefers the first
     /// address the resolver returns.
     pub fn resolve(&self) -> std::io::Result<SocketAddr> {
-        (self.host.as_str(), self.port).to_socket_addrs()?.next().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
-        })
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
+            })
     }
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Splits `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -117,24 +139,64 @@ mod tests {
     #[test]
     fn parses_urls() {
         let cases: &[(&str, bool, &str, u16, &str, &str)] = &[
-            ("http://127.0.0.1:8080/a?b=1", false, "127.0.0.1", 8080, "/a?b=1", "127.0.0.1:8080"),
-            ("http://example.com", false, "example.com", 80, "/", "example.com"),
-            ("HTTPS://example.com/x", true, "example.com", 443, "/x", "example.com"),
-            ("https://example.com:8443?q", true, "example.com", 8443, "/?q", "example.com:8443"),
+            (
+                "http://127.0.0.1:8080/a?b=1",
+                false,
+                "127.0.0.1",
+                8080,
+                "/a?b=1",
+                "127.0.0.1:8080",
+            ),
+            (
+                "http://example.com",
+                false,
+                "example.com",
+                80,
+                "/",
+                "example.com",
+            ),
+            (
+                "HTTPS://example.com/x",
+                true,
+                "example.com",
+                443,
+                "/x",
+                "example.com",
+            ),
+            (
+                "https://example.com:8443?q",
+                true,
+                "example.com",
+                8443,
+                "/?q",
+                "example.com:8443",
+            ),
             ("http://[::1]:9/p#frag", false, "::1", 9, "/p", "[::1]:9"),
         ];
         for &(url, tls, host, port, path, authority) in cases {
             let t = Target::parse(url).unwrap();
             assert_eq!((t.tls, t.host.as_str(), t.port), (tls, host, port), "{url}");
-            assert_eq!((t.path.as_str(), t.authority.as_str()), (path, authority), "{url}");
+            assert_eq!(
+                (t.path.as_str(), t.authority.as_str()),
+                (path, authority),
+                "{url}"
+            );
         }
     }
 
     #[test]
     fn rejects_bad_urls() {
-        for url in ["ftp://x", "localhost:80", "http://", "http://h:0", "http://h:99999", "http://h:x/",
-            "http://u@h/", "http://h/a b", "http://::1/"]
-        {
+        for url in [
+            "ftp://x",
+            "localhost:80",
+            "http://",
+            "http://h:0",
+            "http://h:99999",
+            "http://h:x/",
+            "http://u@h/",
+            "http://h/a b",
+            "http://::1/",
+        ] {
             assert!(Target::parse(url).is_err(), "{url}");
         }
     }

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -55,7 +55,10 @@ impl Connector {
     pub fn tls(addr: SocketAddr, config: Arc<ClientConfig>, host: &str) -> anyhow::Result<Self> {
         let name = ServerName::try_from(host.to_string())
             .with_context(|| format!("'{host}' is not a valid TLS server name"))?;
-        Ok(Connector { addr, tls: Some((TlsConnector::from(config), name)) })
+        Ok(Connector {
+            addr,
+            tls: Some((TlsConnector::from(config), name)),
+        })
     }
 
     pub async fn connect(&self) -> io::Result<Stream> {
@@ -64,7 +67,10 @@ impl Connector {
         match &self.tls {
             None => Ok(Stream::Plain(tcp)),
             Some((connector, name)) => {
-                let tls = connector.connect(name.clone(), tcp).await.map_err(io::Error::from)?;
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(io::Error::from)?;
                 Ok(Stream::Tls(Box::new(tls)))
             }
         }
@@ -92,7 +98,9 @@ pub fn client_config(insecure: bool, cacert: Option<&Path>) -> anyhow::Result<Ar
                 anyhow::bail!("--cacert {} holds no certificate", path.display());
             }
             for cert in certs {
-                roots.add(cert).with_context(|| format!("bad certificate in {}", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("bad certificate in {}", path.display()))?;
             }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
@@ -124,7 +132,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -133,7 +146,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::pin::{pin, Pin};
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
@@ -78,7 +78,10 @@ impl StartLine {
     fn wait(&self) -> Phases {
         self.barrier.wait();
         self.barrier.wait();
-        *self.phases.get().expect("control thread sets the phases between the two waits")
+        *self
+            .phases
+            .get()
+            .expect("control thread sets the phases between the two waits")
     }
 }
 
@@ -101,11 +104,16 @@ pub(crate) fn run_worker(
             return Ok(rt.block_on(worker_main(plan, index, start)));
         }
     }
-    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
         Ok(mut rt) => Ok(rt.block_on(worker_main(plan, index, start))),
         Err(e) => {
             start.wait();
-            Err(anyhow::anyhow!("worker {index}: cannot build the monoio runtime: {e}"))
+            Err(anyhow::anyhow!(
+                "worker {index}: cannot build the monoio runtime: {e}"
+            ))
         }
     }
 }
@@ -120,7 +128,12 @@ struct Worker {
 
 async fn worker_main(plan: Arc<Plan>, index: usize, start: Arc<StartLine>) -> Tally {
     let phases = start.wait();
-    let worker = Rc::new(Worker { plan: plan.clone(), index, phases, tally: RefCell::new(Tally::new()) });
+    let worker = Rc::new(Worker {
+        plan: plan.clone(),
+        index,
+        phases,
+        tally: RefCell::new(Tally::new()),
+    });
     let mut tasks = Vec::new();
     for global in (index..plan.connections).step_by(plan.threads) {
         let conn = Connection::new(worker.clone(), global);
@@ -129,7 +142,11 @@ async fn worker_main(plan: Arc<Plan>, index: usize, start: Arc<StartLine>) -> Ta
     for task in tasks {
         task.await;
     }
-    Rc::try_unwrap(worker).ok().expect("all connection tasks ended").tally.into_inner()
+    Rc::try_unwrap(worker)
+        .ok()
+        .expect("all connection tasks ended")
+        .tally
+        .into_inner()
 }
 
 /// How one connect-and-session cycle ended.
@@ -173,7 +190,9 @@ impl Connection {
     fn new(worker: Rc<Worker>, global: usize) -> Self {
         let plan = &worker.plan;
         let target = global % plan.targets.len();
-        let pace = plan.rate.map(|rate| Pace::new(worker.phases.start, global, plan.connections, rate));
+        let pace = plan
+            .rate
+            .map(|rate| Pace::new(worker.phases.start, global, plan.connections, rate));
         let head = plan.targets[target].head;
         let read_at = worker.phases.start;
         Connection {
@@ -225,13 +244,14 @@ impl Connection {
     /// Connect, then run a session until the connection ends.
     async fn cycle(&mut self, deadline: &Cell<Option<Instant>>) -> Outcome {
         let now = Instant::now();
-        if let Some(budget) = &self.worker.plan.budget {
-            if self.worker.phases.measuring(now) && !self.reserved {
-                if !budget.claim() {
-                    return Outcome::Finished;
-                }
-                self.reserved = true;
+        if let Some(budget) = &self.worker.plan.budget
+            && self.worker.phases.measuring(now)
+            && !self.reserved
+        {
+            if !budget.claim() {
+                return Outcome::Finished;
             }
+            self.reserved = true;
         }
         deadline.set(Some(now + self.plan().timeout));
         let connected = self.plan().targets[self.target].connector.connect().await;
@@ -294,7 +314,9 @@ impl Connection {
                     deadline.set(Some(now + self.plan().timeout));
                 }
                 let requests = std::mem::take(&mut self.requests);
-                let (result, requests) = stream.write_all(requests.slice(..batch * request_len)).await;
+                let (result, requests) = stream
+                    .write_all(requests.slice(..batch * request_len))
+                    .await;
                 self.requests = requests.into_inner();
                 if result.is_err() {
                     return Outcome::Failed(ErrorKind::Write);
@@ -320,13 +342,19 @@ impl Connection {
 
     /// Reads until at least one response completes. `Ok(false)`: the
     /// connection is done (the server closes it, or keep-alive is off).
-    async fn receive(&mut self, stream: &mut Stream, deadline: &Cell<Option<Instant>>) -> Result<bool, ErrorKind> {
+    async fn receive(
+        &mut self,
+        stream: &mut Stream,
+        deadline: &Cell<Option<Instant>>,
+    ) -> Result<bool, ErrorKind> {
         let keepalive = self.plan().keepalive;
         let mut completed = 0usize;
         loop {
             while self.consumed < self.buffer.len() {
-                let (used, step) =
-                    self.reader.advance(&self.buffer[self.consumed..]).map_err(|_| ErrorKind::Parse)?;
+                let (used, step) = self
+                    .reader
+                    .advance(&self.buffer[self.consumed..])
+                    .map_err(|_| ErrorKind::Parse)?;
                 self.consumed += used;
                 match step {
                     Step::NeedMore => break,
@@ -343,7 +371,11 @@ impl Connection {
                 }
             }
             if completed > 0 {
-                deadline.set(if self.in_flight.is_empty() { None } else { Some(self.read_at + self.plan().timeout) });
+                deadline.set(if self.in_flight.is_empty() {
+                    None
+                } else {
+                    Some(self.read_at + self.plan().timeout)
+                });
                 return Ok(true);
             }
             // Make room, then read more.
@@ -390,7 +422,9 @@ impl Connection {
         if request.measured && !self.worker.phases.ended(now) {
             let mut tally = self.worker.tally.borrow_mut();
             tally.record(status, now.saturating_duration_since(request.since), now);
-            self.plan().live[self.worker.index].requests.store(tally.requests, Ordering::Relaxed);
+            self.plan().live[self.worker.index]
+                .requests
+                .store(tally.requests, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -424,11 +458,13 @@ impl Connection {
         }
         let mut tally = self.worker.tally.borrow_mut();
         tally.errors.add(kind, 1);
-        self.worker.plan.live[self.worker.index].errors.store(tally.errors.total(), Ordering::Relaxed);
-        if let Some(budget) = &self.worker.plan.budget {
-            if budget.note_error() {
-                self.worker.plan.abort.set();
-            }
+        self.worker.plan.live[self.worker.index]
+            .errors
+            .store(tally.errors.total(), Ordering::Relaxed);
+        if let Some(budget) = &self.worker.plan.budget
+            && budget.note_error()
+        {
+            self.worker.plan.abort.set();
         }
     }
 }

@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 use support::{Reply, Server};
 
 fn ringway_load(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringway-load")).args(args).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_ringway-load"))
+        .args(args)
+        .output()
+        .expect("binary runs")
 }
 
 fn assert_one_line_exit_2(args: &[&str], mentions: &str) {
@@ -17,14 +20,21 @@ fn assert_one_line_exit_2(args: &[&str], mentions: &str) {
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
     assert!(stderr.starts_with("ringway-load: "), "{stderr}");
-    assert!(stderr.contains(mentions), "{args:?}: expected '{mentions}' in {stderr}");
+    assert!(
+        stderr.contains(mentions),
+        "{args:?}: expected '{mentions}' in {stderr}"
+    );
     assert!(out.stdout.is_empty(), "{args:?}");
 }
 
 #[test]
 fn bad_input_exits_2_with_one_line() {
     // A port with nothing listening: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dead = format!("http://127.0.0.1:{port}/");
     assert_one_line_exit_2(&[&dead, "-d", "1s"], "cannot connect");
     assert_one_line_exit_2(&["ftp://example.com/", "-d", "1s"], "invalid URL");
@@ -43,7 +53,13 @@ fn bad_input_exits_2_with_one_line() {
 
 #[test]
 fn writes_report_json_and_percentile_log() {
-    let server = Server::start(|n| if n % 10 == 0 { Reply::status(500, "e") } else { Reply::ok() });
+    let server = Server::start(|n| {
+        if n % 10 == 0 {
+            Reply::status(500, "e")
+        } else {
+            Reply::ok()
+        }
+    });
     let dir = std::env::temp_dir().join(format!("ringway-load-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, hdr) = (dir.join("r.json"), dir.join("r.hdr"));
@@ -61,7 +77,11 @@ fn writes_report_json_and_percentile_log() {
         hdr.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("requests      200"), "{stdout}");
     assert!(out.stderr.is_empty(), "no progress line without a terminal");
 
@@ -70,7 +90,10 @@ fn writes_report_json_and_percentile_log() {
     assert_eq!(j["status"]["500"], 20);
     assert_eq!(j["status"]["200"], 180);
     assert_eq!(j["errors"]["connect"], 0);
-    assert_eq!((j["connections"].as_u64(), j["threads"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(
+        (j["connections"].as_u64(), j["threads"].as_u64()),
+        (Some(4), Some(2))
+    );
     assert!(j["rps"].as_f64().unwrap() > 0.0);
     assert!(j["duration_s"].as_f64().unwrap() > 0.0);
     assert!(j["bytes_read"].as_u64().unwrap() > 200 * 30);
@@ -79,6 +102,9 @@ fn writes_report_json_and_percentile_log() {
     }
 
     let text = std::fs::read_to_string(&hdr).unwrap();
-    assert!(text.contains("Percentile") && text.contains("#[Max"), "{text}");
+    assert!(
+        text.contains("Percentile") && text.contains("#[Max"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,7 +10,12 @@ use ringway_load::{ErrorKind, LoadConfig, Report, Stop};
 use support::{Reply, Server};
 
 fn config(server: &Server, connections: usize, stop: Stop) -> LoadConfig {
-    LoadConfig { connections, stop, threads: 1, ..LoadConfig::new(server.url()) }
+    LoadConfig {
+        connections,
+        stop,
+        threads: 1,
+        ..LoadConfig::new(server.url())
+    }
 }
 
 fn ms(n: u64) -> Duration {
@@ -30,14 +35,22 @@ fn p50_matches_a_fixed_server_delay() {
     assert!(report.requests >= 40, "{} requests", report.requests);
     assert_eq!(report.errors.total(), 0);
     // 4 connections, ~20 ms each: about 200 req/s.
-    assert!((100.0..=210.0).contains(&report.rps()), "rps = {}", report.rps());
+    assert!(
+        (100.0..=210.0).contains(&report.rps()),
+        "rps = {}",
+        report.rps()
+    );
 }
 
 #[test]
 fn request_count_is_exact_across_threads() {
     for (pipeline, threads) in [(1, 2), (4, 2)] {
         let server = Server::start(|_| Reply::ok());
-        let cfg = LoadConfig { pipeline, threads, ..config(&server, 8, Stop::Requests(1000)) };
+        let cfg = LoadConfig {
+            pipeline,
+            threads,
+            ..config(&server, 8, Stop::Requests(1000))
+        };
         let report = run(&cfg);
         assert_eq!(report.requests, 1000, "pipeline {pipeline}");
         assert_eq!(server.requests(), 1000, "server count, pipeline {pipeline}");
@@ -50,28 +63,71 @@ fn request_count_is_exact_across_threads() {
 #[test]
 fn open_loop_shows_a_stall_that_closed_loop_hides() {
     // The 20th request stalls for one second; everything else is instant.
-    let stall = |n| if n == 20 { Reply::ok().after(ms(1000)) } else { Reply::ok() };
+    let stall = |n| {
+        if n == 20 {
+            Reply::ok().after(ms(1000))
+        } else {
+            Reply::ok()
+        }
+    };
 
     let server = Server::start(stall);
-    let open = run(&LoadConfig { rate: Some(200.0), ..config(&server, 2, Stop::Duration(ms(2000))) });
+    let open = run(&LoadConfig {
+        rate: Some(200.0),
+        ..config(&server, 2, Stop::Duration(ms(2000)))
+    });
     let server = Server::start(stall);
     let closed = run(&config(&server, 2, Stop::Duration(ms(2000))));
 
-    assert!(open.latency_us(0.999) >= 500_000, "open p99.9 = {}", open.latency_us(0.999));
-    assert!(open.latency.max() >= 900_000, "open max = {}", open.latency.max());
+    assert!(
+        open.latency_us(0.999) >= 500_000,
+        "open p99.9 = {}",
+        open.latency_us(0.999)
+    );
+    assert!(
+        open.latency.max() >= 900_000,
+        "open max = {}",
+        open.latency.max()
+    );
     // The stalled connection's schedule kept running: ~100 requests waited.
-    assert!(open.latency_us(0.9) >= 200_000, "open p90 = {}", open.latency_us(0.9));
-    assert!(open.behind_schedule.unwrap() >= ms(500), "behind = {:?}", open.behind_schedule);
-    assert!((300..=420).contains(&open.requests), "open requests = {}", open.requests);
+    assert!(
+        open.latency_us(0.9) >= 200_000,
+        "open p90 = {}",
+        open.latency_us(0.9)
+    );
+    assert!(
+        open.behind_schedule.unwrap() >= ms(500),
+        "behind = {:?}",
+        open.behind_schedule
+    );
+    assert!(
+        (300..=420).contains(&open.requests),
+        "open requests = {}",
+        open.requests
+    );
 
-    assert!(closed.latency.max() >= 900_000, "closed max = {}", closed.latency.max());
-    assert!(closed.latency_us(0.9) < 50_000, "closed p90 = {}", closed.latency_us(0.9));
+    assert!(
+        closed.latency.max() >= 900_000,
+        "closed max = {}",
+        closed.latency.max()
+    );
+    assert!(
+        closed.latency_us(0.9) < 50_000,
+        "closed p90 = {}",
+        closed.latency_us(0.9)
+    );
     assert!(closed.behind_schedule.is_none());
 }
 
 #[test]
 fn five_hundreds_are_statuses_not_errors() {
-    let server = Server::start(|n| if n % 2 == 0 { Reply::status(503, "busy") } else { Reply::ok() });
+    let server = Server::start(|n| {
+        if n % 2 == 0 {
+            Reply::status(503, "busy")
+        } else {
+            Reply::ok()
+        }
+    });
     let report = run(&config(&server, 2, Stop::Requests(100)));
     assert_eq!(report.status.get(&503), Some(&50));
     assert_eq!(report.status.get(&200), Some(&50));
@@ -88,9 +144,18 @@ fn a_server_closing_mid_response_is_a_read_error() {
         }
     });
     let report = run(&config(&server, 2, Stop::Duration(ms(300))));
-    assert!(report.errors.get(ErrorKind::Read) > 0, "{:?}", report.errors);
+    assert!(
+        report.errors.get(ErrorKind::Read) > 0,
+        "{:?}",
+        report.errors
+    );
     assert!(report.requests > 0);
-    for kind in [ErrorKind::Connect, ErrorKind::Parse, ErrorKind::Timeout, ErrorKind::Write] {
+    for kind in [
+        ErrorKind::Connect,
+        ErrorKind::Parse,
+        ErrorKind::Timeout,
+        ErrorKind::Write,
+    ] {
         assert_eq!(report.errors.get(kind), 0, "{kind:?}");
     }
 }
@@ -108,18 +173,29 @@ fn refused_connections_mid_run_are_connect_errors() {
     let report = run(&config(&server, 2, Stop::Duration(ms(800))));
     stopper.join().unwrap();
     assert!(report.requests > 0);
-    assert!(report.errors.get(ErrorKind::Connect) > 0, "{:?}", report.errors);
+    assert!(
+        report.errors.get(ErrorKind::Connect) > 0,
+        "{:?}",
+        report.errors
+    );
 }
 
 #[test]
 fn garbage_is_a_parse_error_and_silence_a_timeout() {
     let server = Server::start(|_| Reply::raw(b"SMTP ready\r\n\r\n", false));
     let report = run(&config(&server, 1, Stop::Duration(ms(200))));
-    assert!(report.errors.get(ErrorKind::Parse) > 0, "{:?}", report.errors);
+    assert!(
+        report.errors.get(ErrorKind::Parse) > 0,
+        "{:?}",
+        report.errors
+    );
     assert_eq!(report.requests, 0);
 
     let server = Server::start(|_| Reply::raw(b"", false));
-    let cfg = LoadConfig { timeout: ms(100), ..config(&server, 1, Stop::Duration(ms(450))) };
+    let cfg = LoadConfig {
+        timeout: ms(100),
+        ..config(&server, 1, Stop::Duration(ms(450)))
+    };
     let report = run(&cfg);
     let timeouts = report.errors.get(ErrorKind::Timeout);
     assert!((2..=5).contains(&timeouts), "{:?}", report.errors);
@@ -128,7 +204,10 @@ fn garbage_is_a_parse_error_and_silence_a_timeout() {
 #[test]
 fn keepalive_off_opens_one_connection_per_request() {
     let server = Server::start(|_| Reply::ok());
-    let cfg = LoadConfig { keepalive: false, ..config(&server, 3, Stop::Requests(30)) };
+    let cfg = LoadConfig {
+        keepalive: false,
+        ..config(&server, 3, Stop::Requests(30))
+    };
     let report = run(&cfg);
     assert_eq!(report.requests, 30);
     assert_eq!(server.requests(), 30);
@@ -152,7 +231,8 @@ fn chunked_and_close_delimited_bodies_are_parsed() {
     assert_eq!((report.requests, report.errors.total()), (50, 0));
     assert_eq!(server.connections(), 1 + 2);
 
-    let server = Server::start(|_| Reply::raw(b"HTTP/1.1 200 OK\r\nServer: t\r\n\r\nuntil the end", true));
+    let server =
+        Server::start(|_| Reply::raw(b"HTTP/1.1 200 OK\r\nServer: t\r\n\r\nuntil the end", true));
     let report = run(&config(&server, 2, Stop::Requests(50)));
     assert_eq!((report.requests, report.errors.total()), (50, 0));
     assert_eq!(server.connections(), 1 + 50);
@@ -161,10 +241,17 @@ fn chunked_and_close_delimited_bodies_are_parsed() {
 #[test]
 fn warmup_is_not_recorded() {
     let server = Server::start(|_| Reply::ok().after(ms(10)));
-    let cfg = LoadConfig { warmup: ms(300), ..config(&server, 1, Stop::Requests(5)) };
+    let cfg = LoadConfig {
+        warmup: ms(300),
+        ..config(&server, 1, Stop::Requests(5))
+    };
     let report = run(&cfg);
     assert_eq!(report.requests, 5);
-    assert!(server.requests() >= 5 + 15, "server saw {}", server.requests());
+    assert!(
+        server.requests() >= 5 + 15,
+        "server saw {}",
+        server.requests()
+    );
 }
 
 #[test]
@@ -200,7 +287,12 @@ fn requests_carry_method_headers_and_body() {
     let host = format!("Host: 127.0.0.1:{}", server.port);
     let last = server.last_request();
     assert!(last.starts_with("POST / HTTP/1.1\r\n"), "{last}");
-    for part in [host.as_str(), "X-Test: 1\r\n", "Content-Length: 7\r\n", "\r\n\r\n{\"a\":1}"] {
+    for part in [
+        host.as_str(),
+        "X-Test: 1\r\n",
+        "Content-Length: 7\r\n",
+        "\r\n\r\n{\"a\":1}",
+    ] {
         assert!(last.contains(part), "{part:?} in {last}");
     }
 }

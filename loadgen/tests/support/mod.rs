@@ -25,7 +25,11 @@ impl Reply {
     pub fn status(code: u16, body: &str) -> Reply {
         Reply {
             delay: Duration::ZERO,
-            bytes: format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes(),
+            bytes: format!(
+                "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
             close: false,
         }
     }
@@ -35,7 +39,11 @@ impl Reply {
     }
 
     pub fn raw(bytes: &[u8], close: bool) -> Reply {
-        Reply { delay: Duration::ZERO, bytes: bytes.to_vec(), close }
+        Reply {
+            delay: Duration::ZERO,
+            bytes: bytes.to_vec(),
+            close,
+        }
     }
 
     pub fn after(mut self, delay: Duration) -> Reply {
@@ -139,14 +147,22 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut headers);
-            let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else { break };
+            let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
+                break;
+            };
             let mut body = 0usize;
             let mut client_close = false;
             for h in req.headers.iter() {
                 if h.name.eq_ignore_ascii_case("content-length") {
-                    body = std::str::from_utf8(h.value).unwrap().trim().parse().unwrap();
+                    body = std::str::from_utf8(h.value)
+                        .unwrap()
+                        .trim()
+                        .parse()
+                        .unwrap();
                 }
-                if h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close") {
+                if h.name.eq_ignore_ascii_case("connection")
+                    && h.value.eq_ignore_ascii_case(b"close")
+                {
                     client_close = true;
                 }
             }
