@@ -1,0 +1,143 @@
+//! Config errors that name the file, line, column and key, all reported at once.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem in a config file.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, e.g. `server.limits.max_headers` or `route[2].upstream`.
+    pub key: String,
+    pub message: String,
+    /// The offending source line, quoted in the report.
+    pub snippet: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigError {
+    pub fn io(file: &Path, e: std::io::Error) -> Self {
+        ConfigError {
+            file: file.to_path_buf(),
+            diagnostics: vec![Diagnostic {
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+                snippet: String::new(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file.display())?;
+            if d.line > 0 {
+                write!(f, ":{}:{}", d.line, d.column)?;
+            }
+            if d.key.is_empty() {
+                write!(f, ": {}", d.message)?;
+            } else {
+                write!(f, ": key `{}`: {}", d.key, d.message)?;
+            }
+            if !d.snippet.is_empty() {
+                write!(f, "\n    {} | {}", d.line, d.snippet)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects diagnostics against one source text.
+pub struct Collector<'s> {
+    pub source: &'s str,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl<'s> Collector<'s> {
+    pub fn new(source: &'s str) -> Self {
+        Collector { source, diagnostics: Vec::new() }
+    }
+
+    /// Records a problem at byte range `span` of the source.
+    pub fn at(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let (line, column, snippet) = locate(self.source, span.start);
+        self.diagnostics.push(Diagnostic { line, column, key: key.into(), message: message.into(), snippet });
+    }
+
+    /// Records a problem with no place in the file (a default value, or the file as a whole).
+    pub fn global(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            line: 0,
+            column: 0,
+            key: key.into(),
+            message: message.into(),
+            snippet: String::new(),
+        });
+    }
+
+    /// Turns a TOML/serde error into a diagnostic, recovering the key path.
+    pub fn toml(&mut self, e: &toml::de::Error) {
+        let mut bare = e.clone();
+        bare.set_input(None);
+        let rendered = bare.to_string();
+        let key = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix("in `").and_then(|k| k.strip_suffix('`')))
+            .unwrap_or_default()
+            .to_string();
+        let message = e.message().trim().to_string();
+        match e.span() {
+            Some(span) => {
+                let key = if key.is_empty() { key_on_line(self.source, span.start) } else { key };
+                self.at(span, key, message)
+            }
+            None => self.global(key, message),
+        }
+    }
+
+    pub fn finish<T>(self, file: &Path, value: T) -> Result<T, ConfigError> {
+        if self.diagnostics.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError { file: file.to_path_buf(), diagnostics: self.diagnostics })
+        }
+    }
+}
+
+/// 1-based line and column of byte `pos`, and that line's text.
+fn locate(source: &str, pos: usize) -> (usize, usize, String) {
+    if source.is_empty() {
+        return (1, 1, String::new());
+    }
+    let pos = pos.min(source.len());
+    let line_start = source[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[pos..].find('\n').map_or(source.len(), |i| pos + i);
+    let line = source[..line_start].matches('\n').count() + 1;
+    let column = source[line_start..pos].chars().count() + 1;
+    (line, column, source[line_start..line_end].trim_end().to_string())
+}
+
+/// The `key` of a `key = value` line, for errors toml reports without a key path.
+fn key_on_line(source: &str, pos: usize) -> String {
+    let (_, _, line) = locate(source, pos);
+    match line.split_once('=') {
+        Some((k, _)) if !k.trim_start().starts_with('[') => k.trim().to_string(),
+        _ => String::new(),
+    }
+}

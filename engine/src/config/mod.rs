@@ -1,0 +1,254 @@
+//! Configuration: the TOML file model, its compiler into a [`Snapshot`], and
+//! errors that name file, line, column and key.
+//!
+//! Pipeline: text → [`model::File`] (serde, unknown keys rejected) →
+//! [`compile`] (cross-checks, address resolution, limits) → `Snapshot`.
+
+pub mod error;
+pub mod model;
+pub mod units;
+
+use crate::h1::limits::{MAX_HEADERS_CEILING, MAX_HEAD_BYTES_CEILING};
+use crate::h1::Limits;
+use crate::snapshot::{DriverChoice, Route, Snapshot, Target, Timeouts, Upstream};
+pub use error::ConfigError;
+use error::Collector;
+use model::Pin;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+/// Reads, parses and compiles a config file.
+pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+    from_str(path, &text)
+}
+
+/// Parses and compiles config text; `path` is only used to name the file in errors.
+pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+    let mut c = Collector::new(text);
+    let file: model::File = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            c.toml(&e);
+            return c.finish(path, model::File::default()).map(|_| unreachable!());
+        }
+    };
+    let snapshot = compile(path, file, &mut c);
+    c.finish(path, snapshot)
+}
+
+fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
+    let s = &file.server;
+    let mut listen = Vec::new();
+    for l in &s.listen {
+        match resolve_one(l.get_ref()) {
+            Ok(a) if listen.contains(&a) => c.at(l.span(), "server.listen", format!("{a} is listed twice")),
+            Ok(a) => listen.push(a),
+            Err(m) => c.at(l.span(), "server.listen", m),
+        }
+    }
+    if s.listen.is_empty() {
+        c.global("server.listen", "at least one listen address is needed");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = match *s.workers.get_ref() {
+        0 => cores,
+        n if n > 1024 => {
+            c.at(s.workers.span(), "server.workers", "more than 1024 workers is surely a mistake");
+            n
+        }
+        n => n,
+    };
+    if let Pin::Cpus(cpus) = s.pin.get_ref() {
+        let known: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().iter().map(|c| c.id).collect();
+        for cpu in cpus {
+            if !known.contains(cpu) {
+                c.at(s.pin.span(), "server.pin", format!("CPU {cpu} is not available to this process (available: {known:?})"));
+            }
+        }
+    }
+    let driver = match s.driver.get_ref().as_deref() {
+        None | Some("auto") => DriverChoice::Auto,
+        Some("io_uring") => DriverChoice::IoUring,
+        Some("epoll") => DriverChoice::Epoll,
+        Some(other) => {
+            c.at(s.driver.span(), "server.driver", format!("unknown driver {other:?}: use \"auto\", \"io_uring\" or \"epoll\""));
+            DriverChoice::Auto
+        }
+    };
+    if *s.backlog.get_ref() == 0 {
+        c.at(s.backlog.span(), "server.backlog", "the backlog must be at least 1");
+    }
+    let limits = compile_limits(&s.limits, c);
+
+    let mut upstreams = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut target_count = 0;
+    for (i, u) in file.upstream.iter().enumerate() {
+        let key = |k: &str| format!("upstream[{i}].{k}");
+        let name = u.name.get_ref().clone();
+        if name.is_empty() {
+            c.at(u.name.span(), key("name"), "an upstream needs a non-empty name");
+        }
+        if by_name.insert(name.clone(), upstreams.len()).is_some() {
+            c.at(u.name.span(), key("name"), format!("upstream {name:?} is defined twice"));
+        }
+        let mut targets = Vec::new();
+        for t in u.targets.get_ref() {
+            let text = t.get_ref().as_str();
+            let hostport = if let Some(rest) = text.strip_prefix("http://") {
+                rest.trim_end_matches('/')
+            } else if text.starts_with("https://") {
+                c.at(t.span(), key("targets"), "https:// targets need upstream TLS, which this build does not have yet");
+                continue;
+            } else {
+                text
+            };
+            match resolve_one(hostport) {
+                Ok(addr) => {
+                    targets.push(Target { id: target_count, addr, authority: hostport.to_string() });
+                    target_count += 1;
+                }
+                Err(m) => c.at(t.span(), key("targets"), m),
+            }
+        }
+        if u.targets.get_ref().is_empty() {
+            c.at(u.targets.span(), key("targets"), "an upstream needs at least one target");
+        }
+        upstreams.push(Upstream {
+            name,
+            targets,
+            connect_timeout: u.connect_timeout.0,
+            response_timeout: u.response_timeout.0,
+            max_idle_per_target: u.max_idle_per_target,
+            idle_timeout: u.idle_timeout.0,
+        });
+    }
+
+    let mut routes = Vec::new();
+    let mut seen_paths: HashMap<String, usize> = HashMap::new();
+    for (i, r) in file.route.iter().enumerate() {
+        let key = |k: &str| format!("route[{i}].{k}");
+        let p = r.path.get_ref();
+        if !p.starts_with('/') {
+            c.at(r.path.span(), key("path"), format!("a route path must start with '/': {p:?}"));
+        }
+        if let Some(prev) = seen_paths.insert(p.clone(), i) {
+            c.at(r.path.span(), key("path"), format!("path {p:?} is already routed by route[{prev}]"));
+        }
+        let upstream = match &r.upstream {
+            None => {
+                c.at(r.path.span(), key("upstream"), "a route needs an `upstream`");
+                0
+            }
+            Some(name) => match by_name.get(name.get_ref()) {
+                Some(&u) => u,
+                None => {
+                    let known: Vec<_> = by_name.keys().cloned().collect();
+                    c.at(name.span(), key("upstream"), format!("no [[upstream]] is named {:?} (defined: {known:?})", name.get_ref()));
+                    0
+                }
+            },
+        };
+        routes.push(Route { path: p.clone(), upstream, preserve_host: r.preserve_host });
+    }
+    let mut prefix_order: Vec<usize> = (0..routes.len()).collect();
+    prefix_order.sort_by_key(|&i| std::cmp::Reverse(routes[i].path.len()));
+
+    Snapshot {
+        source: path.to_path_buf(),
+        listen,
+        workers,
+        pin: s.pin.get_ref().clone(),
+        max_connections: s.max_connections.max(1),
+        shutdown_timeout: s.shutdown_timeout.0,
+        backlog: *s.backlog.get_ref(),
+        splice_threshold: s.splice_threshold.0,
+        driver,
+        limits,
+        timeouts: Timeouts {
+            header_read: s.timeouts.header_read.0,
+            keepalive_idle: s.timeouts.keepalive_idle.0,
+            body_idle: s.timeouts.body_idle.0,
+        },
+        upstreams,
+        routes,
+        prefix_order,
+        target_count,
+        fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH").map(|p| p.into_encoded_bytes()),
+    }
+}
+
+fn compile_limits(l: &model::Limits, c: &mut Collector<'_>) -> Limits {
+    let head = l.max_head_bytes.get_ref().0;
+    if !(1024..=MAX_HEAD_BYTES_CEILING as u64).contains(&head) {
+        c.at(l.max_head_bytes.span(), "server.limits.max_head_bytes", format!("must be between 1024 and {MAX_HEAD_BYTES_CEILING} bytes"));
+    }
+    let headers = *l.max_headers.get_ref();
+    if !(1..=MAX_HEADERS_CEILING).contains(&headers) {
+        c.at(l.max_headers.span(), "server.limits.max_headers", format!("must be between 1 and {MAX_HEADERS_CEILING}"));
+    }
+    let uri = l.max_uri_bytes.get_ref().0;
+    if uri < 16 || uri > head {
+        c.at(l.max_uri_bytes.span(), "server.limits.max_uri_bytes", "must be at least 16 and at most max_head_bytes");
+    }
+    Limits { max_head_bytes: head as usize, max_headers: headers, max_uri_bytes: uri as usize }
+}
+
+/// `127.0.0.1:80`, `[::1]:80`, or `name:80` resolved now (first address).
+fn resolve_one(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return Err(format!("{s:?} needs a port (host:port)"));
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => it.next().ok_or_else(|| format!("{s:?} resolves to no address")),
+        Err(e) => Err(format!("cannot resolve {s:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        match from_str(Path::new("t.toml"), text) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn minimal_issue_config_compiles() {
+        let text = "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkers = 2\npin = false\n\n[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9000\"]\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        let s = from_str(Path::new("t.toml"), text).unwrap();
+        assert_eq!(s.workers, 2);
+        assert_eq!(s.routes.len(), 1);
+        assert_eq!(s.upstreams[0].targets[0].addr, "127.0.0.1:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = errors("[server]\nlisten = [\"127.0.0.1:1\"]\nworkerz = 2\n");
+        assert!(e.starts_with("t.toml:3:1: key `"), "{e}");
+        assert!(e.contains("workerz"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let e = errors("[server.timeouts]\nheader_read = \"ten\"\n");
+        assert!(e.contains("t.toml:2:"), "{e}");
+        assert!(e.contains("header_read"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_all_reported() {
+        let e = errors("[[upstream]]\nname = \"app\"\ntargets = [\"nope\"]\n\n[[route]]\npath = \"x\"\nupstream = \"other\"\n");
+        assert!(e.contains("t.toml:3:12: key `upstream[0].targets`"), "{e}");
+        assert!(e.contains("t.toml:6:8: key `route[0].path`"), "{e}");
+        assert!(e.contains("t.toml:7:12: key `route[0].upstream`"), "{e}");
+    }
+}

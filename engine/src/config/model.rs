@@ -1,0 +1,201 @@
+//! The file model: exactly what a `ringway.toml` may say, with serde.
+//! Unknown keys are errors everywhere (`deny_unknown_fields`).
+
+use super::units::{Dur, Size};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub upstream: Vec<Upstream>,
+    #[serde(default)]
+    pub route: Vec<Route>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Spanned<String>>,
+    /// 0 = one worker per available core.
+    #[serde(default = "spanned_default")]
+    pub workers: Spanned<usize>,
+    #[serde(default = "spanned_default")]
+    pub pin: Spanned<Pin>,
+    /// Per worker; connections past it are accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Dur,
+    /// listen(2) backlog of each worker's listener.
+    #[serde(default = "default_backlog")]
+    pub backlog: Spanned<u32>,
+    /// Content-Length bodies at or over this size move with splice(2).
+    #[serde(default = "default_splice_threshold")]
+    pub splice_threshold: Size,
+    /// `auto` (io_uring, else epoll), `io_uring`, or `epoll`.
+    #[serde(default = "spanned_default")]
+    pub driver: Spanned<Option<String>>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        toml::from_str("").expect("empty server section deserializes")
+    }
+}
+
+fn spanned_default<T: Default>() -> Spanned<T> {
+    Spanned::new(0..0, T::default())
+}
+
+fn default_listen() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, "127.0.0.1:8080".to_string())]
+}
+fn default_max_connections() -> usize {
+    100_000
+}
+fn default_shutdown_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_backlog() -> Spanned<u32> {
+    Spanned::new(0..0, 4096)
+}
+fn default_splice_threshold() -> Size {
+    Size(64 * 1024)
+}
+
+/// `pin = true | false | [cpu ids]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Pin {
+    #[default]
+    Off,
+    Auto,
+    Cpus(Vec<usize>),
+}
+
+impl<'de> Deserialize<'de> for Pin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Pin;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, or a list of CPU ids such as [0, 1]")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Pin, E> {
+                Ok(if v { Pin::Auto } else { Pin::Off })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pin, A::Error> {
+                let mut cpus = Vec::new();
+                while let Some(c) = seq.next_element::<usize>()? {
+                    cpus.push(c);
+                }
+                if cpus.is_empty() {
+                    return Err(de::Error::custom("an empty CPU list pins nothing; write `pin = false`"));
+                }
+                Ok(Pin::Cpus(cpus))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_head_bytes")]
+    pub max_head_bytes: Spanned<Size>,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: Spanned<usize>,
+    #[serde(default = "default_max_uri_bytes")]
+    pub max_uri_bytes: Spanned<Size>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: default_max_head_bytes(),
+            max_headers: default_max_headers(),
+            max_uri_bytes: default_max_uri_bytes(),
+        }
+    }
+}
+
+fn default_max_head_bytes() -> Spanned<Size> {
+    Spanned::new(0..0, Size(crate::h1::limits::DEFAULT_MAX_HEAD_BYTES as u64))
+}
+fn default_max_headers() -> Spanned<usize> {
+    Spanned::new(0..0, crate::h1::limits::DEFAULT_MAX_HEADERS)
+}
+fn default_max_uri_bytes() -> Spanned<Size> {
+    Spanned::new(0..0, Size(crate::h1::limits::DEFAULT_MAX_URI_BYTES as u64))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// A request head must arrive whole within this (slowloris guard): 408.
+    #[serde(default = "secs::<10>")]
+    pub header_read: Dur,
+    /// An idle keep-alive connection is closed after this.
+    #[serde(default = "secs::<60>")]
+    pub keepalive_idle: Dur,
+    /// Longest pause between two reads of a body, either direction.
+    #[serde(default = "secs::<30>")]
+    pub body_idle: Dur,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { header_read: secs::<10>(), keepalive_idle: secs::<60>(), body_idle: secs::<30>() }
+    }
+}
+
+fn secs<const N: u64>() -> Dur {
+    Dur(std::time::Duration::from_secs(N))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub name: Spanned<String>,
+    pub targets: Spanned<Vec<Spanned<String>>>,
+    /// Connecting longer than this: 502.
+    #[serde(default = "secs::<2>")]
+    pub connect_timeout: Dur,
+    /// No response head within this after the request was sent: 504.
+    #[serde(default = "secs::<30>")]
+    pub response_timeout: Dur,
+    /// Per worker and target.
+    #[serde(default = "default_max_idle")]
+    pub max_idle_per_target: usize,
+    #[serde(default = "secs::<60>")]
+    pub idle_timeout: Dur,
+}
+
+fn default_max_idle() -> usize {
+    128
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub path: Spanned<String>,
+    pub upstream: Option<Spanned<String>>,
+    /// Send the client's Host upstream (default), or the target's `host:port`.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+}
+
+fn yes() -> bool {
+    true
+}

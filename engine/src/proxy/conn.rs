@@ -1,0 +1,372 @@
+//! One client connection, from accept to close: the request loop and the
+//! phases of one proxied exchange. See LIFECYCLE.md beside this file.
+
+use super::error::{Failure, RelayError, Side};
+use super::relay::{self, copy_exact, read_more, relay_chunked, relay_until_close, splice_exact, write_all, Direction, Encode};
+use super::worker::Worker;
+use crate::h1::request::{self, BodyFraming, RequestHead};
+use crate::h1::response::{self, ResponseFraming, ResponseHead};
+use crate::h1::write::{self, Downstream, Forward, Persist};
+use crate::snapshot::{Snapshot, Target, Upstream};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// First capacity of a connection's read buffer, in bytes; it grows up to `max_head_bytes` for large heads.
+const READ_BUF_INITIAL: usize = 4 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// What the exchange still needs of the request once its head bytes are gone.
+#[derive(Clone, Copy)]
+struct ReqInfo {
+    keep_alive: bool,
+    minor: u8,
+    is_head: bool,
+    idempotent: bool,
+    framing: BodyFraming,
+    expect_continue: bool,
+}
+
+/// Serves one client connection until it closes, times out or the worker drains.
+pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot: usize) {
+    let ip = peer.ip().to_canonical().to_string();
+    let mut rbuf: Vec<u8> = Vec::with_capacity(READ_BUF_INITIAL);
+    let mut head = RequestHead::default();
+    let mut resp = ResponseHead::default();
+    let mut first = true;
+    loop {
+        let snap_rc = w.snapshot();
+        let snap: &Snapshot = &snap_rc;
+        if w.draining.get() && rbuf.is_empty() {
+            return;
+        }
+        w.set_idle(slot, rbuf.is_empty());
+        let got = read_head(&mut client, &mut rbuf, &mut head, snap, first).await;
+        w.set_idle(slot, false);
+        match got {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err((status, message)) => {
+                respond(&w, &mut client, snap, status, message, Persist::Close).await;
+                return;
+            }
+        }
+        first = false;
+        w.stats.requests.set(w.stats.requests.get() + 1);
+        if exchange(&w, snap, &mut client, &mut rbuf, &head, &mut resp, &ip).await == Next::Close {
+            return;
+        }
+    }
+}
+
+/// Reads until `rbuf` starts with a whole request head. `Ok(false)`: the
+/// client closed or idled out before sending one.
+async fn read_head(
+    client: &mut TcpStream,
+    rbuf: &mut Vec<u8>,
+    head: &mut RequestHead,
+    snap: &Snapshot,
+    first: bool,
+) -> Result<bool, (u16, &'static str)> {
+    let t = &snap.timeouts;
+    // The head must arrive whole within header_read of its first byte (of the
+    // connection, for the first request); an idle keep-alive wait is separate.
+    let mut deadline = first.then(|| Instant::now() + t.header_read);
+    loop {
+        if !rbuf.is_empty() {
+            match request::parse(rbuf, &snap.limits, head) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) => return Err((e.status(), e.as_str())),
+            }
+            deadline.get_or_insert_with(|| Instant::now() + t.header_read);
+        }
+        let limit = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => t.keepalive_idle,
+        };
+        let had_bytes = !rbuf.is_empty();
+        if limit.is_zero() {
+            return if had_bytes { Err((408, "request header timed out")) } else { Ok(false) };
+        }
+        match read_more(client, rbuf, limit).await {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(Failure::Timeout) if had_bytes => return Err((408, "request header timed out")),
+            Err(_) => return Ok(false),
+        }
+    }
+}
+
+/// Sends one of ringway's own responses.
+async fn respond(w: &Worker, client: &mut TcpStream, snap: &Snapshot, status: u16, message: &str, persist: Persist) -> bool {
+    let mut out = w.take_buf();
+    write::error_response(&mut out, status, message, persist, b"");
+    let ok = write_all(client, &mut out, snap.timeouts.body_idle).await.is_ok();
+    w.put_buf(out);
+    ok
+}
+
+/// Proxies one request whose head is at the front of `rbuf`.
+async fn exchange(
+    w: &Worker,
+    snap: &Snapshot,
+    client: &mut TcpStream,
+    rbuf: &mut Vec<u8>,
+    head: &RequestHead,
+    resp: &mut ResponseHead,
+    ip: &str,
+) -> Next {
+    let buf = &rbuf[..];
+    let info = ReqInfo {
+        keep_alive: head.keep_alive,
+        minor: head.minor_version,
+        is_head: head.is_head(buf),
+        idempotent: head.is_idempotent(buf),
+        framing: head.framing,
+        expect_continue: head.expect_continue,
+    };
+    let path = head.path(buf);
+    if snap.fault_panic_path.as_deref() == Some(path) {
+        panic!("fault injection: request for {:?}", String::from_utf8_lossy(path));
+    }
+
+    // Phase 1: route.
+    let Some(route) = snap.route(path) else {
+        let next = if head.has_body() || !info.keep_alive { Next::Close } else { Next::KeepAlive };
+        let persist = persist_for(next, info.minor);
+        rbuf.drain(..head.head_len);
+        respond(w, client, snap, 404, "no route matches this path", persist).await;
+        return next;
+    };
+    let up = &snap.upstreams[route.upstream];
+    let target = w.pick_target(snap, route.upstream);
+
+    // Phase 2: the upstream request head, plus whatever body bytes came with it.
+    let mut out = w.take_buf();
+    let fwd = Forward {
+        client_ip: ip.as_bytes(),
+        proto: b"http",
+        host: (!route.preserve_host).then_some(target.authority.as_bytes()),
+        target: None,
+    };
+    write::request_head(&mut out, buf, head, &fwd);
+    rbuf.drain(..head.head_len);
+    let mut remaining = 0u64;
+    if let BodyFraming::Length(n) = info.framing {
+        let first = (rbuf.len() as u64).min(n) as usize;
+        out.extend_from_slice(&rbuf[..first]);
+        rbuf.drain(..first);
+        remaining = n - first as u64;
+    }
+    let body_pending = remaining > 0 || info.framing == BodyFraming::Chunked;
+    let retryable = info.idempotent && !body_pending;
+
+    // Phase 3: connect (or reuse), send, relay the request body, read the
+    // response head. A bodiless idempotent request whose reused connection
+    // turns out dead before any response byte is sent again, once, on a new
+    // connection; `out` keeps its head until then.
+    let mut ubuf = w.take_buf();
+    let mut attempt = 0;
+    let mut conn = loop {
+        let (mut conn, reused) = match acquire(w, up, target).await {
+            Ok(c) => c,
+            Err(f) => {
+                let e = RelayError::upstream(f);
+                return fail_before_response(w, snap, client, out, ubuf, e, body_pending, info).await;
+            }
+        };
+        let may_retry = reused && retryable && attempt == 0;
+        if let Err(f) = write_all(&mut conn, &mut out, up.response_timeout).await {
+            if may_retry && f != Failure::Timeout {
+                attempt += 1;
+                w.stats.retries.set(w.stats.retries.get() + 1);
+                continue;
+            }
+            return fail_before_response(w, snap, client, out, ubuf, RelayError::upstream(f), body_pending, info).await;
+        }
+        if body_pending {
+            out.clear();
+            if info.expect_continue && rbuf.is_empty() {
+                out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                if write_all(client, &mut out, snap.timeouts.body_idle).await.is_err() {
+                    w.put_buf(out);
+                    w.put_buf(ubuf);
+                    return Next::Close;
+                }
+                out.clear();
+            }
+            let idle = snap.timeouts.body_idle;
+            let sent = match info.framing {
+                BodyFraming::Length(_) if remaining >= snap.splice_threshold && rbuf.is_empty() => {
+                    splice_exact(w, client, &mut conn, remaining, idle, Direction::Up).await
+                }
+                BodyFraming::Length(_) => copy_exact(client, &mut conn, rbuf, remaining, idle, Direction::Up).await,
+                _ => relay_chunked(client, &mut conn, rbuf, &mut out, Encode::Chunked, idle, Direction::Up).await,
+            };
+            if let Err(e) = sent {
+                return fail_before_response(w, snap, client, out, ubuf, e, true, info).await;
+            }
+        }
+        match read_response_head(w, snap, &mut conn, client, &mut ubuf, resp, up.response_timeout, info).await {
+            Ok(()) => break conn,
+            Err(e) if may_retry && ubuf.is_empty() && e.side == Side::Upstream && matches!(e.failure, Failure::Closed | Failure::Io) => {
+                attempt += 1;
+                w.stats.retries.set(w.stats.retries.get() + 1);
+            }
+            Err(e) => return fail_before_response(w, snap, client, out, ubuf, e, false, info).await,
+        }
+    };
+    out.clear();
+
+    // Phase 4: the response head, then its body, framed for this client.
+    let keep = info.keep_alive && !w.draining.get();
+    let (down, keep) = match resp.framing {
+        ResponseFraming::Empty => (Downstream::Empty, keep),
+        ResponseFraming::Length(n) => (Downstream::Length(n), keep),
+        ResponseFraming::Chunked | ResponseFraming::Close if info.minor == 1 => (Downstream::Chunked, keep),
+        ResponseFraming::Chunked | ResponseFraming::Close => (Downstream::Close, false),
+    };
+    let next = if keep { Next::KeepAlive } else { Next::Close };
+    write::response_head(&mut out, &ubuf, resp, down, persist_for(next, info.minor));
+    let (framing, reusable) = (resp.framing, resp.reusable);
+    ubuf.drain(..resp.head_len);
+    let idle = snap.timeouts.body_idle;
+    let encode = if down == Downstream::Chunked { Encode::Chunked } else { Encode::Raw };
+    let relayed: Result<bool, RelayError> = match framing {
+        ResponseFraming::Empty => write_all(client, &mut out, idle).await.map(|()| ubuf.is_empty()).map_err(RelayError::client),
+        ResponseFraming::Length(n) => {
+            let first = (ubuf.len() as u64).min(n) as usize;
+            out.extend_from_slice(&ubuf[..first]);
+            ubuf.drain(..first);
+            let rest = n - first as u64;
+            match write_all(client, &mut out, idle).await {
+                Err(f) => Err(RelayError::client(f)),
+                Ok(()) if rest == 0 => Ok(ubuf.is_empty()),
+                Ok(()) if rest >= snap.splice_threshold => {
+                    splice_exact(w, &mut conn, client, rest, idle, Direction::Down).await.map(|()| true)
+                }
+                Ok(()) => copy_exact(&mut conn, client, &mut ubuf, rest, idle, Direction::Down).await.map(|()| ubuf.is_empty()),
+            }
+        }
+        ResponseFraming::Chunked => {
+            relay_chunked(&mut conn, client, &mut ubuf, &mut out, encode, idle, Direction::Down).await.map(|()| ubuf.is_empty())
+        }
+        ResponseFraming::Close => relay_until_close(&mut conn, client, &mut ubuf, &mut out, encode, idle).await.map(|()| false),
+    };
+    w.put_buf(out);
+    w.put_buf(ubuf);
+    match relayed {
+        // Phase 5: a cleanly finished upstream connection goes back to this worker's pool.
+        Ok(clean) => {
+            if clean && reusable {
+                w.pool.borrow_mut().put(target.id, conn, up.max_idle_per_target);
+            }
+            next
+        }
+        // The head is out: a failure now can only be signalled by closing.
+        Err(_) => Next::Close,
+    }
+}
+
+fn persist_for(next: Next, minor: u8) -> Persist {
+    match (next, minor) {
+        (Next::Close, _) => Persist::Close,
+        (Next::KeepAlive, 0) => Persist::KeepAlive,
+        (Next::KeepAlive, _) => Persist::Default,
+    }
+}
+
+/// A pooled connection to `target`, or a new one. The flag says whether it was reused.
+async fn acquire(w: &Worker, up: &Upstream, target: &Target) -> Result<(TcpStream, bool), Failure> {
+    let pooled = w.pool.borrow_mut().take(target.id, up.idle_timeout);
+    if let Some(c) = pooled {
+        return Ok((c, true));
+    }
+    w.stats.upstream_connects.set(w.stats.upstream_connects.get() + 1);
+    match monoio::time::timeout(up.connect_timeout, TcpStream::connect_addr(target.addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok((s, false))
+        }
+        Ok(Err(_)) | Err(_) => Err(Failure::Connect),
+    }
+}
+
+/// Reads the final response head into `ubuf` within `limit`, relaying
+/// interim 1xx responses (other than 100, which ringway answers itself).
+#[allow(clippy::too_many_arguments)]
+async fn read_response_head(
+    w: &Worker,
+    snap: &Snapshot,
+    conn: &mut TcpStream,
+    client: &mut TcpStream,
+    ubuf: &mut Vec<u8>,
+    resp: &mut ResponseHead,
+    limit: Duration,
+    info: ReqInfo,
+) -> Result<(), RelayError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if !ubuf.is_empty() {
+            match response::parse(ubuf, &snap.limits, info.is_head, resp) {
+                Ok(false) => {}
+                Ok(true) if resp.status == 101 => return Err(RelayError::upstream(Failure::Protocol(crate::h1::H1Error::Syntax))),
+                Ok(true) if resp.status < 200 => {
+                    if resp.status != 100 && info.minor == 1 {
+                        let mut interim = w.take_buf();
+                        write::response_head(&mut interim, ubuf, resp, Downstream::Empty, Persist::Default);
+                        let r = write_all(client, &mut interim, snap.timeouts.body_idle).await;
+                        w.put_buf(interim);
+                        r.map_err(RelayError::client)?;
+                    }
+                    ubuf.drain(..resp.head_len);
+                    continue;
+                }
+                Ok(true) => return Ok(()),
+                Err(e) => return Err(RelayError::upstream(Failure::Protocol(e))),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RelayError::upstream(Failure::Timeout));
+        }
+        match relay::read_more(conn, ubuf, left).await {
+            Ok(0) => return Err(RelayError::upstream(Failure::Closed)),
+            Ok(_) => {}
+            Err(f) => return Err(RelayError::upstream(f)),
+        }
+    }
+}
+
+/// Answers a failure that happened before any response byte went to the client.
+#[allow(clippy::too_many_arguments)]
+async fn fail_before_response(
+    w: &Worker,
+    snap: &Snapshot,
+    client: &mut TcpStream,
+    out: Vec<u8>,
+    ubuf: Vec<u8>,
+    e: RelayError,
+    body_unread: bool,
+    info: ReqInfo,
+) -> Next {
+    w.put_buf(out);
+    w.put_buf(ubuf);
+    let Some(status) = e.status() else { return Next::Close };
+    let next = if body_unread || !info.keep_alive || w.draining.get() || e.side == Side::Client {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
+    if !respond(w, client, snap, status, e.message(), persist_for(next, info.minor)).await {
+        return Next::Close;
+    }
+    next
+}

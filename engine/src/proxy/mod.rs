@@ -1,0 +1,6 @@
+//! The data plane: connection loop, upstream pool, body relay.
+pub mod conn;
+pub mod error;
+pub mod pool;
+pub mod relay;
+pub mod worker;

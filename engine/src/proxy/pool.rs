@@ -1,0 +1,67 @@
+//! The per-worker upstream connection pool: pinned keep-alive connections,
+//! LIFO reuse, bounded per target, expired by idle time. Never shared across
+//! threads, so no locks.
+
+use crate::sys::{peek_idle, Peek};
+use monoio::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+#[derive(Default)]
+pub struct Pool {
+    /// Indexed by `Target::id`.
+    idle: Vec<Vec<Idle>>,
+    pub hits: u64,
+    pub misses: u64,
+    pub discarded: u64,
+}
+
+impl Pool {
+    pub fn new(targets: usize) -> Self {
+        Pool { idle: (0..targets).map(|_| Vec::new()).collect(), ..Default::default() }
+    }
+
+    /// The most recently used live connection to `target`, if any.
+    pub fn take(&mut self, target: usize, idle_timeout: Duration) -> Option<TcpStream> {
+        let now = Instant::now();
+        let list = self.idle.get_mut(target)?;
+        while let Some(c) = list.pop() {
+            if now.duration_since(c.since) < idle_timeout && peek_idle(c.stream.as_raw_fd()) == Peek::Idle {
+                self.hits += 1;
+                return Some(c.stream);
+            }
+            self.discarded += 1;
+        }
+        self.misses += 1;
+        None
+    }
+
+    pub fn put(&mut self, target: usize, stream: TcpStream, max_idle: usize) {
+        if let Some(list) = self.idle.get_mut(target) {
+            if list.len() < max_idle {
+                list.push(Idle { stream, since: Instant::now() });
+            }
+        }
+    }
+
+    /// Closes connections idle longer than `idle_timeout(target)`.
+    pub fn sweep(&mut self, idle_timeout: impl Fn(usize) -> Duration) {
+        let now = Instant::now();
+        for (t, list) in self.idle.iter_mut().enumerate() {
+            let limit = idle_timeout(t);
+            let before = list.len();
+            // Oldest first: LIFO keeps the freshest at the back.
+            list.retain(|c| now.duration_since(c.since) < limit);
+            self.discarded += (before - list.len()) as u64;
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.iter().map(Vec::len).sum()
+    }
+}

@@ -1,0 +1,161 @@
+//! Everything one worker thread owns: its view of the config snapshot, its
+//! upstream pool, buffer and pipe pools, connection registry and counters.
+//! It lives in an `Rc` on its own thread; nothing here is shared across cores.
+
+use super::pool::Pool;
+use crate::snapshot::{Snapshot, Target};
+use monoio::net::Pipe;
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Capacity of a pooled I/O buffer, in bytes.
+pub const BUF_SIZE: usize = 16 * 1024;
+/// Buffers kept for reuse per worker.
+const MAX_POOLED_BUFS: usize = 1024;
+/// Pipe pairs kept for reuse per worker.
+const MAX_POOLED_PIPES: usize = 64;
+
+/// Per-worker counters: plain cells, summed across workers only when asked.
+#[derive(Default)]
+pub struct Stats {
+    pub accepted: Cell<u64>,
+    pub shed: Cell<u64>,
+    pub active: Cell<usize>,
+    pub requests: Cell<u64>,
+    pub panics: Cell<u64>,
+    pub spliced_bytes: Cell<u64>,
+    pub upstream_connects: Cell<u64>,
+    pub retries: Cell<u64>,
+}
+
+pub struct Worker {
+    pub id: usize,
+    snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    pub pool: RefCell<Pool>,
+    /// Round-robin position per upstream.
+    rr: RefCell<Vec<usize>>,
+    bufs: RefCell<Vec<Vec<u8>>>,
+    pipes: RefCell<Vec<(Pipe, Pipe)>>,
+    /// Open client connections: fd and whether it is idle between requests.
+    conns: RefCell<Registry>,
+    pub draining: Cell<bool>,
+    pub stats: Stats,
+}
+
+impl Worker {
+    pub fn new(id: usize, snapshot: Arc<Snapshot>) -> Rc<Self> {
+        Rc::new(Worker {
+            id,
+            pool: RefCell::new(Pool::new(snapshot.target_count)),
+            rr: RefCell::new(vec![0; snapshot.upstreams.len()]),
+            snapshot: RefCell::new(Rc::new(snapshot)),
+            bufs: RefCell::default(),
+            pipes: RefCell::default(),
+            conns: RefCell::default(),
+            draining: Cell::new(false),
+            stats: Stats::default(),
+        })
+    }
+
+    /// The snapshot new requests are served from (a non-atomic `Rc` clone).
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Next target of upstream `u`, round robin per worker.
+    pub fn pick_target<'s>(&self, snap: &'s Snapshot, u: usize) -> &'s Target {
+        let targets = &snap.upstreams[u].targets;
+        let mut rr = self.rr.borrow_mut();
+        let i = rr[u] % targets.len();
+        rr[u] = rr[u].wrapping_add(1);
+        &targets[i]
+    }
+
+    pub fn take_buf(&self) -> Vec<u8> {
+        self.bufs.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+    }
+
+    pub fn put_buf(&self, mut buf: Vec<u8>) {
+        if buf.capacity() < BUF_SIZE || buf.capacity() > 4 * BUF_SIZE {
+            return;
+        }
+        buf.clear();
+        let mut bufs = self.bufs.borrow_mut();
+        if bufs.len() < MAX_POOLED_BUFS {
+            bufs.push(buf);
+        }
+    }
+
+    pub fn take_pipe(&self) -> std::io::Result<(Pipe, Pipe)> {
+        match self.pipes.borrow_mut().pop() {
+            Some(p) => Ok(p),
+            None => monoio::net::unix::new_pipe(),
+        }
+    }
+
+    /// Returns an empty pipe pair. A pipe that may still hold bytes must be dropped instead.
+    pub fn put_pipe(&self, pipe: (Pipe, Pipe)) {
+        let mut pipes = self.pipes.borrow_mut();
+        if pipes.len() < MAX_POOLED_PIPES {
+            pipes.push(pipe);
+        }
+    }
+
+    pub fn register(&self, fd: RawFd) -> usize {
+        self.stats.active.set(self.stats.active.get() + 1);
+        self.conns.borrow_mut().insert(fd)
+    }
+
+    pub fn unregister(&self, slot: usize) {
+        self.stats.active.set(self.stats.active.get() - 1);
+        self.conns.borrow_mut().remove(slot);
+    }
+
+    pub fn set_idle(&self, slot: usize, idle: bool) {
+        self.conns.borrow_mut().set_idle(slot, idle);
+    }
+
+    /// Wakes every connection idle between requests so it closes (used when draining).
+    pub fn close_idle(&self) {
+        for fd in self.conns.borrow().idle_fds() {
+            crate::sys::shutdown_read(fd);
+        }
+    }
+}
+
+/// A slab of open connections, indexed by a slot number each connection keeps.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<(RawFd, bool)>>,
+    free: Vec<usize>,
+}
+
+impl Registry {
+    fn insert(&mut self, fd: RawFd) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some((fd, true));
+                i
+            }
+            None => {
+                self.slots.push(Some((fd, true)));
+                self.slots.len() - 1
+            }
+        }
+    }
+    fn remove(&mut self, i: usize) {
+        if self.slots[i].take().is_some() {
+            self.free.push(i);
+        }
+    }
+    fn set_idle(&mut self, i: usize, idle: bool) {
+        if let Some((_, s)) = &mut self.slots[i] {
+            *s = idle;
+        }
+    }
+    fn idle_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.slots.iter().flatten().filter(|(_, idle)| *idle).map(|(fd, _)| *fd)
+    }
+}

@@ -1,0 +1,174 @@
+//! Starting and stopping the gateway: listeners, worker threads (one per
+//! core, pinned on request), the io_uring/epoll choice, signals and drain.
+
+pub mod catch;
+pub mod listener;
+pub mod worker;
+
+use crate::snapshot::{DriverChoice, Pin, Snapshot};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+use worker::{Driver, WorkerSpec};
+
+/// State every thread may read: only the drain flag, checked every few ms, never per request.
+#[derive(Default)]
+pub struct Shared {
+    pub draining: AtomicBool,
+}
+
+enum Event {
+    Signal(i32),
+    WorkerExited { id: usize, result: Result<(), String> },
+}
+
+/// A started gateway: its concrete listen addresses and how to stop it.
+pub struct Running {
+    pub addrs: Vec<SocketAddr>,
+    pub shared: Arc<Shared>,
+    events: mpsc::Receiver<Event>,
+    events_tx: mpsc::Sender<Event>,
+    workers: usize,
+    shutdown_timeout: Duration,
+}
+
+/// Picks the driver for the process (logged once).
+pub fn choose_driver(choice: DriverChoice) -> Result<Driver, String> {
+    let uring = monoio::utils::detect_uring();
+    match (choice, uring) {
+        (DriverChoice::Epoll, _) => Ok(Driver::Epoll),
+        (_, true) => Ok(Driver::IoUring),
+        (DriverChoice::IoUring, false) => Err("driver = \"io_uring\" but io_uring cannot be set up here".into()),
+        (DriverChoice::Auto, false) => {
+            warn!("io_uring is not available (kernel, seccomp, or MONOIO_FORCE_LEGACY_DRIVER); falling back to epoll");
+            Ok(Driver::Epoll)
+        }
+    }
+}
+
+/// The core each worker is pinned to, if any.
+fn cores_for(pin: &Pin, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    (0..workers)
+        .map(|i| match pin {
+            Pin::Off => None,
+            Pin::Auto if ids.is_empty() => None,
+            Pin::Auto => Some(ids[i % ids.len()]),
+            Pin::Cpus(list) => Some(core_affinity::CoreId { id: list[i % list.len()] }),
+        })
+        .collect()
+}
+
+/// Binds every listener and starts the workers. Errors here are startup errors.
+pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
+    let driver = choose_driver(snapshot.driver)?;
+    let (listeners, addrs) =
+        listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog).map_err(|e| e.to_string())?;
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = mpsc::channel();
+    let cores = cores_for(&snapshot.pin, snapshot.workers);
+    for (id, (listeners, core)) in listeners.into_iter().zip(cores).enumerate() {
+        let spec = WorkerSpec { id, core, driver, listeners, snapshot: snapshot.clone(), shared: shared.clone() };
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name(format!("ringway-w{id}"))
+            .spawn(move || {
+                let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(spec))) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(p) => Err(format!("panicked: {}", catch::panic_message(&*p))),
+                };
+                let _ = tx.send(Event::WorkerExited { id, result });
+            })
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+    }
+    for a in &addrs {
+        info!("listening on {a}");
+    }
+    Ok(Running { addrs, shared, events: rx, events_tx: tx, workers: snapshot.workers, shutdown_timeout: snapshot.shutdown_timeout })
+}
+
+impl Running {
+    /// Starts the drain: workers stop accepting and finish what is in flight.
+    pub fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+    }
+
+    /// Runs until SIGTERM/SIGINT has drained every worker (exit code 0), or a
+    /// worker dies (exit code 1).
+    pub fn wait_with_signals(self) -> i32 {
+        let tx = self.events_tx.clone();
+        match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+            Ok(mut signals) => {
+                std::thread::Builder::new()
+                    .name("ringway-signals".into())
+                    .spawn(move || {
+                        for s in signals.forever() {
+                            if tx.send(Event::Signal(s)).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .expect("signal thread starts");
+            }
+            Err(e) => error!("cannot install signal handlers: {e}"),
+        }
+        self.wait()
+    }
+
+    /// Runs until drained (after [`Running::drain`] or a signal) or a worker dies.
+    pub fn wait(self) -> i32 {
+        let mut exited = 0;
+        let mut drain_started: Option<Instant> = None;
+        loop {
+            let ev = match drain_started {
+                // Workers stop by themselves at shutdown_timeout; this is the backstop.
+                Some(t) => match self.events.recv_timeout((self.shutdown_timeout + Duration::from_secs(5)).saturating_sub(t.elapsed())) {
+                    Ok(ev) => ev,
+                    Err(_) => {
+                        warn!("workers did not stop within shutdown_timeout; exiting");
+                        return 0;
+                    }
+                },
+                None => match self.events.recv() {
+                    Ok(ev) => ev,
+                    Err(_) => return 1,
+                },
+            };
+            match ev {
+                Event::Signal(SIGHUP) => {
+                    warn!("SIGHUP received: configuration reload is not implemented yet; keeping the running config");
+                }
+                Event::Signal(sig) => {
+                    if drain_started.is_some() {
+                        warn!("second signal {sig}: exiting without waiting");
+                        return 0;
+                    }
+                    info!("signal {sig}: draining (stop accepting, finish in-flight requests, up to {:?})", self.shutdown_timeout);
+                    drain_started = Some(Instant::now());
+                    self.drain();
+                }
+                Event::WorkerExited { id, result: Err(e) } => {
+                    error!("worker {id} died: {e}; exiting so a supervisor can restart ringway");
+                    return 1;
+                }
+                Event::WorkerExited { id, result: Ok(()) } => {
+                    if drain_started.is_none() && !self.shared.draining.load(Ordering::Acquire) {
+                        error!("worker {id} stopped unexpectedly; exiting");
+                        return 1;
+                    }
+                    drain_started.get_or_insert_with(Instant::now);
+                    exited += 1;
+                    if exited == self.workers {
+                        info!("all workers drained; exiting");
+                        return 0;
+                    }
+                }
+            }
+        }
+    }
+}

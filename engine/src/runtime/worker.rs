@@ -1,0 +1,154 @@
+//! One worker thread: pin, build its monoio runtime, accept and serve until drained.
+
+use super::catch::{panic_message, CatchUnwind};
+use super::Shared;
+use crate::proxy::{conn, worker::Worker};
+use crate::snapshot::Snapshot;
+use monoio::io::Canceller;
+use std::cell::RefCell;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// io_uring submission queue entries per worker.
+const RING_ENTRIES: u32 = 4096;
+/// How often a worker looks for a drain request.
+const DRAIN_POLL: Duration = Duration::from_millis(25);
+/// How often idle upstream connections are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Epoll,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+pub struct WorkerSpec {
+    pub id: usize,
+    pub core: Option<core_affinity::CoreId>,
+    pub driver: Driver,
+    pub listeners: Vec<std::net::TcpListener>,
+    pub snapshot: Arc<Snapshot>,
+    pub shared: Arc<Shared>,
+}
+
+/// The body of a worker thread. Returns when the worker has drained.
+pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
+    let pinned = match spec.core {
+        Some(c) if core_affinity::set_for_current(c) => format!("core {}", c.id),
+        Some(c) => {
+            warn!(worker = spec.id, "could not pin to core {}; running unpinned", c.id);
+            "unpinned".to_string()
+        }
+        None => "unpinned".to_string(),
+    };
+    let mut driver = spec.driver;
+    if driver == Driver::IoUring {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().with_entries(RING_ENTRIES).build() {
+            Ok(mut rt) => return rt.block_on(main(spec, pinned, driver)),
+            Err(e) => {
+                warn!(worker = spec.id, "io_uring runtime failed to start ({e}); this worker falls back to epoll");
+                driver = Driver::Epoll;
+            }
+        }
+    }
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build()?;
+    rt.block_on(main(spec, pinned, driver))
+}
+
+async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Result<()> {
+    let w = Worker::new(spec.id, spec.snapshot.clone());
+    let canceller = Rc::new(RefCell::new(Canceller::new()));
+    let mut addrs = Vec::new();
+    for l in spec.listeners {
+        let l = monoio::net::TcpListener::from_std(l)?;
+        addrs.push(l.local_addr()?.to_string());
+        monoio::spawn(accept_loop(w.clone(), l, canceller.clone()));
+    }
+    info!(worker = spec.id, "worker {} on {pinned}, driver {}, listening on {}", spec.id, driver.name(), addrs.join(", "));
+    monoio::spawn(sweep_loop(w.clone()));
+
+    while !spec.shared.draining.load(Ordering::Acquire) {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    // Drain: stop accepting, close idle keep-alive connections, let the rest finish.
+    w.draining.set(true);
+    let _ = canceller.replace(Canceller::new()).cancel();
+    let waiting = w.stats.active.get();
+    let deadline = Instant::now() + spec.snapshot.shutdown_timeout;
+    while w.stats.active.get() > 0 && Instant::now() < deadline {
+        w.close_idle();
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    let left = w.stats.active.get();
+    info!(
+        worker = spec.id,
+        "worker {} drained: waited for {waiting} connection(s), {left} cut off at shutdown_timeout; served {} requests, {} connection panics",
+        spec.id,
+        w.stats.requests.get(),
+        w.stats.panics.get()
+    );
+    Ok(())
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, canceller: Rc<RefCell<Canceller>>) {
+    loop {
+        if w.draining.get() {
+            return;
+        }
+        let handle = canceller.borrow().handle();
+        let (stream, peer) = match listener.cancelable_accept(handle).await {
+            Ok(x) => x,
+            Err(_) if w.draining.get() => return,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(worker = w.id, "accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        w.stats.accepted.set(w.stats.accepted.get() + 1);
+        let snap = w.snapshot();
+        if w.stats.active.get() >= snap.max_connections {
+            w.stats.shed.set(w.stats.shed.get() + 1);
+            drop(stream);
+            continue;
+        }
+        let slot = w.register(stream.as_raw_fd());
+        let w2 = w.clone();
+        monoio::spawn(async move {
+            let outcome = CatchUnwind::new(conn::serve(w2.clone(), stream, peer, slot)).await;
+            if let Err(payload) = outcome {
+                w2.stats.panics.set(w2.stats.panics.get() + 1);
+                error!(worker = w2.id, %peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
+            }
+            w2.unregister(slot);
+        });
+    }
+}
+
+async fn sweep_loop(w: Rc<Worker>) {
+    loop {
+        monoio::time::sleep(SWEEP_EVERY).await;
+        let snap = w.snapshot();
+        let mut timeouts = vec![Duration::MAX; snap.target_count];
+        for u in &snap.upstreams {
+            for t in &u.targets {
+                timeouts[t.id] = u.idle_timeout;
+            }
+        }
+        w.pool.borrow_mut().sweep(|t| timeouts[t]);
+    }
+}

@@ -1,0 +1,38 @@
+//! The few raw system calls ringway makes outside monoio. Every `unsafe`
+//! block of the engine lives in this file.
+
+use std::os::fd::RawFd;
+
+/// What a non-blocking peek says about an idle pooled connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peek {
+    /// Nothing to read and not closed: safe to reuse.
+    Idle,
+    /// The peer closed, reset, or sent bytes nobody asked for: discard.
+    Unusable,
+}
+
+/// Peeks one byte without blocking to tell a live idle connection from one the peer closed.
+pub fn peek_idle(fd: RawFd) -> Peek {
+    let mut byte = 0u8;
+    // SAFETY: `fd` is an open socket owned by the caller for the duration of
+    // the call; the buffer is one valid, writable byte.
+    let n = unsafe { libc::recv(fd, (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error().raw_os_error();
+        if e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK) {
+            return Peek::Idle;
+        }
+    }
+    Peek::Unusable
+}
+
+/// Half-closes the read side of a socket so a pending read completes with EOF.
+/// Used to wake idle keep-alive connections when draining.
+pub fn shutdown_read(fd: RawFd) {
+    // SAFETY: shutdown(2) on a descriptor only affects that socket; an fd
+    // that was closed meanwhile gives EBADF/ENOTSOCK, which is ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
+    }
+}
