@@ -1,7 +1,7 @@
 //! The path tree: a radix tree over path segments.
 //!
-//! Each node has literal edges (sorted, each edge one or more literal segments:
-//! chains without branches are merged), an optional `{param}` child, an
+//! Each node has literal edges (sorted, hashed when there are many; each edge
+//! one or more literal segments: chains without branches are merged), an optional `{param}` child, an
 //! optional greedy `{name+}` resource and an optional resource ending here.
 //! Lookup tries literal, then param, then greedy, backtracking when a branch
 //! dead-ends. A node sits at one fixed depth, so one lookup visits each node at
@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use crate::percent::cmp_decoded;
+use crate::percent::{self, cmp_decoded};
 use crate::syntax::Segment;
 
 /// Most parameters one route may have; a match holds them inline.
@@ -50,17 +50,82 @@ impl Builder {
 
 #[derive(Debug)]
 struct Edge {
-    /// Decoded literal segments; never empty.
-    segments: Box<[Box<[u8]>]>,
+    /// The first decoded literal segment.
+    key: Box<[u8]>,
+    /// Further merged literal segments (a chain without branches).
+    rest: Box<[Box<[u8]>]>,
     child: u32,
 }
 
 #[derive(Debug)]
 struct Node {
+    /// Sorted by key.
     edges: Box<[Edge]>,
+    /// Open-addressed hash index over `edges` (entry = edge index + 1, 0 =
+    /// empty), only for nodes with more than [`LINEAR_EDGES`] edges.
+    index: Box<[u32]>,
     param: u32,
     greedy: u32,
     resource: u32,
+}
+
+/// Up to this many literal edges are scanned linearly.
+const LINEAR_EDGES: usize = 6;
+
+/// FxHash-style hash of a byte stream (the decoded segment).
+fn hash(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0u64, |h, b| {
+        (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95)
+    })
+}
+
+fn build_index(edges: &[Edge]) -> Box<[u32]> {
+    if edges.len() <= LINEAR_EDGES {
+        return Box::new([]);
+    }
+    let size = (edges.len() * 2).next_power_of_two();
+    let mut index = vec![0u32; size];
+    for (i, edge) in edges.iter().enumerate() {
+        let mut slot = hash(edge.key.iter().copied()) as usize & (size - 1);
+        while index[slot] != 0 {
+            slot = (slot + 1) & (size - 1);
+        }
+        index[slot] = i as u32 + 1;
+    }
+    index.into_boxed_slice()
+}
+
+impl Node {
+    /// The literal edge whose key equals the (decoded) segment.
+    fn edge(&self, seg: Seg<'_>) -> Option<&Edge> {
+        if self.index.is_empty() {
+            return self.edges.iter().find(|e| seg.eq_literal(&e.key));
+        }
+        let h = if seg.encoded {
+            let mut valid = true;
+            let h =
+                hash(percent::decode(seg.bytes).map_while(|b| b.map_err(|_| valid = false).ok()));
+            if !valid {
+                return None;
+            }
+            h
+        } else {
+            hash(seg.bytes.iter().copied())
+        };
+        let mask = self.index.len() - 1;
+        let mut slot = h as usize & mask;
+        loop {
+            let entry = self.index[slot];
+            if entry == 0 {
+                return None;
+            }
+            let edge = &self.edges[entry as usize - 1];
+            if seg.eq_literal(&edge.key) {
+                return Some(edge);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
 }
 
 /// The frozen tree: nodes in one arena, root first.
@@ -93,28 +158,36 @@ struct Seg<'p> {
 }
 
 impl Seg<'_> {
-    /// How `literal` compares with this segment's decoded form. An invalid
-    /// encoding compares unequal to everything.
-    fn cmp_literal(self, literal: &[u8]) -> Ordering {
+    /// Whether this segment's decoded form is `literal`. An invalid encoding
+    /// equals nothing.
+    #[inline]
+    fn eq_literal(self, literal: &[u8]) -> bool {
         if self.encoded {
-            cmp_decoded(self.bytes, literal).map_or(Ordering::Less, Ordering::reverse)
+            cmp_decoded(self.bytes, literal) == Some(Ordering::Equal)
         } else {
-            literal.cmp(self.bytes)
+            literal == self.bytes
         }
     }
 }
 
 /// The segment starting at `start` (just after a `/`) and where it ends.
+#[inline]
 fn segment_at(path: &[u8], start: usize) -> (Seg<'_>, usize) {
-    let rest = &path[start..];
-    let len = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
-    let bytes = &rest[..len];
+    let mut end = start;
+    let mut encoded = false;
+    while let Some(&b) = path.get(end) {
+        if b == b'/' {
+            break;
+        }
+        encoded |= b == b'%';
+        end += 1;
+    }
     (
         Seg {
-            bytes,
-            encoded: bytes.contains(&b'%'),
+            bytes: &path[start..end],
+            encoded,
         },
-        start + len,
+        end,
     )
 }
 
@@ -123,30 +196,33 @@ impl Tree {
         let idx = self.nodes.len() as u32;
         self.nodes.push(Node {
             edges: Box::new([]),
+            index: Box::new([]),
             param: NONE,
             greedy: NONE,
             resource: NONE,
         });
         let mut edges = Vec::with_capacity(b.literals.len());
         for (key, mut child) in b.literals {
-            let mut segments = vec![key];
+            let mut rest = Vec::new();
             while child.literals.len() == 1
                 && child.param.is_none()
                 && child.greedy.is_none()
                 && child.resource.is_none()
             {
-                let (key, next) = child.literals.pop_first().expect("one literal");
-                segments.push(key);
+                let (next_key, next) = child.literals.pop_first().expect("one literal");
+                rest.push(next_key);
                 child = next;
             }
             let child = self.add(child);
             edges.push(Edge {
-                segments: segments.into_boxed_slice(),
+                key,
+                rest: rest.into_boxed_slice(),
                 child,
             });
         }
         let param = b.param.map_or(NONE, |p| self.add(*p));
         let node = &mut self.nodes[idx as usize];
+        node.index = build_index(&edges);
         node.edges = edges.into_boxed_slice();
         node.param = param;
         node.greedy = b.greedy.unwrap_or(NONE);
@@ -167,11 +243,9 @@ impl Tree {
         }
         let start = pos + 1;
         let (seg, end) = segment_at(path, start);
-        if let Ok(i) = node
-            .edges
-            .binary_search_by(|e| seg.cmp_literal(&e.segments[0]))
-            && let Some(next) = match_literals(&node.edges[i].segments[1..], path, end)
-            && let Some(found) = self.walk(node.edges[i].child, path, next, spans)
+        if let Some(edge) = node.edge(seg)
+            && let Some(next) = match_literals(&edge.rest, path, end)
+            && let Some(found) = self.walk(edge.child, path, next, spans)
         {
             return Some(found);
         }
@@ -221,7 +295,7 @@ fn match_literals(literals: &[Box<[u8]>], path: &[u8], mut pos: usize) -> Option
             return None;
         }
         let (seg, end) = segment_at(path, pos + 1);
-        if seg.cmp_literal(literal) != Ordering::Equal {
+        if !seg.eq_literal(literal) {
             return None;
         }
         pos = end;

@@ -387,3 +387,38 @@ fn table_in_precedence_order() {
     assert!(text.starts_with("stage /v1\n"), "{text}");
     assert_eq!(text.lines().count(), 7, "{text}");
 }
+
+/// Nodes with many literal edges use a hash index: plain and encoded
+/// spellings must find the same edges.
+#[test]
+fn many_literal_edges() {
+    let mut specs: Vec<RouteSpec> = (0..50)
+        .map(|i| RouteSpec::new(&format!("/k{i}"), &["GET"]))
+        .collect();
+    specs.extend((0..50).map(|i| RouteSpec::new(&format!("/k{i}/{{x}}"), &["GET"])));
+    specs.push(RouteSpec::new("/{proxy+}", &["ANY"]));
+    let router = Router::compile(&specs, None).unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            outcome(&router, "GET", None, &format!("/k{i}")),
+            format!("#{i}")
+        );
+        assert_eq!(
+            outcome(&router, "GET", None, &format!("/%6b{i}/")),
+            format!("#{i}")
+        );
+        assert_eq!(
+            outcome(&router, "GET", None, &format!("/k{i}/v")),
+            format!("#{} x=v", 50 + i)
+        );
+    }
+    check(
+        &router,
+        &[
+            ("GET", "/k50", "#100 proxy=k50"),
+            ("GET", "/k%zz", "#100 proxy=k%zz"),
+            ("GET", "/k1%", "#100 proxy=k1%"),
+            ("GET", "/", "404"),
+        ],
+    );
+}

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use ringway_router::{Lookup, RouteSpec, Router};
 
-const LITERALS: [&str; 3] = ["a", "b", "c"];
+const LITERALS: [&str; 9] = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
 const METHODS: [&str; 3] = ["GET", "POST", "ANY"];
 const ORDER: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -167,7 +167,9 @@ fn route_strategy() -> impl Strategy<Value = Route> {
 }
 
 fn path_strategy() -> impl Strategy<Value = String> {
-    let seg = prop::sample::select(vec!["a", "b", "c", "d", "", "%61", "%zz", "a%2Fb"]);
+    let seg = prop::sample::select(vec![
+        "a", "b", "c", "d", "h", "i", "j", "", "%61", "%68", "%zz", "a%2Fb",
+    ]);
     (
         prop::collection::vec(seg, 0..6),
         any::<bool>(),
@@ -190,7 +192,7 @@ proptest! {
 
     #[test]
     fn tree_agrees_with_naive(
-        routes in prop::collection::vec(route_strategy(), 1..12),
+        routes in prop::collection::vec(route_strategy(), 1..24),
         requests in prop::collection::vec((prop::sample::select(vec!["GET", "POST", "PUT"]), path_strategy()), 1..16),
     ) {
         let specs: Vec<RouteSpec> = routes.iter().map(|r| RouteSpec::new(&r.template(), &r.methods)).collect();
