@@ -1,1 +1,45 @@
+//! Support for ringway's black-box tests: start the real binary on a config,
+//! run recording upstreams on 127.0.0.1, and speak raw HTTP/1.1 bytes.
+//!
+//! The binary is found at `$RINGWAY_BIN`, or next to this test executable's
+//! `deps/` folder (`target/<profile>/ringway`). Build it first:
+//! `cargo build --workspace --bins`.
 
+pub mod client;
+pub mod gateway;
+pub mod origin;
+
+pub use client::{read_response, send_raw, Response};
+pub use gateway::Gateway;
+pub use origin::{Origin, Reply, Seen};
+
+use std::time::Duration;
+
+/// The longest any single wait in these tests may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Hex SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so big bodies are not all one byte.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Runs `f` twice: on the default driver and with the epoll fallback forced.
+pub fn on_both_drivers(f: impl Fn(&[(&str, &str)])) {
+    f(&[]);
+    f(&[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
+}

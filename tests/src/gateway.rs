@@ -1,0 +1,171 @@
+//! Starting the real `ringway` binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the built `ringway` binary.
+pub fn binary(name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os("RINGWAY_BIN").filter(|_| name == "ringway") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not found: build the binaries first with `cargo build --workspace --bins`",
+        bin.display()
+    );
+    bin
+}
+
+/// A running gateway process, killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    /// The first listen address (concrete port).
+    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("ringway-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Gateway {
+    /// Starts `ringway serve` on `config` (TOML text) and waits until it listens.
+    pub fn start(config: &str) -> Gateway {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
+        match Self::try_start(config, env) {
+            Ok(g) => g,
+            Err((msg, log)) => panic!("ringway did not start: {msg}\n--- log ---\n{}", log.join("\n")),
+        }
+    }
+
+    /// Starts the gateway; on failure returns the reason and its log.
+    pub fn try_start(config: &str, env: &[(&str, &str)]) -> Result<Gateway, (String, Vec<String>)> {
+        let dir = TempDir::new();
+        let path = dir.0.join("ringway.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut cmd = Command::new(binary("ringway"));
+        cmd.arg("serve").arg("-c").arg(&path).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn ringway");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(a) = line.split("listening on ").nth(1).filter(|_| !line.contains("worker")) {
+                    let _ = tx.send(a.trim().parse::<SocketAddr>().ok());
+                }
+                log2.lock().unwrap().push(line);
+            }
+            let _ = tx.send(None);
+        });
+        let mut addrs = Vec::new();
+        let deadline = Instant::now() + crate::WAIT;
+        // Collect "listening on" lines (printed together once every listener
+        // is bound); stop when none followed for a moment.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = if addrs.is_empty() { left } else { Duration::from_millis(300).min(left) };
+            match rx.recv_timeout(wait) {
+                Ok(Some(a)) => addrs.push(a),
+                Ok(None) => {
+                    let _ = child.wait();
+                    let lines = log.lock().unwrap().clone();
+                    return Err(("process exited".into(), lines));
+                }
+                Err(_) if !addrs.is_empty() => break,
+                Err(_) => {
+                    let _ = child.kill();
+                    let lines = log.lock().unwrap().clone();
+                    return Err(("no listening line within 10 s".into(), lines));
+                }
+            }
+        }
+        // Give the workers a moment to enter their accept loops (connections
+        // would queue in the backlog anyway; this only keeps logs tidy).
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(Gateway { child, addr: addrs[0], addrs, log, _dir: dir })
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log().iter().any(|l| l.contains(needle))
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions.
+        let r = unsafe { libc::kill(pid, sig) };
+        assert_eq!(r, 0, "kill({pid}, {sig})");
+    }
+
+    /// Waits for the process to exit, up to `limit`; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal config: `listen` on an ephemeral loopback port, one upstream `app` at `upstream`, one catch-all route.
+pub fn simple_config(upstream: SocketAddr, workers: usize, extra_server: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin = false\n{extra_server}\n\n[[upstream]]\nname = \"app\"\ntargets = [\"{upstream}\"]\nconnect_timeout = \"1s\"\nresponse_timeout = \"2s\"\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+    )
+}

@@ -1,0 +1,288 @@
+//! A recording HTTP/1.1 origin on 127.0.0.1: it keeps every request it
+//! receives (head fields and body bytes) and counts connections, and answers
+//! with whatever the test's handler says.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request as the origin received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub version: u8,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether the body came chunked.
+    pub chunked: bool,
+    /// Which connection (0-based, in accept order) carried it.
+    pub conn: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// What the origin answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Status, extra header lines (`"K: V"`), body sent with Content-Length.
+    Length(u16, Vec<String>, Vec<u8>),
+    /// Body sent chunked in pieces of the given size.
+    Chunked(u16, Vec<u8>, usize),
+    /// Body without length; the origin closes the connection after it.
+    UntilClose(u16, Vec<u8>),
+    /// Exact bytes, then keep reading.
+    Raw(Vec<u8>),
+    /// Exact bytes, then close.
+    RawClose(Vec<u8>),
+    /// Sleep, then answer with the inner reply.
+    Delay(Duration, Box<Reply>),
+    /// Never answer (keep the connection open).
+    Silent,
+    /// Send a normal keep-alive response, then close the connection anyway.
+    LengthThenClose(u16, Vec<u8>),
+}
+
+type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+/// A running origin. Its threads stop when it is dropped.
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    conns: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Origin {
+    /// Starts an origin whose answer comes from `handler`.
+    pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (seen2, conns2, stop2) = (seen.clone(), conns.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let id = conns2.fetch_add(1, Ordering::SeqCst);
+                let (seen, handler, stop) = (seen2.clone(), handler.clone(), stop2.clone());
+                std::thread::spawn(move || serve(stream, id, &seen, &*handler, &stop));
+            }
+        });
+        Origin { addr, seen, conns, stop }
+    }
+
+    /// An origin that answers 200 with the request's method, target and body SHA-256 in headers, and body `ok`.
+    pub fn echo() -> Origin {
+        Origin::start(|s| {
+            Reply::Length(
+                200,
+                vec![
+                    format!("X-Method: {}", s.method),
+                    format!("X-Target: {}", s.target),
+                    format!("X-Body-Sha256: {}", crate::sha256(&s.body)),
+                    format!("X-Body-Len: {}", s.body.len()),
+                    format!("X-Conn: {}", s.conn),
+                ],
+                b"ok".to_vec(),
+            )
+        })
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(mut s: TcpStream, conn: usize, seen: &Mutex<Vec<Seen>>, handler: &Handler, stop: &AtomicBool) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = s.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let req = match read_request(&mut s, &mut buf, conn, stop) {
+            Some(r) => r,
+            None => return,
+        };
+        let keep = !req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let reply = handler(&req);
+        seen.lock().unwrap().push(req);
+        if !send(&mut s, reply, stop) || !keep {
+            return;
+        }
+    }
+}
+
+/// Writes a reply; false when the connection must end.
+fn send(s: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
+    match reply {
+        Reply::Length(status, headers, body) => {
+            let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+            for h in headers {
+                out.push_str(&h);
+                out.push_str("\r\n");
+            }
+            out.push_str("\r\n");
+            s.write_all(out.as_bytes()).is_ok() && s.write_all(&body).is_ok()
+        }
+        Reply::Chunked(status, body, piece) => {
+            let mut out = format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
+            for c in body.chunks(piece.max(1)) {
+                out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                out.extend_from_slice(c);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            s.write_all(&out).is_ok()
+        }
+        Reply::UntilClose(status, body) => {
+            let _ = s.write_all(format!("HTTP/1.1 {status} X\r\n\r\n").as_bytes());
+            let _ = s.write_all(&body);
+            false
+        }
+        Reply::Raw(bytes) => s.write_all(&bytes).is_ok(),
+        Reply::RawClose(bytes) => {
+            let _ = s.write_all(&bytes);
+            false
+        }
+        Reply::Delay(d, inner) => {
+            std::thread::sleep(d);
+            send(s, *inner, stop)
+        }
+        Reply::Silent => {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                let mut b = [0u8; 1024];
+                match s.read(&mut b) {
+                    Ok(0) => return false,
+                    _ => continue,
+                }
+            }
+            false
+        }
+        Reply::LengthThenClose(status, body) => {
+            let out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = s.write_all(out.as_bytes());
+            let _ = s.write_all(&body);
+            false
+        }
+    }
+}
+
+/// Reads more into `buf`; None on EOF, error, or stop.
+fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<()> {
+    let mut tmp = [0u8; 64 * 1024];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match s.read(&mut tmp) {
+            Ok(0) => return None,
+            Ok(n) => {
+                buf.extend_from_slice(&tmp[..n]);
+                return Some(());
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, conn: usize, stop: &AtomicBool) -> Option<Seen> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let mut seen = Seen {
+                    method: req.method.unwrap().to_string(),
+                    target: req.path.unwrap().to_string(),
+                    version: req.version.unwrap(),
+                    headers: req
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect(),
+                    body: Vec::new(),
+                    chunked: false,
+                    conn,
+                };
+                buf.drain(..n);
+                if seen.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                    seen.chunked = true;
+                    seen.body = read_chunked(s, buf, stop)?;
+                } else if let Some(len) = seen.header("content-length") {
+                    let len: usize = len.trim().parse().ok()?;
+                    while buf.len() < len {
+                        fill(s, buf, stop)?;
+                    }
+                    seen.body = buf.drain(..len).collect();
+                }
+                return Some(seen);
+            }
+            Ok(httparse::Status::Partial) => fill(s, buf, stop)?,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn read_line(s: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<Vec<u8>> {
+    loop {
+        if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = buf[..p].to_vec();
+            buf.drain(..p + 2);
+            return Some(line);
+        }
+        fill(s, buf, stop)?;
+    }
+}
+
+fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(s, buf, stop)?;
+        let size_txt = String::from_utf8_lossy(&line);
+        let size = usize::from_str_radix(size_txt.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            // trailers until the empty line
+            loop {
+                if read_line(s, buf, stop)?.is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        while buf.len() < size + 2 {
+            fill(s, buf, stop)?;
+        }
+        body.extend_from_slice(&buf[..size]);
+        if &buf[size..size + 2] != b"\r\n" {
+            return None;
+        }
+        buf.drain(..size + 2);
+    }
+}
