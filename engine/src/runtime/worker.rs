@@ -95,10 +95,11 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     let left = w.stats.active.get();
     info!(
         worker = spec.id,
-        "worker {} drained: waited for {waiting} connection(s), {left} cut off at shutdown_timeout; served {} requests, {} connection panics",
+        "worker {} drained: waited for {waiting} connection(s), {left} cut off at shutdown_timeout; served {} requests, {} connection panics, {} bytes spliced",
         spec.id,
         w.stats.requests.get(),
-        w.stats.panics.get()
+        w.stats.panics.get(),
+        w.stats.spliced_bytes.get()
     );
     Ok(())
 }
