@@ -202,8 +202,10 @@ impl Report {
         };
         writeln!(
             out,
-            "ringway-load: {} connections, {} threads, {mode}",
-            self.connections, self.threads
+            "ringway-load: {} connections, {} thread{}, {mode}",
+            self.connections,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
         )?;
         writeln!(out, "  duration      {:.2} s", self.duration.as_secs_f64())?;
         writeln!(
