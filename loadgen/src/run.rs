@@ -156,10 +156,16 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
             .resolve()
             .with_context(|| format!("cannot resolve {}", target.url))?;
         // One connect attempt, so a typo'd port fails now, not as a run full of errors.
-        TcpStream::connect_timeout(&addr, PREFLIGHT_TIMEOUT.min(cfg.timeout))
+        let wait = PREFLIGHT_TIMEOUT.min(cfg.timeout);
+        let tcp = TcpStream::connect_timeout(&addr, wait)
             .with_context(|| format!("cannot connect to {} ({addr})", target.url))?;
         let connector = match &tls {
-            Some(config) if target.tls => Connector::tls(addr, config.clone(), &target.host)?,
+            Some(config) if target.tls => {
+                // And one handshake, so a certificate problem is named now.
+                preflight_handshake(tcp, config.clone(), &target.host, wait)
+                    .with_context(|| format!("TLS handshake with {} failed", target.url))?;
+                Connector::tls(addr, config.clone(), &target.host)?
+            }
             _ => Connector::plain(addr),
         };
         let one = build_request(
@@ -222,6 +228,22 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         live: (0..threads).map(|_| Live::default()).collect(),
     };
     Ok((plan, cores))
+}
+
+fn preflight_handshake(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    tcp.set_read_timeout(Some(wait))?;
+    tcp.set_write_timeout(Some(wait))?;
+    let name = rustls_pki_types::ServerName::try_from(host.to_string())?;
+    let mut tls = rustls::StreamOwned::new(rustls::ClientConnection::new(config, name)?, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(())
 }
 
 /// Redraws a one-line status on stderr until every worker has finished.
