@@ -117,6 +117,9 @@ impl HostTable {
         let Some(host) = host else {
             return self.default;
         };
+        if self.exact.is_empty() && self.wildcard.is_empty() {
+            return self.default;
+        }
         let host = host_name(host);
         if let Ok(i) = self
             .exact

@@ -71,6 +71,13 @@ pub fn decode_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidEncoding>
     Ok(())
 }
 
+/// Byte equality, inlined: route keys and methods are short, so a plain loop
+/// beats a call to `memcmp`.
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Compares the decoded form of `raw` with `literal` (already decoded).
 /// `None` when `raw` is not validly encoded (it then equals no literal).
 pub(crate) fn cmp_decoded(raw: &[u8], literal: &[u8]) -> Option<Ordering> {

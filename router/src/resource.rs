@@ -59,7 +59,7 @@ impl Resource {
 
     pub fn choose(&self, method: &[u8]) -> Choice<'_> {
         for (m, route) in &self.methods {
-            if **m == *method {
+            if crate::percent::bytes_eq(m, method) {
                 return Choice::Route(*route);
             }
         }

@@ -206,36 +206,13 @@ impl Router {
     /// Looks up a request. `path` is the request target's path (a `?query`
     /// suffix is ignored if present), `host` the `Host` header value (port
     /// allowed). Allocates nothing.
+    #[inline]
     pub fn find<'a>(&'a self, method: &[u8], host: Option<&[u8]>, path: &[u8]) -> Lookup<'a> {
-        let path = match path.iter().position(|&b| b == b'?') {
-            Some(q) => &path[..q],
-            None => path,
-        };
-        if path.first() != Some(&b'/') || path.len() > u32::MAX as usize {
-            return Lookup::NotFound;
-        }
-        let Some(table) = self.hosts.select(host) else {
-            return Lookup::NotFound;
-        };
-        let mut pos = 0;
-        if let Some(stage) = &self.stage {
-            if !path.starts_with(stage) || path.get(stage.len()).is_some_and(|&b| b != b'/') {
-                return Lookup::NotFound;
-            }
-            pos = stage.len();
-        }
-        let mut end = path.len();
-        if end > pos && path[end - 1] == b'/' {
-            end -= 1;
-        }
-        let path = &path[..end];
+        // The walk is out of line; the match is built here, in the caller's
+        // frame, so it is not copied again on return.
         let mut spans = Spans::new();
-        let Some(resource) = self.trees[table as usize].find(path, pos, &mut spans) else {
-            return Lookup::NotFound;
-        };
-        match self.resources[resource as usize].choose(method) {
-            Choice::NotAllowed(allow) => Lookup::MethodNotAllowed { allow },
-            Choice::Route(route) => {
+        match self.resolve(method, host, path, &mut spans) {
+            Ok(route) => {
                 let info = &self.routes[route as usize];
                 let mut m = Match::new(route as usize);
                 for (k, &(start, end)) in spans.spans[..spans.len].iter().enumerate() {
@@ -250,6 +227,45 @@ impl Router {
                 }
                 Lookup::Found(m)
             }
+            Err(Some(allow)) => Lookup::MethodNotAllowed { allow },
+            Err(None) => Lookup::NotFound,
+        }
+    }
+
+    /// The route for a request (`Err(Some(allow))`: 405, `Err(None)`: 404),
+    /// its captures in `spans`.
+    fn resolve(
+        &self,
+        method: &[u8],
+        host: Option<&[u8]>,
+        path: &[u8],
+        spans: &mut Spans,
+    ) -> Result<u32, Option<&str>> {
+        let path = match path.iter().position(|&b| b == b'?') {
+            Some(q) => &path[..q],
+            None => path,
+        };
+        if path.first() != Some(&b'/') || path.len() > u32::MAX as usize {
+            return Err(None);
+        }
+        let table = self.hosts.select(host).ok_or(None)?;
+        let mut pos = 0;
+        if let Some(stage) = &self.stage {
+            if !path.starts_with(stage) || path.get(stage.len()).is_some_and(|&b| b != b'/') {
+                return Err(None);
+            }
+            pos = stage.len();
+        }
+        let mut end = path.len();
+        if end > pos && path[end - 1] == b'/' {
+            end -= 1;
+        }
+        let resource = self.trees[table as usize]
+            .find(&path[..end], pos, spans)
+            .ok_or(None)?;
+        match self.resources[resource as usize].choose(method) {
+            Choice::NotAllowed(allow) => Err(Some(allow)),
+            Choice::Route(route) => Ok(route),
         }
     }
 

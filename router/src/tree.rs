@@ -165,7 +165,7 @@ impl Seg<'_> {
         if self.encoded {
             cmp_decoded(self.bytes, literal) == Some(Ordering::Equal)
         } else {
-            literal == self.bytes
+            percent::bytes_eq(literal, self.bytes)
         }
     }
 }
