@@ -38,8 +38,10 @@
 //! not found.
 //!
 //! **Paths.** The query (`?…`) is ignored if passed. One trailing slash is
-//! ignored (`/pets/` is `/pets`; `/` is the root). An empty segment (`//`)
-//! matches no literal and no `{param}`. Literal segments compare with the
+//! ignored for matching (`/pets/` is `/pets`; `/` is the root), but a greedy
+//! capture keeps it (`/files/{p+}` on `/files/a/` captures `a/`), so a
+//! backend sees directories as sent. An empty segment (`//`) matches no
+//! literal and no `{param}`. Literal segments compare with the
 //! percent-decoded request segment (`/p%65ts` is `/pets`, so an encoded
 //! spelling cannot dodge a more specific route); an invalid encoding matches
 //! no literal. Captures are spans of the raw path; decoding happens when a

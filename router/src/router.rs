@@ -212,12 +212,17 @@ impl Router {
         // frame, so it is not copied again on return.
         let mut spans = Spans::new();
         match self.resolve(method, host, path, &mut spans) {
-            Ok(route) => {
+            Ok((route, path_len)) => {
                 let info = &self.routes[route as usize];
                 let mut m = Match::new(route as usize);
-                for (k, &(start, end)) in spans.spans[..spans.len].iter().enumerate() {
+                for (k, &(start, mut end)) in spans.spans[..spans.len].iter().enumerate() {
                     let name = info.names.get(k).copied().unwrap_or(0);
                     let greedy = info.greedy && k + 1 == info.names.len();
+                    // A greedy capture keeps the trailing slash the lookup
+                    // ignored, so the backend sees `/dir/` as sent.
+                    if greedy && end as usize + 1 == path_len {
+                        end += 1;
+                    }
                     m.push(Param {
                         name,
                         greedy,
@@ -232,15 +237,15 @@ impl Router {
         }
     }
 
-    /// The route for a request (`Err(Some(allow))`: 405, `Err(None)`: 404),
-    /// its captures in `spans`.
+    /// The route for a request and the length of its path without query
+    /// (`Err(Some(allow))`: 405, `Err(None)`: 404), its captures in `spans`.
     fn resolve(
         &self,
         method: &[u8],
         host: Option<&[u8]>,
         path: &[u8],
         spans: &mut Spans,
-    ) -> Result<u32, Option<&str>> {
+    ) -> Result<(u32, usize), Option<&str>> {
         let path = match path.iter().position(|&b| b == b'?') {
             Some(q) => &path[..q],
             None => path,
@@ -265,7 +270,7 @@ impl Router {
             .ok_or(None)?;
         match self.resources[resource as usize].choose(method) {
             Choice::NotAllowed(allow) => Err(Some(allow)),
-            Choice::Route(route) => Ok(route),
+            Choice::Route(route) => Ok((route, path.len())),
         }
     }
 

@@ -223,7 +223,7 @@ fn greedy_root_trailing_slashes_and_empty_segments() {
             ("GET", "/files", "404"),
             ("GET", "/files/", "404"),
             ("GET", "/files/a", "#1 path=a"),
-            ("GET", "/files/a/", "#1 path=a"),
+            ("GET", "/files/a/", "#1 path=a/"),
             ("GET", "/files/a/b/c.txt", "#1 path=a/b/c.txt"),
             ("GET", "/files//a", "#1 path=/a"),
             ("GET", "/a//b", "404"),

@@ -53,7 +53,7 @@ impl Route {
     }
 
     /// Raw captures if the route's template matches `segments`.
-    fn captures(&self, segments: &[&str]) -> Option<Vec<String>> {
+    fn captures(&self, segments: &[&str], trailing_slash: bool) -> Option<Vec<String>> {
         let mut caps = Vec::new();
         for (i, s) in self.segs.iter().enumerate() {
             let seg = segments.get(i)?;
@@ -77,7 +77,7 @@ impl Route {
             if rest.is_empty() || joined.is_empty() {
                 return None;
             }
-            caps.push(joined);
+            caps.push(if trailing_slash { joined + "/" } else { joined });
         } else if !rest.is_empty() {
             return None;
         }
@@ -109,6 +109,7 @@ fn naive(
     path: &str,
 ) -> Result<(usize, Vec<String>), Option<String>> {
     let path = path.split('?').next().unwrap();
+    let trailing_slash = path.ends_with('/');
     let path = path.strip_suffix('/').unwrap_or(path);
     let segments: Vec<&str> = if path.is_empty() {
         vec![]
@@ -117,7 +118,7 @@ fn naive(
     };
     let best = routes
         .iter()
-        .filter(|r| r.captures(&segments).is_some())
+        .filter(|r| r.captures(&segments, false).is_some())
         .map(|r| r.shape())
         .min()
         .ok_or(None)?;
@@ -131,7 +132,7 @@ fn naive(
         .find(|(_, r)| r.methods.contains(&method))
         .or_else(|| on_resource.iter().find(|(_, r)| r.methods.contains(&"ANY")));
     match pick {
-        Some(&(i, r)) => Ok((i, r.captures(&segments).unwrap())),
+        Some(&(i, r)) => Ok((i, r.captures(&segments, trailing_slash).unwrap())),
         None => {
             let mut methods: Vec<&str> = on_resource
                 .iter()

@@ -86,7 +86,8 @@ fn expands() {
             "/a/b%20c/d.txt",
             "/api/a/b%20c/d.txt",
         ),
-        ("http://backend:8080/api/{proxy+}", "/a/b/", "/api/a/b"),
+        ("http://backend:8080/api/{proxy+}", "/a/b/", "/api/a/b/"),
+        ("http://backend:8080/api/{proxy+}", "/a/b/?x", "/api/a/b/?x"),
         (
             "https://backend/api/{proxy}",
             "/x/..a/a..",
