@@ -31,6 +31,12 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 const MIN_READ_ROOM: usize = 8 * 1024;
 /// Pause after a failed connect, so a dead server is not hammered in a loop.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// The runtime's timers tick in milliseconds and wake up to a tick late.
+/// Open loop therefore wakes one tick early and may send up to this much
+/// before the scheduled time (measuring such a request from its actual
+/// send), instead of adding a tick of the generator's own lateness to
+/// every latency.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// io_uring submission queue entries per worker.
 const URING_ENTRIES: u32 = 4096;
 
@@ -321,8 +327,10 @@ impl Connection {
             if !stopping && (keepalive || sent_here == 0) {
                 while self.in_flight.len() < window {
                     let since = match &self.pace {
-                        Some(pace) if pace.next() > now => break,
-                        Some(pace) => pace.next(),
+                        Some(pace) if pace.next() > now + TIMER_SLACK => break,
+                        // Late: count from the schedule (coordinated omission).
+                        // Early (within the timer's slack): count from now.
+                        Some(pace) => pace.next().min(now),
                         None => now,
                     };
                     let measured = self.worker.phases.measuring(since);
@@ -331,10 +339,11 @@ impl Connection {
                         break;
                     }
                     if let Some(pace) = &mut self.pace {
+                        let scheduled = pace.next();
                         pace.advance();
                         if measured {
                             let mut tally = self.worker.tally.borrow_mut();
-                            tally.behind = tally.behind.max(now.saturating_duration_since(since));
+                            tally.behind = tally.behind.max(now.saturating_duration_since(scheduled));
                         }
                     }
                     self.in_flight.push_back(InFlight { since, measured });
@@ -358,7 +367,8 @@ impl Connection {
             if self.in_flight.is_empty() {
                 match &self.pace {
                     Some(pace) if !stopping && !out_of_budget => {
-                        monoio::time::sleep_until(pace.next().into()).await;
+                        let wake = pace.next().checked_sub(TIMER_SLACK).unwrap_or(pace.next());
+                        monoio::time::sleep_until(wake.into()).await;
                         continue;
                     }
                     _ => return Outcome::Finished,
