@@ -98,6 +98,9 @@ fn no_allocation_per_request() {
         let large = allocations_for(port, 6_000, pipeline);
         eprintln!("pipeline {pipeline}: {small} allocations for 1000 requests, {large} for 6000");
         // 5 000 more requests; allow a little slack for scheduler noise.
-        assert!(large <= small + 50, "pipeline {pipeline}: {small} allocations for 1000, {large} for 6000");
+        assert!(
+            large <= small + 50,
+            "pipeline {pipeline}: {small} allocations for 1000, {large} for 6000"
+        );
     }
 }

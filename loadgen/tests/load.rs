@@ -296,3 +296,35 @@ fn requests_carry_method_headers_and_body() {
         assert!(last.contains(part), "{part:?} in {last}");
     }
 }
+
+#[test]
+fn large_heads_and_bodies_are_read() {
+    // A 20 KiB header (more than the read buffer) and a 1 MiB body.
+    let big_header = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+        "h".repeat(20 * 1024)
+    );
+    let big_body = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+        1 << 20,
+        "b".repeat(1 << 20)
+    );
+    let server = Server::start(move |n| {
+        Reply::raw(
+            if n % 2 == 0 {
+                big_header.as_bytes()
+            } else {
+                big_body.as_bytes()
+            },
+            false,
+        )
+    });
+    let report = run(&config(&server, 2, Stop::Requests(20)));
+    assert_eq!((report.requests, report.errors.total()), (20, 0));
+    assert!(
+        report.bytes_read >= 10 * (1 << 20) + 10 * 20 * 1024,
+        "{}",
+        report.bytes_read
+    );
+    assert_eq!(server.connections(), 1 + 2);
+}
