@@ -347,7 +347,7 @@ impl Router {
             let _ = writeln!(out, "stage {stage}");
         }
         for r in rows {
-            let host = r.host.unwrap_or("*");
+            let host = r.host.unwrap_or("(any)");
             let _ = writeln!(
                 out,
                 "{host:host_w$}  {:method_w$}  {}  #{}",

@@ -72,11 +72,16 @@ struct Node {
 /// Up to this many literal edges are scanned linearly.
 const LINEAR_EDGES: usize = 6;
 
-/// FxHash-style hash of a byte stream (the decoded segment).
+/// Hash of a byte stream (the decoded segment): its last eight bytes and its
+/// length, mixed by one multiplication. Cheap per byte; keys that share both
+/// only cost a longer probe.
+#[inline]
 fn hash(bytes: impl Iterator<Item = u8>) -> u64 {
-    bytes.fold(0u64, |h, b| {
-        (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95)
-    })
+    let (tail, len) = bytes.fold((0u64, 0u64), |(tail, len), b| {
+        (tail << 8 | u64::from(b), len + 1)
+    });
+    let h = (tail ^ len.rotate_right(8)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ h >> 29
 }
 
 fn build_index(edges: &[Edge]) -> Box<[u32]> {
