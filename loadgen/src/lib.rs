@@ -1,24 +1,6 @@
 //! `ringway-load`: ringway's HTTP/1.1 load generator, usable as a library.
-//!
-//! One monoio worker per thread owns its share of the connections; each
-//! connection runs closed loop (send the next request when the previous
-//! completes, `pipeline` in flight) or open loop (requests at scheduled
-//! times, latency measured from the schedule). Per-thread hdrhistograms are
-//! merged into a [`Report`].
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use ringway_load::{LoadConfig, Stop};
-//!
-//! let cfg = LoadConfig {
-//!     connections: 16,
-//!     stop: Stop::Duration(Duration::from_secs(2)),
-//!     ..LoadConfig::new("http://127.0.0.1:8080/")
-//! };
-//! let report = ringway_load::run(&cfg)?;
-//! report.print(&mut std::io::stdout());
-//! # anyhow::Ok(())
-//! ```
+//! The README below is the crate documentation; its example is a doctest.
+#![doc = include_str!("../README.md")]
 
 pub mod cli;
 pub mod codec;
