@@ -1,1 +1,356 @@
-fn main() {}
+//! `ringway-bench compare`: how does ringway compare with nginx and HAProxy
+//! on this machine? Starts one fast upstream, then each proxy configured the
+//! same way, loads them with `ringway-load` in interleaved repeated runs, and
+//! writes `bench/results/latest.{md,json,svg}`.
+
+mod idle;
+mod measure;
+mod process;
+mod proxy;
+mod report;
+mod scenario;
+mod setup;
+mod svg;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+use measure::{Bench, RunRecord};
+use proxy::{Programs, Target};
+use report::{Report, ScenarioSummary, TargetSummary};
+use scenario::Kind;
+
+/// Share of the slowest proxy's closed-loop rate used for the open loop.
+const OPEN_LOOP_SHARE: f64 = 0.6;
+/// Open-loop rate when no closed-loop rate is known.
+const OPEN_LOOP_FALLBACK_RATE: f64 = 5000.0;
+/// Upper bounds on the knobs, so a typo cannot run for a day.
+const MAX_RUNS: usize = 50;
+const MAX_DURATION: Duration = Duration::from_secs(600);
+const MAX_IDLE_CONNECTIONS: usize = 100_000;
+
+#[derive(Debug, Parser)]
+#[command(name = "ringway-bench", about = "ringway end-to-end benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compare ringway with nginx and HAProxy (and the direct path) on this machine.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    /// About 2 minutes: 1 run of 2 s per target and scenario (all scenarios).
+    #[arg(long)]
+    quick: bool,
+    /// Runs per target and scenario (default 3; 1 with --quick).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Measured duration of each run (default 5s; 2s with --quick).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Warm-up before each measured run, not counted (default 1s; 500ms with --quick).
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<Duration>,
+    /// Workers (threads / processes) of every proxy.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    load_threads: usize,
+    /// Do not pin: let the kernel place proxies, upstream and load generator.
+    #[arg(long)]
+    no_pin: bool,
+    /// Open-loop rate in requests/s (default: 60% of the slowest proxy's get-64 rate).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Idle connections parked on each proxy in the idle-conns scenario.
+    #[arg(long, default_value_t = 10_000)]
+    idle_conns: usize,
+    /// Only these targets (comma separated: ringway,nginx,haproxy,direct).
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// Only these scenarios (comma separated keys, e.g. get-64,idle-conns).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Option<Vec<String>>,
+    /// Where latest.{md,json,svg} go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    out_dir: PathBuf,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(sec) = s.strip_suffix('s') {
+        (sec, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| format!("'{s}' is not a duration like 5s or 500ms"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compare(args) => compare(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A scratch directory removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if std::env::var_os("RINGWAY_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let started = Instant::now();
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
+    let duration = args.duration.unwrap_or(Duration::from_secs(if args.quick { 2 } else { 5 }));
+    let warmup = args.warmup.unwrap_or(Duration::from_millis(if args.quick { 500 } else { 1000 }));
+    if runs == 0 || runs > MAX_RUNS {
+        bail!("--runs must be 1..={MAX_RUNS}");
+    }
+    if duration.is_zero() || duration > MAX_DURATION || warmup > MAX_DURATION {
+        bail!("--duration must be over 0 and at most {MAX_DURATION:?}; --warmup at most {MAX_DURATION:?}");
+    }
+    if args.workers == 0 || args.load_threads == 0 {
+        bail!("--workers and --load-threads must be at least 1");
+    }
+    if args.idle_conns == 0 || args.idle_conns > MAX_IDLE_CONNECTIONS {
+        bail!("--idle-conns must be 1..={MAX_IDLE_CONNECTIONS}");
+    }
+    if let Some(r) = args.rate
+        && !(r.is_finite() && r > 0.0)
+    {
+        bail!("--rate must be a positive number of requests per second");
+    }
+
+    let mut targets = vec![Target::Ringway, Target::Nginx, Target::Haproxy, Target::Direct];
+    if let Some(only) = &args.targets {
+        for name in only {
+            if !targets.iter().any(|t| t.name() == name) {
+                bail!("--targets: unknown target '{name}' (ringway, nginx, haproxy, direct)");
+            }
+        }
+        targets.retain(|t| only.iter().any(|n| n == t.name()));
+    }
+    let mut scenarios = scenario::all(args.idle_conns);
+    if let Some(only) = &args.scenarios {
+        for key in only {
+            if !scenarios.iter().any(|s| s.key == key) {
+                let keys: Vec<_> = scenarios.iter().map(|s| s.key).collect();
+                bail!("--scenarios: unknown scenario '{key}' ({})", keys.join(", "));
+            }
+        }
+        scenarios.retain(|s| only.iter().any(|k| k == s.key));
+    }
+
+    let nofile = setup::raise_nofile();
+    eprintln!("bench: RLIMIT_NOFILE {nofile}");
+    if (nofile as usize) < args.idle_conns + 1000 && scenarios.iter().any(|s| matches!(s.kind, Kind::Idle { .. })) {
+        eprintln!("bench: warning: RLIMIT_NOFILE {nofile} is low for {} idle connections", args.idle_conns);
+    }
+    let (ringway, load) = setup::ringway_binaries()?;
+    let nginx = if targets.contains(&Target::Nginx) {
+        setup::ensure_program("nginx").map_err(|e| eprintln!("bench: {e:#}; nginx will be reported as failed")).ok()
+    } else {
+        None
+    };
+    let haproxy = if targets.contains(&Target::Haproxy) {
+        setup::ensure_program("haproxy").map_err(|e| eprintln!("bench: {e:#}; haproxy will be reported as failed")).ok()
+    } else {
+        None
+    };
+    let machine = setup::Machine::describe(nginx.as_deref(), haproxy.as_deref());
+
+    let nproc = setup::cpu_count();
+    let (proxy_cpus, load_cpus, pinning) = if args.no_pin || nproc < 2 {
+        let why = if args.no_pin { "off (--no-pin)" } else { "off (fewer than 2 CPUs)" };
+        (Vec::new(), Vec::new(), why.to_string())
+    } else {
+        let n_proxy = args.workers.min(nproc - 1);
+        let proxy: Vec<usize> = (0..n_proxy).collect();
+        let load: Vec<usize> = (n_proxy..nproc).collect();
+        let text = format!(
+            "proxy on CPU {}; load generator and upstream on CPU {} (set with sched_setaffinity before exec)",
+            cpu_list(&proxy),
+            cpu_list(&load)
+        );
+        (proxy, load, text)
+    };
+    eprintln!("bench: pinning: {pinning}");
+
+    let scratch = ScratchDir(std::env::temp_dir().join(format!("ringway-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0)?;
+    let post_body_file = scratch.0.join("post-body.bin");
+    std::fs::write(&post_body_file, vec![b'x'; scenario::POST_BYTES])?;
+
+    let (_small_guard, small_upstream) = proxy::start_upstream(
+        &ringway,
+        &scratch.0.join("upstream"),
+        scenario::SMALL_RESPONSE_BYTES,
+        1,
+        &load_cpus,
+    )?;
+    let (_large_guard, large_upstream) = proxy::start_upstream(
+        &ringway,
+        &scratch.0.join("upstream"),
+        scenario::LARGE_RESPONSE_BYTES,
+        1,
+        &load_cpus,
+    )?;
+    eprintln!("bench: upstreams on {small_upstream} ({} B) and {large_upstream} ({} B)", scenario::SMALL_RESPONSE_BYTES, scenario::LARGE_RESPONSE_BYTES);
+
+    let bench = Bench {
+        programs: Programs { ringway: ringway.clone(), nginx, haproxy },
+        load,
+        work_dir: scratch.0.join("runs"),
+        workers: args.workers,
+        load_threads: args.load_threads,
+        proxy_cpus,
+        load_cpus,
+        duration,
+        warmup,
+        small_upstream,
+        large_upstream,
+        post_body_file,
+    };
+
+    let mut summaries = Vec::new();
+    let mut seq = 0;
+    let mut closed_loop_floor: Option<(f64, String)> = None;
+    for sc in &scenarios {
+        let (rate, rate_basis) = match sc.kind {
+            Kind::Load { open_loop: true, .. } => match (args.rate, &closed_loop_floor) {
+                (Some(r), _) => (Some(r), Some("set with --rate".to_string())),
+                (None, Some((r, who))) => (
+                    Some((r * OPEN_LOOP_SHARE).round()),
+                    Some(format!("{:.0}% of the slowest proxy's get-64 rate, {who}", OPEN_LOOP_SHARE * 100.0)),
+                ),
+                (None, None) => (Some(OPEN_LOOP_FALLBACK_RATE), Some("fixed fallback: no get-64 rate measured".into())),
+            },
+            _ => (None, None),
+        };
+        let mut records: Vec<(Target, Vec<RunRecord>)> = targets.iter().map(|&t| (t, Vec::new())).collect();
+        if !matches!(sc.kind, Kind::Unavailable { .. }) {
+            for run in 0..runs {
+                for (target, recs) in &mut records {
+                    if matches!(sc.kind, Kind::Idle { .. }) && *target == Target::Direct {
+                        continue;
+                    }
+                    seq += 1;
+                    eprint!("bench: [{:>4.0}s] {} run {}/{} {:<8} ", started.elapsed().as_secs_f64(), sc.key, run + 1, runs, target.name());
+                    let r = bench.run(&sc.kind, rate, *target, run, seq);
+                    eprintln!("{}", one_line(&r));
+                    recs.push(r);
+                }
+            }
+        }
+        let targets_summary: Vec<TargetSummary> = records
+            .into_iter()
+            .filter(|(t, recs)| !(matches!(sc.kind, Kind::Idle { .. }) && *t == Target::Direct && recs.is_empty()))
+            .map(|(t, recs)| TargetSummary::from_records(t, recs))
+            .collect();
+        if sc.key == "get-64" {
+            closed_loop_floor = targets_summary
+                .iter()
+                .filter(|t| t.target != Target::Direct)
+                .filter_map(|t| t.median("rps").map(|r| (r, t.target.name())))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(r, name)| (r, format!("{name} at {r:.0} req/s")));
+        }
+        summaries.push(ScenarioSummary { scenario: sc.clone(), rate, rate_basis, targets: targets_summary });
+    }
+
+    let all_keys: Vec<&str> = scenario::all(args.idle_conns).iter().map(|s| s.key).collect();
+    let ran: Vec<&str> = scenarios.iter().map(|s| s.key).collect();
+    let scope = if ran.len() == all_keys.len() && targets.len() == 4 {
+        format!("all scenarios ({}) and all targets", ran.join(", "))
+    } else {
+        let names: Vec<_> = targets.iter().map(|t| t.name()).collect();
+        format!("scenarios {} of {}; targets {}", ran.join(", "), all_keys.join(", "), names.join(", "))
+    };
+    let command = format!(
+        "cargo run --release -p ringway-bench -- {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let report = Report {
+        date: setup::utc_now(),
+        command,
+        machine,
+        pinning,
+        quick: args.quick,
+        runs,
+        duration_s: duration.as_secs_f64(),
+        warmup_s: warmup.as_secs_f64(),
+        workers: args.workers,
+        load_threads: args.load_threads,
+        scope,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        scenarios: summaries,
+    };
+    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    let md = report.markdown();
+    let write = |name: &str, text: &str| {
+        let p = args.out_dir.join(name);
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
+    };
+    write("latest.md", &md)?;
+    write("latest.json", &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    write("latest.svg", &svg::plot(&report))?;
+    println!("{md}");
+    eprintln!("bench: wrote {}/latest.{{md,json,svg}} in {:.0} s", args.out_dir.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// A progress line for one run.
+fn one_line(r: &RunRecord) -> String {
+    if let Some(f) = &r.failure {
+        return format!("FAILED: {}", f.lines().next().unwrap_or(""));
+    }
+    let g = |k: &str| r.metrics.get(k).copied().unwrap_or(f64::NAN);
+    let mut s = if r.metrics.contains_key("kib_per_conn") {
+        format!("{:.0} conns, {:.2} KiB/conn", g("idle_conns"), g("kib_per_conn"))
+    } else {
+        format!(
+            "{:>8.0} req/s  p99 {:>7.2} ms  cpu {:>5.2} s  {:>8.0} req/cpu-s",
+            g("rps"),
+            g("p99_ms"),
+            g("cpu_s"),
+            g("req_per_cpu_s")
+        )
+    };
+    if !r.notes.is_empty() {
+        s.push_str(&format!("  [{}]", r.notes.join("; ").replace('\n', " ")));
+    }
+    s
+}

@@ -1,0 +1,259 @@
+//! One run: start a proxy, load it (or park idle connections on it), read
+//! its CPU and memory from /proc, stop it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::idle;
+use crate::process::{self, Guard};
+use crate::proxy::{self, Programs, Target};
+use crate::scenario::Kind;
+
+/// The load generator gets this long past its own duration before it is killed.
+const LOAD_GRACE: Duration = Duration::from_secs(30);
+/// Time for connections to settle before RSS is read.
+const SETTLE: Duration = Duration::from_millis(300);
+/// Opening the idle connections may take at most this long.
+const PARK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Named measurements of one run (`rps`, `p99_ms`, `req_per_cpu_s`, ...).
+pub type Metrics = BTreeMap<String, f64>;
+
+/// What one run produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    pub target: Target,
+    pub run: usize,
+    /// Empty when the run failed.
+    pub metrics: Metrics,
+    /// Why the run produced no numbers (start failure, crash, ...), with the
+    /// tail of the proxy's log.
+    pub failure: Option<String>,
+    /// Things worth knowing about a run that did produce numbers.
+    pub notes: Vec<String>,
+}
+
+/// Everything a run needs besides the scenario.
+pub struct Bench {
+    pub programs: Programs,
+    pub load: PathBuf,
+    pub work_dir: PathBuf,
+    pub workers: usize,
+    pub load_threads: usize,
+    pub proxy_cpus: Vec<usize>,
+    pub load_cpus: Vec<usize>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub small_upstream: SocketAddr,
+    pub large_upstream: SocketAddr,
+    pub post_body_file: PathBuf,
+}
+
+/// Load-scenario parameters resolved for a run.
+pub struct LoadSpec {
+    pub connections: usize,
+    pub keepalive: bool,
+    pub post: bool,
+    pub large_responses: bool,
+    pub rate: Option<f64>,
+}
+
+impl Bench {
+    /// Runs `kind` once against `target`; failures become a record, never
+    /// an error, so the suite goes on.
+    pub fn run(&self, kind: &Kind, rate: Option<f64>, target: Target, run: usize, seq: usize) -> RunRecord {
+        let dir = self.work_dir.join(format!("{seq:03}-{}", target.name()));
+        let mut record = RunRecord { target, run, metrics: Metrics::new(), failure: None, notes: Vec::new() };
+        let result = match kind {
+            Kind::Load { connections, keepalive, post_bytes, large_responses, open_loop } => {
+                let spec = LoadSpec {
+                    connections: *connections,
+                    keepalive: *keepalive,
+                    post: post_bytes.is_some(),
+                    large_responses: *large_responses,
+                    rate: if *open_loop { rate } else { None },
+                };
+                self.run_load(&spec, target, &dir, &mut record)
+            }
+            Kind::Idle { connections } => self.run_idle(*connections, target, &dir, &mut record),
+            Kind::Unavailable { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            record.metrics.clear();
+            record.failure = Some(format!("{e:#}"));
+        }
+        record
+    }
+
+    fn run_load(&self, spec: &LoadSpec, target: Target, dir: &Path, record: &mut RunRecord) -> Result<()> {
+        let upstream = if spec.large_responses { self.large_upstream } else { self.small_upstream };
+        let mut running = proxy::start(target, &self.programs, dir, upstream, self.workers, &self.proxy_cpus)?;
+        std::fs::create_dir_all(dir)?;
+        if !self.warmup.is_zero() {
+            // A separate warm-up invocation, so the CPU counted below is
+            // exactly the CPU of the measured requests.
+            if let Err(e) = self.load_once(spec, running.addr, self.warmup, dir, "warmup") {
+                record.notes.push(format!("warm-up: {e:#}"));
+            }
+        }
+        let pid = running.guard.as_ref().map(Guard::pid);
+        let cpu_before = pid.map(process::tree_cpu_seconds);
+        let report = self.load_once(spec, running.addr, self.duration, dir, "load");
+        let cpu_after = pid.map(process::tree_cpu_seconds);
+        let hwm_kib = pid.map(|p| process::tree_status_kib(p, "VmHWM"));
+        if let Some(g) = running.guard.as_mut()
+            && let Some(status) = g.exit_status()
+        {
+            bail!("{} died during the run ({status})\n{}", target.name(), g.log_tail());
+        }
+        let report = report?;
+        let m = &mut record.metrics;
+        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+        let requests = num(&report["requests"]);
+        m.insert("requests".into(), requests);
+        m.insert("rps".into(), num(&report["rps"]));
+        let lat = &report["latency_us"];
+        m.insert("p50_ms".into(), num(&lat["p50"]) / 1e3);
+        m.insert("p99_ms".into(), num(&lat["p99"]) / 1e3);
+        m.insert("p99_9_ms".into(), num(&lat["p99_9"]) / 1e3);
+        let errors = num(&report["errors"]["total"]);
+        let non_2xx: f64 = report["status"]
+            .as_object()
+            .map(|s| s.iter().filter(|(code, _)| !code.starts_with('2')).map(|(_, n)| num(n)).sum())
+            .unwrap_or(0.0);
+        m.insert("errors".into(), errors + non_2xx);
+        if errors > 0.0 {
+            let kinds: Vec<String> = report["errors"]
+                .as_object()
+                .map(|e| {
+                    e.iter()
+                        .filter(|(k, n)| *k != "total" && num(n) > 0.0)
+                        .map(|(k, n)| format!("{k} {}", num(n)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            record.notes.push(format!("load generator errors: {}", kinds.join(", ")));
+        }
+        if non_2xx > 0.0 {
+            record.notes.push(format!("non-2xx responses: {}", report["status"]));
+        }
+        if let Some(behind) = report["behind_schedule_ms"].as_f64()
+            && behind > 0.0
+        {
+            m.insert("behind_schedule_ms".into(), behind);
+        }
+        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+            let cpu = after - before;
+            m.insert("cpu_s".into(), cpu);
+            if cpu > 0.0 {
+                m.insert("req_per_cpu_s".into(), requests / cpu);
+            }
+        }
+        if let Some(kib) = hwm_kib {
+            m.insert("peak_rss_mib".into(), kib as f64 / 1024.0);
+        }
+        if let Some(mut g) = running.guard.take() {
+            match g.stop() {
+                None => record.notes.push(format!("{} did not exit within 3 s of SIGTERM (killed)", target.name())),
+                Some(s) if !s.success() => {
+                    record.notes.push(format!("{} exited with {s} after SIGTERM", target.name()))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One ringway-load invocation; returns its JSON report.
+    fn load_once(&self, spec: &LoadSpec, addr: SocketAddr, duration: Duration, dir: &Path, tag: &str) -> Result<serde_json::Value> {
+        if !addr.ip().is_loopback() {
+            bail!("only loopback targets: {addr}");
+        }
+        let json = dir.join(format!("{tag}.json"));
+        let log = dir.join(format!("{tag}.log"));
+        let mut cmd = Command::new(&self.load);
+        cmd.arg(format!("http://{addr}/"))
+            .arg("-c")
+            .arg(spec.connections.to_string())
+            .arg("-d")
+            .arg(format!("{}ms", duration.as_millis()))
+            .arg("-t")
+            .arg(self.load_threads.to_string())
+            .arg("--json")
+            .arg(&json);
+        if let Some(rate) = spec.rate {
+            cmd.arg("--rate").arg(format!("{rate:.0}"));
+        }
+        if spec.post {
+            cmd.arg("-m").arg("POST").arg("--body-file").arg(&self.post_body_file);
+        }
+        if !spec.keepalive {
+            cmd.arg("--no-keepalive");
+        }
+        process::prepare(&mut cmd, &self.load_cpus, &log)?;
+        let mut guard = Guard::spawn("ringway-load", cmd, log.clone())?;
+        let deadline = Instant::now() + duration + LOAD_GRACE;
+        let status = loop {
+            if let Some(s) = guard.exit_status() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                bail!("ringway-load did not finish in {:?}\n{}", duration + LOAD_GRACE, guard.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            bail!("ringway-load failed ({status})\n{}", guard.log_tail());
+        }
+        let text = std::fs::read_to_string(&json).with_context(|| format!("ringway-load wrote no {}", json.display()))?;
+        serde_json::from_str(&text).context("ringway-load JSON does not parse")
+    }
+
+    fn run_idle(&self, count: usize, target: Target, dir: &Path, record: &mut RunRecord) -> Result<()> {
+        if target == Target::Direct {
+            bail!("not measured (the upstream is shared)");
+        }
+        let mut running = proxy::start(target, &self.programs, dir, self.small_upstream, self.workers, &self.proxy_cpus)?;
+        let pid = running.guard.as_ref().map(Guard::pid).context("no proxy process")?;
+        std::thread::sleep(SETTLE);
+        let before = process::tree_status_kib(pid, "VmRSS");
+        let parked = idle::park(running.addr, count, Instant::now() + PARK_TIMEOUT);
+        std::thread::sleep(SETTLE);
+        let after = process::tree_status_kib(pid, "VmRSS");
+        let hwm = process::tree_status_kib(pid, "VmHWM");
+        if let Some(g) = running.guard.as_mut()
+            && let Some(status) = g.exit_status()
+        {
+            bail!("{} died while connections were opened ({status})\n{}", target.name(), g.log_tail());
+        }
+        let held = parked.conns.len();
+        if parked.failures > 0 {
+            record.notes.push(format!(
+                "{} of {count} connections failed (first: {})",
+                parked.failures,
+                parked.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        if held == 0 {
+            bail!("no idle connection could be opened: {}", parked.first_error.unwrap_or_default());
+        }
+        let m = &mut record.metrics;
+        m.insert("idle_conns".into(), held as f64);
+        m.insert("rss_before_mib".into(), before as f64 / 1024.0);
+        m.insert("rss_after_mib".into(), after as f64 / 1024.0);
+        m.insert("peak_rss_mib".into(), hwm as f64 / 1024.0);
+        m.insert("kib_per_conn".into(), (after as f64 - before as f64) / held as f64);
+        drop(parked);
+        if let Some(mut g) = running.guard.take()
+            && g.stop().is_none()
+        {
+            record.notes.push(format!("{} did not exit within 3 s of SIGTERM (killed)", target.name()));
+        }
+        Ok(())
+    }
+}

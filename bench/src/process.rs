@@ -1,0 +1,184 @@
+//! Child processes of the suite (proxies, upstreams, load generator) and
+//! what /proc says about them.
+//!
+//! Every long-lived child is held by a [`Guard`]: it runs in its own process
+//! group, gets SIGKILL if the suite dies (`PR_SET_PDEATHSIG`), and is stopped
+//! (SIGTERM, then SIGKILL of the whole group) when the guard is dropped — on
+//! the normal path and on every error path alike.
+
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+/// How long a SIGTERM'd child gets before the group is SIGKILL'd.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Lines of a child's log quoted when it fails.
+const LOG_TAIL_LINES: usize = 12;
+
+/// Prepares `cmd` so the child runs on `cpus` (empty: inherit), in its own
+/// process group, dies with the suite, and writes stdout+stderr to `log`.
+pub fn prepare(cmd: &mut Command, cpus: &[usize], log: &Path) -> Result<()> {
+    let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let err = out.try_clone()?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let cpus = cpus.to_vec();
+    // SAFETY: the closure runs between fork and exec and calls only
+    // async-signal-safe functions (setpgid, prctl, sched_setaffinity) on
+    // memory that was allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if !cpus.is_empty() {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for &c in &cpus {
+                    libc::CPU_SET(c, &mut set);
+                }
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// A running child that is stopped when dropped.
+pub struct Guard {
+    child: Child,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl Guard {
+    /// Spawns a command prepared with [`prepare`].
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Result<Guard> {
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+        Ok(Guard { child, log, exited: None })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once the child has exited.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited
+    }
+
+    /// The last lines of the child's log, for failure reports.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
+    /// SIGTERM, wait up to [`STOP_GRACE`], then SIGKILL the process group.
+    /// Returns the exit status if the child exited on its own terms.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if let Some(s) = self.exit_status() {
+            self.kill_group(); // leftovers of a tree whose root died
+            return Some(s);
+        }
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: plain syscall on our own child's process group.
+        unsafe { libc::kill(-pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Some(s) = self.exit_status() {
+                self.kill_group();
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill_group();
+        let _ = self.child.wait();
+        None
+    }
+
+    fn kill_group(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: plain syscall on our own child's process group; harmless if
+        // the group is already gone (ESRCH).
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The last [`LOG_TAIL_LINES`] lines of a log file.
+pub fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+    lines[from..].join("\n")
+}
+
+/// The pid and all its descendants (walks /proc once).
+pub fn tree(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for entry in dir.flatten().take(1_000_000) {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok())) {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() && i < 100_000 {
+        let p = out[i];
+        out.extend(parents.iter().filter(|&&(_, pp)| pp == p).map(|&(c, _)| c));
+        i += 1;
+    }
+    out
+}
+
+/// Fields of /proc/PID/stat after the command name: index 0 is `state`,
+/// 1 `ppid`, 11 `utime`, 12 `stime`, 13 `cutime`, 14 `cstime`.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU seconds (user + system, including reaped children) of the tree.
+pub fn tree_cpu_seconds(root: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0u64;
+    for pid in tree(root) {
+        if let Some(f) = stat_fields(pid) {
+            for i in 11..=14 {
+                total += f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    total as f64 / ticks
+}
+
+/// Sum over the tree of a `/proc/PID/status` line in kB (`VmRSS`, `VmHWM`).
+pub fn tree_status_kib(root: u32, key: &str) -> u64 {
+    tree(root)
+        .into_iter()
+        .filter_map(|pid| {
+            let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            text.lines()
+                .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
+                .and_then(|l| l[key.len() + 1..].split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .sum()
+}

@@ -1,0 +1,242 @@
+//! The proxies under test, each configured the same way: N workers, upstream
+//! keep-alive on, access logging off, listening on a free 127.0.0.1 port,
+//! with config, pid and log files in a directory of its own.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::idle;
+use crate::process::{self, Guard};
+
+/// How long a proxy may take to answer its first request.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle upstream connections each proxy keeps (nginx `keepalive`).
+const UPSTREAM_KEEPALIVE: usize = 256;
+/// Connection limit configured on proxies that need one (under RLIMIT_NOFILE).
+const MAX_CONNECTIONS: usize = 19_000;
+
+/// Who serves the load generator in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Ringway,
+    Nginx,
+    Haproxy,
+    /// The load generator straight to the upstream: the ceiling.
+    Direct,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Ringway => "ringway",
+            Target::Nginx => "nginx",
+            Target::Haproxy => "haproxy",
+            Target::Direct => "direct",
+        }
+    }
+}
+
+/// Where the proxies' programs are (None: not available).
+pub struct Programs {
+    pub ringway: PathBuf,
+    pub nginx: Option<PathBuf>,
+    pub haproxy: Option<PathBuf>,
+}
+
+/// A proxy (or the direct path) ready for load.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// None for the direct path.
+    pub guard: Option<Guard>,
+}
+
+/// A free port on 127.0.0.1 (bound and released; a small race is accepted).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Starts `target` in `dir`, forwarding to `upstream`, with `workers`
+/// workers on `cpus`, and waits until it answers a GET with 200.
+pub fn start(
+    target: Target,
+    programs: &Programs,
+    dir: &Path,
+    upstream: SocketAddr,
+    workers: usize,
+    cpus: &[usize],
+) -> Result<Running> {
+    if target == Target::Direct {
+        return Ok(Running { addr: upstream, guard: None });
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let log = dir.join("proxy.log");
+    let mut cmd = match target {
+        Target::Ringway => {
+            let conf = dir.join("ringway.toml");
+            std::fs::write(&conf, ringway_config(addr, upstream, workers))?;
+            let mut c = Command::new(&programs.ringway);
+            c.arg("serve").arg("-c").arg(&conf);
+            c
+        }
+        Target::Nginx => {
+            let program = programs.nginx.as_ref().context("nginx is not available")?;
+            let conf = dir.join("nginx.conf");
+            std::fs::write(&conf, nginx_config(addr, upstream, workers, dir))?;
+            let mut c = Command::new(program);
+            c.arg("-p").arg(dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("error.log"));
+            c
+        }
+        Target::Haproxy => {
+            let program = programs.haproxy.as_ref().context("haproxy is not available")?;
+            let conf = dir.join("haproxy.cfg");
+            std::fs::write(&conf, haproxy_config(addr, upstream, workers, dir))?;
+            let mut c = Command::new(program);
+            c.arg("-db").arg("-f").arg(&conf);
+            c
+        }
+        Target::Direct => unreachable!("handled above"),
+    };
+    process::prepare(&mut cmd, cpus, &log)?;
+    let mut guard = Guard::spawn(target.name(), cmd, log.clone())?;
+    let ready = idle::wait_ready(addr, START_TIMEOUT, &mut || guard.exit_status().is_none());
+    if let Err(e) = ready {
+        let mut tail = guard.log_tail();
+        let err_log = dir.join("error.log");
+        if err_log.is_file() {
+            tail.push('\n');
+            tail.push_str(&process::log_tail(&err_log));
+        }
+        let status = guard.exit_status().map(|s| format!(" ({s})")).unwrap_or_default();
+        bail!("{} failed to start{status}: {e:#}\n{}", target.name(), tail.trim());
+    }
+    Ok(Running { addr, guard: Some(guard) })
+}
+
+/// Starts one `ringway upstream` origin on a free port.
+pub fn start_upstream(ringway: &Path, dir: &Path, body_size: usize, threads: usize, cpus: &[usize]) -> Result<(Guard, SocketAddr)> {
+    std::fs::create_dir_all(dir)?;
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let log = dir.join(format!("upstream-{body_size}.log"));
+    let mut cmd = Command::new(ringway);
+    cmd.arg("upstream")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--body-size")
+        .arg(body_size.to_string());
+    process::prepare(&mut cmd, cpus, &log)?;
+    let mut guard = Guard::spawn("upstream", cmd, log)?;
+    if let Err(e) = idle::wait_ready(addr, START_TIMEOUT, &mut || guard.exit_status().is_none()) {
+        bail!("upstream ({body_size} B bodies) failed to start: {e:#}\n{}", guard.log_tail());
+    }
+    Ok((guard, addr))
+}
+
+fn ringway_config(listen: SocketAddr, upstream: SocketAddr, workers: usize) -> String {
+    format!(
+        r#"# written by ringway-bench
+[server]
+listen = ["{listen}"]
+workers = {workers}
+pin = false          # the bench sets the CPU affinity of the whole process
+
+[[upstream]]
+name = "app"
+targets = ["{upstream}"]
+max_idle_per_target = 1024
+
+[[route]]
+path = "/"
+upstream = "app"
+"#
+    )
+}
+
+fn nginx_config(listen: SocketAddr, upstream: SocketAddr, workers: usize, dir: &Path) -> String {
+    let dir = dir.display();
+    // One worker: a single process (no master), like the other proxies.
+    let master = if workers == 1 { "off" } else { "on" };
+    let reuseport = if workers == 1 { "" } else { " reuseport" };
+    let mut c = String::new();
+    let _ = write!(
+        c,
+        r#"# written by ringway-bench
+user root;
+daemon off;
+master_process {master};
+worker_processes {workers};
+worker_rlimit_nofile {nofile};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+
+events {{
+    worker_connections {MAX_CONNECTIONS};
+}}
+
+http {{
+    access_log off;
+    keepalive_timeout 60s;
+    keepalive_requests 1000000;
+    client_max_body_size 0;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy_temp;
+
+    upstream app {{
+        server {upstream};
+        keepalive {UPSTREAM_KEEPALIVE};
+        keepalive_requests 1000000;
+    }}
+
+    server {{
+        listen {listen}{reuseport};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+        }}
+    }}
+}}
+"#,
+        nofile = MAX_CONNECTIONS + 1000,
+    );
+    c
+}
+
+fn haproxy_config(listen: SocketAddr, upstream: SocketAddr, workers: usize, dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        r#"# written by ringway-bench
+global
+    nbthread {workers}
+    maxconn {MAX_CONNECTIONS}
+    pidfile {dir}/haproxy.pid
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 30s
+    timeout http-keep-alive 60s
+
+frontend bench
+    bind {listen}
+    default_backend app
+
+backend app
+    http-reuse always
+    server s1 {upstream}
+"#
+    )
+}

@@ -1,0 +1,284 @@
+//! Turning runs into medians with min–max spread, and writing them down as
+//! markdown and JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::measure::RunRecord;
+use crate::proxy::Target;
+use crate::scenario::{Kind, Scenario};
+use crate::setup::Machine;
+
+/// Median, min and max of one metric over the runs that produced it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Spread {
+    pub fn of(values: &mut [f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+        Some(Spread { median, min: values[0], max: values[n - 1], n })
+    }
+}
+
+/// One target's results in one scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetSummary {
+    pub target: Target,
+    pub runs: usize,
+    pub ok_runs: usize,
+    pub metrics: BTreeMap<String, Spread>,
+    pub failures: Vec<String>,
+    pub notes: Vec<String>,
+    pub records: Vec<RunRecord>,
+}
+
+impl TargetSummary {
+    pub fn from_records(target: Target, records: Vec<RunRecord>) -> TargetSummary {
+        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for r in records.iter().filter(|r| r.failure.is_none()) {
+            for (k, v) in &r.metrics {
+                values.entry(k.clone()).or_default().push(*v);
+            }
+        }
+        let metrics = values
+            .into_iter()
+            .filter_map(|(k, mut v)| Spread::of(&mut v).map(|s| (k, s)))
+            .collect();
+        let mut failures: Vec<String> = records.iter().filter_map(|r| r.failure.clone()).collect();
+        failures.dedup();
+        let mut notes: Vec<String> = records.iter().flat_map(|r| r.notes.iter().cloned()).collect();
+        notes.sort();
+        notes.dedup();
+        TargetSummary {
+            target,
+            runs: records.len(),
+            ok_runs: records.iter().filter(|r| r.failure.is_none()).count(),
+            metrics,
+            failures,
+            notes,
+            records,
+        }
+    }
+
+    pub fn median(&self, key: &str) -> Option<f64> {
+        self.metrics.get(key).map(|s| s.median)
+    }
+}
+
+/// One scenario's results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScenarioSummary {
+    pub scenario: Scenario,
+    /// The open-loop rate used, if any.
+    pub rate: Option<f64>,
+    pub rate_basis: Option<String>,
+    pub targets: Vec<TargetSummary>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub pinning: String,
+    pub quick: bool,
+    pub runs: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub workers: usize,
+    pub load_threads: usize,
+    pub scope: String,
+    pub elapsed_s: f64,
+    pub scenarios: Vec<ScenarioSummary>,
+}
+
+/// Formats a number with thousands separators (`35120` → `35,120`).
+fn grouped(v: f64) -> String {
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// A value with a sensible number of digits for its size.
+fn short(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        grouped(v)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// `median (min–max)`, or the bare value for a single run.
+fn cell(s: Option<&Spread>) -> String {
+    match s {
+        None => "—".into(),
+        Some(s) if s.n == 1 || s.min == s.max => short(s.median),
+        Some(s) => format!("{} ({}–{})", short(s.median), short(s.min), short(s.max)),
+    }
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "# ringway vs nginx vs HAProxy — end-to-end comparison\n");
+        let _ = writeln!(md, "- date: {}", self.date);
+        let _ = writeln!(md, "- command: `{}`", self.command);
+        let _ = writeln!(md, "- machine: {} CPUs, {}, Linux {}", m.nproc, m.cpu_model, m.kernel);
+        let _ = writeln!(md, "- proxies: ringway (this tree), {}, {}", m.nginx_version, m.haproxy_version);
+        let _ = writeln!(md, "- pinning: {}", self.pinning);
+        let _ = writeln!(
+            md,
+            "- each run: {:.1} s warm-up (not counted), then {:.1} s measured; {} run(s) per target, interleaved \
+             (ringway, nginx, haproxy, direct, ringway, …); cells are `median (min–max)`",
+            self.warmup_s, self.duration_s, self.runs
+        );
+        let _ = writeln!(
+            md,
+            "- every proxy: {} worker(s), upstream keep-alive on, access log off; one `ringway upstream` origin shared by all; \
+             load generator `ringway-load` with {} thread(s)",
+            self.workers, self.load_threads
+        );
+        let _ = writeln!(md, "- scope: {}", self.scope);
+        let _ = writeln!(md, "- suite took {:.0} s\n", self.elapsed_s);
+
+        md.push_str("## Headline: requests per proxy CPU-second (median)\n\n");
+        md.push_str("Higher is better. The proxy's CPU is utime+stime of its whole process tree, read from /proc before and after the measured run.\n\n");
+        md.push_str("| scenario | ringway | nginx | haproxy | ringway / nginx | ringway / haproxy |\n|---|---:|---:|---:|---:|---:|\n");
+        for s in &self.scenarios {
+            let get = |t: Target, key: &str| s.targets.iter().find(|x| x.target == t).and_then(|x| x.median(key));
+            let (key, unit) = match s.scenario.kind {
+                Kind::Load { .. } => ("req_per_cpu_s", ""),
+                Kind::Idle { .. } => ("kib_per_conn", " KiB/conn"),
+                Kind::Unavailable { reason } => {
+                    let _ = writeln!(md, "| {} | {reason} | {reason} | {reason} | | |", s.scenario.key);
+                    continue;
+                }
+            };
+            let v = |t| get(t, key).map_or_else(|| "failed".into(), |v| format!("{}{unit}", short(v)));
+            let ratio = |t| match (get(Target::Ringway, key), get(t, key)) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{a:.2}×", a = a / b),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                s.scenario.key,
+                v(Target::Ringway),
+                v(Target::Nginx),
+                v(Target::Haproxy),
+                ratio(Target::Nginx),
+                ratio(Target::Haproxy)
+            );
+        }
+        md.push_str("\n(For `idle-conns` the figure is KiB of proxy RSS per idle connection: lower is better.)\n\n");
+
+        for s in &self.scenarios {
+            let _ = writeln!(md, "## `{}` — {}\n", s.scenario.key, s.scenario.title);
+            match s.scenario.kind {
+                Kind::Load { .. } => {
+                    if let Some(rate) = s.rate {
+                        let _ = writeln!(
+                            md,
+                            "Fixed rate {} req/s ({}); latency is measured from each request's scheduled send time.\n",
+                            grouped(rate),
+                            s.rate_basis.as_deref().unwrap_or("")
+                        );
+                    }
+                    md.push_str("| target | req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU-s | req per CPU-s | peak RSS MiB | errors |\n");
+                    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                    for t in &s.targets {
+                        let c = |k: &str| cell(t.metrics.get(k));
+                        if t.ok_runs == 0 {
+                            let _ = writeln!(md, "| {} | **failed** ({} of {} runs) | | | | | | | |", t.target.name(), t.runs, t.runs);
+                            continue;
+                        }
+                        let name = if t.ok_runs < t.runs {
+                            format!("{} ({}/{} runs ok)", t.target.name(), t.ok_runs, t.runs)
+                        } else {
+                            t.target.name().to_string()
+                        };
+                        let _ = writeln!(
+                            md,
+                            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                            c("rps"),
+                            c("p50_ms"),
+                            c("p99_ms"),
+                            c("p99_9_ms"),
+                            c("cpu_s"),
+                            c("req_per_cpu_s"),
+                            c("peak_rss_mib"),
+                            c("errors")
+                        );
+                    }
+                    md.push_str("\n`direct` is the load generator talking straight to the upstream: the ceiling of this machine, no proxy CPU.\n\n");
+                }
+                Kind::Idle { connections } => {
+                    let _ = writeln!(
+                        md,
+                        "A helper opens {connections} connections, sends one keep-alive GET on each, reads the response and holds the connection. \
+                         RSS is the proxy tree's VmRSS just before and just after.\n"
+                    );
+                    md.push_str("| target | connections held | RSS before MiB | RSS after MiB | KiB per connection | peak RSS MiB |\n");
+                    md.push_str("|---|---:|---:|---:|---:|---:|\n");
+                    for t in s.targets.iter().filter(|t| t.target != Target::Direct) {
+                        let c = |k: &str| cell(t.metrics.get(k));
+                        if t.ok_runs == 0 {
+                            let _ = writeln!(md, "| {} | **failed** | | | | |", t.target.name());
+                            continue;
+                        }
+                        let _ = writeln!(
+                            md,
+                            "| {} | {} | {} | {} | {} | {} |",
+                            t.target.name(),
+                            c("idle_conns"),
+                            c("rss_before_mib"),
+                            c("rss_after_mib"),
+                            c("kib_per_conn"),
+                            c("peak_rss_mib")
+                        );
+                    }
+                    md.push('\n');
+                }
+                Kind::Unavailable { reason } => {
+                    let _ = writeln!(md, "{reason}\n");
+                }
+            }
+            for t in &s.targets {
+                for f in &t.failures {
+                    let _ = writeln!(md, "<details><summary>{}: failure</summary>\n\n```\n{}\n```\n</details>\n", t.target.name(), f.trim());
+                }
+                if !t.notes.is_empty() {
+                    let _ = writeln!(md, "Notes for {}:\n", t.target.name());
+                    for n in &t.notes {
+                        let _ = writeln!(md, "- {}", n.replace('\n', " "));
+                    }
+                    md.push('\n');
+                }
+            }
+        }
+        md
+    }
+}

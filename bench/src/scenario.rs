@@ -1,0 +1,96 @@
+//! The scenarios of the comparison: what load, against which upstream.
+
+/// How a scenario loads the proxy.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Kind {
+    /// ringway-load, closed loop unless `open_loop`.
+    Load {
+        connections: usize,
+        keepalive: bool,
+        /// POST a body of this many bytes with every request.
+        post_bytes: Option<usize>,
+        /// Use the upstream with large (16 KiB) responses.
+        large_responses: bool,
+        /// Fixed request rate (decided when the scenario starts).
+        open_loop: bool,
+    },
+    /// Park this many idle keep-alive connections; measure proxy RSS.
+    Idle { connections: usize },
+    /// Not measurable yet (reason given).
+    Unavailable { reason: &'static str },
+}
+
+/// One scenario of the suite.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Scenario {
+    /// Short stable name (`get-64`), used by `--scenarios`.
+    pub key: &'static str,
+    pub title: String,
+    pub kind: Kind,
+}
+
+/// Size of the POST bodies.
+pub const POST_BYTES: usize = 1024 * 1024;
+/// Response body size of the second upstream.
+pub const LARGE_RESPONSE_BYTES: usize = 16 * 1024;
+/// Response body size of the default upstream.
+pub const SMALL_RESPONSE_BYTES: usize = 13;
+/// Connections in the closed-loop scenarios without their own count.
+const DEFAULT_CONNECTIONS: usize = 64;
+/// Connections for the 1 MiB POSTs (fewer: each moves a lot of bytes).
+const POST_CONNECTIONS: usize = 16;
+
+/// Every scenario, in run order (the open-loop rate is derived from the
+/// first one, so it must come first).
+pub fn all(idle_connections: usize) -> Vec<Scenario> {
+    let load = |connections, keepalive, post_bytes, large_responses, open_loop| Kind::Load {
+        connections,
+        keepalive,
+        post_bytes,
+        large_responses,
+        open_loop,
+    };
+    vec![
+        Scenario {
+            key: "get-64",
+            title: format!("small GET ({SMALL_RESPONSE_BYTES} B), keep-alive, 64 connections"),
+            kind: load(64, true, None, false, false),
+        },
+        Scenario {
+            key: "get-256",
+            title: format!("small GET ({SMALL_RESPONSE_BYTES} B), keep-alive, 256 connections"),
+            kind: load(256, true, None, false, false),
+        },
+        Scenario {
+            key: "new-conn",
+            title: format!("new connection per request (Connection: close), {DEFAULT_CONNECTIONS} concurrent"),
+            kind: load(DEFAULT_CONNECTIONS, false, None, false, false),
+        },
+        Scenario {
+            key: "post-1m",
+            title: format!("1 MiB POST bodies, keep-alive, {POST_CONNECTIONS} connections"),
+            kind: load(POST_CONNECTIONS, true, Some(POST_BYTES), false, false),
+        },
+        Scenario {
+            key: "resp-16k",
+            title: format!("16 KiB responses, keep-alive, {DEFAULT_CONNECTIONS} connections"),
+            kind: load(DEFAULT_CONNECTIONS, true, None, true, false),
+        },
+        Scenario {
+            key: "open-loop",
+            title: format!("open loop at a fixed rate, small GET, {DEFAULT_CONNECTIONS} connections"),
+            kind: load(DEFAULT_CONNECTIONS, true, None, false, true),
+        },
+        Scenario {
+            key: "idle-conns",
+            title: format!("{idle_connections} idle keep-alive connections: proxy RSS per connection"),
+            kind: Kind::Idle { connections: idle_connections },
+        },
+        Scenario {
+            key: "https",
+            title: "HTTPS (TLS termination) scenarios".into(),
+            kind: Kind::Unavailable { reason: "n/a (no TLS yet)" },
+        },
+    ]
+}

@@ -1,0 +1,172 @@
+//! Getting what the suite needs: nginx and haproxy from apt, the ringway
+//! binaries from this workspace, enough file descriptors, and a description
+//! of the machine for the report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+/// Debian packages that provide each proxy, in order of preference.
+const NGINX_PACKAGES: &[&str] = &["nginx-light", "nginx"];
+const HAPROXY_PACKAGES: &[&str] = &["haproxy"];
+
+/// Finds `program` on PATH or in the sbin directories apt installs to.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// Returns the path of `program`, installing it from apt when missing
+/// (`apt-get update` once and retry if the first install fails).
+pub fn ensure_program(program: &str) -> Result<PathBuf> {
+    if let Some(p) = find_program(program) {
+        return Ok(p);
+    }
+    let packages = match program {
+        "nginx" => NGINX_PACKAGES,
+        "haproxy" => HAPROXY_PACKAGES,
+        other => bail!("no package known for {other}"),
+    };
+    for attempt in 0..2 {
+        if attempt == 1 {
+            eprintln!("bench: apt-get update");
+            let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        }
+        for pkg in packages {
+            eprintln!("bench: {program} missing, apt-get install -y {pkg}");
+            let ok = Command::new("apt-get")
+                .args(["install", "-y", "-q", pkg])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok && let Some(p) = find_program(program) {
+                return Ok(p);
+            }
+        }
+    }
+    bail!("{program} is not installed and apt-get could not install it")
+}
+
+/// The `ringway` and `ringway-load` binaries next to this executable (same
+/// target directory and profile), built with cargo when missing.
+pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().context("cannot find the bench executable")?;
+    let dir = exe.parent().context("bench executable has no directory")?.to_path_buf();
+    let ringway = dir.join("ringway");
+    let load = dir.join("ringway-load");
+    if !ringway.is_file() || !load.is_file() {
+        let profile_is_release = dir.ends_with("release");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.arg("build");
+        if profile_is_release {
+            cmd.arg("--release");
+        }
+        cmd.args(["-p", "ringway", "-p", "ringway-load"]);
+        if let Some(target) = dir.parent() {
+            cmd.env("CARGO_TARGET_DIR", target);
+        }
+        eprintln!(
+            "bench: ringway binaries missing in {}; building them: cargo build{} -p ringway -p ringway-load",
+            dir.display(),
+            if profile_is_release { " --release" } else { "" }
+        );
+        let status = cmd.status().context("cannot run cargo")?;
+        if !status.success() {
+            bail!("cargo build of ringway and ringway-load failed ({status})");
+        }
+    }
+    for p in [&ringway, &load] {
+        if !p.is_file() {
+            bail!("{} not found after building", p.display());
+        }
+    }
+    Ok((ringway, load))
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to the hard limit (children
+/// inherit it). Returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    }
+}
+
+/// CPUs this process may run on.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What the report says about the machine.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub nginx_version: String,
+    pub haproxy_version: String,
+}
+
+impl Machine {
+    pub fn describe(nginx: Option<&Path>, haproxy: Option<&Path>) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or_else(|| "unknown".into(), |(_, m)| m.trim().to_string());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |s| s.trim().to_string());
+        let version = |p: Option<&Path>, arg: &str| {
+            p.and_then(|p| Command::new(p).arg(arg).output().ok())
+                .map(|o| {
+                    let text = String::from_utf8_lossy(if o.stdout.is_empty() { &o.stderr } else { &o.stdout })
+                        .to_string();
+                    text.lines().next().unwrap_or("").trim().to_string()
+                })
+                .unwrap_or_else(|| "not available".into())
+        };
+        Machine {
+            nproc: cpu_count(),
+            cpu_model,
+            kernel,
+            nginx_version: version(nginx, "-v"),
+            haproxy_version: version(haproxy, "-v"),
+        }
+    }
+}
+
+/// The current UTC time as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
