@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod codec;
+mod connection;
 mod report;
 mod run;
 mod schedule;

@@ -1,0 +1,391 @@
+//! One connection's request loop. A connection's life: connect (TCP, then
+//! TLS) → session (send up to `pipeline` requests, read responses, repeat)
+//! → on close or error, count it and connect again, until the run ends.
+//!
+//! A per-connection watchdog timer enforces `--timeout`: it is armed by
+//! writing a deadline into a `Cell` and only re-armed when it fires, so
+//! requests cost no timer operations.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::time::Sleep;
+
+use crate::codec::{ResponseReader, Step};
+use crate::report::ErrorKind;
+use crate::schedule::Pace;
+use crate::transport::Stream;
+use crate::worker::{Plan, Worker};
+
+/// Read buffer size per connection.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Compact the read buffer when less than this much room is left at its end.
+const MIN_READ_ROOM: usize = 4 * 1024;
+/// Pause after a failed connect, so a dead server is not hammered in a loop.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// The runtime's timers tick in milliseconds and wake up to a tick late.
+/// Open loop therefore wakes one tick early and may send up to this much
+/// before the scheduled time (measuring such a request from its actual
+/// send), instead of adding a tick of the generator's own lateness to
+/// every latency.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+/// How one connect-and-session cycle ended.
+enum Outcome {
+    /// Clean close (keep-alive off, `Connection: close`, idle close): go again.
+    Reconnect,
+    /// Nothing more to send: the run is over for this connection.
+    Finished,
+    Failed(ErrorKind),
+}
+
+/// A request on the wire, waiting for its response.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Latency is measured from here: the send time (closed loop) or the
+    /// scheduled send time (open loop).
+    since: Instant,
+    /// Sent during measurement (holds a `-n` token).
+    measured: bool,
+}
+
+pub(crate) struct Connection {
+    worker: Rc<Worker>,
+    target: usize,
+    pace: Option<Pace>,
+    /// Pre-built request bytes. Empty only after a cancelled write took them.
+    requests: Vec<u8>,
+    /// Read buffer; `consumed..len()` is unparsed. Empty after a cancelled read.
+    buffer: Vec<u8>,
+    consumed: usize,
+    reader: ResponseReader,
+    in_flight: VecDeque<InFlight>,
+    /// A `-n` token taken before connecting (so no connection is opened
+    /// without a request to send); used by the first request.
+    reserved: bool,
+    /// When the bytes now in `buffer` arrived.
+    read_at: Instant,
+    /// A connect is under way (so a timeout is a connect error).
+    connecting: bool,
+}
+
+impl Connection {
+    pub fn new(worker: Rc<Worker>, global: usize) -> Self {
+        let plan = &worker.plan;
+        let target = global % plan.targets.len();
+        let pace = plan
+            .rate
+            .map(|rate| Pace::new(worker.phases.start, global, plan.connections, rate));
+        let head = plan.targets[target].head;
+        let read_at = worker.phases.start;
+        Connection {
+            target,
+            pace,
+            requests: Vec::new(),
+            buffer: Vec::new(),
+            consumed: 0,
+            reader: ResponseReader::new(head),
+            in_flight: VecDeque::with_capacity(plan.pipeline),
+            reserved: false,
+            read_at,
+            connecting: false,
+            worker,
+        }
+    }
+
+    fn plan(&self) -> &Plan {
+        &self.worker.plan
+    }
+
+    pub async fn run(mut self) {
+        let timeout = self.plan().timeout;
+        let deadline = Cell::new(None);
+        let mut dog = pin!(monoio::time::sleep(timeout));
+        let end = self.worker.phases.end;
+        let mut end_of_run = pin!(async move {
+            match end {
+                Some(end) => monoio::time::sleep_until(end.into()).await,
+                None => std::future::pending().await,
+            }
+        });
+        while !self.plan().abort.is_set() {
+            let outcome = monoio::select! {
+                outcome = self.cycle(&deadline) => outcome,
+                _ = watchdog(&deadline, dog.as_mut(), timeout) => Outcome::Failed(ErrorKind::Timeout),
+                _ = &mut end_of_run => Outcome::Finished,
+            };
+            deadline.set(None);
+            self.abandon_in_flight();
+            let outcome = match outcome {
+                // A connect that timed out is a connect error.
+                Outcome::Failed(ErrorKind::Timeout) if self.connecting => {
+                    Outcome::Failed(ErrorKind::Connect)
+                }
+                outcome => outcome,
+            };
+            self.connecting = false;
+            match outcome {
+                Outcome::Reconnect => {}
+                Outcome::Finished => break,
+                Outcome::Failed(kind) => self.count_error(kind),
+            }
+        }
+        self.abandon_in_flight();
+    }
+
+    /// Connect, then run a session until the connection ends.
+    async fn cycle(&mut self, deadline: &Cell<Option<Instant>>) -> Outcome {
+        let now = Instant::now();
+        if let Some(budget) = &self.worker.plan.budget
+            && self.worker.phases.measuring(now)
+            && !self.reserved
+        {
+            if !budget.claim() {
+                return Outcome::Finished;
+            }
+            self.reserved = true;
+        }
+        deadline.set(Some(now + self.plan().timeout));
+        self.connecting = true;
+        let connected = self.plan().targets[self.target].connector.connect().await;
+        self.connecting = false;
+        deadline.set(None);
+        match connected {
+            Ok(mut stream) => self.session(&mut stream, deadline).await,
+            Err(_) => {
+                monoio::time::sleep(CONNECT_BACKOFF).await;
+                Outcome::Failed(ErrorKind::Connect)
+            }
+        }
+    }
+
+    /// Requests and responses on one open connection.
+    async fn session(&mut self, stream: &mut Stream, deadline: &Cell<Option<Instant>>) -> Outcome {
+        let target = &self.worker.plan.targets[self.target];
+        if self.requests.is_empty() {
+            self.requests = target.requests.clone();
+        }
+        if self.buffer.capacity() < READ_BUFFER_BYTES {
+            self.buffer = Vec::with_capacity(READ_BUFFER_BYTES);
+        }
+        self.buffer.clear();
+        self.consumed = 0;
+        self.reader.reset();
+        let request_len = target.request_len;
+        let keepalive = self.plan().keepalive;
+        let window = if keepalive { self.plan().pipeline } else { 1 };
+        let mut sent_here = 0usize;
+        loop {
+            let now = Instant::now();
+            let mut batch = 0usize;
+            let mut out_of_budget = false;
+            let stopping = self.plan().abort.is_set() || self.worker.phases.ended(now);
+            if !stopping && (keepalive || sent_here == 0) {
+                while self.in_flight.len() < window {
+                    let since = match &self.pace {
+                        Some(pace) if pace.next() > now + TIMER_SLACK => break,
+                        // Late: count from the schedule (coordinated omission).
+                        // Early (within the timer's slack): count from now.
+                        Some(pace) => pace.next().min(now),
+                        None => now,
+                    };
+                    let measured = self.worker.phases.measuring(since);
+                    if measured && !self.take_token() {
+                        out_of_budget = true;
+                        break;
+                    }
+                    if let Some(pace) = &mut self.pace {
+                        let scheduled = pace.next();
+                        pace.advance();
+                        if measured {
+                            let mut tally = self.worker.tally.borrow_mut();
+                            tally.behind =
+                                tally.behind.max(now.saturating_duration_since(scheduled));
+                        }
+                    }
+                    self.in_flight.push_back(InFlight { since, measured });
+                    batch += 1;
+                }
+            }
+            if batch > 0 {
+                if self.in_flight.len() == batch {
+                    deadline.set(Some(now + self.plan().timeout));
+                }
+                let requests = std::mem::take(&mut self.requests);
+                let (result, requests) = stream
+                    .write_all(requests.slice(..batch * request_len))
+                    .await;
+                self.requests = requests.into_inner();
+                if result.is_err() {
+                    return Outcome::Failed(ErrorKind::Write);
+                }
+                sent_here += batch;
+            }
+            if self.in_flight.is_empty() {
+                match &self.pace {
+                    Some(pace) if !stopping && !out_of_budget => {
+                        let wake = pace.next().checked_sub(TIMER_SLACK).unwrap_or(pace.next());
+                        monoio::time::sleep_until(wake.into()).await;
+                        continue;
+                    }
+                    _ => return Outcome::Finished,
+                }
+            }
+            match self.receive(stream, deadline).await {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Reconnect,
+                Err(kind) => return Outcome::Failed(kind),
+            }
+        }
+    }
+
+    /// Reads until at least one response completes. `Ok(false)`: the
+    /// connection is done (the server closes it, or keep-alive is off).
+    async fn receive(
+        &mut self,
+        stream: &mut Stream,
+        deadline: &Cell<Option<Instant>>,
+    ) -> Result<bool, ErrorKind> {
+        let keepalive = self.plan().keepalive;
+        let mut completed = 0usize;
+        loop {
+            while self.consumed < self.buffer.len() {
+                let (used, step) = self
+                    .reader
+                    .advance(&self.buffer[self.consumed..])
+                    .map_err(|_| ErrorKind::Parse)?;
+                self.consumed += used;
+                match step {
+                    Step::NeedMore => break,
+                    Step::Done(response) => {
+                        self.complete(response.status)?;
+                        completed += 1;
+                        if response.close || !keepalive {
+                            return Ok(false);
+                        }
+                        if self.in_flight.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if completed > 0 {
+                deadline.set(if self.in_flight.is_empty() {
+                    None
+                } else {
+                    Some(self.read_at + self.plan().timeout)
+                });
+                return Ok(true);
+            }
+            // Make room, then read more.
+            if self.consumed == self.buffer.len() {
+                self.buffer.clear();
+                self.consumed = 0;
+            } else if self.buffer.capacity() - self.buffer.len() < MIN_READ_ROOM {
+                self.buffer.copy_within(self.consumed.., 0);
+                self.buffer.truncate(self.buffer.len() - self.consumed);
+                self.consumed = 0;
+                if self.buffer.capacity() - self.buffer.len() < MIN_READ_ROOM {
+                    // A head bigger than the buffer (the parser caps it).
+                    self.buffer.reserve(self.buffer.capacity());
+                }
+            }
+            let buffer = std::mem::take(&mut self.buffer);
+            let (len, cap) = (buffer.len(), buffer.capacity());
+            let (result, buffer) = stream.read(buffer.slice_mut(len..cap)).await;
+            self.buffer = buffer.into_inner();
+            let now = Instant::now();
+            self.read_at = now;
+            match result {
+                Ok(0) => {
+                    return match self.reader.at_eof() {
+                        Ok(Some(response)) => {
+                            self.complete(response.status)?;
+                            Ok(false)
+                        }
+                        // Closed between responses with requests outstanding.
+                        Ok(None) | Err(()) => Err(ErrorKind::Read),
+                    };
+                }
+                Ok(n) => {
+                    if self.worker.phases.measuring(now) {
+                        self.worker.tally.borrow_mut().bytes_read += n as u64;
+                    }
+                }
+                Err(_) => return Err(ErrorKind::Read),
+            }
+        }
+    }
+
+    /// A response ended (at `self.read_at`): match it to its request.
+    fn complete(&mut self, status: u16) -> Result<(), ErrorKind> {
+        // A response nobody asked for is a protocol error.
+        let request = self.in_flight.pop_front().ok_or(ErrorKind::Parse)?;
+        let now = self.read_at;
+        if request.measured && !self.worker.phases.ended(now) {
+            let mut tally = self.worker.tally.borrow_mut();
+            tally.record(status, now.saturating_duration_since(request.since), now);
+            self.plan().live[self.worker.index]
+                .requests
+                .store(tally.requests, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Takes a `-n` token for a measured request (always succeeds without `-n`).
+    fn take_token(&mut self) -> bool {
+        match &self.worker.plan.budget {
+            None => true,
+            Some(_) if std::mem::take(&mut self.reserved) => true,
+            Some(budget) => budget.claim(),
+        }
+    }
+
+    /// The connection ended with requests unanswered: they are neither
+    /// completed nor (by themselves) errors; give their tokens back.
+    fn abandon_in_flight(&mut self) {
+        let mut unused = self.in_flight.drain(..).filter(|r| r.measured).count() as u64;
+        if std::mem::take(&mut self.reserved) {
+            unused += 1;
+        }
+        if let Some(budget) = &self.worker.plan.budget {
+            budget.give_back(unused);
+        }
+    }
+
+    fn count_error(&mut self, kind: ErrorKind) {
+        let now = Instant::now();
+        let phases = &self.worker.phases;
+        if !phases.measuring(now) || phases.ended(now) {
+            return;
+        }
+        let mut tally = self.worker.tally.borrow_mut();
+        tally.errors.add(kind, 1);
+        self.worker.plan.live[self.worker.index]
+            .errors
+            .store(tally.errors.total(), Ordering::Relaxed);
+        if let Some(budget) = &self.worker.plan.budget
+            && budget.note_error()
+        {
+            self.worker.plan.abort.set();
+        }
+    }
+}
+
+/// Completes when the deadline in `deadline` passes. The timer is re-armed
+/// only when it fires early (the deadline moved on) or while idle.
+async fn watchdog(deadline: &Cell<Option<Instant>>, mut sleep: Pin<&mut Sleep>, timeout: Duration) {
+    loop {
+        sleep.as_mut().await;
+        let now = Instant::now();
+        match deadline.get() {
+            Some(at) if at <= now => return,
+            Some(at) => sleep.as_mut().reset(at.into()),
+            None => sleep.as_mut().reset((now + timeout).into()),
+        }
+    }
+}
