@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::Router;
-use crate::tree::MAX_PARAMS;
+use crate::tree::{MAX_PARAMS, Spans};
 
 /// The answer of [`Router::find`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,42 +59,56 @@ impl Param {
 }
 
 /// A matched route: its index in the compiled slice and up to
-/// [`MAX_PARAMS`](crate::MAX_PARAMS) captured parameters, held inline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// [`MAX_PARAMS`](crate::MAX_PARAMS) captured parameters, held inline (the
+/// spans as the lookup left them, the name ids beside them).
+#[derive(Debug, Clone, Copy)]
 pub struct Match {
     /// Index of the route in the slice given to [`Router::compile`].
     pub route: usize,
-    len: u8,
-    params: [Param; MAX_PARAMS],
+    pub(crate) spans: Spans,
+    pub(crate) names: [u16; MAX_PARAMS],
+    /// Whether the last capture is greedy.
+    pub(crate) greedy: bool,
 }
 
 impl Match {
-    pub(crate) fn new(route: usize) -> Self {
+    pub(crate) const fn new() -> Self {
         Match {
-            route,
-            len: 0,
-            params: [Param::default(); MAX_PARAMS],
+            route: 0,
+            spans: Spans::new(),
+            names: [0; MAX_PARAMS],
+            greedy: false,
         }
     }
 
-    pub(crate) fn push(&mut self, param: Param) {
-        if let Some(slot) = self.params.get_mut(self.len as usize) {
-            *slot = param;
-            self.len += 1;
-        }
+    /// The number of captured parameters.
+    pub fn len(&self) -> usize {
+        self.spans.len
+    }
+
+    /// Whether the route captured no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.spans.len == 0
     }
 
     /// The captured parameters, in template order.
-    pub fn params(&self) -> &[Param] {
-        &self.params[..self.len as usize]
+    pub fn params(&self) -> impl ExactSizeIterator<Item = Param> + '_ {
+        let len = self.spans.len;
+        self.spans.spans[..len]
+            .iter()
+            .zip(&self.names)
+            .enumerate()
+            .map(move |(k, (&(start, end), &name))| Param {
+                name,
+                greedy: self.greedy && k + 1 == len,
+                start,
+                end,
+            })
     }
 
     /// The capture for the parameter called `name`, if the route has one.
     pub fn get(&self, router: &Router, name: &str) -> Option<Param> {
-        self.params()
-            .iter()
-            .find(|p| p.name(router) == name)
-            .copied()
+        self.params().find(|p| p.name(router) == name)
     }
 
     /// The byte range of parameter `name` in the path given to `find`.
@@ -102,3 +116,13 @@ impl Match {
         self.get(router, name).map(|p| p.range())
     }
 }
+
+/// Equal when they name the same route with the same captures (slots past
+/// the captures may hold leftovers of backtracking and are not compared).
+impl PartialEq for Match {
+    fn eq(&self, other: &Match) -> bool {
+        self.route == other.route && self.params().eq(other.params())
+    }
+}
+
+impl Eq for Match {}

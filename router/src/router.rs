@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::error::{RouteError, RouteErrorKind};
 use crate::host::{HostPattern, HostTable};
-use crate::lookup::{Lookup, Match, Param};
+use crate::lookup::{Lookup, Match};
 use crate::resource::{self, Choice, Resource};
 use crate::syntax::{self, Segment};
 use crate::tree::{Builder, MAX_PARAMS, Spans, Tree};
@@ -43,7 +43,9 @@ impl RouteSpec {
 #[derive(Debug)]
 struct RouteInfo {
     path: Box<str>,
-    names: Box<[u16]>,
+    /// Parameter name ids, in order; `param_count` of them are used.
+    names: [u16; MAX_PARAMS],
+    param_count: u8,
     greedy: bool,
 }
 
@@ -177,9 +179,12 @@ impl Router {
                     )
                 })?;
             }
+            let mut names_inline = [0u16; MAX_PARAMS];
+            names_inline[..ids.len()].copy_from_slice(&ids);
             infos.push(RouteInfo {
                 path: spec.path.as_str().into(),
-                names: ids.into(),
+                names: names_inline,
+                param_count: ids.len() as u8,
                 greedy,
             });
         }
@@ -210,25 +215,20 @@ impl Router {
     pub fn find<'a>(&'a self, method: &[u8], host: Option<&[u8]>, path: &[u8]) -> Lookup<'a> {
         // The walk is out of line; the match is built here, in the caller's
         // frame, so it is not copied again on return.
-        let mut spans = Spans::new();
-        match self.resolve(method, host, path, &mut spans) {
+        let mut m = Match::new();
+        match self.resolve(method, host, path, &mut m.spans) {
             Ok((route, path_len)) => {
                 let info = &self.routes[route as usize];
-                let mut m = Match::new(route as usize);
-                for (k, &(start, mut end)) in spans.spans[..spans.len].iter().enumerate() {
-                    let name = info.names.get(k).copied().unwrap_or(0);
-                    let greedy = info.greedy && k + 1 == info.names.len();
-                    // A greedy capture keeps the trailing slash the lookup
-                    // ignored, so the backend sees `/dir/` as sent.
-                    if greedy && end as usize + 1 == path_len {
-                        end += 1;
-                    }
-                    m.push(Param {
-                        name,
-                        greedy,
-                        start,
-                        end,
-                    });
+                m.route = route as usize;
+                m.greedy = info.greedy;
+                m.names = info.names;
+                // A greedy capture keeps the trailing slash the lookup
+                // ignored, so the backend sees `/dir/` as sent.
+                if let Some(last) = m.spans.len.checked_sub(1)
+                    && info.greedy
+                    && m.spans.spans[last].1 as usize + 1 == path_len
+                {
+                    m.spans.spans[last].1 += 1;
                 }
                 Lookup::Found(m)
             }
@@ -298,8 +298,8 @@ impl Router {
     /// `+`): what [`UriTemplate::parse`](crate::template::UriTemplate::parse)
     /// takes.
     pub fn route_params(&self, route: usize) -> impl Iterator<Item = &str> {
-        self.routes[route]
-            .names
+        let info = &self.routes[route];
+        info.names[..info.param_count as usize]
             .iter()
             .map(|&id| self.param_name(id))
     }

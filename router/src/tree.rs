@@ -140,7 +140,7 @@ pub(crate) struct Tree {
 }
 
 /// Capture spans (start, end) collected along the way, inline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Spans {
     pub spans: [(u32, u32); MAX_PARAMS],
     pub len: usize,

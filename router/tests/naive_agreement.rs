@@ -202,7 +202,7 @@ proptest! {
         let Ok(router) = compiled else { return Ok(()) };
         for (method, path) in &requests {
             let got = match router.find(method.as_bytes(), None, path.as_bytes()) {
-                Lookup::Found(m) => Ok((m.route, m.params().iter().map(|p| String::from_utf8(p.raw(path.as_bytes()).to_vec()).unwrap()).collect())),
+                Lookup::Found(m) => Ok((m.route, m.params().map(|p| String::from_utf8(p.raw(path.as_bytes()).to_vec()).unwrap()).collect())),
                 Lookup::MethodNotAllowed { allow } => Err(Some(allow.to_string())),
                 Lookup::NotFound => Err(None),
             };
