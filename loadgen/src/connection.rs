@@ -71,10 +71,12 @@ pub(crate) struct Connection {
     read_at: Instant,
     /// A connect is under way (so a timeout is a connect error).
     connecting: bool,
+    /// A connection opened before the start line, used by the first cycle.
+    ready: Option<Stream>,
 }
 
 impl Connection {
-    pub fn new(worker: Rc<Worker>, global: usize) -> Self {
+    pub fn new(worker: Rc<Worker>, global: usize, ready: Option<Stream>) -> Self {
         let plan = &worker.plan;
         let target = global % plan.targets.len();
         let pace = plan
@@ -93,6 +95,7 @@ impl Connection {
             reserved: false,
             read_at,
             connecting: false,
+            ready,
             worker,
         }
     }
@@ -149,11 +152,17 @@ impl Connection {
             }
             self.reserved = true;
         }
-        deadline.set(Some(now + self.plan().timeout));
-        self.connecting = true;
-        let connected = self.plan().targets[self.target].connector.connect().await;
-        self.connecting = false;
-        deadline.set(None);
+        let connected = match self.ready.take() {
+            Some(stream) => Ok(stream),
+            None => {
+                deadline.set(Some(now + self.plan().timeout));
+                self.connecting = true;
+                let connected = self.plan().targets[self.target].connector.connect().await;
+                self.connecting = false;
+                deadline.set(None);
+                connected
+            }
+        };
         match connected {
             Ok(mut stream) => self.session(&mut stream, deadline).await,
             Err(_) => {

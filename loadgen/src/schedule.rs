@@ -71,6 +71,11 @@ impl Budget {
         }
     }
 
+    /// The request count of the run.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     /// Counts an error; true when errors reached the budget (abort).
     pub fn note_error(&self) -> bool {
         self.errors.fetch_add(1, Ordering::Relaxed) + 1 >= self.total

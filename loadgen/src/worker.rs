@@ -147,6 +147,34 @@ pub(crate) struct Worker {
 }
 
 async fn worker_main(plan: Arc<Plan>, index: usize, start: Arc<StartLine>) -> Tally {
+    // Connect before the start line, so connection setup is neither in the
+    // first latencies nor in the measured time. A failed attempt is simply
+    // retried (and counted) by the connection's own loop.
+    let globals: Vec<usize> = (index..plan.connections).step_by(plan.threads).collect();
+    let wanted = match &plan.budget {
+        Some(budget) => budget.total(),
+        None => u64::MAX,
+    };
+    let mut connecting = Vec::with_capacity(globals.len());
+    for &global in &globals {
+        let target = &plan.targets[global % plan.targets.len()];
+        let connector = target.connector.clone();
+        let timeout = plan.timeout;
+        let wanted = (global as u64) < wanted;
+        connecting.push(monoio::spawn(async move {
+            if !wanted {
+                return None;
+            }
+            monoio::time::timeout(timeout, connector.connect())
+                .await
+                .ok()?
+                .ok()
+        }));
+    }
+    let mut ready = Vec::with_capacity(globals.len());
+    for attempt in connecting {
+        ready.push(attempt.await);
+    }
     let phases = start.wait();
     let worker = Rc::new(Worker {
         plan: plan.clone(),
@@ -155,8 +183,8 @@ async fn worker_main(plan: Arc<Plan>, index: usize, start: Arc<StartLine>) -> Ta
         tally: RefCell::new(Tally::new()),
     });
     let mut tasks = Vec::new();
-    for global in (index..plan.connections).step_by(plan.threads) {
-        let conn = Connection::new(worker.clone(), global);
+    for (global, stream) in globals.into_iter().zip(ready) {
+        let conn = Connection::new(worker.clone(), global, stream);
         tasks.push(monoio::spawn(conn.run()));
     }
     for task in tasks {

@@ -213,6 +213,15 @@ fn keepalive_off_opens_one_connection_per_request() {
     assert_eq!(server.requests(), 30);
     // One extra connection: the pre-flight connect check.
     assert_eq!(server.connections(), 31);
+
+    // Fewer requests than connections: no connection is opened idle.
+    let server = Server::start(|_| Reply::ok());
+    let cfg = LoadConfig {
+        keepalive: false,
+        ..config(&server, 4, Stop::Requests(2))
+    };
+    assert_eq!(run(&cfg).requests, 2);
+    assert_eq!(server.connections(), 1 + 2);
 }
 
 #[test]
