@@ -8,6 +8,7 @@ mod lookup;
 pub mod percent;
 mod resource;
 mod router;
+mod scan;
 mod syntax;
 pub mod template;
 mod tree;

@@ -246,7 +246,7 @@ impl Router {
         path: &[u8],
         spans: &mut Spans,
     ) -> Result<(u32, usize), Option<&str>> {
-        let path = match path.iter().position(|&b| b == b'?') {
+        let path = match crate::scan::find(path, b'?') {
             Some(q) => &path[..q],
             None => path,
         };

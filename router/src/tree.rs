@@ -51,7 +51,7 @@ impl Builder {
 #[derive(Debug)]
 struct Edge {
     /// The first decoded literal segment.
-    key: Box<[u8]>,
+    key: Key,
     /// Further merged literal segments (a chain without branches).
     rest: Box<[Box<[u8]>]>,
     child: u32,
@@ -67,6 +67,54 @@ struct Node {
     param: u32,
     greedy: u32,
     resource: u32,
+}
+
+/// Bytes of a key kept inline in its edge (no pointer to chase).
+const INLINE_KEY: usize = 16;
+
+/// An edge's first segment: inline when short, else on the heap.
+#[derive(Debug)]
+struct Key {
+    inline: [u8; INLINE_KEY],
+    len: usize,
+    heap: Box<[u8]>,
+}
+
+impl Key {
+    fn new(bytes: Box<[u8]>) -> Key {
+        let mut inline = [0; INLINE_KEY];
+        let len = bytes.len();
+        if len <= INLINE_KEY {
+            inline[..len].copy_from_slice(&bytes);
+            return Key {
+                inline,
+                len,
+                heap: Box::new([]),
+            };
+        }
+        Key {
+            inline,
+            len,
+            heap: bytes,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len <= INLINE_KEY {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    /// Whether the request segment is this key (decoded).
+    #[inline]
+    fn matches(&self, seg: Seg<'_>) -> bool {
+        if seg.encoded {
+            return seg.eq_literal(self.bytes());
+        }
+        seg.bytes.len() == self.len && seg.eq_literal(self.bytes())
+    }
 }
 
 /// Up to this many literal edges are scanned linearly.
@@ -91,7 +139,7 @@ fn build_index(edges: &[Edge]) -> Box<[u32]> {
     let size = (edges.len() * 2).next_power_of_two();
     let mut index = vec![0u32; size];
     for (i, edge) in edges.iter().enumerate() {
-        let mut slot = hash(edge.key.iter().copied()) as usize & (size - 1);
+        let mut slot = hash(edge.key.bytes().iter().copied()) as usize & (size - 1);
         while index[slot] != 0 {
             slot = (slot + 1) & (size - 1);
         }
@@ -104,7 +152,7 @@ impl Node {
     /// The literal edge whose key equals the (decoded) segment.
     fn edge(&self, seg: Seg<'_>) -> Option<&Edge> {
         if self.index.is_empty() {
-            return self.edges.iter().find(|e| seg.eq_literal(&e.key));
+            return self.edges.iter().find(|e| e.key.matches(seg));
         }
         let h = if seg.encoded {
             let mut valid = true;
@@ -125,7 +173,7 @@ impl Node {
                 return None;
             }
             let edge = &self.edges[entry as usize - 1];
-            if seg.eq_literal(&edge.key) {
+            if edge.key.matches(seg) {
                 return Some(edge);
             }
             slot = (slot + 1) & mask;
@@ -178,15 +226,7 @@ impl Seg<'_> {
 /// The segment starting at `start` (just after a `/`) and where it ends.
 #[inline]
 fn segment_at(path: &[u8], start: usize) -> (Seg<'_>, usize) {
-    let mut end = start;
-    let mut encoded = false;
-    while let Some(&b) = path.get(end) {
-        if b == b'/' {
-            break;
-        }
-        encoded |= b == b'%';
-        end += 1;
-    }
+    let (end, encoded) = crate::scan::segment_end(path, start);
     (
         Seg {
             bytes: &path[start..end],
@@ -220,7 +260,7 @@ impl Tree {
             }
             let child = self.add(child);
             edges.push(Edge {
-                key,
+                key: Key::new(key),
                 rest: rest.into_boxed_slice(),
                 child,
             });
