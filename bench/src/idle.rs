@@ -14,6 +14,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HEAD: usize = 16 * 1024;
 /// Threads that open idle connections in parallel.
 const OPENER_THREADS: usize = 4;
+/// An opener thread gives up after this many failures in a row.
+const MAX_FAILURES_IN_A_ROW: usize = 20;
 
 /// Connects to `addr`, sends one keep-alive `GET /`, reads the whole
 /// response, and returns the still-open connection and the status code.
@@ -104,22 +106,24 @@ pub fn park(addr: SocketAddr, count: usize, deadline: Instant) -> Parked {
                 let mut conns = Vec::with_capacity(n);
                 let mut failures = 0;
                 let mut first_error = None;
+                let mut in_a_row = 0;
                 for _ in 0..n {
-                    if Instant::now() >= deadline {
+                    if Instant::now() >= deadline || in_a_row >= MAX_FAILURES_IN_A_ROW {
                         failures += 1;
                         continue;
                     }
-                    match get_and_keep(addr) {
-                        Ok((s, 200)) => conns.push(s),
-                        Ok((_, code)) => {
-                            failures += 1;
-                            first_error.get_or_insert(format!("status {code}"));
+                    let error = match get_and_keep(addr) {
+                        Ok((s, 200)) => {
+                            conns.push(s);
+                            in_a_row = 0;
+                            continue;
                         }
-                        Err(e) => {
-                            failures += 1;
-                            first_error.get_or_insert(format!("{e:#}"));
-                        }
-                    }
+                        Ok((_, code)) => format!("status {code}"),
+                        Err(e) => format!("{e:#}"),
+                    };
+                    failures += 1;
+                    in_a_row += 1;
+                    first_error.get_or_insert(error);
                 }
                 (conns, failures, first_error)
             })

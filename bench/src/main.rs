@@ -5,6 +5,7 @@
 
 mod idle;
 mod measure;
+mod origin;
 mod process;
 mod proxy;
 mod report;
@@ -205,30 +206,30 @@ fn compare(args: CompareArgs) -> Result<()> {
     };
     eprintln!("bench: pinning: {pinning}");
 
-    let scratch = ScratchDir(std::env::temp_dir().join(format!("ringway-bench-{}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0)?;
+    // The scratch directory and the copies of the binaries carry names
+    // without "ringway", so another session's `pkill ringway` cleanup does not
+    // stop the runs (runs stopped from outside anyway are retried).
+    let scratch = ScratchDir(std::env::temp_dir().join(format!("rwbench-{}", std::process::id())));
+    let bin_dir = scratch.0.join("bin");
+    std::fs::create_dir_all(&bin_dir)?;
+    let gateway = bin_dir.join("rw-gateway");
+    let load_copy = bin_dir.join("rw-load");
+    std::fs::copy(&ringway, &gateway).with_context(|| format!("cannot copy {}", ringway.display()))?;
+    std::fs::copy(&load, &load_copy).with_context(|| format!("cannot copy {}", load.display()))?;
     let post_body_file = scratch.0.join("post-body.bin");
     std::fs::write(&post_body_file, vec![b'x'; scenario::POST_BYTES])?;
 
-    let (_small_guard, small_upstream) = proxy::start_upstream(
-        &ringway,
-        &scratch.0.join("upstream"),
-        scenario::SMALL_RESPONSE_BYTES,
-        1,
+    let origins = origin::Origins::start(
+        &gateway,
+        &scratch.0.join("origin"),
+        &[scenario::SMALL_RESPONSE_BYTES, scenario::LARGE_RESPONSE_BYTES],
         &load_cpus,
     )?;
-    let (_large_guard, large_upstream) = proxy::start_upstream(
-        &ringway,
-        &scratch.0.join("upstream"),
-        scenario::LARGE_RESPONSE_BYTES,
-        1,
-        &load_cpus,
-    )?;
-    eprintln!("bench: upstreams on {small_upstream} ({} B) and {large_upstream} ({} B)", scenario::SMALL_RESPONSE_BYTES, scenario::LARGE_RESPONSE_BYTES);
+    eprintln!("bench: origins on {}", origins.describe());
 
     let bench = Bench {
-        programs: Programs { ringway: ringway.clone(), nginx, haproxy },
-        load,
+        programs: Programs { ringway: gateway, nginx, haproxy },
+        load: load_copy,
         work_dir: scratch.0.join("runs"),
         workers: args.workers,
         load_threads: args.load_threads,
@@ -236,8 +237,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         load_cpus,
         duration,
         warmup,
-        small_upstream,
-        large_upstream,
+        origins,
         post_body_file,
     };
 

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 use crate::idle;
+use crate::origin::Origins;
 use crate::process::{self, Guard};
+use crate::scenario::{LARGE_RESPONSE_BYTES, SMALL_RESPONSE_BYTES};
 use crate::proxy::{self, Programs, Target};
 use crate::scenario::Kind;
 
@@ -20,6 +22,31 @@ const LOAD_GRACE: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_millis(300);
 /// Opening the idle connections may take at most this long.
 const PARK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts per run when a run is interrupted from outside.
+const MAX_ATTEMPTS: usize = 3;
+
+/// A run spoiled by something outside the suite (a process of the run was
+/// sent a stop signal by someone else, or the origin died): it is retried.
+#[derive(Debug)]
+struct Interrupted(String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted from outside: {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Fails the run as a proxy crash, or as an interruption when the process
+/// was stopped by a signal the suite did not send.
+fn died(target: Target, when: &str, status: std::process::ExitStatus, log_tail: String) -> anyhow::Error {
+    if process::stopped_from_outside(status) {
+        anyhow::Error::new(Interrupted(format!("{} stopped {when} ({status})\n{log_tail}", target.name())))
+    } else {
+        anyhow::anyhow!("{} died {when} ({status})\n{log_tail}", target.name())
+    }
+}
 
 /// Named measurements of one run (`rps`, `p99_ms`, `req_per_cpu_s`, ...).
 pub type Metrics = BTreeMap<String, f64>;
@@ -49,8 +76,7 @@ pub struct Bench {
     pub load_cpus: Vec<usize>,
     pub duration: Duration,
     pub warmup: Duration,
-    pub small_upstream: SocketAddr,
-    pub large_upstream: SocketAddr,
+    pub origins: Origins,
     pub post_body_file: PathBuf,
 }
 
@@ -65,9 +91,30 @@ pub struct LoadSpec {
 
 impl Bench {
     /// Runs `kind` once against `target`; failures become a record, never
-    /// an error, so the suite goes on.
+    /// an error, so the suite goes on. A run interrupted from outside is
+    /// tried again (at most [`MAX_ATTEMPTS`] times).
     pub fn run(&self, kind: &Kind, rate: Option<f64>, target: Target, run: usize, seq: usize) -> RunRecord {
-        let dir = self.work_dir.join(format!("{seq:03}-{}", target.name()));
+        let mut interruptions = Vec::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut record = self.run_once(kind, rate, target, run, &format!("{seq:03}-{attempt}"));
+            let interrupted = record.failure.as_ref().is_some_and(|f| f.starts_with("interrupted from outside"));
+            if interrupted && attempt < MAX_ATTEMPTS {
+                let why = record.failure.take().unwrap_or_default();
+                eprint!("(retrying: {}) ", why.lines().next().unwrap_or(""));
+                interruptions.push(why.lines().next().unwrap_or("").to_string());
+                continue;
+            }
+            for i in interruptions {
+                record.notes.push(format!("an earlier attempt was discarded: {i}"));
+            }
+            return record;
+        }
+        unreachable!("the last attempt always returns")
+    }
+
+    fn run_once(&self, kind: &Kind, rate: Option<f64>, target: Target, run: usize, tag: &str) -> RunRecord {
+        let short = if target == Target::Ringway { "rw" } else { target.name() };
+        let dir = self.work_dir.join(format!("{tag}-{short}"));
         let mut record = RunRecord { target, run, metrics: Metrics::new(), failure: None, notes: Vec::new() };
         let result = match kind {
             Kind::Load { connections, keepalive, post_bytes, large_responses, open_loop } => {
@@ -85,13 +132,17 @@ impl Bench {
         };
         if let Err(e) = result {
             record.metrics.clear();
-            record.failure = Some(format!("{e:#}"));
+            record.failure = Some(match e.downcast_ref::<Interrupted>() {
+                Some(i) => i.to_string(),
+                None => format!("{e:#}"),
+            });
         }
         record
     }
 
     fn run_load(&self, spec: &LoadSpec, target: Target, dir: &Path, record: &mut RunRecord) -> Result<()> {
-        let upstream = if spec.large_responses { self.large_upstream } else { self.small_upstream };
+        let body = if spec.large_responses { LARGE_RESPONSE_BYTES } else { SMALL_RESPONSE_BYTES };
+        let upstream = self.origins.addr(body)?;
         let mut running = proxy::start(target, &self.programs, dir, upstream, self.workers, &self.proxy_cpus)?;
         std::fs::create_dir_all(dir)?;
         if !self.warmup.is_zero() {
@@ -109,7 +160,10 @@ impl Bench {
         if let Some(g) = running.guard.as_mut()
             && let Some(status) = g.exit_status()
         {
-            bail!("{} died during the run ({status})\n{}", target.name(), g.log_tail());
+            return Err(died(target, "during the run", status, g.log_tail()));
+        }
+        if !self.origins.all_alive() {
+            return Err(Interrupted("the origin died during the run".into()).into());
         }
         let report = report?;
         let m = &mut record.metrics;
@@ -160,7 +214,7 @@ impl Bench {
         if let Some(mut g) = running.guard.take() {
             match g.stop() {
                 None => record.notes.push(format!("{} did not exit within 3 s of SIGTERM (killed)", target.name())),
-                Some(s) if !s.success() => {
+                Some(s) if !process::stopped_from_outside(s) => {
                     record.notes.push(format!("{} exited with {s} after SIGTERM", target.name()))
                 }
                 Some(_) => {}
@@ -208,6 +262,9 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(20));
         };
         if !status.success() {
+            if process::stopped_from_outside(status) {
+                return Err(Interrupted(format!("ringway-load stopped ({status})")).into());
+            }
             bail!("ringway-load failed ({status})\n{}", guard.log_tail());
         }
         let text = std::fs::read_to_string(&json).with_context(|| format!("ringway-load wrote no {}", json.display()))?;
@@ -218,7 +275,8 @@ impl Bench {
         if target == Target::Direct {
             bail!("not measured (the upstream is shared)");
         }
-        let mut running = proxy::start(target, &self.programs, dir, self.small_upstream, self.workers, &self.proxy_cpus)?;
+        let upstream = self.origins.addr(SMALL_RESPONSE_BYTES)?;
+        let mut running = proxy::start(target, &self.programs, dir, upstream, self.workers, &self.proxy_cpus)?;
         let pid = running.guard.as_ref().map(Guard::pid).context("no proxy process")?;
         std::thread::sleep(SETTLE);
         let before = process::tree_status_kib(pid, "VmRSS");
@@ -229,7 +287,7 @@ impl Bench {
         if let Some(g) = running.guard.as_mut()
             && let Some(status) = g.exit_status()
         {
-            bail!("{} died while connections were opened ({status})\n{}", target.name(), g.log_tail());
+            return Err(died(target, "while connections were opened", status, g.log_tail()));
         }
         let held = parked.conns.len();
         if parked.failures > 0 {

@@ -116,6 +116,15 @@ impl Drop for Guard {
     }
 }
 
+/// True for the ways a process ends when something sends it a signal to
+/// stop (exit 0 after a drain, or death by SIGTERM/SIGINT/SIGHUP/SIGKILL),
+/// as opposed to a crash (SIGSEGV, SIGABRT, a non-zero exit code).
+pub fn stopped_from_outside(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.success()
+        || matches!(status.signal(), Some(libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGKILL))
+}
+
 /// The last [`LOG_TAIL_LINES`] lines of a log file.
 pub fn log_tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();

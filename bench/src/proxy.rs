@@ -17,8 +17,15 @@ use crate::process::{self, Guard};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle upstream connections each proxy keeps (nginx `keepalive`).
 const UPSTREAM_KEEPALIVE: usize = 256;
-/// Connection limit configured on proxies that need one (under RLIMIT_NOFILE).
-const MAX_CONNECTIONS: usize = 19_000;
+/// File descriptors kept free for everything that is not a connection.
+const FD_RESERVE: u64 = 500;
+
+/// The connection limit configured on nginx and HAProxy: as many as the
+/// (already raised) RLIMIT_NOFILE allows.
+fn fd_limits() -> (u64, u64) {
+    let nofile = crate::setup::nofile_limit().max(2 * FD_RESERVE);
+    (nofile, nofile - FD_RESERVE)
+}
 
 /// Who serves the load generator in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,7 +88,7 @@ pub fn start(
     let log = dir.join("proxy.log");
     let mut cmd = match target {
         Target::Ringway => {
-            let conf = dir.join("ringway.toml");
+            let conf = dir.join("gateway.toml");
             std::fs::write(&conf, ringway_config(addr, upstream, workers))?;
             let mut c = Command::new(&programs.ringway);
             c.arg("serve").arg("-c").arg(&conf);
@@ -115,32 +122,16 @@ pub fn start(
             tail.push('\n');
             tail.push_str(&process::log_tail(&err_log));
         }
-        let status = guard.exit_status().map(|s| format!(" ({s})")).unwrap_or_default();
+        let status = guard.exit_status();
+        if let Some(s) = status
+            && process::stopped_from_outside(s)
+        {
+            bail!("interrupted from outside: {} stopped during start-up ({s})", target.name());
+        }
+        let status = status.map(|s| format!(" ({s})")).unwrap_or_default();
         bail!("{} failed to start{status}: {e:#}\n{}", target.name(), tail.trim());
     }
     Ok(Running { addr, guard: Some(guard) })
-}
-
-/// Starts one `ringway upstream` origin on a free port.
-pub fn start_upstream(ringway: &Path, dir: &Path, body_size: usize, threads: usize, cpus: &[usize]) -> Result<(Guard, SocketAddr)> {
-    std::fs::create_dir_all(dir)?;
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let log = dir.join(format!("upstream-{body_size}.log"));
-    let mut cmd = Command::new(ringway);
-    cmd.arg("upstream")
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--threads")
-        .arg(threads.to_string())
-        .arg("--body-size")
-        .arg(body_size.to_string());
-    process::prepare(&mut cmd, cpus, &log)?;
-    let mut guard = Guard::spawn("upstream", cmd, log)?;
-    if let Err(e) = idle::wait_ready(addr, START_TIMEOUT, &mut || guard.exit_status().is_none()) {
-        bail!("upstream ({body_size} B bodies) failed to start: {e:#}\n{}", guard.log_tail());
-    }
-    Ok((guard, addr))
 }
 
 fn ringway_config(listen: SocketAddr, upstream: SocketAddr, workers: usize) -> String {
@@ -168,6 +159,7 @@ fn nginx_config(listen: SocketAddr, upstream: SocketAddr, workers: usize, dir: &
     // One worker: a single process (no master), like the other proxies.
     let master = if workers == 1 { "off" } else { "on" };
     let reuseport = if workers == 1 { "" } else { " reuseport" };
+    let (nofile, max_conn) = fd_limits();
     let mut c = String::new();
     let _ = write!(
         c,
@@ -181,7 +173,7 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 
 events {{
-    worker_connections {MAX_CONNECTIONS};
+    worker_connections {max_conn};
 }}
 
 http {{
@@ -209,18 +201,22 @@ http {{
     }}
 }}
 "#,
-        nofile = MAX_CONNECTIONS + 1000,
     );
     c
 }
 
 fn haproxy_config(listen: SocketAddr, upstream: SocketAddr, workers: usize, dir: &Path) -> String {
     let dir = dir.display();
+    // HAProxy wants two descriptors per connection and refuses to start when
+    // it cannot raise RLIMIT_NOFILE that far; `no strict-limits` makes that a
+    // warning (idle client connections need only one descriptor each).
+    let (_, max_conn) = fd_limits();
     format!(
         r#"# written by ringway-bench
 global
     nbthread {workers}
-    maxconn {MAX_CONNECTIONS}
+    maxconn {max_conn}
+    no strict-limits
     pidfile {dir}/haproxy.pid
 
 defaults

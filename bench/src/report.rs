@@ -132,10 +132,19 @@ fn short(v: f64) -> String {
 
 /// `median (min–max)`, or the bare value for a single run.
 fn cell(s: Option<&Spread>) -> String {
+    spread_with(s, short)
+}
+
+/// Like [`cell`], for counts.
+fn count_cell(s: Option<&Spread>) -> String {
+    spread_with(s, grouped)
+}
+
+fn spread_with(s: Option<&Spread>, fmt: fn(f64) -> String) -> String {
     match s {
         None => "—".into(),
-        Some(s) if s.n == 1 || s.min == s.max => short(s.median),
-        Some(s) => format!("{} ({}–{})", short(s.median), short(s.min), short(s.max)),
+        Some(s) if s.n == 1 || s.min == s.max => fmt(s.median),
+        Some(s) => format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)),
     }
 }
 
@@ -230,7 +239,7 @@ impl Report {
                             c("cpu_s"),
                             c("req_per_cpu_s"),
                             c("peak_rss_mib"),
-                            c("errors")
+                            count_cell(t.metrics.get("errors"))
                         );
                     }
                     md.push_str("\n`direct` is the load generator talking straight to the upstream: the ceiling of this machine, no proxy CPU.\n\n");
@@ -253,7 +262,7 @@ impl Report {
                             md,
                             "| {} | {} | {} | {} | {} | {} |",
                             t.target.name(),
-                            c("idle_conns"),
+                            count_cell(t.metrics.get("idle_conns")),
                             c("rss_before_mib"),
                             c("rss_after_mib"),
                             c("kib_per_conn"),

@@ -103,6 +103,18 @@ pub fn raise_nofile() -> u64 {
     }
 }
 
+/// This process's soft RLIMIT_NOFILE.
+pub fn nofile_limit() -> u64 {
+    // SAFETY: getrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        lim.rlim_cur
+    }
+}
+
 /// CPUs this process may run on.
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -74,7 +74,7 @@ fn panel(svg: &mut String, x: f64, y: f64, title: &str, bars: &[Bar]) {
     );
     for (i, (target, value)) in bars.iter().enumerate() {
         let cx = x + 10.0 + slot * (i as f64 + 0.5);
-        let scale = |v: f64| if top > 0.0 { v / top * plot_h } else { 0.0 };
+        let scale = |v: f64| if top > 0.0 { v.max(0.0) / top * plot_h } else { 0.0 };
         match value {
             Some((median, min, max)) => {
                 let h = scale(*median);
