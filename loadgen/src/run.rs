@@ -23,7 +23,9 @@ const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs a load test and returns its report. Errors are about the setup
 /// (bad URL, nothing listening, bad option); once the load starts, failures
-/// are counted in the report, never returned.
+/// are counted in the report, never returned. Blocks the calling thread
+/// (which draws progress, if asked) while its own worker threads run; do
+/// not call it from inside a monoio runtime thread that must keep serving.
 pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
     validate(cfg)?;
     let (plan, cores) = build_plan(cfg)?;
