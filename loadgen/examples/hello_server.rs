@@ -12,20 +12,29 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\nContent-Type: text/plain\r\n\r\nhello, ringway\n";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\nContent-Type: text/plain\r\n\r\nhello, ringway\n";
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args.next().unwrap_or_else(|| "127.0.0.1:18081".into()).parse().expect("address");
+    let addr: SocketAddr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:18081".into())
+        .parse()
+        .expect("address");
     let threads: usize = args.next().map_or(1, |t| t.parse().expect("thread count"));
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             std::thread::spawn(move || {
-                let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().build().expect("runtime");
+                let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async move {
                     let listener = TcpListener::bind(addr).expect("bind");
                     loop {
-                        let Ok((stream, _)) = listener.accept().await else { continue };
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
                         monoio::spawn(serve(stream));
                     }
