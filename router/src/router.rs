@@ -274,7 +274,7 @@ impl Router {
         }
     }
 
-    /// The text of a parameter name id (see [`Param::name_id`]).
+    /// The text of a parameter name id (see [`Param::name_id`](crate::Param::name_id)).
     pub fn param_name(&self, id: u16) -> &str {
         self.names.get(id as usize).map_or("", |n| n)
     }
