@@ -13,6 +13,7 @@ const GAP: f64 = 16.0;
 const TOP: f64 = 70.0;
 const ROW_TITLE_H: f64 = 26.0;
 const LEFT: f64 = 20.0;
+const MIN_WIDTH: f64 = 960.0;
 /// Inside a panel: space for the title and the value labels under the bars.
 const PANEL_TOP: f64 = 34.0;
 const PANEL_BOTTOM: f64 = 30.0;
@@ -126,7 +127,7 @@ pub fn plot(report: &Report) -> String {
     let load: Vec<_> = report.scenarios.iter().filter(|s| matches!(s.scenario.kind, Kind::Load { .. })).collect();
     let idle: Vec<_> = report.scenarios.iter().filter(|s| matches!(s.scenario.kind, Kind::Idle { .. })).collect();
     let cols = load.len().max(idle.len()).max(1);
-    let width = LEFT * 2.0 + cols as f64 * (PANEL_W + GAP);
+    let width = (LEFT * 2.0 + cols as f64 * (PANEL_W + GAP)).max(MIN_WIDTH);
     let rows = 2 + usize::from(!idle.is_empty());
     let height = TOP + rows as f64 * (ROW_TITLE_H + PANEL_H + GAP) + 20.0;
     let mut svg = String::new();
