@@ -338,10 +338,11 @@ impl Router {
         let rows: Vec<_> = self.table().collect();
         let host_w = rows
             .iter()
-            .map(|r| r.host.map_or(1, str::len))
+            .map(|r| r.host.map_or(5, str::len))
             .max()
             .unwrap_or(1);
         let method_w = rows.iter().map(|r| r.method.len()).max().unwrap_or(1);
+        let path_w = rows.iter().map(|r| r.path.len()).max().unwrap_or(1);
         let mut out = String::new();
         if let Some(stage) = self.stage() {
             let _ = writeln!(out, "stage {stage}");
@@ -350,7 +351,7 @@ impl Router {
             let host = r.host.unwrap_or("(any)");
             let _ = writeln!(
                 out,
-                "{host:host_w$}  {:method_w$}  {}  #{}",
+                "{host:host_w$}  {:method_w$}  {:path_w$}  #{}",
                 r.method, r.path, r.route
             );
         }
