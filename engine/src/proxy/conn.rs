@@ -13,8 +13,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// First capacity of a connection's read buffer, in bytes; it grows up to `max_head_bytes` for large heads.
-const READ_BUF_INITIAL: usize = 4 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Next {
@@ -34,22 +32,35 @@ struct ReqInfo {
 }
 
 /// Serves one client connection until it closes, times out or the worker drains.
+///
+/// Between requests an idle connection holds no buffers: its read buffer and
+/// head storage go back to the worker's pool and the connection waits for
+/// readability alone, so thousands of idle keep-alive clients cost little.
 pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot: usize) {
     let ip = peer.ip().to_canonical().to_string();
-    let mut rbuf: Vec<u8> = Vec::with_capacity(READ_BUF_INITIAL);
-    let mut head = RequestHead::default();
-    let mut resp = ResponseHead::default();
     let mut first = true;
+    let mut active: Option<Active> = None;
     loop {
         let snap_rc = w.snapshot();
         let snap: &Snapshot = &snap_rc;
-        if w.draining.get() && rbuf.is_empty() {
-            return;
+        if active.as_ref().is_none_or(|a| a.rbuf.is_empty()) {
+            if let Some(a) = active.take() {
+                w.put_active(a);
+            }
+            if w.draining.get() {
+                return;
+            }
+            // The first request gets `header_read` to start, later ones `keepalive_idle`.
+            let limit = if first { snap.timeouts.header_read } else { snap.timeouts.keepalive_idle };
+            w.set_idle(slot, true);
+            let ready = monoio::time::timeout(limit, client.readable(true)).await;
+            w.set_idle(slot, false);
+            if !matches!(ready, Ok(Ok(()))) {
+                return;
+            }
         }
-        w.set_idle(slot, rbuf.is_empty());
-        let got = read_head(&mut client, &mut rbuf, &mut head, snap, first).await;
-        w.set_idle(slot, false);
-        match got {
+        let a = active.get_or_insert_with(|| w.take_active());
+        match read_head(&mut client, &mut a.rbuf, &mut a.head, snap).await {
             Ok(true) => {}
             Ok(false) => return,
             Err((status, message)) => {
@@ -59,25 +70,34 @@ pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot:
         }
         first = false;
         w.stats.requests.set(w.stats.requests.get() + 1);
-        if exchange(&w, snap, &mut client, &mut rbuf, &head, &mut resp, &ip).await == Next::Close {
+        if exchange(&w, snap, &mut client, &mut a.rbuf, &a.head, &mut a.resp, &ip).await == Next::Close {
             return;
         }
     }
 }
 
-/// Reads until `rbuf` starts with a whole request head. `Ok(false)`: the
-/// client closed or idled out before sending one.
+/// What a connection needs only while it is busy with a request.
+pub struct Active {
+    pub rbuf: Vec<u8>,
+    pub head: RequestHead,
+    pub resp: ResponseHead,
+}
+
+impl Default for Active {
+    fn default() -> Self {
+        Active { rbuf: Vec::with_capacity(super::worker::BUF_SIZE), head: RequestHead::default(), resp: ResponseHead::default() }
+    }
+}
+
+/// Reads until `rbuf` starts with a whole request head, which must arrive
+/// within `header_read` (408 past it). `Ok(false)`: the client closed first.
 async fn read_head(
     client: &mut TcpStream,
     rbuf: &mut Vec<u8>,
     head: &mut RequestHead,
     snap: &Snapshot,
-    first: bool,
 ) -> Result<bool, (u16, &'static str)> {
-    let t = &snap.timeouts;
-    // The head must arrive whole within header_read of its first byte (of the
-    // connection, for the first request); an idle keep-alive wait is separate.
-    let mut deadline = first.then(|| Instant::now() + t.header_read);
+    let deadline = Instant::now() + snap.timeouts.header_read;
     loop {
         if !rbuf.is_empty() {
             match request::parse(rbuf, &snap.limits, head) {
@@ -85,12 +105,8 @@ async fn read_head(
                 Ok(false) => {}
                 Err(e) => return Err((e.status(), e.as_str())),
             }
-            deadline.get_or_insert_with(|| Instant::now() + t.header_read);
         }
-        let limit = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None => t.keepalive_idle,
-        };
+        let limit = deadline.saturating_duration_since(Instant::now());
         let had_bytes = !rbuf.is_empty();
         if limit.is_zero() {
             return if had_bytes { Err((408, "request header timed out")) } else { Ok(false) };
@@ -369,4 +385,24 @@ async fn fail_before_response(
         return Next::Close;
     }
     next
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// An idle keep-alive connection costs its task, whose size is the
+    /// largest state of `serve`. This guards against a change that makes
+    /// every idle connection heavier without anyone noticing.
+    #[test]
+    fn the_connection_future_stays_small() {
+        let snap = crate::config::from_str(std::path::Path::new("x"), "").unwrap();
+        let w = super::Worker::new(0, std::sync::Arc::new(snap));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        let size = rt.block_on(async move {
+            let s = monoio::net::TcpStream::connect_addr(listener.local_addr().unwrap()).await.unwrap();
+            let peer = s.local_addr().unwrap();
+            std::mem::size_of_val(&super::serve(w, s, peer, 0))
+        });
+        assert!(size <= 2560, "the connection future grew to {size} bytes");
+    }
 }

@@ -2,6 +2,7 @@
 //! upstream pool, buffer and pipe pools, connection registry and counters.
 //! It lives in an `Rc` on its own thread; nothing here is shared across cores.
 
+use super::conn::Active;
 use super::pool::Pool;
 use crate::snapshot::{Snapshot, Target};
 use monoio::net::Pipe;
@@ -37,6 +38,7 @@ pub struct Worker {
     /// Round-robin position per upstream.
     rr: RefCell<Vec<usize>>,
     bufs: RefCell<Vec<Vec<u8>>>,
+    actives: RefCell<Vec<Active>>,
     pipes: RefCell<Vec<(Pipe, Pipe)>>,
     /// Open client connections: fd and whether it is idle between requests.
     conns: RefCell<Registry>,
@@ -52,6 +54,7 @@ impl Worker {
             rr: RefCell::new(vec![0; snapshot.upstreams.len()]),
             snapshot: RefCell::new(Rc::new(snapshot)),
             bufs: RefCell::default(),
+            actives: RefCell::default(),
             pipes: RefCell::default(),
             conns: RefCell::default(),
             draining: Cell::new(false),
@@ -85,6 +88,22 @@ impl Worker {
         let mut bufs = self.bufs.borrow_mut();
         if bufs.len() < MAX_POOLED_BUFS {
             bufs.push(buf);
+        }
+    }
+
+    /// Per-request connection state (read buffer, head storage), reused across connections.
+    pub fn take_active(&self) -> Active {
+        self.actives.borrow_mut().pop().unwrap_or_default()
+    }
+
+    pub fn put_active(&self, mut a: Active) {
+        if a.rbuf.capacity() < BUF_SIZE || a.rbuf.capacity() > 4 * BUF_SIZE {
+            return;
+        }
+        a.rbuf.clear();
+        let mut actives = self.actives.borrow_mut();
+        if actives.len() < MAX_POOLED_BUFS {
+            actives.push(a);
         }
     }
 
