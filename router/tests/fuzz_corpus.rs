@@ -31,11 +31,13 @@ fn mutated_corpus() {
         state ^= state << 17;
         state
     };
+    // `MUTATIONS=100000 cargo test --release --test fuzz_corpus` runs longer.
+    let rounds = std::env::var("MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     for entry in std::fs::read_dir(dir).expect("corpus dir") {
         let seed = std::fs::read(entry.unwrap().path()).unwrap();
-        for _ in 0..300 {
+        for _ in 0..rounds {
             let mut data = seed.clone();
-            for _ in 0..1 + next() % 4 {
+            for _ in 0..1 + next() % 8 {
                 let at = (next() as usize) % (data.len() + 1);
                 let byte = INTERESTING[(next() as usize) % INTERESTING.len()];
                 match next() % 3 {
