@@ -154,13 +154,20 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
     };
     let mut plans = Vec::with_capacity(targets.len());
     for target in &targets {
-        let addr = target
+        // One connect attempt, so a typo'd port fails now, not as a run full
+        // of errors. Of the resolved addresses, the first that answers is used.
+        let wait = PREFLIGHT_TIMEOUT.min(cfg.timeout);
+        let addrs = target
             .resolve()
             .with_context(|| format!("cannot resolve {}", target.url))?;
-        // One connect attempt, so a typo'd port fails now, not as a run full of errors.
-        let wait = PREFLIGHT_TIMEOUT.min(cfg.timeout);
-        let tcp = TcpStream::connect_timeout(&addr, wait)
-            .with_context(|| format!("cannot connect to {} ({addr})", target.url))?;
+        let mut connected = Err(std::io::Error::other("no address"));
+        for addr in addrs {
+            connected = TcpStream::connect_timeout(&addr, wait).map(|tcp| (addr, tcp));
+            if connected.is_ok() {
+                break;
+            }
+        }
+        let (addr, tcp) = connected.with_context(|| format!("cannot connect to {}", target.url))?;
         let connector = match &tls {
             Some(config) if target.tls => {
                 // And one handshake, so a certificate problem is named now.

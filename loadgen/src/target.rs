@@ -96,15 +96,17 @@ impl Target {
         })
     }
 
-    /// Resolves the host (blocking; done once at startup). Prefers the first
-    /// address the resolver returns.
-    pub fn resolve(&self) -> std::io::Result<SocketAddr> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "host resolved to no address")
-            })
+    /// Resolves the host (blocking; done once at startup), in the
+    /// resolver's order.
+    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "host resolved to no address",
+            ));
+        }
+        Ok(addrs)
     }
 }
 
