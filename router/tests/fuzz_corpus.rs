@@ -32,7 +32,10 @@ fn mutated_corpus() {
         state
     };
     // `MUTATIONS=100000 cargo test --release --test fuzz_corpus` runs longer.
-    let rounds = std::env::var("MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let rounds = std::env::var("MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     for entry in std::fs::read_dir(dir).expect("corpus dir") {
         let seed = std::fs::read(entry.unwrap().path()).unwrap();
         for _ in 0..rounds {

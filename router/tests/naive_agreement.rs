@@ -19,6 +19,7 @@ struct Route {
     segs: Vec<Seg>,
     greedy: bool,
     methods: Vec<&'static str>,
+    host: Option<&'static str>,
 }
 
 impl Route {
@@ -102,9 +103,32 @@ fn decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The routes of the host table a request host selects: exact, then the
+/// longest matching wildcard, then the routes without host.
+fn naive_table<'r>(routes: &'r [Route], host: Option<&str>) -> Vec<(usize, &'r Route)> {
+    let with = |pattern: Option<&str>| -> Vec<(usize, &'r Route)> {
+        routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.host == pattern)
+            .collect()
+    };
+    let Some(host) = host else { return with(None) };
+    let host = host.split(':').next().unwrap().to_ascii_lowercase();
+    if routes.iter().any(|r| r.host == Some(host.as_str())) {
+        return with(Some(host.as_str()));
+    }
+    let wildcard = routes
+        .iter()
+        .filter_map(|r| r.host)
+        .filter(|p| p.starts_with("*.") && host.len() > p.len() - 1 && host.ends_with(&p[1..]))
+        .max_by_key(|p| p.len());
+    with(wildcard)
+}
+
 /// The naive answer: `Ok((route, captures))`, `Err(Some(allow))` or `Err(None)`.
 fn naive(
-    routes: &[Route],
+    routes: &[(usize, &Route)],
     method: &str,
     path: &str,
 ) -> Result<(usize, Vec<String>), Option<String>> {
@@ -118,14 +142,15 @@ fn naive(
     };
     let best = routes
         .iter()
+        .map(|(_, r)| r)
         .filter(|r| r.captures(&segments, false).is_some())
         .map(|r| r.shape())
         .min()
         .ok_or(None)?;
     let on_resource: Vec<(usize, &Route)> = routes
         .iter()
-        .enumerate()
         .filter(|(_, r)| r.shape() == best)
+        .copied()
         .collect();
     let pick = on_resource
         .iter()
@@ -147,9 +172,11 @@ fn naive(
 
 fn naive_conflict(routes: &[Route]) -> bool {
     routes.iter().enumerate().any(|(j, r)| {
-        routes[..j]
-            .iter()
-            .any(|q| q.shape() == r.shape() && q.methods.iter().any(|m| r.methods.contains(m)))
+        routes[..j].iter().any(|q| {
+            q.host == r.host
+                && q.shape() == r.shape()
+                && q.methods.iter().any(|m| r.methods.contains(m))
+        })
     })
 }
 
@@ -159,11 +186,20 @@ fn route_strategy() -> impl Strategy<Value = Route> {
         prop::collection::vec(seg, 0..4),
         prop::bool::weighted(0.25),
         prop::sample::subsequence(METHODS.to_vec(), 1..=2),
+        prop::sample::select(vec![
+            None,
+            None,
+            None,
+            Some("a.com"),
+            Some("*.a.com"),
+            Some("*.b.a.com"),
+        ]),
     )
-        .prop_map(|(segs, greedy, methods)| Route {
+        .prop_map(|(segs, greedy, methods, host)| Route {
             segs,
             greedy,
             methods,
+            host,
         })
 }
 
@@ -194,19 +230,27 @@ proptest! {
     #[test]
     fn tree_agrees_with_naive(
         routes in prop::collection::vec(route_strategy(), 1..24),
-        requests in prop::collection::vec((prop::sample::select(vec!["GET", "POST", "PUT"]), path_strategy()), 1..16),
+        requests in prop::collection::vec((
+            prop::sample::select(vec!["GET", "POST", "PUT"]),
+            prop::sample::select(vec![None, Some("a.com"), Some("A.Com:8080"), Some("x.a.com"), Some("x.b.a.com"), Some("b.a.com"), Some("c.org")]),
+            path_strategy(),
+        ), 1..16),
     ) {
-        let specs: Vec<RouteSpec> = routes.iter().map(|r| RouteSpec::new(&r.template(), &r.methods)).collect();
+        let specs: Vec<RouteSpec> = routes
+            .iter()
+            .map(|r| RouteSpec { host: r.host.map(String::from), ..RouteSpec::new(&r.template(), &r.methods) })
+            .collect();
         let compiled = Router::compile(&specs, None);
         prop_assert_eq!(compiled.is_err(), naive_conflict(&routes), "{:?}", compiled.err());
         let Ok(router) = compiled else { return Ok(()) };
-        for (method, path) in &requests {
-            let got = match router.find(method.as_bytes(), None, path.as_bytes()) {
+        for (method, host, path) in &requests {
+            let got = match router.find(method.as_bytes(), host.map(str::as_bytes), path.as_bytes()) {
                 Lookup::Found(m) => Ok((m.route, m.params().map(|p| String::from_utf8(p.raw(path.as_bytes()).to_vec()).unwrap()).collect())),
                 Lookup::MethodNotAllowed { allow } => Err(Some(allow.to_string())),
                 Lookup::NotFound => Err(None),
             };
-            prop_assert_eq!(got, naive(&routes, method, path), "{} {} in {:?}", method, path, specs);
+            let want = naive(&naive_table(&routes, *host), method, path);
+            prop_assert_eq!(got, want, "{} {:?} {} in {:?}", method, host, path, specs);
         }
     }
 }
