@@ -121,13 +121,13 @@ fn parse_parts(template: &str, text: &str, params: &[&str]) -> Result<Vec<Part>,
             .iter()
             .any(|p| p.strip_suffix('+').unwrap_or(p) == name)
         {
-            return Err(TemplateError::new(
-                template,
-                format!(
-                    "unknown parameter `{{{name}}}` (the route defines: {})",
-                    params.join(", ")
-                ),
-            ));
+            let defined = if params.is_empty() {
+                "none".to_owned()
+            } else {
+                params.join(", ")
+            };
+            let message = format!("unknown parameter `{{{name}}}` (the route defines: {defined})");
+            return Err(TemplateError::new(template, message));
         }
         parts.push(Part::Param(name.into()));
         rest = &tail[close + 1..];

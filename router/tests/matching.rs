@@ -422,3 +422,23 @@ fn many_literal_edges() {
         ],
     );
 }
+
+/// Regression: slots past the captures may hold spans left by backtracking;
+/// they must not make equal matches compare unequal.
+#[test]
+fn match_equality_ignores_backtracking_leftovers() {
+    let backtracks = Router::compile(
+        &routes(&[("/a/{x}/{y}/z", &["GET"]), ("/{w}/b/c", &["GET"])]),
+        None,
+    )
+    .unwrap();
+    let direct = Router::compile(
+        &routes(&[("/q/{x}/{y}/z", &["GET"]), ("/{w}/b/c", &["GET"])]),
+        None,
+    )
+    .unwrap();
+    let a = backtracks.find(b"GET", None, b"/a/b/c");
+    let b = direct.find(b"GET", None, b"/a/b/c");
+    assert!(matches!(a, Lookup::Found(m) if m.len() == 1 && m.route == 1));
+    assert_eq!(a, b);
+}
