@@ -4,6 +4,7 @@
 
 mod error;
 mod host;
+mod limits;
 mod lookup;
 pub mod percent;
 mod resource;
@@ -14,9 +15,8 @@ pub mod template;
 mod tree;
 
 pub use error::{RouteError, RouteErrorKind};
+pub use limits::{MAX_PARAMS, MAX_SEGMENTS};
 pub use lookup::{Lookup, Match, Param};
 pub use resource::ANY;
 pub use router::{RouteSpec, Router, TableEntry};
-pub use syntax::MAX_SEGMENTS;
 pub use template::{ExpandError, TemplateError, UriTemplate};
-pub use tree::MAX_PARAMS;

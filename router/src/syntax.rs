@@ -7,9 +7,7 @@
 
 use crate::percent;
 
-/// Longest template, in segments (bounds the tree depth and the recursion of
-/// a lookup).
-pub const MAX_SEGMENTS: usize = 128;
+pub(crate) use crate::limits::MAX_SEGMENTS;
 
 /// One segment of a parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]

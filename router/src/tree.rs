@@ -13,8 +13,7 @@ use std::collections::BTreeMap;
 use crate::percent::{self, cmp_decoded};
 use crate::syntax::Segment;
 
-/// Most parameters one route may have; a match holds them inline.
-pub const MAX_PARAMS: usize = 8;
+pub(crate) use crate::limits::MAX_PARAMS;
 
 const NONE: u32 = u32::MAX;
 
