@@ -195,20 +195,22 @@ impl Connection {
             let stopping = self.plan().abort.is_set() || self.worker.phases.ended(now);
             if !stopping && (keepalive || sent_here == 0) {
                 while self.in_flight.len() < window {
-                    let since = match &self.pace {
+                    let scheduled = match &self.pace {
                         Some(pace) if pace.next() > now + TIMER_SLACK => break,
-                        // Late: count from the schedule (coordinated omission).
-                        // Early (within the timer's slack): count from now.
-                        Some(pace) => pace.next().min(now),
+                        // Scheduled after the end: not part of this run.
+                        Some(pace) if self.worker.phases.ended(pace.next()) => break,
+                        Some(pace) => pace.next(),
                         None => now,
                     };
-                    let measured = self.worker.phases.measuring(since);
+                    // Late: count from the schedule (coordinated omission).
+                    // Early (within the timer's slack): count from now.
+                    let since = scheduled.min(now);
+                    let measured = self.worker.phases.measuring(scheduled);
                     if measured && !self.take_token() {
                         out_of_budget = true;
                         break;
                     }
                     if let Some(pace) = &mut self.pace {
-                        let scheduled = pace.next();
                         pace.advance();
                         if measured {
                             let mut tally = self.worker.tally.borrow_mut();
