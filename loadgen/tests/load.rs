@@ -337,3 +337,30 @@ fn large_heads_and_bodies_are_read() {
     );
     assert_eq!(server.connections(), 1 + 2);
 }
+
+#[test]
+fn open_loop_keeps_the_rate() {
+    let server = Server::start(|_| Reply::ok());
+    let cfg = LoadConfig {
+        rate: Some(500.0),
+        warmup: ms(100),
+        ..config(&server, 4, Stop::Duration(ms(1000)))
+    };
+    let report = run(&cfg);
+    assert!(
+        (490..=500).contains(&report.requests),
+        "{}",
+        report.requests
+    );
+    assert_eq!(report.errors.total(), 0);
+    // A fast server: the timer's tick must not show up as latency.
+    assert!(
+        report.latency_us(0.5) < 2_000,
+        "p50 = {}",
+        report.latency_us(0.5)
+    );
+    assert!(report.behind_schedule.unwrap() < ms(100));
+    let j = report.to_json();
+    assert_eq!(j["mode"], "open");
+    assert!(j["behind_schedule_ms"].is_number());
+}
