@@ -211,7 +211,16 @@ fn run_cli(args: Args) -> anyhow::Result<ExitCode> {
         .map(|p| create(p, "--hdr-log"))
         .transpose()?;
 
-    let report = crate::run(&cfg)?;
+    let report = match crate::run(&cfg) {
+        Ok(report) => report,
+        Err(e) => {
+            // Leave no empty output files behind.
+            for path in json_path.iter().chain(hdr_path.iter()) {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
 
     let mut stdout = std::io::stdout().lock();
     report.print(&mut stdout);

@@ -37,6 +37,9 @@ fn bad_input_exits_2_with_one_line() {
         .port();
     let dead = format!("http://127.0.0.1:{port}/");
     assert_one_line_exit_2(&[&dead, "-d", "1s"], "cannot connect");
+    let json = std::env::temp_dir().join(format!("ringway-load-dead-{}.json", std::process::id()));
+    assert_one_line_exit_2(&[&dead, "--json", json.to_str().unwrap()], "cannot connect");
+    assert!(!json.exists(), "no empty report file is left behind");
     assert_one_line_exit_2(&["ftp://example.com/", "-d", "1s"], "invalid URL");
     assert_one_line_exit_2(&["http://127.0.0.1:99999/"], "invalid URL");
 
