@@ -45,6 +45,7 @@ pub struct Timeouts {
     pub header_read: Duration,
     pub keepalive_idle: Duration,
     pub body_idle: Duration,
+    pub tunnel_idle: Duration,
 }
 
 #[derive(Debug)]
@@ -71,6 +72,7 @@ pub struct Route {
     pub path: String,
     pub upstream: usize,
     pub preserve_host: bool,
+    pub websocket: bool,
 }
 
 impl Snapshot {

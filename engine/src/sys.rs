@@ -36,3 +36,12 @@ pub fn shutdown_read(fd: RawFd) {
         libc::shutdown(fd, libc::SHUT_RD);
     }
 }
+
+/// Half-closes the write side of a socket: the peer reads end of stream.
+/// Used when one direction of a tunnel ends.
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: as for `shutdown_read`.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_WR);
+    }
+}

@@ -151,7 +151,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
                 }
             },
         };
-        routes.push(Route { path: p.clone(), upstream, preserve_host: r.preserve_host });
+        routes.push(Route { path: p.clone(), upstream, preserve_host: r.preserve_host, websocket: r.websocket });
     }
     let mut prefix_order: Vec<usize> = (0..routes.len()).collect();
     prefix_order.sort_by_key(|&i| std::cmp::Reverse(routes[i].path.len()));
@@ -171,6 +171,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             header_read: s.timeouts.header_read.0,
             keepalive_idle: s.timeouts.keepalive_idle.0,
             body_idle: s.timeouts.body_idle.0,
+            tunnel_idle: s.timeouts.tunnel_idle.0,
         },
         upstreams,
         routes,

@@ -152,11 +152,14 @@ pub struct Timeouts {
     /// Longest pause between two reads of a body, either direction.
     #[serde(default = "secs::<30>")]
     pub body_idle: Dur,
+    /// An upgraded (WebSocket) tunnel with no traffic either way for this long is closed.
+    #[serde(default = "secs::<300>")]
+    pub tunnel_idle: Dur,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { header_read: secs::<10>(), keepalive_idle: secs::<60>(), body_idle: secs::<30>() }
+        Timeouts { header_read: secs::<10>(), keepalive_idle: secs::<60>(), body_idle: secs::<30>(), tunnel_idle: secs::<300>() }
     }
 }
 
@@ -194,6 +197,9 @@ pub struct Route {
     /// Send the client's Host upstream (default), or the target's `host:port`.
     #[serde(default = "yes")]
     pub preserve_host: bool,
+    /// Let `Connection: upgrade` requests (WebSocket) through, tunnelling the connection after a 101.
+    #[serde(default = "yes")]
+    pub websocket: bool,
 }
 
 fn yes() -> bool {

@@ -37,8 +37,10 @@ pub enum Kind {
     ContentLength,
     TransferEncoding,
     Connection,
-    /// Keep-Alive, TE, Trailer, Upgrade, Proxy-Connection, and every name a Connection header lists.
+    /// Keep-Alive, TE, Trailer, Proxy-Connection, and every name a Connection header lists.
     HopByHop,
+    /// `Upgrade`: hop-by-hop, except on a request the route lets upgrade and on a 101 response.
+    Upgrade,
     Expect,
     XForwardedFor,
     XForwardedProto,
@@ -61,7 +63,8 @@ pub fn classify(name: &[u8]) -> Kind {
         3 if eq("via") => Kind::Via,
         4 if eq("host") => Kind::Host,
         6 if eq("expect") => Kind::Expect,
-        7 if eq("trailer") || eq("upgrade") => Kind::HopByHop,
+        7 if eq("trailer") => Kind::HopByHop,
+        7 if eq("upgrade") => Kind::Upgrade,
         10 if eq("connection") || eq("keep-alive") => {
             if eq("connection") {
                 Kind::Connection
@@ -162,7 +165,7 @@ pub fn apply_connection_tokens(
             if tokens[..n].iter().any(|t| t.get(buf).eq_ignore_ascii_case(name)) {
                 match h.kind {
                     // Framing and Host are never dropped on a client's say-so.
-                    Kind::Host | Kind::ContentLength | Kind::TransferEncoding => {}
+                    Kind::Host | Kind::ContentLength | Kind::TransferEncoding | Kind::Upgrade => {}
                     _ => h.kind = Kind::HopByHop,
                 }
             }

@@ -33,6 +33,8 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// Value of the (single) Host header, or the absolute-form authority.
     pub host: Option<Span>,
+    /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` plus one `Upgrade`).
+    pub upgrade: Option<Span>,
 }
 
 impl Default for RequestHead {
@@ -48,6 +50,7 @@ impl Default for RequestHead {
             keep_alive: true,
             expect_continue: false,
             host: None,
+            upgrade: None,
         }
     }
 }
@@ -180,6 +183,8 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
     let mut host: Option<Span> = None;
     let mut host_count = 0usize;
     let mut expect_continue = false;
+    let mut upgrade: Option<Span> = None;
+    let mut upgrade_count = 0usize;
     for h in &head.headers {
         match h.kind {
             Kind::ContentLength => {
@@ -193,6 +198,10 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
             Kind::Host => {
                 host_count += 1;
                 host = Some(h.value);
+            }
+            Kind::Upgrade => {
+                upgrade_count += 1;
+                upgrade = Some(h.value);
             }
             Kind::Expect => {
                 if h.value.get(buf).eq_ignore_ascii_case(b"100-continue") {
@@ -228,6 +237,7 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
         }
     }
     head.host = head.authority.or(host);
+    head.upgrade = upgrade.filter(|u| flags.upgrade && upgrade_count == 1 && head.minor_version == 1 && !u.is_empty());
     head.expect_continue = expect_continue && head.minor_version == 1;
     head.keep_alive = if head.minor_version == 1 { !flags.close } else { flags.keep_alive && !flags.close };
     Ok(())
@@ -312,6 +322,14 @@ mod tests {
         for (raw, want) in bad {
             assert_eq!(parse_err(raw), *want, "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    #[test]
+    fn upgrade_needs_the_connection_token() {
+        let raw = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(parse_ok(raw).upgrade.map(|u| u.get(raw).to_vec()), Some(b"websocket".to_vec()));
+        assert!(parse_ok(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").upgrade.is_none());
+        assert!(parse_ok(b"GET /ws HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade.is_none());
     }
 
     #[test]

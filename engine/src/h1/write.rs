@@ -17,6 +17,8 @@ pub struct Forward<'a> {
     pub host: Option<&'a [u8]>,
     /// Replaces the request-target (path and query) when a route rewrites it.
     pub target: Option<&'a [u8]>,
+    /// Forward the client's protocol upgrade (`Connection: upgrade` + its `Upgrade` field).
+    pub upgrade: bool,
 }
 
 /// Appends the upstream request head. Hop-by-hop fields are dropped, framing
@@ -47,6 +49,11 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
             Kind::Via => via_seen = true,
             _ => {}
         }
+    }
+    if let (true, Some(u)) = (fwd.upgrade, head.upgrade) {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.extend_from_slice(u.get(buf));
+        out.extend_from_slice(b"\r\n");
     }
     match head.framing {
         BodyFraming::None => {}
@@ -112,6 +119,7 @@ pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, framing
         let pass = match h.kind {
             Kind::ContentLength => framing == Downstream::Empty,
             Kind::TransferEncoding | Kind::Connection | Kind::HopByHop => false,
+            Kind::Upgrade => head.status == 101,
             _ => true,
         };
         if pass {
@@ -130,7 +138,11 @@ pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, framing
         Downstream::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Downstream::Empty | Downstream::Close => {}
     }
-    persist_field(out, connection);
+    if head.status == 101 {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else {
+        persist_field(out, connection);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -180,7 +192,7 @@ mod tests {
         let mut head = request::RequestHead::default();
         assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
         let mut out = Vec::new();
-        request_head(&mut out, raw, &head, &Forward { client_ip: b"127.0.0.1", proto: b"http", host: None, target: None });
+        request_head(&mut out, raw, &head, &Forward { client_ip: b"127.0.0.1", proto: b"http", host: None, target: None, upgrade: false });
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("POST /p?q=1 HTTP/1.1\r\nHost: example.com\r\n"), "{s}");
         for gone in ["X-Hop", "Keep-Alive", "TE:", "Upgrade", "Proxy-Connection", "Connection", "https"] {

@@ -14,10 +14,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Next {
     KeepAlive,
     Close,
+    /// The upstream switched protocols (101): tunnel the two connections.
+    /// Carries the upstream connection and bytes it sent after the 101 head.
+    Tunnel(TcpStream, Vec<u8>),
 }
 
 /// What the exchange still needs of the request once its head bytes are gone.
@@ -29,6 +31,8 @@ struct ReqInfo {
     idempotent: bool,
     framing: BodyFraming,
     expect_continue: bool,
+    /// The request asks to upgrade and its route allows it.
+    upgrading: bool,
 }
 
 /// Serves one client connection until it closes, times out or the worker drains.
@@ -70,8 +74,16 @@ pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot:
         }
         first = false;
         w.stats.requests.set(w.stats.requests.get() + 1);
-        if exchange(&w, snap, &mut client, &mut a.rbuf, &a.head, &mut a.resp, &ip).await == Next::Close {
-            return;
+        match exchange(&w, snap, &mut client, &mut a.rbuf, &a.head, &mut a.resp, &ip).await {
+            Next::KeepAlive => {}
+            Next::Close => return,
+            Next::Tunnel(upstream, pending) => {
+                let idle = snap.timeouts.tunnel_idle;
+                // Boxed: a tunnel is rare and long-lived; inlining its state
+                // would make every idle connection's future larger.
+                Box::pin(relay::tunnel(&w, client, upstream, &a.rbuf, &pending, idle)).await;
+                return;
+            }
         }
     }
 }
@@ -147,6 +159,7 @@ async fn exchange(
         idempotent: head.is_idempotent(buf),
         framing: head.framing,
         expect_continue: head.expect_continue,
+        upgrading: false,
     };
     let path = head.path(buf);
     if snap.fault_panic_path.as_deref() == Some(path) {
@@ -156,13 +169,14 @@ async fn exchange(
     // Phase 1: route.
     let Some(route) = snap.route(path) else {
         let next = if head.has_body() || !info.keep_alive { Next::Close } else { Next::KeepAlive };
-        let persist = persist_for(next, info.minor);
+        let persist = persist_for(&next, info.minor);
         rbuf.drain(..head.head_len);
         respond(w, client, snap, 404, "no route matches this path", persist).await;
         return next;
     };
     let up = &snap.upstreams[route.upstream];
     let target = w.pick_target(snap, route.upstream);
+    let info = ReqInfo { upgrading: route.websocket && head.upgrade.is_some() && !head.has_body(), ..info };
 
     // Phase 2: the upstream request head, plus whatever body bytes came with it.
     let mut out = w.take_buf();
@@ -171,6 +185,7 @@ async fn exchange(
         proto: b"http",
         host: (!route.preserve_host).then_some(target.authority.as_bytes()),
         target: None,
+        upgrade: info.upgrading,
     };
     write::request_head(&mut out, buf, head, &fwd);
     rbuf.drain(..head.head_len);
@@ -182,7 +197,7 @@ async fn exchange(
         remaining = n - first as u64;
     }
     let body_pending = remaining > 0 || info.framing == BodyFraming::Chunked;
-    let retryable = info.idempotent && !body_pending;
+    let retryable = info.idempotent && !body_pending && !info.upgrading;
 
     // Phase 3: connect (or reuse), send, relay the request body, read the
     // response head. A bodiless idempotent request whose reused connection
@@ -241,6 +256,18 @@ async fn exchange(
     };
     out.clear();
 
+    // Phase 4a: switching protocols — relay the 101, then the connection is a tunnel.
+    if resp.status == 101 {
+        write::response_head(&mut out, &ubuf, resp, Downstream::Empty, Persist::Default);
+        ubuf.drain(..resp.head_len);
+        let sent = write_all(client, &mut out, snap.timeouts.body_idle).await;
+        w.put_buf(out);
+        return match sent {
+            Ok(()) => Next::Tunnel(conn, ubuf),
+            Err(_) => Next::Close,
+        };
+    }
+
     // Phase 4: the response head, then its body, framed for this client.
     let keep = info.keep_alive && !w.draining.get();
     let (down, keep) = match resp.framing {
@@ -250,7 +277,7 @@ async fn exchange(
         ResponseFraming::Chunked | ResponseFraming::Close => (Downstream::Close, false),
     };
     let next = if keep { Next::KeepAlive } else { Next::Close };
-    write::response_head(&mut out, &ubuf, resp, down, persist_for(next, info.minor));
+    write::response_head(&mut out, &ubuf, resp, down, persist_for(&next, info.minor));
     let (framing, reusable) = (resp.framing, resp.reusable);
     ubuf.drain(..resp.head_len);
     let idle = snap.timeouts.body_idle;
@@ -291,11 +318,11 @@ async fn exchange(
     }
 }
 
-fn persist_for(next: Next, minor: u8) -> Persist {
+fn persist_for(next: &Next, minor: u8) -> Persist {
     match (next, minor) {
         (Next::Close, _) => Persist::Close,
         (Next::KeepAlive, 0) => Persist::KeepAlive,
-        (Next::KeepAlive, _) => Persist::Default,
+        (Next::KeepAlive | Next::Tunnel(..), _) => Persist::Default,
     }
 }
 
@@ -333,6 +360,7 @@ async fn read_response_head(
         if !ubuf.is_empty() {
             match response::parse(ubuf, &snap.limits, info.is_head, resp) {
                 Ok(false) => {}
+                Ok(true) if resp.status == 101 && info.upgrading => return Ok(()),
                 Ok(true) if resp.status == 101 => return Err(RelayError::upstream(Failure::Protocol(crate::h1::H1Error::Syntax))),
                 Ok(true) if resp.status < 200 => {
                     if resp.status != 100 && info.minor == 1 {
@@ -381,7 +409,7 @@ async fn fail_before_response(
     } else {
         Next::KeepAlive
     };
-    if !respond(w, client, snap, status, e.message(), persist_for(next, info.minor)).await {
+    if !respond(w, client, snap, status, e.message(), persist_for(&next, info.minor)).await {
         return Next::Close;
     }
     next
@@ -403,6 +431,6 @@ mod size_tests {
             let peer = s.local_addr().unwrap();
             std::mem::size_of_val(&super::serve(w, s, peer, 0))
         });
-        assert!(size <= 2560, "the connection future grew to {size} bytes");
+        assert!(size <= 3072, "the connection future grew to {size} bytes");
     }
 }

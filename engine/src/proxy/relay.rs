@@ -248,3 +248,97 @@ pub async fn relay_until_close(
     }
     Ok(())
 }
+
+/// Runs an upgraded connection (after a 101) as a bidirectional tunnel until
+/// both sides have closed or nothing moved either way for `idle`. Bytes
+/// already read past either head are delivered first; the rest moves by
+/// splice(2) when pipes are available, else by copy.
+pub async fn tunnel(
+    w: &Worker,
+    client: TcpStream,
+    upstream: TcpStream,
+    client_pending: &[u8],
+    upstream_pending: &[u8],
+    idle: Duration,
+) {
+    use monoio::io::Splitable;
+    use std::os::fd::AsRawFd;
+    let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let mut first = client_pending.to_vec();
+    if !first.is_empty() && write_all(&mut uw, &mut first, idle).await.is_err() {
+        return;
+    }
+    let mut first = upstream_pending.to_vec();
+    if !first.is_empty() && write_all(&mut cw, &mut first, idle).await.is_err() {
+        return;
+    }
+    let last = std::cell::Cell::new(std::time::Instant::now());
+    let up = async {
+        pump(w, &mut cr, &mut uw, &last).await;
+        // The client finished sending: pass its FIN on, keep the other direction.
+        crate::sys::shutdown_write(ufd);
+    };
+    let down = async {
+        pump(w, &mut ur, &mut cw, &last).await;
+        crate::sys::shutdown_write(cfd);
+    };
+    let watchdog = async {
+        loop {
+            let quiet = last.get().elapsed();
+            if quiet >= idle {
+                return;
+            }
+            monoio::time::sleep(idle - quiet).await;
+        }
+    };
+    monoio::select! {
+        _ = async { monoio::join!(up, down) } => {}
+        _ = watchdog => {}
+    }
+}
+
+/// Moves bytes one way until end of stream or error, marking activity in `last`.
+async fn pump<R, W>(w: &Worker, src: &mut R, dst: &mut W, last: &std::cell::Cell<std::time::Instant>)
+where
+    R: AsyncReadRent + SpliceSource,
+    W: AsyncWriteRent + SpliceDestination,
+{
+    if let Ok((mut rd, mut wr)) = w.take_pipe() {
+        loop {
+            let n = match src.splice_to_pipe(&mut wr, PIPE_CHUNK as u32).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            last.set(std::time::Instant::now());
+            let mut left = n;
+            while left > 0 {
+                match dst.splice_from_pipe(&mut rd, left).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(m) => left -= m,
+                }
+            }
+            w.stats.spliced_bytes.set(w.stats.spliced_bytes.get() + u64::from(n));
+        }
+    }
+    let mut buf = w.take_buf();
+    loop {
+        buf.clear();
+        let owned = std::mem::take(&mut buf);
+        let cap = owned.capacity();
+        let (res, slice) = src.read(owned.slice_mut(0..cap)).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        last.set(std::time::Instant::now());
+        let (res, b) = dst.write_all(buf).await;
+        buf = b;
+        if res.is_err() {
+            break;
+        }
+    }
+    w.put_buf(buf);
+}
