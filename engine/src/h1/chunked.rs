@@ -154,21 +154,27 @@ impl ChunkedDecoder {
             self.state = State::Done;
             return Ok((from + 2, Decoded::Done { trailer_start: from, trailer_end: from }));
         }
+        // Every line of the trailer section ends in CRLF: a bare LF inside it
+        // is refused (httparse alone would take a leading LF as the end).
+        let bare_lf = |s: &[u8]| s.first() == Some(&b'\n') || s.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
         if let Some(pos) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
             let fields = &rest[..pos + 4];
+            if bare_lf(fields) {
+                return Err(H1Error::BadChunk);
+            }
             // Trailer fields obey the same grammar as header fields.
             let mut slots = [httparse::EMPTY_HEADER; 32];
             match httparse::parse_headers(fields, &mut slots) {
-                Ok(httparse::Status::Complete(_)) => {}
+                Ok(httparse::Status::Complete((n, _))) if n == fields.len() => {}
                 _ => return Err(H1Error::BadChunk),
             }
             self.state = State::Done;
             return Ok((from + pos + 4, Decoded::Done { trailer_start: from, trailer_end: from + pos + 2 }));
         }
-        if rest.len() > MAX_TRAILER_BYTES {
+        if bare_lf(rest) {
             return Err(H1Error::BadChunk);
         }
-        if rest.first().is_some_and(|&b| b == b'\n') || rest.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') {
+        if rest.len() > MAX_TRAILER_BYTES {
             return Err(H1Error::BadChunk);
         }
         Ok((from, Decoded::NeedMore))
@@ -282,6 +288,7 @@ mod tests {
             b"5;\x01\r\nhello\r\n0\r\n\r\n",
             b"0\r\nbad trailer\r\n\r\n",
             b"0\r\nX: 1\n\r\n",
+            b"0\r\n\nX-T: 1\r\n\r\n",
             b"\r\n",
         ];
         for input in cases {

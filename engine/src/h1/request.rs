@@ -228,10 +228,8 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
         return Err(H1Error::BadHost);
     }
     if let Some(h) = host {
+        // An empty Host is valid (RFC 9112 §3.2: a target without authority).
         let v = h.get(buf);
-        if v.is_empty() && head.authority.is_none() {
-            return Err(H1Error::BadHost);
-        }
         if v.iter().any(|&b| b == b' ' || b == b'\t' || b == b'/' || b == b'@') {
             return Err(H1Error::BadHost);
         }

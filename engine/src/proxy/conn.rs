@@ -183,7 +183,8 @@ async fn exchange(
     let fwd = Forward {
         client_ip: ip.as_bytes(),
         proto: b"http",
-        host: (!route.preserve_host).then_some(target.authority.as_bytes()),
+        // An HTTP/1.0 client may send no Host at all: name the target then.
+        host: (!route.preserve_host || head.host.is_none()).then_some(target.authority.as_bytes()),
         target: None,
         upgrade: info.upgrading,
     };

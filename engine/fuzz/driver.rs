@@ -1,0 +1,116 @@
+//! What each fuzz target checks, shared by the cargo-fuzz targets and by the
+//! corpus replay test (`engine/tests/fuzz_corpus.rs`), so CI runs the same
+//! assertions on every committed input without cargo-fuzz.
+
+use ringway::h1::chunked::{self, ChunkedDecoder, Decoded};
+use ringway::h1::request::{self, BodyFraming, RequestHead};
+use ringway::h1::response::{self, ResponseHead};
+use ringway::h1::write::{self, Forward};
+use ringway::h1::Limits;
+
+/// A request head either fails to parse, or its forwarded form parses again
+/// (by our parser and by httparse) to the same method, target and framing:
+/// nothing ringway forwards can be read two ways.
+pub fn request_head(data: &[u8]) {
+    let limits = Limits::default();
+    let mut head = RequestHead::default();
+    let Ok(true) = request::parse(data, &limits, &mut head) else { return };
+    assert!(head.head_len <= data.len());
+    for h in &head.headers {
+        assert!(h.name.end as usize <= head.head_len && h.value.end as usize <= head.head_len);
+    }
+    let mut out = Vec::new();
+    let fwd = Forward { client_ip: b"192.0.2.1", proto: b"http", host: None, target: None, upgrade: head.upgrade.is_some() };
+    write::request_head(&mut out, data, &head, &fwd);
+    let mut again = RequestHead::default();
+    let big = Limits { max_head_bytes: 1 << 20, max_headers: 256, max_uri_bytes: 1 << 20 };
+    match request::parse(&out, &big, &mut again) {
+        Ok(true) => {}
+        other => panic!("forwarded head does not parse ({other:?}): {:?}", String::from_utf8_lossy(&out)),
+    }
+    assert_eq!(again.head_len, out.len(), "forwarded head has trailing bytes");
+    assert_eq!(again.method(&out), head.method(data));
+    assert_eq!(again.framing, head.framing);
+    if let BodyFraming::Length(n) = head.framing {
+        assert_eq!(again.framing, BodyFraming::Length(n));
+    }
+    let mut slots = [httparse::EMPTY_HEADER; 300];
+    let mut req = httparse::Request::new(&mut slots);
+    assert!(matches!(req.parse(&out), Ok(httparse::Status::Complete(n)) if n == out.len()));
+}
+
+/// The decoder never panics; fed in two pieces it agrees with itself fed
+/// whole; and what it decodes, re-encoded, decodes to the same bytes.
+pub fn chunked(data: &[u8]) {
+    let split = data.first().map_or(0, |&b| b as usize % (data.len().max(1)));
+    let whole = decode(data, data.len());
+    let pieces = decode(data, split.max(1));
+    assert_eq!(whole, pieces, "split at {split} changes the result");
+    if let Some((body, trailers)) = whole {
+        let mut enc = Vec::new();
+        chunked::write_chunk(&mut enc, &body);
+        chunked::write_last_chunk(&mut enc, &trailers);
+        assert_eq!(decode(&enc, enc.len()), Some((body, trailers)));
+    }
+}
+
+fn decode(input: &[u8], step: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut dec = ChunkedDecoder::default();
+    let mut pending = Vec::new();
+    let mut body = Vec::new();
+    let mut fed = 0;
+    loop {
+        let (n, d) = dec.decode(&pending).ok()?;
+        assert!(n <= pending.len());
+        match d {
+            Decoded::Data { start, end } => {
+                assert!(start <= end && end == n);
+                body.extend_from_slice(&pending[start..end]);
+                pending.drain(..n);
+            }
+            Decoded::Done { trailer_start, trailer_end } => {
+                return Some((body, pending[trailer_start..trailer_end].to_vec()));
+            }
+            Decoded::NeedMore => {
+                pending.drain(..n);
+                if fed >= input.len() {
+                    return None;
+                }
+                let end = (fed + step).min(input.len());
+                pending.extend_from_slice(&input[fed..end]);
+                fed = end;
+            }
+        }
+    }
+}
+
+/// A response head either fails, or its relayed form parses to the same
+/// status and framing.
+pub fn response_head(data: &[u8]) {
+    let limits = Limits::default();
+    let was_head = data.first().is_some_and(|b| b & 1 == 1);
+    let mut head = ResponseHead::default();
+    let Ok(true) = response::parse(data, &limits, was_head, &mut head) else { return };
+    let down = match head.framing {
+        response::ResponseFraming::Empty => write::Downstream::Empty,
+        response::ResponseFraming::Length(n) => write::Downstream::Length(n),
+        _ => write::Downstream::Chunked,
+    };
+    let mut out = Vec::new();
+    write::response_head(&mut out, data, &head, down, write::Persist::Default);
+    let mut again = ResponseHead::default();
+    let big = Limits { max_head_bytes: 1 << 20, max_headers: 256, max_uri_bytes: 1 << 20 };
+    match response::parse(&out, &big, was_head, &mut again) {
+        Ok(true) => {}
+        other => panic!("relayed head does not parse ({other:?}): {:?}", String::from_utf8_lossy(&out)),
+    }
+    assert_eq!(again.status, head.status);
+    // A close-delimited body is re-framed as chunked for HTTP/1.1 clients.
+    let want = match head.framing {
+        response::ResponseFraming::Close => response::ResponseFraming::Chunked,
+        f => f,
+    };
+    if head.status != 101 {
+        assert_eq!(again.framing, want);
+    }
+}
