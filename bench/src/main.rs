@@ -130,6 +130,7 @@ impl Drop for ScratchDir {
 
 fn compare(args: CompareArgs) -> Result<()> {
     let started = Instant::now();
+    let start_date = setup::utc_now();
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
     let duration = args.duration.unwrap_or(Duration::from_secs(if args.quick { 2 } else { 5 }));
     let warmup = args.warmup.unwrap_or(Duration::from_millis(if args.quick { 500 } else { 1000 }));
@@ -300,7 +301,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
     let report = Report {
-        date: setup::utc_now(),
+        date: start_date,
         command,
         machine,
         pinning,

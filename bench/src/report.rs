@@ -153,7 +153,7 @@ impl Report {
         let mut md = String::new();
         let m = &self.machine;
         let _ = writeln!(md, "# ringway vs nginx vs HAProxy — end-to-end comparison\n");
-        let _ = writeln!(md, "- date: {}", self.date);
+        let _ = writeln!(md, "- date: {} (start of the suite)", self.date);
         let _ = writeln!(md, "- command: `{}`", self.command);
         let _ = writeln!(md, "- machine: {} CPUs, {}, Linux {}", m.nproc, m.cpu_model, m.kernel);
         let _ = writeln!(md, "- proxies: ringway (this tree), {}, {}", m.nginx_version, m.haproxy_version);
@@ -169,6 +169,11 @@ impl Report {
             "- every proxy: {} worker(s), upstream keep-alive on, access log off; one `ringway upstream` origin shared by all; \
              load generator `ringway-load` with {} thread(s)",
             self.workers, self.load_threads
+        );
+        let _ = writeln!(
+            md,
+            "- mode: {}",
+            if self.quick { "--quick (1 run of 2 s per target unless overridden; every scenario kept)" } else { "full" }
         );
         let _ = writeln!(md, "- scope: {}", self.scope);
         let _ = writeln!(md, "- suite took {:.0} s\n", self.elapsed_s);

@@ -14,6 +14,8 @@ const TOP: f64 = 70.0;
 const ROW_TITLE_H: f64 = 26.0;
 const LEFT: f64 = 20.0;
 const MIN_WIDTH: f64 = 960.0;
+/// Room above the tallest median bar.
+const HEADROOM: f64 = 1.25;
 /// Inside a panel: space for the title and the value labels under the bars.
 const PANEL_TOP: f64 = 34.0;
 const PANEL_BOTTOM: f64 = 30.0;
@@ -62,7 +64,10 @@ fn panel(svg: &mut String, x: f64, y: f64, title: &str, bars: &[Bar]) {
         y + 16.0,
         esc(title)
     );
-    let top = bars.iter().filter_map(|(_, v)| v.map(|(_, _, max)| max)).fold(0.0_f64, f64::max);
+    // Scaled to the medians, so one bad run's whisker cannot flatten the
+    // bars; whiskers past the top are clipped and marked with an arrow.
+    let top = bars.iter().filter_map(|(_, v)| v.map(|(median, _, _)| median)).fold(0.0_f64, f64::max) * HEADROOM;
+    let plot_top = y + PANEL_TOP;
     let plot_h = PANEL_H - PANEL_TOP - PANEL_BOTTOM;
     let base = y + PANEL_H - PANEL_BOTTOM;
     let slot = (PANEL_W - 20.0) / bars.len().max(1) as f64;
@@ -89,18 +94,26 @@ fn panel(svg: &mut String, x: f64, y: f64, title: &str, bars: &[Bar]) {
                     label(*median)
                 );
                 if max > min {
-                    let (y1, y2) = (base - scale(*min), base - scale(*max));
+                    let y1 = base - scale(*min);
+                    let clipped = base - scale(*max) < plot_top;
+                    let y2 = (base - scale(*max)).max(plot_top);
+                    let cap = if clipped {
+                        format!("M{:.1} {:.1}L{cx:.1} {y2:.1}L{:.1} {:.1}", cx - 4.0, y2 + 6.0, cx + 4.0, y2 + 6.0)
+                    } else {
+                        format!("M{:.1} {y2:.1}h8", cx - 4.0)
+                    };
                     let _ = writeln!(
                         svg,
-                        r##"<path d="M{cx:.1} {y1:.1}V{y2:.1}M{:.1} {y1:.1}h8M{:.1} {y2:.1}h8" stroke="#212529" fill="none"/>"##,
+                        r##"<path d="M{cx:.1} {y1:.1}V{y2:.1}M{:.1} {y1:.1}h8{cap}" stroke="#212529" fill="none"><title>min {} – max {}</title></path>"##,
                         cx - 4.0,
-                        cx - 4.0
+                        label(*min),
+                        label(*max)
                     );
                 }
                 let _ = writeln!(
                     svg,
-                    r#"<text x="{cx:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
-                    base - h - 3.0 - if max > min { scale(*max) - h } else { 0.0 },
+                    r#"<text x="{cx:.1}" y="{:.1}" font-size="10" text-anchor="middle" font-weight="bold" paint-order="stroke" stroke="white" stroke-width="3">{}</text>"#,
+                    base - h - 3.0,
                     label(*median)
                 );
             }
@@ -143,7 +156,7 @@ pub fn plot(report: &Report) -> String {
     );
     let _ = writeln!(
         svg,
-        r#"<text x="{LEFT}" y="42" font-size="11">{} CPUs ({}), {} worker(s), pinning: {}; medians of {} run(s) of {:.0} s, whiskers min–max</text>"#,
+        r#"<text x="{LEFT}" y="42" font-size="11">{} CPUs ({}), {} worker(s), pinning: {}; medians of {} run(s) of {:.0} s, whiskers min–max (arrow: clipped)</text>"#,
         report.machine.nproc,
         esc(&report.machine.cpu_model),
         report.workers,
