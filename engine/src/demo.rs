@@ -29,7 +29,8 @@ fn demo_config(upstream: std::net::SocketAddr, workers: usize) -> String {
     format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin = false\nshutdown_timeout = \"2s\"\n\n\
          [[upstream]]\nname = \"demo\"\ntargets = [\"{upstream}\"]\n\n\
-         [[route]]\npath = \"/\"\nupstream = \"demo\"\n"
+         [[route]]\npath = \"/\"\nupstream = \"demo\"\n\n\
+         [[route]]\npath = \"/{{proxy+}}\"\nupstream = \"demo\"\n"
     )
 }
 

@@ -31,8 +31,8 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
-    /// Route indices, longest prefix first.
-    pub prefix_order: Vec<usize>,
+    /// The compiled route table: host → path → method.
+    pub router: ringway_router::Router,
     /// Total targets over all upstreams (pool slots per worker).
     pub target_count: usize,
     /// Fault injection for tests: a request for exactly this path panics its connection task.
@@ -71,58 +71,40 @@ pub struct Target {
 pub struct Route {
     pub path: String,
     pub upstream: usize,
+    /// Backend URI template (`uri = ...`); `None` forwards the path unchanged.
+    pub template: Option<ringway_router::UriTemplate>,
+    /// The template as written, for `ringway check`.
+    pub uri_text: Option<String>,
     pub preserve_host: bool,
     pub websocket: bool,
 }
 
 impl Snapshot {
-    /// The route for `path`: the longest configured prefix that matches.
-    pub fn route(&self, path: &[u8]) -> Option<&Route> {
-        self.prefix_order
-            .iter()
-            .map(|&i| &self.routes[i])
-            .find(|r| prefix_matches(r.path.as_bytes(), path))
-    }
-
     /// A human-readable table of what this snapshot serves.
     pub fn describe(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "listen: {}", self.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
         let _ = writeln!(s, "workers: {}  pin: {:?}  driver: {:?}", self.workers, self.pin, self.driver);
+        if let Some(stage) = self.router.stage() {
+            let _ = writeln!(s, "stage: {stage}");
+        }
         let _ = writeln!(s, "upstreams:");
         for u in &self.upstreams {
             let t: Vec<_> = u.targets.iter().map(|t| format!("{} ({})", t.authority, t.addr)).collect();
             let _ = writeln!(s, "  {:<16} {}", u.name, t.join(", "));
         }
-        let _ = writeln!(s, "routes (longest prefix first):");
-        for &i in &self.prefix_order {
-            let r = &self.routes[i];
-            let _ = writeln!(s, "  {:<32} -> {}", r.path, self.upstreams[r.upstream].name);
+        let _ = writeln!(s, "routes (precedence order):");
+        for e in self.router.table() {
+            let r = &self.routes[e.route];
+            let to = match &r.uri_text {
+                Some(uri) => uri.clone(),
+                None => format!("{} (path unchanged)", self.upstreams[r.upstream].name),
+            };
+            let _ = writeln!(s, "  {:<20} {:<8} {:<32} -> {}", e.host.unwrap_or("*"), e.method, e.path, to);
         }
         s
     }
 }
 
-/// `/api` matches `/api`, `/api/x` and `/api?q`, not `/apix`; `/` matches everything.
-fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
-    if prefix.ends_with(b"/") {
-        return path.starts_with(prefix) || path == &prefix[..prefix.len() - 1];
-    }
-    path.starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/'))
-}
 
-#[cfg(test)]
-mod tests {
-    use super::prefix_matches;
-
-    #[test]
-    fn prefixes() {
-        assert!(prefix_matches(b"/", b"/anything"));
-        assert!(prefix_matches(b"/api", b"/api"));
-        assert!(prefix_matches(b"/api", b"/api/x"));
-        assert!(!prefix_matches(b"/api", b"/apix"));
-        assert!(prefix_matches(b"/api/", b"/api"));
-        assert!(prefix_matches(b"/api/", b"/api/v1"));
-    }
-}

@@ -163,9 +163,10 @@ impl Drop for Gateway {
     }
 }
 
-/// A minimal config: `listen` on an ephemeral loopback port, one upstream `app` at `upstream`, one catch-all route.
+/// A minimal config: `listen` on an ephemeral loopback port, one upstream `app` at `upstream`, and
+/// catch-all routes (`/` and `/{proxy+}`, ANY method) that forward paths unchanged.
 pub fn simple_config(upstream: SocketAddr, workers: usize, extra_server: &str) -> String {
     format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin = false\n{extra_server}\n\n[[upstream]]\nname = \"app\"\ntargets = [\"{upstream}\"]\nconnect_timeout = \"1s\"\nresponse_timeout = \"2s\"\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin = false\n{extra_server}\n\n[[upstream]]\nname = \"app\"\ntargets = [\"{upstream}\"]\nconnect_timeout = \"1s\"\nresponse_timeout = \"2s\"\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n\n[[route]]\npath = \"/{{proxy+}}\"\nupstream = \"app\"\n"
     )
 }

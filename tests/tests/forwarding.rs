@@ -178,11 +178,11 @@ fn host_is_rewritten_when_the_route_does_not_preserve_it() {
 }
 
 #[test]
-fn longest_prefix_route_wins_and_unrouted_paths_get_404() {
+fn the_most_specific_route_wins_and_unrouted_paths_get_404() {
     let a = Origin::start(|_| Reply::Length(200, vec![], b"a".to_vec()));
     let b = Origin::start(|_| Reply::Length(200, vec![], b"b".to_vec()));
     let cfg = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[[upstream]]\nname = \"a\"\ntargets = [\"{}\"]\n\n[[upstream]]\nname = \"b\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/api\"\nupstream = \"a\"\n\n[[route]]\npath = \"/api/v2\"\nupstream = \"b\"\n",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[[upstream]]\nname = \"a\"\ntargets = [\"{}\"]\n\n[[upstream]]\nname = \"b\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/api/{{proxy+}}\"\nupstream = \"a\"\n\n[[route]]\npath = \"/api/v2\"\nupstream = \"b\"\n\n[[route]]\npath = \"/api/v2/{{rest+}}\"\nupstream = \"b\"\n",
         a.addr, b.addr
     );
     let gw = Gateway::start(&cfg);

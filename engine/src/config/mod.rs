@@ -126,36 +126,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         });
     }
 
-    let mut routes = Vec::new();
-    let mut seen_paths: HashMap<String, usize> = HashMap::new();
-    for (i, r) in file.route.iter().enumerate() {
-        let key = |k: &str| format!("route[{i}].{k}");
-        let p = r.path.get_ref();
-        if !p.starts_with('/') {
-            c.at(r.path.span(), key("path"), format!("a route path must start with '/': {p:?}"));
-        }
-        if let Some(prev) = seen_paths.insert(p.clone(), i) {
-            c.at(r.path.span(), key("path"), format!("path {p:?} is already routed by route[{prev}]"));
-        }
-        let upstream = match &r.upstream {
-            None => {
-                c.at(r.path.span(), key("upstream"), "a route needs an `upstream`");
-                0
-            }
-            Some(name) => match by_name.get(name.get_ref()) {
-                Some(&u) => u,
-                None => {
-                    let known: Vec<_> = by_name.keys().cloned().collect();
-                    c.at(name.span(), key("upstream"), format!("no [[upstream]] is named {:?} (defined: {known:?})", name.get_ref()));
-                    0
-                }
-            },
-        };
-        routes.push(Route { path: p.clone(), upstream, preserve_host: r.preserve_host, websocket: r.websocket });
-    }
-    let mut prefix_order: Vec<usize> = (0..routes.len()).collect();
-    prefix_order.sort_by_key(|&i| std::cmp::Reverse(routes[i].path.len()));
-
+    let (routes, router) = compile_routes(&file, &by_name, c);
     Snapshot {
         source: path.to_path_buf(),
         listen,
@@ -175,10 +146,101 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         },
         upstreams,
         routes,
-        prefix_order,
+        router,
         target_count,
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH").map(|p| p.into_encoded_bytes()),
     }
+}
+
+/// Routes: the router's radix tree, each route's upstream, and backend URI templates.
+fn compile_routes(
+    file: &model::File,
+    by_name: &HashMap<String, usize>,
+    c: &mut Collector<'_>,
+) -> (Vec<Route>, ringway_router::Router) {
+    use ringway_router::{RouteSpec, Router, UriTemplate};
+    let stage = file.server.stage.as_ref();
+    let specs: Vec<RouteSpec> = file
+        .route
+        .iter()
+        .map(|r| RouteSpec {
+            path: r.path.get_ref().clone(),
+            methods: r.methods.get_ref().clone(),
+            host: r.host.as_ref().map(|h| h.get_ref().clone()),
+        })
+        .collect();
+    let router = match Router::compile(&specs, stage.map(|s| s.get_ref().as_str())) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            match (e.route(), stage) {
+                (Some(i), _) => {
+                    let r = &file.route[i];
+                    let (span, key) = match e.kind() {
+                        ringway_router::RouteErrorKind::Method => (r.methods.span(), "methods"),
+                        ringway_router::RouteErrorKind::Host => (r.host.as_ref().map_or(r.path.span(), |h| h.span()), "host"),
+                        _ => (r.path.span(), "path"),
+                    };
+                    c.at(span, format!("route[{i}].{key}"), e.to_string());
+                }
+                (None, Some(s)) => c.at(s.span(), "server.stage", e.to_string()),
+                (None, None) => c.global("route", e.to_string()),
+            }
+            None
+        }
+    };
+    let mut routes = Vec::new();
+    for (i, r) in file.route.iter().enumerate() {
+        let key = |k: &str| format!("route[{i}].{k}");
+        let mut upstream = None;
+        let mut template = None;
+        match (&r.upstream, &r.uri) {
+            (Some(_), Some(uri)) => c.at(uri.span(), key("uri"), "give either `upstream` or `uri`, not both"),
+            (None, None) => c.at(r.path.span(), key("upstream"), "a route needs an `upstream` or a `uri`"),
+            (Some(name), None) => match by_name.get(name.get_ref()) {
+                Some(&u) => upstream = Some(u),
+                None => {
+                    let mut known: Vec<_> = by_name.keys().cloned().collect();
+                    known.sort();
+                    c.at(name.span(), key("upstream"), format!("no [[upstream]] is named {:?} (defined: {known:?})", name.get_ref()));
+                }
+            },
+            (None, Some(uri)) => {
+                let params: Vec<&str> = router.as_ref().map(|rt| rt.route_params(i).collect()).unwrap_or_default();
+                match UriTemplate::parse(uri.get_ref(), &params) {
+                    Err(e) if router.is_some() => c.at(uri.span(), key("uri"), e.to_string()),
+                    Err(_) => {}
+                    Ok(t) => {
+                        if t.scheme() != "http" {
+                            c.at(uri.span(), key("uri"), format!("scheme {:?} is not supported (use http://)", t.scheme()));
+                        }
+                        match by_name.get(t.authority()) {
+                            Some(&u) => upstream = Some(u),
+                            None => {
+                                let mut known: Vec<_> = by_name.keys().cloned().collect();
+                                known.sort();
+                                c.at(
+                                    uri.span(),
+                                    key("uri"),
+                                    format!("the authority {:?} names no [[upstream]] (defined: {known:?})", t.authority()),
+                                );
+                            }
+                        }
+                        template = Some(t);
+                    }
+                }
+            }
+        }
+        routes.push(Route {
+            path: r.path.get_ref().clone(),
+            upstream: upstream.unwrap_or(0),
+            template,
+            uri_text: r.uri.as_ref().map(|u| u.get_ref().clone()),
+            preserve_host: r.preserve_host,
+            websocket: r.websocket,
+        });
+    }
+    let router = router.unwrap_or_else(|| Router::compile(&[], None).expect("an empty table compiles"));
+    (routes, router)
 }
 
 fn compile_limits(l: &model::Limits, c: &mut Collector<'_>) -> Limits {

@@ -39,6 +39,9 @@ pub struct Server {
     /// Content-Length bodies at or over this size move with splice(2).
     #[serde(default = "default_splice_threshold")]
     pub splice_threshold: Size,
+    /// A stage prefix (`/prod`) removed from every request path before matching, as API Gateway stages are.
+    #[serde(default)]
+    pub stage: Option<Spanned<String>>,
     /// `auto` (io_uring, else epoll), `io_uring`, or `epoll`.
     #[serde(default = "spanned_default")]
     pub driver: Spanned<Option<String>>,
@@ -192,14 +195,29 @@ fn default_max_idle() -> usize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// API Gateway path template: `/users/{id}`, `/{proxy+}`.
     pub path: Spanned<String>,
+    /// Methods, or `ANY` (the default) for every method without a route of its own.
+    #[serde(default = "any_method")]
+    pub methods: Spanned<Vec<String>>,
+    /// Only for this Host: exact (`api.example.com`) or wildcard (`*.example.com`).
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// Forward the path unchanged to this upstream...
     pub upstream: Option<Spanned<String>>,
+    /// ...or rewrite it through a backend URI template whose authority names an upstream.
+    #[serde(default)]
+    pub uri: Option<Spanned<String>>,
     /// Send the client's Host upstream (default), or the target's `host:port`.
     #[serde(default = "yes")]
     pub preserve_host: bool,
     /// Let `Connection: upgrade` requests (WebSocket) through, tunnelling the connection after a 101.
     #[serde(default = "yes")]
     pub websocket: bool,
+}
+
+fn any_method() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["ANY".to_string()])
 }
 
 fn yes() -> bool {

@@ -8,6 +8,7 @@ use crate::h1::request::{self, BodyFraming, RequestHead};
 use crate::h1::response::{self, ResponseFraming, ResponseHead};
 use crate::h1::write::{self, Downstream, Forward, Persist};
 use crate::snapshot::{Snapshot, Target, Upstream};
+use ringway_router::{ExpandError, Lookup};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -134,8 +135,21 @@ async fn read_head(
 
 /// Sends one of ringway's own responses.
 async fn respond(w: &Worker, client: &mut TcpStream, snap: &Snapshot, status: u16, message: &str, persist: Persist) -> bool {
+    respond_with(w, client, snap, status, message, persist, b"").await
+}
+
+/// Sends one of ringway's own responses with extra header lines (each ending in CRLF).
+async fn respond_with(
+    w: &Worker,
+    client: &mut TcpStream,
+    snap: &Snapshot,
+    status: u16,
+    message: &str,
+    persist: Persist,
+    extra: &[u8],
+) -> bool {
     let mut out = w.take_buf();
-    write::error_response(&mut out, status, message, persist, b"");
+    write::error_response(&mut out, status, message, persist, extra);
     let ok = write_all(client, &mut out, snap.timeouts.body_idle).await.is_ok();
     w.put_buf(out);
     ok
@@ -166,14 +180,51 @@ async fn exchange(
         panic!("fault injection: request for {:?}", String::from_utf8_lossy(path));
     }
 
-    // Phase 1: route.
-    let Some(route) = snap.route(path) else {
-        let next = if head.has_body() || !info.keep_alive { Next::Close } else { Next::KeepAlive };
-        let persist = persist_for(&next, info.minor);
-        rbuf.drain(..head.head_len);
-        respond(w, client, snap, 404, "no route matches this path", persist).await;
-        return next;
+    // Phase 1: route (host → path → method), then the backend target. `OPTIONS *`
+    // goes where the root path goes.
+    let route_path: &[u8] = if path == b"*" || path.is_empty() { b"/" } else { path };
+    let host = head.host.map(|h| h.get(buf));
+    let m = match snap.router.find(head.method(buf), host, route_path) {
+        Lookup::Found(m) => m,
+        Lookup::MethodNotAllowed { allow } => {
+            let allow_field = format!("Allow: {allow}\r\n");
+            return reject(w, snap, client, rbuf, head, info, 405, "method not allowed on this resource", allow_field.as_bytes()).await;
+        }
+        Lookup::NotFound => return reject(w, snap, client, rbuf, head, info, 404, "no route matches this path", b"").await,
     };
+    let route = &snap.routes[m.route];
+    // `tbuf` holds a rewritten request-target when the original cannot be forwarded as is.
+    let mut tbuf: Option<Vec<u8>> = None;
+    let mut target_slice: Option<&[u8]> = None;
+    match &route.template {
+        Some(t) => {
+            let mut b = w.take_buf();
+            match t.expand(route_path, &m, &snap.router, head.query(buf), &mut b) {
+                Ok(()) => tbuf = Some(b),
+                Err(e) => {
+                    w.put_buf(b);
+                    let status = if e == ExpandError::Unbound { 500 } else { 400 };
+                    let message = if e == ExpandError::Traversal { "path parameter would leave the backend path" } else { "invalid path parameter" };
+                    return reject(w, snap, client, rbuf, head, info, status, message, b"").await;
+                }
+            }
+        }
+        None => {
+            // The stage is a gateway concept: the upstream sees the path after it.
+            if let Some(stage) = snap.router.stage() {
+                let full = head.target.get(buf);
+                let rest = full.get(stage.len()..).unwrap_or_default();
+                if rest.first() == Some(&b'/') {
+                    target_slice = Some(rest);
+                } else if path != b"*" {
+                    let mut b = w.take_buf();
+                    b.push(b'/');
+                    b.extend_from_slice(rest);
+                    tbuf = Some(b);
+                }
+            }
+        }
+    }
     let up = &snap.upstreams[route.upstream];
     let target = w.pick_target(snap, route.upstream);
     let info = ReqInfo { upgrading: route.websocket && head.upgrade.is_some() && !head.has_body(), ..info };
@@ -185,10 +236,13 @@ async fn exchange(
         proto: b"http",
         // An HTTP/1.0 client may send no Host at all: name the target then.
         host: (!route.preserve_host || head.host.is_none()).then_some(target.authority.as_bytes()),
-        target: None,
+        target: tbuf.as_deref().or(target_slice),
         upgrade: info.upgrading,
     };
     write::request_head(&mut out, buf, head, &fwd);
+    if let Some(b) = tbuf {
+        w.put_buf(b);
+    }
     rbuf.drain(..head.head_len);
     let mut remaining = 0u64;
     if let BodyFraming::Length(n) = info.framing {
@@ -317,6 +371,28 @@ async fn exchange(
         // The head is out: a failure now can only be signalled by closing.
         Err(_) => Next::Close,
     }
+}
+
+/// Answers a request that will not be forwarded. The connection stays open
+/// only if the request had no body to skip and the client wants keep-alive.
+#[allow(clippy::too_many_arguments)]
+async fn reject(
+    w: &Worker,
+    snap: &Snapshot,
+    client: &mut TcpStream,
+    rbuf: &mut Vec<u8>,
+    head: &RequestHead,
+    info: ReqInfo,
+    status: u16,
+    message: &str,
+    extra: &[u8],
+) -> Next {
+    let next = if head.has_body() || !info.keep_alive { Next::Close } else { Next::KeepAlive };
+    rbuf.drain(..head.head_len);
+    if !respond_with(w, client, snap, status, message, persist_for(&next, info.minor), extra).await {
+        return Next::Close;
+    }
+    next
 }
 
 fn persist_for(next: &Next, minor: u8) -> Persist {

@@ -1,0 +1,69 @@
+//! The hot path allocates nothing per request once warm: parsing a request
+//! head into reused storage, routing it, expanding a backend template and
+//! writing the upstream head into a reused buffer. Checked with a counting
+//! global allocator (this test binary only).
+
+use ringway::h1::request::{self, RequestHead};
+use ringway::h1::write::{self, Forward};
+use ringway::h1::Limits;
+use ringway_router::{Lookup, RouteSpec, Router, UriTemplate};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn parse_route_expand_and_write_allocate_nothing_when_warm() {
+    let router = Router::compile(
+        &[
+            RouteSpec::new("/{proxy+}", &["ANY"]),
+            RouteSpec::new("/users/{id}", &["GET", "DELETE"]),
+            RouteSpec::new("/users/{id}/orders/{order}", &["GET"]),
+        ],
+        None,
+    )
+    .unwrap();
+    let params: Vec<&str> = router.route_params(2).collect();
+    let template = UriTemplate::parse("http://app/v2/users/{id}/orders/{order}", &params).unwrap();
+    let raw = b"GET /users/42/orders/7?expand=items HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: test/1.0\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\nCookie: a=b\r\n\r\n";
+    let limits = Limits::default();
+    let mut head = RequestHead::default();
+    let mut target = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(4096);
+
+    let mut one_request = || {
+        assert_eq!(request::parse(raw, &limits, &mut head), Ok(true));
+        let host = head.host.map(|h| h.get(raw));
+        let Lookup::Found(m) = router.find(head.method(raw), host, head.path(raw)) else { panic!("no route") };
+        assert_eq!(m.route, 2);
+        target.clear();
+        template.expand(head.path(raw), &m, &router, head.query(raw), &mut target).unwrap();
+        out.clear();
+        let fwd = Forward { client_ip: b"127.0.0.1", proto: b"http", host: None, target: Some(&target), upgrade: false };
+        write::request_head(&mut out, raw, &head, &fwd);
+    };
+    one_request(); // warm: head storage and buffers reach their working size
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..1000 {
+        one_request();
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "{} allocations in 1000 requests", after - before);
+    assert!(out.starts_with(b"GET /v2/users/42/orders/7?expand=items HTTP/1.1\r\n"), "{}", String::from_utf8_lossy(&out));
+}
