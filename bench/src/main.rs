@@ -189,6 +189,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         None
     };
     let machine = setup::Machine::describe(nginx.as_deref(), haproxy.as_deref());
+    let ringway_source = setup::ringway_source(&ringway);
 
     let nproc = setup::cpu_count();
     let (proxy_cpus, load_cpus, pinning) = if args.no_pin || nproc < 2 {
@@ -312,6 +313,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         workers: args.workers,
         load_threads: args.load_threads,
         scope,
+        ringway_source,
         elapsed_s: started.elapsed().as_secs_f64(),
         scenarios: summaries,
     };

@@ -154,8 +154,12 @@ impl Bench {
         }
         let pid = running.guard.as_ref().map(Guard::pid);
         let cpu_before = pid.map(process::tree_cpu_seconds);
+        let busy_before = process::cpus_busy_seconds(&self.proxy_cpus);
+        let wall = Instant::now();
         let report = self.load_once(spec, running.addr, self.duration, dir, "load");
         let cpu_after = pid.map(process::tree_cpu_seconds);
+        let busy_after = process::cpus_busy_seconds(&self.proxy_cpus);
+        let wall = wall.elapsed().as_secs_f64();
         let hwm_kib = pid.map(|p| process::tree_status_kib(p, "VmHWM"));
         if let Some(g) = running.guard.as_mut()
             && let Some(status) = g.exit_status()
@@ -204,6 +208,14 @@ impl Bench {
         if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
             let cpu = after - before;
             m.insert("cpu_s".into(), cpu);
+            // How much of the time the proxy ran, and how much of its CPUs
+            // went to other work (other processes, other sessions' builds):
+            // a busy neighbour explains a low req/s better than the proxy.
+            m.insert("proxy_cpu_pct".into(), cpu / wall * 100.0);
+            if let (Some(b0), Some(b1)) = (busy_before, busy_after) {
+                let capacity = wall * self.proxy_cpus.len() as f64;
+                m.insert("others_on_proxy_cpus_pct".into(), ((b1 - b0 - cpu) / capacity * 100.0).max(0.0));
+            }
             if cpu > 0.0 {
                 m.insert("req_per_cpu_s".into(), requests / cpu);
             }

@@ -179,6 +179,27 @@ pub fn tree_cpu_seconds(root: u32) -> f64 {
     total as f64 / ticks
 }
 
+/// Busy seconds (all but idle and iowait) of the given CPUs since boot,
+/// from /proc/stat; None when unpinned (empty list) or unreadable.
+pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
+    if cpus.is_empty() {
+        return None;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let mut busy = 0u64;
+    for &cpu in cpus {
+        let name = format!("cpu{cpu}");
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal ...
+        let total: u64 = v.iter().take(8).sum();
+        busy += total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0);
+    }
+    Some(busy as f64 / ticks)
+}
+
 /// Sum over the tree of a `/proc/PID/status` line in kB (`VmRSS`, `VmHWM`).
 pub fn tree_status_kib(root: u32, key: &str) -> u64 {
     tree(root)

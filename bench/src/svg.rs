@@ -10,7 +10,7 @@ use crate::scenario::Kind;
 const PANEL_W: f64 = 200.0;
 const PANEL_H: f64 = 190.0;
 const GAP: f64 = 16.0;
-const TOP: f64 = 70.0;
+const TOP: f64 = 84.0;
 const ROW_TITLE_H: f64 = 26.0;
 const LEFT: f64 = 20.0;
 const MIN_WIDTH: f64 = 960.0;
@@ -156,19 +156,20 @@ pub fn plot(report: &Report) -> String {
     );
     let _ = writeln!(
         svg,
-        r#"<text x="{LEFT}" y="42" font-size="11">{} CPUs ({}), {} worker(s), pinning: {}; medians of {} run(s) of {:.0} s, whiskers min–max (arrow: clipped)</text>"#,
+        r#"<text x="{LEFT}" y="42" font-size="11">{} CPUs ({}), Linux {}, {} worker(s) per proxy; medians of {} run(s) of {:.0} s, whiskers min–max (arrow: clipped)</text>"#,
         report.machine.nproc,
         esc(&report.machine.cpu_model),
+        esc(&report.machine.kernel),
         report.workers,
-        esc(&report.pinning),
         report.runs,
         report.duration_s
     );
+    let _ = writeln!(svg, r#"<text x="{LEFT}" y="57" font-size="11">pinning: {}</text>"#, esc(&report.pinning));
     let mut lx = LEFT;
     for t in [Target::Ringway, Target::Nginx, Target::Haproxy, Target::Direct] {
         let _ = writeln!(
             svg,
-            r#"<rect x="{lx}" y="50" width="10" height="10" fill="{}"/><text x="{}" y="59" font-size="11">{}</text>"#,
+            r#"<rect x="{lx}" y="64" width="10" height="10" fill="{}"/><text x="{}" y="73" font-size="11">{}</text>"#,
             color(t),
             lx + 14.0,
             t.name()
