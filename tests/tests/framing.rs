@@ -99,6 +99,33 @@ fn upstream_down_gives_502_quickly() {
 }
 
 #[test]
+fn an_upstream_that_never_completes_the_connect_gives_502_at_connect_timeout() {
+    // A listener with backlog 0 that never accepts: once its accept queue is
+    // full, the kernel drops further SYNs and connects hang.
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let cfg = simple_config(addr, 1, "").replace("connect_timeout = \"1s\"", "connect_timeout = \"600ms\"");
+    let gw = Gateway::start(&cfg);
+    let started = Instant::now();
+    let r = get(gw.addr, "/");
+    let took = started.elapsed();
+    assert_eq!(r.status, 502);
+    assert!(took >= Duration::from_millis(550), "answered after {took:?}: the connect did not hang, the test proves nothing");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(l);
+}
+
+#[test]
 fn a_silent_upstream_gives_504() {
     let origin = Origin::start(|_| Reply::Silent);
     let cfg = simple_config(origin.addr, 1, "").replace("response_timeout = \"2s\"", "response_timeout = \"700ms\"");
