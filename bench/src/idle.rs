@@ -78,6 +78,9 @@ pub fn wait_ready(addr: SocketAddr, timeout: Duration, alive: &mut dyn FnMut() -
         if !alive() {
             bail!("exited during start-up");
         }
+        if crate::process::stop_requested() {
+            bail!("stopped by signal");
+        }
         match get_and_keep(addr) {
             Ok((_, 200)) => return Ok(()),
             Ok((_, code)) => last = format!("answered {code}"),
@@ -108,7 +111,10 @@ pub fn park(addr: SocketAddr, count: usize, deadline: Instant) -> Parked {
                 let mut first_error = None;
                 let mut in_a_row = 0;
                 for _ in 0..n {
-                    if Instant::now() >= deadline || in_a_row >= MAX_FAILURES_IN_A_ROW {
+                    if Instant::now() >= deadline
+                        || in_a_row >= MAX_FAILURES_IN_A_ROW
+                        || crate::process::stop_requested()
+                    {
                         failures += 1;
                         continue;
                     }

@@ -172,6 +172,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         scenarios.retain(|s| only.iter().any(|k| k == s.key));
     }
 
+    process::install_stop_handler();
     let nofile = setup::raise_nofile();
     eprintln!("bench: RLIMIT_NOFILE {nofile}");
     if (nofile as usize) < args.idle_conns + 1000 && scenarios.iter().any(|s| matches!(s.kind, Kind::Idle { .. })) {
@@ -269,6 +270,9 @@ fn compare(args: CompareArgs) -> Result<()> {
                     eprint!("bench: [{:>4.0}s] {} run {}/{} {:<8} ", started.elapsed().as_secs_f64(), sc.key, run + 1, runs, target.name());
                     let r = bench.run(&sc.kind, rate, *target, run, seq);
                     eprintln!("{}", one_line(&r));
+                    if process::stop_requested() {
+                        bail!("stopped by signal; every child stopped, no results written");
+                    }
                     recs.push(r);
                 }
             }

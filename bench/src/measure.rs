@@ -97,7 +97,8 @@ impl Bench {
         let mut interruptions = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
             let mut record = self.run_once(kind, rate, target, run, &format!("{seq:03}-{attempt}"));
-            let interrupted = record.failure.as_ref().is_some_and(|f| f.starts_with("interrupted from outside"));
+            let interrupted = record.failure.as_ref().is_some_and(|f| f.starts_with("interrupted from outside"))
+                && !process::stop_requested();
             if interrupted && attempt < MAX_ATTEMPTS {
                 let why = record.failure.take().unwrap_or_default();
                 eprint!("(retrying: {}) ", why.lines().next().unwrap_or(""));
@@ -267,6 +268,9 @@ impl Bench {
         let status = loop {
             if let Some(s) = guard.exit_status() {
                 break s;
+            }
+            if process::stop_requested() {
+                bail!("stopped by signal");
             }
             if Instant::now() >= deadline {
                 bail!("ringway-load did not finish in {:?}\n{}", duration + LOAD_GRACE, guard.log_tail());

@@ -19,6 +19,28 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Lines of a child's log quoted when it fails.
 const LOG_TAIL_LINES: usize = 12;
 
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM ask the suite to stop: the waits notice within
+/// milliseconds, and the guards then stop every child and the scratch
+/// directory is removed.
+pub fn install_stop_handler() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// True once SIGINT or SIGTERM has arrived.
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Prepares `cmd` so the child runs on `cpus` (empty: inherit), in its own
 /// process group, dies with the suite, and writes stdout+stderr to `log`.
 pub fn prepare(cmd: &mut Command, cpus: &[usize], log: &Path) -> Result<()> {

@@ -66,6 +66,7 @@ pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
             cmd.arg("--release");
         }
         cmd.args(["-p", "ringway", "-p", "ringway-load"]);
+        cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")));
         if let Some(target) = dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
