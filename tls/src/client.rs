@@ -1,0 +1,60 @@
+//! The upstream (client) side configuration.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::ResolvesClientCert;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+
+use crate::error::{ErrorKind, TlsError};
+use crate::load::{CertSpec, load_ca_bundle, load_cert};
+use crate::{ALPN_HTTP11, PROTOCOL_VERSIONS, crypto_provider};
+
+/// A rustls `ClientConfig` for connections to upstreams.
+///
+/// Server certificates are verified against the CA bundle at `ca` if given,
+/// else against the Mozilla roots compiled in (webpki-roots). With
+/// `client_cert`, that certificate is presented when a server asks for one
+/// (mTLS to the upstream). TLS 1.2 and 1.3, ALPN `http/1.1`, and rustls'
+/// default client session cache (256 sessions, shared by all users of the
+/// returned config: call once per worker to keep it per core).
+pub fn client_config(
+    ca: Option<&Path>,
+    client_cert: Option<&CertSpec>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = crypto_provider();
+    let roots = match ca {
+        Some(path) => load_ca_bundle(path)?,
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(|e| TlsError::new(ErrorKind::Config, e.to_string()).with_source(e))?
+        .with_root_certificates(roots);
+    let mut config = match client_cert {
+        Some(spec) => {
+            let cert = load_cert(spec, &provider)?;
+            builder.with_client_cert_resolver(Arc::new(FixedClientCert(cert.key)))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Presents the same certificate to every server that asks.
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedClientCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
