@@ -52,14 +52,24 @@ pub fn ensure_program(program: &str) -> Result<PathBuf> {
 }
 
 /// The `ringway` and `ringway-load` binaries next to this executable (same
-/// target directory and profile), built with cargo when missing.
+/// target directory and profile). They are built with cargo when missing,
+/// and also brought up to date when the bench runs under `cargo run` (a
+/// no-op when nothing changed), so a stale gateway is never measured.
 pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
     let exe = std::env::current_exe().context("cannot find the bench executable")?;
     let dir = exe.parent().context("bench executable has no directory")?.to_path_buf();
     let ringway = dir.join("ringway");
     let load = dir.join("ringway-load");
-    if !ringway.is_file() || !load.is_file() {
+    let missing = !ringway.is_file() || !load.is_file();
+    let under_cargo = std::env::var_os("CARGO").is_some();
+    if missing || under_cargo {
         let profile_is_release = dir.ends_with("release");
+        let release = if profile_is_release { " --release" } else { "" };
+        if missing {
+            eprintln!("bench: ringway binaries missing in {}; building them: cargo build{release} -p ringway -p ringway-load", dir.display());
+        } else {
+            eprintln!("bench: bringing ringway up to date: cargo build{release} -p ringway -p ringway-load");
+        }
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.arg("build");
         if profile_is_release {
@@ -70,11 +80,6 @@ pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
         if let Some(target) = dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
-        eprintln!(
-            "bench: ringway binaries missing in {}; building them: cargo build{} -p ringway -p ringway-load",
-            dir.display(),
-            if profile_is_release { " --release" } else { "" }
-        );
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {
             bail!("cargo build of ringway and ringway-load failed ({status})");
