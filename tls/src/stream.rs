@@ -161,6 +161,18 @@ impl<C> TlsStream<C> {
     }
 }
 
+impl<C: std::fmt::Debug> std::fmt::Debug for TlsStream<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("tcp", &self.tcp)
+            .field("conn", &self.conn)
+            .field("buffered_ciphertext", &self.buffered_ciphertext())
+            .field("eof", &self.eof)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
 impl<C> AsRawFd for TlsStream<C> {
     fn as_raw_fd(&self) -> RawFd {
         self.tcp.as_raw_fd()
