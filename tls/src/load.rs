@@ -117,17 +117,14 @@ fn check_validity(
     now: i64,
 ) -> Result<(), TlsError> {
     let validity = cert.validity();
-    let which = if index == 0 {
-        String::new()
-    } else {
-        format!("certificate #{} in chain ", index + 1)
-    };
+    let which = if index == 0 { String::new() } else { format!(" (certificate #{} in chain)", index + 1) };
     if validity.not_after.timestamp() < now {
-        let detail = format!("{which}expired on {}", validity.not_after);
+        // Reads "<file>: certificate expired on <date>".
+        let detail = format!(" on {}{which}", validity.not_after);
         return Err(TlsError::file(ErrorKind::Expired, path, detail));
     }
     if validity.not_before.timestamp() > now {
-        let detail = format!("{which}valid only from {}", validity.not_before);
+        let detail = format!("valid from {}{which}", validity.not_before);
         return Err(TlsError::file(ErrorKind::NotYetValid, path, detail));
     }
     Ok(())
