@@ -106,7 +106,12 @@ impl TlsError {
             io::ErrorKind::NotFound => ErrorKind::FileMissing,
             _ => ErrorKind::FileUnreadable,
         };
-        TlsError::file(kind, path, err.to_string()).with_source(err)
+        let detail = if kind == ErrorKind::FileMissing {
+            String::new()
+        } else {
+            err.to_string()
+        };
+        TlsError::file(kind, path, detail).with_source(err)
     }
 
     /// A failed handshake: rustls errors become [`ErrorKind::Handshake`], the

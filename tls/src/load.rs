@@ -62,7 +62,20 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn pem_error(path: &Path, err: pem::Error) -> TlsError {
-    TlsError::file(ErrorKind::BadPem, path, err.to_string())
+    let detail = match &err {
+        pem::Error::MissingSectionEnd { end_marker } => {
+            format!(
+                "no \"-----END {}-----\" line",
+                String::from_utf8_lossy(end_marker)
+            )
+        }
+        pem::Error::IllegalSectionStart { line } => {
+            format!("bad BEGIN line {:?}", String::from_utf8_lossy(line))
+        }
+        pem::Error::Base64Decode(reason) => format!("bad base64: {reason}"),
+        other => other.to_string(),
+    };
+    TlsError::file(ErrorKind::BadPem, path, detail)
 }
 
 /// Reads every `CERTIFICATE` section of a PEM file (other sections are skipped).
@@ -117,7 +130,11 @@ fn check_validity(
     now: i64,
 ) -> Result<(), TlsError> {
     let validity = cert.validity();
-    let which = if index == 0 { String::new() } else { format!(" (certificate #{} in chain)", index + 1) };
+    let which = if index == 0 {
+        String::new()
+    } else {
+        format!(" (certificate #{} in chain)", index + 1)
+    };
     if validity.not_after.timestamp() < now {
         // Reads "<file>: certificate expired on <date>".
         let detail = format!(" on {}{which}", validity.not_after);

@@ -42,22 +42,76 @@ fn bad_files_name_the_file() {
         .write(&dir, "future");
 
     let cases = [
-        ("missing cert", CertSpec::new(&missing, &good.key), &missing, ErrorKind::FileMissing),
-        ("missing key", CertSpec::new(&good.cert, &missing), &missing, ErrorKind::FileMissing),
-        ("directory", CertSpec::new(&dir.0, &good.key), &dir.0, ErrorKind::FileUnreadable),
-        ("garbage cert", CertSpec::new(&garbage, &good.key), &garbage, ErrorKind::NoCertificate),
-        ("garbage key", CertSpec::new(&good.cert, &garbage), &garbage, ErrorKind::NoPrivateKey),
-        ("cert as key", CertSpec::new(&good.cert, &good.cert), &good.cert, ErrorKind::NoPrivateKey),
-        ("broken PEM", CertSpec::new(&broken_pem, &good.key), &broken_pem, ErrorKind::BadPem),
-        ("bad DER", CertSpec::new(&bad_der, &good.key), &bad_der, ErrorKind::InvalidCertificate),
-        ("mismatched key", CertSpec::new(&good.cert, &other.key), &other.key, ErrorKind::KeyMismatch),
-        ("expired", expired.clone(), &expired.cert, ErrorKind::Expired),
-        ("not yet valid", future.clone(), &future.cert, ErrorKind::NotYetValid),
+        (
+            "missing cert",
+            CertSpec::new(&missing, &good.key),
+            &missing,
+            ErrorKind::FileMissing,
+        ),
+        (
+            "missing key",
+            CertSpec::new(&good.cert, &missing),
+            &missing,
+            ErrorKind::FileMissing,
+        ),
+        (
+            "directory",
+            CertSpec::new(&dir.0, &good.key),
+            &dir.0,
+            ErrorKind::FileUnreadable,
+        ),
+        (
+            "garbage cert",
+            CertSpec::new(&garbage, &good.key),
+            &garbage,
+            ErrorKind::NoCertificate,
+        ),
+        (
+            "garbage key",
+            CertSpec::new(&good.cert, &garbage),
+            &garbage,
+            ErrorKind::NoPrivateKey,
+        ),
+        (
+            "cert as key",
+            CertSpec::new(&good.cert, &good.cert),
+            &good.cert,
+            ErrorKind::NoPrivateKey,
+        ),
+        (
+            "broken PEM",
+            CertSpec::new(&broken_pem, &good.key),
+            &broken_pem,
+            ErrorKind::BadPem,
+        ),
+        (
+            "bad DER",
+            CertSpec::new(&bad_der, &good.key),
+            &bad_der,
+            ErrorKind::InvalidCertificate,
+        ),
+        (
+            "mismatched key",
+            CertSpec::new(&good.cert, &other.key),
+            &other.key,
+            ErrorKind::KeyMismatch,
+        ),
+        (
+            "expired",
+            expired.clone(),
+            &expired.cert,
+            ErrorKind::Expired,
+        ),
+        (
+            "not yet valid",
+            future.clone(),
+            &future.cert,
+            ErrorKind::NotYetValid,
+        ),
     ];
     for (what, spec, named, kind) in cases {
         // The bad spec second: a later certificate fails the whole load too.
         let err = load_err(&[good.clone(), spec.clone()], None);
-        eprintln!("{what}: {err}");
         assert_eq!(err.kind(), kind, "{what}: {err}");
         assert_names(&err, named);
         assert_eq!(err.path(), Some(named.as_path()), "{what}");
@@ -68,7 +122,11 @@ fn bad_files_name_the_file() {
 
     // What an operator reads.
     let err = load_err(std::slice::from_ref(&expired), None);
-    assert!(err.to_string().contains("expired.crt: certificate expired on Jan  1 00:00:00 2001"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("expired.crt: certificate expired on Jan  1 00:00:00 2001"),
+        "{err}"
+    );
     let err = load_err(&[CertSpec::new(&good.cert, &other.key)], None);
     let want = format!(
         "{}: private key does not match certificate: key does not belong to {}",
@@ -85,7 +143,10 @@ fn bad_ca_bundles_name_the_file() {
     let good = ca.server_leaf(&["a.test"]).write(&dir, "good");
     let empty = dir.write("empty.pem", "");
     let missing = dir.path("missing-ca.pem");
-    for (path, kind) in [(&empty, ErrorKind::EmptyCaBundle), (&missing, ErrorKind::FileMissing)] {
+    for (path, kind) in [
+        (&empty, ErrorKind::EmptyCaBundle),
+        (&missing, ErrorKind::FileMissing),
+    ] {
         let err = load_err(std::slice::from_ref(&good), Some(path));
         assert_eq!(err.kind(), kind, "{err}");
         assert_names(&err, path);
@@ -105,9 +166,13 @@ fn certificate_info() {
     let dir = TempDir::new();
     let ca = Ca::new("Test CA");
     let spec = ca
-        .leaf(&["A.test", "*.b.test"], ExtendedKeyUsagePurpose::ServerAuth, |p| {
-            p.not_after = date_time_ymd(2100, 1, 2);
-        })
+        .leaf(
+            &["A.test", "*.b.test"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            |p| {
+                p.not_after = date_time_ymd(2100, 1, 2);
+            },
+        )
         .write(&dir, "a");
     let tls = ServerTls::load(std::slice::from_ref(&spec), None).unwrap();
     let info = &tls.certificates()[0];
@@ -141,7 +206,10 @@ fn reload_swaps_certificates_for_new_handshakes_only() {
     tls.reload().unwrap();
 
     let fresh = std_connect(server.addr, &client, "a.test").unwrap();
-    assert!(std_server_cert(&fresh) == new.der, "new handshake still sees the old certificate");
+    assert!(
+        std_server_cert(&fresh) == new.der,
+        "new handshake still sees the old certificate"
+    );
     server.next().unwrap();
     std_close(fresh);
     // The connection opened before the reload carries on.
@@ -157,7 +225,10 @@ fn reload_swaps_certificates_for_new_handshakes_only() {
     let err = tls.reload().unwrap_err();
     assert_names(&err, &spec.key);
     let after = std_connect(server.addr, &client, "a.test").unwrap();
-    assert!(std_server_cert(&after) == new.der, "a failed reload changed the certificate");
+    assert!(
+        std_server_cert(&after) == new.der,
+        "a failed reload changed the certificate"
+    );
     server.next().unwrap();
     std_close(after);
 }

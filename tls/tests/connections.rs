@@ -29,7 +29,12 @@ impl Fixture {
         let ca = Ca::new("Test CA");
         let leaf = ca.server_leaf(&["a.test"]);
         let spec = leaf.write(&dir, "a");
-        Fixture { dir, ca, leaf, spec }
+        Fixture {
+            dir,
+            ca,
+            leaf,
+            spec,
+        }
     }
 
     fn server(&self, client_ca: Option<&std::path::Path>) -> ServerTls {
@@ -49,7 +54,9 @@ fn round_trip_with_connect(len: usize) {
     let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
 
     let echoed = block_on(async move {
-        let tcp = monoio::net::TcpStream::connect_addr(server.addr).await.unwrap();
+        let tcp = monoio::net::TcpStream::connect_addr(server.addr)
+            .await
+            .unwrap();
         let mut tls = connect(config, "a.test", tcp).await.unwrap();
         assert_eq!(tls.alpn_protocol(), Some(&b"http/1.1"[..]));
         let mut echoed = Vec::with_capacity(len);
@@ -94,7 +101,11 @@ fn round_trip_with_std_client_and_writev() {
             let mut tls = ringway_tls::accept(config, tcp).await.unwrap();
             let (res, _) = tls.read_exact(vec![0u8; 5]).await;
             res.unwrap();
-            let parts = vec![b"HTTP/1.1 200 OK\r\n".to_vec(), Vec::new(), b"\r\nbody".to_vec()];
+            let parts = vec![
+                b"HTTP/1.1 200 OK\r\n".to_vec(),
+                Vec::new(),
+                b"\r\nbody".to_vec(),
+            ];
             let (res, _) = tls.writev(monoio::buf::VecBuf::from(parts)).await;
             assert_eq!(res.unwrap(), 23);
             tls.shutdown().await.unwrap();
@@ -118,7 +129,11 @@ fn sni_picks_exact_wildcard_and_default() {
     let first = ca.server_leaf(&["default.test"]);
     let exact = ca.server_leaf(&["api.example.test"]);
     let wildcard = ca.server_leaf(&["*.example.test"]);
-    let specs = [first.write(&dir, "first"), exact.write(&dir, "exact"), wildcard.write(&dir, "wild")];
+    let specs = [
+        first.write(&dir, "first"),
+        exact.write(&dir, "exact"),
+        wildcard.write(&dir, "wild"),
+    ];
     let tls = ServerTls::load(&specs, None).unwrap();
     let server = EchoServer::start(tls.worker_config());
     let mut client = std_client_any_cert(&[&TLS13, &TLS12]);
@@ -135,19 +150,36 @@ fn sni_picks_exact_wildcard_and_default() {
     ];
     for (sni, want, seen) in cases {
         let conn = std_connect(server.addr, &client, sni).unwrap();
-        assert!(std_server_cert(&conn) == want.der, "SNI {sni}: wrong certificate");
+        assert!(
+            std_server_cert(&conn) == want.der,
+            "SNI {sni}: wrong certificate"
+        );
         assert_eq!(server.next().unwrap().sni.as_deref(), seen);
         std_close(conn);
     }
 
     // No SNI at all (an IP address as server name is never sent as SNI).
     let conn = std_connect(server.addr, &client, "127.0.0.1").unwrap();
-    assert!(std_server_cert(&conn) == first.der, "no SNI: expected the default");
+    assert!(
+        std_server_cert(&conn) == first.der,
+        "no SNI: expected the default"
+    );
     assert_eq!(server.next().unwrap().sni, None);
     std_close(conn);
 
-    let names: Vec<_> = tls.certificates().into_iter().map(|c| c.dns_names).collect();
-    assert_eq!(names, [vec!["default.test"], vec!["api.example.test"], vec!["*.example.test"]]);
+    let names: Vec<_> = tls
+        .certificates()
+        .into_iter()
+        .map(|c| c.dns_names)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            vec!["default.test"],
+            vec!["api.example.test"],
+            vec!["*.example.test"]
+        ]
+    );
 }
 
 // ---------------------------------------------------------------- ALPN, versions
@@ -156,7 +188,10 @@ fn sni_picks_exact_wildcard_and_default() {
 fn alpn_and_both_protocol_versions() {
     let fx = Fixture::new();
     let server = EchoServer::start(fx.server(None).worker_config());
-    for (version, want) in [(&TLS12, ProtocolVersion::TLSv1_2), (&TLS13, ProtocolVersion::TLSv1_3)] {
+    for (version, want) in [
+        (&TLS12, ProtocolVersion::TLSv1_2),
+        (&TLS13, ProtocolVersion::TLSv1_3),
+    ] {
         let client = Arc::new(std_client(&fx.ca.der(), &[version], None));
         let mut conn = std_connect(server.addr, &client, "a.test").unwrap();
         assert_eq!(conn.conn.protocol_version(), Some(want));
@@ -193,9 +228,15 @@ fn assert_resumes(client: rustls::ClientConfig, first: &EchoServer, second: &Ech
     std_close(conn);
 
     let mut conn = std_connect(second.addr, &client, "a.test").unwrap();
-    assert_eq!(conn.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(
+        conn.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
     std_round_trip(&mut conn, b"pong").unwrap();
-    assert!(second.next().unwrap().resumed, "server did not report a resumed session");
+    assert!(
+        second.next().unwrap().resumed,
+        "server did not report a resumed session"
+    );
     std_close(conn);
 }
 
@@ -229,7 +270,11 @@ fn ticket_from_one_worker_resumes_on_another() {
     let tls = fx.server(None);
     let worker_a = EchoServer::start(tls.worker_config());
     let worker_b = EchoServer::start(tls.worker_config());
-    assert_resumes(std_client(&fx.ca.der(), &[&TLS13], None), &worker_a, &worker_b);
+    assert_resumes(
+        std_client(&fx.ca.der(), &[&TLS13], None),
+        &worker_a,
+        &worker_b,
+    );
 }
 
 // ---------------------------------------------------------------- mTLS
@@ -267,7 +312,11 @@ fn mtls_refuses_missing_or_foreign_client_cert() {
             // certificate: the refusal then shows on the first read.
             let refused = std_connect(server.addr, &client, "a.test")
                 .and_then(|mut conn| std_round_trip(&mut conn, b"ping"));
-            assert!(refused.is_err(), "client accepted (cert: {})", cert.is_some());
+            assert!(
+                refused.is_err(),
+                "client accepted (cert: {})",
+                cert.is_some()
+            );
             let err = server.next().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Handshake, "{err}");
             assert!(err.rustls_error().is_some(), "{err}");
@@ -286,14 +335,19 @@ fn upstream_client_certificate_from_client_config() {
     let server_ca = fx.dir.write("ca.pem", fx.ca.pem());
     let config = client_config(Some(&server_ca), Some(&gateway_spec)).unwrap();
     block_on(async move {
-        let tcp = monoio::net::TcpStream::connect_addr(server.addr).await.unwrap();
+        let tcp = monoio::net::TcpStream::connect_addr(server.addr)
+            .await
+            .unwrap();
         let mut tls = connect(config, "a.test", tcp).await.unwrap();
         let (res, _) = tls.write_all(b"ping".to_vec()).await;
         res.unwrap();
         let (res, back) = tls.read_exact(vec![0u8; 4]).await;
         res.unwrap();
         assert_eq!(back, b"ping");
-        assert_eq!(server.next().unwrap().peer_certs.first(), Some(&gateway.der));
+        assert_eq!(
+            server.next().unwrap().peer_certs.first(),
+            Some(&gateway.der)
+        );
     });
 }
 
@@ -306,19 +360,36 @@ fn client_config_verifies_name_against_private_ca() {
     let ca = fx.dir.write("ca.pem", fx.ca.pem());
     let config = client_config(Some(&ca), None).unwrap();
     block_on(async move {
-        let tcp = monoio::net::TcpStream::connect_addr(server.addr).await.unwrap();
+        let tcp = monoio::net::TcpStream::connect_addr(server.addr)
+            .await
+            .unwrap();
         let tls = connect(Arc::clone(&config), "a.test", tcp).await.unwrap();
         assert_eq!(tls.peer_certificates().unwrap()[0], fx.leaf.der);
         assert!(server.next().is_ok());
 
-        let tcp = monoio::net::TcpStream::connect_addr(server.addr).await.unwrap();
-        let err = connect(Arc::clone(&config), "wrong.test", tcp).await.unwrap_err();
+        let tcp = monoio::net::TcpStream::connect_addr(server.addr)
+            .await
+            .unwrap();
+        let err = connect(Arc::clone(&config), "wrong.test", tcp)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Handshake, "{err}");
         assert!(err.to_string().contains("certificate"), "{err}");
-        assert!(matches!(err.rustls_error(), Some(rustls::Error::InvalidCertificate(_))), "{err:?}");
-        assert!(server.next().is_err(), "server should see the client's alert");
+        assert!(
+            matches!(
+                err.rustls_error(),
+                Some(rustls::Error::InvalidCertificate(_))
+            ),
+            "{err:?}"
+        );
+        assert!(
+            server.next().is_err(),
+            "server should see the client's alert"
+        );
 
-        let tcp = monoio::net::TcpStream::connect_addr(server.addr).await.unwrap();
+        let tcp = monoio::net::TcpStream::connect_addr(server.addr)
+            .await
+            .unwrap();
         let err = connect(config, "not a name", tcp).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     });
@@ -330,9 +401,17 @@ fn client_config_with_public_roots_refuses_private_ca() {
     let server = EchoServer::start(fx.server(None).worker_config());
     let config = client_config(None, None).unwrap();
     block_on(async move {
-        let tcp = monoio::net::TcpStream::connect_addr(server.addr).await.unwrap();
+        let tcp = monoio::net::TcpStream::connect_addr(server.addr)
+            .await
+            .unwrap();
         let err = connect(config, "a.test", tcp).await.unwrap_err();
-        assert!(matches!(err.rustls_error(), Some(rustls::Error::InvalidCertificate(_))), "{err:?}");
+        assert!(
+            matches!(
+                err.rustls_error(),
+                Some(rustls::Error::InvalidCertificate(_))
+            ),
+            "{err:?}"
+        );
     });
 }
 
@@ -344,14 +423,21 @@ fn plain_http_to_accept_fails_cleanly() {
     let server = EchoServer::start(fx.server(None).worker_config());
     let mut tcp = TcpStream::connect_timeout(&server.addr, TIMEOUT).unwrap();
     tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
     let err = server.next().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Handshake, "{err}");
-    assert!(err.to_string().contains("127.0.0.1"), "should name the peer: {err}");
+    assert!(
+        err.to_string().contains("127.0.0.1"),
+        "should name the peer: {err}"
+    );
     // The server sent an alert (or nothing) and closed: no hang.
     let mut rest = Vec::new();
     tcp.read_to_end(&mut rest).unwrap();
-    assert!(rest.len() <= 7 && rest.first().is_none_or(|&b| b == 0x15), "{rest:?}");
+    assert!(
+        rest.len() <= 7 && rest.first().is_none_or(|&b| b == 0x15),
+        "{rest:?}"
+    );
 }
 
 #[test]
@@ -377,7 +463,11 @@ fn read_cancelled_by_timeout_makes_stream_unusable() {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut tls = ringway_tls::accept(config, tcp).await.unwrap();
             let read = tls.read(Vec::with_capacity(64));
-            assert!(monoio::time::timeout(Duration::from_millis(50), read).await.is_err());
+            assert!(
+                monoio::time::timeout(Duration::from_millis(50), read)
+                    .await
+                    .is_err()
+            );
             let (res, _) = tls.read(Vec::with_capacity(64)).await;
             done_tx.send(res.map_err(|e| e.kind())).unwrap();
         })

@@ -111,12 +111,19 @@ impl Ca {
     ) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.extended_key_usages = vec![usage];
         adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
     }
 }
 
@@ -169,7 +176,9 @@ impl EchoServer {
                 let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 loop {
-                    let Ok((tcp, _)) = listener.accept().await else { return };
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        return;
+                    };
                     let config = Arc::clone(&config);
                     let tx = tx.clone();
                     monoio::spawn(async move { serve(config, tcp, tx).await });
@@ -182,7 +191,9 @@ impl EchoServer {
 
     /// The next handshake result.
     pub fn next(&self) -> Result<Accepted, TlsError> {
-        self.accepted.recv_timeout(TIMEOUT).expect("server reported no handshake in time")
+        self.accepted
+            .recv_timeout(TIMEOUT)
+            .expect("server reported no handshake in time")
     }
 }
 
@@ -207,7 +218,10 @@ async fn serve(
         alpn: stream.alpn_protocol().map(<[u8]>::to_vec),
         version: stream.protocol_version(),
         resumed: stream.is_resumed(),
-        peer_certs: stream.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
+        peer_certs: stream
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
     };
     let _ = tx.send(Ok(seen));
     let _ = echo(&mut stream).await;
@@ -253,7 +267,9 @@ pub fn std_client(
     let mut config = match cert {
         Some(leaf) => {
             let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
-            builder.with_client_auth_cert(vec![leaf.der.clone()], key).unwrap()
+            builder
+                .with_client_auth_cert(vec![leaf.der.clone()], key)
+                .unwrap()
         }
         None => builder.with_no_client_auth(),
     };
