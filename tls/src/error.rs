@@ -125,9 +125,10 @@ impl TlsError {
             ErrorKind::Io
         };
         let mut e = TlsError::new(kind, format!("{peer}: {err}"));
-        e.source = Some(match err.into_inner() {
-            Some(inner) => inner,
-            None => Box::new(io::Error::other("transport error")),
+        e.source = Some(match err.get_ref() {
+            // Keep the rustls error itself, so `rustls_error` can find it.
+            Some(_) => err.into_inner().expect("checked by get_ref"),
+            None => Box::new(err),
         });
         e
     }

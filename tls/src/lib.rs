@@ -17,8 +17,7 @@ pub use error::{ErrorKind, TlsError};
 pub use load::{CertInfo, CertSpec};
 pub use server::{SESSION_CACHE_PER_WORKER, ServerTls, TLS13_TICKETS_PER_HANDSHAKE};
 pub use stream::{
-    ClientStream, MAX_READ_CHUNK, MAX_WRITE_CHUNK, READ_BUFFER_SIZE, ServerStream, TlsStream,
-    accept, connect,
+    ClientStream, MAX_WRITE_CHUNK, READ_BUFFER_SIZE, ServerStream, TlsStream, accept, connect,
 };
 
 /// Re-exported so users name the same rustls version as this crate.

@@ -9,14 +9,16 @@
 //!   may take only part of them; the rest waits at `rbuf[rpos..]`);
 //! * `wbuf`: what `rustls::write_tls` produced, sent with `write_all`.
 //!
-//! Plaintext is copied once between the caller's buffer and rustls.
+//! Plaintext is copied once between the caller's buffer and rustls; into the
+//! caller's (possibly uninitialised) read buffer it is copied through the raw
+//! pointer monoio's `IoBufMut` gives, never through a slice.
 //!
 //! If a future of this stream is dropped while a socket operation is in flight
 //! (a timeout, a `select!`), the bytes of that operation are lost to the TLS
 //! record layer, so the stream marks itself unusable and every later call
 //! fails with [`std::io::ErrorKind::BrokenPipe`]. Close such a stream.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::mem;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, RawFd};
@@ -42,11 +44,6 @@ pub const READ_BUFFER_SIZE: usize = 16 * 1024 + 2048 + 5;
 /// with `write_all`). This bounds the ciphertext write buffer to about as much
 /// plus record overhead.
 pub const MAX_WRITE_CHUNK: usize = 64 * 1024;
-
-/// The most plaintext one `read` call returns. The part of the caller's buffer
-/// handed to rustls is zeroed first (rustls wants an initialised slice), so
-/// this also bounds that cost.
-pub const MAX_READ_CHUNK: usize = 32 * 1024;
 
 /// A TLS connection over a monoio `TcpStream`: server side is [`ServerStream`],
 /// client side [`ClientStream`]. Implements monoio's [`AsyncReadRent`] and
@@ -158,6 +155,13 @@ impl<C> TlsStream<C> {
             self.rpos = 0;
         }
         self.wbuf = Vec::new();
+    }
+}
+
+impl ServerStream {
+    /// The SNI name the client sent (lowercase), if any.
+    pub fn server_name(&self) -> Option<&str> {
+        self.conn.server_name()
     }
 }
 
@@ -284,21 +288,50 @@ where
         }
     }
 
-    /// Copies decrypted plaintext into `dst`, reading from the socket as needed.
-    /// `Ok(0)` means the peer sent `close_notify`; end of stream without it is
-    /// an `UnexpectedEof` error (a truncation the application must not trust).
-    async fn read_plaintext(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+    /// Moves decrypted plaintext into `dsts` in order, reading from the
+    /// socket until some is available. `Ok(0)` means the peer sent
+    /// `close_notify`; end of stream without it is an `UnexpectedEof` error
+    /// (a truncation the application must not trust).
+    async fn read_into(&mut self, dsts: &[RawDst]) -> io::Result<usize> {
         self.check_usable()?;
         loop {
-            match self.conn.reader().read(dst) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            if let Some(n) = self.take_plaintext(dsts)? {
+                return Ok(n);
             }
             self.read_tls().await?;
             // Post-handshake messages (TLS 1.3 key update) may need an answer.
             self.flush_tls().await?;
         }
+    }
+
+    /// Copies what rustls has decrypted into `dsts`: `Some(n)` when it copied
+    /// something or the peer closed cleanly (`n == 0`), `None` when rustls
+    /// needs more ciphertext first. An error after some bytes were copied is
+    /// left for the next call.
+    fn take_plaintext(&mut self, dsts: &[RawDst]) -> io::Result<Option<usize>> {
+        let mut reader = self.conn.reader();
+        let mut total = 0;
+        for dst in dsts {
+            let mut filled = 0;
+            while filled < dst.cap {
+                let chunk = match reader.fill_buf() {
+                    Ok([]) => return Ok(Some(total + filled)),
+                    Ok(chunk) => chunk,
+                    Err(_) if total + filled > 0 => return Ok(Some(total + filled)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let len = chunk.len().min(dst.cap - filled);
+                // SAFETY: `RawDst::new`'s contract: `ptr` is valid for writes of
+                // `cap` bytes, and `filled + len <= cap`; rustls' buffer cannot
+                // overlap memory the caller lent us.
+                unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst.ptr.add(filled), len) };
+                reader.consume(len);
+                filled += len;
+            }
+            total += filled;
+        }
+        Ok(Some(total))
     }
 
     /// Encrypts up to [`MAX_WRITE_CHUNK`] bytes from `parts` and sends them.
@@ -330,47 +363,47 @@ where
     D: SideData + 'static,
 {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let len = buf.bytes_total().min(MAX_READ_CHUNK);
-        let ptr = buf.write_ptr();
         // SAFETY: `IoBufMut` guarantees `write_ptr()` is valid for writes of
-        // `bytes_total()` bytes while we own `buf`; we zero the first `len`
-        // of them so the slice is initialised before rustls sees it, and the
-        // slice is not used after `buf` is returned.
-        let dst = unsafe {
-            std::ptr::write_bytes(ptr, 0, len);
-            std::slice::from_raw_parts_mut(ptr, len)
-        };
-        let res = self.read_plaintext(dst).await;
+        // `bytes_total()` bytes while we own `buf`, which outlives the call.
+        let dst = unsafe { RawDst::new(buf.write_ptr(), buf.bytes_total()) };
+        let res = self.read_into(&[dst]).await;
         if let Ok(n) = res {
-            // SAFETY: rustls initialised (wrote) the first `n` bytes.
+            // SAFETY: `read_into` wrote the first `n` bytes.
             unsafe { buf.set_init(n) };
         }
         (res, buf)
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // Fill the first non-empty iovec only: callers loop anyway.
-        let ptr = buf.write_iovec_ptr();
-        let count = buf.write_iovec_len();
-        // SAFETY: `IoVecBufMut` guarantees `count` valid iovecs at `ptr`.
-        let iovecs = unsafe { std::slice::from_raw_parts(ptr, count) };
-        let Some(iov) = iovecs.iter().find(|iov| iov.iov_len > 0) else {
-            return (Ok(0), buf);
-        };
-        let len = iov.iov_len.min(MAX_READ_CHUNK);
-        let base = iov.iov_base.cast::<u8>();
-        // SAFETY: each iovec of an `IoVecBufMut` is writable for `iov_len`
-        // bytes; we zero before making a slice of it.
-        let dst = unsafe {
-            std::ptr::write_bytes(base, 0, len);
-            std::slice::from_raw_parts_mut(base, len)
-        };
-        let res = self.read_plaintext(dst).await;
+        let (ptr, count) = (buf.write_iovec_ptr(), buf.write_iovec_len());
+        // SAFETY: `IoVecBufMut` guarantees `count` valid iovecs at `ptr`, each
+        // writable for `iov_len` bytes while we own `buf`.
+        let dsts: Vec<RawDst> = unsafe { std::slice::from_raw_parts(ptr, count) }
+            .iter()
+            .map(|iov| unsafe { RawDst::new(iov.iov_base.cast::<u8>(), iov.iov_len) })
+            .collect();
+        let res = self.read_into(&dsts).await;
         if let Ok(n) = res {
-            // SAFETY: the first `n` bytes (all in the first iovec) are written.
+            // SAFETY: `read_into` filled the iovecs in order with `n` bytes.
             unsafe { buf.set_init(n) };
         }
         (res, buf)
+    }
+}
+
+/// Caller memory that plaintext is copied into; possibly uninitialised, so
+/// it is written through the raw pointer and never viewed as a slice.
+struct RawDst {
+    ptr: *mut u8,
+    cap: usize,
+}
+
+impl RawDst {
+    /// # Safety
+    /// `ptr` must be valid for writes of `cap` bytes for as long as the
+    /// `RawDst` is used.
+    unsafe fn new(ptr: *mut u8, cap: usize) -> RawDst {
+        RawDst { ptr, cap }
     }
 }
 

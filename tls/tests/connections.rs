@@ -88,19 +88,23 @@ fn round_trip_one_mib() {
 }
 
 #[test]
-fn round_trip_with_std_client_and_writev() {
+fn readv_and_writev_with_std_client() {
     let fx = Fixture::new();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let config = fx.server(None).worker_config();
-    // A server that answers with one writev of three parts.
+    // A server that reads with readv and answers with one writev.
     std::thread::spawn(move || {
         block_on(async move {
             let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             let (tcp, _) = listener.accept().await.unwrap();
             let mut tls = ringway_tls::accept(config, tcp).await.unwrap();
-            let (res, _) = tls.read_exact(vec![0u8; 5]).await;
-            res.unwrap();
+            // One record from the client, spread over three iovecs.
+            let parts = vec![vec![0u8; 4], vec![0u8; 3], vec![0u8; 8]];
+            let (res, parts) = tls.readv(monoio::buf::VecBuf::from(parts)).await;
+            assert_eq!(res.unwrap(), 11);
+            let parts: Vec<Vec<u8>> = parts.into();
+            assert_eq!(parts, [&b"hell"[..], b"o w", b"orld"]); // set_init trims the last part
             let parts = vec![
                 b"HTTP/1.1 200 OK\r\n".to_vec(),
                 Vec::new(),
@@ -114,7 +118,7 @@ fn round_trip_with_std_client_and_writev() {
     let addr = addr_rx.recv_timeout(TIMEOUT).unwrap();
     let client = Arc::new(std_client(&fx.ca.der(), &[&TLS13], None));
     let mut tls = std_connect(addr, &client, "a.test").unwrap();
-    tls.write_all(b"hello").unwrap();
+    tls.write_all(b"hello world").unwrap();
     let mut answer = Vec::new();
     tls.read_to_end(&mut answer).unwrap(); // Ok only with close_notify
     assert_eq!(answer, b"HTTP/1.1 200 OK\r\n\r\nbody");

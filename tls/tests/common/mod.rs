@@ -214,7 +214,7 @@ async fn serve(
         }
     };
     let seen = Accepted {
-        sni: stream.connection().server_name().map(str::to_owned),
+        sni: stream.server_name().map(str::to_owned),
         alpn: stream.alpn_protocol().map(<[u8]>::to_vec),
         version: stream.protocol_version(),
         resumed: stream.is_resumed(),
