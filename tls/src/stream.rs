@@ -258,18 +258,24 @@ where
             }
         }
         if self.rpos < self.rbuf.len() {
-            let n = self.conn.read_tls(&mut &self.rbuf[self.rpos..])?;
-            self.rpos += n;
+            match self.conn.read_tls(&mut &self.rbuf[self.rpos..])? {
+                // rustls takes nothing after the peer's close_notify: drop the
+                // rest, so the next call waits on the socket instead of spinning.
+                0 => self.rpos = self.rbuf.len(),
+                n => self.rpos += n,
+            }
         } else if self.eof {
             // A zero-length read is how rustls learns about end of stream.
             self.conn.read_tls(&mut io::empty())?;
         }
-        if let Err(err) = self.conn.process_new_packets() {
-            // rustls queued a fatal alert describing the problem: try to send it.
-            let _ = self.flush_tls().await;
-            return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+        match self.conn.process_new_packets() {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                // rustls queued a fatal alert describing the problem: try to send it.
+                let _ = self.flush_tls().await;
+                Err(io::Error::new(io::ErrorKind::InvalidData, err))
+            }
         }
-        Ok(())
     }
 
     async fn handshake(&mut self) -> io::Result<()> {

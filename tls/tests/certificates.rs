@@ -232,3 +232,10 @@ fn reload_swaps_certificates_for_new_handshakes_only() {
     server.next().unwrap();
     std_close(after);
 }
+
+#[test]
+fn server_tls_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ServerTls>();
+    assert_send_sync::<TlsError>();
+}

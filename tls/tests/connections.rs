@@ -483,3 +483,23 @@ fn read_cancelled_by_timeout_makes_stream_unusable() {
     assert_eq!(result, Err(std::io::ErrorKind::BrokenPipe));
     drop(conn);
 }
+
+#[test]
+fn bytes_after_close_notify_are_ignored() {
+    let fx = Fixture::new();
+    let server = EchoServer::start(fx.server(None).worker_config());
+    let client = Arc::new(std_client(&fx.ca.der(), &[&TLS13], None));
+    let mut tls = std_connect(server.addr, &client, "a.test").unwrap();
+    std_round_trip(&mut tls, b"ping").unwrap();
+    // close_notify and junk in one segment, the connection left open: the
+    // server's read sees a clean end (Ok(0)) and answers with its own.
+    tls.conn.send_close_notify();
+    let mut bytes = Vec::new();
+    tls.conn.write_tls(&mut bytes).unwrap();
+    bytes.extend_from_slice(b"junk after the end");
+    tls.sock.write_all(&bytes).unwrap();
+    let mut rest = Vec::new();
+    tls.read_to_end(&mut rest).unwrap(); // Ok only with the server's close_notify
+    assert!(rest.is_empty());
+    assert!(server.next().is_ok());
+}
