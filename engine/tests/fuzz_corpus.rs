@@ -1,7 +1,8 @@
 //! Replays every committed fuzz corpus file (and every committed crash
 //! regression) through the fuzz drivers, then a short deterministic mutation
 //! run, so CI exercises the codec's fuzz checks without cargo-fuzz.
-//! `MUTATIONS=200000 cargo test --release -p ringway --test fuzz_corpus` runs longer.
+//! `MUTATIONS=2000000 cargo test --release -p ringway --test fuzz_corpus` runs longer.
+//! The real fuzzing: `engine/fuzz/run.sh` (cargo-fuzz, bounded time per target).
 
 #[path = "../fuzz/driver.rs"]
 mod driver;
@@ -45,7 +46,8 @@ fn replay_corpora_and_regressions() {
 #[test]
 fn mutated_corpora() {
     const INTERESTING: &[u8] = b"\r\n :;,0aAfF\t\x00\x7f-+chunkedContent-LengthTransfer-Encoding";
-    let rounds: usize = std::env::var("MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    // MUTATIONS is the total per target, spread over its corpus files.
+    let total: usize = std::env::var("MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         state ^= state << 13;
@@ -54,7 +56,9 @@ fn mutated_corpora() {
         state
     };
     for (target, run) in TARGETS {
-        for (path, seed) in inputs(target) {
+        let files = inputs(target);
+        let rounds = (total / files.len().max(1)).max(1);
+        for (path, seed) in files {
             for _ in 0..rounds {
                 let mut d = seed.clone();
                 for _ in 0..(1 + next() % 4) {

@@ -9,11 +9,17 @@ pub struct Span {
 }
 
 impl Span {
+    /// The position of `part` inside `buf`. httparse hands out sub-slices of
+    /// the buffer, except for a few values it substitutes (a reason phrase
+    /// that is not UTF-8 comes back as a static ""): anything not inside
+    /// `buf` becomes an empty span.
     pub fn of(buf: &[u8], part: &[u8]) -> Span {
-        // Both slices come from the same allocation: `part` was handed out by
-        // httparse as a sub-slice of `buf`.
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        Span { start: start as u32, end: (start + part.len()) as u32 }
+        let base = buf.as_ptr() as usize;
+        let at = part.as_ptr() as usize;
+        match at.checked_sub(base) {
+            Some(start) if start + part.len() <= buf.len() => Span { start: start as u32, end: (start + part.len()) as u32 },
+            _ => Span::default(),
+        }
     }
     #[inline]
     pub fn get<'b>(&self, buf: &'b [u8]) -> &'b [u8] {

@@ -131,6 +131,8 @@ mod tests {
             (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false, Err(H1Error::AmbiguousFraming)),
             (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, Err(H1Error::BadContentLength)),
             (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, Err(H1Error::BadTransferEncoding)),
+            // Regression (fuzz): a reason phrase with obs-text used to panic when located.
+            (b"HTTP/1.1 200 \xff\xfe OK\r\nContent-Length: 0\r\n\r\n", false, Ok((Length(0), true))),
         ];
         for (raw, was_head, want) in cases {
             assert_eq!(framing(raw, *was_head), *want, "{}", String::from_utf8_lossy(raw));
