@@ -219,6 +219,23 @@ fn client_without_alpn_is_served() {
     assert_eq!(server.next().unwrap().alpn, None);
 }
 
+#[test]
+fn client_offering_only_h2_is_refused() {
+    let fx = Fixture::new();
+    let server = EchoServer::start(fx.server(None).worker_config());
+    let mut client = std_client(&fx.ca.der(), &[&TLS13], None);
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    assert!(std_connect(server.addr, &Arc::new(client), "a.test").is_err());
+    let err = server.next().unwrap_err();
+    assert!(
+        matches!(
+            err.rustls_error(),
+            Some(rustls::Error::NoApplicationProtocol)
+        ),
+        "{err:?}"
+    );
+}
+
 // ---------------------------------------------------------------- resumption
 
 /// Two connections with one client config: the second must resume, seen by
