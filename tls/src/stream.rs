@@ -215,6 +215,21 @@ where
         self.conn.peer_certificates()
     }
 
+    /// Whether a `read` can return without waiting on the socket: decrypted
+    /// plaintext is waiting in rustls, ciphertext read earlier is not yet
+    /// processed, or the peer already closed. An idle keep-alive connection
+    /// may wait on `get_ref().readable()` (and [`release_buffers`]) only when
+    /// this is false.
+    ///
+    /// [`release_buffers`]: TlsStream::release_buffers
+    pub fn has_buffered_input(&mut self) -> bool {
+        if self.rpos < self.rbuf.len() || self.eof {
+            return true;
+        }
+        // `Err(WouldBlock)` is the only "nothing yet" answer.
+        !matches!(self.conn.reader().fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     fn check_usable(&self) -> io::Result<()> {
         if self.poisoned {
             return Err(io::Error::new(

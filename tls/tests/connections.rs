@@ -124,6 +124,47 @@ fn readv_and_writev_with_std_client() {
     assert_eq!(answer, b"HTTP/1.1 200 OK\r\n\r\nbody");
 }
 
+#[test]
+fn buffered_input_is_reported_before_an_idle_wait() {
+    let fx = Fixture::new();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let config = fx.server(None).worker_config();
+    std::thread::spawn(move || {
+        block_on(async move {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = ringway_tls::accept(config, tcp).await.unwrap();
+            let mut seen = Vec::new();
+            // Two records arrive in one segment; a 1-byte read takes the first.
+            for _ in 0..2 {
+                let (res, buf) = tls.read(Vec::with_capacity(1)).await;
+                assert_eq!(res.unwrap(), 1);
+                seen.push((buf[0], tls.has_buffered_input()));
+            }
+            tls.release_buffers();
+            // Nothing buffered: waiting on the socket is safe, and what wakes
+            // it is the next record.
+            tls.get_ref().readable(false).await.unwrap();
+            let (res, buf) = tls.read(Vec::with_capacity(8)).await;
+            assert_eq!(res.unwrap(), 1);
+            seen.push((buf[0], tls.has_buffered_input()));
+            seen_tx.send(seen).unwrap();
+        })
+    });
+    let addr = addr_rx.recv_timeout(TIMEOUT).unwrap();
+    let client = Arc::new(std_client(&fx.ca.der(), &[&TLS13], None));
+    let mut tls = std_connect(addr, &client, "a.test").unwrap();
+    tls.conn.writer().write_all(b"a").unwrap();
+    tls.conn.writer().write_all(b"b").unwrap();
+    tls.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    tls.write_all(b"c").unwrap();
+    let seen = seen_rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(seen, [(b'a', true), (b'b', false), (b'c', false)]);
+}
+
 // ---------------------------------------------------------------- SNI
 
 #[test]
