@@ -19,6 +19,8 @@ pub enum DriverChoice {
 #[derive(Debug)]
 pub struct Snapshot {
     pub source: PathBuf,
+    /// 0 for the config ringway started with, +1 per successful reload.
+    pub generation: u64,
     pub listen: Vec<SocketAddr>,
     pub workers: usize,
     pub pin: Pin,

@@ -30,6 +30,8 @@ pub struct Gateway {
     /// The first listen address (concrete port).
     pub addr: SocketAddr,
     pub addrs: Vec<SocketAddr>,
+    /// The config file it was started with (rewrite it, then SIGHUP, to reload).
+    pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     _dir: TempDir,
 }
@@ -122,7 +124,7 @@ impl Gateway {
         // Give the workers a moment to enter their accept loops (connections
         // would queue in the backlog anyway; this only keeps logs tidy).
         std::thread::sleep(Duration::from_millis(50));
-        Ok(Gateway { child, addr: addrs[0], addrs, log, _dir: dir })
+        Ok(Gateway { child, addr: addrs[0], addrs, config_path: path, log, _dir: dir })
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -131,6 +133,18 @@ impl Gateway {
 
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits up to 5 s for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.log_contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Sends a signal to the process.

@@ -129,6 +129,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     let (routes, router) = compile_routes(&file, &by_name, c);
     Snapshot {
         source: path.to_path_buf(),
+        generation: 0,
         listen,
         workers,
         pin: s.pin.get_ref().clone(),

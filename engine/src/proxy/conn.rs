@@ -46,8 +46,6 @@ pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot:
     let mut first = true;
     let mut active: Option<Active> = None;
     loop {
-        let snap_rc = w.snapshot();
-        let snap: &Snapshot = &snap_rc;
         if active.as_ref().is_none_or(|a| a.rbuf.is_empty()) {
             if let Some(a) = active.take() {
                 w.put_active(a);
@@ -56,7 +54,8 @@ pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot:
                 return;
             }
             // The first request gets `header_read` to start, later ones `keepalive_idle`.
-            let limit = if first { snap.timeouts.header_read } else { snap.timeouts.keepalive_idle };
+            let t = w.snapshot().timeouts;
+            let limit = if first { t.header_read } else { t.keepalive_idle };
             w.set_idle(slot, true);
             let ready = monoio::time::timeout(limit, client.readable(true)).await;
             w.set_idle(slot, false);
@@ -64,6 +63,9 @@ pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot:
                 return;
             }
         }
+        // Taken after the idle wait: a reload meanwhile applies to this request.
+        let snap_rc = w.snapshot();
+        let snap: &Snapshot = &snap_rc;
         let a = active.get_or_insert_with(|| w.take_active());
         match read_head(&mut client, &mut a.rbuf, &mut a.head, snap).await {
             Ok(true) => {}
@@ -363,7 +365,8 @@ async fn exchange(
     match relayed {
         // Phase 5: a cleanly finished upstream connection goes back to this worker's pool.
         Ok(clean) => {
-            if clean && reusable {
+            // A connection from before a reload goes back only if the target ids still mean the same.
+            if clean && reusable && snap.generation == w.current_generation() {
                 w.pool.borrow_mut().put(target.id, conn, up.max_idle_per_target);
             }
             next

@@ -64,4 +64,17 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle.iter().map(Vec::len).sum()
     }
+
+    /// Re-indexes the pool for a new snapshot's targets: idle connections to
+    /// an address that is still a target are kept, the rest are closed.
+    pub fn remap(&mut self, old: &[std::net::SocketAddr], new: &[std::net::SocketAddr]) {
+        let mut idle: Vec<Vec<Idle>> = (0..new.len()).map(|_| Vec::new()).collect();
+        for (i, list) in std::mem::take(&mut self.idle).into_iter().enumerate() {
+            match old.get(i).and_then(|a| new.iter().position(|b| b == a)) {
+                Some(j) => idle[j].extend(list),
+                None => self.discarded += list.len() as u64,
+            }
+        }
+        self.idle = idle;
+    }
 }

@@ -12,9 +12,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// Capacity of a pooled I/O buffer, in bytes.
-pub const BUF_SIZE: usize = 16 * 1024;
+pub const BUF_SIZE: usize = 32 * 1024;
 /// Buffers kept for reuse per worker.
-const MAX_POOLED_BUFS: usize = 1024;
+const MAX_POOLED_BUFS: usize = 256;
 /// Pipe pairs kept for reuse per worker.
 const MAX_POOLED_PIPES: usize = 64;
 
@@ -67,10 +67,36 @@ impl Worker {
         self.snapshot.borrow().clone()
     }
 
+    /// Switches new requests to `next`. Requests in flight keep the snapshot
+    /// they started with; pooled connections to targets that remain are kept.
+    pub fn install(&self, next: Arc<Snapshot>) {
+        let old = self.snapshot();
+        let addrs = |s: &Snapshot| {
+            let mut v = vec![None; s.target_count];
+            for t in s.upstreams.iter().flat_map(|u| &u.targets) {
+                v[t.id] = Some(t.addr);
+            }
+            v.into_iter().flatten().collect::<Vec<_>>()
+        };
+        self.pool.borrow_mut().remap(&addrs(&old), &addrs(&next));
+        *self.rr.borrow_mut() = vec![0; next.upstreams.len()];
+        *self.snapshot.borrow_mut() = Rc::new(next);
+    }
+
+    /// Whether a connection checked out under `generation` may go back into the pool.
+    pub fn current_generation(&self) -> u64 {
+        self.snapshot.borrow().generation
+    }
+
     /// Next target of upstream `u`, round robin per worker.
     pub fn pick_target<'s>(&self, snap: &'s Snapshot, u: usize) -> &'s Target {
         let targets = &snap.upstreams[u].targets;
         let mut rr = self.rr.borrow_mut();
+        // A request that began before a reload may name an upstream index
+        // the new table does not have: it simply starts at 0.
+        if rr.len() <= u {
+            rr.resize(u + 1, 0);
+        }
         let i = rr[u] % targets.len();
         rr[u] = rr[u].wrapping_add(1);
         &targets[i]

@@ -8,17 +8,30 @@ pub mod worker;
 use crate::snapshot::{DriverChoice, Pin, Snapshot};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use worker::{Driver, WorkerSpec};
 
-/// State every thread may read: only the drain flag, checked every few ms, never per request.
-#[derive(Default)]
+/// State every thread may read, checked by each worker every few ms, never per request.
 pub struct Shared {
     pub draining: AtomicBool,
+    /// Bumped after a successful reload has stored a new snapshot in `config`.
+    pub generation: AtomicU64,
+    pub config: Mutex<Arc<Snapshot>>,
+}
+
+impl Shared {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        Shared { draining: AtomicBool::new(false), generation: AtomicU64::new(snapshot.generation), config: Mutex::new(snapshot) }
+    }
+
+    /// The latest snapshot (a lock taken only when the generation changed).
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 enum Event {
@@ -34,6 +47,7 @@ pub struct Running {
     events_tx: mpsc::Sender<Event>,
     workers: usize,
     shutdown_timeout: Duration,
+    reload_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Picks the driver for the process (logged once).
@@ -68,7 +82,7 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let driver = choose_driver(snapshot.driver)?;
     let (listeners, addrs) =
         listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog).map_err(|e| e.to_string())?;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared::new(snapshot.clone()));
     let (tx, rx) = mpsc::channel();
     let cores = cores_for(&snapshot.pin, snapshot.workers);
     for (id, (listeners, core)) in listeners.into_iter().zip(cores).enumerate() {
@@ -89,10 +103,42 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     for a in &addrs {
         info!("listening on {a}");
     }
-    Ok(Running { addrs, shared, events: rx, events_tx: tx, workers: snapshot.workers, shutdown_timeout: snapshot.shutdown_timeout })
+    Ok(Running {
+        addrs,
+        shared,
+        events: rx,
+        events_tx: tx,
+        workers: snapshot.workers,
+        shutdown_timeout: snapshot.shutdown_timeout,
+        reload_failures: AtomicU64::new(0),
+    })
 }
 
 impl Running {
+    /// Re-reads and recompiles the config file; on success every worker
+    /// switches to it for new requests. On failure the running config stays.
+    pub fn reload(&self) {
+        let current = self.shared.latest();
+        match crate::config::load(&current.source) {
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                error!("reload failed; keeping generation {}:\n{e}", current.generation);
+            }
+            Ok(mut next) => {
+                if next.listen != current.listen || next.workers != current.workers {
+                    warn!("reload: `listen` and `workers` changes need a restart; keeping the running listeners and workers");
+                }
+                next.generation = current.generation + 1;
+                next.listen = current.listen.clone();
+                next.workers = current.workers;
+                let g = next.generation;
+                *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+                self.shared.generation.store(g, Ordering::Release);
+                info!("reloaded {}: generation {g}", current.source.display());
+            }
+        }
+    }
+
     /// Starts the drain: workers stop accepting and finish what is in flight.
     pub fn drain(&self) {
         self.shared.draining.store(true, Ordering::Release);
@@ -140,9 +186,7 @@ impl Running {
                 },
             };
             match ev {
-                Event::Signal(SIGHUP) => {
-                    warn!("SIGHUP received: configuration reload is not implemented yet; keeping the running config");
-                }
+                Event::Signal(SIGHUP) => self.reload(),
                 Event::Signal(sig) => {
                     if drain_started.is_some() {
                         warn!("second signal {sig}: exiting without waiting");

@@ -80,8 +80,15 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     info!(worker = spec.id, "worker {} on {pinned}, driver {}, listening on {}", spec.id, driver.name(), addrs.join(", "));
     monoio::spawn(sweep_loop(w.clone()));
 
+    let mut generation = spec.shared.generation.load(Ordering::Acquire);
     while !spec.shared.draining.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
+        let g = spec.shared.generation.load(Ordering::Acquire);
+        if g != generation {
+            generation = g;
+            w.install(spec.shared.latest());
+            info!(worker = spec.id, "worker {} serves config generation {g}", spec.id);
+        }
     }
     // Drain: stop accepting, close idle keep-alive connections, let the rest finish.
     w.draining.set(true);
