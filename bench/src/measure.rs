@@ -22,6 +22,8 @@ const LOAD_GRACE: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_millis(300);
 /// Opening the idle connections may take at most this long.
 const PARK_TIMEOUT: Duration = Duration::from_secs(60);
+/// An open-loop run this far behind its schedule gets a note.
+const BEHIND_NOTE_MS: f64 = 100.0;
 /// Attempts per run when a run is interrupted from outside.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -156,10 +158,14 @@ impl Bench {
         let pid = running.guard.as_ref().map(Guard::pid);
         let cpu_before = pid.map(process::tree_cpu_seconds);
         let busy_before = process::cpus_busy_seconds(&self.proxy_cpus);
+        let load_busy_before = process::cpus_busy_seconds(&self.load_cpus);
+        let ours_before = process::reaped_children_cpu_seconds() + self.origins.cpu_seconds();
         let wall = Instant::now();
         let report = self.load_once(spec, running.addr, self.duration, dir, "load");
         let cpu_after = pid.map(process::tree_cpu_seconds);
         let busy_after = process::cpus_busy_seconds(&self.proxy_cpus);
+        let load_busy_after = process::cpus_busy_seconds(&self.load_cpus);
+        let ours_after = process::reaped_children_cpu_seconds() + self.origins.cpu_seconds();
         let wall = wall.elapsed().as_secs_f64();
         let hwm_kib = pid.map(|p| process::tree_status_kib(p, "VmHWM"));
         if let Some(g) = running.guard.as_mut()
@@ -220,6 +226,19 @@ impl Bench {
             if cpu > 0.0 {
                 m.insert("req_per_cpu_s".into(), requests / cpu);
             }
+        }
+        // The same for the CPUs of the load generator and the origins.
+        if let (Some(b0), Some(b1)) = (load_busy_before, load_busy_after) {
+            let capacity = wall * self.load_cpus.len() as f64;
+            let ours = ours_after - ours_before;
+            m.insert("others_on_load_cpus_pct".into(), ((b1 - b0 - ours) / capacity * 100.0).max(0.0));
+        }
+        if let Some(behind) = m.get("behind_schedule_ms").copied()
+            && behind > BEHIND_NOTE_MS
+        {
+            record.notes.push(format!(
+                "open loop fell {behind:.0} ms behind its schedule: the rate was not sustained in this run"
+            ));
         }
         if let Some(kib) = hwm_kib {
             m.insert("peak_rss_mib".into(), kib as f64 / 1024.0);

@@ -75,6 +75,11 @@ impl Origins {
         self.running.borrow_mut().iter_mut().all(|o| o.guard.exit_status().is_none())
     }
 
+    /// CPU seconds the running origins have used.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.running.borrow().iter().map(|o| process::tree_cpu_seconds(o.guard.pid())).sum()
+    }
+
     /// Addresses, for the log.
     pub fn describe(&self) -> String {
         let running = self.running.borrow();

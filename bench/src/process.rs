@@ -201,6 +201,18 @@ pub fn tree_cpu_seconds(root: u32) -> f64 {
     total as f64 / ticks
 }
 
+/// CPU seconds of this process's children that have been waited for.
+pub fn reaped_children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a local struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
 /// Busy seconds (all but idle and iowait) of the given CPUs since boot,
 /// from /proc/stat; None when unpinned (empty list) or unreadable.
 pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {

@@ -222,12 +222,12 @@ impl Report {
                             s.rate_basis.as_deref().unwrap_or("")
                         );
                     }
-                    md.push_str("| target | req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU-s | req per CPU-s | peak RSS MiB | errors | proxy CPU % | others on its CPU % |\n");
-                    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                    md.push_str("| target | req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU-s | req per CPU-s | peak RSS MiB | errors | proxy CPU % | others on its CPU % | others on load CPU % |\n");
+                    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
                     for t in &s.targets {
                         let c = |k: &str| cell(t.metrics.get(k));
                         if t.ok_runs == 0 {
-                            let _ = writeln!(md, "| {} | **failed** ({} of {} runs) | | | | | | | | | |", t.target.name(), t.runs, t.runs);
+                            let _ = writeln!(md, "| {} | **failed** ({} of {} runs) | | | | | | | | | | |", t.target.name(), t.runs, t.runs);
                             continue;
                         }
                         let name = if t.ok_runs < t.runs {
@@ -237,7 +237,7 @@ impl Report {
                         };
                         let _ = writeln!(
                             md,
-                            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                             c("rps"),
                             c("p50_ms"),
                             c("p99_ms"),
@@ -247,13 +247,15 @@ impl Report {
                             c("peak_rss_mib"),
                             count_cell(t.metrics.get("errors")),
                             count_cell(t.metrics.get("proxy_cpu_pct")),
-                            count_cell(t.metrics.get("others_on_proxy_cpus_pct"))
+                            count_cell(t.metrics.get("others_on_proxy_cpus_pct")),
+                            count_cell(t.metrics.get("others_on_load_cpus_pct"))
                         );
                     }
                     md.push_str(
                         "\n`direct` is the load generator talking straight to the upstream: the ceiling of this machine, no proxy CPU. \
                          `proxy CPU %`: the proxy's CPU time over the wall time of the run; `others on its CPU %`: time the proxy's \
-                         pinned CPUs spent on other processes (a busy neighbour, not the proxy, is then what limits req/s).\n\n",
+                         pinned CPUs spent on other processes (a busy neighbour, not the proxy, is then what limits req/s); \
+                         `others on load CPU %`: the same for the CPU(s) of the load generator and the origins.\n\n",
                     );
                 }
                 Kind::Idle { connections } => {
