@@ -3,6 +3,7 @@
 use crate::h1::Limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::config::model::Pin;
@@ -22,6 +23,8 @@ pub struct Snapshot {
     /// 0 for the config ringway started with, +1 per successful reload.
     pub generation: u64,
     pub listen: Vec<SocketAddr>,
+    /// Per `listen` entry: its TLS certificates, if it terminates TLS.
+    pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,
     pub workers: usize,
     pub pin: Pin,
     pub max_connections: usize,
@@ -58,6 +61,20 @@ pub struct Upstream {
     pub response_timeout: Duration,
     pub max_idle_per_target: usize,
     pub idle_timeout: Duration,
+    /// TLS for `https://` targets.
+    pub tls: Option<UpstreamTls>,
+}
+
+pub struct UpstreamTls {
+    pub config: Arc<ringway_tls::rustls::ClientConfig>,
+    /// SNI and certificate name; default: the target's host.
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -67,6 +84,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `host:port` as written in the config, sent as Host when a route does not preserve it.
     pub authority: String,
+    /// An `https://` target.
+    pub tls: bool,
 }
 
 #[derive(Debug)]

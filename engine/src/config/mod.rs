@@ -10,7 +10,8 @@ pub mod units;
 
 use crate::h1::limits::{MAX_HEADERS_CEILING, MAX_HEAD_BYTES_CEILING};
 use crate::h1::Limits;
-use crate::snapshot::{DriverChoice, Route, Snapshot, Target, Timeouts, Upstream};
+use crate::snapshot::{DriverChoice, Route, Snapshot, Target, Timeouts, Upstream, UpstreamTls};
+use std::sync::Arc;
 pub use error::ConfigError;
 use error::Collector;
 use model::Pin;
@@ -40,12 +41,21 @@ pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
 
 fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     let s = &file.server;
+    let base = path.parent().unwrap_or(Path::new("."));
     let mut listen = Vec::new();
-    for l in &s.listen {
-        match resolve_one(l.get_ref()) {
-            Ok(a) if listen.contains(&a) => c.at(l.span(), "server.listen", format!("{a} is listed twice")),
-            Ok(a) => listen.push(a),
-            Err(m) => c.at(l.span(), "server.listen", m),
+    let mut listen_tls = Vec::new();
+    for (i, l) in s.listen.iter().enumerate() {
+        let (addr, tls) = match l.get_ref() {
+            model::Listen::Addr(a) => (a.as_str(), None),
+            model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref()),
+        };
+        match resolve_one(addr) {
+            Ok(a) if listen.contains(&a) => c.at(l.span(), format!("server.listen[{i}]"), format!("{a} is listed twice")),
+            Ok(a) => {
+                listen.push(a);
+                listen_tls.push(tls.and_then(|t| compile_server_tls(t, base, l.span(), i, c)));
+            }
+            Err(m) => c.at(l.span(), format!("server.listen[{i}]"), m),
         }
     }
     if s.listen.is_empty() {
@@ -97,22 +107,26 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         let mut targets = Vec::new();
         for t in u.targets.get_ref() {
             let text = t.get_ref().as_str();
-            let hostport = if let Some(rest) = text.strip_prefix("http://") {
-                rest.trim_end_matches('/')
-            } else if text.starts_with("https://") {
-                c.at(t.span(), key("targets"), "https:// targets need upstream TLS, which this build does not have yet");
-                continue;
+            let (hostport, tls) = if let Some(rest) = text.strip_prefix("http://") {
+                (rest.trim_end_matches('/'), false)
+            } else if let Some(rest) = text.strip_prefix("https://") {
+                (rest.trim_end_matches('/'), true)
             } else {
-                text
+                (text, false)
             };
             match resolve_one(hostport) {
                 Ok(addr) => {
-                    targets.push(Target { id: target_count, addr, authority: hostport.to_string() });
+                    targets.push(Target { id: target_count, addr, authority: hostport.to_string(), tls });
                     target_count += 1;
                 }
                 Err(m) => c.at(t.span(), key("targets"), m),
             }
         }
+        let tls = if targets.iter().any(|t| t.tls) || u.tls.is_some() {
+            compile_upstream_tls(u.tls.as_ref(), base, &key("tls"), u.targets.span(), c)
+        } else {
+            None
+        };
         if u.targets.get_ref().is_empty() {
             c.at(u.targets.span(), key("targets"), "an upstream needs at least one target");
         }
@@ -123,6 +137,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             response_timeout: u.response_timeout.0,
             max_idle_per_target: u.max_idle_per_target,
             idle_timeout: u.idle_timeout.0,
+            tls,
         });
     }
 
@@ -131,6 +146,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         source: path.to_path_buf(),
         generation: 0,
         listen,
+        listen_tls,
         workers,
         pin: s.pin.get_ref().clone(),
         max_connections: s.max_connections.max(1),
@@ -150,6 +166,64 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         router,
         target_count,
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH").map(|p| p.into_encoded_bytes()),
+    }
+}
+
+/// Loads a TLS listener's certificates now, so a bad file is a config error naming it.
+fn compile_server_tls(
+    t: &model::ServerTls,
+    base: &Path,
+    span: std::ops::Range<usize>,
+    i: usize,
+    c: &mut Collector<'_>,
+) -> Option<Arc<ringway_tls::ServerTls>> {
+    let key = format!("server.listen[{i}].tls");
+    let mut specs = Vec::new();
+    match (&t.cert, &t.key) {
+        (Some(cert), Some(k)) => specs.push(ringway_tls::CertSpec::new(base.join(cert), base.join(k))),
+        (None, None) => {}
+        _ => c.at(span.clone(), key.clone(), "give both `cert` and `key`"),
+    }
+    specs.extend(t.certs.iter().map(|p| ringway_tls::CertSpec::new(base.join(&p.cert), base.join(&p.key))));
+    if specs.is_empty() {
+        c.at(span, key, "a TLS listener needs `cert` and `key`, or `certs = [{ cert, key }, ...]`");
+        return None;
+    }
+    let ca = t.client_ca.as_ref().map(|p| base.join(p));
+    match ringway_tls::ServerTls::load(&specs, ca.as_deref()) {
+        Ok(tls) => Some(Arc::new(tls)),
+        Err(e) => {
+            c.at(span, key, e.to_string());
+            None
+        }
+    }
+}
+
+/// The TLS client config of an upstream with `https://` targets.
+fn compile_upstream_tls(
+    t: Option<&toml::Spanned<model::UpstreamTls>>,
+    base: &Path,
+    key: &str,
+    targets_span: std::ops::Range<usize>,
+    c: &mut Collector<'_>,
+) -> Option<UpstreamTls> {
+    let span = t.map_or(targets_span, |t| t.span());
+    let t = t.map(|t| t.get_ref());
+    let ca = t.and_then(|t| t.ca.as_ref()).map(|p| base.join(p));
+    let client = match (t.and_then(|t| t.client_cert.as_ref()), t.and_then(|t| t.client_key.as_ref())) {
+        (Some(cert), Some(k)) => Some(ringway_tls::CertSpec::new(base.join(cert), base.join(k))),
+        (None, None) => None,
+        _ => {
+            c.at(span, key, "give both `client_cert` and `client_key`");
+            return None;
+        }
+    };
+    match ringway_tls::client_config(ca.as_deref(), client.as_ref()) {
+        Ok(config) => Some(UpstreamTls { config, server_name: t.and_then(|t| t.server_name.clone()) }),
+        Err(e) => {
+            c.at(span, key, e.to_string());
+            None
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub struct File {
 #[serde(deny_unknown_fields)]
 pub struct Server {
     #[serde(default = "default_listen")]
-    pub listen: Vec<Spanned<String>>,
+    pub listen: Vec<Spanned<Listen>>,
     /// 0 = one worker per available core.
     #[serde(default = "spanned_default")]
     pub workers: Spanned<usize>,
@@ -61,8 +61,52 @@ fn spanned_default<T: Default>() -> Spanned<T> {
     Spanned::new(0..0, T::default())
 }
 
-fn default_listen() -> Vec<Spanned<String>> {
-    vec![Spanned::new(0..0, "127.0.0.1:8080".to_string())]
+fn default_listen() -> Vec<Spanned<Listen>> {
+    vec![Spanned::new(0..0, Listen::Addr("127.0.0.1:8080".to_string()))]
+}
+
+/// A `listen` entry: `"127.0.0.1:8080"`, or `{ addr = "...", tls = { ... } }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "an address string such as \"127.0.0.1:8080\", or a table { addr = \"...\", tls = { cert = \"...\", key = \"...\" } }")]
+pub enum Listen {
+    Addr(String),
+    Table(ListenTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTable {
+    pub addr: String,
+    pub tls: Option<ServerTls>,
+}
+
+/// `tls = { cert, key }` or `tls = { certs = [ { cert, key }, ... ], client_ca = "ca.pem" }`.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub certs: Vec<CertPair>,
+    /// Verify client certificates against this CA bundle (mTLS).
+    pub client_ca: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertPair {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `tls = { ca = "ca.pem", server_name = "backend.local", client_cert = "...", client_key = "..." }` on an upstream.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    pub ca: Option<String>,
+    pub server_name: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 fn default_max_connections() -> usize {
     100_000
@@ -186,6 +230,8 @@ pub struct Upstream {
     pub max_idle_per_target: usize,
     #[serde(default = "secs::<60>")]
     pub idle_timeout: Dur,
+    /// TLS to `https://` targets.
+    pub tls: Option<Spanned<UpstreamTls>>,
 }
 
 fn default_max_idle() -> usize {

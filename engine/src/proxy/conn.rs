@@ -9,6 +9,7 @@ use crate::h1::response::{self, ResponseFraming, ResponseHead};
 use crate::h1::write::{self, Downstream, Forward, Persist};
 use crate::snapshot::{Snapshot, Target, Upstream};
 use ringway_router::{ExpandError, Lookup};
+use super::stream::{Client, Upstream as UpConn};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -20,7 +21,7 @@ enum Next {
     Close,
     /// The upstream switched protocols (101): tunnel the two connections.
     /// Carries the upstream connection and bytes it sent after the 101 head.
-    Tunnel(TcpStream, Vec<u8>),
+    Tunnel(UpConn, Vec<u8>),
 }
 
 /// What the exchange still needs of the request once its head bytes are gone.
@@ -41,7 +42,7 @@ struct ReqInfo {
 /// Between requests an idle connection holds no buffers: its read buffer and
 /// head storage go back to the worker's pool and the connection waits for
 /// readability alone, so thousands of idle keep-alive clients cost little.
-pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot: usize) {
+pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: usize) {
     let ip = peer.ip().to_canonical().to_string();
     let mut first = true;
     let mut active: Option<Active> = None;
@@ -57,7 +58,7 @@ pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot:
             let t = w.snapshot().timeouts;
             let limit = if first { t.header_read } else { t.keepalive_idle };
             w.set_idle(slot, true);
-            let ready = monoio::time::timeout(limit, client.readable(true)).await;
+            let ready = monoio::time::timeout(limit, client.wait_readable()).await;
             w.set_idle(slot, false);
             if !matches!(ready, Ok(Ok(()))) {
                 return;
@@ -82,9 +83,12 @@ pub async fn serve(w: Rc<Worker>, mut client: TcpStream, peer: SocketAddr, slot:
             Next::Close => return,
             Next::Tunnel(upstream, pending) => {
                 let idle = snap.timeouts.tunnel_idle;
-                // Boxed: a tunnel is rare and long-lived; inlining its state
-                // would make every idle connection's future larger.
-                Box::pin(relay::tunnel(&w, client, upstream, &a.rbuf, &pending, idle)).await;
+                // Upgrades are only let through between plain sockets (see `exchange`).
+                if let (Client::Plain(c), UpConn::Plain(u)) = (client, upstream) {
+                    // Boxed: a tunnel is rare and long-lived; inlining its state
+                    // would make every idle connection's future larger.
+                    Box::pin(relay::tunnel(&w, c, u, &a.rbuf, &pending, idle)).await;
+                }
                 return;
             }
         }
@@ -107,7 +111,7 @@ impl Default for Active {
 /// Reads until `rbuf` starts with a whole request head, which must arrive
 /// within `header_read` (408 past it). `Ok(false)`: the client closed first.
 async fn read_head(
-    client: &mut TcpStream,
+    client: &mut Client,
     rbuf: &mut Vec<u8>,
     head: &mut RequestHead,
     snap: &Snapshot,
@@ -136,14 +140,14 @@ async fn read_head(
 }
 
 /// Sends one of ringway's own responses.
-async fn respond(w: &Worker, client: &mut TcpStream, snap: &Snapshot, status: u16, message: &str, persist: Persist) -> bool {
+async fn respond(w: &Worker, client: &mut Client, snap: &Snapshot, status: u16, message: &str, persist: Persist) -> bool {
     respond_with(w, client, snap, status, message, persist, b"").await
 }
 
 /// Sends one of ringway's own responses with extra header lines (each ending in CRLF).
 async fn respond_with(
     w: &Worker,
-    client: &mut TcpStream,
+    client: &mut Client,
     snap: &Snapshot,
     status: u16,
     message: &str,
@@ -161,7 +165,7 @@ async fn respond_with(
 async fn exchange(
     w: &Worker,
     snap: &Snapshot,
-    client: &mut TcpStream,
+    client: &mut Client,
     rbuf: &mut Vec<u8>,
     head: &RequestHead,
     resp: &mut ResponseHead,
@@ -229,13 +233,15 @@ async fn exchange(
     }
     let up = &snap.upstreams[route.upstream];
     let target = w.pick_target(snap, route.upstream);
-    let info = ReqInfo { upgrading: route.websocket && head.upgrade.is_some() && !head.has_body(), ..info };
+    // Tunnels splice between plain sockets; upgrades over TLS are not let through yet.
+    let upgrading = route.websocket && head.upgrade.is_some() && !head.has_body() && !client.is_tls() && !target.tls;
+    let info = ReqInfo { upgrading, ..info };
 
     // Phase 2: the upstream request head, plus whatever body bytes came with it.
     let mut out = w.take_buf();
     let fwd = Forward {
         client_ip: ip.as_bytes(),
-        proto: b"http",
+        proto: if client.is_tls() { b"https" } else { b"http" },
         // An HTTP/1.0 client may send no Host at all: name the target then.
         host: (!route.preserve_host || head.host.is_none()).then_some(target.authority.as_bytes()),
         target: tbuf.as_deref().or(target_slice),
@@ -292,8 +298,9 @@ async fn exchange(
             }
             let idle = snap.timeouts.body_idle;
             let sent = match info.framing {
-                BodyFraming::Length(_) if remaining >= snap.splice_threshold && rbuf.is_empty() => {
-                    splice_exact(w, client, &mut conn, remaining, idle, Direction::Up).await
+                BodyFraming::Length(_) if remaining >= snap.splice_threshold && rbuf.is_empty() && !client.is_tls() && !conn.is_tls() => {
+                    let (c, u) = (client.plain().expect("plain"), conn.plain().expect("plain"));
+                    splice_exact(w, c, u, remaining, idle, Direction::Up).await
                 }
                 BodyFraming::Length(_) => copy_exact(client, &mut conn, rbuf, remaining, idle, Direction::Up).await,
                 _ => relay_chunked(client, &mut conn, rbuf, &mut out, Encode::Chunked, idle, Direction::Up).await,
@@ -349,8 +356,9 @@ async fn exchange(
             match write_all(client, &mut out, idle).await {
                 Err(f) => Err(RelayError::client(f)),
                 Ok(()) if rest == 0 => Ok(ubuf.is_empty()),
-                Ok(()) if rest >= snap.splice_threshold => {
-                    splice_exact(w, &mut conn, client, rest, idle, Direction::Down).await.map(|()| true)
+                Ok(()) if rest >= snap.splice_threshold && !client.is_tls() && !conn.is_tls() => {
+                    let (u, c) = (conn.plain().expect("plain"), client.plain().expect("plain"));
+                    splice_exact(w, u, c, rest, idle, Direction::Down).await.map(|()| true)
                 }
                 Ok(()) => copy_exact(&mut conn, client, &mut ubuf, rest, idle, Direction::Down).await.map(|()| ubuf.is_empty()),
             }
@@ -382,7 +390,7 @@ async fn exchange(
 async fn reject(
     w: &Worker,
     snap: &Snapshot,
-    client: &mut TcpStream,
+    client: &mut Client,
     rbuf: &mut Vec<u8>,
     head: &RequestHead,
     info: ReqInfo,
@@ -407,19 +415,44 @@ fn persist_for(next: &Next, minor: u8) -> Persist {
 }
 
 /// A pooled connection to `target`, or a new one. The flag says whether it was reused.
-async fn acquire(w: &Worker, up: &Upstream, target: &Target) -> Result<(TcpStream, bool), Failure> {
+async fn acquire(w: &Worker, up: &Upstream, target: &Target) -> Result<(UpConn, bool), Failure> {
     let pooled = w.pool.borrow_mut().take(target.id, up.idle_timeout);
     if let Some(c) = pooled {
         return Ok((c, true));
     }
     w.stats.upstream_connects.set(w.stats.upstream_connects.get() + 1);
-    match monoio::time::timeout(up.connect_timeout, TcpStream::connect_addr(target.addr)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok((s, false))
+    // Connect and, for an https:// target, the TLS handshake: both within connect_timeout.
+    let connect = async {
+        let s = TcpStream::connect_addr(target.addr).await.map_err(|_| Failure::Connect)?;
+        let _ = s.set_nodelay(true);
+        if !target.tls {
+            return Ok(UpConn::Plain(s));
         }
-        Ok(Err(_)) | Err(_) => Err(Failure::Connect),
+        let tls = up.tls.as_ref().ok_or(Failure::Connect)?;
+        let name = tls.server_name.as_deref().unwrap_or_else(|| host_of(&target.authority));
+        // Boxed: a handshake future is large and only new TLS connections need it.
+        match Box::pin(ringway_tls::connect(tls.config.clone(), name, s)).await {
+            Ok(t) => Ok(UpConn::Tls(Box::new(t))),
+            Err(e) => {
+                tracing::warn!("TLS handshake with upstream {} failed: {e}", target.authority);
+                Err(Failure::Connect)
+            }
+        }
+    };
+    match monoio::time::timeout(up.connect_timeout, connect).await {
+        Ok(Ok(c)) => Ok((c, false)),
+        Ok(Err(f)) => Err(f),
+        Err(_) => Err(Failure::Connect),
     }
+}
+
+/// The host part of `host:port` (brackets of an IPv6 literal removed).
+fn host_of(authority: &str) -> &str {
+    let host = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Reads the final response head into `ubuf` within `limit`, relaying
@@ -428,8 +461,8 @@ async fn acquire(w: &Worker, up: &Upstream, target: &Target) -> Result<(TcpStrea
 async fn read_response_head(
     w: &Worker,
     snap: &Snapshot,
-    conn: &mut TcpStream,
-    client: &mut TcpStream,
+    conn: &mut UpConn,
+    client: &mut Client,
     ubuf: &mut Vec<u8>,
     resp: &mut ResponseHead,
     limit: Duration,
@@ -474,7 +507,7 @@ async fn read_response_head(
 async fn fail_before_response(
     w: &Worker,
     snap: &Snapshot,
-    client: &mut TcpStream,
+    client: &mut Client,
     out: Vec<u8>,
     ubuf: Vec<u8>,
     e: RelayError,
@@ -509,8 +542,8 @@ mod size_tests {
         let size = rt.block_on(async move {
             let s = monoio::net::TcpStream::connect_addr(listener.local_addr().unwrap()).await.unwrap();
             let peer = s.local_addr().unwrap();
-            std::mem::size_of_val(&super::serve(w, s, peer, 0))
+            std::mem::size_of_val(&super::serve(w, super::Client::Plain(s), peer, 0))
         });
-        assert!(size <= 3072, "the connection future grew to {size} bytes");
+        assert!(size <= 3328, "the connection future grew to {size} bytes");
     }
 }

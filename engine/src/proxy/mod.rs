@@ -4,3 +4,4 @@ pub mod error;
 pub mod pool;
 pub mod relay;
 pub mod worker;
+pub mod stream;

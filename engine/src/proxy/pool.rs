@@ -3,7 +3,7 @@
 //! threads, so no locks.
 
 use crate::sys::{peek_idle, Peek};
-use monoio::net::TcpStream;
+use super::stream::Upstream as TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,10 @@ impl Pool {
         let now = Instant::now();
         let list = self.idle.get_mut(target)?;
         while let Some(c) = list.pop() {
-            if now.duration_since(c.since) < idle_timeout && peek_idle(c.stream.as_raw_fd()) == Peek::Idle {
+            // A TLS connection may hold session tickets the server sent after
+            // the handshake: a peek cannot tell those from a stray response.
+            let live = c.stream.is_tls() || peek_idle(c.stream.as_raw_fd()) == Peek::Idle;
+            if now.duration_since(c.since) < idle_timeout && live {
                 self.hits += 1;
                 return Some(c.stream);
             }

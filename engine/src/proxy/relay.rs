@@ -90,8 +90,8 @@ impl Direction {
 /// Copies exactly `remaining` bytes from `src` to `dst` through `buf`, which
 /// must be empty. Bytes read past the end (a pipelined next request) stay in `buf`.
 pub async fn copy_exact(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
+    src: &mut impl AsyncReadRent,
+    dst: &mut impl AsyncWriteRent,
     buf: &mut Vec<u8>,
     mut remaining: u64,
     idle: Duration,
@@ -162,8 +162,8 @@ pub enum Encode {
 /// Bytes after the body's end stay in `sbuf`.
 #[allow(clippy::too_many_arguments)]
 pub async fn relay_chunked(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
+    src: &mut impl AsyncReadRent,
+    dst: &mut impl AsyncWriteRent,
     sbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     encode: Encode,
@@ -215,8 +215,8 @@ pub async fn relay_chunked(
 /// Relays a close-delimited response body until the upstream closes,
 /// re-encoding as chunked or passing raw bytes. `out` may hold the head.
 pub async fn relay_until_close(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
+    src: &mut impl AsyncReadRent,
+    dst: &mut impl AsyncWriteRent,
     sbuf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     encode: Encode,

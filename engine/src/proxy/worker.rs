@@ -29,6 +29,7 @@ pub struct Stats {
     pub spliced_bytes: Cell<u64>,
     pub upstream_connects: Cell<u64>,
     pub retries: Cell<u64>,
+    pub tls_failures: Cell<u64>,
 }
 
 pub struct Worker {

@@ -131,6 +131,22 @@ impl Running {
                 next.generation = current.generation + 1;
                 next.listen = current.listen.clone();
                 next.workers = current.workers;
+                // Listeners stay: their certificates are re-read in place (new
+                // handshakes get the new files, open connections keep theirs).
+                let files = |t: &Option<Arc<ringway_tls::ServerTls>>| {
+                    t.as_ref().map(|t| t.certificates().into_iter().map(|c| c.file).collect::<Vec<_>>())
+                };
+                for (i, (running, wanted)) in current.listen_tls.iter().zip(&next.listen_tls).enumerate() {
+                    if files(running) != files(wanted) {
+                        warn!("reload: listen[{i}] TLS files changed; that needs a restart (the running files are re-read)");
+                    }
+                    if let Some(t) = running {
+                        if let Err(e) = t.reload() {
+                            error!("reload: listen[{i}] certificates kept: {e}");
+                        }
+                    }
+                }
+                next.listen_tls = current.listen_tls.clone();
                 let g = next.generation;
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);

@@ -11,7 +11,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use crate::proxy::stream::Client;
+use tracing::{debug, error, info, warn};
 
 /// io_uring submission queue entries per worker.
 const RING_ENTRIES: u32 = 4096;
@@ -72,10 +73,13 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     let w = Worker::new(spec.id, spec.snapshot.clone());
     let canceller = Rc::new(RefCell::new(Canceller::new()));
     let mut addrs = Vec::new();
-    for l in spec.listeners {
+    for (i, l) in spec.listeners.into_iter().enumerate() {
         let l = monoio::net::TcpListener::from_std(l)?;
-        addrs.push(l.local_addr()?.to_string());
-        monoio::spawn(accept_loop(w.clone(), l, canceller.clone()));
+        // Each worker gets its own rustls config: shared certificates and
+        // ticket keys, but its own session cache.
+        let tls = spec.snapshot.listen_tls.get(i).cloned().flatten().map(|t| t.worker_config());
+        addrs.push(format!("{}{}", l.local_addr()?, if tls.is_some() { " (tls)" } else { "" }));
+        monoio::spawn(accept_loop(w.clone(), l, canceller.clone(), tls));
     }
     info!(worker = spec.id, "worker {} on {pinned}, driver {}, listening on {}", spec.id, driver.name(), addrs.join(", "));
     monoio::spawn(sweep_loop(w.clone()));
@@ -111,7 +115,12 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     Ok(())
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, canceller: Rc<RefCell<Canceller>>) {
+async fn accept_loop(
+    w: Rc<Worker>,
+    listener: monoio::net::TcpListener,
+    canceller: Rc<RefCell<Canceller>>,
+    tls: Option<Arc<ringway_tls::rustls::ServerConfig>>,
+) {
     loop {
         if w.draining.get() {
             return;
@@ -136,8 +145,28 @@ async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, cancelle
         }
         let slot = w.register(stream.as_raw_fd());
         let w2 = w.clone();
+        let tls = tls.clone();
+        let handshake_limit = snap.timeouts.header_read;
         monoio::spawn(async move {
-            let outcome = CatchUnwind::new(conn::serve(w2.clone(), stream, peer, slot)).await;
+            let outcome = CatchUnwind::new(async {
+                let client = match tls {
+                    None => Client::Plain(stream),
+                    Some(cfg) => match monoio::time::timeout(handshake_limit, ringway_tls::accept(cfg, stream)).await {
+                        Ok(Ok(s)) => Client::Tls(Box::new(s)),
+                        Ok(Err(e)) => {
+                            w2.stats.tls_failures.set(w2.stats.tls_failures.get() + 1);
+                            debug!(worker = w2.id, %peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            w2.stats.tls_failures.set(w2.stats.tls_failures.get() + 1);
+                            return;
+                        }
+                    },
+                };
+                conn::serve(w2.clone(), client, peer, slot).await
+            })
+            .await;
             if let Err(payload) = outcome {
                 w2.stats.panics.set(w2.stats.panics.get() + 1);
                 error!(worker = w2.id, %peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));

@@ -1,0 +1,122 @@
+//! The two kinds of connection ringway talks over: plain TCP, or TLS over
+//! TCP. One enum per side so the connection code is written once; splice(2)
+//! is offered only where both ends are plain sockets.
+//!
+//! The TLS arms box their I/O futures (one small allocation per TLS read or
+//! write, next to the cost of the cryptography): inlined, they would make the
+//! future of *every* connection, plain ones included, larger — and an idle
+//! keep-alive connection costs exactly its future.
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use std::os::fd::{AsRawFd, RawFd};
+
+macro_rules! stream_enum {
+    ($(#[$doc:meta])* $name:ident, $tls:ty) => {
+        $(#[$doc])*
+        pub enum $name {
+            Plain(TcpStream),
+            Tls(Box<$tls>),
+        }
+
+        impl $name {
+            /// The plain socket, where splice(2) may be used.
+            pub fn plain(&mut self) -> Option<&mut TcpStream> {
+                match self {
+                    $name::Plain(s) => Some(s),
+                    $name::Tls(_) => None,
+                }
+            }
+
+            pub fn is_tls(&self) -> bool {
+                matches!(self, $name::Tls(_))
+            }
+
+            /// The TCP socket underneath (for readiness waits and socket options).
+            pub fn tcp(&self) -> &TcpStream {
+                match self {
+                    $name::Plain(s) => s,
+                    $name::Tls(s) => s.get_ref(),
+                }
+            }
+        }
+
+        impl AsRawFd for $name {
+            fn as_raw_fd(&self) -> RawFd {
+                self.tcp().as_raw_fd()
+            }
+        }
+
+        impl AsyncReadRent for $name {
+            async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $name::Plain(s) => s.read(buf).await,
+                    $name::Tls(s) => Box::pin(s.read(buf)).await,
+                }
+            }
+            async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $name::Plain(s) => s.readv(buf).await,
+                    $name::Tls(s) => Box::pin(s.readv(buf)).await,
+                }
+            }
+        }
+
+        impl AsyncWriteRent for $name {
+            async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $name::Plain(s) => s.write(buf).await,
+                    $name::Tls(s) => Box::pin(s.write(buf)).await,
+                }
+            }
+            async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+                match self {
+                    $name::Plain(s) => s.writev(buf).await,
+                    $name::Tls(s) => Box::pin(s.writev(buf)).await,
+                }
+            }
+            async fn flush(&mut self) -> std::io::Result<()> {
+                match self {
+                    $name::Plain(s) => s.flush().await,
+                    $name::Tls(s) => Box::pin(s.flush()).await,
+                }
+            }
+            async fn shutdown(&mut self) -> std::io::Result<()> {
+                match self {
+                    $name::Plain(s) => s.shutdown().await,
+                    $name::Tls(s) => Box::pin(s.shutdown()).await,
+                }
+            }
+        }
+    };
+}
+
+stream_enum!(
+    /// A client (downstream) connection.
+    Client,
+    ringway_tls::ServerStream
+);
+
+stream_enum!(
+    /// An upstream connection.
+    Upstream,
+    ringway_tls::ClientStream
+);
+
+impl Client {
+    /// Waits until the client sends something, holding no TLS buffers meanwhile.
+    pub async fn wait_readable(&mut self) -> std::io::Result<()> {
+        match self {
+            Client::Plain(s) => s.readable(true).await,
+            Client::Tls(s) => {
+                if s.has_buffered_input() {
+                    return Ok(());
+                }
+                s.release_buffers();
+                s.get_ref().readable(true).await
+            }
+        }
+    }
+}
