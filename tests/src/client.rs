@@ -43,7 +43,7 @@ pub fn get(addr: SocketAddr, target: &str) -> Response {
 }
 
 /// Reads everything until the peer closes (or the read times out).
-pub fn read_to_close(s: &mut TcpStream, buf: &mut Vec<u8>) {
+pub fn read_to_close(s: &mut impl Read, buf: &mut Vec<u8>) {
     let mut tmp = [0u8; 64 * 1024];
     loop {
         match s.read(&mut tmp) {
@@ -67,7 +67,7 @@ pub fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
-fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+fn fill(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<()> {
     let mut tmp = [0u8; 64 * 1024];
     match s.read(&mut tmp) {
         Ok(0) | Err(_) => None,
@@ -80,7 +80,7 @@ fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
 
 /// Reads one response from `s`; `buf` carries bytes across calls (pipelining).
 /// `head_request` means the response has no body whatever it says.
-pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Option<Response> {
+pub fn read_response(s: &mut impl Read, buf: &mut Vec<u8>, head_request: bool) -> Option<Response> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut resp = httparse::Response::new(&mut headers);
@@ -123,7 +123,7 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -
     }
 }
 
-fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+fn read_chunked(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line = loop {

@@ -50,7 +50,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref()),
         };
         match resolve_one(addr) {
-            Ok(a) if listen.contains(&a) => c.at(l.span(), format!("server.listen[{i}]"), format!("{a} is listed twice")),
+            Ok(a) if a.port() != 0 && listen.contains(&a) => c.at(l.span(), format!("server.listen[{i}]"), format!("{a} is listed twice")),
             Ok(a) => {
                 listen.push(a);
                 listen_tls.push(tls.and_then(|t| compile_server_tls(t, base, l.span(), i, c)));
