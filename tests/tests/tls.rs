@@ -228,3 +228,35 @@ fn bad_certificate_files_are_config_errors_naming_the_file() {
         assert!(log.contains("server.listen[1].tls") && log.contains(needle), "{log}");
     }
 }
+
+#[test]
+fn the_issue_tls_config_works_as_written_with_paths_relative_to_the_file() {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("certs")).unwrap();
+    let ca = Ca::new("ca");
+    ca.server(&["site.test"]).write(&dir.0.join("certs"), "site");
+    ca.server(&["a.test"]).write(&dir.0, "a");
+    ca.server(&["b.test"]).write(&dir.0, "b");
+    std::fs::write(dir.0.join("ca.pem"), ca.pem()).unwrap();
+    // site.pem/site.key are written as certs/site.pem and certs/site.key.
+    let config = r#"[server]
+listen = [
+  "127.0.0.1:8080",
+  { addr = "127.0.0.1:8443", tls = { cert = "certs/site.pem", key = "certs/site.key" } },
+  { addr = "127.0.0.1:9443", tls = { certs = [ { cert = "a.pem", key = "a.key" }, { cert = "b.pem", key = "b.key" } ], client_ca = "ca.pem" } },
+]
+
+[[upstream]]
+name = "secure"
+targets = ["https://127.0.0.1:9444"]
+tls = { ca = "ca.pem", server_name = "backend.local" }   # also client_cert, client_key
+
+[[route]]
+path = "/{proxy+}"
+upstream = "secure"
+"#;
+    let path = dir.0.join("ringway.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(ringway_tests::gateway::binary("ringway")).arg("check").arg("-c").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
