@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod h1;
+pub mod observe;
 pub mod proxy;
 pub mod runtime;
 pub mod snapshot;

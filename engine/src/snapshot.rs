@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub listen: Vec<SocketAddr>,
     /// Per `listen` entry: its TLS certificates, if it terminates TLS.
     pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,
+    /// The admin endpoint's address, if enabled.
+    pub admin: Option<SocketAddr>,
     pub workers: usize,
     pub pin: Pin,
     pub max_connections: usize,

@@ -135,6 +135,14 @@ impl Gateway {
         self.log().iter().any(|l| l.contains(needle))
     }
 
+    /// The admin endpoint's address, from the log.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.log()
+            .iter()
+            .find_map(|l| l.split("admin endpoint on ").nth(1).and_then(|a| a.trim().parse().ok()))
+            .expect("an admin endpoint in the log")
+    }
+
     /// Waits up to 5 s for a log line containing `needle`.
     pub fn wait_for_log(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);

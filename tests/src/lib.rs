@@ -9,6 +9,7 @@ pub mod client;
 pub mod gateway;
 pub mod origin;
 pub mod pki;
+pub mod prom;
 
 pub use client::{read_response, send_raw, Response};
 pub use gateway::Gateway;

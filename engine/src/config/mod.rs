@@ -61,6 +61,17 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     if s.listen.is_empty() {
         c.global("server.listen", "at least one listen address is needed");
     }
+    let admin = s.admin.as_ref().and_then(|a| match resolve_one(a.listen.get_ref()) {
+        Ok(addr) if addr.port() != 0 && listen.contains(&addr) => {
+            c.at(a.listen.span(), "server.admin.listen", "the admin listener must not be a public listen address");
+            None
+        }
+        Ok(addr) => Some(addr),
+        Err(m) => {
+            c.at(a.listen.span(), "server.admin.listen", m);
+            None
+        }
+    });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = match *s.workers.get_ref() {
         0 => cores,
@@ -147,6 +158,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         generation: 0,
         listen,
         listen_tls,
+        admin,
         workers,
         pin: s.pin.get_ref().clone(),
         max_connections: s.max_connections.max(1),

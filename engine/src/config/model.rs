@@ -45,6 +45,9 @@ pub struct Server {
     /// `auto` (io_uring, else epoll), `io_uring`, or `epoll`.
     #[serde(default = "spanned_default")]
     pub driver: Spanned<Option<String>>,
+    /// `[server.admin] listen = "127.0.0.1:9901"`: metrics, health and config on a separate listener.
+    #[serde(default)]
+    pub admin: Option<Admin>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -154,6 +157,12 @@ impl<'de> Deserialize<'de> for Pin {
         }
         d.deserialize_any(V)
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -73,12 +73,17 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
             Ok(false) => return,
             Err((status, message)) => {
                 respond(&w, &mut client, snap, status, message, Persist::Close).await;
+                w.record(snap, Outcome { route: None, status }, Instant::now());
                 return;
             }
         }
         first = false;
         w.stats.requests.set(w.stats.requests.get() + 1);
-        match exchange(&w, snap, &mut client, &mut a.rbuf, &a.head, &mut a.resp, &ip).await {
+        let started = Instant::now();
+        let mut outcome = Outcome::default();
+        let next = exchange(&w, snap, &mut client, &mut a.rbuf, &a.head, &mut a.resp, &ip, &mut outcome).await;
+        w.record(snap, outcome, started);
+        match next {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::Tunnel(upstream, pending) => {
@@ -93,6 +98,14 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
             }
         }
     }
+}
+
+/// What an exchange ended with, for the metrics: the route (if one matched)
+/// and the status the client got (0: none, the connection just closed).
+#[derive(Clone, Copy, Default)]
+pub struct Outcome {
+    pub route: Option<usize>,
+    pub status: u16,
 }
 
 /// What a connection needs only while it is busy with a request.
@@ -162,6 +175,7 @@ async fn respond_with(
 }
 
 /// Proxies one request whose head is at the front of `rbuf`.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     w: &Worker,
     snap: &Snapshot,
@@ -170,6 +184,7 @@ async fn exchange(
     head: &RequestHead,
     resp: &mut ResponseHead,
     ip: &str,
+    outcome: &mut Outcome,
 ) -> Next {
     let buf = &rbuf[..];
     let info = ReqInfo {
@@ -194,11 +209,12 @@ async fn exchange(
         Lookup::Found(m) => m,
         Lookup::MethodNotAllowed { allow } => {
             let allow_field = format!("Allow: {allow}\r\n");
-            return reject(w, snap, client, rbuf, head, info, 405, "method not allowed on this resource", allow_field.as_bytes()).await;
+            return reject(w, snap, client, rbuf, head, info, outcome, 405, "method not allowed on this resource", allow_field.as_bytes()).await;
         }
-        Lookup::NotFound => return reject(w, snap, client, rbuf, head, info, 404, "no route matches this path", b"").await,
+        Lookup::NotFound => return reject(w, snap, client, rbuf, head, info, outcome, 404, "no route matches this path", b"").await,
     };
     let route = &snap.routes[m.route];
+    outcome.route = Some(m.route);
     // `tbuf` holds a rewritten request-target when the original cannot be forwarded as is.
     let mut tbuf: Option<Vec<u8>> = None;
     let mut target_slice: Option<&[u8]> = None;
@@ -211,7 +227,7 @@ async fn exchange(
                     w.put_buf(b);
                     let status = if e == ExpandError::Unbound { 500 } else { 400 };
                     let message = if e == ExpandError::Traversal { "path parameter would leave the backend path" } else { "invalid path parameter" };
-                    return reject(w, snap, client, rbuf, head, info, status, message, b"").await;
+                    return reject(w, snap, client, rbuf, head, info, outcome, status, message, b"").await;
                 }
             }
         }
@@ -273,7 +289,7 @@ async fn exchange(
             Ok(c) => c,
             Err(f) => {
                 let e = RelayError::upstream(f);
-                return fail_before_response(w, snap, client, out, ubuf, e, body_pending, info).await;
+                return fail_before_response(w, snap, client, outcome, out, ubuf, e, body_pending, info).await;
             }
         };
         let may_retry = reused && retryable && attempt == 0;
@@ -283,7 +299,7 @@ async fn exchange(
                 w.stats.retries.set(w.stats.retries.get() + 1);
                 continue;
             }
-            return fail_before_response(w, snap, client, out, ubuf, RelayError::upstream(f), body_pending, info).await;
+            return fail_before_response(w, snap, client, outcome, out, ubuf, RelayError::upstream(f), body_pending, info).await;
         }
         if body_pending {
             out.clear();
@@ -306,7 +322,7 @@ async fn exchange(
                 _ => relay_chunked(client, &mut conn, rbuf, &mut out, Encode::Chunked, idle, Direction::Up).await,
             };
             if let Err(e) = sent {
-                return fail_before_response(w, snap, client, out, ubuf, e, true, info).await;
+                return fail_before_response(w, snap, client, outcome, out, ubuf, e, true, info).await;
             }
         }
         match read_response_head(w, snap, &mut conn, client, &mut ubuf, resp, up.response_timeout, info).await {
@@ -315,11 +331,12 @@ async fn exchange(
                 attempt += 1;
                 w.stats.retries.set(w.stats.retries.get() + 1);
             }
-            Err(e) => return fail_before_response(w, snap, client, out, ubuf, e, false, info).await,
+            Err(e) => return fail_before_response(w, snap, client, outcome, out, ubuf, e, false, info).await,
         }
     };
     out.clear();
 
+    outcome.status = resp.status;
     // Phase 4a: switching protocols — relay the 101, then the connection is a tunnel.
     if resp.status == 101 {
         write::response_head(&mut out, &ubuf, resp, Downstream::Empty, Persist::Default);
@@ -394,10 +411,12 @@ async fn reject(
     rbuf: &mut Vec<u8>,
     head: &RequestHead,
     info: ReqInfo,
+    outcome: &mut Outcome,
     status: u16,
     message: &str,
     extra: &[u8],
 ) -> Next {
+    outcome.status = status;
     let next = if head.has_body() || !info.keep_alive { Next::Close } else { Next::KeepAlive };
     rbuf.drain(..head.head_len);
     if !respond_with(w, client, snap, status, message, persist_for(&next, info.minor), extra).await {
@@ -508,6 +527,7 @@ async fn fail_before_response(
     w: &Worker,
     snap: &Snapshot,
     client: &mut Client,
+    outcome: &mut Outcome,
     out: Vec<u8>,
     ubuf: Vec<u8>,
     e: RelayError,
@@ -516,7 +536,9 @@ async fn fail_before_response(
 ) -> Next {
     w.put_buf(out);
     w.put_buf(ubuf);
+    w.count_failure(e);
     let Some(status) = e.status() else { return Next::Close };
+    outcome.status = status;
     let next = if body_unread || !info.keep_alive || w.draining.get() || e.side == Side::Client {
         Next::Close
     } else {

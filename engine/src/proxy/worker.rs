@@ -2,7 +2,10 @@
 //! upstream pool, buffer and pipe pools, connection registry and counters.
 //! It lives in an `Rc` on its own thread; nothing here is shared across cores.
 
-use super::conn::Active;
+use super::conn::{Active, Outcome};
+use super::error::{Failure, RelayError, Side};
+use crate::observe::{Metrics, WorkerReport};
+use std::time::Instant;
 use super::pool::Pool;
 use crate::snapshot::{Snapshot, Target};
 use monoio::net::Pipe;
@@ -45,10 +48,14 @@ pub struct Worker {
     conns: RefCell<Registry>,
     pub draining: Cell<bool>,
     pub stats: Stats,
+    pub metrics: RefCell<Metrics>,
+    /// Core and driver, for the metrics.
+    pub identity: Cell<(Option<usize>, &'static str)>,
 }
 
 impl Worker {
     pub fn new(id: usize, snapshot: Arc<Snapshot>) -> Rc<Self> {
+        let routes = snapshot.routes.len();
         Rc::new(Worker {
             id,
             pool: RefCell::new(Pool::new(snapshot.target_count)),
@@ -60,6 +67,8 @@ impl Worker {
             conns: RefCell::default(),
             draining: Cell::new(false),
             stats: Stats::default(),
+            metrics: RefCell::new(Metrics::new(routes)),
+            identity: Cell::new((None, "")),
         })
     }
 
@@ -81,7 +90,53 @@ impl Worker {
         };
         self.pool.borrow_mut().remap(&addrs(&old), &addrs(&next));
         *self.rr.borrow_mut() = vec![0; next.upstreams.len()];
+        self.metrics.borrow_mut().reset_routes(next.routes.len());
         *self.snapshot.borrow_mut() = Rc::new(next);
+    }
+
+    /// Counts one finished exchange. A route index from before a reload is
+    /// not counted per route (its series started over).
+    pub fn record(&self, snap: &Snapshot, outcome: Outcome, started: Instant) {
+        let route = outcome.route.filter(|_| snap.generation == self.current_generation());
+        let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        self.metrics.borrow_mut().record(route, outcome.status, micros);
+    }
+
+    /// Counts a failed exchange by its cause.
+    pub fn count_failure(&self, e: RelayError) {
+        let mut m = self.metrics.borrow_mut();
+        match (e.side, e.failure) {
+            (Side::Upstream, Failure::Connect) => m.upstream_connect_errors += 1,
+            (Side::Upstream, Failure::Timeout) => m.upstream_timeouts += 1,
+            (Side::Upstream, _) => m.upstream_bad_responses += 1,
+            (Side::Client, _) => m.client_aborts += 1,
+        }
+    }
+
+    /// A copy of this worker's numbers for a scrape.
+    pub fn report(&self) -> WorkerReport {
+        let pool = self.pool.borrow();
+        let s = &self.stats;
+        let (core, driver) = self.identity.get();
+        WorkerReport {
+            id: self.id,
+            core,
+            driver,
+            generation: self.current_generation(),
+            accepted: s.accepted.get(),
+            shed: s.shed.get(),
+            open: s.active.get() as u64,
+            requests: s.requests.get(),
+            panics: s.panics.get(),
+            spliced_bytes: s.spliced_bytes.get(),
+            upstream_connects: s.upstream_connects.get(),
+            retries: s.retries.get(),
+            tls_failures: s.tls_failures.get(),
+            pool_hits: pool.hits,
+            pool_misses: pool.misses,
+            pool_idle: pool.idle_count() as u64,
+            metrics: self.metrics.borrow().clone(),
+        }
     }
 
     /// Whether a connection checked out under `generation` may go back into the pool.

@@ -21,11 +21,25 @@ pub struct Shared {
     /// Bumped after a successful reload has stored a new snapshot in `config`.
     pub generation: AtomicU64,
     pub config: Mutex<Arc<Snapshot>>,
+    /// Bumped by the admin thread to ask every worker for its numbers.
+    pub scrape_request: AtomicU64,
+    /// Per worker: the scrape request it last answered, and its numbers.
+    pub reports: Mutex<Vec<Option<(u64, crate::observe::WorkerReport)>>>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
 }
 
 impl Shared {
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
-        Shared { draining: AtomicBool::new(false), generation: AtomicU64::new(snapshot.generation), config: Mutex::new(snapshot) }
+        Shared {
+            draining: AtomicBool::new(false),
+            generation: AtomicU64::new(snapshot.generation),
+            reports: Mutex::new(vec![None; snapshot.workers]),
+            config: Mutex::new(snapshot),
+            scrape_request: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        }
     }
 
     /// The latest snapshot (a lock taken only when the generation changed).
@@ -47,7 +61,6 @@ pub struct Running {
     events_tx: mpsc::Sender<Event>,
     workers: usize,
     shutdown_timeout: Duration,
-    reload_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Picks the driver for the process (logged once).
@@ -83,6 +96,13 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let (listeners, addrs) =
         listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog).map_err(|e| e.to_string())?;
     let shared = Arc::new(Shared::new(snapshot.clone()));
+    if let Some(admin) = snapshot.admin {
+        listener::ensure_free(admin).map_err(|e| format!("admin listener: {e}"))?;
+        let l = std::net::TcpListener::bind(admin).map_err(|e| format!("admin listener {admin}: {e}"))?;
+        let bound = l.local_addr().map_err(|e| e.to_string())?;
+        crate::observe::admin::spawn(l, shared.clone()).map_err(|e| format!("admin thread: {e}"))?;
+        info!("admin endpoint on {bound}");
+    }
     let (tx, rx) = mpsc::channel();
     let cores = cores_for(&snapshot.pin, snapshot.workers);
     for (id, (listeners, core)) in listeners.into_iter().zip(cores).enumerate() {
@@ -110,7 +130,6 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
         events_tx: tx,
         workers: snapshot.workers,
         shutdown_timeout: snapshot.shutdown_timeout,
-        reload_failures: AtomicU64::new(0),
     })
 }
 
@@ -121,7 +140,7 @@ impl Running {
         let current = self.shared.latest();
         match crate::config::load(&current.source) {
             Err(e) => {
-                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 error!("reload failed; keeping generation {}:\n{e}", current.generation);
             }
             Ok(mut next) => {
@@ -150,6 +169,7 @@ impl Running {
                 let g = next.generation;
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);
+                self.shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 info!("reloaded {}: generation {g}", current.source.display());
             }
         }

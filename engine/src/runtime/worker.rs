@@ -71,6 +71,7 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
 
 async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Result<()> {
     let w = Worker::new(spec.id, spec.snapshot.clone());
+    w.identity.set((spec.core.map(|c| c.id), driver.name()));
     let canceller = Rc::new(RefCell::new(Canceller::new()));
     let mut addrs = Vec::new();
     for (i, l) in spec.listeners.into_iter().enumerate() {
@@ -85,8 +86,17 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     monoio::spawn(sweep_loop(w.clone()));
 
     let mut generation = spec.shared.generation.load(Ordering::Acquire);
+    let mut scrape = 0;
     while !spec.shared.draining.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
+        let wanted = spec.shared.scrape_request.load(Ordering::Acquire);
+        if wanted != scrape {
+            scrape = wanted;
+            let report = w.report();
+            if let Some(slot) = spec.shared.reports.lock().unwrap_or_else(|e| e.into_inner()).get_mut(spec.id) {
+                *slot = Some((wanted, report));
+            }
+        }
         let g = spec.shared.generation.load(Ordering::Acquire);
         if g != generation {
             generation = g;

@@ -1,0 +1,92 @@
+//! Observability: per-worker metrics (plain numbers owned by one thread,
+//! summed only when scraped), the Prometheus text writer and the admin
+//! endpoint.
+
+pub mod admin;
+pub mod prometheus;
+
+use hdrhistogram::Histogram;
+
+/// Request counts and latency of one route on one worker.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    /// Responses by status class: index 1..=5 for 1xx..5xx, 0 for "no response".
+    pub classes: [u64; 6],
+    /// Latency in microseconds, from a whole request head to the end of the exchange.
+    pub latency_us: Histogram<u64>,
+    pub latency_sum_us: u64,
+}
+
+impl RouteMetrics {
+    fn new() -> Self {
+        RouteMetrics {
+            classes: [0; 6],
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
+            latency_sum_us: 0,
+        }
+    }
+}
+
+/// One worker's metrics. Only its own thread writes them.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Per route of the current snapshot, plus a last entry for requests no route matched.
+    pub routes: Vec<RouteMetrics>,
+    /// Responses by exact status code (0..=599), for the reject counters.
+    pub status: Vec<u64>,
+    pub upstream_connect_errors: u64,
+    pub upstream_timeouts: u64,
+    pub upstream_bad_responses: u64,
+    pub client_aborts: u64,
+}
+
+impl Metrics {
+    pub fn new(routes: usize) -> Self {
+        Metrics {
+            routes: (0..=routes).map(|_| RouteMetrics::new()).collect(),
+            status: vec![0; 600],
+            upstream_connect_errors: 0,
+            upstream_timeouts: 0,
+            upstream_bad_responses: 0,
+            client_aborts: 0,
+        }
+    }
+
+    /// Starts per-route series over for a new route table (after a reload).
+    pub fn reset_routes(&mut self, routes: usize) {
+        self.routes = (0..=routes).map(|_| RouteMetrics::new()).collect();
+    }
+
+    pub fn record(&mut self, route: Option<usize>, status: u16, micros: u64) {
+        let last = self.routes.len() - 1;
+        let r = &mut self.routes[route.unwrap_or(last).min(last)];
+        r.classes[usize::from(status / 100).min(5)] += 1;
+        let _ = r.latency_us.record(micros.max(1));
+        r.latency_sum_us += micros;
+        if let Some(n) = self.status.get_mut(usize::from(status)) {
+            *n += 1;
+        }
+    }
+}
+
+/// Everything one worker reports when scraped.
+#[derive(Clone)]
+pub struct WorkerReport {
+    pub id: usize,
+    pub core: Option<usize>,
+    pub driver: &'static str,
+    pub generation: u64,
+    pub accepted: u64,
+    pub shed: u64,
+    pub open: u64,
+    pub requests: u64,
+    pub panics: u64,
+    pub spliced_bytes: u64,
+    pub upstream_connects: u64,
+    pub retries: u64,
+    pub tls_failures: u64,
+    pub pool_hits: u64,
+    pub pool_misses: u64,
+    pub pool_idle: u64,
+    pub metrics: Metrics,
+}
