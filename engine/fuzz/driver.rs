@@ -2,11 +2,11 @@
 //! corpus replay test (`engine/tests/fuzz_corpus.rs`), so CI runs the same
 //! assertions on every committed input without cargo-fuzz.
 
+use ringway::h1::Limits;
 use ringway::h1::chunked::{self, ChunkedDecoder, Decoded};
 use ringway::h1::request::{self, BodyFraming, RequestHead};
 use ringway::h1::response::{self, ResponseHead};
 use ringway::h1::write::{self, Forward};
-use ringway::h1::Limits;
 
 /// A request head either fails to parse, or its forwarded form parses again
 /// (by our parser and by httparse) to the same method, target and framing:
@@ -14,21 +14,40 @@ use ringway::h1::Limits;
 pub fn request_head(data: &[u8]) {
     let limits = Limits::default();
     let mut head = RequestHead::default();
-    let Ok(true) = request::parse(data, &limits, &mut head) else { return };
+    let Ok(true) = request::parse(data, &limits, &mut head) else {
+        return;
+    };
     assert!(head.head_len <= data.len());
     for h in &head.headers {
         assert!(h.name.end as usize <= head.head_len && h.value.end as usize <= head.head_len);
     }
     let mut out = Vec::new();
-    let fwd = Forward { client_ip: b"192.0.2.1", proto: b"http", host: None, target: None, upgrade: head.upgrade.is_some() };
+    let fwd = Forward {
+        client_ip: b"192.0.2.1",
+        proto: b"http",
+        host: None,
+        target: None,
+        upgrade: head.upgrade.is_some(),
+    };
     write::request_head(&mut out, data, &head, &fwd);
     let mut again = RequestHead::default();
-    let big = Limits { max_head_bytes: 1 << 20, max_headers: 256, max_uri_bytes: 1 << 20 };
+    let big = Limits {
+        max_head_bytes: 1 << 20,
+        max_headers: 256,
+        max_uri_bytes: 1 << 20,
+    };
     match request::parse(&out, &big, &mut again) {
         Ok(true) => {}
-        other => panic!("forwarded head does not parse ({other:?}): {:?}", String::from_utf8_lossy(&out)),
+        other => panic!(
+            "forwarded head does not parse ({other:?}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     }
-    assert_eq!(again.head_len, out.len(), "forwarded head has trailing bytes");
+    assert_eq!(
+        again.head_len,
+        out.len(),
+        "forwarded head has trailing bytes"
+    );
     assert_eq!(again.method(&out), head.method(data));
     assert_eq!(again.framing, head.framing);
     if let BodyFraming::Length(n) = head.framing {
@@ -42,7 +61,9 @@ pub fn request_head(data: &[u8]) {
 /// The decoder never panics; fed in two pieces it agrees with itself fed
 /// whole; and what it decodes, re-encoded, decodes to the same bytes.
 pub fn chunked(data: &[u8]) {
-    let split = data.first().map_or(0, |&b| b as usize % (data.len().max(1)));
+    let split = data
+        .first()
+        .map_or(0, |&b| b as usize % (data.len().max(1)));
     let whole = decode(data, data.len());
     let pieces = decode(data, split.max(1));
     assert_eq!(whole, pieces, "split at {split} changes the result");
@@ -68,7 +89,10 @@ fn decode(input: &[u8], step: usize) -> Option<(Vec<u8>, Vec<u8>)> {
                 body.extend_from_slice(&pending[start..end]);
                 pending.drain(..n);
             }
-            Decoded::Done { trailer_start, trailer_end } => {
+            Decoded::Done {
+                trailer_start,
+                trailer_end,
+            } => {
                 return Some((body, pending[trailer_start..trailer_end].to_vec()));
             }
             Decoded::NeedMore => {
@@ -90,7 +114,9 @@ pub fn response_head(data: &[u8]) {
     let limits = Limits::default();
     let was_head = data.first().is_some_and(|b| b & 1 == 1);
     let mut head = ResponseHead::default();
-    let Ok(true) = response::parse(data, &limits, was_head, &mut head) else { return };
+    let Ok(true) = response::parse(data, &limits, was_head, &mut head) else {
+        return;
+    };
     let down = match head.framing {
         response::ResponseFraming::Empty => write::Downstream::Empty,
         response::ResponseFraming::Length(n) => write::Downstream::Length(n),
@@ -99,10 +125,17 @@ pub fn response_head(data: &[u8]) {
     let mut out = Vec::new();
     write::response_head(&mut out, data, &head, down, write::Persist::Default);
     let mut again = ResponseHead::default();
-    let big = Limits { max_head_bytes: 1 << 20, max_headers: 256, max_uri_bytes: 1 << 20 };
+    let big = Limits {
+        max_head_bytes: 1 << 20,
+        max_headers: 256,
+        max_uri_bytes: 1 << 20,
+    };
     match response::parse(&out, &big, was_head, &mut again) {
         Ok(true) => {}
-        other => panic!("relayed head does not parse ({other:?}): {:?}", String::from_utf8_lossy(&out)),
+        other => panic!(
+            "relayed head does not parse ({other:?}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     }
     assert_eq!(again.status, head.status);
     // A close-delimited body is re-framed as chunked for HTTP/1.1 clients.

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "ringway", version, about = "A thread-per-core API gateway and reverse proxy on io_uring")]
+#[command(
+    name = "ringway",
+    version,
+    about = "A thread-per-core API gateway and reverse proxy on io_uring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,7 +49,8 @@ enum Command {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -72,8 +77,16 @@ pub fn main() -> i32 {
             }
         },
         Command::Demo(args) => crate::demo::run(&args),
-        Command::Upstream { listen, threads, body_size } => {
-            match crate::upstream::spawn(&crate::upstream::OriginConfig { listen, threads, body_size }) {
+        Command::Upstream {
+            listen,
+            threads,
+            body_size,
+        } => {
+            match crate::upstream::spawn(&crate::upstream::OriginConfig {
+                listen,
+                threads,
+                body_size,
+            }) {
                 Ok(addr) => {
                     tracing::info!("origin listening on {addr}");
                     loop {

@@ -57,13 +57,22 @@ pub fn run(args: &DemoArgs) -> i32 {
 }
 
 fn run_inner(args: &DemoArgs) -> anyhow::Result<()> {
-    let origin = upstream::spawn(&OriginConfig { listen: "127.0.0.1:0".parse()?, threads: 1, body_size: 13 })?;
+    let origin = upstream::spawn(&OriginConfig {
+        listen: "127.0.0.1:0".parse()?,
+        threads: 1,
+        body_size: 13,
+    })?;
     let text = demo_config(origin, args.workers.max(1));
-    let snapshot = crate::config::from_str(std::path::Path::new("<demo>"), &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let snapshot = crate::config::from_str(std::path::Path::new("<demo>"), &text)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let running = crate::runtime::start(Arc::new(snapshot)).map_err(|e| anyhow::anyhow!(e))?;
     let gateway = running.addrs[0];
-    println!("ringway demo: upstream {origin}, gateway {gateway} ({} worker(s)), {} connections, {:?} per run\n",
-        args.workers.max(1), args.connections, args.duration);
+    println!(
+        "ringway demo: upstream {origin}, gateway {gateway} ({} worker(s)), {} connections, {:?} per run\n",
+        args.workers.max(1),
+        args.connections,
+        args.duration
+    );
 
     let direct = if args.no_baseline {
         None
@@ -88,6 +97,10 @@ fn run_inner(args: &DemoArgs) -> anyhow::Result<()> {
     }
     running.drain();
     running.wait();
-    anyhow::ensure!(proxied.requests > 0 && proxied.errors.total() == 0, "the demo run saw errors: {:?}", proxied.errors);
+    anyhow::ensure!(
+        proxied.requests > 0 && proxied.errors.total() == 0,
+        "the demo run saw errors: {:?}",
+        proxied.errors
+    );
     Ok(())
 }

@@ -75,7 +75,9 @@ pub struct UpstreamTls {
 
 impl std::fmt::Debug for UpstreamTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamTls").field("server_name", &self.server_name).finish_non_exhaustive()
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,14 +109,30 @@ impl Snapshot {
     pub fn describe(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "listen: {}", self.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "));
-        let _ = writeln!(s, "workers: {}  pin: {:?}  driver: {:?}", self.workers, self.pin, self.driver);
+        let _ = writeln!(
+            s,
+            "listen: {}",
+            self.listen
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "workers: {}  pin: {:?}  driver: {:?}",
+            self.workers, self.pin, self.driver
+        );
         if let Some(stage) = self.router.stage() {
             let _ = writeln!(s, "stage: {stage}");
         }
         let _ = writeln!(s, "upstreams:");
         for u in &self.upstreams {
-            let t: Vec<_> = u.targets.iter().map(|t| format!("{} ({})", t.authority, t.addr)).collect();
+            let t: Vec<_> = u
+                .targets
+                .iter()
+                .map(|t| format!("{} ({})", t.authority, t.addr))
+                .collect();
             let _ = writeln!(s, "  {:<16} {}", u.name, t.join(", "));
         }
         let _ = writeln!(s, "routes (precedence order):");
@@ -124,10 +142,15 @@ impl Snapshot {
                 Some(uri) => uri.clone(),
                 None => format!("{} (path unchanged)", self.upstreams[r.upstream].name),
             };
-            let _ = writeln!(s, "  {:<20} {:<8} {:<32} -> {}", e.host.unwrap_or("*"), e.method, e.path, to);
+            let _ = writeln!(
+                s,
+                "  {:<20} {:<8} {:<32} -> {}",
+                e.host.unwrap_or("*"),
+                e.method,
+                e.path,
+                to
+            );
         }
         s
     }
 }
-
-

@@ -17,7 +17,14 @@ pub fn peek_idle(fd: RawFd) -> Peek {
     let mut byte = 0u8;
     // SAFETY: `fd` is an open socket owned by the caller for the duration of
     // the call; the buffer is one valid, writable byte.
-    let n = unsafe { libc::recv(fd, (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
     if n < 0 {
         let e = std::io::Error::last_os_error().raw_os_error();
         if e == Some(libc::EAGAIN) || e == Some(libc::EWOULDBLOCK) {

@@ -3,9 +3,9 @@
 //! benchmarks (`ringway upstream`). It answers every request with a fixed
 //! body after reading (and discarding) the request body.
 
+use crate::h1::Limits;
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
 use crate::h1::request::{self, BodyFraming, RequestHead};
-use crate::h1::Limits;
 use crate::proxy::relay::{read_more, write_all};
 use monoio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
@@ -24,22 +24,29 @@ pub struct OriginConfig {
 /// Binds the origin's listeners (SO_REUSEPORT, one per thread) and starts
 /// its threads. Returns the bound address.
 pub fn spawn(cfg: &OriginConfig) -> std::io::Result<SocketAddr> {
-    let (listeners, addrs) = crate::runtime::listener::bind_all(&[cfg.listen], cfg.threads.max(1), 4096)?;
+    let (listeners, addrs) =
+        crate::runtime::listener::bind_all(&[cfg.listen], cfg.threads.max(1), 4096)?;
     let body_size = cfg.body_size;
     for (i, mut ls) in listeners.into_iter().enumerate() {
         let l = ls.pop().expect("one listener per thread");
-        std::thread::Builder::new().name(format!("origin-{i}")).spawn(move || {
-            let build = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build();
-            let mut rt = build.expect("origin runtime starts");
-            rt.block_on(async move {
-                let l = TcpListener::from_std(l).expect("origin listener");
-                let response: Rc<Vec<u8>> = Rc::new(canned_response(body_size));
-                loop {
-                    let Ok((s, _)) = l.accept().await else { continue };
-                    monoio::spawn(serve(s, response.clone()));
-                }
-            });
-        })?;
+        std::thread::Builder::new()
+            .name(format!("origin-{i}"))
+            .spawn(move || {
+                let build = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .enable_timer()
+                    .build();
+                let mut rt = build.expect("origin runtime starts");
+                rt.block_on(async move {
+                    let l = TcpListener::from_std(l).expect("origin listener");
+                    let response: Rc<Vec<u8>> = Rc::new(canned_response(body_size));
+                    loop {
+                        let Ok((s, _)) = l.accept().await else {
+                            continue;
+                        };
+                        monoio::spawn(serve(s, response.clone()));
+                    }
+                });
+            })?;
     }
     Ok(addrs[0])
 }
@@ -96,7 +103,8 @@ async fn serve(mut s: TcpStream, response: Rc<Vec<u8>>) {
                             Decoded::Done { .. } => break,
                             Decoded::Data { .. } => continue,
                             Decoded::NeedMore => {
-                                if !matches!(read_more(&mut s, &mut buf, IDLE).await, Ok(n) if n > 0) {
+                                if !matches!(read_more(&mut s, &mut buf, IDLE).await, Ok(n) if n > 0)
+                                {
                                     return;
                                 }
                             }

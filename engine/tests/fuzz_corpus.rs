@@ -18,8 +18,13 @@ const TARGETS: &[(&str, fn(&[u8]))] = &[
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut out = Vec::new();
-    for dir in [root.join("corpus").join(target), root.join("regressions").join(target)] {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("regressions").join(target),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
             let data = std::fs::read(&p).unwrap();
@@ -34,7 +39,11 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn replay_corpora_and_regressions() {
     for (target, run) in TARGETS {
         let files = inputs(target);
-        assert!(files.len() >= 5, "{target}: corpus has {} files", files.len());
+        assert!(
+            files.len() >= 5,
+            "{target}: corpus has {} files",
+            files.len()
+        );
         for (path, data) in files {
             if std::panic::catch_unwind(|| run(&data)).is_err() {
                 panic!("{target}: {} fails", path.display());
@@ -47,7 +56,10 @@ fn replay_corpora_and_regressions() {
 fn mutated_corpora() {
     const INTERESTING: &[u8] = b"\r\n :;,0aAfF\t\x00\x7f-+chunkedContent-LengthTransfer-Encoding";
     // MUTATIONS is the total per target, spread over its corpus files.
-    let total: usize = std::env::var("MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let total: usize = std::env::var("MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         state ^= state << 13;
@@ -69,7 +81,11 @@ fn mutated_corpora() {
                             d[i] = INTERESTING[(r >> 16) % INTERESTING.len()];
                         }
                         1 => {
-                            let i = if d.is_empty() { 0 } else { r / 4 % (d.len() + 1) };
+                            let i = if d.is_empty() {
+                                0
+                            } else {
+                                r / 4 % (d.len() + 1)
+                            };
                             d.insert(i, INTERESTING[(r >> 16) % INTERESTING.len()]);
                         }
                         2 if !d.is_empty() => {
@@ -85,7 +101,11 @@ fn mutated_corpora() {
                     }
                 }
                 if std::panic::catch_unwind(|| run(&d)).is_err() {
-                    panic!("{target}: mutation of {} fails: {:?}", path.display(), String::from_utf8_lossy(&d));
+                    panic!(
+                        "{target}: mutation of {} fails: {:?}",
+                        path.display(),
+                        String::from_utf8_lossy(&d)
+                    );
                 }
             }
         }

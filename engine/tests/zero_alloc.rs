@@ -3,9 +3,9 @@
 //! writing the upstream head into a reused buffer. Checked with a counting
 //! global allocator (this test binary only).
 
+use ringway::h1::Limits;
 use ringway::h1::request::{self, RequestHead};
 use ringway::h1::write::{self, Forward};
-use ringway::h1::Limits;
 use ringway_router::{Lookup, RouteSpec, Router, UriTemplate};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,12 +50,22 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
     let mut one_request = || {
         assert_eq!(request::parse(raw, &limits, &mut head), Ok(true));
         let host = head.host.map(|h| h.get(raw));
-        let Lookup::Found(m) = router.find(head.method(raw), host, head.path(raw)) else { panic!("no route") };
+        let Lookup::Found(m) = router.find(head.method(raw), host, head.path(raw)) else {
+            panic!("no route")
+        };
         assert_eq!(m.route, 2);
         target.clear();
-        template.expand(head.path(raw), &m, &router, head.query(raw), &mut target).unwrap();
+        template
+            .expand(head.path(raw), &m, &router, head.query(raw), &mut target)
+            .unwrap();
         out.clear();
-        let fwd = Forward { client_ip: b"127.0.0.1", proto: b"http", host: None, target: Some(&target), upgrade: false };
+        let fwd = Forward {
+            client_ip: b"127.0.0.1",
+            proto: b"http",
+            host: None,
+            target: Some(&target),
+            upgrade: false,
+        };
         write::request_head(&mut out, raw, &head, &fwd);
     };
     one_request(); // warm: head storage and buffers reach their working size
@@ -64,6 +74,15 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
         one_request();
     }
     let after = ALLOCS.load(Ordering::Relaxed);
-    assert_eq!(after - before, 0, "{} allocations in 1000 requests", after - before);
-    assert!(out.starts_with(b"GET /v2/users/42/orders/7?expand=items HTTP/1.1\r\n"), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        after - before,
+        0,
+        "{} allocations in 1000 requests",
+        after - before
+    );
+    assert!(
+        out.starts_with(b"GET /v2/users/42/orders/7?expand=items HTTP/1.1\r\n"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }

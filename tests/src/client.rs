@@ -16,7 +16,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -39,7 +42,10 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Response {
 
 /// A GET with `Host: test` on a new connection.
 pub fn get(addr: SocketAddr, target: &str) -> Response {
-    send_raw(addr, format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+    send_raw(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+    )
 }
 
 /// Reads everything until the peer closes (or the read times out).
@@ -61,7 +67,12 @@ pub fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
         match s.read(&mut tmp) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
             Err(_) => return true,
         }
     }
@@ -93,7 +104,12 @@ pub fn read_response(s: &mut impl Read, buf: &mut Vec<u8>, head_request: bool) -
                     headers: resp
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect(),
                     body: Vec::new(),
                     chunked: false,
@@ -102,7 +118,9 @@ pub fn read_response(s: &mut impl Read, buf: &mut Vec<u8>, head_request: bool) -
                 if head_request || status < 200 || status == 204 || status == 304 {
                     return Some(r);
                 }
-                if r.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                if r.header("transfer-encoding")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+                {
                     r.chunked = true;
                     r.body = read_chunked(s, buf)?;
                 } else if let Some(len) = r.header("content-length") {
@@ -118,7 +136,10 @@ pub fn read_response(s: &mut impl Read, buf: &mut Vec<u8>, head_request: bool) -
                 return Some(r);
             }
             Ok(httparse::Status::Partial) => fill(s, buf)?,
-            Err(e) => panic!("unparseable response ({e}): {:?}", String::from_utf8_lossy(buf)),
+            Err(e) => panic!(
+                "unparseable response ({e}): {:?}",
+                String::from_utf8_lossy(buf)
+            ),
         }
     }
 }
@@ -134,7 +155,9 @@ fn read_chunked(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
             }
             fill(s, buf)?;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&line).split(';').next()?.trim(), 16).ok()?;
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&line).split(';').next()?.trim(), 16)
+                .ok()?;
         if size == 0 {
             loop {
                 if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {

@@ -70,7 +70,10 @@ impl Gateway {
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
         match Self::try_start(config, env) {
             Ok(g) => g,
-            Err((msg, log)) => panic!("ringway did not start: {msg}\n--- log ---\n{}", log.join("\n")),
+            Err((msg, log)) => panic!(
+                "ringway did not start: {msg}\n--- log ---\n{}",
+                log.join("\n")
+            ),
         }
     }
 
@@ -80,7 +83,12 @@ impl Gateway {
         let path = dir.0.join("ringway.toml");
         std::fs::write(&path, config).expect("write config");
         let mut cmd = Command::new(binary("ringway"));
-        cmd.arg("serve").arg("-c").arg(&path).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         cmd.env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
@@ -92,7 +100,11 @@ impl Gateway {
         let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(a) = line.split("listening on ").nth(1).filter(|_| !line.contains("worker")) {
+                if let Some(a) = line
+                    .split("listening on ")
+                    .nth(1)
+                    .filter(|_| !line.contains("worker"))
+                {
                     let _ = tx.send(a.trim().parse::<SocketAddr>().ok());
                 }
                 log2.lock().unwrap().push(line);
@@ -105,7 +117,11 @@ impl Gateway {
         // is bound); stop when none followed for a moment.
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let wait = if addrs.is_empty() { left } else { Duration::from_millis(300).min(left) };
+            let wait = if addrs.is_empty() {
+                left
+            } else {
+                Duration::from_millis(300).min(left)
+            };
             match rx.recv_timeout(wait) {
                 Ok(Some(a)) => addrs.push(a),
                 Ok(None) => {
@@ -124,7 +140,14 @@ impl Gateway {
         // Give the workers a moment to enter their accept loops (connections
         // would queue in the backlog anyway; this only keeps logs tidy).
         std::thread::sleep(Duration::from_millis(50));
-        Ok(Gateway { child, addr: addrs[0], addrs, config_path: path, log, _dir: dir })
+        Ok(Gateway {
+            child,
+            addr: addrs[0],
+            addrs,
+            config_path: path,
+            log,
+            _dir: dir,
+        })
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -139,7 +162,11 @@ impl Gateway {
     pub fn admin_addr(&self) -> SocketAddr {
         self.log()
             .iter()
-            .find_map(|l| l.split("admin endpoint on ").nth(1).and_then(|a| a.trim().parse().ok()))
+            .find_map(|l| {
+                l.split("admin endpoint on ")
+                    .nth(1)
+                    .and_then(|a| a.trim().parse().ok())
+            })
             .expect("an admin endpoint in the log")
     }
 

@@ -11,7 +11,7 @@ pub mod origin;
 pub mod pki;
 pub mod prom;
 
-pub use client::{read_response, send_raw, Response};
+pub use client::{Response, read_response, send_raw};
 pub use gateway::Gateway;
 pub use origin::{Origin, Reply, Seen};
 

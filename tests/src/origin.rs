@@ -24,10 +24,17 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -83,7 +90,12 @@ impl Origin {
                 std::thread::spawn(move || serve(stream, id, &seen, &*handler, &stop));
             }
         });
-        Origin { addr, seen, conns, stop }
+        Origin {
+            addr,
+            seen,
+            conns,
+            stop,
+        }
     }
 
     /// An origin that answers 200 with the request's method, target and body SHA-256 in headers, and body `ok`.
@@ -120,7 +132,13 @@ impl Drop for Origin {
     }
 }
 
-fn serve(mut s: TcpStream, conn: usize, seen: &Mutex<Vec<Seen>>, handler: &Handler, stop: &AtomicBool) {
+fn serve(
+    mut s: TcpStream,
+    conn: usize,
+    seen: &Mutex<Vec<Seen>>,
+    handler: &Handler,
+    stop: &AtomicBool,
+) {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     let _ = s.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::new();
@@ -129,7 +147,9 @@ fn serve(mut s: TcpStream, conn: usize, seen: &Mutex<Vec<Seen>>, handler: &Handl
             Some(r) => r,
             None => return,
         };
-        let keep = !req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let keep = !req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let reply = handler(&req);
         seen.lock().unwrap().push(req);
         if !send(&mut s, reply, stop) || !keep {
@@ -151,7 +171,8 @@ fn send(s: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
             s.write_all(out.as_bytes()).is_ok() && s.write_all(&body).is_ok()
         }
         Reply::Chunked(status, body, piece) => {
-            let mut out = format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
+            let mut out =
+                format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
             for c in body.chunks(piece.max(1)) {
                 out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
                 out.extend_from_slice(c);
@@ -186,7 +207,10 @@ fn send(s: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
             false
         }
         Reply::LengthThenClose(status, body) => {
-            let out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n", body.len());
+            let out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
             let _ = s.write_all(out.as_bytes());
             let _ = s.write_all(&body);
             false
@@ -207,13 +231,25 @@ fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<()> {
                 buf.extend_from_slice(&tmp[..n]);
                 return Some(());
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(_) => return None,
         }
     }
 }
 
-fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, conn: usize, stop: &AtomicBool) -> Option<Seen> {
+fn read_request(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    conn: usize,
+    stop: &AtomicBool,
+) -> Option<Seen> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut headers);
@@ -226,14 +262,22 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>, conn: usize, stop: &Atomic
                     headers: req
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect(),
                     body: Vec::new(),
                     chunked: false,
                     conn,
                 };
                 buf.drain(..n);
-                if seen.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                if seen
+                    .header("transfer-encoding")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+                {
                     seen.chunked = true;
                     seen.body = read_chunked(s, buf, stop)?;
                 } else if let Some(len) = seen.header("content-length") {

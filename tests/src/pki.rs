@@ -1,7 +1,10 @@
 //! Throwaway certificates for TLS tests (rcgen), written to a temp dir, and
 //! a blocking rustls client.
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use rustls_pki_types::pem::PemObject;
@@ -26,7 +29,9 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
-        Ca { issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap() }
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
     }
 
     pub fn pem(&self) -> String {
@@ -41,11 +46,18 @@ impl Ca {
     pub fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.extended_key_usages = vec![usage];
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
     }
 
     pub fn server(&self, names: &[&str]) -> Leaf {
@@ -60,7 +72,10 @@ impl Ca {
 impl Leaf {
     /// Writes `<name>.pem` and `<name>.key` into `dir`; returns their paths.
     pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
         std::fs::write(&c, &self.cert_pem).unwrap();
         std::fs::write(&k, &self.key_pem).unwrap();
         (c, k)
@@ -75,10 +90,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn client_config(ca: &Ca, cert: Option<&Leaf>) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.der()).unwrap();
-    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
     let mut config = match cert {
         Some(leaf) => builder
-            .with_client_auth_cert(vec![leaf.der.clone()], PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap())
+            .with_client_auth_cert(
+                vec![leaf.der.clone()],
+                PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+            )
             .unwrap(),
         None => builder.with_no_client_auth(),
     };
@@ -93,7 +114,11 @@ pub fn connect(addr: SocketAddr, config: &Arc<ClientConfig>, name: &str) -> std:
     let tcp = TcpStream::connect_timeout(&addr, crate::WAIT)?;
     tcp.set_read_timeout(Some(crate::WAIT))?;
     tcp.set_write_timeout(Some(crate::WAIT))?;
-    let conn = ClientConnection::new(config.clone(), ServerName::try_from(name.to_string()).unwrap()).map_err(std::io::Error::other)?;
+    let conn = ClientConnection::new(
+        config.clone(),
+        ServerName::try_from(name.to_string()).unwrap(),
+    )
+    .map_err(std::io::Error::other)?;
     let mut tls = StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock)?;
@@ -103,5 +128,7 @@ pub fn connect(addr: SocketAddr, config: &Arc<ClientConfig>, name: &str) -> std:
 
 /// The subject alternative names of the certificate the server presented, as the raw DER (for comparison).
 pub fn server_cert(tls: &Tls) -> CertificateDer<'static> {
-    tls.conn.peer_certificates().expect("a server certificate")[0].clone().into_owned()
+    tls.conn.peer_certificates().expect("a server certificate")[0]
+        .clone()
+        .into_owned()
 }

@@ -57,7 +57,9 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
                 if !is_name(key) {
                     return Err(err("bad label name"));
                 }
-                rest = rest[eq + 1..].strip_prefix('"').ok_or_else(|| err("unquoted label value"))?;
+                rest = rest[eq + 1..]
+                    .strip_prefix('"')
+                    .ok_or_else(|| err("unquoted label value"))?;
                 let mut value = String::new();
                 let mut chars = rest.char_indices();
                 let end = loop {
@@ -78,21 +80,31 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
             }
         }
         let value = rest.trim().parse::<f64>().map_err(|_| err("bad value"))?;
-        out.push(Sample { name: name.to_string(), labels, value });
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
     }
     Ok(out)
 }
 
 fn is_name(s: &str) -> bool {
     let mut c = s.chars();
-    matches!(c.next(), Some('a'..='z' | 'A'..='Z' | '_' | ':')) && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    matches!(c.next(), Some('a'..='z' | 'A'..='Z' | '_' | ':'))
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 /// Sum of the samples named `name` whose labels include all of `labels`.
 pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
         .sum()
 }

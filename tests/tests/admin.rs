@@ -2,7 +2,7 @@
 //! sent, health that flips during drain, and the compiled route table.
 
 use ringway_tests::client::{get, send_raw};
-use ringway_tests::{prom, Gateway, Origin, Reply};
+use ringway_tests::{Gateway, Origin, Reply, prom};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -36,28 +36,69 @@ fn metrics_parse_and_count_what_was_sent() {
         assert_eq!(get(gw.addr, "/nowhere").status, 404);
     }
     for _ in 0..2 {
-        assert_eq!(send_raw(gw.addr, b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").status, 400);
+        assert_eq!(
+            send_raw(
+                gw.addr,
+                b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            )
+            .status,
+            400
+        );
     }
     std::thread::sleep(Duration::from_millis(100));
     let s = scrape(admin);
-    assert_eq!(value(&s, "ringway_requests_total", &[("route", "/api/{proxy+}"), ("status", "2xx")]), 10.0);
-    assert_eq!(value(&s, "ringway_requests_total", &[("route", "(none)"), ("status", "4xx")]), 5.0);
-    assert_eq!(value(&s, "ringway_rejects_total", &[("status", "404")]), 3.0);
-    assert_eq!(value(&s, "ringway_rejects_total", &[("status", "400")]), 2.0);
+    assert_eq!(
+        value(
+            &s,
+            "ringway_requests_total",
+            &[("route", "/api/{proxy+}"), ("status", "2xx")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "ringway_requests_total",
+            &[("route", "(none)"), ("status", "4xx")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        value(&s, "ringway_rejects_total", &[("status", "404")]),
+        3.0
+    );
+    assert_eq!(
+        value(&s, "ringway_rejects_total", &[("status", "400")]),
+        2.0
+    );
     assert_eq!(value(&s, "ringway_connections_accepted_total", &[]), 15.0);
-    let used = value(&s, "ringway_upstream_connects_total", &[]) + value(&s, "ringway_upstream_pool_hits_total", &[]);
+    let used = value(&s, "ringway_upstream_connects_total", &[])
+        + value(&s, "ringway_upstream_pool_hits_total", &[]);
     assert_eq!(used, 10.0);
-    let workers: Vec<_> = s.iter().filter(|x| x.name == "ringway_worker_info").collect();
+    let workers: Vec<_> = s
+        .iter()
+        .filter(|x| x.name == "ringway_worker_info")
+        .collect();
     assert_eq!(workers.len(), 2);
-    assert!(workers.iter().all(|w| matches!(w.labels.get("driver").map(String::as_str), Some("io_uring" | "epoll"))));
-    assert!(s.iter().any(|x| x.name == "ringway_request_duration_seconds" && x.labels.get("route").map(String::as_str) == Some("/api/{proxy+}")));
+    assert!(workers.iter().all(|w| matches!(
+        w.labels.get("driver").map(String::as_str),
+        Some("io_uring" | "epoll")
+    )));
+    assert!(
+        s.iter()
+            .any(|x| x.name == "ringway_request_duration_seconds"
+                && x.labels.get("route").map(String::as_str) == Some("/api/{proxy+}"))
+    );
     assert_eq!(value(&s, "ringway_config_generation", &[]), 0.0);
 }
 
 #[test]
 fn healthz_flips_to_503_while_draining_and_config_lists_routes() {
     let origin = Origin::start(|s| match s.target.as_str() {
-        "/api/slow" => Reply::Delay(Duration::from_millis(1500), Box::new(Reply::Length(200, vec![], b"done".to_vec()))),
+        "/api/slow" => Reply::Delay(
+            Duration::from_millis(1500),
+            Box::new(Reply::Length(200, vec![], b"done".to_vec())),
+        ),
         _ => Reply::Length(200, vec![], b"ok".to_vec()),
     });
     let mut gw = Gateway::start(&config(origin.addr));

@@ -4,7 +4,7 @@
 
 use ringway_tests::client::{connect, read_response};
 use ringway_tests::gateway::simple_config;
-use ringway_tests::{on_both_drivers, pattern, sha256, Gateway, Origin, Reply};
+use ringway_tests::{Gateway, Origin, Reply, on_both_drivers, pattern, sha256};
 use std::io::Write;
 use std::time::Duration;
 
@@ -16,15 +16,24 @@ const COPY_ONLY: &str = "splice_threshold = \"1GiB\"";
 fn post(gw: &Gateway, body: &[u8], chunked: bool) -> ringway_tests::Response {
     let mut s = connect(gw.addr);
     if chunked {
-        s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap();
         for piece in body.chunks(100_000) {
-            s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
+            s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                .unwrap();
             s.write_all(piece).unwrap();
             s.write_all(b"\r\n").unwrap();
         }
         s.write_all(b"0\r\n\r\n").unwrap();
     } else {
-        s.write_all(format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+        s.write_all(
+            format!(
+                "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
         s.write_all(body).unwrap();
     }
     read_response(&mut s, &mut Vec::new(), false).expect("response")
@@ -41,7 +50,11 @@ fn eight_mib_request_bodies_arrive_byte_exact() {
             for chunked in [false, true] {
                 let r = post(&gw, &body, chunked);
                 assert_eq!(r.status, 200, "chunked={chunked} {extra}");
-                assert_eq!(r.header("x-body-sha256"), Some(want.as_str()), "chunked={chunked} {extra}");
+                assert_eq!(
+                    r.header("x-body-sha256"),
+                    Some(want.as_str()),
+                    "chunked={chunked} {extra}"
+                );
             }
             let seen = origin.seen();
             assert!(!seen[0].chunked && seen[0].header("content-length") == Some("8388608"));
@@ -66,7 +79,8 @@ fn eight_mib_response_bodies_arrive_byte_exact() {
             let mut s = connect(gw.addr);
             let mut buf = Vec::new();
             for path in ["/length", "/chunked", "/length"] {
-                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                    .unwrap();
                 let r = read_response(&mut s, &mut buf, false).unwrap();
                 assert_eq!(r.status, 200);
                 assert_eq!(r.body.len(), EIGHT_MIB, "{path} {extra}");
@@ -86,11 +100,21 @@ fn assert_spliced(mut gw: Gateway, expected: bool) {
     let spliced: u64 = gw
         .log()
         .iter()
-        .filter_map(|l| l.split(" bytes spliced").next()?.rsplit(", ").next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split(" bytes spliced")
+                .next()?
+                .rsplit(", ")
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum();
     if expected {
         // The bytes that arrived with the head are copied; the rest is spliced.
-        assert!(spliced >= (EIGHT_MIB - 64 * 1024) as u64, "expected the splice path, log says {spliced} bytes spliced");
+        assert!(
+            spliced >= (EIGHT_MIB - 64 * 1024) as u64,
+            "expected the splice path, log says {spliced} bytes spliced"
+        );
     } else {
         assert_eq!(spliced, 0, "copy path expected");
     }
@@ -101,7 +125,10 @@ fn expect_100_continue_is_answered_by_the_gateway() {
     let origin = Origin::echo();
     let gw = Gateway::start(&simple_config(origin.addr, 1, ""));
     let mut s = connect(gw.addr);
-    s.write_all(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    s.write_all(
+        b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
     let mut buf = Vec::new();
     let interim = read_response(&mut s, &mut buf, false).unwrap();
     assert_eq!(interim.status, 100);
@@ -109,7 +136,11 @@ fn expect_100_continue_is_answered_by_the_gateway() {
     let r = read_response(&mut s, &mut buf, false).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-body-len"), Some("11"));
-    assert_eq!(origin.seen()[0].header("expect"), None, "Expect is consumed by the gateway");
+    assert_eq!(
+        origin.seen()[0].header("expect"),
+        None,
+        "Expect is consumed by the gateway"
+    );
 }
 
 #[test]
@@ -130,16 +161,26 @@ fn a_client_vanishing_mid_body_leaves_the_worker_serving() {
         let gw = Gateway::start_with_env(&simple_config(origin.addr, 1, ""), env);
         for (len, sent) in [(1_000_000usize, 300_000usize), (10_000, 5_000)] {
             let mut s = connect(gw.addr);
-            s.write_all(format!("POST /gone HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n").as_bytes()).unwrap();
+            s.write_all(
+                format!("POST /gone HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
             s.write_all(&pattern(sent, 3)).unwrap();
             drop(s);
         }
         let mut s = connect(gw.addr);
-        s.write_all(b"POST /gone HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc").unwrap();
+        s.write_all(
+            b"POST /gone HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+        )
+        .unwrap();
         drop(s);
         std::thread::sleep(Duration::from_millis(200));
         let r = ringway_tests::client::get(gw.addr, "/after");
         assert_eq!(r.status, 200);
-        assert!(origin.seen().iter().all(|s| s.target == "/after"), "a truncated body was delivered as a request");
+        assert!(
+            origin.seen().iter().all(|s| s.target == "/after"),
+            "a truncated body was delivered as a request"
+        );
     });
 }

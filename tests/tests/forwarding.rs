@@ -3,7 +3,7 @@
 
 use ringway_tests::client::{connect, get, read_response, send_raw};
 use ringway_tests::gateway::simple_config;
-use ringway_tests::{on_both_drivers, Gateway, Origin, Reply};
+use ringway_tests::{Gateway, Origin, Reply, on_both_drivers};
 use std::io::Write;
 
 #[test]
@@ -11,10 +11,22 @@ fn every_method_is_forwarded_with_path_and_query() {
     on_both_drivers(|env| {
         let origin = Origin::echo();
         let gw = Gateway::start_with_env(&simple_config(origin.addr, 2, ""), env);
-        for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "PURGE", "X-CUSTOM-METHOD"] {
+        for method in [
+            "GET",
+            "POST",
+            "PUT",
+            "DELETE",
+            "PATCH",
+            "HEAD",
+            "OPTIONS",
+            "TRACE",
+            "PURGE",
+            "X-CUSTOM-METHOD",
+        ] {
             let target = "/a/b%20c/d?x=1&y=%2F&z";
             let mut s = connect(gw.addr);
-            s.write_all(format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).unwrap();
+            s.write_all(format!("{method} {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+                .unwrap();
             let r = read_response(&mut s, &mut Vec::new(), method == "HEAD").expect("a response");
             assert_eq!(r.status, 200, "{method}");
             assert_eq!(r.header("x-method"), Some(method));
@@ -31,7 +43,8 @@ fn a_thousand_keepalive_requests_use_one_upstream_connection_per_worker() {
     let mut s = connect(gw.addr);
     let mut buf = Vec::new();
     for i in 0..1000 {
-        s.write_all(format!("GET /n/{i} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).unwrap();
+        s.write_all(format!("GET /n/{i} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .unwrap();
         let r = read_response(&mut s, &mut buf, false).expect("response");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-target"), Some(format!("/n/{i}").as_str()));
@@ -51,7 +64,9 @@ fn pipelined_requests_are_answered_in_order() {
         for i in 0..10 {
             raw.extend_from_slice(format!("GET /p/{i} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
         }
-        raw.extend_from_slice(b"POST /p/body HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello");
+        raw.extend_from_slice(
+            b"POST /p/body HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello",
+        );
         raw.extend_from_slice(b"GET /p/last HTTP/1.1\r\nHost: test\r\n\r\n");
         s.write_all(&raw).unwrap();
         let mut buf = Vec::new();
@@ -77,18 +92,27 @@ fn http_1_0_with_and_without_keepalive() {
     let r = read_response(&mut s, &mut buf, false).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), Some("close"));
-    assert!(ringway_tests::client::closed_within(&mut s, std::time::Duration::from_secs(5)));
+    assert!(ringway_tests::client::closed_within(
+        &mut s,
+        std::time::Duration::from_secs(5)
+    ));
     // With keep-alive: the connection stays usable.
     let mut s = connect(gw.addr);
     let mut buf = Vec::new();
     for _ in 0..3 {
-        s.write_all(b"GET /ten HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        s.write_all(b"GET /ten HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
         let r = read_response(&mut s, &mut buf, false).unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.header("connection"), Some("keep-alive"));
     }
     // Upstream always gets HTTP/1.1 with a Host header.
-    assert!(origin.seen().iter().all(|s| s.version == 1 && s.header("host").is_some()));
+    assert!(
+        origin
+            .seen()
+            .iter()
+            .all(|s| s.version == 1 && s.header("host").is_some())
+    );
 }
 
 #[test]
@@ -104,12 +128,17 @@ fn chunked_and_close_delimited_responses_for_1_1_and_1_0_clients() {
     // A close-delimited upstream body is re-framed as chunked for a 1.1 client, keeping the connection.
     let mut s = connect(gw.addr);
     let mut buf = Vec::new();
-    s.write_all(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, &mut buf, false).unwrap();
     assert!(r.chunked);
     assert_eq!(r.body, b"until close");
-    s.write_all(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().body, b"hello chunked world");
+    s.write_all(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).unwrap().body,
+        b"hello chunked world"
+    );
     // A 1.0 client gets raw bytes and a close.
     let r = send_raw(gw.addr, b"GET /chunked HTTP/1.0\r\n\r\n");
     assert!(!r.chunked);
@@ -121,25 +150,38 @@ fn chunked_and_close_delimited_responses_for_1_1_and_1_0_clients() {
 fn head_204_and_304_carry_no_body_and_keep_the_connection() {
     let origin = Origin::start(|s| match s.target.as_str() {
         "/204" => Reply::Raw(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()),
-        "/304" => Reply::Raw(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n".to_vec()),
+        "/304" => Reply::Raw(
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n".to_vec(),
+        ),
         _ => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec()),
     });
     let gw = Gateway::start(&simple_config(origin.addr, 1, ""));
     let mut s = connect(gw.addr);
     let mut buf = Vec::new();
-    s.write_all(b"HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, &mut buf, true).unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-length"), Some("1000"), "HEAD keeps the entity's length");
-    s.write_all(b"GET /204 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(
+        r.header("content-length"),
+        Some("1000"),
+        "HEAD keeps the entity's length"
+    );
+    s.write_all(b"GET /204 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 204);
-    s.write_all(b"GET /304 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /304 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, &mut buf, false).unwrap();
     assert_eq!(r.status, 304);
     // Nothing extra arrived: the next response parses cleanly on the same connection.
-    s.write_all(b"HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut s, &mut buf, true).unwrap().status, 200);
-    assert!(buf.is_empty(), "stray bytes after bodiless responses: {buf:?}");
+    assert!(
+        buf.is_empty(),
+        "stray bytes after bodiless responses: {buf:?}"
+    );
 }
 
 #[test]
@@ -157,12 +199,22 @@ fn hop_by_hop_fields_are_removed_and_forwarding_fields_set() {
     assert_eq!(r.header("keep-alive"), None);
     assert_eq!(r.header("x-kept"), Some("yes"));
     let seen = &origin.seen()[0];
-    for gone in ["x-secret", "keep-alive", "te", "upgrade", "proxy-connection", "connection"] {
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-connection",
+        "connection",
+    ] {
         assert_eq!(seen.header(gone), None, "{gone} reached the upstream");
     }
     assert_eq!(seen.header("x-other"), Some("kept"));
     assert_eq!(seen.header("host"), Some("example.test"));
-    assert_eq!(seen.headers_named("x-forwarded-for"), vec!["203.0.113.9, 127.0.0.1"]);
+    assert_eq!(
+        seen.headers_named("x-forwarded-for"),
+        vec!["203.0.113.9, 127.0.0.1"]
+    );
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("example.test"));
     assert_eq!(seen.header("via"), Some("1.1 ringway"));
@@ -171,10 +223,16 @@ fn hop_by_hop_fields_are_removed_and_forwarding_fields_set() {
 #[test]
 fn host_is_rewritten_when_the_route_does_not_preserve_it() {
     let origin = Origin::echo();
-    let cfg = simple_config(origin.addr, 1, "").replace("upstream = \"app\"\n", "upstream = \"app\"\npreserve_host = false\n");
+    let cfg = simple_config(origin.addr, 1, "").replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\npreserve_host = false\n",
+    );
     let gw = Gateway::start(&cfg);
     assert_eq!(get(gw.addr, "/x").status, 200);
-    assert_eq!(origin.seen()[0].header("host"), Some(origin.addr.to_string().as_str()));
+    assert_eq!(
+        origin.seen()[0].header("host"),
+        Some(origin.addr.to_string().as_str())
+    );
 }
 
 #[test]

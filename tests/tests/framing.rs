@@ -41,16 +41,24 @@ fn ambiguous_framing_is_refused_and_nothing_is_forwarded() {
     for (name, raw, status) in REFUSED {
         let mut s = connect(gw.addr);
         s.write_all(raw).unwrap();
-        let r = read_response(&mut s, &mut Vec::new(), false).unwrap_or_else(|| panic!("{name}: no response"));
+        let r = read_response(&mut s, &mut Vec::new(), false)
+            .unwrap_or_else(|| panic!("{name}: no response"));
         assert_eq!(r.status, *status, "{name}");
         assert_eq!(r.header("connection"), Some("close"), "{name}");
-        assert!(closed_within(&mut s, Duration::from_secs(5)), "{name}: connection left open");
+        assert!(
+            closed_within(&mut s, Duration::from_secs(5)),
+            "{name}: connection left open"
+        );
     }
     std::thread::sleep(Duration::from_millis(100));
     // Heads are refused before anything goes upstream. A broken chunk is found
     // while streaming: its upstream connection is closed before the request is
     // complete, so the upstream never sees a request either.
-    assert!(origin.seen().is_empty(), "the upstream received: {:?}", origin.seen());
+    assert!(
+        origin.seen().is_empty(),
+        "the upstream received: {:?}",
+        origin.seen()
+    );
 }
 
 #[test]
@@ -63,12 +71,43 @@ fn limits_answer_431_and_414_at_the_limit_plus_one() {
     ));
     let headers = |n: usize| (0..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>();
     // Host + 9 = 10 headers: fine; Host + 10: 431.
-    assert_eq!(send_raw(gw.addr, format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", headers(9)).as_bytes()).status, 200);
-    assert_eq!(send_raw(gw.addr, format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", headers(10)).as_bytes()).status, 431);
+    assert_eq!(
+        send_raw(
+            gw.addr,
+            format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", headers(9)).as_bytes()
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        send_raw(
+            gw.addr,
+            format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", headers(10)).as_bytes()
+        )
+        .status,
+        431
+    );
     let uri = |n: usize| format!("/{}", "a".repeat(n - 1));
-    assert_eq!(send_raw(gw.addr, format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", uri(100)).as_bytes()).status, 200);
-    assert_eq!(send_raw(gw.addr, format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", uri(101)).as_bytes()).status, 414);
-    let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(2100));
+    assert_eq!(
+        send_raw(
+            gw.addr,
+            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", uri(100)).as_bytes()
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        send_raw(
+            gw.addr,
+            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", uri(101)).as_bytes()
+        )
+        .status,
+        414
+    );
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(2100)
+    );
     assert_eq!(send_raw(gw.addr, big.as_bytes()).status, 431);
     assert_eq!(origin.seen().len(), 2);
 }
@@ -76,7 +115,11 @@ fn limits_answer_431_and_414_at_the_limit_plus_one() {
 #[test]
 fn a_slow_head_gets_408() {
     let origin = Origin::echo();
-    let gw = Gateway::start(&simple_config(origin.addr, 1, "[server.timeouts]\nheader_read = \"500ms\""));
+    let gw = Gateway::start(&simple_config(
+        origin.addr,
+        1,
+        "[server.timeouts]\nheader_read = \"500ms\"",
+    ));
     let mut s = connect(gw.addr);
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
     let started = Instant::now();
@@ -89,12 +132,19 @@ fn a_slow_head_gets_408() {
 #[test]
 fn upstream_down_gives_502_quickly() {
     // A port with nothing listening: bind, note the port, close.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let gw = Gateway::start(&simple_config(dead, 1, ""));
     let started = Instant::now();
     let r = get(gw.addr, "/");
     assert_eq!(r.status, 502);
-    assert!(started.elapsed() < Duration::from_secs(1) + Duration::from_millis(500), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1) + Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(String::from_utf8_lossy(&r.body).contains("message"));
 }
 
@@ -103,7 +153,13 @@ fn an_upstream_that_never_completes_the_connect_gives_502_at_connect_timeout() {
     // A listener with backlog 0 that never accepts: once its accept queue is
     // full, the kernel drops further SYNs and connects hang.
     let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    l.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    l.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
     l.listen(0).unwrap();
     let addr = l.local_addr().unwrap().as_socket().unwrap();
     let mut fillers = Vec::new();
@@ -114,13 +170,17 @@ fn an_upstream_that_never_completes_the_connect_gives_502_at_connect_timeout() {
         fillers.push(s);
     }
     std::thread::sleep(Duration::from_millis(100));
-    let cfg = simple_config(addr, 1, "").replace("connect_timeout = \"1s\"", "connect_timeout = \"600ms\"");
+    let cfg = simple_config(addr, 1, "")
+        .replace("connect_timeout = \"1s\"", "connect_timeout = \"600ms\"");
     let gw = Gateway::start(&cfg);
     let started = Instant::now();
     let r = get(gw.addr, "/");
     let took = started.elapsed();
     assert_eq!(r.status, 502);
-    assert!(took >= Duration::from_millis(550), "answered after {took:?}: the connect did not hang, the test proves nothing");
+    assert!(
+        took >= Duration::from_millis(550),
+        "answered after {took:?}: the connect did not hang, the test proves nothing"
+    );
     assert!(took < Duration::from_secs(5), "took {took:?}");
     drop(l);
 }
@@ -128,7 +188,8 @@ fn an_upstream_that_never_completes_the_connect_gives_502_at_connect_timeout() {
 #[test]
 fn a_silent_upstream_gives_504() {
     let origin = Origin::start(|_| Reply::Silent);
-    let cfg = simple_config(origin.addr, 1, "").replace("response_timeout = \"2s\"", "response_timeout = \"700ms\"");
+    let cfg = simple_config(origin.addr, 1, "")
+        .replace("response_timeout = \"2s\"", "response_timeout = \"700ms\"");
     let gw = Gateway::start(&cfg);
     let started = Instant::now();
     let r = get(gw.addr, "/");
@@ -139,8 +200,13 @@ fn a_silent_upstream_gives_504() {
 #[test]
 fn ambiguous_upstream_responses_become_502_and_are_not_pooled() {
     let origin = Origin::start(|s| match s.target.as_str() {
-        "/both" => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec()),
-        "/twocl" => Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec()),
+        "/both" => Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+        ),
+        "/twocl" => Reply::Raw(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+        ),
         "/garbage" => Reply::Raw(b"HTTQ/9 nope\r\n\r\n".to_vec()),
         _ => Reply::Length(200, vec![], b"fine".to_vec()),
     });

@@ -3,19 +3,24 @@
 
 use ringway_tests::client::{connect, get, read_response};
 use ringway_tests::gateway::simple_config;
-use ringway_tests::{pattern, Gateway, Origin, Reply};
+use ringway_tests::{Gateway, Origin, Reply, pattern};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 #[test]
 fn normal_clients_are_served_during_a_slowloris_of_2000_connections() {
     let origin = Origin::echo();
-    let gw = Gateway::start(&simple_config(origin.addr, 2, "[server.timeouts]\nheader_read = \"3s\""));
+    let gw = Gateway::start(&simple_config(
+        origin.addr,
+        2,
+        "[server.timeouts]\nheader_read = \"3s\"",
+    ));
     // The attack: 2,000 connections, each trickling a head that never ends.
     let mut attackers = Vec::with_capacity(2000);
     for _ in 0..2000 {
         let mut s = connect(gw.addr);
-        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ").unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            .unwrap();
         attackers.push(s);
     }
     let started = Instant::now();
@@ -34,16 +39,19 @@ fn normal_clients_are_served_during_a_slowloris_of_2000_connections() {
     }
     assert!(served >= 10, "only {served} normal requests in 2 s");
     // Generous bound: a normal request is never stuck behind the attack.
-    assert!(worst < Duration::from_secs(2), "a normal request took {worst:?} during the attack");
+    assert!(
+        worst < Duration::from_secs(2),
+        "a normal request took {worst:?} during the attack"
+    );
     // The attackers are cut off by header_read with a 408.
     let mut timed_out = 0;
     for s in attackers.iter_mut().take(50) {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = Vec::new();
-        if let Some(r) = read_response(s, &mut buf, false) {
-            if r.status == 408 {
-                timed_out += 1;
-            }
+        if let Some(r) = read_response(s, &mut buf, false)
+            && r.status == 408
+        {
+            timed_out += 1;
         }
     }
     assert_eq!(timed_out, 50);
@@ -53,15 +61,23 @@ fn normal_clients_are_served_during_a_slowloris_of_2000_connections() {
 #[test]
 fn a_stalled_request_body_gets_408_and_nothing_complete_is_forwarded() {
     let origin = Origin::echo();
-    let gw = Gateway::start(&simple_config(origin.addr, 1, "[server.timeouts]\nbody_idle = \"500ms\""));
+    let gw = Gateway::start(&simple_config(
+        origin.addr,
+        1,
+        "[server.timeouts]\nbody_idle = \"500ms\"",
+    ));
     let mut s = connect(gw.addr);
-    s.write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789").unwrap();
+    s.write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+        .unwrap();
     let started = Instant::now();
     let r = read_response(&mut s, &mut Vec::new(), false).expect("a 408");
     assert_eq!(r.status, 408);
     assert!(started.elapsed() >= Duration::from_millis(400));
     std::thread::sleep(Duration::from_millis(100));
-    assert!(origin.seen().is_empty(), "a truncated request reached the upstream");
+    assert!(
+        origin.seen().is_empty(),
+        "a truncated request reached the upstream"
+    );
     assert_eq!(get(gw.addr, "/after").status, 200);
 }
 
@@ -75,7 +91,8 @@ fn a_client_leaving_mid_response_costs_the_upstream_connection_not_the_worker() 
     let gw = Gateway::start(&simple_config(origin.addr, 1, ""));
     {
         let mut s = connect(gw.addr);
-        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
         let mut head = [0u8; 4096];
         let _ = s.read(&mut head).unwrap();
         // Leave after the first bytes of a 16 MiB body.

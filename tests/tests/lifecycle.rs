@@ -2,7 +2,7 @@
 //! epoll fallback, connection limits, config errors and `ringway check`.
 
 use ringway_tests::client::{connect, get, read_response};
-use ringway_tests::gateway::{binary, simple_config, TempDir};
+use ringway_tests::gateway::{TempDir, binary, simple_config};
 use ringway_tests::{Gateway, Origin, Reply};
 use std::io::Write;
 use std::process::Command;
@@ -11,13 +11,17 @@ use std::time::Duration;
 #[test]
 fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     let origin = Origin::start(|s| match s.target.as_str() {
-        "/slow" => Reply::Delay(Duration::from_millis(1500), Box::new(Reply::Length(200, vec![], b"slow done".to_vec()))),
+        "/slow" => Reply::Delay(
+            Duration::from_millis(1500),
+            Box::new(Reply::Length(200, vec![], b"slow done".to_vec())),
+        ),
         _ => Reply::Length(200, vec![], b"fast".to_vec()),
     });
     let mut gw = Gateway::start(&simple_config(origin.addr, 2, "shutdown_timeout = \"10s\""));
     // An idle keep-alive connection must not hold the drain up.
     let mut idle = connect(gw.addr);
-    idle.write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    idle.write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     read_response(&mut idle, &mut Vec::new(), false).unwrap();
 
     let addr = gw.addr;
@@ -27,27 +31,53 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"slow done");
-    assert_eq!(gw.wait_exit(Duration::from_secs(8)), Some(0), "log: {:#?}", gw.log());
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "log: {:#?}",
+        gw.log()
+    );
     assert!(gw.log_contains("draining"));
-    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after exit");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after exit"
+    );
 }
 
 #[test]
 fn a_panicking_connection_task_costs_one_connection_not_the_worker() {
     let origin = Origin::echo();
-    let mut gw = Gateway::start_with_env(&simple_config(origin.addr, 1, ""), &[("RINGWAY_FAULT_PANIC_PATH", "/__panic")]);
+    let mut gw = Gateway::start_with_env(
+        &simple_config(origin.addr, 1, ""),
+        &[("RINGWAY_FAULT_PANIC_PATH", "/__panic")],
+    );
     // Another connection is open on the same (only) worker while the panic happens.
     let mut other = connect(gw.addr);
-    other.write_all(b"GET /before HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    other
+        .write_all(b"GET /before HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(read_response(&mut other, &mut buf, false).unwrap().status, 200);
+    assert_eq!(
+        read_response(&mut other, &mut buf, false).unwrap().status,
+        200
+    );
     for _ in 0..3 {
         let mut s = connect(gw.addr);
-        s.write_all(b"GET /__panic HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        assert!(ringway_tests::client::closed_within(&mut s, Duration::from_secs(5)));
+        s.write_all(b"GET /__panic HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert!(ringway_tests::client::closed_within(
+            &mut s,
+            Duration::from_secs(5)
+        ));
     }
-    other.write_all(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut other, &mut buf, false).unwrap().status, 200, "the open connection survived");
+    other
+        .write_all(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut other, &mut buf, false).unwrap().status,
+        200,
+        "the open connection survived"
+    );
     assert_eq!(get(gw.addr, "/new").status, 200, "the worker still accepts");
     assert!(gw.log_contains("connection task panicked"));
     gw.signal(libc::SIGTERM);
@@ -63,7 +93,14 @@ fn starting_on_a_busy_address_fails_clearly() {
     // ... and one that does set SO_REUSEPORT, which would otherwise share the port silently.
     let reuse = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     reuse.set_reuse_port(true).unwrap();
-    reuse.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    reuse
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
     reuse.listen(16).unwrap();
     let reuse_addr = reuse.local_addr().unwrap().as_socket().unwrap();
     for busy in [plain.local_addr().unwrap(), reuse_addr] {
@@ -77,7 +114,10 @@ fn starting_on_a_busy_address_fails_clearly() {
 #[test]
 fn the_epoll_fallback_serves() {
     let origin = Origin::echo();
-    let gw = Gateway::start_with_env(&simple_config(origin.addr, 2, ""), &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
+    let gw = Gateway::start_with_env(
+        &simple_config(origin.addr, 2, ""),
+        &[("MONOIO_FORCE_LEGACY_DRIVER", "1")],
+    );
     assert!(gw.log_contains("falling back to epoll"), "{:#?}", gw.log());
     assert!(gw.log_contains("driver epoll"));
     assert_eq!(get(gw.addr, "/smoke").status, 200);
@@ -89,13 +129,19 @@ fn the_epoll_fallback_serves() {
 #[test]
 fn ipv6_and_several_listen_addresses() {
     let origin = Origin::echo();
-    let cfg = simple_config(origin.addr, 2, "").replace("[\"127.0.0.1:0\"]", "[\"127.0.0.1:0\", \"[::1]:0\"]");
+    let cfg = simple_config(origin.addr, 2, "")
+        .replace("[\"127.0.0.1:0\"]", "[\"127.0.0.1:0\", \"[::1]:0\"]");
     let gw = Gateway::start(&cfg);
     assert_eq!(gw.addrs.len(), 2, "{:?}", gw.addrs);
     for a in &gw.addrs {
         assert_eq!(get(*a, "/both").status, 200, "{a}");
     }
-    assert!(origin.seen().iter().any(|s| s.header("x-forwarded-for") == Some("::1")));
+    assert!(
+        origin
+            .seen()
+            .iter()
+            .any(|s| s.header("x-forwarded-for") == Some("::1"))
+    );
 }
 
 #[test]
@@ -105,11 +151,17 @@ fn connections_over_max_connections_are_shed() {
     let mut held: Vec<_> = (0..2).map(|_| connect(gw.addr)).collect();
     for s in &mut held {
         s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        assert_eq!(read_response(s, &mut Vec::new(), false).unwrap().status, 200);
+        assert_eq!(
+            read_response(s, &mut Vec::new(), false).unwrap().status,
+            200
+        );
     }
     let mut third = connect(gw.addr);
     let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert!(ringway_tests::client::closed_within(&mut third, Duration::from_secs(5)));
+    assert!(ringway_tests::client::closed_within(
+        &mut third,
+        Duration::from_secs(5)
+    ));
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(get(gw.addr, "/").status, 200);
@@ -119,7 +171,12 @@ fn run_check(config: &str) -> (i32, String, String) {
     let dir = TempDir::new();
     let path = dir.0.join("ringway.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary("ringway")).arg("check").arg("-c").arg(&path).output().unwrap();
+    let out = Command::new(binary("ringway"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -132,7 +189,10 @@ fn check_accepts_the_issue_config_and_prints_the_table() {
     let cfg = "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkers = 2\npin = false\n\n[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9000\"]\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n";
     let (code, out, err) = run_check(cfg);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("/") && out.contains("app") && out.contains("127.0.0.1:9000"), "{out}");
+    assert!(
+        out.contains("/") && out.contains("app") && out.contains("127.0.0.1:9000"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -140,19 +200,39 @@ fn config_errors_name_file_line_and_key_all_at_once() {
     let cfg = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\n[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1\"]\n\n[[route]]\npath = \"/\"\nupstream = \"nope\"\n";
     let (code, _, err) = run_check(cfg);
     assert_eq!(code, 2);
-    assert!(err.contains("ringway.toml:6:12: key `upstream[0].targets`"), "{err}");
-    assert!(err.contains("ringway.toml:10:12: key `route[0].upstream`"), "{err}");
+    assert!(
+        err.contains("ringway.toml:6:12: key `upstream[0].targets`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ringway.toml:10:12: key `route[0].upstream`"),
+        "{err}"
+    );
     let (code, _, err) = run_check("[server]\nlisten = [\"127.0.0.1:8080\"]\nworkerz = 3\n");
     assert_eq!(code, 2);
-    assert!(err.contains("ringway.toml:3:1") && err.contains("workerz"), "{err}");
+    assert!(
+        err.contains("ringway.toml:3:1") && err.contains("workerz"),
+        "{err}"
+    );
     let (code, _, err) = run_check("[server.timeouts]\nheader_read = 10\n");
     assert_eq!(code, 2);
-    assert!(err.contains("ringway.toml:2:") && err.contains("header_read"), "{err}");
+    assert!(
+        err.contains("ringway.toml:2:") && err.contains("header_read"),
+        "{err}"
+    );
     // serve refuses the same way, before binding anything.
     let dir = TempDir::new();
     let path = dir.0.join("bad.toml");
-    std::fs::write(&path, "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkerz = 3\n").unwrap();
-    let out = Command::new(binary("ringway")).args(["serve", "-c"]).arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkerz = 3\n",
+    )
+    .unwrap();
+    let out = Command::new(binary("ringway"))
+        .args(["serve", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:1"));
 }

@@ -170,15 +170,28 @@ fn the_malformed_request_table() {
         let seen = origin.seen();
         let new = &seen[before..];
         match upstream {
-            Nothing if !new.is_empty() => failures.push(format!("{name}: the upstream received {new:?}")),
-            One(_) if new.len() != 1 => failures.push(format!("{name}: the upstream received {} requests", new.len())),
+            Nothing if !new.is_empty() => {
+                failures.push(format!("{name}: the upstream received {new:?}"))
+            }
+            One(_) if new.len() != 1 => failures.push(format!(
+                "{name}: the upstream received {} requests",
+                new.len()
+            )),
             One(check) => {
                 if std::panic::catch_unwind(|| check(&new[0])).is_err() {
-                    failures.push(format!("{name}: the forwarded request is wrong: {:?}", new[0]));
+                    failures.push(format!(
+                        "{name}: the forwarded request is wrong: {:?}",
+                        new[0]
+                    ));
                 }
             }
             Nothing => {}
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

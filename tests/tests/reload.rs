@@ -5,8 +5,8 @@
 use ringway_tests::client::{connect, get, read_response};
 use ringway_tests::{Gateway, Origin, Reply};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn config(upstream: std::net::SocketAddr, extra_route: &str) -> String {
@@ -20,7 +20,10 @@ const B_ROUTE: &str = "\n[[route]]\npath = \"/b/{proxy+}\"\nupstream = \"app\"\n
 #[test]
 fn a_reload_adds_a_route_while_an_old_request_finishes() {
     let origin = Origin::start(|s| match s.target.as_str() {
-        "/a/slow" => Reply::Delay(Duration::from_millis(1200), Box::new(Reply::Length(200, vec![], b"slow".to_vec()))),
+        "/a/slow" => Reply::Delay(
+            Duration::from_millis(1200),
+            Box::new(Reply::Length(200, vec![], b"slow".to_vec())),
+        ),
         _ => Reply::Length(200, vec![], b"ok".to_vec()),
     });
     let gw = Gateway::start(&config(origin.addr, ""));
@@ -30,8 +33,12 @@ fn a_reload_adds_a_route_while_an_old_request_finishes() {
     // A keep-alive connection opened before the reload sees the new routes after it.
     let mut kept = connect(gw.addr);
     let mut buf = Vec::new();
-    kept.write_all(b"GET /a/1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut kept, &mut buf, false).unwrap().status, 200);
+    kept.write_all(b"GET /a/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut kept, &mut buf, false).unwrap().status,
+        200
+    );
 
     std::thread::sleep(Duration::from_millis(200));
     std::fs::write(&gw.config_path, config(origin.addr, B_ROUTE)).unwrap();
@@ -39,20 +46,39 @@ fn a_reload_adds_a_route_while_an_old_request_finishes() {
     assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(get(gw.addr, "/b/x").status, 200);
-    kept.write_all(b"GET /b/2 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut kept, &mut buf, false).unwrap().status, 200);
+    kept.write_all(b"GET /b/2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut kept, &mut buf, false).unwrap().status,
+        200
+    );
     let r = slow.join().unwrap();
-    assert_eq!((r.status, r.body.as_slice()), (200, &b"slow"[..]), "the request in flight across the reload");
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"slow"[..]),
+        "the request in flight across the reload"
+    );
 }
 
 #[test]
 fn a_broken_file_keeps_the_running_config() {
     let origin = Origin::echo();
     let gw = Gateway::start(&config(origin.addr, ""));
-    std::fs::write(&gw.config_path, config(origin.addr, "\n[[route]]\npath = \"/c\"\nupstream = \"missing\"\n")).unwrap();
+    std::fs::write(
+        &gw.config_path,
+        config(
+            origin.addr,
+            "\n[[route]]\npath = \"/c\"\nupstream = \"missing\"\n",
+        ),
+    )
+    .unwrap();
     gw.signal(libc::SIGHUP);
     assert!(gw.wait_for_log("reload failed"), "{:#?}", gw.log());
-    assert!(gw.log_contains("ringway.toml:15:12: key `route[1].upstream`"), "{:#?}", gw.log());
+    assert!(
+        gw.log_contains("ringway.toml:15:12: key `route[1].upstream`"),
+        "{:#?}",
+        gw.log()
+    );
     assert_eq!(get(gw.addr, "/a/still").status, 200);
     assert_eq!(get(gw.addr, "/c").status, 404);
 }
@@ -77,7 +103,8 @@ fn twenty_reloads_under_load_lose_no_request() {
                         s = connect(addr);
                         buf.clear();
                     }
-                    let sent = s.write_all(format!("GET /a/{n} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+                    let sent =
+                        s.write_all(format!("GET /a/{n} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
                     match (sent, read_response(&mut s, &mut buf, false)) {
                         (Ok(()), Some(r)) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
                         _ => failed.fetch_add(1, Ordering::Relaxed),
@@ -97,6 +124,11 @@ fn twenty_reloads_under_load_lose_no_request() {
     for c in clients {
         c.join().unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "{} ok", ok.load(Ordering::Relaxed));
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "{} ok",
+        ok.load(Ordering::Relaxed)
+    );
     assert!(ok.load(Ordering::Relaxed) > 100);
 }

@@ -2,7 +2,7 @@
 //! 404/405, hosts, stages, backend URI templates and traversal attempts.
 
 use ringway_tests::client::{connect, read_response, send_raw};
-use ringway_tests::gateway::{binary, TempDir};
+use ringway_tests::gateway::{TempDir, binary};
 use ringway_tests::{Gateway, Origin};
 use std::io::Write;
 use std::process::Command;
@@ -38,7 +38,10 @@ uri = "http://app/assets/{{file}}"
 }
 
 fn request(gw: &Gateway, method: &str, target: &str, host: &str) -> ringway_tests::Response {
-    send_raw(gw.addr, format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+    send_raw(
+        gw.addr,
+        format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
 }
 
 #[test]
@@ -47,21 +50,69 @@ fn templates_methods_hosts_and_the_catch_all() {
     let gw = Gateway::start(&issue_config(origin.addr, ""));
     let cases: &[(&str, &str, &str, u16, Option<&str>)] = &[
         // (method, target, host, status, target the upstream sees)
-        ("GET", "/anything/deep/path?q=1", "t", 200, Some("/anything/deep/path?q=1")),
+        (
+            "GET",
+            "/anything/deep/path?q=1",
+            "t",
+            200,
+            Some("/anything/deep/path?q=1"),
+        ),
         ("PATCH", "/x", "t", 200, Some("/x")),
         ("GET", "/users/42", "t", 200, Some("/v2/accounts/42")),
-        ("DELETE", "/users/42?soft=1", "t", 200, Some("/v2/accounts/42?soft=1")),
+        (
+            "DELETE",
+            "/users/42?soft=1",
+            "t",
+            200,
+            Some("/v2/accounts/42?soft=1"),
+        ),
         ("GET", "/users/a%20b", "t", 200, Some("/v2/accounts/a%20b")),
-        ("GET", "/users/caf%C3%A9", "t", 200, Some("/v2/accounts/caf%C3%A9")),
-        ("GET", "/static/css/site.css", "cdn.example.com", 200, Some("/assets/css/site.css")),
-        ("GET", "/static/css/site.css", "CDN.Example.COM:8080", 200, Some("/assets/css/site.css")),
+        (
+            "GET",
+            "/users/caf%C3%A9",
+            "t",
+            200,
+            Some("/v2/accounts/caf%C3%A9"),
+        ),
+        (
+            "GET",
+            "/static/css/site.css",
+            "cdn.example.com",
+            200,
+            Some("/assets/css/site.css"),
+        ),
+        (
+            "GET",
+            "/static/css/site.css",
+            "CDN.Example.COM:8080",
+            200,
+            Some("/assets/css/site.css"),
+        ),
         // No host table matches: the default table's catch-all forwards unchanged.
-        ("GET", "/static/css/site.css", "other.test", 200, Some("/static/css/site.css")),
+        (
+            "GET",
+            "/static/css/site.css",
+            "other.test",
+            200,
+            Some("/static/css/site.css"),
+        ),
         // The most specific resource lacks POST and has no ANY: 405, no fallback to /{proxy+}.
         ("POST", "/users/42", "t", 405, None),
         // Traversal through a greedy or single parameter is refused.
-        ("GET", "/static/..%2f..%2fetc/passwd", "cdn.example.com", 400, None),
-        ("GET", "/static/a/%2e%2e/%2e%2e/secret", "cdn.example.com", 400, None),
+        (
+            "GET",
+            "/static/..%2f..%2fetc/passwd",
+            "cdn.example.com",
+            400,
+            None,
+        ),
+        (
+            "GET",
+            "/static/a/%2e%2e/%2e%2e/secret",
+            "cdn.example.com",
+            400,
+            None,
+        ),
         ("GET", "/users/%2e%2e", "t", 400, None),
         ("GET", "/users/%zz", "t", 400, None),
     ];
@@ -93,9 +144,19 @@ fn no_resource_is_404_and_keeps_the_connection() {
     let gw = Gateway::start(&cfg);
     let mut s = connect(gw.addr);
     let mut buf = Vec::new();
-    for (target, status) in [("/pets", 404), ("/pets/1/toys", 404), ("/pets/1", 200), ("/", 404)] {
-        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
-        assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, status, "{target}");
+    for (target, status) in [
+        ("/pets", 404),
+        ("/pets/1/toys", 404),
+        ("/pets/1", 200),
+        ("/", 404),
+    ] {
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        assert_eq!(
+            read_response(&mut s, &mut buf, false).unwrap().status,
+            status,
+            "{target}"
+        );
     }
     assert_eq!(origin.seen().len(), 1);
 }
@@ -107,8 +168,16 @@ fn a_stage_prefix_is_stripped() {
     assert_eq!(request(&gw, "GET", "/prod/users/7", "t").status, 200);
     assert_eq!(origin.seen()[0].target, "/v2/accounts/7");
     assert_eq!(request(&gw, "GET", "/prod/a/b?c=d", "t").status, 200);
-    assert_eq!(origin.seen()[1].target, "/a/b?c=d", "an upstream route forwards the path after the stage");
-    assert_eq!(request(&gw, "GET", "/users/7", "t").status, 404, "outside the stage");
+    assert_eq!(
+        origin.seen()[1].target,
+        "/a/b?c=d",
+        "an upstream route forwards the path after the stage"
+    );
+    assert_eq!(
+        request(&gw, "GET", "/users/7", "t").status,
+        404,
+        "outside the stage"
+    );
     assert_eq!(origin.seen().len(), 2);
 }
 
@@ -116,8 +185,17 @@ fn check(config: &str) -> (i32, String, String) {
     let dir = TempDir::new();
     let path = dir.0.join("ringway.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary("ringway")).arg("check").arg("-c").arg(&path).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(binary("ringway"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -127,7 +205,10 @@ fn check_prints_the_table_in_precedence_order() {
     let users = out.find("/users/{id}").expect("users route listed");
     let catch_all = out.find("/{proxy+}").expect("catch-all listed");
     let static_route = out.find("/static/{file+}").expect("static route listed");
-    assert!(static_route < users && users < catch_all, "host table first, then most specific:\n{out}");
+    assert!(
+        static_route < users && users < catch_all,
+        "host table first, then most specific:\n{out}"
+    );
     assert!(out.contains("http://app/v2/accounts/{id}"), "{out}");
 }
 
@@ -138,18 +219,36 @@ fn route_errors_name_the_routes_and_keys() {
         "{base}[[route]]\npath = \"/a/{{x}}\"\nupstream = \"app\"\n\n[[route]]\npath = \"/a/{{y}}\"\nupstream = \"app\"\n"
     ));
     assert_eq!(code, 2);
-    assert!(err.contains("ringway.toml:10:8: key `route[1].path`"), "{err}");
-    assert!(err.contains("/a/{x}") && err.contains("/a/{y}"), "both routes named: {err}");
+    assert!(
+        err.contains("ringway.toml:10:8: key `route[1].path`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/a/{x}") && err.contains("/a/{y}"),
+        "both routes named: {err}"
+    );
 
-    let (code, _, err) = check(&format!("{base}[[route]]\npath = \"/u/{{id}}\"\nuri = \"http://app/v1/{{user}}\"\n"));
+    let (code, _, err) = check(&format!(
+        "{base}[[route]]\npath = \"/u/{{id}}\"\nuri = \"http://app/v1/{{user}}\"\n"
+    ));
     assert_eq!(code, 2);
-    assert!(err.contains("key `route[0].uri`") && err.contains("user"), "{err}");
+    assert!(
+        err.contains("key `route[0].uri`") && err.contains("user"),
+        "{err}"
+    );
 
-    let (code, _, err) = check(&format!("{base}[[route]]\npath = \"/u\"\nuri = \"http://nowhere/v1\"\n"));
+    let (code, _, err) = check(&format!(
+        "{base}[[route]]\npath = \"/u\"\nuri = \"http://nowhere/v1\"\n"
+    ));
     assert_eq!(code, 2);
-    assert!(err.contains("key `route[0].uri`") && err.contains("nowhere"), "{err}");
+    assert!(
+        err.contains("key `route[0].uri`") && err.contains("nowhere"),
+        "{err}"
+    );
 
-    let (code, _, err) = check(&format!("{base}[[route]]\npath = \"/u/{{a+}}/x\"\nupstream = \"app\"\n"));
+    let (code, _, err) = check(&format!(
+        "{base}[[route]]\npath = \"/u/{{a+}}/x\"\nupstream = \"app\"\n"
+    ));
     assert_eq!(code, 2);
     assert!(err.contains("key `route[0].path`"), "{err}");
 }

@@ -25,7 +25,8 @@ fn config(upstream: SocketAddr, tls_table: &str, workers: usize) -> String {
 }
 
 fn get_over(tls: &mut pki::Tls, path: &str) -> ringway_tests::Response {
-    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: site.test\r\n\r\n").as_bytes()).unwrap();
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: site.test\r\n\r\n").as_bytes())
+        .unwrap();
     tls.flush().unwrap();
     read_response(tls, &mut Vec::new(), false).expect("a response over TLS")
 }
@@ -56,10 +57,19 @@ fn termination_with_sni_and_forwarded_proto() {
         assert_eq!(r.status, 200, "{name}");
     }
     let seen = origin.seen();
-    assert!(seen.iter().all(|s| s.header("x-forwarded-proto") == Some("https")));
+    assert!(
+        seen.iter()
+            .all(|s| s.header("x-forwarded-proto") == Some("https"))
+    );
     // The plain listener still says http.
-    assert_eq!(ringway_tests::client::get(gw.addrs[0], "/plain").status, 200);
-    assert_eq!(origin.seen().last().unwrap().header("x-forwarded-proto"), Some("http"));
+    assert_eq!(
+        ringway_tests::client::get(gw.addrs[0], "/plain").status,
+        200
+    );
+    assert_eq!(
+        origin.seen().last().unwrap().header("x-forwarded-proto"),
+        Some("http")
+    );
 }
 
 #[test]
@@ -72,12 +82,24 @@ fn mutual_tls_accepts_the_right_client_only() {
     let client_ca = dir.0.join("clients.pem");
     std::fs::write(&client_ca, clients.pem()).unwrap();
     let origin = Origin::echo();
-    let table = format!("{{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}", p(&cert), p(&key), p(&client_ca));
+    let table = format!(
+        "{{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}",
+        p(&cert),
+        p(&key),
+        p(&client_ca)
+    );
     let gw = Gateway::start(&config(origin.addr, &table, 1));
     let good = pki::client_config(&ca, Some(&clients.client("good-client")));
-    let mut t = pki::connect(gw.addrs[1], &good, "site.test").expect("the right client is accepted");
+    let mut t =
+        pki::connect(gw.addrs[1], &good, "site.test").expect("the right client is accepted");
     assert_eq!(get_over(&mut t, "/m").status, 200);
-    for (what, cfg) in [("no certificate", pki::client_config(&ca, None)), ("another CA", pki::client_config(&ca, Some(&stranger.client("x"))))] {
+    for (what, cfg) in [
+        ("no certificate", pki::client_config(&ca, None)),
+        (
+            "another CA",
+            pki::client_config(&ca, Some(&stranger.client("x"))),
+        ),
+    ] {
         let refused = match pki::connect(gw.addrs[1], &cfg, "site.test") {
             Err(_) => true,
             // TLS 1.3: the server's refusal may only show on the first read.
@@ -98,13 +120,20 @@ fn sessions_resume() {
     let ca = Ca::new("ca");
     let (cert, key) = ca.server(&["site.test"]).write(&dir.0, "site");
     let origin = Origin::echo();
-    let gw = Gateway::start(&config(origin.addr, &format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&key)), 1));
+    let gw = Gateway::start(&config(
+        origin.addr,
+        &format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&key)),
+        1,
+    ));
     let client = pki::client_config(&ca, None);
     let mut first = pki::connect(gw.addrs[1], &client, "site.test").unwrap();
     assert_eq!(get_over(&mut first, "/1").status, 200);
     drop(first);
     let mut second = pki::connect(gw.addrs[1], &client, "site.test").unwrap();
-    assert_eq!(second.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(
+        second.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
     assert_eq!(get_over(&mut second, "/2").status, 200);
 }
 
@@ -115,7 +144,11 @@ fn sighup_swaps_the_certificate_and_keeps_open_connections() {
     let first_leaf = ca.server(&["site.test"]);
     let (cert, key) = first_leaf.write(&dir.0, "site");
     let origin = Origin::echo();
-    let gw = Gateway::start(&config(origin.addr, &format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&key)), 1));
+    let gw = Gateway::start(&config(
+        origin.addr,
+        &format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&key)),
+        1,
+    ));
     let client = pki::client_config(&ca, None);
     let mut old = pki::connect(gw.addrs[1], &client, "site.test").unwrap();
     assert_eq!(pki::server_cert(&old), first_leaf.der);
@@ -127,8 +160,16 @@ fn sighup_swaps_the_certificate_and_keeps_open_connections() {
     assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
     // A fresh client config: a resumed session would report the certificate of its first handshake.
     let fresh = pki::connect(gw.addrs[1], &pki::client_config(&ca, None), "site.test").unwrap();
-    assert_eq!(pki::server_cert(&fresh), second_leaf.der, "new handshakes get the new certificate");
-    assert_eq!(get_over(&mut old, "/after").status, 200, "the connection opened before the reload still works");
+    assert_eq!(
+        pki::server_cert(&fresh),
+        second_leaf.der,
+        "new handshakes get the new certificate"
+    );
+    assert_eq!(
+        get_over(&mut old, "/after").status,
+        200,
+        "the connection opened before the reload still works"
+    );
 }
 
 #[test]
@@ -137,10 +178,18 @@ fn plain_http_on_a_tls_port_is_closed_cleanly() {
     let ca = Ca::new("ca");
     let (cert, key) = ca.server(&["site.test"]).write(&dir.0, "site");
     let origin = Origin::echo();
-    let gw = Gateway::start(&config(origin.addr, &format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&key)), 1));
+    let gw = Gateway::start(&config(
+        origin.addr,
+        &format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&key)),
+        1,
+    ));
     let mut s = ringway_tests::client::connect(gw.addrs[1]);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n").unwrap();
-    assert!(ringway_tests::client::closed_within(&mut s, Duration::from_secs(5)));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+        .unwrap();
+    assert!(ringway_tests::client::closed_within(
+        &mut s,
+        Duration::from_secs(5)
+    ));
     assert!(origin.seen().is_empty());
     // Other clients are not disturbed.
     let mut t = pki::connect(gw.addrs[1], &pki::client_config(&ca, None), "site.test").unwrap();
@@ -149,15 +198,17 @@ fn plain_http_on_a_tls_port_is_closed_cleanly() {
 
 /// A TLS origin: answers every request on a connection with 200 and body `tls-origin`.
 fn tls_origin(leaf: &pki::Leaf) -> SocketAddr {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der.clone()],
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der.clone()],
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
     let config = Arc::new(config);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -166,7 +217,9 @@ fn tls_origin(leaf: &pki::Leaf) -> SocketAddr {
             let config = config.clone();
             std::thread::spawn(move || {
                 s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
                 let mut tls = rustls::StreamOwned::new(conn, s);
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
@@ -179,7 +232,10 @@ fn tls_origin(leaf: &pki::Leaf) -> SocketAddr {
                     }
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buf.drain(..end);
-                    if tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ntls-origin").is_err() {
+                    if tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ntls-origin")
+                        .is_err()
+                    {
                         return;
                     }
                     let _ = tls.flush();
@@ -209,7 +265,11 @@ fn upstream_tls_to_a_private_ca_origin() {
         assert_eq!((r.status, r.body.as_slice()), (200, &b"tls-origin"[..]));
     }
     let wrong = Gateway::start(&cfg("someone-else.local"));
-    assert_eq!(ringway_tests::client::get(wrong.addr, "/over-tls").status, 502, "a certificate for another name is refused");
+    assert_eq!(
+        ringway_tests::client::get(wrong.addr, "/over-tls").status,
+        502,
+        "a certificate for another name is refused"
+    );
 }
 
 #[test]
@@ -220,12 +280,27 @@ fn bad_certificate_files_are_config_errors_naming_the_file() {
     let (_, other_key) = ca.server(&["site.test"]).write(&dir.0, "other");
     let origin = Origin::echo();
     for (table, needle) in [
-        (format!("{{ cert = \"{}\", key = \"{}\" }}", p(&dir.0.join("missing.pem")), p(&other_key)), "missing.pem"),
-        (format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&other_key)), "other.key"),
+        (
+            format!(
+                "{{ cert = \"{}\", key = \"{}\" }}",
+                p(&dir.0.join("missing.pem")),
+                p(&other_key)
+            ),
+            "missing.pem",
+        ),
+        (
+            format!("{{ cert = \"{}\", key = \"{}\" }}", p(&cert), p(&other_key)),
+            "other.key",
+        ),
     ] {
-        let err = Gateway::try_start(&config(origin.addr, &table, 1), &[]).err().expect("must not start");
+        let err = Gateway::try_start(&config(origin.addr, &table, 1), &[])
+            .err()
+            .expect("must not start");
         let log = err.1.join("\n");
-        assert!(log.contains("server.listen[1].tls") && log.contains(needle), "{log}");
+        assert!(
+            log.contains("server.listen[1].tls") && log.contains(needle),
+            "{log}"
+        );
     }
 }
 
@@ -234,7 +309,8 @@ fn the_issue_tls_config_works_as_written_with_paths_relative_to_the_file() {
     let dir = TempDir::new();
     std::fs::create_dir_all(dir.0.join("certs")).unwrap();
     let ca = Ca::new("ca");
-    ca.server(&["site.test"]).write(&dir.0.join("certs"), "site");
+    ca.server(&["site.test"])
+        .write(&dir.0.join("certs"), "site");
     ca.server(&["a.test"]).write(&dir.0, "a");
     ca.server(&["b.test"]).write(&dir.0, "b");
     std::fs::write(dir.0.join("ca.pem"), ca.pem()).unwrap();
@@ -257,6 +333,16 @@ upstream = "secure"
 "#;
     let path = dir.0.join("ringway.toml");
     std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(ringway_tests::gateway::binary("ringway")).arg("check").arg("-c").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(ringway_tests::gateway::binary("ringway"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

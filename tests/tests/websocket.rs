@@ -3,7 +3,7 @@
 
 use ringway_tests::client::{connect, read_response};
 use ringway_tests::gateway::simple_config;
-use ringway_tests::{pattern, Gateway, Origin, Reply};
+use ringway_tests::{Gateway, Origin, Reply, pattern};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -16,7 +16,9 @@ fn ws_echo() -> SocketAddr {
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             std::thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(s) else { return };
+                let Ok(mut ws) = tungstenite::accept(s) else {
+                    return;
+                };
                 while let Ok(msg) = ws.read() {
                     match msg {
                         Message::Text(_) | Message::Binary(_) => {
@@ -40,7 +42,8 @@ fn ws_echo() -> SocketAddr {
 fn ws_connect(gw: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
     let s = TcpStream::connect(gw).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (ws, resp) = tungstenite::client(format!("ws://{gw}/chat"), s).expect("handshake through ringway");
+    let (ws, resp) =
+        tungstenite::client(format!("ws://{gw}/chat"), s).expect("handshake through ringway");
     assert_eq!(resp.status(), 101);
     ws
 }
@@ -62,14 +65,9 @@ fn text_binary_large_ping_and_close(env: &[(&str, &str)]) {
     ws.send(Message::binary(big.clone())).unwrap();
     assert_eq!(ws.read().unwrap().into_data().as_ref(), &big[..]);
     ws.send(Message::Ping(b"p".to_vec().into())).unwrap();
-    loop {
-        match ws.read().unwrap() {
-            Message::Pong(p) => {
-                assert_eq!(p.as_ref(), b"p");
-                break;
-            }
-            other => panic!("expected a pong, got {other:?}"),
-        }
+    match ws.read().unwrap() {
+        Message::Pong(p) => assert_eq!(p.as_ref(), b"p"),
+        other => panic!("expected a pong, got {other:?}"),
     }
     ws.close(None).unwrap();
     // The close handshake completes: the server's close frame comes back, then EOF.
@@ -77,7 +75,9 @@ fn text_binary_large_ping_and_close(env: &[(&str, &str)]) {
         match ws.read() {
             Ok(Message::Close(_)) => continue,
             Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => break,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                break;
+            }
             Err(e) => panic!("close failed: {e}"),
         }
     }
@@ -109,10 +109,16 @@ fn many_concurrent_tunnels() {
 #[test]
 fn routes_with_websocket_off_do_not_forward_the_upgrade() {
     let origin = Origin::echo();
-    let cfg = simple_config(origin.addr, 1, "").replace("upstream = \"app\"\n", "upstream = \"app\"\nwebsocket = false\n");
+    let cfg = simple_config(origin.addr, 1, "").replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\nwebsocket = false\n",
+    );
     let gw = Gateway::start(&cfg);
     let mut s = connect(gw.addr);
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
     let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
     assert_eq!(r.status, 200);
     let seen = &origin.seen()[0];
@@ -122,14 +128,28 @@ fn routes_with_websocket_off_do_not_forward_the_upgrade() {
 
 #[test]
 fn an_upgrade_answered_without_101_continues_as_http() {
-    let origin = Origin::start(|_| Reply::Length(426, vec!["X-Seen: yes".into()], b"no upgrade here".to_vec()));
+    let origin = Origin::start(|_| {
+        Reply::Length(426, vec!["X-Seen: yes".into()], b"no upgrade here".to_vec())
+    });
     let gw = Gateway::start(&simple_config(origin.addr, 1, ""));
     let mut s = connect(gw.addr);
     let mut buf = Vec::new();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
     let r = read_response(&mut s, &mut buf, false).unwrap();
     assert_eq!(r.status, 426);
-    assert_eq!(origin.seen()[0].header("upgrade"), Some("websocket"), "the upgrade request was forwarded");
-    s.write_all(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 426, "the connection is still HTTP");
+    assert_eq!(
+        origin.seen()[0].header("upgrade"),
+        Some("websocket"),
+        "the upgrade request was forwarded"
+    );
+    s.write_all(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).unwrap().status,
+        426,
+        "the connection is still HTTP"
+    );
 }

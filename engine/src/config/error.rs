@@ -71,13 +71,22 @@ pub struct Collector<'s> {
 
 impl<'s> Collector<'s> {
     pub fn new(source: &'s str) -> Self {
-        Collector { source, diagnostics: Vec::new() }
+        Collector {
+            source,
+            diagnostics: Vec::new(),
+        }
     }
 
     /// Records a problem at byte range `span` of the source.
     pub fn at(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
         let (line, column, snippet) = locate(self.source, span.start);
-        self.diagnostics.push(Diagnostic { line, column, key: key.into(), message: message.into(), snippet });
+        self.diagnostics.push(Diagnostic {
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+            snippet,
+        });
     }
 
     /// Records a problem with no place in the file (a default value, or the file as a whole).
@@ -104,7 +113,11 @@ impl<'s> Collector<'s> {
         let message = e.message().trim().to_string();
         match e.span() {
             Some(span) => {
-                let key = if key.is_empty() { key_on_line(self.source, span.start) } else { key };
+                let key = if key.is_empty() {
+                    key_on_line(self.source, span.start)
+                } else {
+                    key
+                };
                 self.at(span, key, message)
             }
             None => self.global(key, message),
@@ -115,7 +128,10 @@ impl<'s> Collector<'s> {
         if self.diagnostics.is_empty() {
             Ok(value)
         } else {
-            Err(ConfigError { file: file.to_path_buf(), diagnostics: self.diagnostics })
+            Err(ConfigError {
+                file: file.to_path_buf(),
+                diagnostics: self.diagnostics,
+            })
         }
     }
 }
@@ -130,7 +146,11 @@ fn locate(source: &str, pos: usize) -> (usize, usize, String) {
     let line_end = source[pos..].find('\n').map_or(source.len(), |i| pos + i);
     let line = source[..line_start].matches('\n').count() + 1;
     let column = source[line_start..pos].chars().count() + 1;
-    (line, column, source[line_start..line_end].trim_end().to_string())
+    (
+        line,
+        column,
+        source[line_start..line_end].trim_end().to_string(),
+    )
 }
 
 /// The `key` of a `key = value` line, for errors toml reports without a key path.

@@ -8,16 +8,16 @@ pub mod error;
 pub mod model;
 pub mod units;
 
-use crate::h1::limits::{MAX_HEADERS_CEILING, MAX_HEAD_BYTES_CEILING};
 use crate::h1::Limits;
+use crate::h1::limits::{MAX_HEAD_BYTES_CEILING, MAX_HEADERS_CEILING};
 use crate::snapshot::{DriverChoice, Route, Snapshot, Target, Timeouts, Upstream, UpstreamTls};
-use std::sync::Arc;
-pub use error::ConfigError;
 use error::Collector;
+pub use error::ConfigError;
 use model::Pin;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Reads, parses and compiles a config file.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
@@ -32,7 +32,9 @@ pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
         Ok(f) => f,
         Err(e) => {
             c.toml(&e);
-            return c.finish(path, model::File::default()).map(|_| unreachable!());
+            return c
+                .finish(path, model::File::default())
+                .map(|_| unreachable!());
         }
     };
     let snapshot = compile(path, file, &mut c);
@@ -50,7 +52,11 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref()),
         };
         match resolve_one(addr) {
-            Ok(a) if a.port() != 0 && listen.contains(&a) => c.at(l.span(), format!("server.listen[{i}]"), format!("{a} is listed twice")),
+            Ok(a) if a.port() != 0 && listen.contains(&a) => c.at(
+                l.span(),
+                format!("server.listen[{i}]"),
+                format!("{a} is listed twice"),
+            ),
             Ok(a) => {
                 listen.push(a);
                 listen_tls.push(tls.and_then(|t| compile_server_tls(t, base, l.span(), i, c)));
@@ -61,31 +67,50 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     if s.listen.is_empty() {
         c.global("server.listen", "at least one listen address is needed");
     }
-    let admin = s.admin.as_ref().and_then(|a| match resolve_one(a.listen.get_ref()) {
-        Ok(addr) if addr.port() != 0 && listen.contains(&addr) => {
-            c.at(a.listen.span(), "server.admin.listen", "the admin listener must not be a public listen address");
-            None
-        }
-        Ok(addr) => Some(addr),
-        Err(m) => {
-            c.at(a.listen.span(), "server.admin.listen", m);
-            None
-        }
-    });
+    let admin = s
+        .admin
+        .as_ref()
+        .and_then(|a| match resolve_one(a.listen.get_ref()) {
+            Ok(addr) if addr.port() != 0 && listen.contains(&addr) => {
+                c.at(
+                    a.listen.span(),
+                    "server.admin.listen",
+                    "the admin listener must not be a public listen address",
+                );
+                None
+            }
+            Ok(addr) => Some(addr),
+            Err(m) => {
+                c.at(a.listen.span(), "server.admin.listen", m);
+                None
+            }
+        });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = match *s.workers.get_ref() {
         0 => cores,
         n if n > 1024 => {
-            c.at(s.workers.span(), "server.workers", "more than 1024 workers is surely a mistake");
+            c.at(
+                s.workers.span(),
+                "server.workers",
+                "more than 1024 workers is surely a mistake",
+            );
             n
         }
         n => n,
     };
     if let Pin::Cpus(cpus) = s.pin.get_ref() {
-        let known: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().iter().map(|c| c.id).collect();
+        let known: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
         for cpu in cpus {
             if !known.contains(cpu) {
-                c.at(s.pin.span(), "server.pin", format!("CPU {cpu} is not available to this process (available: {known:?})"));
+                c.at(
+                    s.pin.span(),
+                    "server.pin",
+                    format!("CPU {cpu} is not available to this process (available: {known:?})"),
+                );
             }
         }
     }
@@ -94,12 +119,20 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         Some("io_uring") => DriverChoice::IoUring,
         Some("epoll") => DriverChoice::Epoll,
         Some(other) => {
-            c.at(s.driver.span(), "server.driver", format!("unknown driver {other:?}: use \"auto\", \"io_uring\" or \"epoll\""));
+            c.at(
+                s.driver.span(),
+                "server.driver",
+                format!("unknown driver {other:?}: use \"auto\", \"io_uring\" or \"epoll\""),
+            );
             DriverChoice::Auto
         }
     };
     if *s.backlog.get_ref() == 0 {
-        c.at(s.backlog.span(), "server.backlog", "the backlog must be at least 1");
+        c.at(
+            s.backlog.span(),
+            "server.backlog",
+            "the backlog must be at least 1",
+        );
     }
     let limits = compile_limits(&s.limits, c);
 
@@ -110,10 +143,18 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         let key = |k: &str| format!("upstream[{i}].{k}");
         let name = u.name.get_ref().clone();
         if name.is_empty() {
-            c.at(u.name.span(), key("name"), "an upstream needs a non-empty name");
+            c.at(
+                u.name.span(),
+                key("name"),
+                "an upstream needs a non-empty name",
+            );
         }
         if by_name.insert(name.clone(), upstreams.len()).is_some() {
-            c.at(u.name.span(), key("name"), format!("upstream {name:?} is defined twice"));
+            c.at(
+                u.name.span(),
+                key("name"),
+                format!("upstream {name:?} is defined twice"),
+            );
         }
         let mut targets = Vec::new();
         for t in u.targets.get_ref() {
@@ -127,7 +168,12 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             };
             match resolve_one(hostport) {
                 Ok(addr) => {
-                    targets.push(Target { id: target_count, addr, authority: hostport.to_string(), tls });
+                    targets.push(Target {
+                        id: target_count,
+                        addr,
+                        authority: hostport.to_string(),
+                        tls,
+                    });
                     target_count += 1;
                 }
                 Err(m) => c.at(t.span(), key("targets"), m),
@@ -139,7 +185,11 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             None
         };
         if u.targets.get_ref().is_empty() {
-            c.at(u.targets.span(), key("targets"), "an upstream needs at least one target");
+            c.at(
+                u.targets.span(),
+                key("targets"),
+                "an upstream needs at least one target",
+            );
         }
         upstreams.push(Upstream {
             name,
@@ -177,7 +227,8 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         routes,
         router,
         target_count,
-        fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH").map(|p| p.into_encoded_bytes()),
+        fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")
+            .map(|p| p.into_encoded_bytes()),
     }
 }
 
@@ -192,13 +243,23 @@ fn compile_server_tls(
     let key = format!("server.listen[{i}].tls");
     let mut specs = Vec::new();
     match (&t.cert, &t.key) {
-        (Some(cert), Some(k)) => specs.push(ringway_tls::CertSpec::new(base.join(cert), base.join(k))),
+        (Some(cert), Some(k)) => {
+            specs.push(ringway_tls::CertSpec::new(base.join(cert), base.join(k)))
+        }
         (None, None) => {}
         _ => c.at(span.clone(), key.clone(), "give both `cert` and `key`"),
     }
-    specs.extend(t.certs.iter().map(|p| ringway_tls::CertSpec::new(base.join(&p.cert), base.join(&p.key))));
+    specs.extend(
+        t.certs
+            .iter()
+            .map(|p| ringway_tls::CertSpec::new(base.join(&p.cert), base.join(&p.key))),
+    );
     if specs.is_empty() {
-        c.at(span, key, "a TLS listener needs `cert` and `key`, or `certs = [{ cert, key }, ...]`");
+        c.at(
+            span,
+            key,
+            "a TLS listener needs `cert` and `key`, or `certs = [{ cert, key }, ...]`",
+        );
         return None;
     }
     let ca = t.client_ca.as_ref().map(|p| base.join(p));
@@ -222,7 +283,10 @@ fn compile_upstream_tls(
     let span = t.map_or(targets_span, |t| t.span());
     let t = t.map(|t| t.get_ref());
     let ca = t.and_then(|t| t.ca.as_ref()).map(|p| base.join(p));
-    let client = match (t.and_then(|t| t.client_cert.as_ref()), t.and_then(|t| t.client_key.as_ref())) {
+    let client = match (
+        t.and_then(|t| t.client_cert.as_ref()),
+        t.and_then(|t| t.client_key.as_ref()),
+    ) {
         (Some(cert), Some(k)) => Some(ringway_tls::CertSpec::new(base.join(cert), base.join(k))),
         (None, None) => None,
         _ => {
@@ -231,7 +295,10 @@ fn compile_upstream_tls(
         }
     };
     match ringway_tls::client_config(ca.as_deref(), client.as_ref()) {
-        Ok(config) => Some(UpstreamTls { config, server_name: t.and_then(|t| t.server_name.clone()) }),
+        Ok(config) => Some(UpstreamTls {
+            config,
+            server_name: t.and_then(|t| t.server_name.clone()),
+        }),
         Err(e) => {
             c.at(span, key, e.to_string());
             None
@@ -264,7 +331,9 @@ fn compile_routes(
                     let r = &file.route[i];
                     let (span, key) = match e.kind() {
                         ringway_router::RouteErrorKind::Method => (r.methods.span(), "methods"),
-                        ringway_router::RouteErrorKind::Host => (r.host.as_ref().map_or(r.path.span(), |h| h.span()), "host"),
+                        ringway_router::RouteErrorKind::Host => {
+                            (r.host.as_ref().map_or(r.path.span(), |h| h.span()), "host")
+                        }
                         _ => (r.path.span(), "path"),
                     };
                     c.at(span, format!("route[{i}].{key}"), e.to_string());
@@ -281,24 +350,46 @@ fn compile_routes(
         let mut upstream = None;
         let mut template = None;
         match (&r.upstream, &r.uri) {
-            (Some(_), Some(uri)) => c.at(uri.span(), key("uri"), "give either `upstream` or `uri`, not both"),
-            (None, None) => c.at(r.path.span(), key("upstream"), "a route needs an `upstream` or a `uri`"),
+            (Some(_), Some(uri)) => c.at(
+                uri.span(),
+                key("uri"),
+                "give either `upstream` or `uri`, not both",
+            ),
+            (None, None) => c.at(
+                r.path.span(),
+                key("upstream"),
+                "a route needs an `upstream` or a `uri`",
+            ),
             (Some(name), None) => match by_name.get(name.get_ref()) {
                 Some(&u) => upstream = Some(u),
                 None => {
                     let mut known: Vec<_> = by_name.keys().cloned().collect();
                     known.sort();
-                    c.at(name.span(), key("upstream"), format!("no [[upstream]] is named {:?} (defined: {known:?})", name.get_ref()));
+                    c.at(
+                        name.span(),
+                        key("upstream"),
+                        format!(
+                            "no [[upstream]] is named {:?} (defined: {known:?})",
+                            name.get_ref()
+                        ),
+                    );
                 }
             },
             (None, Some(uri)) => {
-                let params: Vec<&str> = router.as_ref().map(|rt| rt.route_params(i).collect()).unwrap_or_default();
+                let params: Vec<&str> = router
+                    .as_ref()
+                    .map(|rt| rt.route_params(i).collect())
+                    .unwrap_or_default();
                 match UriTemplate::parse(uri.get_ref(), &params) {
                     Err(e) if router.is_some() => c.at(uri.span(), key("uri"), e.to_string()),
                     Err(_) => {}
                     Ok(t) => {
                         if t.scheme() != "http" {
-                            c.at(uri.span(), key("uri"), format!("scheme {:?} is not supported (use http://)", t.scheme()));
+                            c.at(
+                                uri.span(),
+                                key("uri"),
+                                format!("scheme {:?} is not supported (use http://)", t.scheme()),
+                            );
                         }
                         match by_name.get(t.authority()) {
                             Some(&u) => upstream = Some(u),
@@ -326,24 +417,41 @@ fn compile_routes(
             websocket: r.websocket,
         });
     }
-    let router = router.unwrap_or_else(|| Router::compile(&[], None).expect("an empty table compiles"));
+    let router =
+        router.unwrap_or_else(|| Router::compile(&[], None).expect("an empty table compiles"));
     (routes, router)
 }
 
 fn compile_limits(l: &model::Limits, c: &mut Collector<'_>) -> Limits {
     let head = l.max_head_bytes.get_ref().0;
     if !(1024..=MAX_HEAD_BYTES_CEILING as u64).contains(&head) {
-        c.at(l.max_head_bytes.span(), "server.limits.max_head_bytes", format!("must be between 1024 and {MAX_HEAD_BYTES_CEILING} bytes"));
+        c.at(
+            l.max_head_bytes.span(),
+            "server.limits.max_head_bytes",
+            format!("must be between 1024 and {MAX_HEAD_BYTES_CEILING} bytes"),
+        );
     }
     let headers = *l.max_headers.get_ref();
     if !(1..=MAX_HEADERS_CEILING).contains(&headers) {
-        c.at(l.max_headers.span(), "server.limits.max_headers", format!("must be between 1 and {MAX_HEADERS_CEILING}"));
+        c.at(
+            l.max_headers.span(),
+            "server.limits.max_headers",
+            format!("must be between 1 and {MAX_HEADERS_CEILING}"),
+        );
     }
     let uri = l.max_uri_bytes.get_ref().0;
     if uri < 16 || uri > head {
-        c.at(l.max_uri_bytes.span(), "server.limits.max_uri_bytes", "must be at least 16 and at most max_head_bytes");
+        c.at(
+            l.max_uri_bytes.span(),
+            "server.limits.max_uri_bytes",
+            "must be at least 16 and at most max_head_bytes",
+        );
     }
-    Limits { max_head_bytes: head as usize, max_headers: headers, max_uri_bytes: uri as usize }
+    Limits {
+        max_head_bytes: head as usize,
+        max_headers: headers,
+        max_uri_bytes: uri as usize,
+    }
 }
 
 /// `127.0.0.1:80`, `[::1]:80`, or `name:80` resolved now (first address).
@@ -355,7 +463,9 @@ fn resolve_one(s: &str) -> Result<SocketAddr, String> {
         return Err(format!("{s:?} needs a port (host:port)"));
     }
     match s.to_socket_addrs() {
-        Ok(mut it) => it.next().ok_or_else(|| format!("{s:?} resolves to no address")),
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("{s:?} resolves to no address")),
         Err(e) => Err(format!("cannot resolve {s:?}: {e}")),
     }
 }
@@ -377,7 +487,10 @@ mod tests {
         let s = from_str(Path::new("t.toml"), text).unwrap();
         assert_eq!(s.workers, 2);
         assert_eq!(s.routes.len(), 1);
-        assert_eq!(s.upstreams[0].targets[0].addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            s.upstreams[0].targets[0].addr,
+            "127.0.0.1:9000".parse().unwrap()
+        );
     }
 
     #[test]
@@ -396,7 +509,9 @@ mod tests {
 
     #[test]
     fn semantic_errors_all_reported() {
-        let e = errors("[[upstream]]\nname = \"app\"\ntargets = [\"nope\"]\n\n[[route]]\npath = \"x\"\nupstream = \"other\"\n");
+        let e = errors(
+            "[[upstream]]\nname = \"app\"\ntargets = [\"nope\"]\n\n[[route]]\npath = \"x\"\nupstream = \"other\"\n",
+        );
         assert!(e.contains("t.toml:3:12: key `upstream[0].targets`"), "{e}");
         assert!(e.contains("t.toml:6:8: key `route[0].path`"), "{e}");
         assert!(e.contains("t.toml:7:12: key `route[0].upstream`"), "{e}");

@@ -2,8 +2,8 @@
 //! Unknown keys are errors everywhere (`deny_unknown_fields`).
 
 use super::units::{Dur, Size};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::fmt;
 use toml::Spanned;
 
@@ -65,12 +65,18 @@ fn spanned_default<T: Default>() -> Spanned<T> {
 }
 
 fn default_listen() -> Vec<Spanned<Listen>> {
-    vec![Spanned::new(0..0, Listen::Addr("127.0.0.1:8080".to_string()))]
+    vec![Spanned::new(
+        0..0,
+        Listen::Addr("127.0.0.1:8080".to_string()),
+    )]
 }
 
 /// A `listen` entry: `"127.0.0.1:8080"`, or `{ addr = "...", tls = { ... } }`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "an address string such as \"127.0.0.1:8080\", or a table { addr = \"...\", tls = { cert = \"...\", key = \"...\" } }")]
+#[serde(
+    untagged,
+    expecting = "an address string such as \"127.0.0.1:8080\", or a table { addr = \"...\", tls = { cert = \"...\", key = \"...\" } }"
+)]
 pub enum Listen {
     Addr(String),
     Table(ListenTable),
@@ -150,7 +156,9 @@ impl<'de> Deserialize<'de> for Pin {
                     cpus.push(c);
                 }
                 if cpus.is_empty() {
-                    return Err(de::Error::custom("an empty CPU list pins nothing; write `pin = false`"));
+                    return Err(de::Error::custom(
+                        "an empty CPU list pins nothing; write `pin = false`",
+                    ));
                 }
                 Ok(Pin::Cpus(cpus))
             }
@@ -215,7 +223,12 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { header_read: secs::<10>(), keepalive_idle: secs::<60>(), body_idle: secs::<30>(), tunnel_idle: secs::<300>() }
+        Timeouts {
+            header_read: secs::<10>(),
+            keepalive_idle: secs::<60>(),
+            body_idle: secs::<30>(),
+            tunnel_idle: secs::<300>(),
+        }
     }
 }
 

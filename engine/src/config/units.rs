@@ -1,7 +1,7 @@
 //! Config value types: durations (`"250ms"`, `"10s"`) and sizes (`16384`, `"16KiB"`).
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 use std::time::Duration;
 
@@ -18,9 +18,11 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration string such as \"250ms\" or \"10s\"")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
-                humantime::parse_duration(s)
-                    .map(Dur)
-                    .map_err(|e| E::custom(format!("invalid duration {s:?}: {e} (write e.g. \"250ms\", \"10s\", \"1m\")")))
+                humantime::parse_duration(s).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration {s:?}: {e} (write e.g. \"250ms\", \"10s\", \"1m\")"
+                    ))
+                })
             }
         }
         d.deserialize_str(V)
@@ -58,7 +60,9 @@ impl<'de> Deserialize<'de> for Size {
                 f.write_str("a size: an integer number of bytes or a string such as \"64KiB\"")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v).map(Size).map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
                 Ok(Size(v))

@@ -2,8 +2,8 @@
 //! matching encoder. The decoder is a push state machine: feed it whatever
 //! bytes have arrived, it says how many it consumed and what they were.
 
-use super::limits::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 use super::H1Error;
+use super::limits::{MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -32,7 +32,10 @@ pub enum Decoded {
     /// `input[start..end]` is chunk data.
     Data { start: usize, end: usize },
     /// The body ended; `input[trailer_start..trailer_end]` holds trailer field lines (each ending in CRLF, without the final empty line).
-    Done { trailer_start: usize, trailer_end: usize },
+    Done {
+        trailer_start: usize,
+        trailer_end: usize,
+    },
     /// Everything given was consumed (or must be kept, see `consumed`); feed more.
     NeedMore,
 }
@@ -47,7 +50,12 @@ pub struct ChunkedDecoder {
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
-        ChunkedDecoder { state: State::Size, size: 0, digits: 0, line_len: 0 }
+        ChunkedDecoder {
+            state: State::Size,
+            size: 0,
+            digits: 0,
+            line_len: 0,
+        }
     }
 }
 
@@ -116,7 +124,13 @@ impl ChunkedDecoder {
                     if self.size == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok((i + take, Decoded::Data { start: i, end: i + take }));
+                    return Ok((
+                        i + take,
+                        Decoded::Data {
+                            start: i,
+                            end: i + take,
+                        },
+                    ));
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -133,7 +147,15 @@ impl ChunkedDecoder {
                     i += 1;
                 }
                 State::Trailer => return self.trailer(input, i),
-                State::Done => return Ok((i, Decoded::Done { trailer_start: i, trailer_end: i })),
+                State::Done => {
+                    return Ok((
+                        i,
+                        Decoded::Done {
+                            trailer_start: i,
+                            trailer_end: i,
+                        },
+                    ));
+                }
             }
         }
         Ok((i, Decoded::NeedMore))
@@ -152,11 +174,19 @@ impl ChunkedDecoder {
         let rest = &input[from..];
         if rest.len() >= 2 && &rest[..2] == b"\r\n" {
             self.state = State::Done;
-            return Ok((from + 2, Decoded::Done { trailer_start: from, trailer_end: from }));
+            return Ok((
+                from + 2,
+                Decoded::Done {
+                    trailer_start: from,
+                    trailer_end: from,
+                },
+            ));
         }
         // Every line of the trailer section ends in CRLF: a bare LF inside it
         // is refused (httparse alone would take a leading LF as the end).
-        let bare_lf = |s: &[u8]| s.first() == Some(&b'\n') || s.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
+        let bare_lf = |s: &[u8]| {
+            s.first() == Some(&b'\n') || s.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r')
+        };
         if let Some(pos) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
             let fields = &rest[..pos + 4];
             if bare_lf(fields) {
@@ -169,7 +199,13 @@ impl ChunkedDecoder {
                 _ => return Err(H1Error::BadChunk),
             }
             self.state = State::Done;
-            return Ok((from + pos + 4, Decoded::Done { trailer_start: from, trailer_end: from + pos + 2 }));
+            return Ok((
+                from + pos + 4,
+                Decoded::Done {
+                    trailer_start: from,
+                    trailer_end: from + pos + 2,
+                },
+            ));
         }
         if bare_lf(rest) {
             return Err(H1Error::BadChunk);
@@ -242,7 +278,10 @@ mod tests {
                     body.extend_from_slice(&pending[start..end]);
                     pending.drain(..n);
                 }
-                Decoded::Done { trailer_start, trailer_end } => {
+                Decoded::Done {
+                    trailer_start,
+                    trailer_end,
+                } => {
                     return Ok((body, pending[trailer_start..trailer_end].to_vec()));
                 }
                 Decoded::NeedMore => {
@@ -262,14 +301,23 @@ mod tests {
     fn valid_bodies_any_split() {
         let cases: &[(&[u8], &[u8], &[u8])] = &[
             (b"5\r\nhello\r\n0\r\n\r\n", b"hello", b""),
-            (b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"hello world", b""),
-            (b"A\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n", b"0123456789", b"X-T: 1\r\n"),
+            (
+                b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                b"hello world",
+                b"",
+            ),
+            (
+                b"A\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n",
+                b"0123456789",
+                b"X-T: 1\r\n",
+            ),
             (b"0\r\n\r\n", b"", b""),
             (b"000005\r\nhello\r\n0\r\n\r\n", b"hello", b""),
         ];
         for (input, body, trailers) in cases {
             for step in [1, 2, 3, 7, 1000] {
-                let (b, t) = decode_all(input, step).unwrap_or_else(|e| panic!("{e} at step {step}: {input:?}"));
+                let (b, t) = decode_all(input, step)
+                    .unwrap_or_else(|e| panic!("{e} at step {step}: {input:?}"));
                 assert_eq!(&b[..], *body);
                 assert_eq!(&t[..], *trailers);
             }
@@ -292,7 +340,11 @@ mod tests {
             b"\r\n",
         ];
         for input in cases {
-            assert!(decode_all(input, 1000).is_err(), "{:?}", String::from_utf8_lossy(input));
+            assert!(
+                decode_all(input, 1000).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

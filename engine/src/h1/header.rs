@@ -17,7 +17,10 @@ impl Span {
         let base = buf.as_ptr() as usize;
         let at = part.as_ptr() as usize;
         match at.checked_sub(base) {
-            Some(start) if start + part.len() <= buf.len() => Span { start: start as u32, end: (start + part.len()) as u32 },
+            Some(start) if start + part.len() <= buf.len() => Span {
+                start: start as u32,
+                end: (start + part.len()) as u32,
+            },
             _ => Span::default(),
         }
     }
@@ -124,14 +127,18 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
 }
 
 /// Folds all Content-Length fields (each possibly a list) into one value; differing values are an error.
-pub fn merge_content_length(acc: &mut Option<u64>, value: &[u8]) -> Result<(), ()> {
+pub fn merge_content_length(acc: &mut Option<u64>, value: &[u8]) -> Result<(), super::H1Error> {
     let mut bad = false;
     for_each_token(value, |t| match parse_content_length(t) {
         Some(n) if acc.is_none_or(|a| a == n) => *acc = Some(n),
         _ => bad = true,
     });
     // An empty field value, or one made of commas only, is invalid too.
-    if bad || acc.is_none() { Err(()) } else { Ok(()) }
+    if bad || acc.is_none() {
+        Err(super::H1Error::BadContentLength)
+    } else {
+        Ok(())
+    }
 }
 
 /// Marks every header named by a Connection token as hop-by-hop. Returns (close, keep_alive, upgrade) flags.
@@ -168,7 +175,10 @@ pub fn apply_connection_tokens(
     if n > 0 {
         for h in headers.iter_mut() {
             let name = h.name.get(buf);
-            if tokens[..n].iter().any(|t| t.get(buf).eq_ignore_ascii_case(name)) {
+            if tokens[..n]
+                .iter()
+                .any(|t| t.get(buf).eq_ignore_ascii_case(name))
+            {
                 match h.kind {
                     // Framing and Host are never dropped on a client's say-so.
                     Kind::Host | Kind::ContentLength | Kind::TransferEncoding | Kind::Upgrade => {}
@@ -205,7 +215,12 @@ mod tests {
             (b"", None),
         ];
         for (v, want) in cases {
-            assert_eq!(parse_content_length(v), *want, "{:?}", String::from_utf8_lossy(v));
+            assert_eq!(
+                parse_content_length(v),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(v)
+            );
         }
     }
 

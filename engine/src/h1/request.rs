@@ -1,9 +1,9 @@
 //! Request heads: parse with httparse into offsets, then decide the framing
 //! (RFC 9112 §6.3) and whether the connection persists (§9.3).
 
+use super::H1Error;
 use super::header::{self, Header, Kind, Span};
 use super::limits::{Limits, MAX_HEADERS_CEILING};
-use super::H1Error;
 
 /// How the request body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,10 @@ impl RequestHead {
     }
     /// Safe to replay on another connection (RFC 9110 §9.2.2).
     pub fn is_idempotent(&self, buf: &[u8]) -> bool {
-        matches!(self.method(buf), b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE")
+        matches!(
+            self.method(buf),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        )
     }
     pub fn is_head(&self, buf: &[u8]) -> bool {
         self.method(buf) == b"HEAD"
@@ -136,7 +139,12 @@ pub fn parse(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bool
     Ok(true)
 }
 
-fn set_target(buf: &[u8], head: &mut RequestHead, method: &[u8], path: &[u8]) -> Result<(), H1Error> {
+fn set_target(
+    buf: &[u8],
+    head: &mut RequestHead,
+    method: &[u8],
+    path: &[u8],
+) -> Result<(), H1Error> {
     head.authority = None;
     if path.first() == Some(&b'/') {
         head.target = Span::of(buf, path);
@@ -157,7 +165,10 @@ fn set_target(buf: &[u8], head: &mut RequestHead, method: &[u8], path: &[u8]) ->
     } else {
         return Err(H1Error::BadTarget);
     };
-    let end = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let authority = &rest[..end];
     if authority.is_empty() || authority.contains(&b'@') {
         return Err(H1Error::BadTarget);
@@ -188,8 +199,7 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
     for h in &head.headers {
         match h.kind {
             Kind::ContentLength => {
-                header::merge_content_length(&mut content_length, h.value.get(buf))
-                    .map_err(|()| H1Error::BadContentLength)?;
+                header::merge_content_length(&mut content_length, h.value.get(buf))?;
             }
             Kind::TransferEncoding => {
                 te_count += 1;
@@ -230,14 +240,22 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
     if let Some(h) = host {
         // An empty Host is valid (RFC 9112 §3.2: a target without authority).
         let v = h.get(buf);
-        if v.iter().any(|&b| b == b' ' || b == b'\t' || b == b'/' || b == b'@') {
+        if v.iter()
+            .any(|&b| b == b' ' || b == b'\t' || b == b'/' || b == b'@')
+        {
             return Err(H1Error::BadHost);
         }
     }
     head.host = head.authority.or(host);
-    head.upgrade = upgrade.filter(|u| flags.upgrade && upgrade_count == 1 && head.minor_version == 1 && !u.is_empty());
+    head.upgrade = upgrade.filter(|u| {
+        flags.upgrade && upgrade_count == 1 && head.minor_version == 1 && !u.is_empty()
+    });
     head.expect_continue = expect_continue && head.minor_version == 1;
-    head.keep_alive = if head.minor_version == 1 { !flags.close } else { flags.keep_alive && !flags.close };
+    head.keep_alive = if head.minor_version == 1 {
+        !flags.close
+    } else {
+        flags.keep_alive && !flags.close
+    };
     Ok(())
 }
 
@@ -247,7 +265,12 @@ mod tests {
 
     fn parse_ok(raw: &[u8]) -> RequestHead {
         let mut head = RequestHead::default();
-        assert_eq!(parse(raw, &Limits::default(), &mut head), Ok(true), "{}", String::from_utf8_lossy(raw));
+        assert_eq!(
+            parse(raw, &Limits::default(), &mut head),
+            Ok(true),
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
         head
     }
 
@@ -255,7 +278,10 @@ mod tests {
         let mut head = RequestHead::default();
         match parse(raw, &Limits::default(), &mut head) {
             Err(e) => e,
-            other => panic!("expected an error for {:?}, got {other:?}", String::from_utf8_lossy(raw)),
+            other => panic!(
+                "expected an error for {:?}, got {other:?}",
+                String::from_utf8_lossy(raw)
+            ),
         }
     }
 
@@ -274,7 +300,14 @@ mod tests {
     #[test]
     fn partial_head() {
         let mut head = RequestHead::default();
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: h\r\n", &Limits::default(), &mut head), Ok(false));
+        assert_eq!(
+            parse(
+                b"GET / HTTP/1.1\r\nHost: h\r\n",
+                &Limits::default(),
+                &mut head
+            ),
+            Ok(false)
+        );
     }
 
     #[test]
@@ -287,10 +320,22 @@ mod tests {
     #[test]
     fn framing_table() {
         let ok: &[(&[u8], BodyFraming)] = &[
-            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", BodyFraming::Length(5)),
-            (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", BodyFraming::Length(5)),
-            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", BodyFraming::Chunked),
-            (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n", BodyFraming::Chunked),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
+                BodyFraming::Length(5),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                BodyFraming::Length(5),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                BodyFraming::Chunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+                BodyFraming::Chunked,
+            ),
         ];
         for (raw, want) in ok {
             assert_eq!(parse_ok(raw).framing, *want);
@@ -325,9 +370,20 @@ mod tests {
     #[test]
     fn upgrade_needs_the_connection_token() {
         let raw = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
-        assert_eq!(parse_ok(raw).upgrade.map(|u| u.get(raw).to_vec()), Some(b"websocket".to_vec()));
-        assert!(parse_ok(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").upgrade.is_none());
-        assert!(parse_ok(b"GET /ws HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade.is_none());
+        assert_eq!(
+            parse_ok(raw).upgrade.map(|u| u.get(raw).to_vec()),
+            Some(b"websocket".to_vec())
+        );
+        assert!(
+            parse_ok(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n")
+                .upgrade
+                .is_none()
+        );
+        assert!(
+            parse_ok(b"GET /ws HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+                .upgrade
+                .is_none()
+        );
     }
 
     #[test]
@@ -340,25 +396,45 @@ mod tests {
 
     #[test]
     fn limits() {
-        let limits = Limits { max_head_bytes: 64, max_headers: 2, max_uri_bytes: 16 };
+        let limits = Limits {
+            max_head_bytes: 64,
+            max_headers: 2,
+            max_uri_bytes: 16,
+        };
         let mut head = RequestHead::default();
         let long_uri = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(16));
-        assert_eq!(parse(long_uri.as_bytes(), &limits, &mut head), Err(H1Error::UriTooLong));
+        assert_eq!(
+            parse(long_uri.as_bytes(), &limits, &mut head),
+            Err(H1Error::UriTooLong)
+        );
         let at_uri = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(15));
         assert_eq!(parse(at_uri.as_bytes(), &limits, &mut head), Ok(true));
         let many = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
-        assert_eq!(parse(many, &limits, &mut head), Err(H1Error::TooManyHeaders));
+        assert_eq!(
+            parse(many, &limits, &mut head),
+            Err(H1Error::TooManyHeaders)
+        );
         let big = format!("GET / HTTP/1.1\r\nHost: h\r\nA: {}\r\n\r\n", "x".repeat(64));
-        assert_eq!(parse(big.as_bytes(), &limits, &mut head), Err(H1Error::HeadTooLarge));
+        assert_eq!(
+            parse(big.as_bytes(), &limits, &mut head),
+            Err(H1Error::HeadTooLarge)
+        );
         let partial_big = format!("GET / HTTP/1.1\r\nHost: h\r\nA: {}", "x".repeat(64));
-        assert_eq!(parse(partial_big.as_bytes(), &limits, &mut head), Err(H1Error::HeadTooLarge));
+        assert_eq!(
+            parse(partial_big.as_bytes(), &limits, &mut head),
+            Err(H1Error::HeadTooLarge)
+        );
     }
 
     #[test]
     fn connection_tokens_mark_hop_by_hop() {
         let raw = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: x-secret, close\r\nX-Secret: 1\r\nX-Keep: 2\r\n\r\n";
         let h = parse_ok(raw);
-        let kinds: Vec<_> = h.headers.iter().map(|x| (x.name.get(raw).to_vec(), x.kind)).collect();
+        let kinds: Vec<_> = h
+            .headers
+            .iter()
+            .map(|x| (x.name.get(raw).to_vec(), x.kind))
+            .collect();
         assert!(kinds.contains(&(b"X-Secret".to_vec(), Kind::HopByHop)));
         assert!(kinds.contains(&(b"X-Keep".to_vec(), Kind::Other)));
         assert!(!h.keep_alive);

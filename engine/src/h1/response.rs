@@ -1,9 +1,9 @@
 //! Upstream response heads: parse, then decide framing (RFC 9112 §6.3) and
 //! whether the upstream connection may be pooled again.
 
+use super::H1Error;
 use super::header::{self, Header, Kind, Span};
 use super::limits::{Limits, MAX_HEADERS_CEILING};
-use super::H1Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseFraming {
@@ -42,7 +42,12 @@ impl Default for ResponseHead {
 }
 
 /// Parses an upstream response head. `request_was_head` makes every response bodiless.
-pub fn parse(buf: &[u8], limits: &Limits, request_was_head: bool, head: &mut ResponseHead) -> Result<bool, H1Error> {
+pub fn parse(
+    buf: &[u8],
+    limits: &Limits,
+    request_was_head: bool,
+    head: &mut ResponseHead,
+) -> Result<bool, H1Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
     let mut resp = httparse::Response::new(&mut slots[..max_headers]);
@@ -81,8 +86,9 @@ pub fn parse(buf: &[u8], limits: &Limits, request_was_head: bool, head: &mut Res
     let mut te_chunked = false;
     for h in &head.headers {
         match h.kind {
-            Kind::ContentLength => header::merge_content_length(&mut content_length, h.value.get(buf))
-                .map_err(|()| H1Error::BadContentLength)?,
+            Kind::ContentLength => {
+                header::merge_content_length(&mut content_length, h.value.get(buf))?
+            }
             Kind::TransferEncoding => {
                 te_count += 1;
                 te_chunked = h.value.get(buf).eq_ignore_ascii_case(b"chunked");
@@ -90,7 +96,8 @@ pub fn parse(buf: &[u8], limits: &Limits, request_was_head: bool, head: &mut Res
             _ => {}
         }
     }
-    let bodiless = request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
+    let bodiless =
+        request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
     head.framing = match (te_count, content_length) {
         _ if bodiless => ResponseFraming::Empty,
         (0, None) => ResponseFraming::Close,
@@ -100,7 +107,11 @@ pub fn parse(buf: &[u8], limits: &Limits, request_was_head: bool, head: &mut Res
         _ => return Err(H1Error::BadTransferEncoding),
     };
     head.reusable = head.framing != ResponseFraming::Close
-        && if head.minor_version == 1 { !flags.close } else { flags.keep_alive && !flags.close };
+        && if head.minor_version == 1 {
+            !flags.close
+        } else {
+            flags.keep_alive && !flags.close
+        };
     Ok(true)
 }
 
@@ -120,22 +131,67 @@ mod tests {
     fn framing_table() {
         use ResponseFraming::*;
         let cases: &[(&[u8], bool, Result<(ResponseFraming, bool), H1Error>)] = &[
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false, Ok((Length(3), true))),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true, Ok((Empty, true))),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                false,
+                Ok((Length(3), true)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                true,
+                Ok((Empty, true)),
+            ),
             (b"HTTP/1.1 204 No Content\r\n\r\n", false, Ok((Empty, true))),
-            (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", false, Ok((Empty, true))),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, Ok((Chunked, true))),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+                false,
+                Ok((Empty, true)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Ok((Chunked, true)),
+            ),
             (b"HTTP/1.1 200 OK\r\n\r\n", false, Ok((Close, false))),
-            (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false, Ok((Length(1), false))),
-            (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, Ok((Length(1), false))),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false, Err(H1Error::AmbiguousFraming)),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false, Err(H1Error::BadContentLength)),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, Err(H1Error::BadTransferEncoding)),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Ok((Length(1), false)),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Ok((Length(1), false)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Err(H1Error::AmbiguousFraming),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false,
+                Err(H1Error::BadContentLength),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                Err(H1Error::BadTransferEncoding),
+            ),
             // Regression (fuzz): a reason phrase with obs-text used to panic when located.
-            (b"HTTP/1.1 200 \xff\xfe OK\r\nContent-Length: 0\r\n\r\n", false, Ok((Length(0), true))),
+            (
+                b"HTTP/1.1 200 \xff\xfe OK\r\nContent-Length: 0\r\n\r\n",
+                false,
+                Ok((Length(0), true)),
+            ),
         ];
         for (raw, was_head, want) in cases {
-            assert_eq!(framing(raw, *was_head), *want, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                framing(raw, *was_head),
+                *want,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 }

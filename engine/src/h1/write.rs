@@ -83,7 +83,11 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
         join_values(out, buf, head, Kind::Via);
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(if head.minor_version == 0 { b"1.0 ringway\r\n\r\n" } else { b"1.1 ringway\r\n\r\n" });
+    out.extend_from_slice(if head.minor_version == 0 {
+        b"1.0 ringway\r\n\r\n"
+    } else {
+        b"1.1 ringway\r\n\r\n"
+    });
 }
 
 fn join_values(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, kind: Kind) {
@@ -109,7 +113,13 @@ pub enum Downstream {
 }
 
 /// Appends the response head relayed to the client.
-pub fn response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, framing: Downstream, connection: Persist) {
+pub fn response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    framing: Downstream,
+    connection: Persist,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(head.status).as_bytes());
     out.push(b' ');
@@ -165,12 +175,20 @@ fn persist_field(out: &mut Vec<u8>, p: Persist) {
 }
 
 /// Appends one of ringway's own responses: a JSON body `{"message":"..."}`.
-pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, persist: Persist, extra_headers: &[u8]) {
+pub fn error_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    persist: Persist,
+    extra_headers: &[u8],
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: ringway\r\nContent-Type: application/json\r\nContent-Length: ");
+    out.extend_from_slice(
+        b"\r\nServer: ringway\r\nContent-Type: application/json\r\nContent-Length: ",
+    );
     let body_len = message.len() + 14;
     out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -192,10 +210,32 @@ mod tests {
         let mut head = request::RequestHead::default();
         assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
         let mut out = Vec::new();
-        request_head(&mut out, raw, &head, &Forward { client_ip: b"127.0.0.1", proto: b"http", host: None, target: None, upgrade: false });
+        request_head(
+            &mut out,
+            raw,
+            &head,
+            &Forward {
+                client_ip: b"127.0.0.1",
+                proto: b"http",
+                host: None,
+                target: None,
+                upgrade: false,
+            },
+        );
         let s = String::from_utf8(out).unwrap();
-        assert!(s.starts_with("POST /p?q=1 HTTP/1.1\r\nHost: example.com\r\n"), "{s}");
-        for gone in ["X-Hop", "Keep-Alive", "TE:", "Upgrade", "Proxy-Connection", "Connection", "https"] {
+        assert!(
+            s.starts_with("POST /p?q=1 HTTP/1.1\r\nHost: example.com\r\n"),
+            "{s}"
+        );
+        for gone in [
+            "X-Hop",
+            "Keep-Alive",
+            "TE:",
+            "Upgrade",
+            "Proxy-Connection",
+            "Connection",
+            "https",
+        ] {
             assert!(!s.contains(gone), "{gone} leaked into {s}");
         }
         assert!(s.contains("X-Keep: yes\r\n"));

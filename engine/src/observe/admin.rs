@@ -8,13 +8,13 @@
 //! publishes a copy of its numbers, and the admin thread sums them. Nothing
 //! on the request path is shared or atomic.
 
-use super::prometheus::{self, Process};
 use super::WorkerReport;
+use super::prometheus::{self, Process};
 use crate::runtime::Shared;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
@@ -23,21 +23,23 @@ const SCRAPE_WAIT: Duration = Duration::from_secs(1);
 
 /// Starts the admin thread on an already bound listener.
 pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("ringway-admin".into()).spawn(move || {
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => {
-                    if let Err(e) = handle(s, &shared) {
-                        warn!("admin request failed: {e}");
+    std::thread::Builder::new()
+        .name("ringway-admin".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(s) => {
+                        if let Err(e) = handle(s, &shared) {
+                            warn!("admin request failed: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        warn!("admin accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
                     }
                 }
-                Err(e) => {
-                    warn!("admin accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
@@ -55,7 +57,10 @@ fn handle(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
     }
     let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let path = path.split(|&b| b == b'?').next().unwrap_or_default();
     let (status, ctype, body) = match (method, path) {
         (b"GET", b"/metrics") => {
@@ -66,16 +71,25 @@ fn handle(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 reloads_failed: shared.reloads_failed.load(Ordering::Relaxed),
                 draining: shared.draining.load(Ordering::Relaxed),
             };
-            (200, "text/plain; version=0.0.4", prometheus::render(&reports, &snap, &p))
+            (
+                200,
+                "text/plain; version=0.0.4",
+                prometheus::render(&reports, &snap, &p),
+            )
         }
-        (b"GET", b"/healthz") if shared.draining.load(Ordering::Relaxed) => (503, "text/plain", "draining\n".to_string()),
+        (b"GET", b"/healthz") if shared.draining.load(Ordering::Relaxed) => {
+            (503, "text/plain", "draining\n".to_string())
+        }
         (b"GET", b"/healthz") => (200, "text/plain", "ok\n".to_string()),
         (b"GET", b"/config") => (200, "application/json", config_json(&shared.latest())),
         (b"GET", _) => (404, "text/plain", "not found\n".to_string()),
         _ => (405, "text/plain", "only GET\n".to_string()),
     };
     let reason = crate::h1::error::reason(status);
-    let head = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes())?;
     s.write_all(body.as_bytes())
 }
@@ -87,7 +101,9 @@ fn collect(shared: &Shared) -> Vec<WorkerReport> {
     loop {
         {
             let reports = shared.reports.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh = reports.iter().all(|r| r.as_ref().is_some_and(|(g, _)| *g >= wanted));
+            let fresh = reports
+                .iter()
+                .all(|r| r.as_ref().is_some_and(|(g, _)| *g >= wanted));
             if fresh || Instant::now() >= deadline {
                 // A worker that did not answer in time (draining, stuck) is reported with its last numbers.
                 return reports.iter().flatten().map(|(_, r)| r.clone()).collect();

@@ -21,7 +21,8 @@ impl RouteMetrics {
     fn new() -> Self {
         RouteMetrics {
             classes: [0; 6],
-            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                .expect("valid histogram bounds"),
             latency_sum_us: 0,
         }
     }

@@ -20,22 +20,43 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Escapes a label value.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String {
     let mut o = String::with_capacity(16 * 1024);
     let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
 
-    family(&mut o, "ringway_requests_total", "counter", "Requests by route, method class of the route, and status class.");
-    let route_name = |i: usize| snap.routes.get(i).map_or("(none)".to_string(), |r| r.path.clone());
+    family(
+        &mut o,
+        "ringway_requests_total",
+        "counter",
+        "Requests by route, method class of the route, and status class.",
+    );
+    let route_name = |i: usize| {
+        snap.routes
+            .get(i)
+            .map_or("(none)".to_string(), |r| r.path.clone())
+    };
     let routes = reports.first().map_or(0, |r| r.metrics.routes.len());
     for i in 0..routes {
         let name = label(&route_name(i));
-        for (class, text) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
-            let n: u64 = reports.iter().filter_map(|r| r.metrics.routes.get(i)).map(|m| m.classes[class]).sum();
+        for (class, text) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .enumerate()
+        {
+            let n: u64 = reports
+                .iter()
+                .filter_map(|r| r.metrics.routes.get(i))
+                .map(|m| m.classes[class])
+                .sum();
             if n > 0 {
-                let _ = writeln!(o, "ringway_requests_total{{route=\"{name}\",status=\"{text}\"}} {n}");
+                let _ = writeln!(
+                    o,
+                    "ringway_requests_total{{route=\"{name}\",status=\"{text}\"}} {n}"
+                );
             }
         }
     }
@@ -58,7 +79,9 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
                 None => merged = Some(m.latency_us.clone()),
             }
         }
-        let Some(h) = merged.filter(|h| !h.is_empty()) else { continue };
+        let Some(h) = merged.filter(|h| !h.is_empty()) else {
+            continue;
+        };
         let name = label(&route_name(i));
         for q in [0.5, 0.9, 0.99, 0.999] {
             let _ = writeln!(
@@ -67,60 +90,200 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
                 h.value_at_quantile(q) as f64 / 1e6
             );
         }
-        let _ = writeln!(o, "ringway_request_duration_seconds_sum{{route=\"{name}\"}} {}", total_us as f64 / 1e6);
-        let _ = writeln!(o, "ringway_request_duration_seconds_count{{route=\"{name}\"}} {}", h.len());
+        let _ = writeln!(
+            o,
+            "ringway_request_duration_seconds_sum{{route=\"{name}\"}} {}",
+            total_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            o,
+            "ringway_request_duration_seconds_count{{route=\"{name}\"}} {}",
+            h.len()
+        );
     }
 
-    family(&mut o, "ringway_rejects_total", "counter", "Requests answered by ringway itself with an error, by status.");
-    for code in [400u16, 401, 403, 404, 405, 408, 413, 414, 415, 417, 429, 431, 502, 504] {
-        let n: u64 = reports.iter().map(|r| r.metrics.status[usize::from(code)]).sum();
+    family(
+        &mut o,
+        "ringway_rejects_total",
+        "counter",
+        "Requests answered by ringway itself with an error, by status.",
+    );
+    for code in [
+        400u16, 401, 403, 404, 405, 408, 413, 414, 415, 417, 429, 431, 502, 504,
+    ] {
+        let n: u64 = reports
+            .iter()
+            .map(|r| r.metrics.status[usize::from(code)])
+            .sum();
         let _ = writeln!(o, "ringway_rejects_total{{status=\"{code}\"}} {n}");
     }
 
-    family(&mut o, "ringway_upstream_errors_total", "counter", "Upstream failures by kind.");
-    let _ = writeln!(o, "ringway_upstream_errors_total{{kind=\"connect\"}} {}", sum(|r| r.metrics.upstream_connect_errors));
-    let _ = writeln!(o, "ringway_upstream_errors_total{{kind=\"timeout\"}} {}", sum(|r| r.metrics.upstream_timeouts));
-    let _ = writeln!(o, "ringway_upstream_errors_total{{kind=\"bad_response\"}} {}", sum(|r| r.metrics.upstream_bad_responses));
-    family(&mut o, "ringway_client_aborts_total", "counter", "Exchanges the client abandoned before the response was complete.");
-    let _ = writeln!(o, "ringway_client_aborts_total {}", sum(|r| r.metrics.client_aborts));
+    family(
+        &mut o,
+        "ringway_upstream_errors_total",
+        "counter",
+        "Upstream failures by kind.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_upstream_errors_total{{kind=\"connect\"}} {}",
+        sum(|r| r.metrics.upstream_connect_errors)
+    );
+    let _ = writeln!(
+        o,
+        "ringway_upstream_errors_total{{kind=\"timeout\"}} {}",
+        sum(|r| r.metrics.upstream_timeouts)
+    );
+    let _ = writeln!(
+        o,
+        "ringway_upstream_errors_total{{kind=\"bad_response\"}} {}",
+        sum(|r| r.metrics.upstream_bad_responses)
+    );
+    family(
+        &mut o,
+        "ringway_client_aborts_total",
+        "counter",
+        "Exchanges the client abandoned before the response was complete.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_client_aborts_total {}",
+        sum(|r| r.metrics.client_aborts)
+    );
 
-    let counters: [(&str, &str, fn(&WorkerReport) -> u64); 9] = [
-        ("ringway_upstream_connects_total", "New upstream connections opened.", |r| r.upstream_connects),
-        ("ringway_upstream_pool_hits_total", "Requests that reused a pooled upstream connection.", |r| r.pool_hits),
-        ("ringway_upstream_pool_misses_total", "Requests that found no pooled upstream connection.", |r| r.pool_misses),
-        ("ringway_upstream_retries_total", "Idempotent requests resent after a reused connection failed.", |r| r.retries),
-        ("ringway_spliced_bytes_total", "Body bytes moved with splice(2).", |r| r.spliced_bytes),
-        ("ringway_connection_panics_total", "Connection tasks that panicked (each closed one connection).", |r| r.panics),
-        ("ringway_connections_shed_total", "Connections closed at accept because of max_connections.", |r| r.shed),
-        ("ringway_tls_handshake_failures_total", "Failed or timed-out TLS handshakes.", |r| r.tls_failures),
-        ("ringway_http_requests_parsed_total", "Request heads parsed.", |r| r.requests),
+    type Counter = (&'static str, &'static str, fn(&WorkerReport) -> u64);
+    let counters: [Counter; 9] = [
+        (
+            "ringway_upstream_connects_total",
+            "New upstream connections opened.",
+            |r| r.upstream_connects,
+        ),
+        (
+            "ringway_upstream_pool_hits_total",
+            "Requests that reused a pooled upstream connection.",
+            |r| r.pool_hits,
+        ),
+        (
+            "ringway_upstream_pool_misses_total",
+            "Requests that found no pooled upstream connection.",
+            |r| r.pool_misses,
+        ),
+        (
+            "ringway_upstream_retries_total",
+            "Idempotent requests resent after a reused connection failed.",
+            |r| r.retries,
+        ),
+        (
+            "ringway_spliced_bytes_total",
+            "Body bytes moved with splice(2).",
+            |r| r.spliced_bytes,
+        ),
+        (
+            "ringway_connection_panics_total",
+            "Connection tasks that panicked (each closed one connection).",
+            |r| r.panics,
+        ),
+        (
+            "ringway_connections_shed_total",
+            "Connections closed at accept because of max_connections.",
+            |r| r.shed,
+        ),
+        (
+            "ringway_tls_handshake_failures_total",
+            "Failed or timed-out TLS handshakes.",
+            |r| r.tls_failures,
+        ),
+        (
+            "ringway_http_requests_parsed_total",
+            "Request heads parsed.",
+            |r| r.requests,
+        ),
     ];
     for (name, help, f) in counters {
         family(&mut o, name, "counter", help);
         let _ = writeln!(o, "{name} {}", sum(f));
     }
-    family(&mut o, "ringway_upstream_idle_connections", "gauge", "Pooled idle upstream connections.");
-    let _ = writeln!(o, "ringway_upstream_idle_connections {}", sum(|r| r.pool_idle));
+    family(
+        &mut o,
+        "ringway_upstream_idle_connections",
+        "gauge",
+        "Pooled idle upstream connections.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_upstream_idle_connections {}",
+        sum(|r| r.pool_idle)
+    );
 
-    family(&mut o, "ringway_connections_open", "gauge", "Open client connections per worker.");
+    family(
+        &mut o,
+        "ringway_connections_open",
+        "gauge",
+        "Open client connections per worker.",
+    );
     for r in reports {
-        let _ = writeln!(o, "ringway_connections_open{{worker=\"{}\"}} {}", r.id, r.open);
+        let _ = writeln!(
+            o,
+            "ringway_connections_open{{worker=\"{}\"}} {}",
+            r.id, r.open
+        );
     }
-    family(&mut o, "ringway_connections_accepted_total", "counter", "Client connections accepted per worker.");
+    family(
+        &mut o,
+        "ringway_connections_accepted_total",
+        "counter",
+        "Client connections accepted per worker.",
+    );
     for r in reports {
-        let _ = writeln!(o, "ringway_connections_accepted_total{{worker=\"{}\"}} {}", r.id, r.accepted);
+        let _ = writeln!(
+            o,
+            "ringway_connections_accepted_total{{worker=\"{}\"}} {}",
+            r.id, r.accepted
+        );
     }
-    family(&mut o, "ringway_worker_info", "gauge", "One series per worker: its core (or \"none\") and I/O driver.");
+    family(
+        &mut o,
+        "ringway_worker_info",
+        "gauge",
+        "One series per worker: its core (or \"none\") and I/O driver.",
+    );
     for r in reports {
         let core = r.core.map_or("none".to_string(), |c| c.to_string());
-        let _ = writeln!(o, "ringway_worker_info{{worker=\"{}\",core=\"{core}\",driver=\"{}\"}} 1", r.id, r.driver);
+        let _ = writeln!(
+            o,
+            "ringway_worker_info{{worker=\"{}\",core=\"{core}\",driver=\"{}\"}} 1",
+            r.id, r.driver
+        );
     }
-    family(&mut o, "ringway_config_reloads_total", "counter", "Configuration reloads by result.");
-    let _ = writeln!(o, "ringway_config_reloads_total{{result=\"success\"}} {}", p.reloads_ok);
-    let _ = writeln!(o, "ringway_config_reloads_total{{result=\"failure\"}} {}", p.reloads_failed);
-    family(&mut o, "ringway_config_generation", "gauge", "Generation of the active configuration (0 at start, +1 per reload).");
+    family(
+        &mut o,
+        "ringway_config_reloads_total",
+        "counter",
+        "Configuration reloads by result.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_config_reloads_total{{result=\"success\"}} {}",
+        p.reloads_ok
+    );
+    let _ = writeln!(
+        o,
+        "ringway_config_reloads_total{{result=\"failure\"}} {}",
+        p.reloads_failed
+    );
+    family(
+        &mut o,
+        "ringway_config_generation",
+        "gauge",
+        "Generation of the active configuration (0 at start, +1 per reload).",
+    );
     let _ = writeln!(o, "ringway_config_generation {}", snap.generation);
-    family(&mut o, "ringway_draining", "gauge", "1 while draining after SIGTERM/SIGINT.");
+    family(
+        &mut o,
+        "ringway_draining",
+        "gauge",
+        "1 while draining after SIGTERM/SIGINT.",
+    );
     let _ = writeln!(o, "ringway_draining {}", u8::from(p.draining));
     o
 }

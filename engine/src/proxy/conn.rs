@@ -2,19 +2,21 @@
 //! phases of one proxied exchange. See LIFECYCLE.md beside this file.
 
 use super::error::{Failure, RelayError, Side};
-use super::relay::{self, copy_exact, read_more, relay_chunked, relay_until_close, splice_exact, write_all, Direction, Encode};
+use super::relay::{
+    self, Direction, Encode, copy_exact, read_more, relay_chunked, relay_until_close, splice_exact,
+    write_all,
+};
+use super::stream::{Client, Upstream as UpConn};
 use super::worker::Worker;
 use crate::h1::request::{self, BodyFraming, RequestHead};
 use crate::h1::response::{self, ResponseFraming, ResponseHead};
 use crate::h1::write::{self, Downstream, Forward, Persist};
 use crate::snapshot::{Snapshot, Target, Upstream};
-use ringway_router::{ExpandError, Lookup};
-use super::stream::{Client, Upstream as UpConn};
 use monoio::net::TcpStream;
+use ringway_router::{ExpandError, Lookup};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
 
 enum Next {
     KeepAlive,
@@ -56,7 +58,11 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
             }
             // The first request gets `header_read` to start, later ones `keepalive_idle`.
             let t = w.snapshot().timeouts;
-            let limit = if first { t.header_read } else { t.keepalive_idle };
+            let limit = if first {
+                t.header_read
+            } else {
+                t.keepalive_idle
+            };
             w.set_idle(slot, true);
             let ready = monoio::time::timeout(limit, client.wait_readable()).await;
             w.set_idle(slot, false);
@@ -73,7 +79,14 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
             Ok(false) => return,
             Err((status, message)) => {
                 respond(&w, &mut client, snap, status, message, Persist::Close).await;
-                w.record(snap, Outcome { route: None, status }, Instant::now());
+                w.record(
+                    snap,
+                    Outcome {
+                        route: None,
+                        status,
+                    },
+                    Instant::now(),
+                );
                 return;
             }
         }
@@ -81,7 +94,17 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         w.stats.requests.set(w.stats.requests.get() + 1);
         let started = Instant::now();
         let mut outcome = Outcome::default();
-        let next = exchange(&w, snap, &mut client, &mut a.rbuf, &a.head, &mut a.resp, &ip, &mut outcome).await;
+        let next = exchange(
+            &w,
+            snap,
+            &mut client,
+            &mut a.rbuf,
+            &a.head,
+            &mut a.resp,
+            &ip,
+            &mut outcome,
+        )
+        .await;
         w.record(snap, outcome, started);
         match next {
             Next::KeepAlive => {}
@@ -117,7 +140,11 @@ pub struct Active {
 
 impl Default for Active {
     fn default() -> Self {
-        Active { rbuf: Vec::with_capacity(super::worker::BUF_SIZE), head: RequestHead::default(), resp: ResponseHead::default() }
+        Active {
+            rbuf: Vec::with_capacity(super::worker::BUF_SIZE),
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+        }
     }
 }
 
@@ -141,7 +168,11 @@ async fn read_head(
         let limit = deadline.saturating_duration_since(Instant::now());
         let had_bytes = !rbuf.is_empty();
         if limit.is_zero() {
-            return if had_bytes { Err((408, "request header timed out")) } else { Ok(false) };
+            return if had_bytes {
+                Err((408, "request header timed out"))
+            } else {
+                Ok(false)
+            };
         }
         match read_more(client, rbuf, limit).await {
             Ok(0) => return Ok(false),
@@ -153,7 +184,14 @@ async fn read_head(
 }
 
 /// Sends one of ringway's own responses.
-async fn respond(w: &Worker, client: &mut Client, snap: &Snapshot, status: u16, message: &str, persist: Persist) -> bool {
+async fn respond(
+    w: &Worker,
+    client: &mut Client,
+    snap: &Snapshot,
+    status: u16,
+    message: &str,
+    persist: Persist,
+) -> bool {
     respond_with(w, client, snap, status, message, persist, b"").await
 }
 
@@ -169,7 +207,9 @@ async fn respond_with(
 ) -> bool {
     let mut out = w.take_buf();
     write::error_response(&mut out, status, message, persist, extra);
-    let ok = write_all(client, &mut out, snap.timeouts.body_idle).await.is_ok();
+    let ok = write_all(client, &mut out, snap.timeouts.body_idle)
+        .await
+        .is_ok();
     w.put_buf(out);
     ok
 }
@@ -198,20 +238,53 @@ async fn exchange(
     };
     let path = head.path(buf);
     if snap.fault_panic_path.as_deref() == Some(path) {
-        panic!("fault injection: request for {:?}", String::from_utf8_lossy(path));
+        panic!(
+            "fault injection: request for {:?}",
+            String::from_utf8_lossy(path)
+        );
     }
 
     // Phase 1: route (host → path → method), then the backend target. `OPTIONS *`
     // goes where the root path goes.
-    let route_path: &[u8] = if path == b"*" || path.is_empty() { b"/" } else { path };
+    let route_path: &[u8] = if path == b"*" || path.is_empty() {
+        b"/"
+    } else {
+        path
+    };
     let host = head.host.map(|h| h.get(buf));
     let m = match snap.router.find(head.method(buf), host, route_path) {
         Lookup::Found(m) => m,
         Lookup::MethodNotAllowed { allow } => {
             let allow_field = format!("Allow: {allow}\r\n");
-            return reject(w, snap, client, rbuf, head, info, outcome, 405, "method not allowed on this resource", allow_field.as_bytes()).await;
+            return reject(
+                w,
+                snap,
+                client,
+                rbuf,
+                head,
+                info,
+                outcome,
+                405,
+                "method not allowed on this resource",
+                allow_field.as_bytes(),
+            )
+            .await;
         }
-        Lookup::NotFound => return reject(w, snap, client, rbuf, head, info, outcome, 404, "no route matches this path", b"").await,
+        Lookup::NotFound => {
+            return reject(
+                w,
+                snap,
+                client,
+                rbuf,
+                head,
+                info,
+                outcome,
+                404,
+                "no route matches this path",
+                b"",
+            )
+            .await;
+        }
     };
     let route = &snap.routes[m.route];
     outcome.route = Some(m.route);
@@ -226,8 +299,15 @@ async fn exchange(
                 Err(e) => {
                     w.put_buf(b);
                     let status = if e == ExpandError::Unbound { 500 } else { 400 };
-                    let message = if e == ExpandError::Traversal { "path parameter would leave the backend path" } else { "invalid path parameter" };
-                    return reject(w, snap, client, rbuf, head, info, outcome, status, message, b"").await;
+                    let message = if e == ExpandError::Traversal {
+                        "path parameter would leave the backend path"
+                    } else {
+                        "invalid path parameter"
+                    };
+                    return reject(
+                        w, snap, client, rbuf, head, info, outcome, status, message, b"",
+                    )
+                    .await;
                 }
             }
         }
@@ -250,7 +330,11 @@ async fn exchange(
     let up = &snap.upstreams[route.upstream];
     let target = w.pick_target(snap, route.upstream);
     // Tunnels splice between plain sockets; upgrades over TLS are not let through yet.
-    let upgrading = route.websocket && head.upgrade.is_some() && !head.has_body() && !client.is_tls() && !target.tls;
+    let upgrading = route.websocket
+        && head.upgrade.is_some()
+        && !head.has_body()
+        && !client.is_tls()
+        && !target.tls;
     let info = ReqInfo { upgrading, ..info };
 
     // Phase 2: the upstream request head, plus whatever body bytes came with it.
@@ -289,7 +373,18 @@ async fn exchange(
             Ok(c) => c,
             Err(f) => {
                 let e = RelayError::upstream(f);
-                return fail_before_response(w, snap, client, outcome, out, ubuf, e, body_pending, info).await;
+                return fail_before_response(
+                    w,
+                    snap,
+                    client,
+                    outcome,
+                    out,
+                    ubuf,
+                    e,
+                    body_pending,
+                    info,
+                )
+                .await;
             }
         };
         let may_retry = reused && retryable && attempt == 0;
@@ -299,13 +394,27 @@ async fn exchange(
                 w.stats.retries.set(w.stats.retries.get() + 1);
                 continue;
             }
-            return fail_before_response(w, snap, client, outcome, out, ubuf, RelayError::upstream(f), body_pending, info).await;
+            return fail_before_response(
+                w,
+                snap,
+                client,
+                outcome,
+                out,
+                ubuf,
+                RelayError::upstream(f),
+                body_pending,
+                info,
+            )
+            .await;
         }
         if body_pending {
             out.clear();
             if info.expect_continue && rbuf.is_empty() {
                 out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                if write_all(client, &mut out, snap.timeouts.body_idle).await.is_err() {
+                if write_all(client, &mut out, snap.timeouts.body_idle)
+                    .await
+                    .is_err()
+                {
                     w.put_buf(out);
                     w.put_buf(ubuf);
                     return Next::Close;
@@ -314,24 +423,62 @@ async fn exchange(
             }
             let idle = snap.timeouts.body_idle;
             let sent = match info.framing {
-                BodyFraming::Length(_) if remaining >= snap.splice_threshold && rbuf.is_empty() && !client.is_tls() && !conn.is_tls() => {
+                BodyFraming::Length(_)
+                    if remaining >= snap.splice_threshold
+                        && rbuf.is_empty()
+                        && !client.is_tls()
+                        && !conn.is_tls() =>
+                {
                     let (c, u) = (client.plain().expect("plain"), conn.plain().expect("plain"));
                     splice_exact(w, c, u, remaining, idle, Direction::Up).await
                 }
-                BodyFraming::Length(_) => copy_exact(client, &mut conn, rbuf, remaining, idle, Direction::Up).await,
-                _ => relay_chunked(client, &mut conn, rbuf, &mut out, Encode::Chunked, idle, Direction::Up).await,
+                BodyFraming::Length(_) => {
+                    copy_exact(client, &mut conn, rbuf, remaining, idle, Direction::Up).await
+                }
+                _ => {
+                    relay_chunked(
+                        client,
+                        &mut conn,
+                        rbuf,
+                        &mut out,
+                        Encode::Chunked,
+                        idle,
+                        Direction::Up,
+                    )
+                    .await
+                }
             };
             if let Err(e) = sent {
-                return fail_before_response(w, snap, client, outcome, out, ubuf, e, true, info).await;
+                return fail_before_response(w, snap, client, outcome, out, ubuf, e, true, info)
+                    .await;
             }
         }
-        match read_response_head(w, snap, &mut conn, client, &mut ubuf, resp, up.response_timeout, info).await {
+        match read_response_head(
+            w,
+            snap,
+            &mut conn,
+            client,
+            &mut ubuf,
+            resp,
+            up.response_timeout,
+            info,
+        )
+        .await
+        {
             Ok(()) => break conn,
-            Err(e) if may_retry && ubuf.is_empty() && e.side == Side::Upstream && matches!(e.failure, Failure::Closed | Failure::Io) => {
+            Err(e)
+                if may_retry
+                    && ubuf.is_empty()
+                    && e.side == Side::Upstream
+                    && matches!(e.failure, Failure::Closed | Failure::Io) =>
+            {
                 attempt += 1;
                 w.stats.retries.set(w.stats.retries.get() + 1);
             }
-            Err(e) => return fail_before_response(w, snap, client, outcome, out, ubuf, e, false, info).await,
+            Err(e) => {
+                return fail_before_response(w, snap, client, outcome, out, ubuf, e, false, info)
+                    .await;
+            }
         }
     };
     out.clear();
@@ -354,7 +501,9 @@ async fn exchange(
     let (down, keep) = match resp.framing {
         ResponseFraming::Empty => (Downstream::Empty, keep),
         ResponseFraming::Length(n) => (Downstream::Length(n), keep),
-        ResponseFraming::Chunked | ResponseFraming::Close if info.minor == 1 => (Downstream::Chunked, keep),
+        ResponseFraming::Chunked | ResponseFraming::Close if info.minor == 1 => {
+            (Downstream::Chunked, keep)
+        }
         ResponseFraming::Chunked | ResponseFraming::Close => (Downstream::Close, false),
     };
     let next = if keep { Next::KeepAlive } else { Next::Close };
@@ -362,9 +511,16 @@ async fn exchange(
     let (framing, reusable) = (resp.framing, resp.reusable);
     ubuf.drain(..resp.head_len);
     let idle = snap.timeouts.body_idle;
-    let encode = if down == Downstream::Chunked { Encode::Chunked } else { Encode::Raw };
+    let encode = if down == Downstream::Chunked {
+        Encode::Chunked
+    } else {
+        Encode::Raw
+    };
     let relayed: Result<bool, RelayError> = match framing {
-        ResponseFraming::Empty => write_all(client, &mut out, idle).await.map(|()| ubuf.is_empty()).map_err(RelayError::client),
+        ResponseFraming::Empty => write_all(client, &mut out, idle)
+            .await
+            .map(|()| ubuf.is_empty())
+            .map_err(RelayError::client),
         ResponseFraming::Length(n) => {
             let first = (ubuf.len() as u64).min(n) as usize;
             out.extend_from_slice(&ubuf[..first]);
@@ -375,15 +531,31 @@ async fn exchange(
                 Ok(()) if rest == 0 => Ok(ubuf.is_empty()),
                 Ok(()) if rest >= snap.splice_threshold && !client.is_tls() && !conn.is_tls() => {
                     let (u, c) = (conn.plain().expect("plain"), client.plain().expect("plain"));
-                    splice_exact(w, u, c, rest, idle, Direction::Down).await.map(|()| true)
+                    splice_exact(w, u, c, rest, idle, Direction::Down)
+                        .await
+                        .map(|()| true)
                 }
-                Ok(()) => copy_exact(&mut conn, client, &mut ubuf, rest, idle, Direction::Down).await.map(|()| ubuf.is_empty()),
+                Ok(()) => copy_exact(&mut conn, client, &mut ubuf, rest, idle, Direction::Down)
+                    .await
+                    .map(|()| ubuf.is_empty()),
             }
         }
-        ResponseFraming::Chunked => {
-            relay_chunked(&mut conn, client, &mut ubuf, &mut out, encode, idle, Direction::Down).await.map(|()| ubuf.is_empty())
+        ResponseFraming::Chunked => relay_chunked(
+            &mut conn,
+            client,
+            &mut ubuf,
+            &mut out,
+            encode,
+            idle,
+            Direction::Down,
+        )
+        .await
+        .map(|()| ubuf.is_empty()),
+        ResponseFraming::Close => {
+            relay_until_close(&mut conn, client, &mut ubuf, &mut out, encode, idle)
+                .await
+                .map(|()| false)
         }
-        ResponseFraming::Close => relay_until_close(&mut conn, client, &mut ubuf, &mut out, encode, idle).await.map(|()| false),
     };
     w.put_buf(out);
     w.put_buf(ubuf);
@@ -392,7 +564,9 @@ async fn exchange(
         Ok(clean) => {
             // A connection from before a reload goes back only if the target ids still mean the same.
             if clean && reusable && snap.generation == w.current_generation() {
-                w.pool.borrow_mut().put(target.id, conn, up.max_idle_per_target);
+                w.pool
+                    .borrow_mut()
+                    .put(target.id, conn, up.max_idle_per_target);
             }
             next
         }
@@ -417,9 +591,23 @@ async fn reject(
     extra: &[u8],
 ) -> Next {
     outcome.status = status;
-    let next = if head.has_body() || !info.keep_alive { Next::Close } else { Next::KeepAlive };
+    let next = if head.has_body() || !info.keep_alive {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
     rbuf.drain(..head.head_len);
-    if !respond_with(w, client, snap, status, message, persist_for(&next, info.minor), extra).await {
+    if !respond_with(
+        w,
+        client,
+        snap,
+        status,
+        message,
+        persist_for(&next, info.minor),
+        extra,
+    )
+    .await
+    {
         return Next::Close;
     }
     next
@@ -439,21 +627,31 @@ async fn acquire(w: &Worker, up: &Upstream, target: &Target) -> Result<(UpConn, 
     if let Some(c) = pooled {
         return Ok((c, true));
     }
-    w.stats.upstream_connects.set(w.stats.upstream_connects.get() + 1);
+    w.stats
+        .upstream_connects
+        .set(w.stats.upstream_connects.get() + 1);
     // Connect and, for an https:// target, the TLS handshake: both within connect_timeout.
     let connect = async {
-        let s = TcpStream::connect_addr(target.addr).await.map_err(|_| Failure::Connect)?;
+        let s = TcpStream::connect_addr(target.addr)
+            .await
+            .map_err(|_| Failure::Connect)?;
         let _ = s.set_nodelay(true);
         if !target.tls {
             return Ok(UpConn::Plain(s));
         }
         let tls = up.tls.as_ref().ok_or(Failure::Connect)?;
-        let name = tls.server_name.as_deref().unwrap_or_else(|| host_of(&target.authority));
+        let name = tls
+            .server_name
+            .as_deref()
+            .unwrap_or_else(|| host_of(&target.authority));
         // Boxed: a handshake future is large and only new TLS connections need it.
         match Box::pin(ringway_tls::connect(tls.config.clone(), name, s)).await {
             Ok(t) => Ok(UpConn::Tls(Box::new(t))),
             Err(e) => {
-                tracing::warn!("TLS handshake with upstream {} failed: {e}", target.authority);
+                tracing::warn!(
+                    "TLS handshake with upstream {} failed: {e}",
+                    target.authority
+                );
                 Err(Failure::Connect)
             }
         }
@@ -493,11 +691,21 @@ async fn read_response_head(
             match response::parse(ubuf, &snap.limits, info.is_head, resp) {
                 Ok(false) => {}
                 Ok(true) if resp.status == 101 && info.upgrading => return Ok(()),
-                Ok(true) if resp.status == 101 => return Err(RelayError::upstream(Failure::Protocol(crate::h1::H1Error::Syntax))),
+                Ok(true) if resp.status == 101 => {
+                    return Err(RelayError::upstream(Failure::Protocol(
+                        crate::h1::H1Error::Syntax,
+                    )));
+                }
                 Ok(true) if resp.status < 200 => {
                     if resp.status != 100 && info.minor == 1 {
                         let mut interim = w.take_buf();
-                        write::response_head(&mut interim, ubuf, resp, Downstream::Empty, Persist::Default);
+                        write::response_head(
+                            &mut interim,
+                            ubuf,
+                            resp,
+                            Downstream::Empty,
+                            Persist::Default,
+                        );
                         let r = write_all(client, &mut interim, snap.timeouts.body_idle).await;
                         w.put_buf(interim);
                         r.map_err(RelayError::client)?;
@@ -537,14 +745,25 @@ async fn fail_before_response(
     w.put_buf(out);
     w.put_buf(ubuf);
     w.count_failure(e);
-    let Some(status) = e.status() else { return Next::Close };
+    let Some(status) = e.status() else {
+        return Next::Close;
+    };
     outcome.status = status;
     let next = if body_unread || !info.keep_alive || w.draining.get() || e.side == Side::Client {
         Next::Close
     } else {
         Next::KeepAlive
     };
-    if !respond(w, client, snap, status, e.message(), persist_for(&next, info.minor)).await {
+    if !respond(
+        w,
+        client,
+        snap,
+        status,
+        e.message(),
+        persist_for(&next, info.minor),
+    )
+    .await
+    {
         return Next::Close;
     }
     next
@@ -560,9 +779,14 @@ mod size_tests {
         let snap = crate::config::from_str(std::path::Path::new("x"), "").unwrap();
         let w = super::Worker::new(0, std::sync::Arc::new(snap));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
         let size = rt.block_on(async move {
-            let s = monoio::net::TcpStream::connect_addr(listener.local_addr().unwrap()).await.unwrap();
+            let s = monoio::net::TcpStream::connect_addr(listener.local_addr().unwrap())
+                .await
+                .unwrap();
             let peer = s.local_addr().unwrap();
             std::mem::size_of_val(&super::serve(w, super::Client::Plain(s), peer, 0))
         });

@@ -33,10 +33,16 @@ pub struct RelayError {
 
 impl RelayError {
     pub fn client(failure: Failure) -> Self {
-        RelayError { side: Side::Client, failure }
+        RelayError {
+            side: Side::Client,
+            failure,
+        }
     }
     pub fn upstream(failure: Failure) -> Self {
-        RelayError { side: Side::Upstream, failure }
+        RelayError {
+            side: Side::Upstream,
+            failure,
+        }
     }
 
     /// The status the client gets if no response head was sent yet, or `None` when nobody is left to answer.

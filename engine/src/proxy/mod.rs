@@ -3,5 +3,5 @@ pub mod conn;
 pub mod error;
 pub mod pool;
 pub mod relay;
-pub mod worker;
 pub mod stream;
+pub mod worker;

@@ -2,8 +2,8 @@
 //! LIFO reuse, bounded per target, expired by idle time. Never shared across
 //! threads, so no locks.
 
-use crate::sys::{peek_idle, Peek};
 use super::stream::Upstream as TcpStream;
+use crate::sys::{Peek, peek_idle};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,10 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(targets: usize) -> Self {
-        Pool { idle: (0..targets).map(|_| Vec::new()).collect(), ..Default::default() }
+        Pool {
+            idle: (0..targets).map(|_| Vec::new()).collect(),
+            ..Default::default()
+        }
     }
 
     /// The most recently used live connection to `target`, if any.
@@ -45,10 +48,13 @@ impl Pool {
     }
 
     pub fn put(&mut self, target: usize, stream: TcpStream, max_idle: usize) {
-        if let Some(list) = self.idle.get_mut(target) {
-            if list.len() < max_idle {
-                list.push(Idle { stream, since: Instant::now() });
-            }
+        if let Some(list) = self.idle.get_mut(target)
+            && list.len() < max_idle
+        {
+            list.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
         }
     }
 

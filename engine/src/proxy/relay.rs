@@ -2,7 +2,7 @@
 //! bodies by copy or by splice(2), and chunked bodies decoded and re-encoded.
 
 use super::error::{Failure, RelayError};
-use super::worker::{Worker, BUF_SIZE};
+use super::worker::{BUF_SIZE, Worker};
 use crate::h1::chunked::{self, ChunkedDecoder, Decoded};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::splice::{SpliceDestination, SpliceSource};
@@ -14,7 +14,11 @@ use std::time::Duration;
 const PIPE_CHUNK: u64 = 64 * 1024;
 
 /// Reads more bytes onto the end of `buf`. `Ok(0)` is end of stream.
-pub async fn read_more<S: AsyncReadRent>(s: &mut S, buf: &mut Vec<u8>, limit: Duration) -> Result<usize, Failure> {
+pub async fn read_more<S: AsyncReadRent>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<usize, Failure> {
     if buf.len() == buf.capacity() {
         buf.reserve(buf.capacity().max(BUF_SIZE / 4));
     }
@@ -34,7 +38,11 @@ pub async fn read_more<S: AsyncReadRent>(s: &mut S, buf: &mut Vec<u8>, limit: Du
 }
 
 /// Writes all of `buf` (which keeps its contents and capacity).
-pub async fn write_all<S: AsyncWriteRent>(s: &mut S, buf: &mut Vec<u8>, limit: Duration) -> Result<(), Failure> {
+pub async fn write_all<S: AsyncWriteRent>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<(), Failure> {
     let owned = std::mem::take(buf);
     match monoio::time::timeout(limit, s.write_all(owned)).await {
         Ok((res, b)) => {
@@ -104,7 +112,9 @@ pub async fn copy_exact(
             return Err(dir.src(Failure::Closed));
         }
         let take = (buf.len() as u64).min(remaining) as usize;
-        write_range(dst, buf, 0, take, idle).await.map_err(|f| dir.dst(f))?;
+        write_range(dst, buf, 0, take, idle)
+            .await
+            .map_err(|f| dir.dst(f))?;
         remaining -= take as u64;
         buf.drain(..take);
     }
@@ -143,7 +153,9 @@ pub async fn splice_exact(
     }
     // Only an empty pipe goes back to the pool; on any error above it is dropped.
     w.put_pipe((rd, wr));
-    w.stats.spliced_bytes.set(w.stats.spliced_bytes.get() + total);
+    w.stats
+        .spliced_bytes
+        .set(w.stats.spliced_bytes.get() + total);
     Ok(())
 }
 
@@ -174,7 +186,9 @@ pub async fn relay_chunked(
     loop {
         let mut pos = 0;
         loop {
-            let (n, d) = dec.decode(&sbuf[pos..]).map_err(|e| dir.src(Failure::Protocol(e)))?;
+            let (n, d) = dec
+                .decode(&sbuf[pos..])
+                .map_err(|e| dir.src(Failure::Protocol(e)))?;
             match d {
                 Decoded::Data { start, end } => {
                     let data = &sbuf[pos + start..pos + end];
@@ -184,9 +198,15 @@ pub async fn relay_chunked(
                     }
                     pos += n;
                 }
-                Decoded::Done { trailer_start, trailer_end } => {
+                Decoded::Done {
+                    trailer_start,
+                    trailer_end,
+                } => {
                     if encode == Encode::Chunked {
-                        chunked::write_last_chunk(out, &sbuf[pos + trailer_start..pos + trailer_end]);
+                        chunked::write_last_chunk(
+                            out,
+                            &sbuf[pos + trailer_start..pos + trailer_end],
+                        );
                     }
                     sbuf.drain(..pos + n);
                     if !out.is_empty() {
@@ -300,8 +320,12 @@ pub async fn tunnel(
 }
 
 /// Moves bytes one way until end of stream or error, marking activity in `last`.
-async fn pump<R, W>(w: &Worker, src: &mut R, dst: &mut W, last: &std::cell::Cell<std::time::Instant>)
-where
+async fn pump<R, W>(
+    w: &Worker,
+    src: &mut R,
+    dst: &mut W,
+    last: &std::cell::Cell<std::time::Instant>,
+) where
     R: AsyncReadRent + SpliceSource,
     W: AsyncWriteRent + SpliceDestination,
 {
@@ -319,7 +343,9 @@ where
                     Ok(m) => left -= m,
                 }
             }
-            w.stats.spliced_bytes.set(w.stats.spliced_bytes.get() + u64::from(n));
+            w.stats
+                .spliced_bytes
+                .set(w.stats.spliced_bytes.get() + u64::from(n));
         }
     }
     let mut buf = w.take_buf();

@@ -7,10 +7,10 @@
 //! future of *every* connection, plain ones included, larger — and an idle
 //! keep-alive connection costs exactly its future.
 
+use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
-use monoio::BufResult;
 use std::os::fd::{AsRawFd, RawFd};
 
 macro_rules! stream_enum {

@@ -4,15 +4,15 @@
 
 use super::conn::{Active, Outcome};
 use super::error::{Failure, RelayError, Side};
-use crate::observe::{Metrics, WorkerReport};
-use std::time::Instant;
 use super::pool::Pool;
+use crate::observe::{Metrics, WorkerReport};
 use crate::snapshot::{Snapshot, Target};
 use monoio::net::Pipe;
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Capacity of a pooled I/O buffer, in bytes.
 pub const BUF_SIZE: usize = 32 * 1024;
@@ -37,6 +37,9 @@ pub struct Stats {
 
 pub struct Worker {
     pub id: usize,
+    // An Rc around the Arc: requests clone the Rc (a plain increment), never
+    // the Arc, whose shared counter would bounce between cores.
+    #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     pub pool: RefCell<Pool>,
     /// Round-robin position per upstream.
@@ -97,9 +100,13 @@ impl Worker {
     /// Counts one finished exchange. A route index from before a reload is
     /// not counted per route (its series started over).
     pub fn record(&self, snap: &Snapshot, outcome: Outcome, started: Instant) {
-        let route = outcome.route.filter(|_| snap.generation == self.current_generation());
+        let route = outcome
+            .route
+            .filter(|_| snap.generation == self.current_generation());
         let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-        self.metrics.borrow_mut().record(route, outcome.status, micros);
+        self.metrics
+            .borrow_mut()
+            .record(route, outcome.status, micros);
     }
 
     /// Counts a failed exchange by its cause.
@@ -159,7 +166,10 @@ impl Worker {
     }
 
     pub fn take_buf(&self) -> Vec<u8> {
-        self.bufs.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+        self.bufs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
     }
 
     pub fn put_buf(&self, mut buf: Vec<u8>) {
@@ -257,6 +267,10 @@ impl Registry {
         }
     }
     fn idle_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
-        self.slots.iter().flatten().filter(|(_, idle)| *idle).map(|(fd, _)| *fd)
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|(_, idle)| *idle)
+            .map(|(fd, _)| *fd)
     }
 }

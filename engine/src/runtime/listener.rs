@@ -22,7 +22,10 @@ pub fn ensure_free(addr: SocketAddr) -> io::Result<()> {
     }
     probe.bind(&addr.into()).map_err(|e| {
         if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(e.kind(), format!("{addr} is already in use by another process"))
+            io::Error::new(
+                e.kind(),
+                format!("{addr} is already in use by another process"),
+            )
         } else {
             io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"))
         }
@@ -40,7 +43,8 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     // Accepted sockets inherit TCP_NODELAY from the listener on Linux.
     sock.set_tcp_nodelay(true)?;
     sock.set_nonblocking(true)?;
-    sock.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
+    sock.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
     sock.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(sock.into())
 }
@@ -48,7 +52,11 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// Binds `workers` listeners for every address. A port-0 address gets a
 /// port from the kernel on the first bind; the rest join that port.
 /// Returns the listeners per worker and the concrete addresses.
-pub fn bind_all(addrs: &[SocketAddr], workers: usize, backlog: u32) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>)> {
+pub fn bind_all(
+    addrs: &[SocketAddr],
+    workers: usize,
+    backlog: u32,
+) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>)> {
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for &addr in addrs {

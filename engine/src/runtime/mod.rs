@@ -44,13 +44,19 @@ impl Shared {
 
     /// The latest snapshot (a lock taken only when the generation changed).
     pub fn latest(&self) -> Arc<Snapshot> {
-        self.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 enum Event {
     Signal(i32),
-    WorkerExited { id: usize, result: Result<(), String> },
+    WorkerExited {
+        id: usize,
+        result: Result<(), String>,
+    },
 }
 
 /// A started gateway: its concrete listen addresses and how to stop it.
@@ -69,9 +75,13 @@ pub fn choose_driver(choice: DriverChoice) -> Result<Driver, String> {
     match (choice, uring) {
         (DriverChoice::Epoll, _) => Ok(Driver::Epoll),
         (_, true) => Ok(Driver::IoUring),
-        (DriverChoice::IoUring, false) => Err("driver = \"io_uring\" but io_uring cannot be set up here".into()),
+        (DriverChoice::IoUring, false) => {
+            Err("driver = \"io_uring\" but io_uring cannot be set up here".into())
+        }
         (DriverChoice::Auto, false) => {
-            warn!("io_uring is not available (kernel, seccomp, or MONOIO_FORCE_LEGACY_DRIVER); falling back to epoll");
+            warn!(
+                "io_uring is not available (kernel, seccomp, or MONOIO_FORCE_LEGACY_DRIVER); falling back to epoll"
+            );
             Ok(Driver::Epoll)
         }
     }
@@ -85,7 +95,9 @@ fn cores_for(pin: &Pin, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
             Pin::Off => None,
             Pin::Auto if ids.is_empty() => None,
             Pin::Auto => Some(ids[i % ids.len()]),
-            Pin::Cpus(list) => Some(core_affinity::CoreId { id: list[i % list.len()] }),
+            Pin::Cpus(list) => Some(core_affinity::CoreId {
+                id: list[i % list.len()],
+            }),
         })
         .collect()
 }
@@ -94,24 +106,36 @@ fn cores_for(pin: &Pin, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
 pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let driver = choose_driver(snapshot.driver)?;
     let (listeners, addrs) =
-        listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog).map_err(|e| e.to_string())?;
+        listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog)
+            .map_err(|e| e.to_string())?;
     let shared = Arc::new(Shared::new(snapshot.clone()));
     if let Some(admin) = snapshot.admin {
         listener::ensure_free(admin).map_err(|e| format!("admin listener: {e}"))?;
-        let l = std::net::TcpListener::bind(admin).map_err(|e| format!("admin listener {admin}: {e}"))?;
+        let l = std::net::TcpListener::bind(admin)
+            .map_err(|e| format!("admin listener {admin}: {e}"))?;
         let bound = l.local_addr().map_err(|e| e.to_string())?;
-        crate::observe::admin::spawn(l, shared.clone()).map_err(|e| format!("admin thread: {e}"))?;
+        crate::observe::admin::spawn(l, shared.clone())
+            .map_err(|e| format!("admin thread: {e}"))?;
         info!("admin endpoint on {bound}");
     }
     let (tx, rx) = mpsc::channel();
     let cores = cores_for(&snapshot.pin, snapshot.workers);
     for (id, (listeners, core)) in listeners.into_iter().zip(cores).enumerate() {
-        let spec = WorkerSpec { id, core, driver, listeners, snapshot: snapshot.clone(), shared: shared.clone() };
+        let spec = WorkerSpec {
+            id,
+            core,
+            driver,
+            listeners,
+            snapshot: snapshot.clone(),
+            shared: shared.clone(),
+        };
         let tx = tx.clone();
         std::thread::Builder::new()
             .name(format!("ringway-w{id}"))
             .spawn(move || {
-                let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(spec))) {
+                let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker::run(spec)
+                })) {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(p) => Err(format!("panicked: {}", catch::panic_message(&*p))),
@@ -141,11 +165,16 @@ impl Running {
         match crate::config::load(&current.source) {
             Err(e) => {
                 self.shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                error!("reload failed; keeping generation {}:\n{e}", current.generation);
+                error!(
+                    "reload failed; keeping generation {}:\n{e}",
+                    current.generation
+                );
             }
             Ok(mut next) => {
                 if next.listen != current.listen || next.workers != current.workers {
-                    warn!("reload: `listen` and `workers` changes need a restart; keeping the running listeners and workers");
+                    warn!(
+                        "reload: `listen` and `workers` changes need a restart; keeping the running listeners and workers"
+                    );
                 }
                 next.generation = current.generation + 1;
                 next.listen = current.listen.clone();
@@ -153,16 +182,25 @@ impl Running {
                 // Listeners stay: their certificates are re-read in place (new
                 // handshakes get the new files, open connections keep theirs).
                 let files = |t: &Option<Arc<ringway_tls::ServerTls>>| {
-                    t.as_ref().map(|t| t.certificates().into_iter().map(|c| c.file).collect::<Vec<_>>())
+                    t.as_ref().map(|t| {
+                        t.certificates()
+                            .into_iter()
+                            .map(|c| c.file)
+                            .collect::<Vec<_>>()
+                    })
                 };
-                for (i, (running, wanted)) in current.listen_tls.iter().zip(&next.listen_tls).enumerate() {
+                for (i, (running, wanted)) in
+                    current.listen_tls.iter().zip(&next.listen_tls).enumerate()
+                {
                     if files(running) != files(wanted) {
-                        warn!("reload: listen[{i}] TLS files changed; that needs a restart (the running files are re-read)");
+                        warn!(
+                            "reload: listen[{i}] TLS files changed; that needs a restart (the running files are re-read)"
+                        );
                     }
-                    if let Some(t) = running {
-                        if let Err(e) = t.reload() {
-                            error!("reload: listen[{i}] certificates kept: {e}");
-                        }
+                    if let Some(t) = running
+                        && let Err(e) = t.reload()
+                    {
+                        error!("reload: listen[{i}] certificates kept: {e}");
                     }
                 }
                 next.listen_tls = current.listen_tls.clone();
@@ -209,7 +247,9 @@ impl Running {
         loop {
             let ev = match drain_started {
                 // Workers stop by themselves at shutdown_timeout; this is the backstop.
-                Some(t) => match self.events.recv_timeout((self.shutdown_timeout + Duration::from_secs(5)).saturating_sub(t.elapsed())) {
+                Some(t) => match self.events.recv_timeout(
+                    (self.shutdown_timeout + Duration::from_secs(5)).saturating_sub(t.elapsed()),
+                ) {
                     Ok(ev) => ev,
                     Err(_) => {
                         warn!("workers did not stop within shutdown_timeout; exiting");
@@ -228,7 +268,10 @@ impl Running {
                         warn!("second signal {sig}: exiting without waiting");
                         return 0;
                     }
-                    info!("signal {sig}: draining (stop accepting, finish in-flight requests, up to {:?})", self.shutdown_timeout);
+                    info!(
+                        "signal {sig}: draining (stop accepting, finish in-flight requests, up to {:?})",
+                        self.shutdown_timeout
+                    );
                     drain_started = Some(Instant::now());
                     self.drain();
                 }

@@ -1,17 +1,17 @@
 //! One worker thread: pin, build its monoio runtime, accept and serve until drained.
 
-use super::catch::{panic_message, CatchUnwind};
 use super::Shared;
+use super::catch::{CatchUnwind, panic_message};
+use crate::proxy::stream::Client;
 use crate::proxy::{conn, worker::Worker};
 use crate::snapshot::Snapshot;
 use monoio::io::Canceller;
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use crate::proxy::stream::Client;
 use tracing::{debug, error, info, warn};
 
 /// io_uring submission queue entries per worker.
@@ -50,22 +50,34 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
     let pinned = match spec.core {
         Some(c) if core_affinity::set_for_current(c) => format!("core {}", c.id),
         Some(c) => {
-            warn!(worker = spec.id, "could not pin to core {}; running unpinned", c.id);
+            warn!(
+                worker = spec.id,
+                "could not pin to core {}; running unpinned", c.id
+            );
             "unpinned".to_string()
         }
         None => "unpinned".to_string(),
     };
     let mut driver = spec.driver;
     if driver == Driver::IoUring {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().with_entries(RING_ENTRIES).build() {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .with_entries(RING_ENTRIES)
+            .build()
+        {
             Ok(mut rt) => return rt.block_on(main(spec, pinned, driver)),
             Err(e) => {
-                warn!(worker = spec.id, "io_uring runtime failed to start ({e}); this worker falls back to epoll");
+                warn!(
+                    worker = spec.id,
+                    "io_uring runtime failed to start ({e}); this worker falls back to epoll"
+                );
                 driver = Driver::Epoll;
             }
         }
     }
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build()?;
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
     rt.block_on(main(spec, pinned, driver))
 }
 
@@ -78,11 +90,27 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         let l = monoio::net::TcpListener::from_std(l)?;
         // Each worker gets its own rustls config: shared certificates and
         // ticket keys, but its own session cache.
-        let tls = spec.snapshot.listen_tls.get(i).cloned().flatten().map(|t| t.worker_config());
-        addrs.push(format!("{}{}", l.local_addr()?, if tls.is_some() { " (tls)" } else { "" }));
+        let tls = spec
+            .snapshot
+            .listen_tls
+            .get(i)
+            .cloned()
+            .flatten()
+            .map(|t| t.worker_config());
+        addrs.push(format!(
+            "{}{}",
+            l.local_addr()?,
+            if tls.is_some() { " (tls)" } else { "" }
+        ));
         monoio::spawn(accept_loop(w.clone(), l, canceller.clone(), tls));
     }
-    info!(worker = spec.id, "worker {} on {pinned}, driver {}, listening on {}", spec.id, driver.name(), addrs.join(", "));
+    info!(
+        worker = spec.id,
+        "worker {} on {pinned}, driver {}, listening on {}",
+        spec.id,
+        driver.name(),
+        addrs.join(", ")
+    );
     monoio::spawn(sweep_loop(w.clone()));
 
     let mut generation = spec.shared.generation.load(Ordering::Acquire);
@@ -93,7 +121,13 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         if wanted != scrape {
             scrape = wanted;
             let report = w.report();
-            if let Some(slot) = spec.shared.reports.lock().unwrap_or_else(|e| e.into_inner()).get_mut(spec.id) {
+            if let Some(slot) = spec
+                .shared
+                .reports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(spec.id)
+            {
                 *slot = Some((wanted, report));
             }
         }
@@ -101,7 +135,10 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         if g != generation {
             generation = g;
             w.install(spec.shared.latest());
-            info!(worker = spec.id, "worker {} serves config generation {g}", spec.id);
+            info!(
+                worker = spec.id,
+                "worker {} serves config generation {g}", spec.id
+            );
         }
     }
     // Drain: stop accepting, close idle keep-alive connections, let the rest finish.
@@ -161,7 +198,12 @@ async fn accept_loop(
             let outcome = CatchUnwind::new(async {
                 let client = match tls {
                     None => Client::Plain(stream),
-                    Some(cfg) => match monoio::time::timeout(handshake_limit, ringway_tls::accept(cfg, stream)).await {
+                    Some(cfg) => match monoio::time::timeout(
+                        handshake_limit,
+                        ringway_tls::accept(cfg, stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => Client::Tls(Box::new(s)),
                         Ok(Err(e)) => {
                             w2.stats.tls_failures.set(w2.stats.tls_failures.get() + 1);
