@@ -41,17 +41,30 @@ fn small() -> Table {
         ("GET", "/static/css/site/main.css"),
         ("POST", "/legacy/api/thing"),
     ];
-    Table { name: "10_routes", routes, requests: requests.iter().map(|(m, p)| (*m, p.to_string())).collect() }
+    Table {
+        name: "10_routes",
+        routes,
+        requests: requests.iter().map(|(m, p)| (*m, p.to_string())).collect(),
+    }
 }
 
 fn rest() -> Table {
     let mut routes = Vec::new();
     for r in 0..50 {
         routes.push(RouteSpec::new(&format!("/v1/res{r}"), &["GET", "POST"]));
-        routes.push(RouteSpec::new(&format!("/v1/res{r}/{{id}}"), &["GET", "PUT", "DELETE"]));
+        routes.push(RouteSpec::new(
+            &format!("/v1/res{r}/{{id}}"),
+            &["GET", "PUT", "DELETE"],
+        ));
         for s in 0..9 {
-            routes.push(RouteSpec::new(&format!("/v1/res{r}/{{id}}/sub{s}"), &["GET", "POST"]));
-            routes.push(RouteSpec::new(&format!("/v1/res{r}/{{id}}/sub{s}/{{subId}}"), &["GET", "PUT"]));
+            routes.push(RouteSpec::new(
+                &format!("/v1/res{r}/{{id}}/sub{s}"),
+                &["GET", "POST"],
+            ));
+            routes.push(RouteSpec::new(
+                &format!("/v1/res{r}/{{id}}/sub{s}/{{subId}}"),
+                &["GET", "PUT"],
+            ));
         }
     }
     routes.push(RouteSpec::new("/v1/{proxy+}", &["ANY"]));
@@ -65,7 +78,11 @@ fn rest() -> Table {
         ("GET", "/v1/unknown/path"),
         ("GET", "/v1/res40/1/sub5/2"),
     ];
-    Table { name: "1000_routes", routes, requests: requests.iter().map(|(m, p)| (*m, p.to_string())).collect() }
+    Table {
+        name: "1000_routes",
+        routes,
+        requests: requests.iter().map(|(m, p)| (*m, p.to_string())).collect(),
+    }
 }
 
 /// Every literal/param combination over 8 levels ends in `end`; only the
@@ -82,11 +99,19 @@ fn worst() -> Table {
                 path.push_str(&format!("/s{i}"));
             }
         }
-        path.push_str(if mask == (1 << DEPTH) - 1 { "/last" } else { "/end" });
+        path.push_str(if mask == (1 << DEPTH) - 1 {
+            "/last"
+        } else {
+            "/end"
+        });
         routes.push(RouteSpec::new(&path, &["GET"]));
     }
     let requests = vec![("GET", "/s0/s1/s2/s3/s4/s5/s6/s7/last".to_string())];
-    Table { name: "worst_backtracking", routes, requests }
+    Table {
+        name: "worst_backtracking",
+        routes,
+        requests,
+    }
 }
 
 fn matchit_router(routes: &[RouteSpec]) -> matchit::Router<Vec<(String, usize)>> {
@@ -105,7 +130,9 @@ fn matchit_router(routes: &[RouteSpec]) -> matchit::Router<Vec<(String, usize)>>
     }
     let mut router = matchit::Router::new();
     for (path, list) in by_path {
-        router.insert(path.as_str(), list).unwrap_or_else(|e| panic!("matchit {path}: {e}"));
+        router
+            .insert(path.as_str(), list)
+            .unwrap_or_else(|e| panic!("matchit {path}: {e}"));
     }
     router
 }
@@ -122,7 +149,10 @@ fn bench(c: &mut Criterion) {
             };
             let b = theirs.at(path).ok().and_then(|m| {
                 let list = m.value;
-                list.iter().find(|(x, _)| x == method).or_else(|| list.iter().find(|(x, _)| x == "ANY")).map(|e| e.1)
+                list.iter()
+                    .find(|(x, _)| x == method)
+                    .or_else(|| list.iter().find(|(x, _)| x == "ANY"))
+                    .map(|e| e.1)
             });
             assert_eq!(a, b, "{} {method} {path}", table.name);
         }
@@ -132,7 +162,11 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for (method, path) in &table.requests {
                     let host: Option<&[u8]> = Some(b"api.example.com");
-                    black_box(ours.find(black_box(method.as_bytes()), host, black_box(path.as_bytes())));
+                    black_box(ours.find(
+                        black_box(method.as_bytes()),
+                        host,
+                        black_box(path.as_bytes()),
+                    ));
                 }
             })
         });

@@ -23,7 +23,8 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
     if !addr.ip().is_loopback() {
         bail!("only loopback targets: {addr}");
     }
-    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).with_context(|| format!("connect {addr}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     s.set_nodelay(true)?;
@@ -53,7 +54,9 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .context("response has no Content-Length")?;
     let mut have = buf.len() - head_end;
@@ -68,7 +71,11 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
 }
 
 /// Waits until `addr` answers a GET with 200, or `timeout` passes.
-pub fn wait_ready(addr: SocketAddr, timeout: Duration, alive: &mut dyn FnMut() -> bool) -> Result<()> {
+pub fn wait_ready(
+    addr: SocketAddr,
+    timeout: Duration,
+    alive: &mut dyn FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
     for _ in 0..10_000 {
@@ -135,7 +142,11 @@ pub fn park(addr: SocketAddr, count: usize, deadline: Instant) -> Parked {
             })
         })
         .collect();
-    let mut parked = Parked { conns: Vec::with_capacity(count), failures: 0, first_error: None };
+    let mut parked = Parked {
+        conns: Vec::with_capacity(count),
+        failures: 0,
+        first_error: None,
+    };
     for h in handles {
         if let Ok((c, f, e)) = h.join() {
             parked.conns.extend(c);

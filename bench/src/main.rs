@@ -134,13 +134,19 @@ fn compare(args: CompareArgs) -> Result<()> {
     let started = Instant::now();
     let start_date = setup::utc_now();
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
-    let duration = args.duration.unwrap_or(Duration::from_secs(if args.quick { 2 } else { 5 }));
-    let warmup = args.warmup.unwrap_or(Duration::from_millis(if args.quick { 500 } else { 1000 }));
+    let duration = args
+        .duration
+        .unwrap_or(Duration::from_secs(if args.quick { 2 } else { 5 }));
+    let warmup = args
+        .warmup
+        .unwrap_or(Duration::from_millis(if args.quick { 500 } else { 1000 }));
     if runs == 0 || runs > MAX_RUNS {
         bail!("--runs must be 1..={MAX_RUNS}");
     }
     if duration.is_zero() || duration > MAX_DURATION || warmup > MAX_DURATION {
-        bail!("--duration must be over 0 and at most {MAX_DURATION:?}; --warmup at most {MAX_DURATION:?}");
+        bail!(
+            "--duration must be over 0 and at most {MAX_DURATION:?}; --warmup at most {MAX_DURATION:?}"
+        );
     }
     if args.workers == 0 || args.load_threads == 0 {
         bail!("--workers and --load-threads must be at least 1");
@@ -154,7 +160,12 @@ fn compare(args: CompareArgs) -> Result<()> {
         bail!("--rate must be a positive number of requests per second");
     }
 
-    let mut targets = vec![Target::Ringway, Target::Nginx, Target::Haproxy, Target::Direct];
+    let mut targets = vec![
+        Target::Ringway,
+        Target::Nginx,
+        Target::Haproxy,
+        Target::Direct,
+    ];
     if let Some(only) = &args.targets {
         for name in only {
             if !targets.iter().any(|t| t.name() == name) {
@@ -168,7 +179,10 @@ fn compare(args: CompareArgs) -> Result<()> {
         for key in only {
             if !scenarios.iter().any(|s| s.key == key) {
                 let keys: Vec<_> = scenarios.iter().map(|s| s.key).collect();
-                bail!("--scenarios: unknown scenario '{key}' ({})", keys.join(", "));
+                bail!(
+                    "--scenarios: unknown scenario '{key}' ({})",
+                    keys.join(", ")
+                );
             }
         }
         scenarios.retain(|s| only.iter().any(|k| k == s.key));
@@ -177,17 +191,28 @@ fn compare(args: CompareArgs) -> Result<()> {
     process::install_stop_handler();
     let nofile = setup::raise_nofile();
     eprintln!("bench: RLIMIT_NOFILE {nofile}");
-    if (nofile as usize) < args.idle_conns + 1000 && scenarios.iter().any(|s| matches!(s.kind, Kind::Idle { .. })) {
-        eprintln!("bench: warning: RLIMIT_NOFILE {nofile} is low for {} idle connections", args.idle_conns);
+    if (nofile as usize) < args.idle_conns + 1000
+        && scenarios
+            .iter()
+            .any(|s| matches!(s.kind, Kind::Idle { .. }))
+    {
+        eprintln!(
+            "bench: warning: RLIMIT_NOFILE {nofile} is low for {} idle connections",
+            args.idle_conns
+        );
     }
     let (ringway, load) = setup::ringway_binaries()?;
     let nginx = if targets.contains(&Target::Nginx) {
-        setup::ensure_program("nginx").map_err(|e| eprintln!("bench: {e:#}; nginx will be reported as failed")).ok()
+        setup::ensure_program("nginx")
+            .map_err(|e| eprintln!("bench: {e:#}; nginx will be reported as failed"))
+            .ok()
     } else {
         None
     };
     let haproxy = if targets.contains(&Target::Haproxy) {
-        setup::ensure_program("haproxy").map_err(|e| eprintln!("bench: {e:#}; haproxy will be reported as failed")).ok()
+        setup::ensure_program("haproxy")
+            .map_err(|e| eprintln!("bench: {e:#}; haproxy will be reported as failed"))
+            .ok()
     } else {
         None
     };
@@ -196,7 +221,11 @@ fn compare(args: CompareArgs) -> Result<()> {
 
     let nproc = setup::cpu_count();
     let (proxy_cpus, load_cpus, pinning) = if args.no_pin || nproc < 2 {
-        let why = if args.no_pin { "off (--no-pin)" } else { "off (fewer than 2 CPUs)" };
+        let why = if args.no_pin {
+            "off (--no-pin)"
+        } else {
+            "off (fewer than 2 CPUs)"
+        };
         (Vec::new(), Vec::new(), why.to_string())
     } else {
         let n_proxy = args.workers.min(nproc - 1);
@@ -219,7 +248,8 @@ fn compare(args: CompareArgs) -> Result<()> {
     std::fs::create_dir_all(&bin_dir)?;
     let gateway = bin_dir.join("rw-gateway");
     let load_copy = bin_dir.join("rw-load");
-    std::fs::copy(&ringway, &gateway).with_context(|| format!("cannot copy {}", ringway.display()))?;
+    std::fs::copy(&ringway, &gateway)
+        .with_context(|| format!("cannot copy {}", ringway.display()))?;
     std::fs::copy(&load, &load_copy).with_context(|| format!("cannot copy {}", load.display()))?;
     let post_body_file = scratch.0.join("post-body.bin");
     std::fs::write(&post_body_file, vec![b'x'; scenario::POST_BYTES])?;
@@ -227,13 +257,20 @@ fn compare(args: CompareArgs) -> Result<()> {
     let origins = origin::Origins::start(
         &gateway,
         &scratch.0.join("origin"),
-        &[scenario::SMALL_RESPONSE_BYTES, scenario::LARGE_RESPONSE_BYTES],
+        &[
+            scenario::SMALL_RESPONSE_BYTES,
+            scenario::LARGE_RESPONSE_BYTES,
+        ],
         &load_cpus,
     )?;
     eprintln!("bench: origins on {}", origins.describe());
 
     let bench = Bench {
-        programs: Programs { ringway: gateway, nginx, haproxy },
+        programs: Programs {
+            ringway: gateway,
+            nginx,
+            haproxy,
+        },
         load: load_copy,
         work_dir: scratch.0.join("runs"),
         workers: args.workers,
@@ -251,17 +288,26 @@ fn compare(args: CompareArgs) -> Result<()> {
     let mut closed_loop_floor: Option<(f64, String)> = None;
     for sc in &scenarios {
         let (rate, rate_basis) = match sc.kind {
-            Kind::Load { open_loop: true, .. } => match (args.rate, &closed_loop_floor) {
+            Kind::Load {
+                open_loop: true, ..
+            } => match (args.rate, &closed_loop_floor) {
                 (Some(r), _) => (Some(r), Some("set with --rate".to_string())),
                 (None, Some((r, who))) => (
                     Some((r * OPEN_LOOP_SHARE).round()),
-                    Some(format!("{:.0}% of the slowest get-64 run of any proxy, {who}", OPEN_LOOP_SHARE * 100.0)),
+                    Some(format!(
+                        "{:.0}% of the slowest get-64 run of any proxy, {who}",
+                        OPEN_LOOP_SHARE * 100.0
+                    )),
                 ),
-                (None, None) => (Some(OPEN_LOOP_FALLBACK_RATE), Some("fixed fallback: no get-64 rate measured".into())),
+                (None, None) => (
+                    Some(OPEN_LOOP_FALLBACK_RATE),
+                    Some("fixed fallback: no get-64 rate measured".into()),
+                ),
             },
             _ => (None, None),
         };
-        let mut records: Vec<(Target, Vec<RunRecord>)> = targets.iter().map(|&t| (t, Vec::new())).collect();
+        let mut records: Vec<(Target, Vec<RunRecord>)> =
+            targets.iter().map(|&t| (t, Vec::new())).collect();
         if !matches!(sc.kind, Kind::Unavailable { .. }) {
             for run in 0..runs {
                 for (target, recs) in &mut records {
@@ -269,7 +315,14 @@ fn compare(args: CompareArgs) -> Result<()> {
                         continue;
                     }
                     seq += 1;
-                    eprint!("bench: [{:>4.0}s] {} run {}/{} {:<8} ", started.elapsed().as_secs_f64(), sc.key, run + 1, runs, target.name());
+                    eprint!(
+                        "bench: [{:>4.0}s] {} run {}/{} {:<8} ",
+                        started.elapsed().as_secs_f64(),
+                        sc.key,
+                        run + 1,
+                        runs,
+                        target.name()
+                    );
                     let r = bench.run(&sc.kind, rate, *target, run, seq);
                     eprintln!("{}", one_line(&r));
                     if process::stop_requested() {
@@ -281,7 +334,9 @@ fn compare(args: CompareArgs) -> Result<()> {
         }
         let targets_summary: Vec<TargetSummary> = records
             .into_iter()
-            .filter(|(t, recs)| !(matches!(sc.kind, Kind::Idle { .. }) && *t == Target::Direct && recs.is_empty()))
+            .filter(|(t, recs)| {
+                !(matches!(sc.kind, Kind::Idle { .. }) && *t == Target::Direct && recs.is_empty())
+            })
             .map(|(t, recs)| TargetSummary::from_records(t, recs))
             .collect();
         if sc.key == "get-64" {
@@ -292,16 +347,29 @@ fn compare(args: CompareArgs) -> Result<()> {
                 .min_by(|a, b| a.0.total_cmp(&b.0))
                 .map(|(r, name)| (r, format!("{name} at {r:.0} req/s")));
         }
-        summaries.push(ScenarioSummary { scenario: sc.clone(), rate, rate_basis, targets: targets_summary });
+        summaries.push(ScenarioSummary {
+            scenario: sc.clone(),
+            rate,
+            rate_basis,
+            targets: targets_summary,
+        });
     }
 
-    let all_keys: Vec<&str> = scenario::all(args.idle_conns).iter().map(|s| s.key).collect();
+    let all_keys: Vec<&str> = scenario::all(args.idle_conns)
+        .iter()
+        .map(|s| s.key)
+        .collect();
     let ran: Vec<&str> = scenarios.iter().map(|s| s.key).collect();
     let scope = if ran.len() == all_keys.len() && targets.len() == 4 {
         format!("all scenarios ({}) and all targets", ran.join(", "))
     } else {
         let names: Vec<_> = targets.iter().map(|t| t.name()).collect();
-        format!("scenarios {} of {}; targets {}", ran.join(", "), all_keys.join(", "), names.join(", "))
+        format!(
+            "scenarios {} of {}; targets {}",
+            ran.join(", "),
+            all_keys.join(", "),
+            names.join(", ")
+        )
     };
     let command = format!(
         "cargo run --release -p ringway-bench -- {}",
@@ -323,22 +391,33 @@ fn compare(args: CompareArgs) -> Result<()> {
         elapsed_s: started.elapsed().as_secs_f64(),
         scenarios: summaries,
     };
-    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let md = report.markdown();
     let write = |name: &str, text: &str| {
         let p = args.out_dir.join(name);
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
     };
     write("latest.md", &md)?;
-    write("latest.json", &(serde_json::to_string_pretty(&report)? + "\n"))?;
+    write(
+        "latest.json",
+        &(serde_json::to_string_pretty(&report)? + "\n"),
+    )?;
     write("latest.svg", &svg::plot(&report))?;
     println!("{md}");
-    eprintln!("bench: wrote {}/latest.{{md,json,svg}} in {:.0} s", args.out_dir.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "bench: wrote {}/latest.{{md,json,svg}} in {:.0} s",
+        args.out_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 fn cpu_list(cpus: &[usize]) -> String {
-    cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    cpus.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A progress line for one run.
@@ -348,7 +427,11 @@ fn one_line(r: &RunRecord) -> String {
     }
     let g = |k: &str| r.metrics.get(k).copied().unwrap_or(f64::NAN);
     let mut s = if r.metrics.contains_key("kib_per_conn") {
-        format!("{:.0} conns, {:.2} KiB/conn", g("idle_conns"), g("kib_per_conn"))
+        format!(
+            "{:.0} conns, {:.2} KiB/conn",
+            g("idle_conns"),
+            g("kib_per_conn")
+        )
     } else {
         format!(
             "{:>8.0} req/s  p99 {:>7.2} ms  cpu {:>5.2} s  {:>8.0} req/cpu-s",

@@ -12,9 +12,9 @@ use anyhow::{Context as _, Result, bail};
 use crate::idle;
 use crate::origin::Origins;
 use crate::process::{self, Guard};
-use crate::scenario::{LARGE_RESPONSE_BYTES, SMALL_RESPONSE_BYTES};
 use crate::proxy::{self, Programs, Target};
 use crate::scenario::Kind;
+use crate::scenario::{LARGE_RESPONSE_BYTES, SMALL_RESPONSE_BYTES};
 
 /// The load generator gets this long past its own duration before it is killed.
 const LOAD_GRACE: Duration = Duration::from_secs(30);
@@ -42,9 +42,17 @@ impl std::error::Error for Interrupted {}
 
 /// Fails the run as a proxy crash, or as an interruption when the process
 /// was stopped by a signal the suite did not send.
-fn died(target: Target, when: &str, status: std::process::ExitStatus, log_tail: String) -> anyhow::Error {
+fn died(
+    target: Target,
+    when: &str,
+    status: std::process::ExitStatus,
+    log_tail: String,
+) -> anyhow::Error {
     if process::stopped_from_outside(status) {
-        anyhow::Error::new(Interrupted(format!("{} stopped {when} ({status})\n{log_tail}", target.name())))
+        anyhow::Error::new(Interrupted(format!(
+            "{} stopped {when} ({status})\n{log_tail}",
+            target.name()
+        )))
     } else {
         anyhow::anyhow!("{} died {when} ({status})\n{log_tail}", target.name())
     }
@@ -95,11 +103,21 @@ impl Bench {
     /// Runs `kind` once against `target`; failures become a record, never
     /// an error, so the suite goes on. A run interrupted from outside is
     /// tried again (at most [`MAX_ATTEMPTS`] times).
-    pub fn run(&self, kind: &Kind, rate: Option<f64>, target: Target, run: usize, seq: usize) -> RunRecord {
+    pub fn run(
+        &self,
+        kind: &Kind,
+        rate: Option<f64>,
+        target: Target,
+        run: usize,
+        seq: usize,
+    ) -> RunRecord {
         let mut interruptions = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
             let mut record = self.run_once(kind, rate, target, run, &format!("{seq:03}-{attempt}"));
-            let interrupted = record.failure.as_ref().is_some_and(|f| f.starts_with("interrupted from outside"))
+            let interrupted = record
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.starts_with("interrupted from outside"))
                 && !process::stop_requested();
             if interrupted && attempt < MAX_ATTEMPTS {
                 let why = record.failure.take().unwrap_or_default();
@@ -108,19 +126,44 @@ impl Bench {
                 continue;
             }
             for i in interruptions {
-                record.notes.push(format!("an earlier attempt was discarded: {i}"));
+                record
+                    .notes
+                    .push(format!("an earlier attempt was discarded: {i}"));
             }
             return record;
         }
         unreachable!("the last attempt always returns")
     }
 
-    fn run_once(&self, kind: &Kind, rate: Option<f64>, target: Target, run: usize, tag: &str) -> RunRecord {
-        let short = if target == Target::Ringway { "rw" } else { target.name() };
+    fn run_once(
+        &self,
+        kind: &Kind,
+        rate: Option<f64>,
+        target: Target,
+        run: usize,
+        tag: &str,
+    ) -> RunRecord {
+        let short = if target == Target::Ringway {
+            "rw"
+        } else {
+            target.name()
+        };
         let dir = self.work_dir.join(format!("{tag}-{short}"));
-        let mut record = RunRecord { target, run, metrics: Metrics::new(), failure: None, notes: Vec::new() };
+        let mut record = RunRecord {
+            target,
+            run,
+            metrics: Metrics::new(),
+            failure: None,
+            notes: Vec::new(),
+        };
         let result = match kind {
-            Kind::Load { connections, keepalive, post_bytes, large_responses, open_loop } => {
+            Kind::Load {
+                connections,
+                keepalive,
+                post_bytes,
+                large_responses,
+                open_loop,
+            } => {
                 let spec = LoadSpec {
                     connections: *connections,
                     keepalive: *keepalive,
@@ -143,10 +186,27 @@ impl Bench {
         record
     }
 
-    fn run_load(&self, spec: &LoadSpec, target: Target, dir: &Path, record: &mut RunRecord) -> Result<()> {
-        let body = if spec.large_responses { LARGE_RESPONSE_BYTES } else { SMALL_RESPONSE_BYTES };
+    fn run_load(
+        &self,
+        spec: &LoadSpec,
+        target: Target,
+        dir: &Path,
+        record: &mut RunRecord,
+    ) -> Result<()> {
+        let body = if spec.large_responses {
+            LARGE_RESPONSE_BYTES
+        } else {
+            SMALL_RESPONSE_BYTES
+        };
         let upstream = self.origins.addr(body)?;
-        let mut running = proxy::start(target, &self.programs, dir, upstream, self.workers, &self.proxy_cpus)?;
+        let mut running = proxy::start(
+            target,
+            &self.programs,
+            dir,
+            upstream,
+            self.workers,
+            &self.proxy_cpus,
+        )?;
         std::fs::create_dir_all(dir)?;
         if !self.warmup.is_zero() {
             // A separate warm-up invocation, so the CPU counted below is
@@ -189,7 +249,12 @@ impl Bench {
         let errors = num(&report["errors"]["total"]);
         let non_2xx: f64 = report["status"]
             .as_object()
-            .map(|s| s.iter().filter(|(code, _)| !code.starts_with('2')).map(|(_, n)| num(n)).sum())
+            .map(|s| {
+                s.iter()
+                    .filter(|(code, _)| !code.starts_with('2'))
+                    .map(|(_, n)| num(n))
+                    .sum()
+            })
             .unwrap_or(0.0);
         m.insert("errors".into(), errors + non_2xx);
         if errors > 0.0 {
@@ -202,10 +267,14 @@ impl Bench {
                         .collect()
                 })
                 .unwrap_or_default();
-            record.notes.push(format!("load generator errors: {}", kinds.join(", ")));
+            record
+                .notes
+                .push(format!("load generator errors: {}", kinds.join(", ")));
         }
         if non_2xx > 0.0 {
-            record.notes.push(format!("non-2xx responses: {}", report["status"]));
+            record
+                .notes
+                .push(format!("non-2xx responses: {}", report["status"]));
         }
         if let Some(behind) = report["behind_schedule_ms"].as_f64()
             && behind > 0.0
@@ -221,7 +290,10 @@ impl Bench {
             m.insert("proxy_cpu_pct".into(), cpu / wall * 100.0);
             if let (Some(b0), Some(b1)) = (busy_before, busy_after) {
                 let capacity = wall * self.proxy_cpus.len() as f64;
-                m.insert("others_on_proxy_cpus_pct".into(), ((b1 - b0 - cpu) / capacity * 100.0).max(0.0));
+                m.insert(
+                    "others_on_proxy_cpus_pct".into(),
+                    ((b1 - b0 - cpu) / capacity * 100.0).max(0.0),
+                );
             }
             if cpu > 0.0 {
                 m.insert("req_per_cpu_s".into(), requests / cpu);
@@ -231,7 +303,10 @@ impl Bench {
         if let (Some(b0), Some(b1)) = (load_busy_before, load_busy_after) {
             let capacity = wall * self.load_cpus.len() as f64;
             let ours = ours_after - ours_before;
-            m.insert("others_on_load_cpus_pct".into(), ((b1 - b0 - ours) / capacity * 100.0).max(0.0));
+            m.insert(
+                "others_on_load_cpus_pct".into(),
+                ((b1 - b0 - ours) / capacity * 100.0).max(0.0),
+            );
         }
         if let Some(behind) = m.get("behind_schedule_ms").copied()
             && behind > BEHIND_NOTE_MS
@@ -245,10 +320,13 @@ impl Bench {
         }
         if let Some(mut g) = running.guard.take() {
             match g.stop() {
-                None => record.notes.push(format!("{} did not exit within 3 s of SIGTERM (killed)", target.name())),
-                Some(s) if !process::stopped_from_outside(s) => {
-                    record.notes.push(format!("{} exited with {s} after SIGTERM", target.name()))
-                }
+                None => record.notes.push(format!(
+                    "{} did not exit within 3 s of SIGTERM (killed)",
+                    target.name()
+                )),
+                Some(s) if !process::stopped_from_outside(s) => record
+                    .notes
+                    .push(format!("{} exited with {s} after SIGTERM", target.name())),
                 Some(_) => {}
             }
         }
@@ -256,7 +334,14 @@ impl Bench {
     }
 
     /// One ringway-load invocation; returns its JSON report.
-    fn load_once(&self, spec: &LoadSpec, addr: SocketAddr, duration: Duration, dir: &Path, tag: &str) -> Result<serde_json::Value> {
+    fn load_once(
+        &self,
+        spec: &LoadSpec,
+        addr: SocketAddr,
+        duration: Duration,
+        dir: &Path,
+        tag: &str,
+    ) -> Result<serde_json::Value> {
         if !addr.ip().is_loopback() {
             bail!("only loopback targets: {addr}");
         }
@@ -276,7 +361,10 @@ impl Bench {
             cmd.arg("--rate").arg(format!("{rate:.0}"));
         }
         if spec.post {
-            cmd.arg("-m").arg("POST").arg("--body-file").arg(&self.post_body_file);
+            cmd.arg("-m")
+                .arg("POST")
+                .arg("--body-file")
+                .arg(&self.post_body_file);
         }
         if !spec.keepalive {
             cmd.arg("--no-keepalive");
@@ -292,7 +380,11 @@ impl Bench {
                 bail!("stopped by signal");
             }
             if Instant::now() >= deadline {
-                bail!("ringway-load did not finish in {:?}\n{}", duration + LOAD_GRACE, guard.log_tail());
+                bail!(
+                    "ringway-load did not finish in {:?}\n{}",
+                    duration + LOAD_GRACE,
+                    guard.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -302,17 +394,35 @@ impl Bench {
             }
             bail!("ringway-load failed ({status})\n{}", guard.log_tail());
         }
-        let text = std::fs::read_to_string(&json).with_context(|| format!("ringway-load wrote no {}", json.display()))?;
+        let text = std::fs::read_to_string(&json)
+            .with_context(|| format!("ringway-load wrote no {}", json.display()))?;
         serde_json::from_str(&text).context("ringway-load JSON does not parse")
     }
 
-    fn run_idle(&self, count: usize, target: Target, dir: &Path, record: &mut RunRecord) -> Result<()> {
+    fn run_idle(
+        &self,
+        count: usize,
+        target: Target,
+        dir: &Path,
+        record: &mut RunRecord,
+    ) -> Result<()> {
         if target == Target::Direct {
             bail!("not measured (the upstream is shared)");
         }
         let upstream = self.origins.addr(SMALL_RESPONSE_BYTES)?;
-        let mut running = proxy::start(target, &self.programs, dir, upstream, self.workers, &self.proxy_cpus)?;
-        let pid = running.guard.as_ref().map(Guard::pid).context("no proxy process")?;
+        let mut running = proxy::start(
+            target,
+            &self.programs,
+            dir,
+            upstream,
+            self.workers,
+            &self.proxy_cpus,
+        )?;
+        let pid = running
+            .guard
+            .as_ref()
+            .map(Guard::pid)
+            .context("no proxy process")?;
         std::thread::sleep(SETTLE);
         let before = process::tree_status_kib(pid, "VmRSS");
         let parked = idle::park(running.addr, count, Instant::now() + PARK_TIMEOUT);
@@ -322,7 +432,12 @@ impl Bench {
         if let Some(g) = running.guard.as_mut()
             && let Some(status) = g.exit_status()
         {
-            return Err(died(target, "while connections were opened", status, g.log_tail()));
+            return Err(died(
+                target,
+                "while connections were opened",
+                status,
+                g.log_tail(),
+            ));
         }
         let held = parked.conns.len();
         if parked.failures > 0 {
@@ -333,19 +448,28 @@ impl Bench {
             ));
         }
         if held == 0 {
-            bail!("no idle connection could be opened: {}", parked.first_error.unwrap_or_default());
+            bail!(
+                "no idle connection could be opened: {}",
+                parked.first_error.unwrap_or_default()
+            );
         }
         let m = &mut record.metrics;
         m.insert("idle_conns".into(), held as f64);
         m.insert("rss_before_mib".into(), before as f64 / 1024.0);
         m.insert("rss_after_mib".into(), after as f64 / 1024.0);
         m.insert("peak_rss_mib".into(), hwm as f64 / 1024.0);
-        m.insert("kib_per_conn".into(), (after as f64 - before as f64) / held as f64);
+        m.insert(
+            "kib_per_conn".into(),
+            (after as f64 - before as f64) / held as f64,
+        );
         drop(parked);
         if let Some(mut g) = running.guard.take()
             && g.stop().is_none()
         {
-            record.notes.push(format!("{} did not exit within 3 s of SIGTERM (killed)", target.name()));
+            record.notes.push(format!(
+                "{} did not exit within 3 s of SIGTERM (killed)",
+                target.name()
+            ));
         }
         Ok(())
     }

@@ -36,7 +36,12 @@ pub struct Origins {
 
 impl Origins {
     /// Starts one origin per body size.
-    pub fn start(program: &Path, dir: &Path, body_sizes: &[usize], cpus: &[usize]) -> Result<Origins> {
+    pub fn start(
+        program: &Path,
+        dir: &Path,
+        body_sizes: &[usize],
+        cpus: &[usize],
+    ) -> Result<Origins> {
         std::fs::create_dir_all(dir)?;
         let mut running = Vec::new();
         for &size in body_sizes {
@@ -61,7 +66,9 @@ impl Origins {
         if let Some(status) = o.guard.exit_status() {
             let mut restarts = self.restarts.borrow_mut();
             if *restarts >= MAX_RESTARTS {
-                bail!("origin ({body_size} B) died ({status}) and was restarted {MAX_RESTARTS} times already");
+                bail!(
+                    "origin ({body_size} B) died ({status}) and was restarted {MAX_RESTARTS} times already"
+                );
             }
             *restarts += 1;
             eprintln!("bench: origin ({body_size} B) had exited ({status}); starting it again");
@@ -72,18 +79,28 @@ impl Origins {
 
     /// True while every origin is running.
     pub fn all_alive(&self) -> bool {
-        self.running.borrow_mut().iter_mut().all(|o| o.guard.exit_status().is_none())
+        self.running
+            .borrow_mut()
+            .iter_mut()
+            .all(|o| o.guard.exit_status().is_none())
     }
 
     /// CPU seconds the running origins have used.
     pub fn cpu_seconds(&self) -> f64 {
-        self.running.borrow().iter().map(|o| process::tree_cpu_seconds(o.guard.pid())).sum()
+        self.running
+            .borrow()
+            .iter()
+            .map(|o| process::tree_cpu_seconds(o.guard.pid()))
+            .sum()
     }
 
     /// Addresses, for the log.
     pub fn describe(&self) -> String {
         let running = self.running.borrow();
-        let parts: Vec<String> = running.iter().map(|o| format!("{} ({} B)", o.addr, o.body_size)).collect();
+        let parts: Vec<String> = running
+            .iter()
+            .map(|o| format!("{} ({} B)", o.addr, o.body_size))
+            .collect();
         parts.join(", ")
     }
 }
@@ -103,7 +120,14 @@ fn start_one(program: &Path, dir: &Path, body_size: usize, cpus: &[usize]) -> Re
     process::prepare(&mut cmd, cpus, &log)?;
     let mut guard = Guard::spawn("upstream", cmd, log)?;
     if let Err(e) = idle::wait_ready(addr, START_TIMEOUT, &mut || guard.exit_status().is_none()) {
-        bail!("origin ({body_size} B bodies) failed to start: {e:#}\n{}", guard.log_tail());
+        bail!(
+            "origin ({body_size} B bodies) failed to start: {e:#}\n{}",
+            guard.log_tail()
+        );
     }
-    Ok(Origin { body_size, guard, addr })
+    Ok(Origin {
+        body_size,
+        guard,
+        addr,
+    })
 }

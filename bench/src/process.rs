@@ -31,8 +31,14 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 pub fn install_stop_handler() {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
-        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
     }
 }
 
@@ -81,7 +87,11 @@ impl Guard {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
-        Ok(Guard { child, log, exited: None })
+        Ok(Guard {
+            child,
+            log,
+            exited: None,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -144,7 +154,10 @@ impl Drop for Guard {
 pub fn stopped_from_outside(status: ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt as _;
     status.success()
-        || matches!(status.signal(), Some(libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGKILL))
+        || matches!(
+            status.signal(),
+            Some(libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGKILL)
+        )
 }
 
 /// The last [`LOG_TAIL_LINES`] lines of a log file.
@@ -160,10 +173,15 @@ pub fn tree(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(dir) = fs::read_dir("/proc") {
         for entry in dir.flatten().take(1_000_000) {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
-            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok())) {
+            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1).and_then(|p| p.parse().ok()))
+            {
                 parents.push((pid, ppid));
             }
         }
@@ -225,8 +243,14 @@ pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
     let mut busy = 0u64;
     for &cpu in cpus {
         let name = format!("cpu{cpu}");
-        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
         // user nice system idle iowait irq softirq steal ...
         let total: u64 = v.iter().take(8).sum();
         busy += total - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0);
@@ -242,7 +266,13 @@ pub fn tree_status_kib(root: u32, key: &str) -> u64 {
             let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
             text.lines()
                 .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
-                .and_then(|l| l[key.len() + 1..].split_whitespace().next()?.parse::<u64>().ok())
+                .and_then(|l| {
+                    l[key.len() + 1..]
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
         })
         .sum()
 }

@@ -80,7 +80,10 @@ pub fn start(
     cpus: &[usize],
 ) -> Result<Running> {
     if target == Target::Direct {
-        return Ok(Running { addr: upstream, guard: None });
+        return Ok(Running {
+            addr: upstream,
+            guard: None,
+        });
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let port = free_port()?;
@@ -99,11 +102,19 @@ pub fn start(
             let conf = dir.join("nginx.conf");
             std::fs::write(&conf, nginx_config(addr, upstream, workers, dir))?;
             let mut c = Command::new(program);
-            c.arg("-p").arg(dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("error.log"));
+            c.arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(dir.join("error.log"));
             c
         }
         Target::Haproxy => {
-            let program = programs.haproxy.as_ref().context("haproxy is not available")?;
+            let program = programs
+                .haproxy
+                .as_ref()
+                .context("haproxy is not available")?;
             let conf = dir.join("haproxy.cfg");
             std::fs::write(&conf, haproxy_config(addr, upstream, workers, dir))?;
             let mut c = Command::new(program);
@@ -126,12 +137,22 @@ pub fn start(
         if let Some(s) = status
             && process::stopped_from_outside(s)
         {
-            bail!("interrupted from outside: {} stopped during start-up ({s})", target.name());
+            bail!(
+                "interrupted from outside: {} stopped during start-up ({s})",
+                target.name()
+            );
         }
         let status = status.map(|s| format!(" ({s})")).unwrap_or_default();
-        bail!("{} failed to start{status}: {e:#}\n{}", target.name(), tail.trim());
+        bail!(
+            "{} failed to start{status}: {e:#}\n{}",
+            target.name(),
+            tail.trim()
+        );
     }
-    Ok(Running { addr, guard: Some(guard) })
+    Ok(Running {
+        addr,
+        guard: Some(guard),
+    })
 }
 
 fn ringway_config(listen: SocketAddr, upstream: SocketAddr, workers: usize) -> String {

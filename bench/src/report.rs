@@ -25,8 +25,17 @@ impl Spread {
         }
         values.sort_by(f64::total_cmp);
         let n = values.len();
-        let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
-        Some(Spread { median, min: values[0], max: values[n - 1], n })
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: values[0],
+            max: values[n - 1],
+            n,
+        })
     }
 }
 
@@ -56,7 +65,10 @@ impl TargetSummary {
             .collect();
         let mut failures: Vec<String> = records.iter().filter_map(|r| r.failure.clone()).collect();
         failures.dedup();
-        let mut notes: Vec<String> = records.iter().flat_map(|r| r.notes.iter().cloned()).collect();
+        let mut notes: Vec<String> = records
+            .iter()
+            .flat_map(|r| r.notes.iter().cloned())
+            .collect();
         notes.sort();
         notes.dedup();
         TargetSummary {
@@ -153,11 +165,22 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let m = &self.machine;
-        let _ = writeln!(md, "# ringway vs nginx vs HAProxy — end-to-end comparison\n");
+        let _ = writeln!(
+            md,
+            "# ringway vs nginx vs HAProxy — end-to-end comparison\n"
+        );
         let _ = writeln!(md, "- date: {} (start of the suite)", self.date);
         let _ = writeln!(md, "- command: `{}`", self.command);
-        let _ = writeln!(md, "- machine: {} CPUs, {}, Linux {}", m.nproc, m.cpu_model, m.kernel);
-        let _ = writeln!(md, "- proxies: ringway ({}), {}, {}", self.ringway_source, m.nginx_version, m.haproxy_version);
+        let _ = writeln!(
+            md,
+            "- machine: {} CPUs, {}, Linux {}",
+            m.nproc, m.cpu_model, m.kernel
+        );
+        let _ = writeln!(
+            md,
+            "- proxies: ringway ({}), {}, {}",
+            self.ringway_source, m.nginx_version, m.haproxy_version
+        );
         let _ = writeln!(md, "- pinning: {}", self.pinning);
         let _ = writeln!(
             md,
@@ -174,7 +197,11 @@ impl Report {
         let _ = writeln!(
             md,
             "- mode: {}",
-            if self.quick { "--quick (1 run of 2 s per target unless overridden; every scenario kept)" } else { "full" }
+            if self.quick {
+                "--quick (1 run of 2 s per target unless overridden; every scenario kept)"
+            } else {
+                "full"
+            }
         );
         let _ = writeln!(md, "- scope: {}", self.scope);
         let _ = writeln!(md, "- suite took {:.0} s\n", self.elapsed_s);
@@ -183,16 +210,26 @@ impl Report {
         md.push_str("Higher is better. The proxy's CPU is utime+stime of its whole process tree, read from /proc before and after the measured run.\n\n");
         md.push_str("| scenario | ringway | nginx | haproxy | ringway / nginx | ringway / haproxy |\n|---|---:|---:|---:|---:|---:|\n");
         for s in &self.scenarios {
-            let get = |t: Target, key: &str| s.targets.iter().find(|x| x.target == t).and_then(|x| x.median(key));
+            let get = |t: Target, key: &str| {
+                s.targets
+                    .iter()
+                    .find(|x| x.target == t)
+                    .and_then(|x| x.median(key))
+            };
             let (key, unit) = match s.scenario.kind {
                 Kind::Load { .. } => ("req_per_cpu_s", ""),
                 Kind::Idle { .. } => ("kib_per_conn", " KiB/conn"),
                 Kind::Unavailable { reason } => {
-                    let _ = writeln!(md, "| {} | {reason} | {reason} | {reason} | | |", s.scenario.key);
+                    let _ = writeln!(
+                        md,
+                        "| {} | {reason} | {reason} | {reason} | | |",
+                        s.scenario.key
+                    );
                     continue;
                 }
             };
-            let v = |t| get(t, key).map_or_else(|| "failed".into(), |v| format!("{}{unit}", short(v)));
+            let v =
+                |t| get(t, key).map_or_else(|| "failed".into(), |v| format!("{}{unit}", short(v)));
             let ratio = |t| match (get(Target::Ringway, key), get(t, key)) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{a:.2}×", a = a / b),
                 _ => "—".into(),
@@ -227,7 +264,13 @@ impl Report {
                     for t in &s.targets {
                         let c = |k: &str| cell(t.metrics.get(k));
                         if t.ok_runs == 0 {
-                            let _ = writeln!(md, "| {} | **failed** ({} of {} runs) | | | | | | | | | | |", t.target.name(), t.runs, t.runs);
+                            let _ = writeln!(
+                                md,
+                                "| {} | **failed** ({} of {} runs) | | | | | | | | | | |",
+                                t.target.name(),
+                                t.runs,
+                                t.runs
+                            );
                             continue;
                         }
                         let name = if t.ok_runs < t.runs {
@@ -291,7 +334,12 @@ impl Report {
             }
             for t in &s.targets {
                 for f in &t.failures {
-                    let _ = writeln!(md, "<details><summary>{}: failure</summary>\n\n```\n{}\n```\n</details>\n", t.target.name(), f.trim());
+                    let _ = writeln!(
+                        md,
+                        "<details><summary>{}: failure</summary>\n\n```\n{}\n```\n</details>\n",
+                        t.target.name(),
+                        f.trim()
+                    );
                 }
                 if !t.notes.is_empty() {
                     let _ = writeln!(md, "Notes for {}:\n", t.target.name());

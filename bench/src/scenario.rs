@@ -64,7 +64,9 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
         },
         Scenario {
             key: "new-conn",
-            title: format!("new connection per request (Connection: close), {DEFAULT_CONNECTIONS} concurrent"),
+            title: format!(
+                "new connection per request (Connection: close), {DEFAULT_CONNECTIONS} concurrent"
+            ),
             kind: load(DEFAULT_CONNECTIONS, false, None, false, false),
         },
         Scenario {
@@ -79,18 +81,26 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
         },
         Scenario {
             key: "open-loop",
-            title: format!("open loop at a fixed rate, small GET, {DEFAULT_CONNECTIONS} connections"),
+            title: format!(
+                "open loop at a fixed rate, small GET, {DEFAULT_CONNECTIONS} connections"
+            ),
             kind: load(DEFAULT_CONNECTIONS, true, None, false, true),
         },
         Scenario {
             key: "idle-conns",
-            title: format!("{idle_connections} idle keep-alive connections: proxy RSS per connection"),
-            kind: Kind::Idle { connections: idle_connections },
+            title: format!(
+                "{idle_connections} idle keep-alive connections: proxy RSS per connection"
+            ),
+            kind: Kind::Idle {
+                connections: idle_connections,
+            },
         },
         Scenario {
             key: "https",
             title: "HTTPS (TLS termination) scenarios".into(),
-            kind: Kind::Unavailable { reason: "n/a (no TLS yet)" },
+            kind: Kind::Unavailable {
+                reason: "n/a (no TLS yet)",
+            },
         },
     ]
 }

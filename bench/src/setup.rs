@@ -57,7 +57,10 @@ pub fn ensure_program(program: &str) -> Result<PathBuf> {
 /// no-op when nothing changed), so a stale gateway is never measured.
 pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
     let exe = std::env::current_exe().context("cannot find the bench executable")?;
-    let dir = exe.parent().context("bench executable has no directory")?.to_path_buf();
+    let dir = exe
+        .parent()
+        .context("bench executable has no directory")?
+        .to_path_buf();
     let ringway = dir.join("ringway");
     let load = dir.join("ringway-load");
     let missing = !ringway.is_file() || !load.is_file();
@@ -66,9 +69,14 @@ pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
         let profile_is_release = dir.ends_with("release");
         let release = if profile_is_release { " --release" } else { "" };
         if missing {
-            eprintln!("bench: ringway binaries missing in {}; building them: cargo build{release} -p ringway -p ringway-load", dir.display());
+            eprintln!(
+                "bench: ringway binaries missing in {}; building them: cargo build{release} -p ringway -p ringway-load",
+                dir.display()
+            );
         } else {
-            eprintln!("bench: bringing ringway up to date: cargo build{release} -p ringway -p ringway-load");
+            eprintln!(
+                "bench: bringing ringway up to date: cargo build{release} -p ringway -p ringway-load"
+            );
         }
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.arg("build");
@@ -76,7 +84,11 @@ pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
             cmd.arg("--release");
         }
         cmd.args(["-p", "ringway", "-p", "ringway-load"]);
-        cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")));
+        cmd.current_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(Path::new(".")),
+        );
         if let Some(target) = dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
@@ -149,8 +161,12 @@ impl Machine {
         let version = |p: Option<&Path>, arg: &str| {
             p.and_then(|p| Command::new(p).arg(arg).output().ok())
                 .map(|o| {
-                    let text = String::from_utf8_lossy(if o.stdout.is_empty() { &o.stderr } else { &o.stdout })
-                        .to_string();
+                    let text = String::from_utf8_lossy(if o.stdout.is_empty() {
+                        &o.stderr
+                    } else {
+                        &o.stdout
+                    })
+                    .to_string();
                     text.lines().next().unwrap_or("").trim().to_string()
                 })
                 .unwrap_or_else(|| "not available".into())
@@ -168,7 +184,9 @@ impl Machine {
 /// Which ringway was measured: the binary's modification time and the
 /// workspace's git HEAD (with a note when engine/ has uncommitted changes).
 pub fn ringway_source(binary: &Path) -> String {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
     let git = |args: &[&str]| {
         Command::new("git")
             .arg("-C")
@@ -188,7 +206,11 @@ pub fn ringway_source(binary: &Path) -> String {
         .map_or_else(|| "unknown".into(), |d| format_utc(d.as_secs()));
     format!(
         "binary built {built}, tree at {head}{}",
-        if dirty { " with uncommitted engine/ changes" } else { "" }
+        if dirty {
+            " with uncommitted engine/ changes"
+        } else {
+            ""
+        }
     )
 }
 

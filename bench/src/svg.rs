@@ -31,7 +31,9 @@ fn color(t: Target) -> &'static str {
 
 /// Escapes text for SVG.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn label(v: f64) -> String {
@@ -66,7 +68,11 @@ fn panel(svg: &mut String, x: f64, y: f64, title: &str, bars: &[Bar]) {
     );
     // Scaled to the medians, so one bad run's whisker cannot flatten the
     // bars; whiskers past the top are clipped and marked with an arrow.
-    let top = bars.iter().filter_map(|(_, v)| v.map(|(median, _, _)| median)).fold(0.0_f64, f64::max) * HEADROOM;
+    let top = bars
+        .iter()
+        .filter_map(|(_, v)| v.map(|(median, _, _)| median))
+        .fold(0.0_f64, f64::max)
+        * HEADROOM;
     let plot_top = y + PANEL_TOP;
     let plot_h = PANEL_H - PANEL_TOP - PANEL_BOTTOM;
     let base = y + PANEL_H - PANEL_BOTTOM;
@@ -80,7 +86,13 @@ fn panel(svg: &mut String, x: f64, y: f64, title: &str, bars: &[Bar]) {
     );
     for (i, (target, value)) in bars.iter().enumerate() {
         let cx = x + 10.0 + slot * (i as f64 + 0.5);
-        let scale = |v: f64| if top > 0.0 { v.max(0.0) / top * plot_h } else { 0.0 };
+        let scale = |v: f64| {
+            if top > 0.0 {
+                v.max(0.0) / top * plot_h
+            } else {
+                0.0
+            }
+        };
         match value {
             Some((median, min, max)) => {
                 let h = scale(*median);
@@ -98,7 +110,13 @@ fn panel(svg: &mut String, x: f64, y: f64, title: &str, bars: &[Bar]) {
                     let clipped = base - scale(*max) < plot_top;
                     let y2 = (base - scale(*max)).max(plot_top);
                     let cap = if clipped {
-                        format!("M{:.1} {:.1}L{cx:.1} {y2:.1}L{:.1} {:.1}", cx - 4.0, y2 + 6.0, cx + 4.0, y2 + 6.0)
+                        format!(
+                            "M{:.1} {:.1}L{cx:.1} {y2:.1}L{:.1} {:.1}",
+                            cx - 4.0,
+                            y2 + 6.0,
+                            cx + 4.0,
+                            y2 + 6.0
+                        )
                     } else {
                         format!("M{:.1} {y2:.1}h8", cx - 4.0)
                     };
@@ -137,8 +155,16 @@ fn panel(svg: &mut String, x: f64, y: f64, title: &str, bars: &[Bar]) {
 /// The plot: row 1 requests per proxy CPU-second, row 2 p99 latency, row 3
 /// proxy RSS per idle connection.
 pub fn plot(report: &Report) -> String {
-    let load: Vec<_> = report.scenarios.iter().filter(|s| matches!(s.scenario.kind, Kind::Load { .. })).collect();
-    let idle: Vec<_> = report.scenarios.iter().filter(|s| matches!(s.scenario.kind, Kind::Idle { .. })).collect();
+    let load: Vec<_> = report
+        .scenarios
+        .iter()
+        .filter(|s| matches!(s.scenario.kind, Kind::Load { .. }))
+        .collect();
+    let idle: Vec<_> = report
+        .scenarios
+        .iter()
+        .filter(|s| matches!(s.scenario.kind, Kind::Idle { .. }))
+        .collect();
     let cols = load.len().max(idle.len()).max(1);
     let width = (LEFT * 2.0 + cols as f64 * (PANEL_W + GAP)).max(MIN_WIDTH);
     let rows = 2 + usize::from(!idle.is_empty());
@@ -164,9 +190,18 @@ pub fn plot(report: &Report) -> String {
         report.runs,
         report.duration_s
     );
-    let _ = writeln!(svg, r#"<text x="{LEFT}" y="57" font-size="11">pinning: {}</text>"#, esc(&report.pinning));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="57" font-size="11">pinning: {}</text>"#,
+        esc(&report.pinning)
+    );
     let mut lx = LEFT;
-    for t in [Target::Ringway, Target::Nginx, Target::Haproxy, Target::Direct] {
+    for t in [
+        Target::Ringway,
+        Target::Nginx,
+        Target::Haproxy,
+        Target::Direct,
+    ] {
         let _ = writeln!(
             svg,
             r#"<rect x="{lx}" y="64" width="10" height="10" fill="{}"/><text x="{}" y="73" font-size="11">{}</text>"#,
@@ -176,17 +211,26 @@ pub fn plot(report: &Report) -> String {
         );
         lx += 80.0;
     }
-    let spread = |s: &crate::report::ScenarioSummary, t: Target, key: &str| -> Option<(f64, f64, f64)> {
-        let m = s.targets.iter().find(|x| x.target == t)?.metrics.get(key)?;
-        Some((m.median, m.min, m.max))
-    };
+    let spread =
+        |s: &crate::report::ScenarioSummary, t: Target, key: &str| -> Option<(f64, f64, f64)> {
+            let m = s.targets.iter().find(|x| x.target == t)?.metrics.get(key)?;
+            Some((m.median, m.min, m.max))
+        };
     let rows_spec: [(&str, &str, bool); 2] = [
-        ("requests per proxy CPU-second (higher is better)", "req_per_cpu_s", false),
+        (
+            "requests per proxy CPU-second (higher is better)",
+            "req_per_cpu_s",
+            false,
+        ),
         ("p99 latency, ms (lower is better)", "p99_ms", true),
     ];
     let mut y = TOP;
     for (title, key, with_direct) in rows_spec {
-        let _ = writeln!(svg, r#"<text x="{LEFT}" y="{}" font-size="13" font-weight="bold">{title}</text>"#, y + 16.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{LEFT}" y="{}" font-size="13" font-weight="bold">{title}</text>"#,
+            y + 16.0
+        );
         y += ROW_TITLE_H;
         for (i, s) in load.iter().enumerate() {
             let mut targets = vec![Target::Ringway, Target::Nginx, Target::Haproxy];
@@ -194,7 +238,13 @@ pub fn plot(report: &Report) -> String {
                 targets.push(Target::Direct);
             }
             let bars: Vec<Bar> = targets.iter().map(|&t| (t, spread(s, t, key))).collect();
-            panel(&mut svg, LEFT + i as f64 * (PANEL_W + GAP), y, s.scenario.key, &bars);
+            panel(
+                &mut svg,
+                LEFT + i as f64 * (PANEL_W + GAP),
+                y,
+                s.scenario.key,
+                &bars,
+            );
         }
         y += PANEL_H + GAP;
     }
@@ -210,7 +260,13 @@ pub fn plot(report: &Report) -> String {
                 .iter()
                 .map(|&t| (t, spread(s, t, "kib_per_conn")))
                 .collect();
-            panel(&mut svg, LEFT + i as f64 * (PANEL_W + GAP), y, s.scenario.key, &bars);
+            panel(
+                &mut svg,
+                LEFT + i as f64 * (PANEL_W + GAP),
+                y,
+                s.scenario.key,
+                &bars,
+            );
         }
     }
     svg.push_str("</svg>\n");
