@@ -25,7 +25,7 @@ impl Spread {
         }
         values.sort_by(f64::total_cmp);
         let n = values.len();
-        let median = if n % 2 == 1 {
+        let median = if !n.is_multiple_of(2) {
             values[n / 2]
         } else {
             (values[n / 2 - 1] + values[n / 2]) / 2.0
@@ -122,7 +122,7 @@ fn grouped(v: f64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
