@@ -353,3 +353,28 @@ impl Report {
         md
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_median_min_max() {
+        let s = Spread::of(&mut [3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        let s = Spread::of(&mut [4.0, 1.0]).unwrap();
+        assert_eq!(s.median, 2.5);
+        assert!(Spread::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(grouped(1234567.4), "1,234,567");
+        assert_eq!(grouped(999.0), "999");
+        assert_eq!(short(0.456), "0.46");
+        assert_eq!(short(12.34), "12.3");
+        let s = Spread { median: 2.0, min: 1.0, max: 3.0, n: 3 };
+        assert_eq!(cell(Some(&s)), "2.00 (1.00–3.00)");
+        assert_eq!(cell(None), "—");
+    }
+}
