@@ -27,6 +27,11 @@ pub struct Snapshot {
     pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,
     /// The admin endpoint's address, if enabled.
     pub admin: Option<SocketAddr>,
+    /// Access log format and destination, if enabled.
+    pub access_log: Option<(
+        crate::observe::access_log::Format,
+        crate::observe::access_log::Destination,
+    )>,
     pub workers: usize,
     pub pin: Pin,
     pub max_connections: usize,

@@ -85,6 +85,24 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
                 None
             }
         });
+    let access_log = s.access_log.as_ref().and_then(|a| {
+        use crate::observe::access_log::{Destination, Format};
+        let format = match &a.format {
+            None => Format::Combined,
+            Some(f) => match Format::parse(f.get_ref()) {
+                Ok(f) => f,
+                Err(m) => {
+                    c.at(f.span(), "server.access_log.format", m);
+                    return None;
+                }
+            },
+        };
+        let dest = match a.path.get_ref().as_str() {
+            "stdout" | "-" => Destination::Stdout,
+            p => Destination::File(base.join(p)),
+        };
+        Some((format, dest))
+    });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = match *s.workers.get_ref() {
         0 => cores,
@@ -209,6 +227,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         listen,
         listen_tls,
         admin,
+        access_log,
         workers,
         pin: s.pin.get_ref().clone(),
         max_connections: s.max_connections.max(1),

@@ -48,6 +48,9 @@ pub struct Server {
     /// `[server.admin] listen = "127.0.0.1:9901"`: metrics, health and config on a separate listener.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// `[server.access_log] path = "...", format = "json"`: one line per request.
+    #[serde(default)]
+    pub access_log: Option<AccessLog>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -165,6 +168,16 @@ impl<'de> Deserialize<'de> for Pin {
         }
         d.deserialize_any(V)
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// A file (appended to; reopened on SIGUSR1), or "stdout".
+    pub path: Spanned<String>,
+    /// `combined` (default), `json`, or a template with `$variables`.
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! summed only when scraped), the Prometheus text writer and the admin
 //! endpoint.
 
+pub mod access_log;
 pub mod admin;
 pub mod prometheus;
 

@@ -82,8 +82,8 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
                 w.record(
                     snap,
                     Outcome {
-                        route: None,
                         status,
+                        ..Outcome::default()
                     },
                     Instant::now(),
                 );
@@ -93,6 +93,10 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         first = false;
         w.stats.requests.set(w.stats.requests.get() + 1);
         let started = Instant::now();
+        let logging = w.log.is_some();
+        if logging {
+            a.captured.capture(&a.rbuf, &a.head);
+        }
         let mut outcome = Outcome::default();
         let next = exchange(
             &w,
@@ -106,6 +110,9 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         )
         .await;
         w.record(snap, outcome, started);
+        if logging {
+            w.log_line(snap, &a.captured, &ip, &outcome, started.elapsed());
+        }
         match next {
             Next::KeepAlive => {}
             Next::Close => return,
@@ -129,6 +136,14 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
 pub struct Outcome {
     pub route: Option<usize>,
     pub status: u16,
+    /// `Target::id` of the upstream target used, if any.
+    pub target: Option<usize>,
+    /// From sending the request upstream to its response head.
+    pub upstream_time: Option<Duration>,
+    /// Response head and body bytes, where the body length is known up front.
+    pub bytes_sent: u64,
+    /// Request body bytes, where known up front (Content-Length).
+    pub body_in: u64,
 }
 
 /// What a connection needs only while it is busy with a request.
@@ -136,6 +151,8 @@ pub struct Active {
     pub rbuf: Vec<u8>,
     pub head: RequestHead,
     pub resp: ResponseHead,
+    /// Request fields for the access log line (filled only when logging).
+    pub captured: crate::observe::access_log::Captured,
 }
 
 impl Default for Active {
@@ -144,6 +161,7 @@ impl Default for Active {
             rbuf: Vec::with_capacity(super::worker::BUF_SIZE),
             head: RequestHead::default(),
             resp: ResponseHead::default(),
+            captured: Default::default(),
         }
     }
 }
@@ -329,6 +347,10 @@ async fn exchange(
     }
     let up = &snap.upstreams[route.upstream];
     let target = w.pick_target(snap, route.upstream);
+    outcome.target = Some(target.id);
+    if let BodyFraming::Length(n) = head.framing {
+        outcome.body_in = n;
+    }
     // Tunnels splice between plain sockets; upgrades over TLS are not let through yet.
     let upgrading = route.websocket
         && head.upgrade.is_some()
@@ -368,6 +390,7 @@ async fn exchange(
     // connection; `out` keeps its head until then.
     let mut ubuf = w.take_buf();
     let mut attempt = 0;
+    let mut sent_at;
     let mut conn = loop {
         let (mut conn, reused) = match acquire(w, up, target).await {
             Ok(c) => c,
@@ -388,6 +411,7 @@ async fn exchange(
             }
         };
         let may_retry = reused && retryable && attempt == 0;
+        sent_at = Instant::now();
         if let Err(f) = write_all(&mut conn, &mut out, up.response_timeout).await {
             if may_retry && f != Failure::Timeout {
                 attempt += 1;
@@ -484,6 +508,7 @@ async fn exchange(
     out.clear();
 
     outcome.status = resp.status;
+    outcome.upstream_time = Some(sent_at.elapsed());
     // Phase 4a: switching protocols — relay the 101, then the connection is a tunnel.
     if resp.status == 101 {
         write::response_head(&mut out, &ubuf, resp, Downstream::Empty, Persist::Default);
@@ -508,6 +533,12 @@ async fn exchange(
     };
     let next = if keep { Next::KeepAlive } else { Next::Close };
     write::response_head(&mut out, &ubuf, resp, down, persist_for(&next, info.minor));
+    outcome.bytes_sent = out.len() as u64
+        + if let Downstream::Length(n) = down {
+            n
+        } else {
+            0
+        };
     let (framing, reusable) = (resp.framing, resp.reusable);
     ubuf.drain(..resp.head_len);
     let idle = snap.timeouts.body_idle;
@@ -777,7 +808,7 @@ mod size_tests {
     #[test]
     fn the_connection_future_stays_small() {
         let snap = crate::config::from_str(std::path::Path::new("x"), "").unwrap();
-        let w = super::Worker::new(0, std::sync::Arc::new(snap));
+        let w = super::Worker::new(0, std::sync::Arc::new(snap), None);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
@@ -790,6 +821,6 @@ mod size_tests {
             let peer = s.local_addr().unwrap();
             std::mem::size_of_val(&super::serve(w, super::Client::Plain(s), peer, 0))
         });
-        assert!(size <= 3328, "the connection future grew to {size} bytes");
+        assert!(size <= 3584, "the connection future grew to {size} bytes");
     }
 }

@@ -5,6 +5,7 @@
 use super::conn::{Active, Outcome};
 use super::error::{Failure, RelayError, Side};
 use super::pool::Pool;
+use crate::observe::access_log::{AccessLog, Captured, FLUSH_BYTES, LineBuffer};
 use crate::observe::{Metrics, WorkerReport};
 use crate::snapshot::{Snapshot, Target};
 use monoio::net::Pipe;
@@ -52,12 +53,15 @@ pub struct Worker {
     pub draining: Cell<bool>,
     pub stats: Stats,
     pub metrics: RefCell<Metrics>,
+    /// The access log, when enabled, and this worker's pending lines.
+    pub log: Option<Arc<AccessLog>>,
+    log_lines: RefCell<LineBuffer>,
     /// Core and driver, for the metrics.
     pub identity: Cell<(Option<usize>, &'static str)>,
 }
 
 impl Worker {
-    pub fn new(id: usize, snapshot: Arc<Snapshot>) -> Rc<Self> {
+    pub fn new(id: usize, snapshot: Arc<Snapshot>, log: Option<Arc<AccessLog>>) -> Rc<Self> {
         let routes = snapshot.routes.len();
         Rc::new(Worker {
             id,
@@ -71,6 +75,8 @@ impl Worker {
             draining: Cell::new(false),
             stats: Stats::default(),
             metrics: RefCell::new(Metrics::new(routes)),
+            log,
+            log_lines: RefCell::default(),
             identity: Cell::new((None, "")),
         })
     }
@@ -107,6 +113,53 @@ impl Worker {
         self.metrics
             .borrow_mut()
             .record(route, outcome.status, micros);
+    }
+
+    /// Formats one access log line; hands the batch over when it is full.
+    pub fn log_line(
+        &self,
+        snap: &Snapshot,
+        captured: &Captured,
+        ip: &str,
+        o: &Outcome,
+        took: std::time::Duration,
+    ) {
+        let Some(log) = &self.log else { return };
+        let target = o.target.and_then(|id| {
+            snap.upstreams
+                .iter()
+                .flat_map(|u| &u.targets)
+                .find(|t| t.id == id)
+        });
+        let route = o
+            .route
+            .and_then(|r| snap.routes.get(r))
+            .map(|r| r.path.as_str());
+        let entry = captured.entry(
+            ip,
+            o.status,
+            o.bytes_sent,
+            o.body_in,
+            took,
+            target.map(|t| t.authority.as_str()),
+            o.upstream_time,
+            route,
+        );
+        let mut lines = self.log_lines.borrow_mut();
+        lines.push(&log.format, &entry);
+        if lines.buf.len() >= FLUSH_BYTES {
+            log.submit(std::mem::take(&mut lines.buf));
+        }
+    }
+
+    /// Hands pending access log lines to the writer (every few ms, and when draining).
+    pub fn flush_log(&self) {
+        if let Some(log) = &self.log {
+            let mut lines = self.log_lines.borrow_mut();
+            if !lines.buf.is_empty() {
+                log.submit(std::mem::take(&mut lines.buf));
+            }
+        }
     }
 
     /// Counts a failed exchange by its cause.

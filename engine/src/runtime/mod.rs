@@ -6,7 +6,7 @@ pub mod listener;
 pub mod worker;
 
 use crate::snapshot::{DriverChoice, Pin, Snapshot};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -27,6 +27,7 @@ pub struct Shared {
     pub reports: Mutex<Vec<Option<(u64, crate::observe::WorkerReport)>>>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    pub access_log: Option<Arc<crate::observe::access_log::AccessLog>>,
 }
 
 impl Shared {
@@ -39,6 +40,7 @@ impl Shared {
             scrape_request: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            access_log: None,
         }
     }
 
@@ -108,7 +110,13 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let (listeners, addrs) =
         listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog)
             .map_err(|e| e.to_string())?;
-    let shared = Arc::new(Shared::new(snapshot.clone()));
+    let mut shared = Shared::new(snapshot.clone());
+    if let Some((format, dest)) = &snapshot.access_log {
+        let log = crate::observe::access_log::AccessLog::start(format.clone(), dest.clone())
+            .map_err(|e| format!("access log {dest:?}: {e}"))?;
+        shared.access_log = Some(log);
+    }
+    let shared = Arc::new(shared);
     if let Some(admin) = snapshot.admin {
         listener::ensure_free(admin).map_err(|e| format!("admin listener: {e}"))?;
         let l = std::net::TcpListener::bind(admin)
@@ -222,7 +230,7 @@ impl Running {
     /// worker dies (exit code 1).
     pub fn wait_with_signals(self) -> i32 {
         let tx = self.events_tx.clone();
-        match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1]) {
             Ok(mut signals) => {
                 std::thread::Builder::new()
                     .name("ringway-signals".into())
@@ -263,6 +271,12 @@ impl Running {
             };
             match ev {
                 Event::Signal(SIGHUP) => self.reload(),
+                Event::Signal(SIGUSR1) => {
+                    if let Some(log) = &self.shared.access_log {
+                        log.reopen.store(true, Ordering::Release);
+                        info!("SIGUSR1: reopening the access log");
+                    }
+                }
                 Event::Signal(sig) => {
                     if drain_started.is_some() {
                         warn!("second signal {sig}: exiting without waiting");

@@ -82,7 +82,11 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
 }
 
 async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Result<()> {
-    let w = Worker::new(spec.id, spec.snapshot.clone());
+    let w = Worker::new(
+        spec.id,
+        spec.snapshot.clone(),
+        spec.shared.access_log.clone(),
+    );
     w.identity.set((spec.core.map(|c| c.id), driver.name()));
     let canceller = Rc::new(RefCell::new(Canceller::new()));
     let mut addrs = Vec::new();
@@ -117,6 +121,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     let mut scrape = 0;
     while !spec.shared.draining.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
+        w.flush_log();
         let wanted = spec.shared.scrape_request.load(Ordering::Acquire);
         if wanted != scrape {
             scrape = wanted;
@@ -150,6 +155,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         w.close_idle();
         monoio::time::sleep(DRAIN_POLL).await;
     }
+    w.flush_log();
     let left = w.stats.active.get();
     info!(
         worker = spec.id,
