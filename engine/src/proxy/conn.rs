@@ -49,7 +49,10 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
     let mut first = true;
     let mut active: Option<Active> = None;
     loop {
-        if active.as_ref().is_none_or(|a| a.rbuf.is_empty()) {
+        // A new connection reads its first request straight away (it usually
+        // arrived with the handshake); later, an idle connection waits for
+        // readability without holding buffers.
+        if !first && active.as_ref().is_none_or(|a| a.rbuf.is_empty()) {
             if let Some(a) = active.take() {
                 w.put_active(a);
             }

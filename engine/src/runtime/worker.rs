@@ -21,6 +21,30 @@ const DRAIN_POLL: Duration = Duration::from_millis(25);
 /// How often idle upstream connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// io_uring setup flags, most efficient first.
+#[derive(Clone, Copy, Debug)]
+enum RingFlags {
+    Deferred,
+    Cooperative,
+    Plain,
+}
+
+impl RingFlags {
+    fn builder(self) -> io_uring::Builder {
+        let mut ring = io_uring::IoUring::builder();
+        match self {
+            RingFlags::Deferred => {
+                ring.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+            }
+            RingFlags::Cooperative => {
+                ring.setup_coop_taskrun();
+            }
+            RingFlags::Plain => {}
+        }
+        ring
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Driver {
     IoUring,
@@ -60,20 +84,22 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
     };
     let mut driver = spec.driver;
     if driver == Driver::IoUring {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .with_entries(RING_ENTRIES)
-            .build()
-        {
-            Ok(mut rt) => return rt.block_on(main(spec, pinned, driver)),
-            Err(e) => {
-                warn!(
-                    worker = spec.id,
-                    "io_uring runtime failed to start ({e}); this worker falls back to epoll"
-                );
-                driver = Driver::Epoll;
+        // Cheapest ring first: completions run only when this thread asks for
+        // them (DEFER_TASKRUN, which needs SINGLE_ISSUER), then cooperative
+        // task running, then a plain ring; epoll if none can be set up.
+        for flags in [RingFlags::Deferred, RingFlags::Cooperative, RingFlags::Plain] {
+            let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .uring_builder(flags.builder())
+                .enable_timer()
+                .with_entries(RING_ENTRIES)
+                .build();
+            match built {
+                Ok(mut rt) => return rt.block_on(main(spec, format!("{pinned}, ring {flags:?}"), driver)),
+                Err(e) => warn!(worker = spec.id, "io_uring ring ({flags:?}) failed to start: {e}"),
             }
         }
+        warn!(worker = spec.id, "no io_uring ring could be set up; this worker falls back to epoll");
+        driver = Driver::Epoll;
     }
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
