@@ -70,11 +70,13 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
     Ok((s, status))
 }
 
-/// Waits until `addr` answers a GET with 200, or `timeout` passes.
+/// Waits until `addr` answers a GET with 200 (over TLS with `tls`), or
+/// `timeout` passes.
 pub fn wait_ready(
     addr: SocketAddr,
     timeout: Duration,
     alive: &mut dyn FnMut() -> bool,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
@@ -88,7 +90,11 @@ pub fn wait_ready(
         if crate::process::stop_requested() {
             bail!("stopped by signal");
         }
-        match get_and_keep(addr) {
+        let answer = match tls {
+            None => get_and_keep(addr).map(|(_, code)| code),
+            Some(config) => crate::tls::get_status(addr, config),
+        };
+        match answer.map(|code| ((), code)) {
             Ok((_, 200)) => return Ok(()),
             Ok((_, code)) => last = format!("answered {code}"),
             Err(e) => last = format!("{e:#}"),

@@ -12,6 +12,7 @@ mod report;
 mod scenario;
 mod setup;
 mod svg;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +88,9 @@ struct CompareArgs {
     /// Where latest.{md,json,svg} go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
+    /// File name stem of the report: NAME.md, NAME.json and NAME.svg.
+    #[arg(long, default_value = "latest", value_name = "NAME")]
+    report_name: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -150,6 +154,14 @@ fn compare(args: CompareArgs) -> Result<()> {
     }
     if args.workers == 0 || args.load_threads == 0 {
         bail!("--workers and --load-threads must be at least 1");
+    }
+    if args.report_name.is_empty()
+        || !args
+            .report_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("--report-name must be a plain file name stem (letters, digits, - and _)");
     }
     if args.idle_conns == 0 || args.idle_conns > MAX_IDLE_CONNECTIONS {
         bail!("--idle-conns must be 1..={MAX_IDLE_CONNECTIONS}");
@@ -251,6 +263,28 @@ fn compare(args: CompareArgs) -> Result<()> {
     std::fs::copy(&ringway, &gateway)
         .with_context(|| format!("cannot copy {}", ringway.display()))?;
     std::fs::copy(&load, &load_copy).with_context(|| format!("cannot copy {}", load.display()))?;
+    let (tls, tls_error) = if scenarios.iter().any(|s| s.kind.tls()) {
+        match tls::Material::generate(&scratch.0.join("tls")) {
+            Ok(m) => (Some(m), None),
+            Err(e) => {
+                eprintln!("bench: {e:#}; the HTTPS scenarios will fail");
+                (None, Some(format!("{e:#}")))
+            }
+        }
+    } else {
+        (None, None)
+    };
+    let tls_setup = tls.as_ref().map(|m| {
+        format!(
+            "{}; ringway `listen = [{{ addr, tls = {{ cert, key }} }}]`; nginx `listen … ssl`, `ssl_certificate`/`ssl_certificate_key`, \
+             `ssl_protocols TLSv1.2 TLSv1.3`, default ciphers and session settings (TLS 1.3 tickets on, no shared cache); \
+             haproxy `bind … ssl crt <cert+key> alpn http/1.1`, default ciphers and session settings. \
+             Load: `ringway-load https://… --insecure` (rustls with ring, default suites and groups, ALPN http/1.1, \
+             certificate not verified but the handshake signature is; it keeps session tickets and resumes with them), \
+             and for `https-full-handshake` the bench's own blocking rustls client (same settings, resumption off, one thread per connection)",
+            m.description
+        )
+    });
     let post_body_file = scratch.0.join("post-body.bin");
     std::fs::write(&post_body_file, vec![b'x'; scenario::POST_BYTES])?;
 
@@ -281,6 +315,8 @@ fn compare(args: CompareArgs) -> Result<()> {
         warmup,
         origins,
         post_body_file,
+        tls,
+        tls_error,
     };
 
     let mut summaries = Vec::new();
@@ -308,10 +344,10 @@ fn compare(args: CompareArgs) -> Result<()> {
         };
         let mut records: Vec<(Target, Vec<RunRecord>)> =
             targets.iter().map(|&t| (t, Vec::new())).collect();
-        if !matches!(sc.kind, Kind::Unavailable { .. }) {
+        {
             for run in 0..runs {
                 for (target, recs) in &mut records {
-                    if matches!(sc.kind, Kind::Idle { .. }) && *target == Target::Direct {
+                    if !sc.kind.measures_direct() && *target == Target::Direct {
                         continue;
                     }
                     seq += 1;
@@ -335,7 +371,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         let targets_summary: Vec<TargetSummary> = records
             .into_iter()
             .filter(|(t, recs)| {
-                !(matches!(sc.kind, Kind::Idle { .. }) && *t == Target::Direct && recs.is_empty())
+                !(!sc.kind.measures_direct() && *t == Target::Direct && recs.is_empty())
             })
             .map(|(t, recs)| TargetSummary::from_records(t, recs))
             .collect();
@@ -375,7 +411,20 @@ fn compare(args: CompareArgs) -> Result<()> {
         "cargo run --release -p ringway-bench -- {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
+    let tls_sessions: Vec<(String, String)> = targets
+        .iter()
+        .filter_map(|&t| {
+            summaries
+                .iter()
+                .flat_map(|s| s.targets.iter().filter(move |x| x.target == t))
+                .flat_map(|x| x.records.iter())
+                .find_map(|r| r.tls_session.clone())
+                .map(|s| (t.name().to_string(), s))
+        })
+        .collect();
     let report = Report {
+        tls_setup,
+        tls_sessions,
         date: start_date,
         command,
         machine,
@@ -398,15 +447,16 @@ fn compare(args: CompareArgs) -> Result<()> {
         let p = args.out_dir.join(name);
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
     };
-    write("latest.md", &md)?;
+    let name = &args.report_name;
+    write(&format!("{name}.md"), &md)?;
     write(
-        "latest.json",
+        &format!("{name}.json"),
         &(serde_json::to_string_pretty(&report)? + "\n"),
     )?;
-    write("latest.svg", &svg::plot(&report))?;
+    write(&format!("{name}.svg"), &svg::plot(&report))?;
     println!("{md}");
     eprintln!(
-        "bench: wrote {}/latest.{{md,json,svg}} in {:.0} s",
+        "bench: wrote {}/{name}.{{md,json,svg}} in {:.0} s",
         args.out_dir.display(),
         started.elapsed().as_secs_f64()
     );

@@ -13,8 +13,9 @@ use crate::idle;
 use crate::origin::Origins;
 use crate::process::{self, Guard};
 use crate::proxy::{self, Programs, Target};
-use crate::scenario::Kind;
+use crate::scenario::{Kind, Tls};
 use crate::scenario::{LARGE_RESPONSE_BYTES, SMALL_RESPONSE_BYTES};
+use crate::tls::Material;
 
 /// The load generator gets this long past its own duration before it is killed.
 const LOAD_GRACE: Duration = Duration::from_secs(30);
@@ -73,6 +74,10 @@ pub struct RunRecord {
     pub failure: Option<String>,
     /// Things worth knowing about a run that did produce numbers.
     pub notes: Vec<String>,
+    /// HTTPS runs (the first of each target): what a rustls client
+    /// negotiates with the proxy, and whether a second connection resumes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_session: Option<String>,
 }
 
 /// Everything a run needs besides the scenario.
@@ -88,6 +93,10 @@ pub struct Bench {
     pub warmup: Duration,
     pub origins: Origins,
     pub post_body_file: PathBuf,
+    /// The certificate for the HTTPS scenarios (None: could not be made).
+    pub tls: Option<Material>,
+    /// Why `tls` is None.
+    pub tls_error: Option<String>,
 }
 
 /// Load-scenario parameters resolved for a run.
@@ -97,6 +106,7 @@ pub struct LoadSpec {
     pub post: bool,
     pub large_responses: bool,
     pub rate: Option<f64>,
+    pub tls: Tls,
 }
 
 impl Bench {
@@ -155,6 +165,7 @@ impl Bench {
             metrics: Metrics::new(),
             failure: None,
             notes: Vec::new(),
+            tls_session: None,
         };
         let result = match kind {
             Kind::Load {
@@ -163,8 +174,10 @@ impl Bench {
                 post_bytes,
                 large_responses,
                 open_loop,
+                tls,
             } => {
                 let spec = LoadSpec {
+                    tls: *tls,
                     connections: *connections,
                     keepalive: *keepalive,
                     post: post_bytes.is_some(),
@@ -174,7 +187,6 @@ impl Bench {
                 self.run_load(&spec, target, &dir, &mut record)
             }
             Kind::Idle { connections } => self.run_idle(*connections, target, &dir, &mut record),
-            Kind::Unavailable { .. } => Ok(()),
         };
         if let Err(e) = result {
             record.metrics.clear();
@@ -199,6 +211,16 @@ impl Bench {
             SMALL_RESPONSE_BYTES
         };
         let upstream = self.origins.addr(body)?;
+        let tls = if spec.tls == Tls::Off {
+            None
+        } else {
+            Some(self.tls.as_ref().with_context(|| {
+                format!(
+                    "no certificate for the HTTPS scenarios: {}",
+                    self.tls_error.as_deref().unwrap_or("?")
+                )
+            })?)
+        };
         let mut running = proxy::start(
             target,
             &self.programs,
@@ -206,8 +228,14 @@ impl Bench {
             upstream,
             self.workers,
             &self.proxy_cpus,
+            tls,
         )?;
         std::fs::create_dir_all(dir)?;
+        if tls.is_some() && record.run == 0 {
+            record.tls_session = Some(
+                crate::tls::probe(running.addr).unwrap_or_else(|e| format!("probe failed: {e:#}")),
+            );
+        }
         if !self.warmup.is_zero() {
             // A separate warm-up invocation, so the CPU counted below is
             // exactly the CPU of the measured requests.
@@ -219,13 +247,17 @@ impl Bench {
         let cpu_before = pid.map(process::tree_cpu_seconds);
         let busy_before = process::cpus_busy_seconds(&self.proxy_cpus);
         let load_busy_before = process::cpus_busy_seconds(&self.load_cpus);
-        let ours_before = process::reaped_children_cpu_seconds() + self.origins.cpu_seconds();
+        let ours_before = process::reaped_children_cpu_seconds()
+            + self.origins.cpu_seconds()
+            + process::own_cpu_seconds();
         let wall = Instant::now();
         let report = self.load_once(spec, running.addr, self.duration, dir, "load");
         let cpu_after = pid.map(process::tree_cpu_seconds);
         let busy_after = process::cpus_busy_seconds(&self.proxy_cpus);
         let load_busy_after = process::cpus_busy_seconds(&self.load_cpus);
-        let ours_after = process::reaped_children_cpu_seconds() + self.origins.cpu_seconds();
+        let ours_after = process::reaped_children_cpu_seconds()
+            + self.origins.cpu_seconds()
+            + process::own_cpu_seconds();
         let wall = wall.elapsed().as_secs_f64();
         let hwm_kib = pid.map(|p| process::tree_status_kib(p, "VmHWM"));
         if let Some(g) = running.guard.as_mut()
@@ -270,6 +302,16 @@ impl Bench {
             record
                 .notes
                 .push(format!("load generator errors: {}", kinds.join(", ")));
+            if let Some(first) = report["first_error"].as_str() {
+                record.notes.push(format!("first client error: {first}"));
+            }
+        }
+        if let Some(resumed) = report["resumed"].as_f64()
+            && resumed > 0.0
+        {
+            record.notes.push(format!(
+                "{resumed} handshakes were resumptions although the client offers no session"
+            ));
         }
         if non_2xx > 0.0 {
             record
@@ -345,10 +387,24 @@ impl Bench {
         if !addr.ip().is_loopback() {
             bail!("only loopback targets: {addr}");
         }
+        if spec.tls == Tls::FullHandshakes {
+            let report =
+                crate::tls::full_handshake_load(addr, spec.connections, duration, &self.load_cpus)?;
+            let _ = std::fs::write(
+                dir.join(format!("{tag}.json")),
+                serde_json::to_string_pretty(&report).unwrap_or_default(),
+            );
+            return Ok(report);
+        }
         let json = dir.join(format!("{tag}.json"));
         let log = dir.join(format!("{tag}.log"));
         let mut cmd = Command::new(&self.load);
-        cmd.arg(format!("http://{addr}/"))
+        let scheme = if spec.tls == Tls::Off {
+            "http"
+        } else {
+            "https"
+        };
+        cmd.arg(format!("{scheme}://{addr}/"))
             .arg("-c")
             .arg(spec.connections.to_string())
             .arg("-d")
@@ -368,6 +424,11 @@ impl Bench {
         }
         if !spec.keepalive {
             cmd.arg("--no-keepalive");
+        }
+        if spec.tls != Tls::Off {
+            // The certificate is self-signed; the handshake is complete
+            // (the server signs, the client checks the signature).
+            cmd.arg("--insecure");
         }
         process::prepare(&mut cmd, &self.load_cpus, &log)?;
         let mut guard = Guard::spawn("ringway-load", cmd, log.clone())?;
@@ -417,6 +478,7 @@ impl Bench {
             upstream,
             self.workers,
             &self.proxy_cpus,
+            None,
         )?;
         let pid = running
             .guard

@@ -119,7 +119,12 @@ fn start_one(program: &Path, dir: &Path, body_size: usize, cpus: &[usize]) -> Re
         .arg(body_size.to_string());
     process::prepare(&mut cmd, cpus, &log)?;
     let mut guard = Guard::spawn("upstream", cmd, log)?;
-    if let Err(e) = idle::wait_ready(addr, START_TIMEOUT, &mut || guard.exit_status().is_none()) {
+    if let Err(e) = idle::wait_ready(
+        addr,
+        START_TIMEOUT,
+        &mut || guard.exit_status().is_none(),
+        None,
+    ) {
         bail!(
             "origin ({body_size} B bodies) failed to start: {e:#}\n{}",
             guard.log_tail()

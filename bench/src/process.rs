@@ -231,6 +231,18 @@ pub fn reaped_children_cpu_seconds() -> f64 {
     secs(ru.ru_utime) + secs(ru.ru_stime)
 }
 
+/// CPU seconds of this process (all threads), e.g. the bench's own TLS client.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a local struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
 /// Busy seconds (all but idle and iowait) of the given CPUs since boot,
 /// from /proc/stat; None when unpinned (empty list) or unreadable.
 pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {

@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::idle;
 use crate::process::{self, Guard};
+use crate::tls::Material;
 
 /// How long a proxy may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,7 +71,8 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Starts `target` in `dir`, forwarding to `upstream`, with `workers`
-/// workers on `cpus`, and waits until it answers a GET with 200.
+/// workers on `cpus`, terminating TLS with `tls` when given, and waits until
+/// it answers a GET with 200.
 pub fn start(
     target: Target,
     programs: &Programs,
@@ -78,8 +80,12 @@ pub fn start(
     upstream: SocketAddr,
     workers: usize,
     cpus: &[usize],
+    tls: Option<&Material>,
 ) -> Result<Running> {
     if target == Target::Direct {
+        if tls.is_some() {
+            bail!("not measured (the origin speaks plain HTTP)");
+        }
         return Ok(Running {
             addr: upstream,
             guard: None,
@@ -92,7 +98,7 @@ pub fn start(
     let mut cmd = match target {
         Target::Ringway => {
             let conf = dir.join("gateway.toml");
-            std::fs::write(&conf, ringway_config(addr, upstream, workers))?;
+            std::fs::write(&conf, ringway_config(addr, upstream, workers, tls))?;
             let mut c = Command::new(&programs.ringway);
             c.arg("serve").arg("-c").arg(&conf);
             c
@@ -100,7 +106,7 @@ pub fn start(
         Target::Nginx => {
             let program = programs.nginx.as_ref().context("nginx is not available")?;
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, nginx_config(addr, upstream, workers, dir))?;
+            std::fs::write(&conf, nginx_config(addr, upstream, workers, dir, tls))?;
             let mut c = Command::new(program);
             c.arg("-p")
                 .arg(dir)
@@ -116,7 +122,7 @@ pub fn start(
                 .as_ref()
                 .context("haproxy is not available")?;
             let conf = dir.join("haproxy.cfg");
-            std::fs::write(&conf, haproxy_config(addr, upstream, workers, dir))?;
+            std::fs::write(&conf, haproxy_config(addr, upstream, workers, dir, tls))?;
             let mut c = Command::new(program);
             c.arg("-db").arg("-f").arg(&conf);
             c
@@ -125,7 +131,13 @@ pub fn start(
     };
     process::prepare(&mut cmd, cpus, &log)?;
     let mut guard = Guard::spawn(target.name(), cmd, log.clone())?;
-    let ready = idle::wait_ready(addr, START_TIMEOUT, &mut || guard.exit_status().is_none());
+    let client = tls.map(|_| crate::tls::client_config(false)).transpose()?;
+    let ready = idle::wait_ready(
+        addr,
+        START_TIMEOUT,
+        &mut || guard.exit_status().is_none(),
+        client.as_ref(),
+    );
     if let Err(e) = ready {
         let mut tail = guard.log_tail();
         let err_log = dir.join("error.log");
@@ -155,11 +167,24 @@ pub fn start(
     })
 }
 
-fn ringway_config(listen: SocketAddr, upstream: SocketAddr, workers: usize) -> String {
+fn ringway_config(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    workers: usize,
+    tls: Option<&Material>,
+) -> String {
+    let listen = match tls {
+        None => format!("\"{listen}\""),
+        Some(m) => format!(
+            "{{ addr = \"{listen}\", tls = {{ cert = \"{}\", key = \"{}\" }} }}",
+            m.cert.display(),
+            m.key.display()
+        ),
+    };
     format!(
         r#"# written by ringway-bench
 [server]
-listen = ["{listen}"]
+listen = [{listen}]
 workers = {workers}
 pin = false          # the bench sets the CPU affinity of the whole process
 
@@ -168,14 +193,38 @@ name = "app"
 targets = ["{upstream}"]
 max_idle_per_target = 1024
 
+# API Gateway templates: `/{{proxy+}}` does not match `/` itself.
 [[route]]
 path = "/"
+upstream = "app"
+
+[[route]]
+path = "/{{proxy+}}"
 upstream = "app"
 "#
     )
 }
 
-fn nginx_config(listen: SocketAddr, upstream: SocketAddr, workers: usize, dir: &Path) -> String {
+fn nginx_config(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    workers: usize,
+    dir: &Path,
+    tls: Option<&Material>,
+) -> String {
+    // TLS: the same certificate as the others, default ciphers, default
+    // session handling (TLS 1.3 tickets on, no shared session cache).
+    let (ssl, ssl_conf) = match tls {
+        None => ("", String::new()),
+        Some(m) => (
+            " ssl",
+            format!(
+                "\n        ssl_certificate {};\n        ssl_certificate_key {};\n        ssl_protocols TLSv1.2 TLSv1.3;",
+                m.cert.display(),
+                m.key.display()
+            ),
+        ),
+    };
     let dir = dir.display();
     // One worker: a single process (no master), like the other proxies.
     let master = if workers == 1 { "off" } else { "on" };
@@ -212,7 +261,7 @@ http {{
     }}
 
     server {{
-        listen {listen}{reuseport};
+        listen {listen}{ssl}{reuseport};{ssl_conf}
         location / {{
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -226,7 +275,19 @@ http {{
     c
 }
 
-fn haproxy_config(listen: SocketAddr, upstream: SocketAddr, workers: usize, dir: &Path) -> String {
+fn haproxy_config(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    workers: usize,
+    dir: &Path,
+    tls: Option<&Material>,
+) -> String {
+    // TLS: the same certificate (with its key, in one file), ALPN http/1.1,
+    // default ciphers and session handling.
+    let ssl = match tls {
+        None => String::new(),
+        Some(m) => format!(" ssl crt {} alpn http/1.1", m.combined.display()),
+    };
     let dir = dir.display();
     // HAProxy wants two descriptors per connection and refuses to start when
     // it cannot raise RLIMIT_NOFILE that far; `no strict-limits` makes that a
@@ -248,7 +309,7 @@ defaults
     timeout http-keep-alive 60s
 
 frontend bench
-    bind {listen}
+    bind {listen}{ssl}
     default_backend app
 
 backend app

@@ -112,6 +112,11 @@ pub struct Report {
     pub load_threads: usize,
     pub scope: String,
     pub ringway_source: String,
+    /// How TLS was set up for the HTTPS scenarios (None: none ran).
+    pub tls_setup: Option<String>,
+    /// Per proxy: what a rustls client negotiated, and whether a second
+    /// connection resumed.
+    pub tls_sessions: Vec<(String, String)>,
     pub elapsed_s: f64,
     pub scenarios: Vec<ScenarioSummary>,
 }
@@ -204,6 +209,12 @@ impl Report {
             }
         );
         let _ = writeln!(md, "- scope: {}", self.scope);
+        if let Some(tls) = &self.tls_setup {
+            let _ = writeln!(md, "- TLS: {tls}");
+            for (target, session) in &self.tls_sessions {
+                let _ = writeln!(md, "  - {target}: {session}");
+            }
+        }
         let _ = writeln!(md, "- suite took {:.0} s\n", self.elapsed_s);
 
         md.push_str("## Headline: requests per proxy CPU-second (median)\n\n");
@@ -219,14 +230,6 @@ impl Report {
             let (key, unit) = match s.scenario.kind {
                 Kind::Load { .. } => ("req_per_cpu_s", ""),
                 Kind::Idle { .. } => ("kib_per_conn", " KiB/conn"),
-                Kind::Unavailable { reason } => {
-                    let _ = writeln!(
-                        md,
-                        "| {} | {reason} | {reason} | {reason} | | |",
-                        s.scenario.key
-                    );
-                    continue;
-                }
             };
             let v =
                 |t| get(t, key).map_or_else(|| "failed".into(), |v| format!("{}{unit}", short(v)));
@@ -245,7 +248,15 @@ impl Report {
                 ratio(Target::Haproxy)
             );
         }
-        md.push_str("\n(For `idle-conns` the figure is KiB of proxy RSS per idle connection: lower is better.)\n\n");
+        if self
+            .scenarios
+            .iter()
+            .any(|s| matches!(s.scenario.kind, Kind::Idle { .. }))
+        {
+            md.push_str("\n(For `idle-conns` the figure is KiB of proxy RSS per idle connection: lower is better.)\n\n");
+        } else {
+            md.push('\n');
+        }
 
         for s in &self.scenarios {
             let _ = writeln!(md, "## `{}` — {}\n", s.scenario.key, s.scenario.title);
@@ -294,9 +305,14 @@ impl Report {
                             count_cell(t.metrics.get("others_on_load_cpus_pct"))
                         );
                     }
+                    md.push_str(if s.scenario.kind.tls() {
+                        "\n`direct` is not measured: the origin speaks plain HTTP. The load generator and the origin share their CPU(s), \
+                         so with TLS the client's own handshake work often caps req/s; `req per CPU-s` is the figure to compare. "
+                    } else {
+                        "\n`direct` is the load generator talking straight to the upstream: the ceiling of this machine, no proxy CPU. "
+                    });
                     md.push_str(
-                        "\n`direct` is the load generator talking straight to the upstream: the ceiling of this machine, no proxy CPU. \
-                         `proxy CPU %`: the proxy's CPU time over the wall time of the run; `others on its CPU %`: time the proxy's \
+                        "`proxy CPU %`: the proxy's CPU time over the wall time of the run; `others on its CPU %`: time the proxy's \
                          pinned CPUs spent on other processes (a busy neighbour, not the proxy, is then what limits req/s); \
                          `others on load CPU %`: the same for the CPU(s) of the load generator and the origins.\n\n",
                     );
@@ -327,9 +343,6 @@ impl Report {
                         );
                     }
                     md.push('\n');
-                }
-                Kind::Unavailable { reason } => {
-                    let _ = writeln!(md, "{reason}\n");
                 }
             }
             for t in &s.targets {
@@ -373,7 +386,12 @@ mod tests {
         assert_eq!(grouped(999.0), "999");
         assert_eq!(short(0.456), "0.46");
         assert_eq!(short(12.34), "12.3");
-        let s = Spread { median: 2.0, min: 1.0, max: 3.0, n: 3 };
+        let s = Spread {
+            median: 2.0,
+            min: 1.0,
+            max: 3.0,
+            n: 3,
+        };
         assert_eq!(cell(Some(&s)), "2.00 (1.00–3.00)");
         assert_eq!(cell(None), "—");
     }

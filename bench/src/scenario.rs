@@ -14,11 +14,42 @@ pub enum Kind {
         large_responses: bool,
         /// Fixed request rate (decided when the scenario starts).
         open_loop: bool,
+        /// HTTPS between the load generator and the proxy.
+        tls: Tls,
     },
     /// Park this many idle keep-alive connections; measure proxy RSS.
     Idle { connections: usize },
-    /// Not measurable yet (reason given).
-    Unavailable { reason: &'static str },
+}
+
+impl Kind {
+    /// Whether the direct path (load generator straight to the plain-HTTP
+    /// origin) is measured in this scenario.
+    pub fn measures_direct(&self) -> bool {
+        match self {
+            Kind::Load { tls, .. } => *tls == Tls::Off,
+            Kind::Idle { .. } => false,
+        }
+    }
+
+    pub fn tls(&self) -> bool {
+        matches!(self, Kind::Load { tls, .. } if *tls != Tls::Off)
+    }
+}
+
+/// Whether, and with which client, the load is HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tls {
+    /// Plain HTTP.
+    Off,
+    /// `ringway-load` over `https://` (certificate not verified, `-k`). Its
+    /// rustls client keeps session tickets and resumes with them, so with
+    /// `--no-keepalive` most handshakes are resumptions when the proxy issues
+    /// tickets (every proxy here does by default).
+    RingwayLoad,
+    /// The bench's own TLS client (rustls, ring), resumption switched off:
+    /// every request is a new connection with a full handshake.
+    FullHandshakes,
 }
 
 /// One scenario of the suite.
@@ -38,6 +69,9 @@ pub const LARGE_RESPONSE_BYTES: usize = 16 * 1024;
 pub const SMALL_RESPONSE_BYTES: usize = 13;
 /// Connections in the closed-loop scenarios without their own count.
 const DEFAULT_CONNECTIONS: usize = 64;
+/// Concurrent connections of the full-handshake client (one blocking thread
+/// each).
+pub const FULL_HANDSHAKE_CONNECTIONS: usize = 64;
 /// Connections for the 1 MiB POSTs (fewer: each moves a lot of bytes).
 const POST_CONNECTIONS: usize = 16;
 
@@ -50,6 +84,15 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
         post_bytes,
         large_responses,
         open_loop,
+        tls: Tls::Off,
+    };
+    let https = |connections, keepalive, tls| Kind::Load {
+        connections,
+        keepalive,
+        post_bytes: None,
+        large_responses: false,
+        open_loop: false,
+        tls,
     };
     vec![
         Scenario {
@@ -96,11 +139,25 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
             },
         },
         Scenario {
-            key: "https",
-            title: "HTTPS (TLS termination) scenarios".into(),
-            kind: Kind::Unavailable {
-                reason: "n/a (no TLS yet)",
-            },
+            key: "https-keepalive",
+            title: format!(
+                "HTTPS small GET ({SMALL_RESPONSE_BYTES} B), keep-alive, {DEFAULT_CONNECTIONS} connections (TLS terminated by the proxy)"
+            ),
+            kind: https(DEFAULT_CONNECTIONS, true, Tls::RingwayLoad),
+        },
+        Scenario {
+            key: "https-handshake",
+            title: format!(
+                "HTTPS, a new connection and TLS handshake per request (ringway-load --no-keepalive: resumes with session tickets), {DEFAULT_CONNECTIONS} concurrent"
+            ),
+            kind: https(DEFAULT_CONNECTIONS, false, Tls::RingwayLoad),
+        },
+        Scenario {
+            key: "https-full-handshake",
+            title: format!(
+                "HTTPS, a new connection and a full TLS handshake per request (no resumption; the bench's own client), {FULL_HANDSHAKE_CONNECTIONS} concurrent"
+            ),
+            kind: https(FULL_HANDSHAKE_CONNECTIONS, false, Tls::FullHandshakes),
         },
     ]
 }
