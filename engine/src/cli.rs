@@ -33,6 +33,16 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print the compiled route table of a config file (same as `check`).
+    Routes {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Ask the running `ringway serve -c FILE` to reload FILE (sends it SIGHUP).
+    Reload {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Built-in upstream + gateway + load generator on loopback, with a report.
     Demo(crate::demo::DemoArgs),
     /// Run only the built-in fast origin server (the benchmarks' common upstream).
@@ -65,7 +75,8 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Serve { config, driver } => serve(config, driver),
-        Command::Check { config } => match config::load(&config) {
+        Command::Reload { config } => reload(&config),
+        Command::Check { config } | Command::Routes { config } => match config::load(&config) {
             Ok(s) => {
                 print!("{}", s.describe());
                 println!("{}: OK", config.display());
@@ -128,4 +139,43 @@ fn serve(path: PathBuf, driver: Option<String>) -> i32 {
             1
         }
     }
+}
+
+/// Finds every `ringway serve` whose config file is `path` and sends it SIGHUP.
+/// The file is checked first, so a broken file is reported here too.
+fn reload(path: &std::path::Path) -> i32 {
+    if let Err(e) = config::load(path) {
+        eprintln!("{e}");
+        return 2;
+    }
+    let want = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return 2;
+        }
+    };
+    let mut signalled = 0;
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let Some(serve) = args.iter().position(|a| *a == b"serve") else { continue };
+        let Some(cfg) = args[serve..].windows(2).find(|w| w[0] == b"-c" || w[0] == b"--config").map(|w| w[1]) else { continue };
+        let cfg = std::path::Path::new(std::str::from_utf8(cfg).unwrap_or_default());
+        let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
+        if std::fs::canonicalize(cwd.join(cfg)).is_ok_and(|p| p == want) && crate::sys::send_sighup(pid) {
+            println!("sent SIGHUP to ringway (pid {pid})");
+            signalled += 1;
+        }
+    }
+    if signalled == 0 {
+        eprintln!("no running `ringway serve -c {}` found", path.display());
+        return 1;
+    }
+    0
 }

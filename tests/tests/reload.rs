@@ -132,3 +132,25 @@ fn twenty_reloads_under_load_lose_no_request() {
     );
     assert!(ok.load(Ordering::Relaxed) > 100);
 }
+
+#[test]
+fn ringway_reload_signals_the_server_running_that_file() {
+    let origin = Origin::echo();
+    let gw = Gateway::start(&config(origin.addr, ""));
+    assert_eq!(get(gw.addr, "/b/x").status, 404);
+    std::fs::write(&gw.config_path, config(origin.addr, B_ROUTE)).unwrap();
+    let out = std::process::Command::new(ringway_tests::gateway::binary("ringway"))
+        .arg("reload")
+        .arg("-c")
+        .arg(&gw.config_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {}", gw.child.id())));
+    assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(get(gw.addr, "/b/x").status, 200);
+    // `routes` prints the table of a file.
+    let out = std::process::Command::new(ringway_tests::gateway::binary("ringway")).arg("routes").arg("-c").arg(&gw.config_path).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/b/{proxy+}"));
+}
