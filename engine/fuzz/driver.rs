@@ -123,7 +123,7 @@ pub fn response_head(data: &[u8]) {
         _ => write::Downstream::Chunked,
     };
     let mut out = Vec::new();
-    write::response_head(&mut out, data, &head, down, write::Persist::Default);
+    write::response_head(&mut out, data, &head, down, write::Persist::Default, None);
     let mut again = ResponseHead::default();
     let big = Limits {
         max_head_bytes: 1 << 20,

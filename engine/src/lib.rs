@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod h1;
 pub mod observe;
+pub mod policy;
 pub mod proxy;
 pub mod runtime;
 pub mod snapshot;

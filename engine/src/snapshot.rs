@@ -45,6 +45,10 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// The compiled route table: host → path → method.
     pub router: ringway_router::Router,
+    /// Peers whose X-Forwarded-For names the client (`[server] trusted_proxies`).
+    pub trusted_proxies: crate::policy::ip::CidrSet,
+    /// `[[api_key]]` digests and `[[usage_plan]]`s.
+    pub api_keys: crate::policy::api_key::Keys,
     /// Total targets over all upstreams (pool slots per worker).
     pub target_count: usize,
     /// Fault injection for tests: a request for exactly this path panics its connection task.
@@ -107,6 +111,8 @@ pub struct Route {
     pub uri_text: Option<String>,
     pub preserve_host: bool,
     pub websocket: bool,
+    /// The route's policy chain (empty: nothing to check).
+    pub policies: crate::policy::Chain,
 }
 
 impl Snapshot {
@@ -143,9 +149,10 @@ impl Snapshot {
         let _ = writeln!(s, "routes (precedence order):");
         for e in self.router.table() {
             let r = &self.routes[e.route];
-            let to = match &r.uri_text {
-                Some(uri) => uri.clone(),
-                None => format!("{} (path unchanged)", self.upstreams[r.upstream].name),
+            let to = match (&r.policies.mock, &r.uri_text) {
+                (Some(m), _) => format!("mock {}", m.status),
+                (None, Some(uri)) => uri.clone(),
+                (None, None) => format!("{} (path unchanged)", self.upstreams[r.upstream].name),
             };
             let _ = writeln!(
                 s,

@@ -221,6 +221,17 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     }
 
     let (routes, router) = compile_routes(&file, &by_name, c);
+    let trusted_proxies =
+        crate::policy::ip::CidrSet::parse(&s.trusted_proxies, "server.trusted_proxies")
+            .unwrap_or_else(|p| {
+                c.at(p.span, p.key, p.message);
+                Default::default()
+            });
+    let (api_keys, problems) =
+        crate::policy::api_key::compile_keys(&file.usage_plan, &file.api_key);
+    for p in problems {
+        c.at(p.span, p.key, p.message);
+    }
     Snapshot {
         source: path.to_path_buf(),
         generation: 0,
@@ -245,6 +256,8 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         upstreams,
         routes,
         router,
+        trusted_proxies,
+        api_keys,
         target_count,
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")
             .map(|p| p.into_encoded_bytes()),
@@ -368,7 +381,13 @@ fn compile_routes(
         let key = |k: &str| format!("route[{i}].{k}");
         let mut upstream = None;
         let mut template = None;
+        let (policies, problems) = crate::policy::compile(r);
+        for p in problems {
+            c.at(p.span, key(&p.key), p.message);
+        }
         match (&r.upstream, &r.uri) {
+            // A mock route answers by itself: it needs no upstream.
+            (None, None) if r.mock.is_some() => {}
             (Some(_), Some(uri)) => c.at(
                 uri.span(),
                 key("uri"),
@@ -377,7 +396,7 @@ fn compile_routes(
             (None, None) => c.at(
                 r.path.span(),
                 key("upstream"),
-                "a route needs an `upstream` or a `uri`",
+                "a route needs an `upstream`, a `uri` or a `[route.mock]`",
             ),
             (Some(name), None) => match by_name.get(name.get_ref()) {
                 Some(&u) => upstream = Some(u),
@@ -434,6 +453,7 @@ fn compile_routes(
             uri_text: r.uri.as_ref().map(|u| u.get_ref().clone()),
             preserve_host: r.preserve_host,
             websocket: r.websocket,
+            policies,
         });
     }
     let router =

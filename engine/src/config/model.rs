@@ -16,6 +16,12 @@ pub struct File {
     pub upstream: Vec<Upstream>,
     #[serde(default)]
     pub route: Vec<Route>,
+    /// `[[usage_plan]]`: rate, burst and quota shared by the API keys of the plan.
+    #[serde(default)]
+    pub usage_plan: Vec<UsagePlan>,
+    /// `[[api_key]]`: a key (stored hashed) and its plan.
+    #[serde(default)]
+    pub api_key: Vec<ApiKey>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +57,9 @@ pub struct Server {
     /// `[server.access_log] path = "...", format = "json"`: one line per request.
     #[serde(default)]
     pub access_log: Option<AccessLog>,
+    /// Peers (CIDRs) whose X-Forwarded-For is believed when finding the client address.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -295,6 +304,109 @@ pub struct Route {
     /// Let `Connection: upgrade` requests (WebSocket) through, tunnelling the connection after a 101.
     #[serde(default = "yes")]
     pub websocket: bool,
+    /// Policies (engine/src/policy/), each optional.
+    pub cors: Option<Spanned<Cors>>,
+    pub ip: Option<Spanned<IpPolicy>>,
+    pub api_key: Option<Spanned<RouteApiKey>>,
+    pub throttle: Option<Spanned<Throttle>>,
+    /// Answer from the gateway itself; such a route needs no upstream.
+    pub mock: Option<Spanned<Mock>>,
+}
+
+/// `[route.cors]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Exact origins, `https://*.example.com`, or `*`.
+    #[serde(default)]
+    pub allow_origins: Vec<Spanned<String>>,
+    /// Default: GET, HEAD, POST.
+    pub allow_methods: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub allow_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub expose_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    pub max_age: Option<Dur>,
+}
+
+/// `[route.ip]`: CIDR lists; deny wins, an empty allow list allows all.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpPolicy {
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+/// `[route.api_key]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteApiKey {
+    /// `header:NAME` or `query:NAME`.
+    #[serde(default = "default_key_source")]
+    pub source: Spanned<String>,
+}
+
+fn default_key_source() -> Spanned<String> {
+    Spanned::new(0..0, "header:x-api-key".to_string())
+}
+
+/// `[route.throttle]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Throttle {
+    /// Requests per second, gateway-wide (split among workers).
+    pub rate: Spanned<f64>,
+    /// Default: the rate.
+    pub burst: Option<Spanned<f64>>,
+    /// `route` (default), `client_ip` or `header:NAME`.
+    pub key: Option<Spanned<String>>,
+}
+
+/// `[route.mock]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mock {
+    #[serde(default = "default_mock_status")]
+    pub status: Spanned<u16>,
+    pub headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub body: Option<String>,
+}
+
+fn default_mock_status() -> Spanned<u16> {
+    Spanned::new(0..0, 200)
+}
+
+/// `[[usage_plan]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlan {
+    pub name: Spanned<String>,
+    pub rate: Option<Spanned<f64>>,
+    pub burst: Option<Spanned<f64>>,
+    pub quota: Option<Spanned<QuotaSpec>>,
+}
+
+/// `quota = { limit = 10000, period = "day" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    pub limit: u64,
+    pub period: String,
+}
+
+/// `[[api_key]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub name: Spanned<String>,
+    pub value: Option<Spanned<String>>,
+    /// Hex SHA-256 of the key, to keep the key itself out of the file.
+    pub value_sha256: Option<Spanned<String>>,
+    pub plan: Spanned<String>,
 }
 
 fn any_method() -> Spanned<Vec<String>> {

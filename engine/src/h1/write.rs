@@ -112,13 +112,15 @@ pub enum Downstream {
     Close,
 }
 
-/// Appends the response head relayed to the client.
+/// Appends the response head relayed to the client. `cors`: the route's
+/// CORS field lines, which replace any `Access-Control-*` field the upstream sent.
 pub fn response_head(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &ResponseHead,
     framing: Downstream,
     connection: Persist,
+    cors: Option<&[u8]>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(head.status).as_bytes());
@@ -130,7 +132,7 @@ pub fn response_head(
             Kind::ContentLength => framing == Downstream::Empty,
             Kind::TransferEncoding | Kind::Connection | Kind::HopByHop => false,
             Kind::Upgrade => head.status == 101,
-            _ => true,
+            _ => cors.is_none() || !is_cors_field(h.name.get(buf)),
         };
         if pass {
             out.extend_from_slice(h.name.get(buf));
@@ -148,12 +150,50 @@ pub fn response_head(
         Downstream::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Downstream::Empty | Downstream::Close => {}
     }
+    out.extend_from_slice(cors.unwrap_or_default());
     if head.status == 101 {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     } else {
         persist_field(out, connection);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+fn is_cors_field(name: &[u8]) -> bool {
+    name.len() > 15 && name[..15].eq_ignore_ascii_case(b"access-control-")
+}
+
+/// Appends a response ringway makes up itself with a fixed body: a mock
+/// integration's, or a CORS preflight's. `fields` and `extra` are field
+/// lines. 204 and 304 carry no body and no Content-Length; HEAD gets the
+/// length without the body.
+pub fn fixed_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    fields: &[u8],
+    extra: &[u8],
+    body: &[u8],
+    persist: Persist,
+    head_request: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: ringway\r\n");
+    out.extend_from_slice(fields);
+    out.extend_from_slice(extra);
+    let bodiless = matches!(status, 204 | 304);
+    if !bodiless {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    persist_field(out, persist);
+    out.extend_from_slice(b"\r\n");
+    if !bodiless && !head_request {
+        out.extend_from_slice(body);
+    }
 }
 
 /// What the response says about the client connection.
@@ -244,6 +284,30 @@ mod tests {
         assert!(s.contains("X-Forwarded-Proto: http\r\n"));
         assert!(s.contains("X-Forwarded-Host: example.com\r\n"));
         assert!(s.ends_with("Via: 1.1 ringway\r\n\r\n"));
+    }
+
+    #[test]
+    fn fixed_responses_frame_their_body() {
+        let mut out = Vec::new();
+        fixed_response(
+            &mut out,
+            200,
+            b"content-type: text/plain\r\n",
+            b"X: 1\r\n",
+            b"hi",
+            Persist::Close,
+            false,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: ringway\r\ncontent-type: text/plain\r\nX: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        );
+        out.clear();
+        fixed_response(&mut out, 200, b"", b"", b"hi", Persist::Default, true);
+        assert!(out.ends_with(b"Content-Length: 2\r\n\r\n"));
+        out.clear();
+        fixed_response(&mut out, 204, b"", b"", b"", Persist::Default, false);
+        assert_eq!(out, b"HTTP/1.1 204 No Content\r\nServer: ringway\r\n\r\n");
     }
 
     #[test]

@@ -11,10 +11,11 @@ use super::worker::Worker;
 use crate::h1::request::{self, BodyFraming, RequestHead};
 use crate::h1::response::{self, ResponseFraming, ResponseHead};
 use crate::h1::write::{self, Downstream, Forward, Persist};
+use crate::policy::{self, Verdict};
 use crate::snapshot::{Snapshot, Target, Upstream};
 use monoio::net::TcpStream;
 use ringway_router::{ExpandError, Lookup};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,8 @@ struct ReqInfo {
 /// head storage go back to the worker's pool and the connection waits for
 /// readability alone, so thousands of idle keep-alive clients cost little.
 pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: usize) {
-    let ip = peer.ip().to_canonical().to_string();
+    let peer_ip = peer.ip().to_canonical();
+    let ip = peer_ip.to_string();
     let mut first = true;
     let mut active: Option<Active> = None;
     loop {
@@ -108,7 +110,8 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
             &mut a.rbuf,
             &a.head,
             &mut a.resp,
-            &ip,
+            &mut a.fields,
+            (peer_ip, &ip),
             &mut outcome,
         )
         .await;
@@ -154,6 +157,8 @@ pub struct Active {
     pub rbuf: Vec<u8>,
     pub head: RequestHead,
     pub resp: ResponseHead,
+    /// Field lines the policy chain adds to this request's response (CORS, Retry-After).
+    pub fields: Vec<u8>,
     /// Request fields for the access log line (filled only when logging).
     pub captured: crate::observe::access_log::Captured,
 }
@@ -164,6 +169,7 @@ impl Default for Active {
             rbuf: Vec::with_capacity(super::worker::BUF_SIZE),
             head: RequestHead::default(),
             resp: ResponseHead::default(),
+            fields: Vec::new(),
             captured: Default::default(),
         }
     }
@@ -244,7 +250,8 @@ async fn exchange(
     rbuf: &mut Vec<u8>,
     head: &RequestHead,
     resp: &mut ResponseHead,
-    ip: &str,
+    fields: &mut Vec<u8>,
+    (peer, ip): (IpAddr, &str),
     outcome: &mut Outcome,
 ) -> Next {
     let buf = &rbuf[..];
@@ -275,6 +282,11 @@ async fn exchange(
     let host = head.host.map(|h| h.get(buf));
     let m = match snap.router.find(head.method(buf), host, route_path) {
         Lookup::Found(m) => m,
+        Lookup::MethodNotAllowed { .. }
+            if let Some(m) = preflight_route(snap, buf, head, host, route_path) =>
+        {
+            m
+        }
         Lookup::MethodNotAllowed { allow } => {
             let allow_field = format!("Allow: {allow}\r\n");
             return reject(
@@ -309,6 +321,57 @@ async fn exchange(
     };
     let route = &snap.routes[m.route];
     outcome.route = Some(m.route);
+
+    // Phase 1b: the route's policy chain (CORS, IP rules, API key, throttle,
+    // mock), before any upstream work. `fields` collects what every response
+    // to this request carries (CORS fields; Retry-After on a 429).
+    fields.clear();
+    let cors = route.policies.cors.is_some();
+    if !route.policies.is_empty() {
+        let req = policy::Request {
+            buf,
+            head,
+            peer,
+            route: m.route,
+        };
+        let verdict = policy::run(
+            &route.policies,
+            snap,
+            &mut w.policy.borrow_mut(),
+            w.id,
+            &req,
+            fields,
+        );
+        match verdict {
+            Verdict::Forward => {}
+            Verdict::Reject(status, message) => {
+                return reject(
+                    w, snap, client, rbuf, head, info, outcome, status, message, fields,
+                )
+                .await;
+            }
+            Verdict::Preflight => {
+                let answer = Fixed {
+                    status: 204,
+                    fields: b"",
+                    body: b"",
+                };
+                return answer_locally(w, snap, client, rbuf, head, info, outcome, answer, fields)
+                    .await;
+            }
+            Verdict::Mock(mock) => {
+                let answer = Fixed {
+                    status: mock.status,
+                    fields: &mock.fields,
+                    body: &mock.body,
+                };
+                return answer_locally(w, snap, client, rbuf, head, info, outcome, answer, fields)
+                    .await;
+            }
+        }
+    }
+    let fields: &[u8] = fields;
+    let cors_fields = cors.then_some(fields);
     // `tbuf` holds a rewritten request-target when the original cannot be forwarded as is.
     let mut tbuf: Option<Vec<u8>> = None;
     let mut target_slice: Option<&[u8]> = None;
@@ -326,7 +389,7 @@ async fn exchange(
                         "invalid path parameter"
                     };
                     return reject(
-                        w, snap, client, rbuf, head, info, outcome, status, message, b"",
+                        w, snap, client, rbuf, head, info, outcome, status, message, fields,
                     )
                     .await;
                 }
@@ -409,6 +472,7 @@ async fn exchange(
                     e,
                     body_pending,
                     info,
+                    fields,
                 )
                 .await;
             }
@@ -431,6 +495,7 @@ async fn exchange(
                 RelayError::upstream(f),
                 body_pending,
                 info,
+                fields,
             )
             .await;
         }
@@ -476,8 +541,10 @@ async fn exchange(
                 }
             };
             if let Err(e) = sent {
-                return fail_before_response(w, snap, client, outcome, out, ubuf, e, true, info)
-                    .await;
+                return fail_before_response(
+                    w, snap, client, outcome, out, ubuf, e, true, info, fields,
+                )
+                .await;
             }
         }
         match read_response_head(
@@ -503,8 +570,10 @@ async fn exchange(
                 w.stats.retries.set(w.stats.retries.get() + 1);
             }
             Err(e) => {
-                return fail_before_response(w, snap, client, outcome, out, ubuf, e, false, info)
-                    .await;
+                return fail_before_response(
+                    w, snap, client, outcome, out, ubuf, e, false, info, fields,
+                )
+                .await;
             }
         }
     };
@@ -514,7 +583,14 @@ async fn exchange(
     outcome.upstream_time = Some(sent_at.elapsed());
     // Phase 4a: switching protocols — relay the 101, then the connection is a tunnel.
     if resp.status == 101 {
-        write::response_head(&mut out, &ubuf, resp, Downstream::Empty, Persist::Default);
+        write::response_head(
+            &mut out,
+            &ubuf,
+            resp,
+            Downstream::Empty,
+            Persist::Default,
+            None,
+        );
         ubuf.drain(..resp.head_len);
         let sent = write_all(client, &mut out, snap.timeouts.body_idle).await;
         w.put_buf(out);
@@ -535,7 +611,14 @@ async fn exchange(
         ResponseFraming::Chunked | ResponseFraming::Close => (Downstream::Close, false),
     };
     let next = if keep { Next::KeepAlive } else { Next::Close };
-    write::response_head(&mut out, &ubuf, resp, down, persist_for(&next, info.minor));
+    write::response_head(
+        &mut out,
+        &ubuf,
+        resp,
+        down,
+        persist_for(&next, info.minor),
+        cors_fields,
+    );
     outcome.bytes_sent = out.len() as u64
         + if let Downstream::Length(n) = down {
             n
@@ -647,6 +730,72 @@ async fn reject(
     next
 }
 
+/// A response the gateway makes up itself: a mock integration's or a CORS preflight's.
+struct Fixed<'a> {
+    status: u16,
+    fields: &'a [u8],
+    body: &'a [u8],
+}
+
+/// Answers a request from the gateway itself (mock, preflight). Like
+/// [`reject`], the connection stays open only if there is no body to skip.
+#[allow(clippy::too_many_arguments)]
+async fn answer_locally(
+    w: &Worker,
+    snap: &Snapshot,
+    client: &mut Client,
+    rbuf: &mut Vec<u8>,
+    head: &RequestHead,
+    info: ReqInfo,
+    outcome: &mut Outcome,
+    answer: Fixed<'_>,
+    extra: &[u8],
+) -> Next {
+    outcome.status = answer.status;
+    let next = if head.has_body() || !info.keep_alive || w.draining.get() {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
+    rbuf.drain(..head.head_len);
+    let mut out = w.take_buf();
+    write::fixed_response(
+        &mut out,
+        answer.status,
+        answer.fields,
+        extra,
+        answer.body,
+        persist_for(&next, info.minor),
+        info.is_head,
+    );
+    outcome.bytes_sent = out.len() as u64;
+    let ok = write_all(client, &mut out, snap.timeouts.body_idle)
+        .await
+        .is_ok();
+    w.put_buf(out);
+    if ok { next } else { Next::Close }
+}
+
+/// For a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) on
+/// a resource without an OPTIONS route: the route of the method it asks
+/// about, if that route has CORS, so the gateway can answer the preflight.
+fn preflight_route(
+    snap: &Snapshot,
+    buf: &[u8],
+    head: &RequestHead,
+    host: Option<&[u8]>,
+    path: &[u8],
+) -> Option<ringway_router::Match> {
+    if head.method(buf) != b"OPTIONS" {
+        return None;
+    }
+    let asked = policy::cors::field(buf, head, b"access-control-request-method")?;
+    match snap.router.find(asked, host, path) {
+        Lookup::Found(m) if snap.routes[m.route].policies.cors.is_some() => Some(m),
+        _ => None,
+    }
+}
+
 fn persist_for(next: &Next, minor: u8) -> Persist {
     match (next, minor) {
         (Next::Close, _) => Persist::Close,
@@ -739,6 +888,7 @@ async fn read_response_head(
                             resp,
                             Downstream::Empty,
                             Persist::Default,
+                            None,
                         );
                         let r = write_all(client, &mut interim, snap.timeouts.body_idle).await;
                         w.put_buf(interim);
@@ -775,6 +925,7 @@ async fn fail_before_response(
     e: RelayError,
     body_unread: bool,
     info: ReqInfo,
+    extra: &[u8],
 ) -> Next {
     w.put_buf(out);
     w.put_buf(ubuf);
@@ -788,13 +939,14 @@ async fn fail_before_response(
     } else {
         Next::KeepAlive
     };
-    if !respond(
+    if !respond_with(
         w,
         client,
         snap,
         status,
         e.message(),
         persist_for(&next, info.minor),
+        extra,
     )
     .await
     {

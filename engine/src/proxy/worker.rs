@@ -58,11 +58,14 @@ pub struct Worker {
     log_lines: RefCell<LineBuffer>,
     /// Core and driver, for the metrics.
     pub identity: Cell<(Option<usize>, &'static str)>,
+    /// Policy counters: throttle buckets and API key quotas of this worker.
+    pub policy: RefCell<crate::policy::WorkerState>,
 }
 
 impl Worker {
     pub fn new(id: usize, snapshot: Arc<Snapshot>, log: Option<Arc<AccessLog>>) -> Rc<Self> {
         let routes = snapshot.routes.len();
+        let policy = RefCell::new(crate::policy::WorkerState::new(&snapshot));
         Rc::new(Worker {
             id,
             pool: RefCell::new(Pool::new(snapshot.target_count)),
@@ -78,6 +81,7 @@ impl Worker {
             log,
             log_lines: RefCell::default(),
             identity: Cell::new((None, "")),
+            policy,
         })
     }
 
@@ -100,6 +104,7 @@ impl Worker {
         self.pool.borrow_mut().remap(&addrs(&old), &addrs(&next));
         *self.rr.borrow_mut() = vec![0; next.upstreams.len()];
         self.metrics.borrow_mut().reset_routes(next.routes.len());
+        self.policy.borrow_mut().install(&next);
         *self.snapshot.borrow_mut() = Rc::new(next);
     }
 

@@ -1,0 +1,588 @@
+//! API keys and usage plans: `[[usage_plan]]`, `[[api_key]]` (top level) and
+//! `[route.api_key] source = "header:x-api-key" | "query:api_key"`.
+//!
+//! Keys are kept only as SHA-256 digests; a request's key is hashed and
+//! looked up. Each key's plan gives a token bucket (rate, burst) and a quota
+//! per UTC day, week (from Monday) or month. Buckets and quota counters are
+//! per worker: each of N workers admits `rate / N`, `burst / N` (at least 1)
+//! and its share of the quota (`limit / N`, the remainder spread over the
+//! first workers), so the gateway as a whole admits about the plan's numbers.
+//! Counters are kept across reloads for keys whose digest stays the same.
+
+use super::Problem;
+use super::throttle::{Bucket, rate_and_burst, share};
+use crate::config::model;
+use crate::h1::request::RequestHead;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::Instant;
+
+pub type KeyHash = [u8; 32];
+
+/// Where a route reads the key from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// A header, by lower-case name.
+    Header(Box<[u8]>),
+    /// A query parameter, by name.
+    Query(Box<[u8]>),
+}
+
+/// Control plane: `[route.api_key]` → [`KeySource`].
+pub fn compile(t: &model::RouteApiKey) -> Result<KeySource, Problem> {
+    let s = t.source.get_ref().as_str();
+    match s.split_once(':') {
+        Some(("header", name)) if super::throttle::is_token(name) => Ok(KeySource::Header(
+            name.to_ascii_lowercase().into_bytes().into(),
+        )),
+        Some(("query", name)) if !name.is_empty() && !name.contains(['&', '=', '#', ' ']) => {
+            Ok(KeySource::Query(name.as_bytes().into()))
+        }
+        _ => Err(Problem::new(
+            t.source.span(),
+            "source",
+            format!("unknown key source {s:?}: use \"header:NAME\" or \"query:NAME\""),
+        )),
+    }
+}
+
+/// The longest key value looked at; longer ones are unknown keys.
+const MAX_KEY_BYTES: usize = 512;
+
+impl KeySource {
+    /// Data plane: the key's SHA-256, or `None` when the request carries none.
+    pub fn digest(&self, buf: &[u8], head: &RequestHead) -> Option<KeyHash> {
+        match self {
+            KeySource::Header(name) => {
+                let v = super::cors::field(buf, head, name)?;
+                let v = crate::h1::header::trim_ows(v);
+                (!v.is_empty()).then(|| Sha256::digest(v).into())
+            }
+            KeySource::Query(name) => {
+                let raw = head.query(buf).split(|&b| b == b'&').find_map(|pair| {
+                    let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                        Some(i) => (&pair[..i], &pair[i + 1..]),
+                        None => (pair, &[][..]),
+                    };
+                    (k == &**name).then_some(v)
+                })?;
+                if raw.is_empty() {
+                    return None;
+                }
+                let mut tmp = [0u8; MAX_KEY_BYTES];
+                let v = percent_decode(raw, &mut tmp).unwrap_or(b"\0too long");
+                Some(Sha256::digest(v).into())
+            }
+        }
+    }
+}
+
+/// Decodes `%XX` and `+` into `out`; `None` if it does not fit.
+fn percent_decode<'o>(raw: &[u8], out: &'o mut [u8; MAX_KEY_BYTES]) -> Option<&'o [u8]> {
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
+    let (mut i, mut n) = (0, 0);
+    while i < raw.len() {
+        let byte = match raw[i] {
+            b'%' => match (hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    i += 2;
+                    (h << 4) | l
+                }
+                _ => b'%',
+            },
+            b'+' => b' ',
+            b => b,
+        };
+        *out.get_mut(n)? = byte;
+        n += 1;
+        i += 1;
+    }
+    Some(&out[..n])
+}
+
+/// The period a quota counts over, in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u64,
+    pub period: Period,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    /// Gateway-wide requests per second and burst.
+    pub rate: Option<(f64, f64)>,
+    pub quota: Option<Quota>,
+}
+
+#[derive(Debug)]
+pub struct Key {
+    pub name: String,
+    pub hash: KeyHash,
+    pub plan: usize,
+}
+
+/// Every key and plan of the config.
+#[derive(Debug, Default)]
+pub struct Keys {
+    pub plans: Vec<Plan>,
+    pub keys: Vec<Key>,
+    by_hash: HashMap<KeyHash, usize>,
+}
+
+impl Keys {
+    #[inline]
+    pub fn find(&self, hash: &KeyHash) -> Option<usize> {
+        self.by_hash.get(hash).copied()
+    }
+}
+
+/// Control plane: `[[usage_plan]]` and `[[api_key]]` → [`Keys`]. Every problem
+/// is reported, with its key path.
+pub fn compile_keys(plans: &[model::UsagePlan], keys: &[model::ApiKey]) -> (Keys, Vec<Problem>) {
+    let mut out = Keys::default();
+    let mut problems = Vec::new();
+    let mut plan_index = HashMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        let at = |k: &str| format!("usage_plan[{i}].{k}");
+        if plan_index.insert(p.name.get_ref().clone(), i).is_some() {
+            problems.push(Problem::new(
+                p.name.span(),
+                at("name"),
+                format!("a second plan named {:?}", p.name.get_ref()),
+            ));
+        }
+        let rate = match (&p.rate, &p.burst) {
+            (None, None) => None,
+            (None, Some(b)) => {
+                problems.push(Problem::new(
+                    b.span(),
+                    at("burst"),
+                    "a burst needs a `rate`",
+                ));
+                None
+            }
+            (Some(r), b) => match rate_and_burst(r, b.as_ref()) {
+                Ok(rb) => Some(rb),
+                Err(e) => {
+                    problems.push(Problem {
+                        key: at(&e.key),
+                        ..e
+                    });
+                    None
+                }
+            },
+        };
+        let quota = p.quota.as_ref().and_then(|q| {
+            let period = match q.get_ref().period.as_str() {
+                "day" => Period::Day,
+                "week" => Period::Week,
+                "month" => Period::Month,
+                other => {
+                    problems.push(Problem::new(
+                        q.span(),
+                        at("quota.period"),
+                        format!("unknown period {other:?}: use \"day\", \"week\" or \"month\""),
+                    ));
+                    return None;
+                }
+            };
+            Some(Quota {
+                limit: q.get_ref().limit,
+                period,
+            })
+        });
+        out.plans.push(Plan {
+            name: p.name.get_ref().clone(),
+            rate,
+            quota,
+        });
+    }
+    let mut names = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        let at = |f: &str| format!("api_key[{i}].{f}");
+        if names.insert(k.name.get_ref().clone(), i).is_some() {
+            problems.push(Problem::new(
+                k.name.span(),
+                at("name"),
+                format!("a second key named {:?}", k.name.get_ref()),
+            ));
+        }
+        let hash: Option<KeyHash> = match (&k.value, &k.value_sha256) {
+            (Some(v), None) if !v.get_ref().is_empty() => {
+                Some(Sha256::digest(v.get_ref().as_bytes()).into())
+            }
+            (None, Some(h)) => match parse_hex32(h.get_ref()) {
+                Some(d) => Some(d),
+                None => {
+                    problems.push(Problem::new(
+                        h.span(),
+                        at("value_sha256"),
+                        "64 hex digits expected (a SHA-256 digest)",
+                    ));
+                    None
+                }
+            },
+            (Some(v), None) => {
+                problems.push(Problem::new(
+                    v.span(),
+                    at("value"),
+                    "an API key may not be empty",
+                ));
+                None
+            }
+            (Some(_), Some(h)) => {
+                problems.push(Problem::new(
+                    h.span(),
+                    at("value_sha256"),
+                    "give `value` or `value_sha256`, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                problems.push(Problem::new(
+                    k.name.span(),
+                    at("value"),
+                    "a key needs `value` or `value_sha256`",
+                ));
+                None
+            }
+        };
+        let plan = match plan_index.get(k.plan.get_ref()) {
+            Some(&p) => Some(p),
+            None => {
+                let mut known: Vec<_> = plan_index.keys().cloned().collect();
+                known.sort();
+                problems.push(Problem::new(
+                    k.plan.span(),
+                    at("plan"),
+                    format!(
+                        "no [[usage_plan]] is named {:?} (defined: {known:?})",
+                        k.plan.get_ref()
+                    ),
+                ));
+                None
+            }
+        };
+        if let (Some(hash), Some(plan)) = (hash, plan) {
+            if let Some(&other) = out.by_hash.get(&hash) {
+                let span = k.value.as_ref().map_or_else(|| k.name.span(), |v| v.span());
+                problems.push(Problem::new(
+                    span,
+                    at("value"),
+                    format!("the same key as {:?}", out.keys[other].name),
+                ));
+                continue;
+            }
+            out.by_hash.insert(hash, out.keys.len());
+            out.keys.push(Key {
+                name: k.name.get_ref().clone(),
+                hash,
+                plan,
+            });
+        }
+    }
+    (out, problems)
+}
+
+fn parse_hex32(s: &str) -> Option<KeyHash> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut d = [0u8; 32];
+    for (i, b) in d.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(d)
+}
+
+/// One key's counters on one worker.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyState {
+    pub hash: KeyHash,
+    bucket: Option<Bucket>,
+    /// The quota period the count belongs to (see [`period_of`]).
+    window: u64,
+    used: u64,
+}
+
+impl KeyState {
+    pub fn new(hash: KeyHash) -> KeyState {
+        KeyState {
+            hash,
+            bucket: None,
+            window: 0,
+            used: 0,
+        }
+    }
+
+    /// The same key under a reloaded plan: the quota count stays, the bucket starts over.
+    pub fn carried(&self) -> KeyState {
+        KeyState {
+            bucket: None,
+            ..*self
+        }
+    }
+}
+
+/// Why a key's request is refused: 429 with `Retry-After` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Over {
+    Rate(u64),
+    Quota(u64),
+}
+
+/// Data plane: charges one request to the key under `plan`, on worker
+/// `worker` of `workers`. `unix` is the wall clock in seconds.
+pub fn charge(
+    state: &mut KeyState,
+    plan: &Plan,
+    worker: usize,
+    workers: usize,
+    now: Instant,
+    unix: u64,
+) -> Result<(), Over> {
+    if let Some(q) = plan.quota {
+        let window = period_of(q.period, unix);
+        if window != state.window {
+            state.window = window;
+            state.used = 0;
+        }
+        if state.used >= quota_share(q.limit, worker, workers) {
+            return Err(Over::Quota(
+                period_end(q.period, window).saturating_sub(unix).max(1),
+            ));
+        }
+    }
+    if let Some((rate, burst)) = plan.rate {
+        let (r, b) = share(rate, burst, workers);
+        let bucket = state.bucket.get_or_insert_with(|| Bucket::full(b, now));
+        bucket.take(r, b, now).map_err(Over::Rate)?;
+    }
+    state.used += 1;
+    Ok(())
+}
+
+/// Worker `worker`'s part of `limit`: `limit / N`, the remainder going to the first workers.
+pub fn quota_share(limit: u64, worker: usize, workers: usize) -> u64 {
+    let n = workers.max(1) as u64;
+    limit / n + u64::from((worker as u64) < limit % n)
+}
+
+const DAY: u64 = 86_400;
+
+/// A number for the period `unix` falls in: days, weeks (Monday to Sunday)
+/// or months since the epoch, UTC.
+pub fn period_of(p: Period, unix: u64) -> u64 {
+    let days = unix / DAY;
+    match p {
+        Period::Day => days,
+        // 1970-01-01 was a Thursday: Monday-based weeks start 3 days earlier.
+        Period::Week => (days + 3) / 7,
+        Period::Month => {
+            let (y, m, _) = civil_from_days(days as i64);
+            (y as u64) * 12 + (m as u64 - 1)
+        }
+    }
+}
+
+/// The first second after period `window`.
+pub fn period_end(p: Period, window: u64) -> u64 {
+    match p {
+        Period::Day => (window + 1) * DAY,
+        Period::Week => ((window + 1) * 7 - 3) * DAY,
+        Period::Month => {
+            let next = window + 1;
+            days_from_civil((next / 12) as i64, (next % 12 + 1) as u32, 1) as u64 * DAY
+        }
+    }
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (era arithmetic
+/// over 400-year cycles of 146097 days).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Day count since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::{Limits, request};
+
+    #[test]
+    fn calendar_round_trips() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        for d in (-1000..40_000).step_by(37) {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+    }
+
+    #[test]
+    fn periods_and_their_ends() {
+        // 2026-11-27 10:00:00 UTC, a Friday.
+        let t = 1_795_773_600;
+        assert_eq!(civil_from_days((t / DAY) as i64), (2026, 11, 27));
+        let day = period_of(Period::Day, t);
+        assert_eq!(period_end(Period::Day, day) - t, 14 * 3600);
+        // The week ends at Monday 2026-11-30 00:00.
+        let week = period_of(Period::Week, t);
+        assert_eq!(
+            period_end(Period::Week, week),
+            days_from_civil(2026, 11, 30) as u64 * DAY
+        );
+        assert_eq!(
+            period_of(Period::Week, days_from_civil(2026, 11, 30) as u64 * DAY),
+            week + 1
+        );
+        assert_eq!(
+            period_of(
+                Period::Week,
+                days_from_civil(2026, 11, 29) as u64 * DAY + 86_399
+            ),
+            week
+        );
+        let month = period_of(Period::Month, t);
+        assert_eq!(
+            period_end(Period::Month, month),
+            days_from_civil(2026, 12, 1) as u64 * DAY
+        );
+        let dec = period_of(Period::Month, days_from_civil(2026, 12, 31) as u64 * DAY);
+        assert_eq!(
+            period_end(Period::Month, dec),
+            days_from_civil(2027, 1, 1) as u64 * DAY
+        );
+    }
+
+    #[test]
+    fn quota_shares_add_up() {
+        for (limit, n) in [(10_000, 4), (5, 2), (1, 3), (7, 7), (0, 2)] {
+            let total: u64 = (0..n).map(|w| quota_share(limit, w, n)).sum();
+            assert_eq!(total, limit);
+        }
+        assert_eq!(quota_share(5, 0, 2), 3);
+        assert_eq!(quota_share(5, 1, 2), 2);
+    }
+
+    #[test]
+    fn a_key_runs_out_of_burst_then_of_quota() {
+        let plan = Plan {
+            name: "p".into(),
+            rate: Some((1.0, 2.0)),
+            quota: Some(Quota {
+                limit: 3,
+                period: Period::Day,
+            }),
+        };
+        let mut s = KeyState::new([0; 32]);
+        let t0 = Instant::now();
+        let unix = 1_795_773_600;
+        assert_eq!(charge(&mut s, &plan, 0, 1, t0, unix), Ok(()));
+        assert_eq!(charge(&mut s, &plan, 0, 1, t0, unix), Ok(()));
+        assert_eq!(charge(&mut s, &plan, 0, 1, t0, unix), Err(Over::Rate(1)));
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        assert_eq!(charge(&mut s, &plan, 0, 1, t1, unix + 1), Ok(()));
+        let t2 = t1 + std::time::Duration::from_secs(5);
+        assert_eq!(
+            charge(&mut s, &plan, 0, 1, t2, unix + 6),
+            Err(Over::Quota(14 * 3600 - 6))
+        );
+        // A new day starts the count over.
+        assert_eq!(charge(&mut s, &plan, 0, 1, t2, unix + 14 * 3600), Ok(()));
+    }
+
+    #[test]
+    fn keys_come_from_a_header_or_the_query() {
+        let digest = |src: KeySource, raw: &str| {
+            let mut head = request::RequestHead::default();
+            assert_eq!(
+                request::parse(raw.as_bytes(), &Limits::default(), &mut head),
+                Ok(true)
+            );
+            src.digest(raw.as_bytes(), &head)
+        };
+        let k: KeyHash = Sha256::digest(b"k-123").into();
+        let header = || KeySource::Header(b"x-api-key".as_slice().into());
+        let query = || KeySource::Query(b"api_key".as_slice().into());
+        assert_eq!(
+            digest(
+                header(),
+                "GET / HTTP/1.1\r\nHost: h\r\nX-API-Key: k-123\r\n\r\n"
+            ),
+            Some(k)
+        );
+        assert_eq!(digest(header(), "GET / HTTP/1.1\r\nHost: h\r\n\r\n"), None);
+        assert_eq!(
+            digest(header(), "GET / HTTP/1.1\r\nHost: h\r\nX-API-Key: \r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            digest(
+                query(),
+                "GET /?a=1&api_key=k-123 HTTP/1.1\r\nHost: h\r\n\r\n"
+            ),
+            Some(k)
+        );
+        assert_eq!(
+            digest(query(), "GET /?api_key=k%2D123 HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Some(k)
+        );
+        assert_eq!(
+            digest(query(), "GET /?xapi_key=k-123 HTTP/1.1\r\nHost: h\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            digest(query(), "GET /?api_key= HTTP/1.1\r\nHost: h\r\n\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn key_config_errors_are_all_reported() {
+        let f: model::File = toml::from_str(
+            "[[usage_plan]]\nname = \"basic\"\nrate = 0\nquota = { limit = 5, period = \"year\" }\n\n[[api_key]]\nname = \"a\"\nvalue = \"k\"\nplan = \"gold\"\n\n[[api_key]]\nname = \"b\"\nvalue_sha256 = \"zz\"\nplan = \"basic\"\n",
+        )
+        .unwrap();
+        let (_, problems) = compile_keys(&f.usage_plan, &f.api_key);
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "usage_plan[0].rate",
+                "usage_plan[0].quota.period",
+                "api_key[0].plan",
+                "api_key[1].value_sha256"
+            ]
+        );
+    }
+}

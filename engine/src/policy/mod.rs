@@ -1,0 +1,260 @@
+//! Per-route policies, in the order they run on a request: CORS → IP rules →
+//! API key (and its usage plan) → throttle → mock integration.
+//!
+//! Each policy is one file with a `compile` (control plane, at config load:
+//! errors become config errors naming file, line and key) and a synchronous,
+//! I/O-free check (data plane). A route's compiled [`Chain`] holds an
+//! `Option<Box<_>>` per policy, so a route without policies costs one
+//! branch on [`Chain::is_empty`]. Mutable state (token buckets, quota
+//! counters) is per worker, in [`WorkerState`].
+
+pub mod api_key;
+pub mod cors;
+pub mod ip;
+pub mod mock;
+pub mod throttle;
+
+use crate::config::model;
+use crate::h1::request::RequestHead;
+use crate::snapshot::Snapshot;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::time::Instant;
+
+/// A policy config problem: where it is, the key below the policy's table, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Byte range in the config text; `0..0` means "the policy's table".
+    pub span: Range<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            span,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One route's compiled policies.
+#[derive(Debug, Default)]
+pub struct Chain {
+    pub cors: Option<Box<cors::Cors>>,
+    pub ip: Option<Box<ip::IpRules>>,
+    pub api_key: Option<Box<api_key::KeySource>>,
+    pub throttle: Option<Box<throttle::Throttle>>,
+    pub mock: Option<Box<mock::Mock>>,
+}
+
+impl Chain {
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.cors.is_none()
+            && self.ip.is_none()
+            && self.api_key.is_none()
+            && self.throttle.is_none()
+            && self.mock.is_none()
+    }
+}
+
+/// Control plane: compiles a route's policy tables. Problems carry keys
+/// relative to the route (`cors.allow_origins[1]`).
+pub fn compile(r: &model::Route) -> (Chain, Vec<Problem>) {
+    let mut problems = Vec::new();
+    fn one<T, C>(
+        t: &Option<toml::Spanned<T>>,
+        name: &str,
+        f: impl Fn(&T) -> Result<C, Problem>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Box<C>> {
+        let t = t.as_ref()?;
+        match f(t.get_ref()) {
+            Ok(c) => Some(Box::new(c)),
+            Err(p) => {
+                problems.push(Problem {
+                    span: if p.span == (0..0) { t.span() } else { p.span },
+                    key: format!("{name}.{}", p.key),
+                    message: p.message,
+                });
+                None
+            }
+        }
+    }
+    let chain = Chain {
+        cors: one(&r.cors, "cors", cors::compile, &mut problems),
+        ip: one(&r.ip, "ip", ip::compile, &mut problems),
+        api_key: one(&r.api_key, "api_key", api_key::compile, &mut problems),
+        throttle: one(&r.throttle, "throttle", throttle::compile, &mut problems),
+        mock: one(&r.mock, "mock", mock::compile, &mut problems),
+    };
+    (chain, problems)
+}
+
+/// What the chain decided for a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict<'c> {
+    /// Go on to the upstream.
+    Forward,
+    /// An allowed CORS preflight: answer 204 with the fields gathered.
+    Preflight,
+    /// Answer with ringway's own JSON error (and the fields gathered: CORS, Retry-After).
+    Reject(u16, &'static str),
+    /// Answer from the route's mock integration.
+    Mock(&'c mock::Mock),
+}
+
+/// The request as the chain sees it.
+pub struct Request<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a RequestHead,
+    /// The connection's peer (canonical: IPv4-mapped addresses as IPv4).
+    pub peer: IpAddr,
+    /// Index of the matched route in `snap.routes`.
+    pub route: usize,
+}
+
+/// Data plane: runs `chain` on a request. `fields` (cleared by the caller)
+/// receives the header lines every response to this request carries: CORS
+/// fields, and `Retry-After` on a 429. Synchronous; no I/O; allocates only
+/// when a throttle meets a key it has not seen on this worker.
+pub fn run<'c>(
+    chain: &'c Chain,
+    snap: &Snapshot,
+    state: &mut WorkerState,
+    worker: usize,
+    req: &Request<'_>,
+    fields: &mut Vec<u8>,
+) -> Verdict<'c> {
+    let (buf, head) = (req.buf, req.head);
+    if let Some(c) = &chain.cors {
+        match c.preflight(buf, head, fields) {
+            cors::Preflight::Allowed => return Verdict::Preflight,
+            cors::Preflight::Refused(why) => return Verdict::Reject(403, why),
+            cors::Preflight::No => c.actual(cors::field(buf, head, b"origin"), fields),
+        }
+    }
+    let by_ip = chain.ip.is_some()
+        || chain
+            .throttle
+            .as_ref()
+            .is_some_and(|t| t.key == throttle::Key::ClientIp);
+    let client = if by_ip {
+        ip::client_ip(req.peer, &snap.trusted_proxies, buf, head)
+    } else {
+        req.peer
+    };
+    if let Some(rules) = &chain.ip
+        && !rules.allows(client)
+    {
+        return Verdict::Reject(403, "client address not allowed");
+    }
+    // Counters belong to the snapshot the worker serves; a request that began
+    // under an older one (a reload during its head) is checked but not counted.
+    let fresh = state.generation == snap.generation;
+    let now = Instant::now();
+    if let Some(src) = &chain.api_key {
+        let Some(digest) = src.digest(buf, head) else {
+            return Verdict::Reject(403, "missing API key");
+        };
+        let Some(k) = snap.api_keys.find(&digest) else {
+            return Verdict::Reject(403, "invalid API key");
+        };
+        if fresh && let Some(s) = state.keys.get_mut(k) {
+            let plan = &snap.api_keys.plans[snap.api_keys.keys[k].plan];
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            match api_key::charge(s, plan, worker, snap.workers, now, unix) {
+                Ok(()) => {}
+                Err(api_key::Over::Rate(secs)) => {
+                    retry_after(fields, secs);
+                    return Verdict::Reject(429, "too many requests");
+                }
+                Err(api_key::Over::Quota(secs)) => {
+                    retry_after(fields, secs);
+                    return Verdict::Reject(429, "limit exceeded: this API key's quota is used up");
+                }
+            }
+        }
+    }
+    if let Some(t) = &chain.throttle
+        && fresh
+        && let Some(Some((_, buckets))) = state.throttles.get_mut(req.route)
+    {
+        let value = match &t.key {
+            throttle::Key::Header(name) => cors::field(buf, head, name),
+            _ => None,
+        };
+        if let Err(secs) = buckets.take(snap.workers, client, value, now) {
+            retry_after(fields, secs);
+            return Verdict::Reject(429, "too many requests");
+        }
+    }
+    match &chain.mock {
+        Some(m) => Verdict::Mock(m),
+        None => Verdict::Forward,
+    }
+}
+
+fn retry_after(fields: &mut Vec<u8>, secs: u64) {
+    fields.extend_from_slice(b"Retry-After: ");
+    fields.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+    fields.extend_from_slice(b"\r\n");
+}
+
+/// One worker's policy counters: throttle buckets per route, and per API key
+/// its plan's bucket and quota count.
+#[derive(Debug, Default)]
+pub struct WorkerState {
+    /// The snapshot generation these vectors are indexed for.
+    generation: u64,
+    /// Per route: its path and buckets (routes with a throttle only).
+    throttles: Vec<Option<(String, throttle::Buckets)>>,
+    /// Per key of `snap.api_keys.keys`.
+    keys: Vec<api_key::KeyState>,
+}
+
+impl WorkerState {
+    pub fn new(snap: &Snapshot) -> WorkerState {
+        let mut s = WorkerState::default();
+        s.install(snap);
+        s
+    }
+
+    /// Re-indexes the counters for a reloaded snapshot. A route keeps its
+    /// buckets if the route at its index has the same path and the same
+    /// throttle; any other change starts that route's buckets over. A key
+    /// keeps its quota count if its digest is unchanged (its bucket starts full).
+    pub fn install(&mut self, snap: &Snapshot) {
+        let mut old_throttles = std::mem::take(&mut self.throttles);
+        self.throttles = snap
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let t = r.policies.throttle.as_deref()?;
+                match old_throttles.get_mut(i).and_then(Option::take) {
+                    Some((path, b)) if path == r.path && b.config == *t => Some((path, b)),
+                    _ => Some((r.path.clone(), throttle::Buckets::new(t.clone()))),
+                }
+            })
+            .collect();
+        let old_keys: std::collections::HashMap<api_key::KeyHash, api_key::KeyState> =
+            self.keys.drain(..).map(|k| (k.hash, k)).collect();
+        self.keys = snap
+            .api_keys
+            .keys
+            .iter()
+            .map(|k| {
+                old_keys
+                    .get(&k.hash)
+                    .map_or_else(|| api_key::KeyState::new(k.hash), |o| o.carried())
+            })
+            .collect();
+        self.generation = snap.generation;
+    }
+}
