@@ -326,8 +326,7 @@ pub struct Cors {
     pub allow_headers: Vec<Spanned<String>>,
     #[serde(default)]
     pub expose_headers: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub allow_credentials: bool,
+    pub allow_credentials: Option<Spanned<bool>>,
     pub max_age: Option<Dur>,
 }
 

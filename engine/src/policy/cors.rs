@@ -53,7 +53,7 @@ pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
         any_method: false,
         headers: Vec::new(),
         any_header: false,
-        credentials: t.allow_credentials,
+        credentials: t.allow_credentials.as_ref().is_some_and(|c| *c.get_ref()),
         preflight_lines: Box::default(),
         actual_lines: Box::default(),
     };
@@ -102,7 +102,7 @@ pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
     }
     if c.any_origin && c.credentials {
         return Err(Problem::new(
-            0..0,
+            t.allow_credentials.as_ref().map_or(0..0, |c| c.span()),
             "allow_credentials",
             "browsers refuse credentials with `Access-Control-Allow-Origin: *`: list the origins instead of \"*\"",
         ));

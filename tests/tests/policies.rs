@@ -1,0 +1,581 @@
+//! API gateway policies through the binary: CORS (preflight answered by the
+//! gateway, fields on every response of the route, ringway's errors
+//! included), mock integrations without any upstream, IP allow/deny with and
+//! without a trusted proxy, throttles (burst, refill, the rate across two
+//! workers), API keys with usage plans (missing, unknown, valid, burst,
+//! quota, quota kept across a reload), and policy config errors.
+
+use ringway_tests::client::{connect, read_response, send_raw};
+use ringway_tests::gateway::{TempDir, binary};
+use ringway_tests::{Gateway, Origin, Response};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// `[server]` on an ephemeral port with `workers`, an upstream `app` at
+/// `app`, then `rest` (routes and policies).
+fn config(app: SocketAddr, workers: usize, server_extra: &str, rest: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin = false\n{server_extra}\n\n[[upstream]]\nname = \"app\"\ntargets = [\"{app}\"]\nconnect_timeout = \"1s\"\nresponse_timeout = \"2s\"\n\n{rest}"
+    )
+}
+
+fn request(addr: SocketAddr, method: &str, target: &str, fields: &str) -> Response {
+    send_raw(
+        addr,
+        format!("{method} {target} HTTP/1.1\r\nHost: api.test\r\n{fields}\r\n").as_bytes(),
+    )
+}
+
+fn message(r: &Response) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&r.body)));
+    v["message"].as_str().expect("a message").to_string()
+}
+
+/// `ringway check` on `text`: exit code and stderr.
+fn check(text: &str) -> (i32, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("ringway.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(binary("ringway"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const CORS: &str = r#"
+[route.cors]
+allow_origins = ["https://app.example.com", "https://*.example.com"]
+allow_methods = ["GET", "POST"]
+allow_headers = ["content-type", "authorization", "x-api-key"]
+expose_headers = ["x-request-id"]
+allow_credentials = true
+max_age = "10m"
+"#;
+
+#[test]
+fn cors_preflight_is_answered_by_the_gateway_and_the_actual_request_gets_the_fields() {
+    // The upstream sends its own CORS field: the route's policy replaces it.
+    let origin = Origin::start(|_| {
+        ringway_tests::Reply::Length(
+            200,
+            vec![
+                "Access-Control-Allow-Origin: *".into(),
+                "X-Request-Id: r-1".into(),
+            ],
+            b"hello".to_vec(),
+        )
+    });
+    let rest = format!(
+        "[[route]]\npath = \"/{{proxy+}}\"\nupstream = \"app\"\n{CORS}\n[[route]]\npath = \"/only-get\"\nmethods = [\"GET\"]\nupstream = \"app\"\n{CORS}\n[[route]]\npath = \"/down\"\nuri = \"http://down/x\"\n{CORS}\n[[upstream]]\nname = \"down\"\ntargets = [\"127.0.0.1:1\"]\nconnect_timeout = \"1s\"\n"
+    );
+    let gw = Gateway::start(&config(origin.addr, 2, "", &rest));
+
+    // A browser's preflight: answered 204 here, never forwarded.
+    let pre = request(
+        gw.addr,
+        "OPTIONS",
+        "/users/7",
+        "Origin: https://shop.example.com\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type,x-api-key\r\n",
+    );
+    assert_eq!(pre.status, 204, "{pre:?}");
+    let want = [
+        ("access-control-allow-origin", "https://shop.example.com"),
+        ("access-control-allow-methods", "GET, POST"),
+        (
+            "access-control-allow-headers",
+            "content-type, authorization, x-api-key",
+        ),
+        ("access-control-allow-credentials", "true"),
+        ("access-control-max-age", "600"),
+    ];
+    for (k, v) in want {
+        assert_eq!(pre.header(k), Some(v), "{k} in {pre:?}");
+    }
+    assert!(pre.header("vary").unwrap().contains("Origin"));
+    assert!(pre.body.is_empty());
+    // The same for a resource whose route has no OPTIONS method.
+    let pre = request(
+        gw.addr,
+        "OPTIONS",
+        "/only-get",
+        "Origin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n",
+    );
+    assert_eq!(pre.status, 204, "{pre:?}");
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    // Refused preflights: 403, without CORS fields.
+    for fields in [
+        "Origin: https://evil.test\r\nAccess-Control-Request-Method: GET\r\n",
+        "Origin: https://app.example.com\r\nAccess-Control-Request-Method: DELETE\r\n",
+        "Origin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: x-secret\r\n",
+    ] {
+        let r = request(gw.addr, "OPTIONS", "/users/7", fields);
+        assert_eq!(r.status, 403, "{fields}");
+        assert!(message(&r).starts_with("CORS preflight refused"));
+        assert_eq!(r.header("access-control-allow-origin"), None);
+    }
+    assert!(origin.seen().is_empty(), "a preflight reached the upstream");
+
+    // The actual request: forwarded, and its response carries the fields.
+    let r = request(
+        gw.addr,
+        "POST",
+        "/users/7",
+        "Origin: https://app.example.com\r\nContent-Length: 2\r\n\r\n{}",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        r.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("access-control-allow-origin"))
+            .count(),
+        1,
+        "the upstream's own field is replaced: {r:?}"
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("x-request-id")
+    );
+    assert_eq!(r.header("x-request-id"), Some("r-1"));
+    assert_eq!(origin.seen().len(), 1);
+    // An origin not allowed gets the response without CORS fields.
+    let r = request(gw.addr, "GET", "/x", "Origin: https://evil.test\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // A plain OPTIONS (no preflight) is the upstream's business.
+    assert_eq!(request(gw.addr, "OPTIONS", "/x", "").status, 200);
+    assert_eq!(origin.seen().len(), 3);
+
+    // ringway's own errors on the route carry the fields too (502 here).
+    let r = request(
+        gw.addr,
+        "GET",
+        "/down",
+        "Origin: https://app.example.com\r\n",
+    );
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+}
+
+#[test]
+fn gateway_rejections_carry_cors_fields() {
+    let origin = Origin::echo();
+    let rest = "[[route]]\npath = \"/{proxy+}\"\nupstream = \"app\"\n[route.cors]\nallow_origins = [\"*\"]\n[route.api_key]\n[route.ip]\ndeny = [\"10.0.0.0/8\"]\n";
+    let gw = Gateway::start(&config(
+        origin.addr,
+        1,
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        rest,
+    ));
+    let r = request(gw.addr, "GET", "/x", "Origin: https://a.test\r\n");
+    assert_eq!((r.status, message(&r).as_str()), (403, "missing API key"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/x",
+        "Origin: https://a.test\r\nX-Forwarded-For: 10.9.9.9\r\n",
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(origin.seen().is_empty());
+}
+
+#[test]
+fn a_mock_route_needs_no_upstream() {
+    // The issue's mock snippet, in a file with no [[upstream]] at all.
+    let text = r#"[server]
+listen = ["127.0.0.1:0"]
+workers = 1
+
+[[route]]
+path = "/health"
+methods = ["GET", "HEAD"]
+
+[route.mock]                    # a route with mock needs no upstream
+status = 200
+headers = { content-type = "application/json" }
+body = '{"ok":true}'
+
+[[route]]
+path = "/teapot"
+
+[route.mock]
+status = 418
+headers = { x-kind = "mock" }
+"#;
+    let (code, err) = check(text);
+    assert_eq!(code, 0, "{err}");
+    let gw = Gateway::start(text);
+    let r = request(gw.addr, "GET", "/health", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.body, br#"{"ok":true}"#);
+    let mut s = connect(gw.addr);
+    s.write_all(b"HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), true).unwrap();
+    assert_eq!(r.header("content-length"), Some("11"));
+    let r = request(gw.addr, "DELETE", "/teapot", "");
+    assert_eq!((r.status, r.header("x-kind")), (418, Some("mock")));
+    assert!(r.body.is_empty());
+    // Keep-alive survives a mock answer; a request body is no reason to forward anything.
+    let mut s = connect(gw.addr);
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 200);
+    }
+    assert_eq!(request(gw.addr, "GET", "/nope", "").status, 404);
+}
+
+#[test]
+fn ip_rules_with_and_without_a_trusted_proxy() {
+    let origin = Origin::echo();
+    let rest = "[[route]]\npath = \"/private/{p+}\"\nupstream = \"app\"\n[route.ip]\nallow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ndeny = [\"10.6.6.6/32\"]\n\n[[route]]\npath = \"/local/{p+}\"\nupstream = \"app\"\n[route.ip]\nallow = [\"127.0.0.1/32\", \"::1/128\"]\n\n[[route]]\npath = \"/no-local/{p+}\"\nupstream = \"app\"\n[route.ip]\ndeny = [\"127.0.0.0/8\"]\n";
+    let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+
+    // No trusted proxy: X-Forwarded-For is the client's word and counts for nothing.
+    let gw = Gateway::start(&config(origin.addr, 2, "", rest));
+    let r = request(gw.addr, "GET", "/private/a", &xff("10.1.2.3"));
+    assert_eq!(r.status, 403);
+    assert_eq!(message(&r), "client address not allowed");
+    assert_eq!(request(gw.addr, "GET", "/local/a", "").status, 200);
+    assert_eq!(request(gw.addr, "GET", "/no-local/a", "").status, 403);
+    assert_eq!(
+        request(gw.addr, "GET", "/no-local/a", &xff("192.0.2.1")).status,
+        403
+    );
+    assert_eq!(origin.seen().len(), 1);
+    drop(gw);
+
+    // 127.0.0.1 is a trusted proxy: the last X-Forwarded-For hop is the client.
+    let gw = Gateway::start(&config(
+        origin.addr,
+        2,
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        rest,
+    ));
+    let cases: &[(&str, &str, u16)] = &[
+        ("/private/a", "10.1.2.3", 200),
+        ("/private/a", "192.0.2.1", 403),
+        ("/private/a", "10.6.6.6", 403),
+        // The client forged a first hop; the proxy appended the real one.
+        ("/private/a", "10.1.1.1, 192.0.2.1", 403),
+        ("/private/a", "192.0.2.1, 10.1.1.1", 200),
+        ("/private/a", "2001:db8::5", 200),
+        ("/private/a", "2001:db9::5", 403),
+        ("/private/a", "not-an-ip", 403),
+        ("/local/a", "10.1.2.3", 403),
+        ("/no-local/a", "192.0.2.1", 200),
+    ];
+    for (path, hops, status) in cases {
+        let r = request(gw.addr, "GET", path, &xff(hops));
+        assert_eq!(r.status, *status, "{path} via {hops}");
+    }
+    // Without the header the proxy itself is the client.
+    assert_eq!(request(gw.addr, "GET", "/local/a", "").status, 200);
+}
+
+#[test]
+fn ip_rules_over_ipv6() {
+    let origin = Origin::echo();
+    let rest = "[[route]]\npath = \"/v6\"\nupstream = \"app\"\n[route.ip]\nallow = [\"::1/128\"]\n\n[[route]]\npath = \"/v4\"\nupstream = \"app\"\n[route.ip]\nallow = [\"127.0.0.0/8\"]\n";
+    let text = config(origin.addr, 1, "", rest).replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"[::1]:0\", \"127.0.0.1:0\"]",
+    );
+    let gw = Gateway::start(&text);
+    let v6 = gw.addrs.iter().find(|a| a.is_ipv6()).copied().unwrap();
+    let v4 = gw.addrs.iter().find(|a| a.is_ipv4()).copied().unwrap();
+    assert_eq!(request(v6, "GET", "/v6", "").status, 200);
+    assert_eq!(request(v4, "GET", "/v6", "").status, 403);
+    assert_eq!(request(v4, "GET", "/v4", "").status, 200);
+    assert_eq!(request(v6, "GET", "/v4", "").status, 403);
+}
+
+#[test]
+fn a_throttle_spends_its_burst_then_refills() {
+    let origin = Origin::echo();
+    let rest = "[[route]]\npath = \"/r\"\nupstream = \"app\"\n[route.throttle]\nrate = 2\nburst = 3\nkey = \"route\"\n\n[[route]]\npath = \"/ip\"\nupstream = \"app\"\n[route.throttle]\nrate = 1\nburst = 1\nkey = \"client_ip\"\n\n[[route]]\npath = \"/tenant\"\nupstream = \"app\"\n[route.throttle]\nrate = 1\nburst = 1\nkey = \"header:x-tenant\"\n";
+    let gw = Gateway::start(&config(
+        origin.addr,
+        1,
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        rest,
+    ));
+    // One keep-alive connection: a 429 keeps it open.
+    let mut s = connect(gw.addr);
+    let mut buf = Vec::new();
+    let mut get = |path: &str, fields: &str| {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{fields}\r\n").as_bytes())
+            .unwrap();
+        read_response(&mut s, &mut buf, false).unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(get("/r", "").status, 200);
+    }
+    let r = get("/r", "");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(message(&r), "too many requests");
+    // 2/s: one token every 500 ms.
+    std::thread::sleep(Duration::from_millis(550));
+    assert_eq!(get("/r", "").status, 200);
+    assert_eq!(get("/r", "").status, 429);
+
+    // Per client IP (behind the trusted proxy) and per header value.
+    let ip = |a: &str| format!("X-Forwarded-For: {a}\r\n");
+    assert_eq!(get("/ip", &ip("192.0.2.1")).status, 200);
+    assert_eq!(get("/ip", &ip("192.0.2.1")).status, 429);
+    assert_eq!(get("/ip", &ip("192.0.2.2")).status, 200);
+    let t = |v: &str| format!("X-Tenant: {v}\r\n");
+    assert_eq!(get("/tenant", &t("a")).status, 200);
+    assert_eq!(get("/tenant", &t("a")).status, 429);
+    assert_eq!(get("/tenant", &t("b")).status, 200);
+    assert_eq!(get("/tenant", "").status, 200);
+    assert_eq!(get("/tenant", "").status, 429);
+    // Only admitted requests reached the upstream.
+    assert_eq!(origin.seen().len(), 4 + 2 + 3);
+}
+
+#[test]
+fn the_observed_rate_across_two_workers_is_within_ten_percent_of_the_limit() {
+    const RATE: f64 = 200.0;
+    const BURST: f64 = 20.0;
+    const SECS: f64 = 3.0;
+    const CLIENTS: usize = 16;
+    let origin = Origin::echo();
+    let rest = format!(
+        "[[route]]\npath = \"/{{p+}}\"\nupstream = \"app\"\n[route.throttle]\nrate = {RATE}\nburst = {BURST}\n"
+    );
+    let gw = Gateway::start(&config(origin.addr, 2, "", &rest));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let limited = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (ok, limited, stop, addr) = (ok.clone(), limited.clone(), stop.clone(), gw.addr);
+            std::thread::spawn(move || {
+                // Each client keeps one connection; SO_REUSEPORT spreads them over the workers.
+                let mut s = connect(addr);
+                let mut buf = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    let r = read_response(&mut s, &mut buf, false).unwrap();
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match r.status {
+                        200 => ok.fetch_add(1, Ordering::Relaxed),
+                        429 => limited.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("status {other}"),
+                    };
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(SECS));
+    stop.store(true, Ordering::Relaxed);
+    let took = start.elapsed().as_secs_f64();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let ok = ok.load(Ordering::Relaxed) as f64;
+    let limited = limited.load(Ordering::Relaxed);
+    let rate = (ok - BURST) / took;
+    assert!(limited > 0, "the clients never hit the limit");
+    assert!(
+        (rate - RATE).abs() <= RATE * 0.10,
+        "observed {rate:.1} req/s past the burst ({ok} admitted, {limited} limited in {took:.2} s), limit {RATE}"
+    );
+}
+
+/// The issue's key and plan snippets, with a second plan for the quota.
+fn key_config(app: SocketAddr) -> String {
+    let rest = format!(
+        r#"[[usage_plan]]
+name = "basic"
+rate = 1                        # requests per second
+burst = 2
+quota = {{ limit = 10000, period = "day" }}
+
+[[usage_plan]]
+name = "tiny"
+quota = {{ limit = 3, period = "month" }}
+
+[[api_key]]
+name = "client-a"
+value = "k-123"                 # or value_sha256 = "…"; stored hashed either way
+plan = "basic"
+
+[[api_key]]
+name = "client-b"
+value_sha256 = "{}"
+plan = "tiny"
+
+[[route]]
+path = "/{{proxy+}}"
+upstream = "app"
+
+[route.api_key]
+source = "header:x-api-key"     # or "query:api_key"
+
+[[route]]
+path = "/q/{{proxy+}}"
+upstream = "app"
+
+[route.api_key]
+source = "query:api_key"
+"#,
+        ringway_tests::sha256(b"k-tiny")
+    );
+    config(app, 1, "", &rest)
+}
+
+#[test]
+fn api_keys_missing_unknown_valid_and_a_burst_running_out() {
+    let origin = Origin::echo();
+    let gw = Gateway::start(&key_config(origin.addr));
+    let r = request(gw.addr, "GET", "/a", "");
+    assert_eq!((r.status, message(&r).as_str()), (403, "missing API key"));
+    let r = request(gw.addr, "GET", "/a", "X-API-Key: k-999\r\n");
+    assert_eq!((r.status, message(&r).as_str()), (403, "invalid API key"));
+    assert!(origin.seen().is_empty());
+
+    // Burst 2 at 1/s: two pass, the third waits a second.
+    let key = "X-API-Key: k-123\r\n";
+    assert_eq!(request(gw.addr, "GET", "/a", key).status, 200);
+    assert_eq!(request(gw.addr, "GET", "/a", key).status, 200);
+    let r = request(gw.addr, "GET", "/a", key);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(request(gw.addr, "GET", "/a", key).status, 200);
+    assert_eq!(request(gw.addr, "GET", "/a", key).status, 429);
+    // The key travels to the upstream like any field.
+    assert_eq!(origin.seen()[0].header("x-api-key"), Some("k-123"));
+
+    // From the query string; a key stored as its SHA-256.
+    assert_eq!(
+        request(gw.addr, "GET", "/q/a?x=1&api_key=k-tiny", "").status,
+        200
+    );
+    assert_eq!(
+        request(gw.addr, "GET", "/q/a?api_key=k-nope", "").status,
+        403
+    );
+    assert_eq!(request(gw.addr, "GET", "/q/a", key).status, 403);
+}
+
+#[test]
+fn a_quota_runs_out_and_stays_out_across_a_reload() {
+    let origin = Origin::echo();
+    let gw = Gateway::start(&key_config(origin.addr));
+    let key = "X-API-Key: k-tiny\r\n";
+    for _ in 0..3 {
+        assert_eq!(request(gw.addr, "GET", "/a", key).status, 200);
+    }
+    let r = request(gw.addr, "GET", "/a", key);
+    assert_eq!(r.status, 429);
+    assert!(message(&r).starts_with("limit exceeded"), "{r:?}");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=31 * 86_400).contains(&wait), "Retry-After {wait}");
+    // Another key is not affected.
+    assert_eq!(
+        request(gw.addr, "GET", "/a", "X-API-Key: k-123\r\n").status,
+        200
+    );
+
+    // A reload (here: one more route) keeps the count.
+    let text = key_config(origin.addr) + "\n[[route]]\npath = \"/new\"\nupstream = \"app\"\n";
+    std::fs::write(&gw.config_path, text).unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(request(gw.addr, "GET", "/new", "").status, 200);
+    assert_eq!(request(gw.addr, "GET", "/a", key).status, 429);
+    assert_eq!(origin.seen().len(), 5);
+}
+
+#[test]
+fn policy_config_errors_name_file_line_and_key() {
+    let app: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.ip]\nallow = [\"10.0.0.1/8\"]\n",
+            ":17:10: key `route[0].ip.allow[0]`",
+            "did you mean \"10.0.0.0/8\"",
+        ),
+        (
+            "[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.cors]\nallow_origins = [\"*\"]\nallow_credentials = true\n",
+            ":18:21: key `route[0].cors.allow_credentials`",
+            "list the origins",
+        ),
+        (
+            "[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.throttle]\nrate = 10\nkey = \"cookie\"\n",
+            ":18:7: key `route[0].throttle.key`",
+            "unknown throttle key",
+        ),
+        (
+            "[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.api_key]\nsource = \"body:k\"\n",
+            ":17:10: key `route[0].api_key.source`",
+            "header:NAME",
+        ),
+        (
+            "[[api_key]]\nname = \"a\"\nvalue = \"k\"\nplan = \"gold\"\n",
+            ":16:8: key `api_key[0].plan`",
+            "no [[usage_plan]] is named \"gold\"",
+        ),
+        (
+            "[[route]]\npath = \"/\"\n[route.mock]\nstatus = 200\nheaders = { content-length = \"1\" }\n",
+            "key `route[0].mock.headers.content-length`",
+            "frames the mock response itself",
+        ),
+        (
+            "[[route]]\npath = \"/\"\n[route.cors]\nallow_origins = [\"*\"]\n",
+            "key `route[0].upstream`",
+            "a `[route.mock]`",
+        ),
+        (
+            "[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.jwt_typo]\n",
+            "route",
+            "jwt_typo",
+        ),
+    ];
+    for (rest, at, says) in cases {
+        let (code, err) = check(&config(app, 1, "", rest));
+        assert_eq!(code, 2, "{rest}: {err}");
+        assert!(err.contains(at), "{rest}: want {at} in\n{err}");
+        assert!(err.contains(says), "{rest}: want {says} in\n{err}");
+    }
+    let (code, err) = check(&config(app, 1, "trusted_proxies = [\"10.0.0.0/40\"]", ""));
+    assert_ne!(code, 0);
+    assert!(err.contains("key `server.trusted_proxies[0]`"), "{err}");
+}
