@@ -70,6 +70,30 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
     Ok((s, status))
 }
 
+/// `GET path` with `Connection: close`; returns the status and the body
+/// (read to the end of the connection). For the proxies' admin endpoints.
+pub fn get_text(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    if !addr.ip().is_loopback() {
+        bail!("only loopback targets: {addr}");
+    }
+    let mut s =
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)?;
+    let text = String::from_utf8_lossy(&all).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").context("no response head")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status code in the response")?;
+    Ok((status, body.to_string()))
+}
+
 /// Waits until `addr` answers a GET with 200 (over TLS with `tls`), or
 /// `timeout` passes.
 pub fn wait_ready(

@@ -236,6 +236,7 @@ impl Bench {
                 crate::tls::probe(running.addr).unwrap_or_else(|e| format!("probe failed: {e:#}")),
             );
         }
+        let counters_setup = running.admin.map(scrape_counters);
         if !self.warmup.is_zero() {
             // A separate warm-up invocation, so the CPU counted below is
             // exactly the CPU of the measured requests.
@@ -243,6 +244,7 @@ impl Bench {
                 record.notes.push(format!("warm-up: {e:#}"));
             }
         }
+        let counters_warm = running.admin.map(scrape_counters);
         let pid = running.guard.as_ref().map(Guard::pid);
         let cpu_before = pid.map(process::tree_cpu_seconds);
         let busy_before = process::cpus_busy_seconds(&self.proxy_cpus);
@@ -260,6 +262,7 @@ impl Bench {
             + process::own_cpu_seconds();
         let wall = wall.elapsed().as_secs_f64();
         let hwm_kib = pid.map(|p| process::tree_status_kib(p, "VmHWM"));
+        let counters_end = running.admin.map(scrape_counters);
         if let Some(g) = running.guard.as_mut()
             && let Some(status) = g.exit_status()
         {
@@ -360,6 +363,44 @@ impl Bench {
         if let Some(kib) = hwm_kib {
             m.insert("peak_rss_mib".into(), kib as f64 / 1024.0);
         }
+        if let (Some(a), Some(b), Some(c)) = (counters_setup, counters_warm, counters_end) {
+            match (a, b, c) {
+                (Ok(a), Ok(b), Ok(c)) => {
+                    let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+                    for (metric, key, what) in [
+                        (
+                            "ringway_tls_handshake_failures_total",
+                            "tls_handshake_failures",
+                            "failed or timed-out TLS handshakes",
+                        ),
+                        (
+                            "ringway_connection_panics_total",
+                            "connection_panics",
+                            "connection tasks that panicked",
+                        ),
+                    ] {
+                        let (setup, warm, end) =
+                            (get(&a, metric), get(&b, metric), get(&c, metric));
+                        m.insert(key.into(), end - warm);
+                        if end > 0.0 {
+                            record.notes.push(format!(
+                                "ringway /metrics `{metric}` ({what}): {setup} by the end of start-up (readiness check, TLS probe), \
+                                 {} in the warm-up, {} in the measured run",
+                                warm - setup,
+                                end - warm
+                            ));
+                        }
+                    }
+                }
+                (a, b, c) => {
+                    for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
+                        record
+                            .notes
+                            .push(format!("ringway /metrics could not be read: {e:#}"));
+                    }
+                }
+            }
+        }
         if let Some(mut g) = running.guard.take() {
             match g.stop() {
                 None => record.notes.push(format!(
@@ -375,7 +416,8 @@ impl Bench {
         Ok(())
     }
 
-    /// One ringway-load invocation; returns its JSON report.
+    /// One ringway-load invocation (or, for full handshakes, the bench's own
+    /// client); returns its JSON report.
     fn load_once(
         &self,
         spec: &LoadSpec,
@@ -535,4 +577,24 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// Counters (lines without labels, summed per name) from ringway's admin
+/// `/metrics`.
+fn scrape_counters(admin: SocketAddr) -> Result<BTreeMap<String, f64>> {
+    let (status, body) = idle::get_text(admin, "/metrics")?;
+    if status != 200 {
+        bail!("/metrics answered {status}");
+    }
+    let mut out = BTreeMap::new();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = name.split('{').next().unwrap_or(name).trim();
+        if let Ok(v) = value.trim().parse::<f64>() {
+            *out.entry(name.to_string()).or_insert(0.0) += v;
+        }
+    }
+    Ok(out)
 }

@@ -60,6 +60,9 @@ pub struct Programs {
 /// A proxy (or the direct path) ready for load.
 pub struct Running {
     pub addr: SocketAddr,
+    /// ringway's admin listener (`/metrics`), set up for the HTTPS runs to
+    /// read its TLS handshake failure counter.
+    pub admin: Option<SocketAddr>,
     /// None for the direct path.
     pub guard: Option<Guard>,
 }
@@ -88,6 +91,7 @@ pub fn start(
         }
         return Ok(Running {
             addr: upstream,
+            admin: None,
             guard: None,
         });
     }
@@ -95,10 +99,14 @@ pub fn start(
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let log = dir.join("proxy.log");
+    let mut admin = None;
     let mut cmd = match target {
         Target::Ringway => {
+            if tls.is_some() {
+                admin = Some(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+            }
             let conf = dir.join("gateway.toml");
-            std::fs::write(&conf, ringway_config(addr, upstream, workers, tls))?;
+            std::fs::write(&conf, ringway_config(addr, upstream, workers, tls, admin))?;
             let mut c = Command::new(&programs.ringway);
             c.arg("serve").arg("-c").arg(&conf);
             c
@@ -163,6 +171,7 @@ pub fn start(
     }
     Ok(Running {
         addr,
+        admin,
         guard: Some(guard),
     })
 }
@@ -172,7 +181,11 @@ fn ringway_config(
     upstream: SocketAddr,
     workers: usize,
     tls: Option<&Material>,
+    admin: Option<SocketAddr>,
 ) -> String {
+    let admin = admin
+        .map(|a| format!("\n[server.admin]\nlisten = \"{a}\"\n"))
+        .unwrap_or_default();
     let listen = match tls {
         None => format!("\"{listen}\""),
         Some(m) => format!(
@@ -187,7 +200,7 @@ fn ringway_config(
 listen = [{listen}]
 workers = {workers}
 pin = false          # the bench sets the CPU affinity of the whole process
-
+{admin}
 [[upstream]]
 name = "app"
 targets = ["{upstream}"]
