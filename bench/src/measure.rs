@@ -383,9 +383,23 @@ impl Bench {
                             (get(&a, metric), get(&b, metric), get(&c, metric));
                         m.insert(key.into(), end - warm);
                         if end > 0.0 {
+                            // ringway-load stops at its deadline with the
+                            // connections still in their handshake open, and
+                            // closes them: at most one per connection.
+                            let cut_off = key == "tls_handshake_failures"
+                                && spec.tls == Tls::RingwayLoad
+                                && !spec.keepalive
+                                && warm - setup <= spec.connections as f64
+                                && end - warm <= spec.connections as f64;
+                            let why = if cut_off {
+                                " — at most one per connection per ringway-load invocation: the handshakes ringway-load \
+                                 cuts off when its duration ends (see bench/README.md)"
+                            } else {
+                                ""
+                            };
                             record.notes.push(format!(
                                 "ringway /metrics `{metric}` ({what}): {setup} by the end of start-up (readiness check, TLS probe), \
-                                 {} in the warm-up, {} in the measured run",
+                                 {} in the warm-up, {} in the measured run{why}",
                                 warm - setup,
                                 end - warm
                             ));
