@@ -145,12 +145,55 @@ fn ringway_reload_signals_the_server_running_that_file() {
         .arg(&gw.config_path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {}", gw.child.id())));
     assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(get(gw.addr, "/b/x").status, 200);
     // `routes` prints the table of a file.
-    let out = std::process::Command::new(ringway_tests::gateway::binary("ringway")).arg("routes").arg("-c").arg(&gw.config_path).output().unwrap();
+    let out = std::process::Command::new(ringway_tests::gateway::binary("ringway"))
+        .arg("routes")
+        .arg("-c")
+        .arg(&gw.config_path)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("/b/{proxy+}"));
+}
+
+#[test]
+fn a_reload_opens_new_listeners_and_closes_removed_ones() {
+    let origin = Origin::echo();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (first, second) = (free(), free());
+    let cfg = |listen: &str| config(origin.addr, "").replace("listen = [\"127.0.0.1:0\"]", listen);
+    let gw = Gateway::start(&cfg(&format!("listen = [\"{first}\"]")));
+    assert_eq!(get(first, "/a/1").status, 200);
+    let mut kept = connect(first);
+    std::fs::write(&gw.config_path, cfg(&format!("listen = [\"{second}\"]"))).unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(get(second, "/a/2").status, 200, "the new listener serves");
+    assert!(
+        std::net::TcpStream::connect(first).is_err(),
+        "the removed listener is closed"
+    );
+    // A connection accepted before the reload keeps working.
+    let mut buf = Vec::new();
+    kept.write_all(b"GET /a/3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut kept, &mut buf, false).unwrap().status,
+        200
+    );
 }

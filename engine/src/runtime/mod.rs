@@ -28,10 +28,20 @@ pub struct Shared {
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     pub access_log: Option<Arc<crate::observe::access_log::AccessLog>>,
+    /// Per worker: listeners a reload opened or closed, picked up with the new generation.
+    pub listener_changes: Mutex<Vec<Vec<ListenerChange>>>,
+}
+
+/// A listener change for one worker.
+pub enum ListenerChange {
+    Add(std::net::TcpListener, Option<Arc<ringway_tls::ServerTls>>),
+    /// Stop the accept loop of the listener bound to this address.
+    Remove(SocketAddr),
 }
 
 impl Shared {
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        let snapshot_workers = snapshot.workers;
         Shared {
             draining: AtomicBool::new(false),
             generation: AtomicU64::new(snapshot.generation),
@@ -41,6 +51,7 @@ impl Shared {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             access_log: None,
+            listener_changes: Mutex::new((0..snapshot_workers).map(|_| Vec::new()).collect()),
         }
     }
 
@@ -64,11 +75,27 @@ enum Event {
 /// A started gateway: its concrete listen addresses and how to stop it.
 pub struct Running {
     pub addrs: Vec<SocketAddr>,
+    /// Per configured listen entry, in order: the address actually bound (they differ for port 0).
+    bound: Mutex<Vec<SocketAddr>>,
+    backlog: u32,
     pub shared: Arc<Shared>,
     events: mpsc::Receiver<Event>,
     events_tx: mpsc::Sender<Event>,
     workers: usize,
     shutdown_timeout: Duration,
+}
+
+/// For each entry of `next`, the entry of `current` it keeps (same address,
+/// each used once, in order), or `None` for a new listener.
+fn match_listeners(current: &[SocketAddr], next: &[SocketAddr]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; current.len()];
+    next.iter()
+        .map(|a| {
+            let j = (0..current.len()).find(|&j| !taken[j] && current[j] == *a)?;
+            taken[j] = true;
+            Some(j)
+        })
+        .collect()
 }
 
 /// Picks the driver for the process (logged once).
@@ -155,7 +182,10 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     for a in &addrs {
         info!("listening on {a}");
     }
+    let bound = Mutex::new(addrs.clone());
     Ok(Running {
+        bound,
+        backlog: snapshot.backlog,
         addrs,
         shared,
         events: rx,
@@ -179,39 +209,51 @@ impl Running {
                 );
             }
             Ok(mut next) => {
-                if next.listen != current.listen || next.workers != current.workers {
+                if next.workers != current.workers {
                     warn!(
-                        "reload: `listen` and `workers` changes need a restart; keeping the running listeners and workers"
+                        "reload: a `workers` change needs a restart; keeping {} workers",
+                        current.workers
                     );
                 }
                 next.generation = current.generation + 1;
-                next.listen = current.listen.clone();
                 next.workers = current.workers;
-                // Listeners stay: their certificates are re-read in place (new
-                // handshakes get the new files, open connections keep theirs).
-                let files = |t: &Option<Arc<ringway_tls::ServerTls>>| {
-                    t.as_ref().map(|t| {
-                        t.certificates()
-                            .into_iter()
-                            .map(|c| c.file)
-                            .collect::<Vec<_>>()
-                    })
-                };
-                for (i, (running, wanted)) in
-                    current.listen_tls.iter().zip(&next.listen_tls).enumerate()
-                {
-                    if files(running) != files(wanted) {
-                        warn!(
-                            "reload: listen[{i}] TLS files changed; that needs a restart (the running files are re-read)"
-                        );
-                    }
-                    if let Some(t) = running
-                        && let Err(e) = t.reload()
-                    {
-                        error!("reload: listen[{i}] certificates kept: {e}");
+                next.backlog = self.backlog;
+                // Listeners: unchanged ones stay open (their TLS files are re-read in
+                // place); new ones are bound now and handed to every worker; removed
+                // ones are closed by the workers.
+                let matched = match_listeners(&current.listen, &next.listen);
+                let mut tls = Vec::with_capacity(next.listen.len());
+                for (i, addr) in next.listen.iter().enumerate() {
+                    match matched[i] {
+                        Some(j) => {
+                            if let Some(t) = &current.listen_tls[j] {
+                                if next.listen_tls[i].is_none() {
+                                    warn!(
+                                        "reload: TLS on {addr} cannot be turned off without a restart; keeping it"
+                                    );
+                                }
+                                if let Err(e) = t.reload() {
+                                    error!("reload: {addr} certificates kept: {e}");
+                                }
+                            } else if next.listen_tls[i].is_some() {
+                                warn!(
+                                    "reload: TLS on {addr} cannot be turned on without a restart; keeping plain HTTP"
+                                );
+                            }
+                            tls.push(current.listen_tls[j].clone());
+                        }
+                        None => tls.push(next.listen_tls[i].clone()),
                     }
                 }
-                next.listen_tls = current.listen_tls.clone();
+                next.listen_tls = tls;
+                if let Err(e) = self.apply_listener_changes(&current, &next, &matched) {
+                    self.shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    error!(
+                        "reload failed; keeping generation {}: {e}",
+                        current.generation
+                    );
+                    return;
+                }
                 let g = next.generation;
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);
@@ -219,6 +261,54 @@ impl Running {
                 info!("reloaded {}: generation {g}", current.source.display());
             }
         }
+    }
+
+    /// Binds the listeners `next` adds and queues them, and the ones it drops,
+    /// for every worker (applied when the workers see the new generation).
+    fn apply_listener_changes(
+        &self,
+        current: &Snapshot,
+        next: &Snapshot,
+        matched: &[Option<usize>],
+    ) -> Result<(), String> {
+        let mut bound_guard = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        // `bound[i]` is the address `current.listen[i]` actually bound (they differ for port 0).
+        let mut bound = Vec::with_capacity(next.listen.len());
+        let mut per_worker: Vec<Vec<ListenerChange>> =
+            (0..self.workers).map(|_| Vec::new()).collect();
+        for (i, addr) in next.listen.iter().enumerate() {
+            if let Some(j) = matched[i] {
+                bound.push(bound_guard[j]);
+                continue;
+            }
+            let (listeners, actual) = listener::bind_all(&[*addr], self.workers, self.backlog)
+                .map_err(|e| format!("new listener {addr}: {e}"))?;
+            for (w, mut ls) in listeners.into_iter().enumerate() {
+                if let Some(l) = ls.pop() {
+                    per_worker[w].push(ListenerChange::Add(l, next.listen_tls[i].clone()));
+                }
+            }
+            info!("listening on {}", actual[0]);
+            bound.push(actual[0]);
+        }
+        for (j, actual) in bound_guard.iter().enumerate() {
+            if !matched.contains(&Some(j)) {
+                for changes in per_worker.iter_mut() {
+                    changes.push(ListenerChange::Remove(*actual));
+                }
+                info!("stopped listening on {actual} ({})", current.listen[j]);
+            }
+        }
+        let mut queues = self
+            .shared
+            .listener_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (q, changes) in queues.iter_mut().zip(per_worker) {
+            q.extend(changes);
+        }
+        *bound_guard = bound;
+        Ok(())
     }
 
     /// Starts the drain: workers stop accepting and finish what is in flight.

@@ -1,12 +1,15 @@
 //! One worker thread: pin, build its monoio runtime, accept and serve until drained.
 
+use super::ListenerChange;
 use super::Shared;
 use super::catch::{CatchUnwind, panic_message};
 use crate::proxy::stream::Client;
 use crate::proxy::{conn, worker::Worker};
 use crate::snapshot::Snapshot;
-use monoio::io::Canceller;
-use std::cell::RefCell;
+use monoio::io::{CancelHandle, Canceller};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -34,7 +37,9 @@ impl RingFlags {
         let mut ring = io_uring::IoUring::builder();
         match self {
             RingFlags::Deferred => {
-                ring.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+                ring.setup_coop_taskrun()
+                    .setup_single_issuer()
+                    .setup_defer_taskrun();
             }
             RingFlags::Cooperative => {
                 ring.setup_coop_taskrun();
@@ -87,18 +92,30 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
         // Cheapest ring first: completions run only when this thread asks for
         // them (DEFER_TASKRUN, which needs SINGLE_ISSUER), then cooperative
         // task running, then a plain ring; epoll if none can be set up.
-        for flags in [RingFlags::Deferred, RingFlags::Cooperative, RingFlags::Plain] {
+        for flags in [
+            RingFlags::Deferred,
+            RingFlags::Cooperative,
+            RingFlags::Plain,
+        ] {
             let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .uring_builder(flags.builder())
                 .enable_timer()
                 .with_entries(RING_ENTRIES)
                 .build();
             match built {
-                Ok(mut rt) => return rt.block_on(main(spec, format!("{pinned}, ring {flags:?}"), driver)),
-                Err(e) => warn!(worker = spec.id, "io_uring ring ({flags:?}) failed to start: {e}"),
+                Ok(mut rt) => {
+                    return rt.block_on(main(spec, format!("{pinned}, ring {flags:?}"), driver));
+                }
+                Err(e) => warn!(
+                    worker = spec.id,
+                    "io_uring ring ({flags:?}) failed to start: {e}"
+                ),
             }
         }
-        warn!(worker = spec.id, "no io_uring ring could be set up; this worker falls back to epoll");
+        warn!(
+            worker = spec.id,
+            "no io_uring ring could be set up; this worker falls back to epoll"
+        );
         driver = Driver::Epoll;
     }
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
@@ -114,25 +131,13 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         spec.shared.access_log.clone(),
     );
     w.identity.set((spec.core.map(|c| c.id), driver.name()));
-    let canceller = Rc::new(RefCell::new(Canceller::new()));
+    let mut listening: HashMap<SocketAddr, Listening> = HashMap::new();
     let mut addrs = Vec::new();
     for (i, l) in spec.listeners.into_iter().enumerate() {
-        let l = monoio::net::TcpListener::from_std(l)?;
-        // Each worker gets its own rustls config: shared certificates and
-        // ticket keys, but its own session cache.
-        let tls = spec
-            .snapshot
-            .listen_tls
-            .get(i)
-            .cloned()
-            .flatten()
-            .map(|t| t.worker_config());
-        addrs.push(format!(
-            "{}{}",
-            l.local_addr()?,
-            if tls.is_some() { " (tls)" } else { "" }
-        ));
-        monoio::spawn(accept_loop(w.clone(), l, canceller.clone(), tls));
+        let tls = spec.snapshot.listen_tls.get(i).cloned().flatten();
+        let (addr, handle) = start_listener(&w, l, tls)?;
+        addrs.push(addr.to_string());
+        listening.insert(addr, handle);
     }
     info!(
         worker = spec.id,
@@ -166,6 +171,35 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         if g != generation {
             generation = g;
             w.install(spec.shared.latest());
+            // Listeners the reload added or removed (unchanged ones are never touched).
+            let changes = std::mem::take(
+                spec.shared
+                    .listener_changes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(spec.id)
+                    .unwrap_or(&mut Vec::new()),
+            );
+            for change in changes {
+                match change {
+                    ListenerChange::Add(l, tls) => match start_listener(&w, l, tls) {
+                        Ok((addr, handle)) => {
+                            info!(worker = spec.id, "worker {} now listens on {addr}", spec.id);
+                            listening.insert(addr, handle);
+                        }
+                        Err(e) => error!(worker = spec.id, "cannot start a new listener: {e}"),
+                    },
+                    ListenerChange::Remove(addr) => {
+                        if let Some(h) = listening.remove(&addr) {
+                            h.stop();
+                            info!(
+                                worker = spec.id,
+                                "worker {} stopped listening on {addr}", spec.id
+                            );
+                        }
+                    }
+                }
+            }
             info!(
                 worker = spec.id,
                 "worker {} serves config generation {g}", spec.id
@@ -174,7 +208,9 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     }
     // Drain: stop accepting, close idle keep-alive connections, let the rest finish.
     w.draining.set(true);
-    let _ = canceller.replace(Canceller::new()).cancel();
+    for (_, h) in listening.drain() {
+        h.stop();
+    }
     let waiting = w.stats.active.get();
     let deadline = Instant::now() + spec.snapshot.shutdown_timeout;
     while w.stats.active.get() > 0 && Instant::now() < deadline {
@@ -194,20 +230,57 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     Ok(())
 }
 
+/// A running accept loop, and how to stop it.
+struct Listening {
+    stop: Rc<Cell<bool>>,
+    canceller: Canceller,
+}
+
+impl Listening {
+    /// Ends the accept loop; the listener closes when the loop drops it.
+    fn stop(self) {
+        self.stop.set(true);
+        let _ = self.canceller.cancel();
+    }
+}
+
+/// Spawns the accept loop of one listener; TLS listeners get this worker's own rustls config.
+fn start_listener(
+    w: &Rc<Worker>,
+    l: std::net::TcpListener,
+    tls: Option<Arc<ringway_tls::ServerTls>>,
+) -> std::io::Result<(SocketAddr, Listening)> {
+    let l = monoio::net::TcpListener::from_std(l)?;
+    let addr = l.local_addr()?;
+    let canceller = Canceller::new();
+    let stop = Rc::new(Cell::new(false));
+    // Each worker gets its own rustls config: shared certificates and
+    // ticket keys, but its own session cache.
+    let tls = tls.map(|t| t.worker_config());
+    monoio::spawn(accept_loop(
+        w.clone(),
+        l,
+        canceller.handle(),
+        stop.clone(),
+        tls,
+    ));
+    Ok((addr, Listening { stop, canceller }))
+}
+
 async fn accept_loop(
     w: Rc<Worker>,
     listener: monoio::net::TcpListener,
-    canceller: Rc<RefCell<Canceller>>,
+    cancel: CancelHandle,
+    stop: Rc<Cell<bool>>,
     tls: Option<Arc<ringway_tls::rustls::ServerConfig>>,
 ) {
     loop {
-        if w.draining.get() {
+        if w.draining.get() || stop.get() {
             return;
         }
-        let handle = canceller.borrow().handle();
-        let (stream, peer) = match listener.cancelable_accept(handle).await {
+        let (stream, peer) = match listener.cancelable_accept(cancel.clone()).await {
             Ok(x) => x,
-            Err(_) if w.draining.get() => return,
+            Err(_) if w.draining.get() || stop.get() => return,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 warn!(worker = w.id, "accept failed: {e}");
