@@ -16,8 +16,8 @@ pub struct Cors {
     any_origin: bool,
     /// Exact origins, lower-case (`https://app.example.com`).
     exact: Vec<Box<[u8]>>,
-    /// `https://*.example.com`: (`https://`, `.example.com`), lower-case.
-    wildcard: Vec<(Box<[u8]>, Box<[u8]>)>,
+    /// `https://*.example.com`, lower-case.
+    wildcard: Vec<Wildcard>,
     /// Allowed methods, upper-case; `*` allows every method.
     methods: Vec<Box<[u8]>>,
     any_method: bool,
@@ -30,6 +30,13 @@ pub struct Cors {
     preflight_lines: Box<[u8]>,
     /// `Access-Control-Expose-Headers: ...\r\n` and credentials, for actual responses.
     actual_lines: Box<[u8]>,
+}
+
+/// An origin pattern `https://*.example.com`: scheme part `https://`, host suffix `.example.com`.
+#[derive(Debug, PartialEq, Eq)]
+struct Wildcard {
+    scheme: Box<[u8]>,
+    suffix: Box<[u8]>,
 }
 
 /// What a preflight gets.
@@ -87,10 +94,10 @@ pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
         }
         match host.strip_prefix('*') {
             Some(rest) if rest.starts_with('.') && !rest[1..].is_empty() && !rest.contains('*') => {
-                c.wildcard.push((
-                    format!("{scheme}://").into_bytes().into(),
-                    rest.as_bytes().into(),
-                ));
+                c.wildcard.push(Wildcard {
+                    scheme: format!("{scheme}://").into_bytes().into(),
+                    suffix: rest.as_bytes().into(),
+                });
             }
             _ if host.contains('*') => {
                 return Err(bad(format!(
@@ -194,7 +201,7 @@ impl Cors {
     fn origin_allowed(&self, origin: &[u8]) -> bool {
         self.any_origin
             || self.exact.iter().any(|o| o.eq_ignore_ascii_case(origin))
-            || self.wildcard.iter().any(|(scheme, suffix)| {
+            || self.wildcard.iter().any(|Wildcard { scheme, suffix }| {
                 origin.len() > scheme.len() + suffix.len()
                     && origin[..scheme.len()].eq_ignore_ascii_case(scheme)
                     && origin[origin.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
