@@ -3,7 +3,8 @@
 //! included), mock integrations without any upstream, IP allow/deny with and
 //! without a trusted proxy, throttles (burst, refill, the rate across two
 //! workers), API keys with usage plans (missing, unknown, valid, burst,
-//! quota, quota kept across a reload), and policy config errors.
+//! quota, quota kept across a reload), request validation (400, 411, 413,
+//! 415), and policy config errors.
 
 use ringway_tests::client::{connect, read_response, send_raw};
 use ringway_tests::gateway::{TempDir, binary};
@@ -564,6 +565,11 @@ fn policy_config_errors_name_file_line_and_key() {
             "a `[route.mock]`",
         ),
         (
+            "[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.validate]\njson_schema = \"user.json\"\n",
+            ":17:15: key `route[0].validate.json_schema`",
+            "not implemented yet",
+        ),
+        (
             "[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.jwt_typo]\n",
             "route",
             "jwt_typo",
@@ -578,4 +584,69 @@ fn policy_config_errors_name_file_line_and_key() {
     let (code, err) = check(&config(app, 1, "trusted_proxies = [\"10.0.0.0/40\"]", ""));
     assert_ne!(code, 0);
     assert!(err.contains("key `server.trusted_proxies[0]`"), "{err}");
+}
+
+#[test]
+fn validation_refuses_before_forwarding() {
+    let origin = Origin::echo();
+    let rest = r#"[[route]]
+path = "/{proxy+}"
+upstream = "app"
+
+[route.validate]
+required_headers = ["x-tenant"]
+required_query = ["page"]
+max_body_bytes = 1048576
+content_types = ["application/json"]
+"#;
+    let gw = Gateway::start(&config(origin.addr, 1, "", rest));
+    let post = |target: &str, fields: &str, body: &str| {
+        request(
+            gw.addr,
+            "POST",
+            target,
+            &format!("{fields}Content-Length: {}\r\n\r\n{body}", body.len()),
+        )
+    };
+    let json = "X-Tenant: t\r\nContent-Type: application/json\r\n";
+    let r = post("/u?page=1", json, "{}");
+    assert_eq!(r.status, 200);
+    let r = post("/u?page=1", "Content-Type: application/json\r\n", "{}");
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (400, "missing required header x-tenant")
+    );
+    let r = post("/u?size=1", json, "{}");
+    assert_eq!(
+        (r.status, message(&r).as_str()),
+        (400, "missing required query parameter page")
+    );
+    let r = post(
+        "/u?page=1",
+        "X-Tenant: t\r\nContent-Type: text/xml\r\n",
+        "<a/>",
+    );
+    assert_eq!(r.status, 415);
+    // Too large: refused on the Content-Length alone, before any body byte is read.
+    let r = request(
+        gw.addr,
+        "POST",
+        "/u?page=1",
+        &format!("{json}Content-Length: 1048577\r\n"),
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("connection"), Some("close"));
+    let r = request(
+        gw.addr,
+        "POST",
+        "/u?page=1",
+        &format!("{json}Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n"),
+    );
+    assert_eq!(r.status, 411);
+    // A bodiless GET needs no content type.
+    assert_eq!(
+        request(gw.addr, "GET", "/u?page=2", "X-Tenant: t\r\n").status,
+        200
+    );
+    assert_eq!(origin.seen().len(), 2);
 }

@@ -309,6 +309,7 @@ pub struct Route {
     pub ip: Option<Spanned<IpPolicy>>,
     pub api_key: Option<Spanned<RouteApiKey>>,
     pub throttle: Option<Spanned<Throttle>>,
+    pub validate: Option<Spanned<Validate>>,
     /// Answer from the gateway itself; such a route needs no upstream.
     pub mock: Option<Spanned<Mock>>,
 }
@@ -363,6 +364,23 @@ pub struct Throttle {
     pub burst: Option<Spanned<f64>>,
     /// `route` (default), `client_ip` or `header:NAME`.
     pub key: Option<Spanned<String>>,
+}
+
+/// `[route.validate]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validate {
+    #[serde(default)]
+    pub required_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub required_query: Vec<Spanned<String>>,
+    /// Content-Length past it: 413 (a chunked body: 411).
+    pub max_body_bytes: Option<Size>,
+    /// Media types a body may have (`type/*` for a whole type): else 415.
+    #[serde(default)]
+    pub content_types: Vec<Spanned<String>>,
+    /// Accepted in the file, refused by the compiler until implemented.
+    pub json_schema: Option<Spanned<String>>,
 }
 
 /// `[route.mock]`.

@@ -1,5 +1,5 @@
 //! Per-route policies, in the order they run on a request: CORS → IP rules →
-//! API key (and its usage plan) → throttle → mock integration.
+//! API key (and its usage plan) → throttle → validation → mock integration.
 //!
 //! Each policy is one file with a `compile` (control plane, at config load:
 //! errors become config errors naming file, line and key) and a synchronous,
@@ -13,6 +13,7 @@ pub mod cors;
 pub mod ip;
 pub mod mock;
 pub mod throttle;
+pub mod validate;
 
 use crate::config::model;
 use crate::h1::request::RequestHead;
@@ -47,6 +48,7 @@ pub struct Chain {
     pub ip: Option<Box<ip::IpRules>>,
     pub api_key: Option<Box<api_key::KeySource>>,
     pub throttle: Option<Box<throttle::Throttle>>,
+    pub validate: Option<Box<validate::Validate>>,
     pub mock: Option<Box<mock::Mock>>,
 }
 
@@ -57,6 +59,7 @@ impl Chain {
             && self.ip.is_none()
             && self.api_key.is_none()
             && self.throttle.is_none()
+            && self.validate.is_none()
             && self.mock.is_none()
     }
 }
@@ -89,6 +92,7 @@ pub fn compile(r: &model::Route) -> (Chain, Vec<Problem>) {
         ip: one(&r.ip, "ip", ip::compile, &mut problems),
         api_key: one(&r.api_key, "api_key", api_key::compile, &mut problems),
         throttle: one(&r.throttle, "throttle", throttle::compile, &mut problems),
+        validate: one(&r.validate, "validate", validate::compile, &mut problems),
         mock: one(&r.mock, "mock", mock::compile, &mut problems),
     };
     (chain, problems)
@@ -102,7 +106,7 @@ pub enum Verdict<'c> {
     /// An allowed CORS preflight: answer 204 with the fields gathered.
     Preflight,
     /// Answer with ringway's own JSON error (and the fields gathered: CORS, Retry-After).
-    Reject(u16, &'static str),
+    Reject(u16, &'c str),
     /// Answer from the route's mock integration.
     Mock(&'c mock::Mock),
 }
@@ -193,6 +197,11 @@ pub fn run<'c>(
             retry_after(fields, secs);
             return Verdict::Reject(429, "too many requests");
         }
+    }
+    if let Some(v) = &chain.validate
+        && let Err((status, message)) = v.check(buf, head)
+    {
+        return Verdict::Reject(status, message);
     }
     match &chain.mock {
         Some(m) => Verdict::Mock(m),
