@@ -64,6 +64,24 @@ pub struct Header {
     pub kind: Kind,
 }
 
+/// Records httparse's header fields as spans of `buf`, classified.
+pub fn collect(buf: &[u8], parsed: &[httparse::Header<'_>], out: &mut Vec<Header>) {
+    out.clear();
+    out.extend(parsed.iter().map(|h| Header {
+        name: Span::of(buf, h.name.as_bytes()),
+        value: Span::of(buf, h.value),
+        kind: classify(h.name.as_bytes()),
+    }));
+}
+
+/// The wire error for an httparse failure.
+pub fn parse_error(e: httparse::Error) -> super::H1Error {
+    match e {
+        httparse::Error::TooManyHeaders => super::H1Error::TooManyHeaders,
+        _ => super::H1Error::Syntax,
+    }
+}
+
 /// Classifies a header name, ASCII case-insensitively, without allocating.
 pub fn classify(name: &[u8]) -> Kind {
     let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());

@@ -112,8 +112,7 @@ pub fn parse(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bool
             }
             return Ok(false);
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(H1Error::TooManyHeaders),
-        Err(_) => return Err(H1Error::Syntax),
+        Err(e) => return Err(header::parse_error(e)),
     };
     if head_len > limits.max_head_bytes {
         return Err(H1Error::HeadTooLarge);
@@ -126,14 +125,7 @@ pub fn parse(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bool
     head.method = Span::of(buf, method.as_bytes());
     head.minor_version = req.version.unwrap_or(1);
     head.head_len = head_len;
-    head.headers.clear();
-    for h in req.headers.iter() {
-        head.headers.push(Header {
-            name: Span::of(buf, h.name.as_bytes()),
-            value: Span::of(buf, h.value),
-            kind: header::classify(h.name.as_bytes()),
-        });
-    }
+    header::collect(buf, req.headers, &mut head.headers);
     set_target(buf, head, method.as_bytes(), path.as_bytes())?;
     analyze(buf, head)?;
     Ok(true)

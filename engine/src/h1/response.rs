@@ -59,8 +59,7 @@ pub fn parse(
             }
             return Ok(false);
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(H1Error::TooManyHeaders),
-        Err(_) => return Err(H1Error::Syntax),
+        Err(e) => return Err(header::parse_error(e)),
     };
     if head_len > limits.max_head_bytes {
         return Err(H1Error::HeadTooLarge);
@@ -72,14 +71,7 @@ pub fn parse(
     head.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
     head.minor_version = resp.version.unwrap_or(1);
     head.head_len = head_len;
-    head.headers.clear();
-    for h in resp.headers.iter() {
-        head.headers.push(Header {
-            name: Span::of(buf, h.name.as_bytes()),
-            value: Span::of(buf, h.value),
-            kind: header::classify(h.name.as_bytes()),
-        });
-    }
+    header::collect(buf, resp.headers, &mut head.headers);
     let flags = header::apply_connection_tokens(buf, &mut head.headers)?;
     let mut content_length = None;
     let mut te_count = 0;
