@@ -219,3 +219,17 @@ pub fn simple_config(upstream: SocketAddr, workers: usize, extra_server: &str) -
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\npin = false\n{extra_server}\n\n[[upstream]]\nname = \"app\"\ntargets = [\"{upstream}\"]\nconnect_timeout = \"1s\"\nresponse_timeout = \"2s\"\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n\n[[route]]\npath = \"/{{proxy+}}\"\nupstream = \"app\"\n"
     )
 }
+
+/// Runs `ringway check -c FILE` on `config` (written as `ringway.toml` in a
+/// temp dir): exit code, stdout, stderr.
+pub fn check(config: &str) -> (i32, String, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("ringway.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(binary("ringway")).arg("check").arg("-c").arg(&path).output().expect("run ringway check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

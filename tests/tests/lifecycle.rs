@@ -2,7 +2,7 @@
 //! epoll fallback, connection limits, config errors and `ringway check`.
 
 use ringway_tests::client::{connect, get, read_response};
-use ringway_tests::gateway::{TempDir, binary, simple_config};
+use ringway_tests::gateway::{TempDir, binary, check, simple_config};
 use ringway_tests::{Gateway, Origin, Reply};
 use std::io::Write;
 use std::process::Command;
@@ -167,27 +167,11 @@ fn connections_over_max_connections_are_shed() {
     assert_eq!(get(gw.addr, "/").status, 200);
 }
 
-fn run_check(config: &str) -> (i32, String, String) {
-    let dir = TempDir::new();
-    let path = dir.0.join("ringway.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary("ringway"))
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn check_accepts_the_issue_config_and_prints_the_table() {
     let cfg = "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkers = 2\npin = false\n\n[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9000\"]\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n";
-    let (code, out, err) = run_check(cfg);
+    let (code, out, err) = check(cfg);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("/") && out.contains("app") && out.contains("127.0.0.1:9000"),
@@ -198,7 +182,7 @@ fn check_accepts_the_issue_config_and_prints_the_table() {
 #[test]
 fn config_errors_name_file_line_and_key_all_at_once() {
     let cfg = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\n[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1\"]\n\n[[route]]\npath = \"/\"\nupstream = \"nope\"\n";
-    let (code, _, err) = run_check(cfg);
+    let (code, _, err) = check(cfg);
     assert_eq!(code, 2);
     assert!(
         err.contains("ringway.toml:6:12: key `upstream[0].targets`"),
@@ -208,13 +192,13 @@ fn config_errors_name_file_line_and_key_all_at_once() {
         err.contains("ringway.toml:10:12: key `route[0].upstream`"),
         "{err}"
     );
-    let (code, _, err) = run_check("[server]\nlisten = [\"127.0.0.1:8080\"]\nworkerz = 3\n");
+    let (code, _, err) = check("[server]\nlisten = [\"127.0.0.1:8080\"]\nworkerz = 3\n");
     assert_eq!(code, 2);
     assert!(
         err.contains("ringway.toml:3:1") && err.contains("workerz"),
         "{err}"
     );
-    let (code, _, err) = run_check("[server.timeouts]\nheader_read = 10\n");
+    let (code, _, err) = check("[server.timeouts]\nheader_read = 10\n");
     assert_eq!(code, 2);
     assert!(
         err.contains("ringway.toml:2:") && err.contains("header_read"),

@@ -2,10 +2,9 @@
 //! 404/405, hosts, stages, backend URI templates and traversal attempts.
 
 use ringway_tests::client::{connect, read_response, send_raw};
-use ringway_tests::gateway::{TempDir, binary};
+use ringway_tests::gateway::check;
 use ringway_tests::{Gateway, Origin};
 use std::io::Write;
-use std::process::Command;
 
 /// The route snippets of the router issue, as written, behind one upstream `app`.
 fn issue_config(app: std::net::SocketAddr, extra_server: &str) -> String {
@@ -181,22 +180,6 @@ fn a_stage_prefix_is_stripped() {
     assert_eq!(origin.seen().len(), 2);
 }
 
-fn check(config: &str) -> (i32, String, String) {
-    let dir = TempDir::new();
-    let path = dir.0.join("ringway.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary("ringway"))
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 #[test]
 fn check_prints_the_table_in_precedence_order() {
