@@ -305,6 +305,32 @@ impl Report {
                             count_cell(t.metrics.get("others_on_load_cpus_pct"))
                         );
                     }
+                    if s.targets
+                        .iter()
+                        .any(|t| t.metrics.contains_key("handshake_p50_ms"))
+                    {
+                        md.push_str(
+                            "\nWhere the time goes, per request, as the client sees it (each run's p50 / p99, then median over runs): \
+                             TCP connect, TLS handshake (ClientHello until the client has the server's Finished and sent its own), \
+                             request (GET sent until the response is read).\n\n\
+                             | target | connect p50 ms | connect p99 ms | handshake p50 ms | handshake p99 ms | request p50 ms | request p99 ms |\n\
+                             |---|---:|---:|---:|---:|---:|---:|\n",
+                        );
+                        for t in s.targets.iter().filter(|t| t.ok_runs > 0) {
+                            let c = |k: &str| cell(t.metrics.get(k));
+                            let _ = writeln!(
+                                md,
+                                "| {} | {} | {} | {} | {} | {} | {} |",
+                                t.target.name(),
+                                c("connect_p50_ms"),
+                                c("connect_p99_ms"),
+                                c("handshake_p50_ms"),
+                                c("handshake_p99_ms"),
+                                c("request_p50_ms"),
+                                c("request_p99_ms")
+                            );
+                        }
+                    }
                     md.push_str(if s.scenario.kind.tls() {
                         "\n`direct` is not measured: the origin speaks plain HTTP. The load generator and the origin share their CPU(s), \
                          so with TLS the client's own handshake work often caps req/s; `req per CPU-s` is the figure to compare. "

@@ -156,6 +156,8 @@ pub fn client_config(resume: bool) -> Result<Arc<ClientConfig>> {
 /// What one request over a new TLS connection saw.
 pub struct Exchange {
     pub status: u16,
+    /// TCP connect, TLS handshake, and request-to-response times.
+    pub phases_us: [u32; 3],
     pub kind: Option<HandshakeKind>,
     pub session: String,
 }
@@ -184,6 +186,8 @@ impl Step {
 /// `Connection: close` and reads the whole response.
 fn exchange(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Exchange, (Step, String)> {
     let err = |step: Step| move |e: std::io::Error| (step, e.to_string());
+    let t0 = Instant::now();
+    let us = |since: Instant| since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
     let tcp = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(err(Step::Connect))?;
     tcp.set_read_timeout(Some(IO_TIMEOUT))
         .and_then(|()| tcp.set_write_timeout(Some(IO_TIMEOUT)))
@@ -193,11 +197,15 @@ fn exchange(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Exchange, (S
     let conn = ClientConnection::new(Arc::clone(config), name)
         .map_err(|e| (Step::Handshake, e.to_string()))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let connect_us = us(t0);
+    let t1 = Instant::now();
     while tls.conn.is_handshaking() {
         tls.conn
             .complete_io(&mut tls.sock)
             .map_err(err(Step::Handshake))?;
     }
+    let handshake_us = us(t1);
+    let t2 = Instant::now();
     let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes())
         .and_then(|()| tls.flush())
@@ -246,6 +254,7 @@ fn exchange(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Exchange, (S
         }
         have += n;
     }
+    let phases_us = [connect_us, handshake_us, us(t2)];
     let c = &tls.conn;
     let session = format!(
         "{}, {}, key exchange {}, ALPN {}",
@@ -260,6 +269,7 @@ fn exchange(addr: SocketAddr, config: &Arc<ClientConfig>) -> Result<Exchange, (S
     );
     Ok(Exchange {
         status,
+        phases_us,
         kind: c.handshake_kind(),
         session,
     })
@@ -313,6 +323,7 @@ pub fn full_handshake_load(
                 .spawn(move || {
                     pin_this_thread(&cpus);
                     let mut latencies: Vec<u32> = Vec::with_capacity(4096);
+                    let mut phases: [Vec<u32>; 3] = Default::default();
                     let mut status: BTreeMap<u16, u64> = BTreeMap::new();
                     let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
                     let mut first_error: Option<String> = None;
@@ -323,6 +334,9 @@ pub fn full_handshake_load(
                             Ok(x) => {
                                 let us = t0.elapsed().as_micros().min(u128::from(u32::MAX));
                                 latencies.push(us as u32);
+                                for (v, p) in phases.iter_mut().zip(x.phases_us) {
+                                    v.push(p);
+                                }
                                 *status.entry(x.status).or_default() += 1;
                                 if x.kind == Some(HandshakeKind::Resumed) {
                                     resumed += 1;
@@ -334,7 +348,7 @@ pub fn full_handshake_load(
                             }
                         }
                     }
-                    (latencies, status, errors, first_error, resumed)
+                    (latencies, status, errors, first_error, resumed, phases)
                 })
         })
         .collect::<std::io::Result<_>>()
@@ -344,8 +358,9 @@ pub fn full_handshake_load(
     let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut first_error = None;
     let mut resumed = 0;
+    let mut phases: [Vec<u32>; 3] = Default::default();
     for h in handles {
-        let (l, s, e, f, r) = h
+        let (l, s, e, f, r, p) = h
             .join()
             .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
         latencies.extend(l);
@@ -359,16 +374,25 @@ pub fn full_handshake_load(
             first_error = f;
         }
         resumed += r;
+        for (all, one) in phases.iter_mut().zip(p) {
+            all.extend(one);
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pct = |q: f64| -> u64 {
-        if latencies.is_empty() {
+    for v in &mut phases {
+        v.sort_unstable();
+    }
+    let pct_of = |v: &[u32], q: f64| -> u64 {
+        if v.is_empty() {
             return 0;
         }
-        let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
-        u64::from(latencies[rank - 1])
+        let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        u64::from(v[rank - 1])
     };
+    let pct = |q: f64| pct_of(&latencies, q);
+    let phase =
+        |i: usize| json!({ "p50": pct_of(&phases[i], 0.5), "p99": pct_of(&phases[i], 0.99) });
     let requests = latencies.len() as u64;
     let mut errs: serde_json::Map<String, serde_json::Value> = errors
         .iter()
@@ -382,6 +406,7 @@ pub fn full_handshake_load(
         "errors": errs,
         "first_error": first_error,
         "resumed": resumed,
+        "phases_us": { "connect": phase(0), "handshake": phase(1), "request": phase(2) },
         "status": status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
     }))
 }
