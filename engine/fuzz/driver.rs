@@ -28,6 +28,8 @@ pub fn request_head(data: &[u8]) {
         host: None,
         target: None,
         upgrade: head.upgrade.is_some(),
+            fields: b"",
+            replaced: &[],
     };
     write::request_head(&mut out, data, &head, &fwd);
     let mut again = RequestHead::default();

@@ -128,18 +128,20 @@ fn the_chain_allocates_nothing_when_warm() {
     assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
     assert!(snap.routes[1].policies.is_empty());
     let mut fields = Vec::with_capacity(1024);
+    let mut upstream = Vec::with_capacity(1024);
     let peer = "127.0.0.1".parse().unwrap();
     let mut run = |state: &mut WorkerState, route: usize, what: &str| {
         let chain = &snap.routes[route].policies;
         let mut one = |state: &mut WorkerState| {
             fields.clear();
+            upstream.clear();
             let req = policy::Request {
                 buf: raw,
                 head: &head,
                 peer,
                 route,
             };
-            let v = policy::run(chain, &snap, state, 0, &req, &mut fields);
+            let v = policy::run(chain, &snap, state, 0, &req, &mut fields, &mut upstream);
             assert_eq!(v, Verdict::Forward);
         };
         one(state); // warm: the client's bucket is created

@@ -65,6 +65,8 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
             host: None,
             target: Some(&target),
             upgrade: false,
+            fields: b"",
+            replaced: &[],
         };
         write::request_head(&mut out, raw, &head, &fwd);
     };

@@ -650,3 +650,291 @@ content_types = ["application/json"]
     );
     assert_eq!(origin.seen().len(), 2);
 }
+
+/// Unpadded base64url, as JWTs and JWKS use.
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    s
+}
+
+/// Signing keys of each supported algorithm, and the JWKS of their public halves.
+struct Signers {
+    rsa: ring::signature::RsaKeyPair,
+    ec: ring::signature::EcdsaKeyPair,
+    ed: ring::signature::Ed25519KeyPair,
+    secret: Vec<u8>,
+    rng: ring::rand::SystemRandom,
+}
+
+impl Signers {
+    fn new() -> Signers {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let rsa = ring::signature::RsaKeyPair::from_der(include_bytes!("data/jwt-rsa.der"))
+            .expect("test RSA key");
+        let ec_der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let ec = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec_der.as_ref(), &rng)
+            .unwrap();
+        let ed_der = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ed = Ed25519KeyPair::from_pkcs8(ed_der.as_ref()).unwrap();
+        Signers {
+            rsa,
+            ec,
+            ed,
+            secret: b"a shared secret of some length".to_vec(),
+            rng,
+        }
+    }
+
+    fn jwks(&self) -> String {
+        use ring::signature::KeyPair;
+        let pk = self.rsa_public();
+        let point = self.ec.public_key().as_ref();
+        format!(
+            r#"{{"keys":[
+  {{"kty":"RSA","kid":"r1","alg":"RS256","n":"{}","e":"{}"}},
+  {{"kty":"EC","kid":"e1","crv":"P-256","x":"{}","y":"{}"}},
+  {{"kty":"OKP","kid":"d1","crv":"Ed25519","x":"{}"}},
+  {{"kty":"oct","kid":"h1","k":"{}"}}
+]}}"#,
+            b64url(&pk.n),
+            b64url(&pk.e),
+            b64url(&point[1..33]),
+            b64url(&point[33..65]),
+            b64url(self.ed.public_key().as_ref()),
+            b64url(&self.secret),
+        )
+    }
+
+    fn rsa_public(&self) -> ring::rsa::PublicKeyComponents<Vec<u8>> {
+        self.rsa.public().into()
+    }
+
+    /// A token with `alg` (and the matching kid) over `claims`.
+    fn token(&self, alg: &str, claims: &str) -> String {
+        let kid = match alg {
+            "RS256" => "r1",
+            "ES256" => "e1",
+            "EdDSA" => "d1",
+            _ => "h1",
+        };
+        let signed = format!(
+            "{}.{}",
+            b64url(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"{kid}"}}"#).as_bytes()),
+            b64url(claims.as_bytes())
+        );
+        let sig = match alg {
+            "RS256" => {
+                let mut sig = vec![0; self.rsa.public().modulus_len()];
+                self.rsa
+                    .sign(
+                        &ring::signature::RSA_PKCS1_SHA256,
+                        &self.rng,
+                        signed.as_bytes(),
+                        &mut sig,
+                    )
+                    .unwrap();
+                sig
+            }
+            "ES256" => self
+                .ec
+                .sign(&self.rng, signed.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            "EdDSA" => self.ed.sign(signed.as_bytes()).as_ref().to_vec(),
+            _ => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
+                ring::hmac::sign(&key, signed.as_bytes()).as_ref().to_vec()
+            }
+        };
+        format!("{signed}.{}", b64url(&sig))
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn jwt_authorizer_accepts_good_tokens_and_refuses_the_rest() {
+    let origin = Origin::echo();
+    let signers = Signers::new();
+    let dir = TempDir::new();
+    let jwks = dir.0.join("jwks.json");
+    std::fs::write(&jwks, signers.jwks()).unwrap();
+    // The issue's snippet (with an absolute JWKS path: the config lives elsewhere).
+    let rest = format!(
+        r#"[[route]]
+path = "/{{proxy+}}"
+upstream = "app"
+
+[route.jwt]
+issuer = "https://issuer.example.com"
+audience = ["api"]
+jwks_file = "{}"         # or jwks_url
+scopes = ["read:users"]
+forward_claims = {{ sub = "x-user-id" }}
+"#,
+        jwks.display()
+    );
+    let gw = Gateway::start(&config(origin.addr, 2, "", &rest));
+    let claims = |aud: &str, exp: u64, scope: &str| {
+        format!(
+            r#"{{"iss":"https://issuer.example.com","aud":{aud},"exp":{exp},"nbf":{},"sub":"user-7","scope":"{scope}"}}"#,
+            now() - 10
+        )
+    };
+    let good = claims(r#"["api"]"#, now() + 300, "read:users write:users");
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\nX-User-Id: forged\r\n");
+    for alg in ["RS256", "ES256", "EdDSA", "HS256"] {
+        let r = request(
+            gw.addr,
+            "GET",
+            "/users/7",
+            &bearer(&signers.token(alg, &good)),
+        );
+        assert_eq!(r.status, 200, "{alg}: {r:?}");
+    }
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 4);
+    for s in &seen {
+        assert_eq!(s.headers_named("x-user-id"), ["user-7"], "{s:?}");
+    }
+
+    // Refused, never forwarded.
+    let expired = signers.token("ES256", &claims(r#""api""#, now() - 3600, "read:users"));
+    let wrong_aud = signers.token("RS256", &claims(r#""web""#, now() + 300, "read:users"));
+    let no_scope = signers.token("EdDSA", &claims(r#""api""#, now() + 300, "write:users"));
+    let good_rs = signers.token("RS256", &good);
+    let (head, rest_of) = good_rs.split_at(good_rs.rfind('.').unwrap());
+    // The payload swapped for another (a different `sub`), the signature kept.
+    let tampered = {
+        let mut parts: Vec<&str> = head.split('.').collect();
+        let other = b64url(
+            claims(r#""api""#, now() + 300, "read:users")
+                .replace("user-7", "admin")
+                .as_bytes(),
+        );
+        parts[1] = &other;
+        format!("{}{rest_of}", parts.join("."))
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(good.as_bytes())
+    );
+    // An HS256 token "signed" with the RSA key's public modulus (alg confusion).
+    let confused = {
+        let signed = format!(
+            "{}.{}",
+            b64url(br#"{"alg":"HS256","kid":"r1"}"#),
+            b64url(good.as_bytes())
+        );
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &signers.rsa_public().n);
+        format!(
+            "{signed}.{}",
+            b64url(ring::hmac::sign(&key, signed.as_bytes()).as_ref())
+        )
+    };
+    let cases: &[(&str, String, u16, &str, &str)] = &[
+        ("missing", String::new(), 401, "missing token", "Bearer"),
+        (
+            "expired",
+            bearer(&expired),
+            401,
+            "token expired",
+            "Bearer error=\"invalid_token\"",
+        ),
+        (
+            "wrong audience",
+            bearer(&wrong_aud),
+            401,
+            "invalid token",
+            "Bearer error=\"invalid_token\"",
+        ),
+        (
+            "wrong signature",
+            bearer(&tampered),
+            401,
+            "invalid token",
+            "Bearer error=\"invalid_token\"",
+        ),
+        (
+            "alg none",
+            bearer(&alg_none),
+            401,
+            "invalid token",
+            "Bearer error=\"invalid_token\"",
+        ),
+        (
+            "alg confusion",
+            bearer(&confused),
+            401,
+            "invalid token",
+            "Bearer error=\"invalid_token\"",
+        ),
+        (
+            "garbage",
+            bearer("not.a.jwt"),
+            401,
+            "invalid token",
+            "Bearer error=\"invalid_token\"",
+        ),
+        (
+            "scope",
+            bearer(&no_scope),
+            403,
+            "insufficient scope",
+            "Bearer error=\"insufficient_scope\"",
+        ),
+    ];
+    for (what, fields, status, msg, challenge) in cases {
+        let r = request(gw.addr, "GET", "/users/7", fields);
+        assert_eq!(r.status, *status, "{what}");
+        assert_eq!(message(&r), *msg, "{what}");
+        assert_eq!(r.header("www-authenticate"), Some(*challenge), "{what}");
+    }
+    assert_eq!(origin.seen().len(), 4, "a refused token was forwarded");
+}
+
+#[test]
+fn jwt_config_errors_name_the_key() {
+    let app: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let dir = TempDir::new();
+    let bad = dir.0.join("bad.json");
+    std::fs::write(&bad, "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-521\"}]}").unwrap();
+    for (jwt, says) in [
+        (
+            format!("jwks_file = \"{}\"", bad.display()),
+            "unsupported key type",
+        ),
+        (
+            "jwks_file = \"/nonexistent/jwks.json\"".to_string(),
+            "cannot read",
+        ),
+        (
+            "jwks_url = \"https://issuer.example.com/jwks\"".to_string(),
+            "not supported yet",
+        ),
+    ] {
+        let rest = format!("[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.jwt]\n{jwt}\n");
+        let (code, err) = check(&config(app, 1, "", &rest));
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(":17:"), "{err}");
+        assert!(err.contains("key `route[0].jwt.jwks_"), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

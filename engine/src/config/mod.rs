@@ -220,7 +220,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         });
     }
 
-    let (routes, router) = compile_routes(&file, &by_name, c);
+    let (routes, router) = compile_routes(&file, &by_name, base, c);
     let trusted_proxies =
         crate::policy::ip::CidrSet::parse(&s.trusted_proxies, "server.trusted_proxies")
             .unwrap_or_else(|p| {
@@ -342,6 +342,7 @@ fn compile_upstream_tls(
 fn compile_routes(
     file: &model::File,
     by_name: &HashMap<String, usize>,
+    base: &Path,
     c: &mut Collector<'_>,
 ) -> (Vec<Route>, ringway_router::Router) {
     use ringway_router::{RouteSpec, Router, UriTemplate};
@@ -381,7 +382,7 @@ fn compile_routes(
         let key = |k: &str| format!("route[{i}].{k}");
         let mut upstream = None;
         let mut template = None;
-        let (policies, problems) = crate::policy::compile(r);
+        let (policies, problems) = crate::policy::compile(r, base);
         for p in problems {
             c.at(p.span, key(&p.key), p.message);
         }

@@ -310,6 +310,7 @@ pub struct Route {
     pub api_key: Option<Spanned<RouteApiKey>>,
     pub throttle: Option<Spanned<Throttle>>,
     pub validate: Option<Spanned<Validate>>,
+    pub jwt: Option<Spanned<Jwt>>,
     /// Answer from the gateway itself; such a route needs no upstream.
     pub mock: Option<Spanned<Mock>>,
 }
@@ -364,6 +365,30 @@ pub struct Throttle {
     pub burst: Option<Spanned<f64>>,
     /// `route` (default), `client_ip` or `header:NAME`.
     pub key: Option<Spanned<String>>,
+}
+
+/// `[route.jwt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jwt {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// `aud` must name one of these.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// A JWKS document, relative to the config file.
+    pub jwks_file: Option<Spanned<String>>,
+    /// Not supported yet (a config error).
+    pub jwks_url: Option<Spanned<String>>,
+    /// Every one of these must be in the token's `scope` / `scp`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Claim → upstream header name.
+    pub forward_claims: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    /// `header:NAME` (Bearer; default `header:authorization`) or `cookie:NAME`.
+    pub source: Option<Spanned<String>>,
+    /// Clock skew allowed on `exp` and `nbf` (default 60s).
+    pub leeway: Option<Dur>,
 }
 
 /// `[route.validate]`.

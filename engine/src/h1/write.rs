@@ -19,6 +19,10 @@ pub struct Forward<'a> {
     pub target: Option<&'a [u8]>,
     /// Forward the client's protocol upgrade (`Connection: upgrade` + its `Upgrade` field).
     pub upgrade: bool,
+    /// Field lines a policy adds (JWT claims), each ending in CRLF.
+    pub fields: &'a [u8],
+    /// Lower-case names of client fields dropped because a policy sets them.
+    pub replaced: &'a [Box<[u8]>],
 }
 
 /// Appends the upstream request head. Hop-by-hop fields are dropped, framing
@@ -39,7 +43,13 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
     let mut via_seen = false;
     for h in &head.headers {
         match h.kind {
-            Kind::Other => {
+            Kind::Other
+                if fwd.replaced.is_empty()
+                    || !fwd
+                        .replaced
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(h.name.get(buf))) =>
+            {
                 out.extend_from_slice(h.name.get(buf));
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(h.value.get(buf));
@@ -55,6 +65,7 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
         out.extend_from_slice(u.get(buf));
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(fwd.fields);
     match head.framing {
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
@@ -260,6 +271,8 @@ mod tests {
                 host: None,
                 target: None,
                 upgrade: false,
+                fields: b"",
+                replaced: &[],
             },
         );
         let s = String::from_utf8(out).unwrap();

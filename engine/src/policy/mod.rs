@@ -1,5 +1,6 @@
 //! Per-route policies, in the order they run on a request: CORS → IP rules →
-//! API key (and its usage plan) → throttle → validation → mock integration.
+//! API key (and its usage plan) → JWT → throttle → validation → mock
+//! integration.
 //!
 //! Each policy is one file with a `compile` (control plane, at config load:
 //! errors become config errors naming file, line and key) and a synchronous,
@@ -11,6 +12,7 @@
 pub mod api_key;
 pub mod cors;
 pub mod ip;
+pub mod jwt;
 pub mod mock;
 pub mod throttle;
 pub mod validate;
@@ -47,6 +49,7 @@ pub struct Chain {
     pub cors: Option<Box<cors::Cors>>,
     pub ip: Option<Box<ip::IpRules>>,
     pub api_key: Option<Box<api_key::KeySource>>,
+    pub jwt: Option<Box<jwt::Jwt>>,
     pub throttle: Option<Box<throttle::Throttle>>,
     pub validate: Option<Box<validate::Validate>>,
     pub mock: Option<Box<mock::Mock>>,
@@ -58,6 +61,7 @@ impl Chain {
         self.cors.is_none()
             && self.ip.is_none()
             && self.api_key.is_none()
+            && self.jwt.is_none()
             && self.throttle.is_none()
             && self.validate.is_none()
             && self.mock.is_none()
@@ -66,7 +70,7 @@ impl Chain {
 
 /// Control plane: compiles a route's policy tables. Problems carry keys
 /// relative to the route (`cors.allow_origins[1]`).
-pub fn compile(r: &model::Route) -> (Chain, Vec<Problem>) {
+pub fn compile(r: &model::Route, base: &std::path::Path) -> (Chain, Vec<Problem>) {
     let mut problems = Vec::new();
     fn one<T, C>(
         t: &Option<toml::Spanned<T>>,
@@ -91,6 +95,7 @@ pub fn compile(r: &model::Route) -> (Chain, Vec<Problem>) {
         cors: one(&r.cors, "cors", cors::compile, &mut problems),
         ip: one(&r.ip, "ip", ip::compile, &mut problems),
         api_key: one(&r.api_key, "api_key", api_key::compile, &mut problems),
+        jwt: one(&r.jwt, "jwt", |t| jwt::compile(t, base), &mut problems),
         throttle: one(&r.throttle, "throttle", throttle::compile, &mut problems),
         validate: one(&r.validate, "validate", validate::compile, &mut problems),
         mock: one(&r.mock, "mock", mock::compile, &mut problems),
@@ -123,8 +128,10 @@ pub struct Request<'a> {
 
 /// Data plane: runs `chain` on a request. `fields` (cleared by the caller)
 /// receives the header lines every response to this request carries: CORS
-/// fields, and `Retry-After` on a 429. Synchronous; no I/O; allocates only
-/// when a throttle meets a key it has not seen on this worker.
+/// fields, `Retry-After` on a 429, `WWW-Authenticate` on a 401.
+/// `upstream` (cleared by the caller) receives field lines for the upstream
+/// request (forwarded JWT claims). Synchronous; no I/O; allocates only when
+/// a throttle meets a key it has not seen on this worker, and to decode a JWT.
 pub fn run<'c>(
     chain: &'c Chain,
     snap: &Snapshot,
@@ -132,6 +139,7 @@ pub fn run<'c>(
     worker: usize,
     req: &Request<'_>,
     fields: &mut Vec<u8>,
+    upstream: &mut Vec<u8>,
 ) -> Verdict<'c> {
     let (buf, head) = (req.buf, req.head);
     if let Some(c) = &chain.cors {
@@ -183,6 +191,21 @@ pub fn run<'c>(
                     return Verdict::Reject(429, "limit exceeded: this API key's quota is used up");
                 }
             }
+        }
+    }
+    if let Some(j) = &chain.jwt {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err((status, message)) = j.check(buf, head, unix, upstream) {
+            fields.extend_from_slice(if status == 403 {
+                b"WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n".as_slice()
+            } else if message == "missing token" {
+                b"WWW-Authenticate: Bearer\r\n".as_slice()
+            } else {
+                b"WWW-Authenticate: Bearer error=\"invalid_token\"\r\n".as_slice()
+            });
+            return Verdict::Reject(status, message);
         }
     }
     if let Some(t) = &chain.throttle

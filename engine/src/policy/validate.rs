@@ -147,7 +147,8 @@ mod tests {
         let v = validate(
             "required_headers = [\"X-Tenant\"]\nrequired_query = [\"page\"]\nmax_body_bytes = 10\ncontent_types = [\"application/json\", \"text/*\"]",
         );
-        let cases: &[(&str, Result<(), (u16, &str)>)] = &[
+        type Case<'a> = (&'a str, Result<(), (u16, &'a str)>);
+        let cases: &[Case] = &[
             (
                 "GET /?page=1 HTTP/1.1\r\nHost: h\r\nx-tenant: a\r\n\r\n",
                 Ok(()),

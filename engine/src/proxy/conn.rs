@@ -110,7 +110,7 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
             &mut a.rbuf,
             &a.head,
             &mut a.resp,
-            &mut a.fields,
+            (&mut a.fields, &mut a.upstream_fields),
             (peer_ip, &ip),
             &mut outcome,
         )
@@ -159,6 +159,8 @@ pub struct Active {
     pub resp: ResponseHead,
     /// Field lines the policy chain adds to this request's response (CORS, Retry-After).
     pub fields: Vec<u8>,
+    /// Field lines the policy chain adds to the upstream request (JWT claims).
+    pub upstream_fields: Vec<u8>,
     /// Request fields for the access log line (filled only when logging).
     pub captured: crate::observe::access_log::Captured,
 }
@@ -170,6 +172,7 @@ impl Default for Active {
             head: RequestHead::default(),
             resp: ResponseHead::default(),
             fields: Vec::new(),
+            upstream_fields: Vec::new(),
             captured: Default::default(),
         }
     }
@@ -250,7 +253,7 @@ async fn exchange(
     rbuf: &mut Vec<u8>,
     head: &RequestHead,
     resp: &mut ResponseHead,
-    fields: &mut Vec<u8>,
+    (fields, upstream_fields): (&mut Vec<u8>, &mut Vec<u8>),
     (peer, ip): (IpAddr, &str),
     outcome: &mut Outcome,
 ) -> Next {
@@ -326,6 +329,7 @@ async fn exchange(
     // mock), before any upstream work. `fields` collects what every response
     // to this request carries (CORS fields; Retry-After on a 429).
     fields.clear();
+    upstream_fields.clear();
     let cors = route.policies.cors.is_some();
     if !route.policies.is_empty() {
         let req = policy::Request {
@@ -341,6 +345,7 @@ async fn exchange(
             w.id,
             &req,
             fields,
+            upstream_fields,
         );
         match verdict {
             Verdict::Forward => {}
@@ -427,15 +432,25 @@ async fn exchange(
 
     // Phase 2: the upstream request head, plus whatever body bytes came with it.
     let mut out = w.take_buf();
-    let fwd = Forward {
-        client_ip: ip.as_bytes(),
-        proto: if client.is_tls() { b"https" } else { b"http" },
-        // An HTTP/1.0 client may send no Host at all: name the target then.
-        host: (!route.preserve_host || head.host.is_none()).then_some(target.authority.as_bytes()),
-        target: tbuf.as_deref().or(target_slice),
-        upgrade: info.upgrading,
-    };
-    write::request_head(&mut out, buf, head, &fwd);
+    // In a block of its own: `fwd` must not live on in the future's state.
+    {
+        let fwd = Forward {
+            client_ip: ip.as_bytes(),
+            proto: if client.is_tls() { b"https" } else { b"http" },
+            // An HTTP/1.0 client may send no Host at all: name the target then.
+            host: (!route.preserve_host || head.host.is_none())
+                .then_some(target.authority.as_bytes()),
+            target: tbuf.as_deref().or(target_slice),
+            upgrade: info.upgrading,
+            fields: upstream_fields,
+            replaced: route
+                .policies
+                .jwt
+                .as_deref()
+                .map_or(&[], |j| j.forwarded_names()),
+        };
+        write::request_head(&mut out, buf, head, &fwd);
+    }
     if let Some(b) = tbuf {
         w.put_buf(b);
     }
