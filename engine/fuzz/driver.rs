@@ -28,8 +28,8 @@ pub fn request_head(data: &[u8]) {
         host: None,
         target: None,
         upgrade: head.upgrade.is_some(),
-            fields: b"",
-            replaced: &[],
+        fields: b"",
+        replaced: &[],
     };
     write::request_head(&mut out, data, &head, &fwd);
     let mut again = RequestHead::default();
@@ -125,7 +125,14 @@ pub fn response_head(data: &[u8]) {
         _ => write::Downstream::Chunked,
     };
     let mut out = Vec::new();
-    write::response_head(&mut out, data, &head, down, write::Persist::Default, None);
+    write::response_head(
+        &mut out,
+        data,
+        &head,
+        down,
+        write::Persist::Default,
+        write::Added::default(),
+    );
     let mut again = ResponseHead::default();
     let big = Limits {
         max_head_bytes: 1 << 20,

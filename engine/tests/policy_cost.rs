@@ -140,6 +140,8 @@ fn the_chain_allocates_nothing_when_warm() {
                 head: &head,
                 peer,
                 route,
+                path: b"/users/42",
+                found: None,
             };
             let v = policy::run(chain, &snap, state, 0, &req, &mut fields, &mut upstream);
             assert_eq!(v, Verdict::Forward);

@@ -938,3 +938,61 @@ fn jwt_config_errors_name_the_key() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn mapping_results_are_seen_at_the_upstream_and_the_client() {
+    let origin = Origin::start(|_| {
+        ringway_tests::Reply::Length(200, vec!["X-Gateway: origin".into()], b"ok".to_vec())
+    });
+    // The issue's mapping snippet, plus path parameters and the client address.
+    let rest = r#"[[route]]
+path = "/users/{id}"
+upstream = "app"
+
+[route.mapping]
+request = { "overwrite:header.x-tenant" = "$request.header.x-org", "append:querystring.src" = "gw", "remove:header.cookie" = "" }
+response = { "overwrite:header.x-gateway" = "ringway" }
+
+[[route]]
+path = "/orders/{id}"
+upstream = "app"
+
+[route.mapping]
+request = { "overwrite:header.x-order" = "$request.path.id", "append:header.x-client" = "$context.identity.sourceIp", "overwrite:querystring.page" = "$request.header.x-page", "remove:querystring.debug" = "" }
+"#;
+    let gw = Gateway::start(&config(
+        origin.addr,
+        1,
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        rest,
+    ));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/users/7?a=1",
+        "X-Org: acme\r\nX-Tenant: forged\r\nCookie: session=secret\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-gateway"), Some("ringway"));
+    assert_eq!(
+        r.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-gateway"))
+            .count(),
+        1
+    );
+    let r = request(
+        gw.addr,
+        "GET",
+        "/orders/o-9?page=1&debug=1&x=y",
+        "X-Page: 3\r\nX-Forwarded-For: 192.0.2.7\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = origin.seen();
+    assert_eq!(seen[0].target, "/users/7?a=1&src=gw");
+    assert_eq!(seen[0].headers_named("x-tenant"), ["acme"]);
+    assert_eq!(seen[0].header("cookie"), None);
+    assert_eq!(seen[1].target, "/orders/o-9?x=y&page=3");
+    assert_eq!(seen[1].headers_named("x-order"), ["o-9"]);
+    assert_eq!(seen[1].headers_named("x-client"), ["192.0.2.7"]);
+}

@@ -382,7 +382,11 @@ fn compile_routes(
         let key = |k: &str| format!("route[{i}].{k}");
         let mut upstream = None;
         let mut template = None;
-        let (policies, problems) = crate::policy::compile(r, base);
+        let params: Vec<&str> = router
+            .as_ref()
+            .map(|rt| rt.route_params(i).collect())
+            .unwrap_or_default();
+        let (policies, problems) = crate::policy::compile(r, base, &params);
         for p in problems {
             c.at(p.span, key(&p.key), p.message);
         }

@@ -311,6 +311,7 @@ pub struct Route {
     pub throttle: Option<Spanned<Throttle>>,
     pub validate: Option<Spanned<Validate>>,
     pub jwt: Option<Spanned<Jwt>>,
+    pub mapping: Option<Spanned<Mapping>>,
     /// Answer from the gateway itself; such a route needs no upstream.
     pub mock: Option<Spanned<Mock>>,
 }
@@ -365,6 +366,14 @@ pub struct Throttle {
     pub burst: Option<Spanned<f64>>,
     /// `route` (default), `client_ip` or `header:NAME`.
     pub key: Option<Spanned<String>>,
+}
+
+/// `[route.mapping]`: `"overwrite:header.x" = "$request.header.y"`, ...
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    pub request: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub response: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 /// `[route.jwt]`.

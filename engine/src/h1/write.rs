@@ -123,16 +123,19 @@ pub enum Downstream {
     Close,
 }
 
-/// Appends the response head relayed to the client. `cors`: the route's
-/// CORS field lines, which replace any `Access-Control-*` field the upstream sent.
+/// Appends the response head relayed to the client. `added`: field lines
+/// policies add (CORS, mapped headers); with `replace_cors`, any
+/// `Access-Control-*` field the upstream sent is dropped, and so is any
+/// field named in `replaced` (lower-case).
 pub fn response_head(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &ResponseHead,
     framing: Downstream,
     connection: Persist,
-    cors: Option<&[u8]>,
+    added: Added<'_>,
 ) {
+    let cors = added.replace_cors;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(head.status).as_bytes());
     out.push(b' ');
@@ -143,7 +146,12 @@ pub fn response_head(
             Kind::ContentLength => framing == Downstream::Empty,
             Kind::TransferEncoding | Kind::Connection | Kind::HopByHop => false,
             Kind::Upgrade => head.status == 101,
-            _ => cors.is_none() || !is_cors_field(h.name.get(buf)),
+            _ => {
+                let name = h.name.get(buf);
+                let replaced = (cors && is_cors_field(name))
+                    || added.replaced.iter().any(|n| n.eq_ignore_ascii_case(name));
+                !replaced
+            }
         };
         if pass {
             out.extend_from_slice(h.name.get(buf));
@@ -161,13 +169,21 @@ pub fn response_head(
         Downstream::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Downstream::Empty | Downstream::Close => {}
     }
-    out.extend_from_slice(cors.unwrap_or_default());
+    out.extend_from_slice(added.fields);
     if head.status == 101 {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     } else {
         persist_field(out, connection);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// What policies add to a relayed response head.
+#[derive(Clone, Copy, Default)]
+pub struct Added<'a> {
+    pub fields: &'a [u8],
+    pub replace_cors: bool,
+    pub replaced: &'a [Box<[u8]>],
 }
 
 fn is_cors_field(name: &[u8]) -> bool {

@@ -13,6 +13,7 @@ pub mod api_key;
 pub mod cors;
 pub mod ip;
 pub mod jwt;
+pub mod mapping;
 pub mod mock;
 pub mod throttle;
 pub mod validate;
@@ -52,7 +53,10 @@ pub struct Chain {
     pub jwt: Option<Box<jwt::Jwt>>,
     pub throttle: Option<Box<throttle::Throttle>>,
     pub validate: Option<Box<validate::Validate>>,
+    pub mapping: Option<Box<mapping::Mapping>>,
     pub mock: Option<Box<mock::Mock>>,
+    /// Request header names policies set (JWT claims, mappings): the client's are dropped.
+    pub replaced: Vec<Box<[u8]>>,
 }
 
 impl Chain {
@@ -64,13 +68,14 @@ impl Chain {
             && self.jwt.is_none()
             && self.throttle.is_none()
             && self.validate.is_none()
+            && self.mapping.is_none()
             && self.mock.is_none()
     }
 }
 
 /// Control plane: compiles a route's policy tables. Problems carry keys
 /// relative to the route (`cors.allow_origins[1]`).
-pub fn compile(r: &model::Route, base: &std::path::Path) -> (Chain, Vec<Problem>) {
+pub fn compile(r: &model::Route, base: &std::path::Path, params: &[&str]) -> (Chain, Vec<Problem>) {
     let mut problems = Vec::new();
     fn one<T, C>(
         t: &Option<toml::Spanned<T>>,
@@ -91,15 +96,28 @@ pub fn compile(r: &model::Route, base: &std::path::Path) -> (Chain, Vec<Problem>
             }
         }
     }
-    let chain = Chain {
+    let mut chain = Chain {
         cors: one(&r.cors, "cors", cors::compile, &mut problems),
         ip: one(&r.ip, "ip", ip::compile, &mut problems),
         api_key: one(&r.api_key, "api_key", api_key::compile, &mut problems),
         jwt: one(&r.jwt, "jwt", |t| jwt::compile(t, base), &mut problems),
         throttle: one(&r.throttle, "throttle", throttle::compile, &mut problems),
         validate: one(&r.validate, "validate", validate::compile, &mut problems),
+        mapping: one(
+            &r.mapping,
+            "mapping",
+            |t| mapping::compile(t, params),
+            &mut problems,
+        ),
+        replaced: Vec::new(),
         mock: one(&r.mock, "mock", mock::compile, &mut problems),
     };
+    if let Some(j) = &chain.jwt {
+        chain.replaced.extend(j.forwarded_names().iter().cloned());
+    }
+    if let Some(m) = &chain.mapping {
+        chain.replaced.extend(m.replaced().iter().cloned());
+    }
     (chain, problems)
 }
 
@@ -124,6 +142,9 @@ pub struct Request<'a> {
     pub peer: IpAddr,
     /// Index of the matched route in `snap.routes`.
     pub route: usize,
+    /// The path the route matched, and the match (for path parameters).
+    pub path: &'a [u8],
+    pub found: Option<&'a ringway_router::Match>,
 }
 
 /// Data plane: runs `chain` on a request. `fields` (cleared by the caller)
@@ -150,6 +171,7 @@ pub fn run<'c>(
         }
     }
     let by_ip = chain.ip.is_some()
+        || chain.mapping.as_ref().is_some_and(|m| m.uses_client_ip())
         || chain
             .throttle
             .as_ref()
@@ -225,6 +247,18 @@ pub fn run<'c>(
         && let Err((status, message)) = v.check(buf, head)
     {
         return Verdict::Reject(status, message);
+    }
+    if let Some(m) = &chain.mapping {
+        let cx = mapping::Context {
+            buf,
+            head,
+            client,
+            path: req.path,
+            found: req.found,
+            router: &snap.router,
+        };
+        m.request_fields(&cx, upstream);
+        fields.extend_from_slice(m.response_fields());
     }
     match &chain.mock {
         Some(m) => Verdict::Mock(m),

@@ -337,6 +337,8 @@ async fn exchange(
             head,
             peer,
             route: m.route,
+            path: route_path,
+            found: Some(&m),
         };
         let verdict = policy::run(
             &route.policies,
@@ -376,7 +378,6 @@ async fn exchange(
         }
     }
     let fields: &[u8] = fields;
-    let cors_fields = cors.then_some(fields);
     // `tbuf` holds a rewritten request-target when the original cannot be forwarded as is.
     let mut tbuf: Option<Vec<u8>> = None;
     let mut target_slice: Option<&[u8]> = None;
@@ -430,6 +431,38 @@ async fn exchange(
         && !target.tls;
     let info = ReqInfo { upgrading, ..info };
 
+    // Query string mapping (`[route.mapping]`) applies to the target as the
+    // upstream would get it.
+    if let Some(map) = route
+        .policies
+        .mapping
+        .as_deref()
+        .filter(|m| m.rewrites_query())
+    {
+        let client = if map.uses_client_ip() {
+            policy::ip::client_ip(peer, &snap.trusted_proxies, buf, head)
+        } else {
+            peer
+        };
+        let cx = policy::mapping::Context {
+            buf,
+            head,
+            client,
+            path: route_path,
+            found: Some(&m),
+            router: &snap.router,
+        };
+        let mut b = w.take_buf();
+        let now = tbuf
+            .as_deref()
+            .or(target_slice)
+            .unwrap_or(head.target.get(buf));
+        map.rewrite_target(now, &cx, &mut b);
+        if let Some(old) = tbuf.replace(b) {
+            w.put_buf(old);
+        }
+    }
+
     // Phase 2: the upstream request head, plus whatever body bytes came with it.
     let mut out = w.take_buf();
     // In a block of its own: `fwd` must not live on in the future's state.
@@ -443,11 +476,7 @@ async fn exchange(
             target: tbuf.as_deref().or(target_slice),
             upgrade: info.upgrading,
             fields: upstream_fields,
-            replaced: route
-                .policies
-                .jwt
-                .as_deref()
-                .map_or(&[], |j| j.forwarded_names()),
+            replaced: &route.policies.replaced,
         };
         write::request_head(&mut out, buf, head, &fwd);
     }
@@ -604,7 +633,7 @@ async fn exchange(
             resp,
             Downstream::Empty,
             Persist::Default,
-            None,
+            write::Added::default(),
         );
         ubuf.drain(..resp.head_len);
         let sent = write_all(client, &mut out, snap.timeouts.body_idle).await;
@@ -632,7 +661,15 @@ async fn exchange(
         resp,
         down,
         persist_for(&next, info.minor),
-        cors_fields,
+        write::Added {
+            fields,
+            replace_cors: cors,
+            replaced: route
+                .policies
+                .mapping
+                .as_deref()
+                .map_or(&[], |m| m.response_replaced()),
+        },
     );
     outcome.bytes_sent = out.len() as u64
         + if let Downstream::Length(n) = down {
@@ -903,7 +940,7 @@ async fn read_response_head(
                             resp,
                             Downstream::Empty,
                             Persist::Default,
-                            None,
+                            write::Added::default(),
                         );
                         let r = write_all(client, &mut interim, snap.timeouts.body_idle).await;
                         w.put_buf(interim);
