@@ -162,6 +162,11 @@ impl Snapshot {
                 e.path,
                 to
             );
+            let names = r.policies.names();
+            if !names.is_empty() {
+                s.pop();
+                let _ = writeln!(s, "  [{}]", names.join(", "));
+            }
         }
         s
     }

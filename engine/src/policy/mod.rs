@@ -73,6 +73,25 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// The policies present, in the order they run (for `ringway check`).
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("cors", self.cors.is_some()),
+            ("ip", self.ip.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("jwt", self.jwt.is_some()),
+            ("throttle", self.throttle.is_some()),
+            ("validate", self.validate.is_some()),
+            ("mapping", self.mapping.is_some()),
+            ("mock", self.mock.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, on)| on.then_some(n))
+        .collect()
+    }
+}
+
 /// Control plane: compiles a route's policy tables. Problems carry keys
 /// relative to the route (`cors.allow_origins[1]`).
 pub fn compile(r: &model::Route, base: &std::path::Path, params: &[&str]) -> (Chain, Vec<Problem>) {
