@@ -1098,3 +1098,47 @@ fn the_issue_config_is_accepted_but_for_json_schema() {
     let (code, err) = run(&without);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn server_policies_are_defaults_a_route_can_override() {
+    let origin = Origin::echo();
+    let server = "trusted_proxies = [\"127.0.0.1/32\"]\n[server.cors]\nallow_origins = [\"https://app.example.com\"]\n\n[server.ip]\ndeny = [\"192.0.2.0/24\"]";
+    let rest = "[[route]]\npath = \"/inherits\"\nupstream = \"app\"\n\n[[route]]\npath = \"/own\"\nupstream = \"app\"\n[route.cors]\nallow_origins = [\"https://other.example.org\"]\n";
+    let gw = Gateway::start(&config(origin.addr, 1, server, rest));
+    let from = |o: &str| format!("Origin: {o}\r\n");
+    let r = request(
+        gw.addr,
+        "GET",
+        "/inherits",
+        &from("https://app.example.com"),
+    );
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let r = request(gw.addr, "GET", "/own", &from("https://app.example.com"));
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let r = request(gw.addr, "GET", "/own", &from("https://other.example.org"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://other.example.org")
+    );
+    // The IP default applies to both routes (neither has its own).
+    assert_eq!(request(gw.addr, "GET", "/own", "").status, 200);
+    for path in ["/own", "/inherits"] {
+        let r = request(gw.addr, "GET", path, "X-Forwarded-For: 192.0.2.5\r\n");
+        assert_eq!(r.status, 403, "{path}");
+    }
+
+    // A broken default is reported once, under `server`.
+    let app: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (code, err) = check(&config(
+        app,
+        1,
+        "[server.ip]\nallow = [\"300.0.0.0/8\"]",
+        "[[route]]\npath = \"/a\"\nupstream = \"app\"\n[[route]]\npath = \"/b\"\nupstream = \"app\"\n",
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("key `server.ip.allow[0]`").count(), 1, "{err}");
+    assert!(!err.contains("route["), "{err}");
+}

@@ -377,6 +377,10 @@ fn compile_routes(
             None
         }
     };
+    let (inherited, problems) = crate::policy::defaults(&file.server, base);
+    for p in problems {
+        c.at(p.span, format!("server.{}", p.key), p.message);
+    }
     let mut routes = Vec::new();
     for (i, r) in file.route.iter().enumerate() {
         let key = |k: &str| format!("route[{i}].{k}");
@@ -386,7 +390,7 @@ fn compile_routes(
             .as_ref()
             .map(|rt| rt.route_params(i).collect())
             .unwrap_or_default();
-        let (policies, problems) = crate::policy::compile(r, base, &params);
+        let (policies, problems) = crate::policy::compile(r, &inherited, base, &params);
         for p in problems {
             c.at(p.span, key(&p.key), p.message);
         }

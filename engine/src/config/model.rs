@@ -60,6 +60,14 @@ pub struct Server {
     /// Peers (CIDRs) whose X-Forwarded-For is believed when finding the client address.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// Policy defaults: a route without its own table of that name inherits these.
+    pub cors: Option<Spanned<Cors>>,
+    pub ip: Option<Spanned<IpPolicy>>,
+    pub api_key: Option<Spanned<RouteApiKey>>,
+    pub jwt: Option<Spanned<Jwt>>,
+    pub throttle: Option<Spanned<Throttle>>,
+    pub validate: Option<Spanned<Validate>>,
+    pub mapping: Option<Spanned<Mapping>>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]

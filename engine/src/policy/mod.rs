@@ -94,42 +94,54 @@ impl Chain {
 
 /// Control plane: compiles a route's policy tables. Problems carry keys
 /// relative to the route (`cors.allow_origins[1]`).
-pub fn compile(r: &model::Route, base: &std::path::Path, params: &[&str]) -> (Chain, Vec<Problem>) {
+pub fn compile(
+    r: &model::Route,
+    inherited: &Defaults<'_>,
+    base: &std::path::Path,
+    params: &[&str],
+) -> (Chain, Vec<Problem>) {
     let mut problems = Vec::new();
-    fn one<T, C>(
-        t: &Option<toml::Spanned<T>>,
-        name: &str,
-        f: impl Fn(&T) -> Result<C, Problem>,
-        problems: &mut Vec<Problem>,
-    ) -> Option<Box<C>> {
-        let t = t.as_ref()?;
-        match f(t.get_ref()) {
-            Ok(c) => Some(Box::new(c)),
-            Err(p) => {
-                problems.push(Problem {
-                    span: if p.span == (0..0) { t.span() } else { p.span },
-                    key: format!("{name}.{}", p.key),
-                    message: p.message,
-                });
-                None
-            }
-        }
-    }
+    let d = inherited;
     let mut chain = Chain {
-        cors: one(&r.cors, "cors", cors::compile, &mut problems),
-        ip: one(&r.ip, "ip", ip::compile, &mut problems),
-        api_key: one(&r.api_key, "api_key", api_key::compile, &mut problems),
-        jwt: one(&r.jwt, "jwt", |t| jwt::compile(t, base), &mut problems),
-        throttle: one(&r.throttle, "throttle", throttle::compile, &mut problems),
-        validate: one(&r.validate, "validate", validate::compile, &mut problems),
+        cors: one(
+            r.cors.as_ref().or(d.cors),
+            "cors",
+            cors::compile,
+            &mut problems,
+        ),
+        ip: one(r.ip.as_ref().or(d.ip), "ip", ip::compile, &mut problems),
+        api_key: one(
+            r.api_key.as_ref().or(d.api_key),
+            "api_key",
+            api_key::compile,
+            &mut problems,
+        ),
+        jwt: one(
+            r.jwt.as_ref().or(d.jwt),
+            "jwt",
+            |t| jwt::compile(t, base),
+            &mut problems,
+        ),
+        throttle: one(
+            r.throttle.as_ref().or(d.throttle),
+            "throttle",
+            throttle::compile,
+            &mut problems,
+        ),
+        validate: one(
+            r.validate.as_ref().or(d.validate),
+            "validate",
+            validate::compile,
+            &mut problems,
+        ),
         mapping: one(
-            &r.mapping,
+            r.mapping.as_ref().or(d.mapping),
             "mapping",
             |t| mapping::compile(t, params),
             &mut problems,
         ),
         replaced: Vec::new(),
-        mock: one(&r.mock, "mock", mock::compile, &mut problems),
+        mock: one(r.mock.as_ref(), "mock", mock::compile, &mut problems),
     };
     if let Some(j) = &chain.jwt {
         chain.replaced.extend(j.forwarded_names().iter().cloned());
@@ -138,6 +150,89 @@ pub fn compile(r: &model::Route, base: &std::path::Path, params: &[&str]) -> (Ch
         chain.replaced.extend(m.replaced().iter().cloned());
     }
     (chain, problems)
+}
+
+/// `[server]` policy tables that compiled: routes without their own inherit them.
+#[derive(Default)]
+pub struct Defaults<'a> {
+    pub cors: Option<&'a toml::Spanned<model::Cors>>,
+    pub ip: Option<&'a toml::Spanned<model::IpPolicy>>,
+    pub api_key: Option<&'a toml::Spanned<model::RouteApiKey>>,
+    pub jwt: Option<&'a toml::Spanned<model::Jwt>>,
+    pub throttle: Option<&'a toml::Spanned<model::Throttle>>,
+    pub validate: Option<&'a toml::Spanned<model::Validate>>,
+    pub mapping: Option<&'a toml::Spanned<model::Mapping>>,
+}
+
+/// Control plane: checks the `[server]` policy defaults once (problems keyed
+/// `cors.allow_origins[0]`, ... below `server`), keeping those that compile.
+/// A default mapping has no path parameters to read.
+pub fn defaults<'a>(s: &'a model::Server, base: &std::path::Path) -> (Defaults<'a>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    fn keep<'a, T, C>(
+        t: Option<&'a toml::Spanned<T>>,
+        name: &str,
+        f: impl Fn(&T) -> Result<C, Problem>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<&'a toml::Spanned<T>> {
+        one(t, name, f, problems).map(|_| t.expect("compiled"))
+    }
+    let d = Defaults {
+        cors: keep(s.cors.as_ref(), "cors", cors::compile, &mut problems),
+        ip: keep(s.ip.as_ref(), "ip", ip::compile, &mut problems),
+        api_key: keep(
+            s.api_key.as_ref(),
+            "api_key",
+            api_key::compile,
+            &mut problems,
+        ),
+        jwt: keep(
+            s.jwt.as_ref(),
+            "jwt",
+            |t| jwt::compile(t, base),
+            &mut problems,
+        ),
+        throttle: keep(
+            s.throttle.as_ref(),
+            "throttle",
+            throttle::compile,
+            &mut problems,
+        ),
+        validate: keep(
+            s.validate.as_ref(),
+            "validate",
+            validate::compile,
+            &mut problems,
+        ),
+        mapping: keep(
+            s.mapping.as_ref(),
+            "mapping",
+            |t| mapping::compile(t, &[]),
+            &mut problems,
+        ),
+    };
+    (d, problems)
+}
+
+/// Compiles one policy table, turning its problem into one keyed below `name`.
+fn one<T, C>(
+    t: Option<&toml::Spanned<T>>,
+    name: &str,
+    f: impl Fn(&T) -> Result<C, Problem>,
+    problems: &mut Vec<Problem>,
+) -> Option<Box<C>> {
+    let t = t?;
+    match f(t.get_ref()) {
+        Ok(c) => Some(Box::new(c)),
+        Err(p) => {
+            problems.push(Problem {
+                span: if p.span == (0..0) { t.span() } else { p.span },
+                key: format!("{name}.{}", p.key),
+                message: p.message,
+            });
+            None
+        }
+    }
 }
 
 /// What the chain decided for a request.
