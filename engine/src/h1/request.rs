@@ -96,10 +96,12 @@ impl RequestHead {
 /// is filled in. Errors say which status to answer; nothing of a request that
 /// errors is ever forwarded.
 pub fn parse(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bool, H1Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    // Uninitialized slots: httparse writes only the ones it fills, so a parse
+    // does not first zero 8 KiB of header array.
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
-    let mut req = httparse::Request::new(&mut slots[..max_headers]);
-    let head_len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut slots[..max_headers]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             // Tell a long request line (414) from a long head (431) before giving up.
