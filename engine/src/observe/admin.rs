@@ -123,7 +123,9 @@ fn config_json(snap: &crate::snapshot::Snapshot) -> String {
                 "host": e.host,
                 "method": e.method,
                 "path": e.path,
-                "upstream": snap.upstreams.get(r.upstream).map(|u| u.name.as_str()),
+                // A mock route answers by itself: it has no upstream.
+                "upstream": if r.policies.mock.is_some() { None } else { snap.upstreams.get(r.upstream).map(|u| u.name.as_str()) },
+                "mock": r.policies.mock.is_some(),
                 "uri": r.uri_text,
                 "websocket": r.websocket,
             })
