@@ -7,11 +7,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ringway::h1::Limits;
 use ringway::h1::chunked::{self, ChunkedDecoder, Decoded};
 use ringway::h1::request::{self, RequestHead};
 use ringway::h1::response::{self, ResponseHead};
 use ringway::h1::write::{self, Forward};
-use ringway::h1::Limits;
 
 const TYPICAL: &[u8] = b"GET /api/v1/users/42/orders?limit=10&page=2 HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0\r\nAccept: application/json\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nAuthorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig\r\nX-Request-Id: 5f2b8c1e-9d4a-4e6b-8f3a-1c2d3e4f5a6b\r\nConnection: keep-alive\r\n\r\n";
 
@@ -42,7 +42,15 @@ fn parse_requests(c: &mut Criterion) {
     g.bench_function("write forwarded head (typical)", |b| {
         b.iter(|| {
             out.clear();
-            let fwd = Forward { client_ip: b"192.0.2.7", proto: b"http", host: None, target: None, upgrade: false, fields: b"", replaced: &[] };
+            let fwd = Forward {
+                client_ip: b"192.0.2.7",
+                proto: b"http",
+                host: None,
+                target: None,
+                upgrade: false,
+                fields: b"",
+                replaced: &[],
+            };
             write::request_head(&mut out, black_box(TYPICAL), &head, &fwd);
         })
     });
@@ -55,7 +63,9 @@ fn parse_responses(c: &mut Criterion) {
     let mut head = ResponseHead::default();
     let mut g = c.benchmark_group("h1/response");
     g.throughput(Throughput::Bytes(raw.len() as u64));
-    g.bench_function("parse typical", |b| b.iter(|| response::parse(black_box(raw), &limits, false, &mut head).unwrap()));
+    g.bench_function("parse typical", |b| {
+        b.iter(|| response::parse(black_box(raw), &limits, false, &mut head).unwrap())
+    });
     g.finish();
 }
 
@@ -77,7 +87,9 @@ fn chunked_codec(c: &mut Criterion) {
             loop {
                 let (n, d) = dec.decode(&body[pos..]).unwrap();
                 match d {
-                    Decoded::Data { start, end } => chunked::write_chunk(&mut out, &body[pos + start..pos + end]),
+                    Decoded::Data { start, end } => {
+                        chunked::write_chunk(&mut out, &body[pos + start..pos + end])
+                    }
                     Decoded::Done { .. } => break,
                     Decoded::NeedMore => unreachable!("the whole body is given"),
                 }

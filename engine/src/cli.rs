@@ -158,17 +158,35 @@ fn reload(path: &std::path::Path) -> i32 {
     let mut signalled = 0;
     let me = std::process::id();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let Some(serve) = args.iter().position(|a| *a == b"serve") else { continue };
-        let Some(cfg) = args[serve..].windows(2).find(|w| w[0] == b"-c" || w[0] == b"--config").map(|w| w[1]) else { continue };
+        let Some(serve) = args.iter().position(|a| *a == b"serve") else {
+            continue;
+        };
+        let Some(cfg) = args[serve..]
+            .windows(2)
+            .find(|w| w[0] == b"-c" || w[0] == b"--config")
+            .map(|w| w[1])
+        else {
+            continue;
+        };
         let cfg = std::path::Path::new(std::str::from_utf8(cfg).unwrap_or_default());
         let cwd = std::fs::read_link(entry.path().join("cwd")).unwrap_or_default();
-        if std::fs::canonicalize(cwd.join(cfg)).is_ok_and(|p| p == want) && crate::sys::send_sighup(pid) {
+        if std::fs::canonicalize(cwd.join(cfg)).is_ok_and(|p| p == want)
+            && crate::sys::send_sighup(pid)
+        {
             println!("sent SIGHUP to ringway (pid {pid})");
             signalled += 1;
         }

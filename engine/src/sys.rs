@@ -55,7 +55,9 @@ pub fn shutdown_write(fd: RawFd) {
 
 /// Sends SIGHUP to `pid`; false if it failed (no such process, not permitted).
 pub fn send_sighup(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
     // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGHUP) == 0 }
 }

@@ -226,7 +226,12 @@ pub fn check(config: &str) -> (i32, String, String) {
     let dir = TempDir::new();
     let path = dir.0.join("ringway.toml");
     std::fs::write(&path, config).expect("write config");
-    let out = Command::new(binary("ringway")).arg("check").arg("-c").arg(&path).output().expect("run ringway check");
+    let out = Command::new(binary("ringway"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("run ringway check");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

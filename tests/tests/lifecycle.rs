@@ -167,7 +167,6 @@ fn connections_over_max_connections_are_shed() {
     assert_eq!(get(gw.addr, "/").status, 200);
 }
 
-
 #[test]
 fn check_accepts_the_issue_config_and_prints_the_table() {
     let cfg = "[server]\nlisten = [\"127.0.0.1:8080\"]\nworkers = 2\npin = false\n\n[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9000\"]\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n";

@@ -180,7 +180,6 @@ fn a_stage_prefix_is_stripped() {
     assert_eq!(origin.seen().len(), 2);
 }
 
-
 #[test]
 fn check_prints_the_table_in_precedence_order() {
     let (code, out, err) = check(&issue_config("127.0.0.1:9".parse().unwrap(), ""));

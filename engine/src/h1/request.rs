@@ -98,7 +98,8 @@ impl RequestHead {
 pub fn parse(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bool, H1Error> {
     // Uninitialized slots: httparse writes only the ones it fills, so a parse
     // does not first zero 8 KiB of header array.
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut slots[..max_headers]) {

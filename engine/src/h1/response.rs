@@ -48,10 +48,15 @@ pub fn parse(
     request_was_head: bool,
     head: &mut ResponseHead,
 ) -> Result<bool, H1Error> {
-    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let max_headers = limits.max_headers.min(MAX_HEADERS_CEILING);
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut slots[..max_headers]) {
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut slots[..max_headers],
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= limits.max_head_bytes {
