@@ -51,7 +51,11 @@ fn metrics_parse_and_count_what_was_sent() {
         value(
             &s,
             "ringway_requests_total",
-            &[("route", "/api/{proxy+}"), ("status", "2xx")]
+            &[
+                ("route", "/api/{proxy+}"),
+                ("method", "read"),
+                ("status", "2xx")
+            ]
         ),
         10.0
     );
@@ -67,6 +71,17 @@ fn metrics_parse_and_count_what_was_sent() {
         value(&s, "ringway_rejects_total", &[("status", "404")]),
         3.0
     );
+    // Heads that did not parse have no method: they count as "other".
+    assert_eq!(
+        value(
+            &s,
+            "ringway_requests_total",
+            &[("route", "(none)"), ("method", "other"), ("status", "4xx")]
+        ),
+        2.0
+    );
+    assert!(value(&s, "ringway_bytes_total", &[("direction", "in")]) > 0.0);
+    assert!(value(&s, "ringway_bytes_total", &[("direction", "out")]) > 0.0);
     assert_eq!(
         value(&s, "ringway_rejects_total", &[("status", "400")]),
         2.0

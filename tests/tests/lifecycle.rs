@@ -219,3 +219,15 @@ fn config_errors_name_file_line_and_key_all_at_once() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:1"));
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/ringway.example.toml"
+    ))
+    .unwrap();
+    let (code, out, err) = check(&text);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/users/{id}"), "{out}");
+}

@@ -11,8 +11,9 @@ use hdrhistogram::Histogram;
 /// Request counts and latency of one route on one worker.
 #[derive(Clone)]
 pub struct RouteMetrics {
-    /// Responses by status class: index 1..=5 for 1xx..5xx, 0 for "no response".
-    pub classes: [u64; 6],
+    /// Responses by method class (`METHOD_CLASSES`) and status class: index
+    /// 1..=5 for 1xx..5xx, 0 for "no response".
+    pub classes: [[u64; 6]; 3],
     /// Latency in microseconds, from a whole request head to the end of the exchange.
     pub latency_us: Histogram<u64>,
     pub latency_sum_us: u64,
@@ -21,11 +22,23 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     fn new() -> Self {
         RouteMetrics {
-            classes: [0; 6],
+            classes: [[0; 6]; 3],
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 2)
                 .expect("valid histogram bounds"),
             latency_sum_us: 0,
         }
+    }
+}
+
+/// The method classes requests are counted by.
+pub const METHOD_CLASSES: [&str; 3] = ["read", "write", "other"];
+
+/// `read` (GET, HEAD, OPTIONS), `write` (POST, PUT, PATCH, DELETE), or `other`.
+pub fn method_class(method: &[u8]) -> u8 {
+    match method {
+        b"GET" | b"HEAD" | b"OPTIONS" => 0,
+        b"POST" | b"PUT" | b"PATCH" | b"DELETE" => 1,
+        _ => 2,
     }
 }
 
@@ -36,6 +49,10 @@ pub struct Metrics {
     pub routes: Vec<RouteMetrics>,
     /// Responses by exact status code (0..=599), for the reject counters.
     pub status: Vec<u64>,
+    /// Request bytes received (heads, and bodies of known length).
+    pub bytes_in: u64,
+    /// Response bytes sent (heads, and bodies of known length).
+    pub bytes_out: u64,
     pub upstream_connect_errors: u64,
     pub upstream_timeouts: u64,
     pub upstream_bad_responses: u64,
@@ -47,6 +64,8 @@ impl Metrics {
         Metrics {
             routes: (0..=routes).map(|_| RouteMetrics::new()).collect(),
             status: vec![0; 600],
+            bytes_in: 0,
+            bytes_out: 0,
             upstream_connect_errors: 0,
             upstream_timeouts: 0,
             upstream_bad_responses: 0,
@@ -59,10 +78,10 @@ impl Metrics {
         self.routes = (0..=routes).map(|_| RouteMetrics::new()).collect();
     }
 
-    pub fn record(&mut self, route: Option<usize>, status: u16, micros: u64) {
+    pub fn record(&mut self, route: Option<usize>, method_class: u8, status: u16, micros: u64) {
         let last = self.routes.len() - 1;
         let r = &mut self.routes[route.unwrap_or(last).min(last)];
-        r.classes[usize::from(status / 100).min(5)] += 1;
+        r.classes[usize::from(method_class).min(2)][usize::from(status / 100).min(5)] += 1;
         let _ = r.latency_us.record(micros.max(1));
         r.latency_sum_us += micros;
         if let Some(n) = self.status.get_mut(usize::from(status)) {

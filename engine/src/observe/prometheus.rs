@@ -33,7 +33,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         &mut o,
         "ringway_requests_total",
         "counter",
-        "Requests by route, method class of the route, and status class.",
+        "Requests by route, method class (read: GET/HEAD/OPTIONS, write: POST/PUT/PATCH/DELETE, other) and status class.",
     );
     let route_name = |i: usize| {
         snap.routes
@@ -43,23 +43,41 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
     let routes = reports.first().map_or(0, |r| r.metrics.routes.len());
     for i in 0..routes {
         let name = label(&route_name(i));
-        for (class, text) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
-            .iter()
-            .enumerate()
-        {
-            let n: u64 = reports
+        for (mc, method) in super::METHOD_CLASSES.iter().enumerate() {
+            for (class, text) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
                 .iter()
-                .filter_map(|r| r.metrics.routes.get(i))
-                .map(|m| m.classes[class])
-                .sum();
-            if n > 0 {
-                let _ = writeln!(
-                    o,
-                    "ringway_requests_total{{route=\"{name}\",status=\"{text}\"}} {n}"
-                );
+                .enumerate()
+            {
+                let n: u64 = reports
+                    .iter()
+                    .filter_map(|r| r.metrics.routes.get(i))
+                    .map(|m| m.classes[mc][class])
+                    .sum();
+                if n > 0 {
+                    let _ = writeln!(
+                        o,
+                        "ringway_requests_total{{route=\"{name}\",method=\"{method}\",status=\"{text}\"}} {n}"
+                    );
+                }
             }
         }
     }
+    family(
+        &mut o,
+        "ringway_bytes_total",
+        "counter",
+        "Bytes received and sent (heads, and bodies whose length was known up front).",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_bytes_total{{direction=\"in\"}} {}",
+        sum(|r| r.metrics.bytes_in)
+    );
+    let _ = writeln!(
+        o,
+        "ringway_bytes_total{{direction=\"out\"}} {}",
+        sum(|r| r.metrics.bytes_out)
+    );
 
     family(
         &mut o,

@@ -86,8 +86,10 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
                 respond(&w, &mut client, snap, status, message, Persist::Close).await;
                 w.record(
                     snap,
+                    // The head did not parse: its method is unknown.
                     Outcome {
                         status,
+                        method_class: 2,
                         ..Outcome::default()
                     },
                     Instant::now(),
@@ -102,7 +104,11 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         if logging {
             a.captured.capture(&a.rbuf, &a.head);
         }
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome {
+            method_class: crate::observe::method_class(a.head.method(&a.rbuf)),
+            head_in: a.head.head_len as u64,
+            ..Outcome::default()
+        };
         let next = exchange(
             &w,
             snap,
@@ -150,6 +156,10 @@ pub struct Outcome {
     pub bytes_sent: u64,
     /// Request body bytes, where known up front (Content-Length).
     pub body_in: u64,
+    /// Request head bytes.
+    pub head_in: u64,
+    /// `observe::METHOD_CLASSES` index of the request method.
+    pub method_class: u8,
 }
 
 /// What a connection needs only while it is busy with a request.

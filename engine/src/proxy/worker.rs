@@ -115,9 +115,10 @@ impl Worker {
             .route
             .filter(|_| snap.generation == self.current_generation());
         let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-        self.metrics
-            .borrow_mut()
-            .record(route, outcome.status, micros);
+        let mut m = self.metrics.borrow_mut();
+        m.record(route, outcome.method_class, outcome.status, micros);
+        m.bytes_in += outcome.head_in + outcome.body_in;
+        m.bytes_out += outcome.bytes_sent;
     }
 
     /// Formats one access log line; hands the batch over when it is full.
