@@ -49,6 +49,8 @@ pub enum Reply {
     UntilClose(u16, Vec<u8>),
     /// Exact bytes, then keep reading.
     Raw(Vec<u8>),
+    /// Exact bytes, a pause, more bytes (e.g. a stray body arriving late), then keep reading.
+    RawThenLate(Vec<u8>, Duration, Vec<u8>),
     /// Exact bytes, then close.
     RawClose(Vec<u8>),
     /// Sleep, then answer with the inner reply.
@@ -150,7 +152,17 @@ fn serve(
         let keep = !req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let reply = handler(&req);
+        let mut reply = handler(&req);
+        // A correct server answers HEAD with the head GET would get, and no body.
+        if let (true, Reply::Length(status, headers, body)) = (req.method == "HEAD", &reply) {
+            let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+            for h in headers {
+                head.push_str(h);
+                head.push_str("\r\n");
+            }
+            head.push_str("\r\n");
+            reply = Reply::Raw(head.into_bytes());
+        }
         seen.lock().unwrap().push(req);
         if !send(&mut s, reply, stop) || !keep {
             return;
@@ -187,6 +199,11 @@ fn send(s: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
             false
         }
         Reply::Raw(bytes) => s.write_all(&bytes).is_ok(),
+        Reply::RawThenLate(first, pause, late) => {
+            let ok = s.write_all(&first).is_ok();
+            std::thread::sleep(pause);
+            ok && s.write_all(&late).is_ok()
+        }
         Reply::RawClose(bytes) => {
             let _ = s.write_all(&bytes);
             false

@@ -5,6 +5,7 @@ use ringway_tests::client::{connect, get, read_response, send_raw};
 use ringway_tests::gateway::simple_config;
 use ringway_tests::{Gateway, Origin, Reply, on_both_drivers};
 use std::io::Write;
+use std::time::Duration;
 
 #[test]
 fn every_method_is_forwarded_with_path_and_query() {
@@ -265,4 +266,33 @@ fn round_robin_over_targets() {
     let bodies: Vec<Vec<u8>> = (0..4).map(|_| get(gw.addr, "/").body).collect();
     assert_eq!(bodies.iter().filter(|b| b.as_slice() == b"a").count(), 2);
     assert_eq!(bodies.iter().filter(|b| b.as_slice() == b"b").count(), 2);
+}
+
+#[test]
+fn an_upstream_that_sends_a_body_with_head_does_not_poison_the_next_request() {
+    // A broken server: it answers HEAD with a body. Those bytes must never be
+    // read as the start of the next response.
+    let origin = Origin::start(|s| {
+        if s.method == "HEAD" {
+            // The stray body comes a moment later, after ringway is done with the response.
+            Reply::RawThenLate(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n".to_vec(),
+                Duration::from_millis(5),
+                b"ok".to_vec(),
+            )
+        } else {
+            Reply::Length(200, vec![], b"fine".to_vec())
+        }
+    });
+    let gw = Gateway::start(&simple_config(origin.addr, 1, ""));
+    let mut s = connect(gw.addr);
+    let mut buf = Vec::new();
+    for _ in 0..20 {
+        s.write_all(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, &mut buf, true).unwrap().status, 200);
+        s.write_all(b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, &mut buf, false).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"fine"[..]));
+    }
 }

@@ -742,7 +742,9 @@ async fn exchange(
         // Phase 5: a cleanly finished upstream connection goes back to this worker's pool.
         Ok(clean) => {
             // A connection from before a reload goes back only if the target ids still mean the same.
-            if clean && reusable && snap.generation == w.current_generation() {
+            // After HEAD it is closed: some servers send the body anyway, and those bytes
+            // would arrive as the start of the next response on this connection.
+            if clean && reusable && !info.is_head && snap.generation == w.current_generation() {
                 w.pool
                     .borrow_mut()
                     .put(target.id, conn, up.max_idle_per_target);
