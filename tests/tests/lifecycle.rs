@@ -38,10 +38,8 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
         gw.log()
     );
     assert!(gw.log_contains("draining"));
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "still accepting after exit"
-    );
+    // (No "connection refused" check here: with tests running in parallel,
+    // another gateway may already have been given the freed port.)
 }
 
 #[test]
