@@ -224,7 +224,13 @@ pub fn simple_config(upstream: SocketAddr, workers: usize, extra_server: &str) -
 /// temp dir): exit code, stdout, stderr.
 pub fn check(config: &str) -> (i32, String, String) {
     let dir = TempDir::new();
-    let path = dir.0.join("ringway.toml");
+    check_in(&dir.0, config)
+}
+
+/// Like [`check`], with the file written into `dir` (for configs that name
+/// files relative to themselves).
+pub fn check_in(dir: &std::path::Path, config: &str) -> (i32, String, String) {
+    let path = dir.join("ringway.toml");
     std::fs::write(&path, config).expect("write config");
     let out = Command::new(binary("ringway"))
         .arg("check")

@@ -7,11 +7,10 @@
 //! 415), and policy config errors.
 
 use ringway_tests::client::{connect, read_response, send_raw};
-use ringway_tests::gateway::{TempDir, binary};
+use ringway_tests::gateway::TempDir;
 use ringway_tests::{Gateway, Origin, Response};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,19 +38,8 @@ fn message(r: &Response) -> String {
 
 /// `ringway check` on `text`: exit code and stderr.
 fn check(text: &str) -> (i32, String) {
-    let dir = TempDir::new();
-    let path = dir.0.join("ringway.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(binary("ringway"))
-        .arg("check")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, _, stderr) = ringway_tests::gateway::check(text);
+    (code, stderr)
 }
 
 const CORS: &str = r#"
@@ -1070,18 +1058,8 @@ fn the_issue_config_is_accepted_but_for_json_schema() {
     let dir = TempDir::new();
     std::fs::write(dir.0.join("jwks.json"), Signers::new().jwks()).unwrap();
     let run = |text: &str| {
-        let path = dir.0.join("ringway.toml");
-        std::fs::write(&path, text).unwrap();
-        let out = Command::new(binary("ringway"))
-            .arg("check")
-            .arg("-c")
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let (code, _, stderr) = ringway_tests::gateway::check_in(&dir.0, text);
+        (code, stderr)
     };
     let (code, err) = run(ISSUE_CONFIG);
     assert_eq!(code, 2, "{err}");
