@@ -18,6 +18,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// One sample per (label value, number) of a metric with a single label.
+fn series(out: &mut String, name: &str, key: &str, values: &[(&str, u64)]) {
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{key}=\"{value}\"}} {n}");
+    }
+}
+
 /// Escapes a label value.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -68,15 +75,14 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         "counter",
         "Bytes received and sent (heads, and bodies whose length was known up front).",
     );
-    let _ = writeln!(
-        o,
-        "ringway_bytes_total{{direction=\"in\"}} {}",
-        sum(|r| r.metrics.bytes_in)
-    );
-    let _ = writeln!(
-        o,
-        "ringway_bytes_total{{direction=\"out\"}} {}",
-        sum(|r| r.metrics.bytes_out)
+    series(
+        &mut o,
+        "ringway_bytes_total",
+        "direction",
+        &[
+            ("in", sum(|r| r.metrics.bytes_in)),
+            ("out", sum(|r| r.metrics.bytes_out)),
+        ],
     );
 
     family(
@@ -142,20 +148,15 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         "counter",
         "Upstream failures by kind.",
     );
-    let _ = writeln!(
-        o,
-        "ringway_upstream_errors_total{{kind=\"connect\"}} {}",
-        sum(|r| r.metrics.upstream_connect_errors)
-    );
-    let _ = writeln!(
-        o,
-        "ringway_upstream_errors_total{{kind=\"timeout\"}} {}",
-        sum(|r| r.metrics.upstream_timeouts)
-    );
-    let _ = writeln!(
-        o,
-        "ringway_upstream_errors_total{{kind=\"bad_response\"}} {}",
-        sum(|r| r.metrics.upstream_bad_responses)
+    series(
+        &mut o,
+        "ringway_upstream_errors_total",
+        "kind",
+        &[
+            ("connect", sum(|r| r.metrics.upstream_connect_errors)),
+            ("timeout", sum(|r| r.metrics.upstream_timeouts)),
+            ("bad_response", sum(|r| r.metrics.upstream_bad_responses)),
+        ],
     );
     family(
         &mut o,
