@@ -28,8 +28,9 @@ pub fn request_head(data: &[u8]) {
         host: None,
         target: None,
         upgrade: head.upgrade.is_some(),
-        fields: b"",
+        fields: b"x-request-id: 0123456789abcdef0123456789abcdef\r\n",
         replaced: &[],
+        request_id: Some(b"x-request-id"),
     };
     write::request_head(&mut out, data, &head, &fwd);
     let mut again = RequestHead::default();

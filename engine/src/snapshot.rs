@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub trusted_proxies: crate::policy::ip::CidrSet,
     /// `[[api_key]]` digests and `[[usage_plan]]`s.
     pub api_keys: crate::policy::api_key::Keys,
+    /// The request id header name (`[server] request_id`), or `None` when switched off.
+    pub request_id: Option<Box<[u8]>>,
     /// Total targets over all upstreams (pool slots per worker).
     pub target_count: usize,
     /// Fault injection for tests: a request for exactly this path panics its connection task.

@@ -142,6 +142,7 @@ fn the_chain_allocates_nothing_when_warm() {
                 route,
                 path: b"/users/42",
                 found: None,
+                request_id: 0..0,
             };
             let v = policy::run(chain, &snap, state, 0, &req, &mut fields, &mut upstream);
             assert_eq!(v, Verdict::Forward);
@@ -282,6 +283,7 @@ fn jwt_cost_per_algorithm() {
                 route: 0,
                 path: b"/users/7",
                 found: None,
+                request_id: 0..0,
             };
             let v = policy::run(
                 &snap.routes[0].policies,

@@ -67,6 +67,7 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
             upgrade: false,
             fields: b"",
             replaced: &[],
+            request_id: Some(b"x-request-id"),
         };
         write::request_head(&mut out, raw, &head, &fwd);
     };

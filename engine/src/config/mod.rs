@@ -232,6 +232,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     for p in problems {
         c.at(p.span, p.key, p.message);
     }
+    let request_id = compile_request_id(s.request_id.as_ref(), c);
     Snapshot {
         source: path.to_path_buf(),
         generation: 0,
@@ -258,10 +259,42 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         router,
         trusted_proxies,
         api_keys,
+        request_id,
         target_count,
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")
             .map(|p| p.into_encoded_bytes()),
     }
+}
+
+/// `[server] request_id`: the header carrying request ids (default `x-request-id`).
+fn compile_request_id(
+    t: Option<&toml::Spanned<model::RequestId>>,
+    c: &mut Collector<'_>,
+) -> Option<Box<[u8]>> {
+    let Some(t) = t else {
+        return Some(Box::from(&b"x-request-id"[..]));
+    };
+    let name = match t.get_ref() {
+        model::RequestId::On(false) => return None,
+        model::RequestId::On(true) => "x-request-id",
+        model::RequestId::Name(n) => n.as_str(),
+    };
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let reserved = crate::h1::header::classify(name.as_bytes()) != crate::h1::header::Kind::Other;
+    if !token || reserved {
+        c.at(
+            t.span(),
+            "server.request_id",
+            format!(
+                "{name:?} cannot carry request ids: give a plain header name such as \"x-request-id\" (or false)"
+            ),
+        );
+        return None;
+    }
+    Some(Box::from(name.as_bytes()))
 }
 
 /// Loads a TLS listener's certificates now, so a bad file is a config error naming it.

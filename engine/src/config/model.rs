@@ -60,6 +60,9 @@ pub struct Server {
     /// Peers (CIDRs) whose X-Forwarded-For is believed when finding the client address.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// The request id header (`"x-request-id"` by default), or `false` for none.
+    #[serde(default)]
+    pub request_id: Option<Spanned<RequestId>>,
     /// Policy defaults: a route without its own table of that name inherits these.
     pub cors: Option<Spanned<Cors>>,
     pub ip: Option<Spanned<IpPolicy>>,
@@ -148,6 +151,17 @@ fn default_backlog() -> Spanned<u32> {
 }
 fn default_splice_threshold() -> Size {
     Size(64 * 1024)
+}
+
+/// `request_id = "x-request-id"` (a header name) or `request_id = false`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a header name such as \"x-request-id\", or false"
+)]
+pub enum RequestId {
+    On(bool),
+    Name(String),
 }
 
 /// `pin = true | false | [cpu ids]`.

@@ -23,6 +23,8 @@ pub struct Forward<'a> {
     pub fields: &'a [u8],
     /// Lower-case names of client fields dropped because a policy sets them.
     pub replaced: &'a [Box<[u8]>],
+    /// The request id field's name: the client's own is dropped (`fields` carries the id).
+    pub request_id: Option<&'a [u8]>,
 }
 
 /// Appends the upstream request head. Hop-by-hop fields are dropped, framing
@@ -44,11 +46,14 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
     for h in &head.headers {
         match h.kind {
             Kind::Other
-                if fwd.replaced.is_empty()
-                    || !fwd
-                        .replaced
-                        .iter()
-                        .any(|n| n.eq_ignore_ascii_case(h.name.get(buf))) =>
+                if !fwd
+                    .request_id
+                    .is_some_and(|n| n.eq_ignore_ascii_case(h.name.get(buf)))
+                    && (fwd.replaced.is_empty()
+                        || !fwd
+                            .replaced
+                            .iter()
+                            .any(|n| n.eq_ignore_ascii_case(h.name.get(buf)))) =>
             {
                 out.extend_from_slice(h.name.get(buf));
                 out.extend_from_slice(b": ");
@@ -149,6 +154,9 @@ pub fn response_head(
             _ => {
                 let name = h.name.get(buf);
                 let replaced = (cors && is_cors_field(name))
+                    || added
+                        .request_id
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
                     || added.replaced.iter().any(|n| n.eq_ignore_ascii_case(name));
                 !replaced
             }
@@ -184,6 +192,8 @@ pub struct Added<'a> {
     pub fields: &'a [u8],
     pub replace_cors: bool,
     pub replaced: &'a [Box<[u8]>],
+    /// The request id field's name: the upstream's own is dropped (`fields` carries the id).
+    pub request_id: Option<&'a [u8]>,
 }
 
 fn is_cors_field(name: &[u8]) -> bool {
@@ -289,6 +299,7 @@ mod tests {
                 upgrade: false,
                 fields: b"",
                 replaced: &[],
+                request_id: None,
             },
         );
         let s = String::from_utf8(out).unwrap();

@@ -473,7 +473,13 @@ pub struct Captured {
 }
 
 impl Captured {
-    pub fn capture(&mut self, raw: &[u8], head: &crate::h1::request::RequestHead) {
+    /// `request_id`: the id ringway assigned, when ids are on (else a client's `x-request-id` is logged).
+    pub fn capture(
+        &mut self,
+        raw: &[u8],
+        head: &crate::h1::request::RequestHead,
+        request_id: Option<&[u8]>,
+    ) {
         self.buf.clear();
         let mut put = |b: &[u8]| {
             let start = self.buf.len();
@@ -490,7 +496,7 @@ impl Captured {
         };
         self.user_agent = find("user-agent").map(&mut put);
         self.referer = find("referer").map(&mut put);
-        self.request_id = find("x-request-id").map(&mut put);
+        self.request_id = request_id.or_else(|| find("x-request-id")).map(&mut put);
         self.minor_version = head.minor_version;
         self.head_len = head.head_len as u64;
     }

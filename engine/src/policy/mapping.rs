@@ -1,13 +1,18 @@
 //! `[route.mapping]`: parameter mapping in the API Gateway HTTP API style.
 //! `request` keys are `overwrite:header.NAME`, `append:header.NAME`,
-//! `remove:header.NAME` and the same for `querystring.NAME`; `response` keys
-//! work on response header fields. Request values are literals or
-//! `$request.header.NAME`, `$request.querystring.NAME`, `$request.path.NAME`,
-//! `$context.identity.sourceIp`; response values are literals.
+//! `remove:header.NAME` and the same for `querystring.NAME`, and
+//! `overwrite:path`; `response` keys work on response header fields. Values
+//! are literals, one variable (`$request.header.NAME`,
+//! `$request.querystring.NAME`, `$request.path.NAME`, `$context.requestId`,
+//! `$context.identity.sourceIp`), or literal text with `${variable}`s in it
+//! (`"/v2/${request.path.proxy}"`). A rule whose variable is absent on a
+//! request is skipped for that request.
 //!
 //! Values never carry CR or LF: request values come from a parsed head
-//! (which refuses them), query values are forwarded still percent-encoded,
-//! and literals with control characters are config errors.
+//! (which refuses them), request ids are plain, query values are forwarded
+//! still percent-encoded, and literals with control characters are config
+//! errors. Variables in a path are percent-encoded, and a mapped path with
+//! dot segments is refused.
 
 use super::Problem;
 use crate::config::model;
@@ -22,14 +27,19 @@ enum Op {
     Remove,
 }
 
+/// Where a piece of a value comes from.
 #[derive(Debug, PartialEq, Eq)]
-enum Value {
+enum Source {
     Literal(Box<[u8]>),
     Header(Box<[u8]>),
     Query(Box<[u8]>),
     PathParam(String),
     SourceIp,
+    RequestId,
 }
+
+/// A mapped value: a literal, one `$variable`, or text with `${variable}`s in it.
+type Value = Vec<Source>;
 
 #[derive(Debug, PartialEq, Eq)]
 struct Rule {
@@ -42,10 +52,12 @@ struct Rule {
 pub struct Mapping {
     headers: Vec<Rule>,
     query: Vec<Rule>,
+    /// `overwrite:path`: the path the upstream gets (the query is kept).
+    path: Option<Value>,
     /// Request header names the client's fields are dropped for (overwrite, remove).
     replaced: Vec<Box<[u8]>>,
-    /// Response field lines added (overwrite, append), rendered once.
-    response_fields: Box<[u8]>,
+    /// Response header rules (overwrite, append).
+    response: Vec<Rule>,
     /// Response header names the upstream's fields are dropped for.
     response_replaced: Vec<Box<[u8]>>,
     uses_client_ip: bool,
@@ -63,34 +75,49 @@ pub fn compile(t: &model::Mapping, params: &[&str]) -> Result<Mapping, Problem> 
                 |msg: String| Problem::new(span(&t.request), format!("request.\"{key}\""), msg);
             let (op, target, name) = parse_key(key).map_err(at)?;
             let value = if op == Op::Remove {
-                Value::Literal(Box::default())
+                Value::new()
             } else {
                 parse_value(value, params).map_err(at)?
             };
-            m.uses_client_ip |= value == Value::SourceIp;
-            let rule = Rule {
-                op,
-                name: name.clone(),
-                value,
-            };
+            m.uses_client_ip |= value.contains(&Source::SourceIp);
             match target {
                 "header" => {
                     if op != Op::Append {
-                        m.replaced.push(name);
+                        m.replaced.push(name.clone());
                     }
-                    m.headers.push(rule);
+                    m.headers.push(Rule { op, name, value });
                 }
-                "querystring" => m.query.push(rule),
+                "querystring" => m.query.push(Rule { op, name, value }),
+                "path" if op == Op::Overwrite => {
+                    if !matches!(value.first(), Some(Source::Literal(l)) if l.starts_with(b"/")) {
+                        return Err(at(
+                            "a path overwrite must start with a literal `/` (such as \"/v2/${request.path.proxy}\")".into(),
+                        ));
+                    }
+                    let bad = value.iter().any(|s| {
+                        matches!(s, Source::Literal(l) if l.iter().any(|&b| b <= b' ' || b"?#%\\\"<>^`{|}".contains(&b)))
+                    });
+                    if bad {
+                        return Err(at(
+                            "a path literal may not hold spaces, `?`, `#`, `%` or other characters a path cannot carry as they are".into(),
+                        ));
+                    }
+                    m.path = Some(value);
+                }
+                "path" => {
+                    return Err(at(
+                        "the path can only be overwritten: `overwrite:path`".into()
+                    ));
+                }
                 _ => {
                     return Err(at(format!(
-                        "{target:?}: map `header.NAME` or `querystring.NAME` (path overwrites are not supported yet)"
+                        "{target:?}: map `header.NAME`, `querystring.NAME` or `path`"
                     )));
                 }
             }
         }
     }
     if let Some(resp) = &t.response {
-        let mut fields = Vec::new();
         for (key, value) in resp.get_ref() {
             let at =
                 |msg: String| Problem::new(span(&t.response), format!("response.\"{key}\""), msg);
@@ -98,21 +125,19 @@ pub fn compile(t: &model::Mapping, params: &[&str]) -> Result<Mapping, Problem> 
             if target != "header" {
                 return Err(at("a response mapping works on `header.NAME`".into()));
             }
-            if value.starts_with('$') {
-                return Err(at("response values are literals for now".into()));
-            }
-            check_literal(value).map_err(at)?;
+            let value = if op == Op::Remove {
+                Value::new()
+            } else {
+                parse_value(value, params).map_err(at)?
+            };
+            m.uses_client_ip |= value.contains(&Source::SourceIp);
             if op != Op::Append {
                 m.response_replaced.push(name.clone());
             }
             if op != Op::Remove {
-                fields.extend_from_slice(&name);
-                fields.extend_from_slice(b": ");
-                fields.extend_from_slice(value.as_bytes());
-                fields.extend_from_slice(b"\r\n");
+                m.response.push(Rule { op, name, value });
             }
         }
-        m.response_fields = fields.into();
     }
     Ok(m)
 }
@@ -120,7 +145,7 @@ pub fn compile(t: &model::Mapping, params: &[&str]) -> Result<Mapping, Problem> 
 fn parse_key(key: &str) -> Result<(Op, &str, Box<[u8]>), String> {
     let bad = || {
         format!(
-            "{key:?}: write `overwrite:header.NAME`, `append:querystring.NAME`, `remove:header.NAME`, ..."
+            "{key:?}: write `overwrite:header.NAME`, `append:querystring.NAME`, `remove:header.NAME`, `overwrite:path`, ..."
         )
     };
     let (op, rest) = key.split_once(':').ok_or_else(bad)?;
@@ -130,28 +155,20 @@ fn parse_key(key: &str) -> Result<(Op, &str, Box<[u8]>), String> {
         "remove" => Op::Remove,
         _ => return Err(bad()),
     };
-    let (target, name) = rest.split_once('.').ok_or_else(bad)?;
-    let name = match target {
-        "header" if super::throttle::is_token(name) => name.to_ascii_lowercase(),
-        "querystring" if !name.is_empty() && !name.contains(['&', '=', '#', ' ']) => {
-            name.to_string()
-        }
-        "header" | "querystring" => return Err(format!("{name:?} is not a valid name")),
-        _ => target.to_string(),
-    };
-    if !matches!(target, "header" | "querystring") {
-        return Ok((
-            op,
-            if target == "path" { "path" } else { "other" },
-            name.into_bytes().into(),
-        ));
+    if rest == "path" {
+        return Ok((op, "path", Box::default()));
     }
-    let target = if target == "header" {
-        "header"
-    } else {
-        "querystring"
-    };
-    Ok((op, target, name.into_bytes().into()))
+    let (target, name) = rest.split_once('.').ok_or_else(bad)?;
+    match target {
+        "header" if super::throttle::is_token(name) => {
+            Ok((op, "header", name.to_ascii_lowercase().into_bytes().into()))
+        }
+        "querystring" if !name.is_empty() && !name.contains(['&', '=', '#', ' ']) => {
+            Ok((op, "querystring", name.as_bytes().into()))
+        }
+        "header" | "querystring" => Err(format!("{name:?} is not a valid name")),
+        _ => Ok((op, "other", Box::default())),
+    }
 }
 
 fn check_literal(v: &str) -> Result<(), String> {
@@ -161,30 +178,60 @@ fn check_literal(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+const VARIABLES: &str = "$request.header.NAME, $request.querystring.NAME, $request.path.NAME, $context.requestId or $context.identity.sourceIp";
+
+/// A value: `$request.header.x` alone, or a literal with `${request.header.x}`s in it.
 fn parse_value(v: &str, params: &[&str]) -> Result<Value, String> {
-    if let Some(n) = v.strip_prefix("$request.header.") {
-        return Ok(Value::Header(n.to_ascii_lowercase().into_bytes().into()));
+    check_literal(v)?;
+    if let Some(var) = v.strip_prefix('$')
+        && !var.starts_with('{')
+    {
+        return Ok(vec![parse_var(var, params)?]);
     }
-    if let Some(n) = v.strip_prefix("$request.querystring.") {
-        return Ok(Value::Query(n.as_bytes().into()));
+    let mut out = Vec::new();
+    let mut rest = v;
+    while let Some(at) = rest.find("${") {
+        if at > 0 {
+            out.push(Source::Literal(rest[..at].as_bytes().into()));
+        }
+        let inner = &rest[at + 2..];
+        let end = inner
+            .find('}')
+            .ok_or_else(|| format!("{v:?}: `${{` without its `}}`"))?;
+        out.push(parse_var(&inner[..end], params)?);
+        rest = &inner[end + 1..];
     }
-    if let Some(n) = v.strip_prefix("$request.path.") {
+    if !rest.is_empty() || out.is_empty() {
+        out.push(Source::Literal(rest.as_bytes().into()));
+    }
+    Ok(out)
+}
+
+fn parse_var(var: &str, params: &[&str]) -> Result<Source, String> {
+    if let Some(n) = var.strip_prefix("request.header.")
+        && super::throttle::is_token(n)
+    {
+        return Ok(Source::Header(n.to_ascii_lowercase().into_bytes().into()));
+    }
+    if let Some(n) = var.strip_prefix("request.querystring.")
+        && !n.is_empty()
+    {
+        return Ok(Source::Query(n.as_bytes().into()));
+    }
+    if let Some(n) = var.strip_prefix("request.path.") {
         if !params.contains(&n) {
             return Err(format!(
                 "the route's path has no parameter {{{n}}} (it has {params:?})"
             ));
         }
-        return Ok(Value::PathParam(n.to_string()));
+        return Ok(Source::PathParam(n.to_string()));
     }
-    match v {
-        "$context.identity.sourceIp" => Ok(Value::SourceIp),
-        _ if v.starts_with('$') => Err(format!(
-            "{v:?} is not supported: use a literal, $request.header.NAME, $request.querystring.NAME, $request.path.NAME or $context.identity.sourceIp"
+    match var {
+        "context.identity.sourceIp" => Ok(Source::SourceIp),
+        "context.requestId" => Ok(Source::RequestId),
+        _ => Err(format!(
+            "${var} is not supported: use a literal, {VARIABLES}"
         )),
-        _ => {
-            check_literal(v)?;
-            Ok(Value::Literal(v.as_bytes().into()))
-        }
     }
 }
 
@@ -197,6 +244,19 @@ pub struct Context<'a> {
     pub path: &'a [u8],
     pub found: Option<&'a ringway_router::Match>,
     pub router: &'a ringway_router::Router,
+    /// This request's id (empty when ids are off).
+    pub request_id: &'a [u8],
+}
+
+/// How a piece is written where it goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    /// A header field value, as it is (no source can hold CR or LF).
+    Field,
+    /// A query value: percent-encoded, except what came from the query already.
+    Query,
+    /// A path: variables percent-encoded, except path parameters (already in URL form).
+    Path,
 }
 
 impl Mapping {
@@ -209,63 +269,111 @@ impl Mapping {
         &self.replaced
     }
 
-    pub fn response_fields(&self) -> &[u8] {
-        &self.response_fields
-    }
-
     pub fn response_replaced(&self) -> &[Box<[u8]>] {
         &self.response_replaced
     }
 
-    pub fn rewrites_query(&self) -> bool {
-        !self.query.is_empty()
+    /// Whether the upstream's request-target changes (query rules or a path overwrite).
+    pub fn rewrites_target(&self) -> bool {
+        !self.query.is_empty() || self.path.is_some()
     }
 
-    /// Looks a value up; `None` when its source is absent (the rule is skipped).
-    fn value<'c>(&'c self, v: &'c Value, cx: &Context<'c>, ip: &'c mut String) -> Option<&'c [u8]> {
-        match v {
-            Value::Literal(l) => Some(l),
-            Value::Header(n) => super::cors::field(cx.buf, cx.head, n),
-            Value::Query(n) => cx
-                .head
-                .query(cx.buf)
-                .split(|&b| b == b'&')
-                .find_map(|pair| {
-                    let mut kv = pair.splitn(2, |&b| b == b'=');
-                    (kv.next() == Some(&**n)).then(|| kv.next().unwrap_or_default())
-                }),
-            Value::PathParam(n) => {
-                let r = cx.found?.param(cx.router, n)?;
-                cx.path.get(r)
-            }
-            Value::SourceIp => {
-                use std::fmt::Write;
-                let _ = write!(ip, "{}", cx.client);
-                Some(ip.as_bytes())
+    /// Appends `value`; `false` (and nothing appended) when a source is absent: the rule is skipped.
+    fn render(value: &Value, cx: &Context<'_>, into: Dest, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        for s in value {
+            let ok = match s {
+                Source::Literal(l) if into == Dest::Query => put(Some(l), into, out),
+                Source::Literal(l) => {
+                    out.extend_from_slice(l);
+                    true
+                }
+                Source::Header(n) => put(super::cors::field(cx.buf, cx.head, n), into, out),
+                Source::Query(n) => {
+                    let v = cx
+                        .head
+                        .query(cx.buf)
+                        .split(|&b| b == b'&')
+                        .find_map(|pair| {
+                            let mut kv = pair.splitn(2, |&b| b == b'=');
+                            (kv.next() == Some(&**n)).then(|| kv.next().unwrap_or_default())
+                        });
+                    // Already percent-encoded as the client sent it: kept so, but
+                    // in a path anything else that could end it is escaped.
+                    match (v, into) {
+                        (Some(v), Dest::Path) => {
+                            encode(v, Keep::PathEncoded, out);
+                            true
+                        }
+                        _ => put(v, Dest::Field, out),
+                    }
+                }
+                Source::PathParam(n) => {
+                    let v = cx
+                        .found
+                        .and_then(|f| f.param(cx.router, n))
+                        .and_then(|r| cx.path.get(r));
+                    put(
+                        v,
+                        if into == Dest::Query {
+                            into
+                        } else {
+                            Dest::Field
+                        },
+                        out,
+                    )
+                }
+                Source::SourceIp => {
+                    let mut b = IpText::default();
+                    use std::fmt::Write;
+                    let _ = write!(b, "{}", cx.client);
+                    put(Some(&b.buf[..b.len]), into, out)
+                }
+                Source::RequestId => put(Some(cx.request_id).filter(|v| !v.is_empty()), into, out),
+            };
+            if !ok {
+                out.truncate(start);
+                return false;
             }
         }
+        true
     }
 
     /// Data plane: appends the upstream header lines of overwrite and append rules.
     pub fn request_fields(&self, cx: &Context<'_>, out: &mut Vec<u8>) {
-        for r in self.headers.iter().filter(|r| r.op != Op::Remove) {
-            let mut ip = String::new();
-            if let Some(v) = self.value(&r.value, cx, &mut ip) {
-                out.extend_from_slice(&r.name);
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(v);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
+        fields(&self.headers, cx, out);
     }
 
-    /// Data plane: writes `target` (path and query) with the query rules applied.
-    pub fn rewrite_target(&self, target: &[u8], cx: &Context<'_>, out: &mut Vec<u8>) {
+    /// Data plane: appends the response header lines of overwrite and append rules.
+    pub fn response_fields(&self, cx: &Context<'_>, out: &mut Vec<u8>) {
+        fields(&self.response, cx, out);
+    }
+
+    /// Data plane: writes `target` (path and query) with the path overwrite
+    /// and query rules applied. A mapped path with `.` or `..` segments is
+    /// refused: it could reach past what the route exposes.
+    pub fn rewrite_target(
+        &self,
+        target: &[u8],
+        cx: &Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), &'static str> {
         let (path, query) = match target.iter().position(|&b| b == b'?') {
             Some(q) => (&target[..q], &target[q + 1..]),
             None => (target, &[][..]),
         };
-        out.extend_from_slice(path);
+        match &self.path {
+            Some(p) => {
+                let start = out.len();
+                if !Self::render(p, cx, Dest::Path, out) {
+                    return Err("a value the path mapping needs is missing");
+                }
+                if dot_segments(&out[start..]) {
+                    return Err("the mapped path has `.` or `..` segments");
+                }
+            }
+            None => out.extend_from_slice(path),
+        }
         let mut sep = b'?';
         for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
             let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
@@ -280,28 +388,113 @@ impl Mapping {
             }
         }
         for r in self.query.iter().filter(|r| r.op != Op::Remove) {
-            let mut ip = String::new();
-            let Some(v) = self.value(&r.value, cx, &mut ip) else {
-                continue;
-            };
+            let mark = out.len();
             out.push(sep);
-            sep = b'&';
-            encode(&r.name, out);
+            encode(&r.name, Keep::Unreserved, out);
             out.push(b'=');
-            match r.value {
-                // Already in query form: forwarded as it came.
-                Value::Query(_) => out.extend_from_slice(v),
-                _ => encode(v, out),
+            if Self::render(&r.value, cx, Dest::Query, out) {
+                sep = b'&';
+            } else {
+                out.truncate(mark);
             }
+        }
+        Ok(())
+    }
+}
+
+fn fields(rules: &[Rule], cx: &Context<'_>, out: &mut Vec<u8>) {
+    for r in rules.iter().filter(|r| r.op != Op::Remove) {
+        let mark = out.len();
+        out.extend_from_slice(&r.name);
+        out.extend_from_slice(b": ");
+        if Mapping::render(&r.value, cx, Dest::Field, out) {
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.truncate(mark);
         }
     }
 }
 
-/// Percent-encodes all but unreserved characters (RFC 3986 §2.3).
-fn encode(v: &[u8], out: &mut Vec<u8>) {
+fn put(v: Option<&[u8]>, into: Dest, out: &mut Vec<u8>) -> bool {
+    let Some(v) = v else { return false };
+    match into {
+        Dest::Field => out.extend_from_slice(v),
+        Dest::Query => encode(v, Keep::Unreserved, out),
+        Dest::Path => encode(v, Keep::Path, out),
+    }
+    true
+}
+
+/// Whether a path has a `.` or `..` segment (also percent-encoded).
+fn dot_segments(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/').any(|seg| {
+        let mut dots = 0;
+        let mut i = 0;
+        while i < seg.len() {
+            if seg[i] == b'.' {
+                i += 1;
+            } else if seg[i..].len() >= 3
+                && seg[i] == b'%'
+                && seg[i + 1] == b'2'
+                && seg[i + 2].eq_ignore_ascii_case(&b'e')
+            {
+                i += 3;
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
+}
+
+/// An IP address's text, without allocating.
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        IpText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// What [`encode`] leaves as it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Unreserved characters only (RFC 3986 §2.3).
+    Unreserved,
+    /// Those, the sub-delimiters, `:` and `@` (a path segment's characters).
+    Path,
+    /// Those and `%`: text already percent-encoded.
+    PathEncoded,
+}
+
+/// Percent-encodes all but what `keep` allows.
+fn encode(v: &[u8], keep: Keep, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in v {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        if b.is_ascii_alphanumeric()
+            || b"-._~".contains(&b)
+            || (keep != Keep::Unreserved && b"!$&'()*+,;=:@".contains(&b))
+            || (keep == Keep::PathEncoded && b == b'%')
+        {
             out.push(b);
         } else {
             out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
@@ -334,6 +527,7 @@ response = { "overwrite:header.x-gateway" = "ringway" }"#)
             path: b"/u",
             found: None,
             router: &router,
+            request_id: b"rid-1",
         };
         let mut out = Vec::new();
         m.request_fields(&cx, &mut out);
@@ -345,7 +539,9 @@ response = { "overwrite:header.x-gateway" = "ringway" }"#)
         out.clear();
         m.rewrite_target(b"/u?a=1&src=x", &cx, &mut out);
         assert_eq!(out, b"/u?a=1&src=x&src=gw");
-        assert_eq!(m.response_fields(), b"x-gateway: ringway\r\n");
+        out.clear();
+        m.response_fields(&cx, &mut out);
+        assert_eq!(out, b"x-gateway: ringway\r\n");
     }
 
     #[test]
@@ -362,6 +558,7 @@ response = { "overwrite:header.x-gateway" = "ringway" }"#)
             path: b"/",
             found: None,
             router: &router,
+            request_id: b"rid-1",
         };
         let mut out = Vec::new();
         m.rewrite_target(b"/p?who=me&secret=1&x", &cx, &mut out);
@@ -374,13 +571,90 @@ response = { "overwrite:header.x-gateway" = "ringway" }"#)
         for text in [
             r#"request = { "replace:header.x" = "1" }"#,
             r#"request = { "overwrite:header.a b" = "1" }"#,
-            r#"request = { "overwrite:path" = "/x" }"#,
-            r#"request = { "overwrite:header.x" = "$context.requestId" }"#,
+            r#"request = { "overwrite:path" = "x" }"#,
+            r#"request = { "overwrite:path" = "$request.path.id" }"#,
+            r#"request = { "append:path" = "/x" }"#,
+            r#"request = { "overwrite:header.x" = "$context.nope" }"#,
+            r#"request = { "overwrite:header.x" = "a${request.header.y" }"#,
             r#"request = { "overwrite:header.x" = "$request.path.nope" }"#,
             r#"request = { "overwrite:header.x" = "a\r\nb: c" }"#,
-            r#"response = { "overwrite:header.x" = "$request.header.y" }"#,
+            r#"response = { "overwrite:header.x" = "$request.header" }"#,
+            r#"response = { "overwrite:querystring.x" = "1" }"#,
         ] {
             assert!(mapping(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn paths_ids_and_templates() {
+        let m = mapping(
+            r#"request = { "overwrite:path" = "/v2/${request.path.id}/${request.header.x-seg}", "overwrite:header.x-rid" = "$context.requestId", "append:querystring.tag" = "t-${context.requestId}" }
+response = { "overwrite:header.x-echo" = "rid=${context.requestId} ip=${context.identity.sourceIp}" }"#,
+        )
+        .unwrap();
+        let raw = b"GET /u/7?keep=1 HTTP/1.1\r\nHost: h\r\nX-Seg: a b/c\r\n\r\n";
+        let mut head = request::RequestHead::default();
+        assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
+        let spec = ringway_router::RouteSpec {
+            path: "/u/{id}".into(),
+            methods: vec!["ANY".into()],
+            host: None,
+        };
+        let router = ringway_router::Router::compile(&[spec], None).unwrap();
+        let ringway_router::Lookup::Found(found) = router.find(b"GET", None, b"/u/7") else {
+            panic!("no match")
+        };
+        let cx = Context {
+            buf: raw,
+            head: &head,
+            client: "10.1.2.3".parse().unwrap(),
+            path: b"/u/7",
+            found: Some(&found),
+            router: &router,
+            request_id: b"abc",
+        };
+        let mut out = Vec::new();
+        m.rewrite_target(b"/u/7?keep=1", &cx, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "/v2/7/a%20b%2Fc?keep=1&tag=t-abc"
+        );
+        out.clear();
+        m.request_fields(&cx, &mut out);
+        assert_eq!(out, b"x-rid: abc\r\n");
+        out.clear();
+        m.response_fields(&cx, &mut out);
+        assert_eq!(out, b"x-echo: rid=abc ip=10.1.2.3\r\n");
+
+        // A missing variable skips its rule; a path that needs one refuses the request.
+        let raw = b"GET /u/7 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let mut bare = request::RequestHead::default();
+        assert_eq!(request::parse(raw, &Limits::default(), &mut bare), Ok(true));
+        let cx = Context {
+            buf: raw,
+            head: &bare,
+            request_id: b"",
+            ..cx
+        };
+        out.clear();
+        m.request_fields(&cx, &mut out);
+        assert_eq!(out, b"");
+        assert!(m.rewrite_target(b"/u/7", &cx, &mut out).is_err());
+    }
+
+    #[test]
+    fn dot_segments_are_found() {
+        for p in [
+            &b"/a/../b"[..],
+            b"/a/./b",
+            b"/a/%2e%2E/b",
+            b"/..",
+            b"/a/.%2e",
+        ] {
+            assert!(dot_segments(p), "{}", String::from_utf8_lossy(p));
+        }
+        for p in [&b"/a/b"[..], b"/a/...", b"/a/.b", b"/a/b.", b"/"] {
+            assert!(!dot_segments(p), "{}", String::from_utf8_lossy(p));
         }
     }
 }

@@ -259,6 +259,8 @@ pub struct Request<'a> {
     /// The path the route matched, and the match (for path parameters).
     pub path: &'a [u8],
     pub found: Option<&'a ringway_router::Match>,
+    /// Where this request's id is in `fields` (empty when ids are off).
+    pub request_id: std::ops::Range<usize>,
 }
 
 /// Data plane: runs `chain` on a request. `fields` (cleared by the caller)
@@ -363,6 +365,11 @@ pub fn run<'c>(
         return Verdict::Reject(status, message);
     }
     if let Some(m) = &chain.mapping {
+        // The id is copied out of `fields`, which the response rules append to.
+        let mut id = [0u8; crate::proxy::request_id::MAX_LEN];
+        let src = fields.get(req.request_id.clone()).unwrap_or_default();
+        let id = &mut id[..src.len()];
+        id.copy_from_slice(src);
         let cx = mapping::Context {
             buf,
             head,
@@ -370,9 +377,10 @@ pub fn run<'c>(
             path: req.path,
             found: req.found,
             router: &snap.router,
+            request_id: id,
         };
         m.request_fields(&cx, upstream);
-        fields.extend_from_slice(m.response_fields());
+        m.response_fields(&cx, fields);
     }
     match &chain.mock {
         Some(m) => Verdict::Mock(m),

@@ -83,7 +83,22 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
             Ok(true) => {}
             Ok(false) => return,
             Err((status, message)) => {
-                respond(&w, &mut client, snap, status, message, Persist::Close).await;
+                a.fields.clear();
+                if let Some(name) = &snap.request_id {
+                    let mut up = std::mem::take(&mut a.upstream_fields);
+                    super::request_id::assign(&w.ids, name, None, &mut a.fields, &mut up);
+                    a.upstream_fields = up;
+                }
+                respond_with(
+                    &w,
+                    &mut client,
+                    snap,
+                    status,
+                    message,
+                    Persist::Close,
+                    &a.fields,
+                )
+                .await;
                 w.record(
                     snap,
                     // The head did not parse: its method is unknown.
@@ -100,9 +115,23 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         first = false;
         w.stats.requests.set(w.stats.requests.get() + 1);
         let started = Instant::now();
+        // The request id: every response carries its field line (`fields`), and so does the upstream request.
+        a.fields.clear();
+        a.upstream_fields.clear();
+        let rid = match &snap.request_id {
+            Some(name) => super::request_id::assign(
+                &w.ids,
+                name,
+                Some((&a.rbuf, &a.head)),
+                &mut a.fields,
+                &mut a.upstream_fields,
+            ),
+            None => 0..0,
+        };
         let logging = w.log.is_some();
         if logging {
-            a.captured.capture(&a.rbuf, &a.head);
+            let rid = snap.request_id.is_some().then(|| &a.fields[rid]);
+            a.captured.capture(&a.rbuf, &a.head, rid);
         }
         let mut outcome = Outcome {
             method_class: crate::observe::method_class(a.head.method(&a.rbuf)),
@@ -223,18 +252,6 @@ async fn read_head(
     }
 }
 
-/// Sends one of ringway's own responses.
-async fn respond(
-    w: &Worker,
-    client: &mut Client,
-    snap: &Snapshot,
-    status: u16,
-    message: &str,
-    persist: Persist,
-) -> bool {
-    respond_with(w, client, snap, status, message, persist, b"").await
-}
-
 /// Sends one of ringway's own responses with extra header lines (each ending in CRLF).
 async fn respond_with(
     w: &Worker,
@@ -301,7 +318,9 @@ async fn exchange(
             m
         }
         Lookup::MethodNotAllowed { allow } => {
-            let allow_field = format!("Allow: {allow}\r\n");
+            fields.extend_from_slice(b"Allow: ");
+            fields.extend_from_slice(allow.as_bytes());
+            fields.extend_from_slice(b"\r\n");
             return reject(
                 w,
                 snap,
@@ -312,7 +331,7 @@ async fn exchange(
                 outcome,
                 405,
                 "method not allowed on this resource",
-                allow_field.as_bytes(),
+                fields,
             )
             .await;
         }
@@ -327,7 +346,7 @@ async fn exchange(
                 outcome,
                 404,
                 "no route matches this path",
-                b"",
+                fields,
             )
             .await;
         }
@@ -338,8 +357,6 @@ async fn exchange(
     // Phase 1b: the route's policy chain (CORS, IP rules, API key, throttle,
     // mock), before any upstream work. `fields` collects what every response
     // to this request carries (CORS fields; Retry-After on a 429).
-    fields.clear();
-    upstream_fields.clear();
     let cors = route.policies.cors.is_some();
     if !route.policies.is_empty() {
         let req = policy::Request {
@@ -349,6 +366,7 @@ async fn exchange(
             route: m.route,
             path: route_path,
             found: Some(&m),
+            request_id: super::request_id::range(fields, snap.request_id.as_deref()),
         };
         let verdict = policy::run(
             &route.policies,
@@ -393,11 +411,20 @@ async fn exchange(
     let mut target_slice: Option<&[u8]> = None;
     match &route.template {
         Some(t) => {
-            let mut b = w.take_buf();
-            match t.expand(route_path, &m, &snap.router, head.query(buf), &mut b) {
-                Ok(()) => tbuf = Some(b),
+            // The buffer goes back before any await: it must not live in the future's state.
+            let expanded = {
+                let mut b = w.take_buf();
+                match t.expand(route_path, &m, &snap.router, head.query(buf), &mut b) {
+                    Ok(()) => Ok(b),
+                    Err(e) => {
+                        w.put_buf(b);
+                        Err(e)
+                    }
+                }
+            };
+            match expanded {
+                Ok(b) => tbuf = Some(b),
                 Err(e) => {
-                    w.put_buf(b);
                     let status = if e == ExpandError::Unbound { 500 } else { 400 };
                     let message = if e == ExpandError::Traversal {
                         "path parameter would leave the backend path"
@@ -443,34 +470,47 @@ async fn exchange(
 
     // Query string mapping (`[route.mapping]`) applies to the target as the
     // upstream would get it.
-    if let Some(map) = route
+    // Mapping the path and query: done before any await, so that nothing of it
+    // lives on in the future's state.
+    let mapping_failed = match route
         .policies
         .mapping
         .as_deref()
-        .filter(|m| m.rewrites_query())
+        .filter(|m| m.rewrites_target())
     {
-        let client = if map.uses_client_ip() {
-            policy::ip::client_ip(peer, &snap.trusted_proxies, buf, head)
-        } else {
-            peer
-        };
-        let cx = policy::mapping::Context {
-            buf,
-            head,
-            client,
-            path: route_path,
-            found: Some(&m),
-            router: &snap.router,
-        };
-        let mut b = w.take_buf();
-        let now = tbuf
-            .as_deref()
-            .or(target_slice)
-            .unwrap_or(head.target.get(buf));
-        map.rewrite_target(now, &cx, &mut b);
-        if let Some(old) = tbuf.replace(b) {
-            w.put_buf(old);
+        None => None,
+        Some(map) => {
+            let now = tbuf
+                .as_deref()
+                .or(target_slice)
+                .unwrap_or(head.target.get(buf));
+            let mut b = w.take_buf();
+            let rid = super::request_id::range(fields, snap.request_id.as_deref());
+            let r = map_target(
+                map,
+                snap,
+                (buf, head),
+                peer,
+                route_path,
+                &m,
+                &fields[rid],
+                now,
+                &mut b,
+            );
+            if let Some(old) = tbuf.replace(b) {
+                w.put_buf(old);
+            }
+            r.err()
         }
+    };
+    if let Some(message) = mapping_failed {
+        if let Some(b) = tbuf.take() {
+            w.put_buf(b);
+        }
+        return reject(
+            w, snap, client, rbuf, head, info, outcome, 400, message, fields,
+        )
+        .await;
     }
 
     // Phase 2: the upstream request head, plus whatever body bytes came with it.
@@ -487,6 +527,7 @@ async fn exchange(
             upgrade: info.upgrading,
             fields: upstream_fields,
             replaced: &route.policies.replaced,
+            request_id: snap.request_id.as_deref(),
         };
         write::request_head(&mut out, buf, head, &fwd);
     }
@@ -679,6 +720,7 @@ async fn exchange(
                 .mapping
                 .as_deref()
                 .map_or(&[], |m| m.response_replaced()),
+            request_id: snap.request_id.as_deref(),
         },
     );
     outcome.bytes_sent = out.len() as u64
@@ -754,6 +796,36 @@ async fn exchange(
         // The head is out: a failure now can only be signalled by closing.
         Err(_) => Next::Close,
     }
+}
+
+/// Writes the request-target a route's mapping makes of `now` into `out`.
+#[allow(clippy::too_many_arguments)]
+fn map_target(
+    map: &policy::mapping::Mapping,
+    snap: &Snapshot,
+    (buf, head): (&[u8], &RequestHead),
+    peer: IpAddr,
+    path: &[u8],
+    found: &ringway_router::Match,
+    request_id: &[u8],
+    now: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
+    let client = if map.uses_client_ip() {
+        policy::ip::client_ip(peer, &snap.trusted_proxies, buf, head)
+    } else {
+        peer
+    };
+    let cx = policy::mapping::Context {
+        buf,
+        head,
+        client,
+        path,
+        found: Some(found),
+        router: &snap.router,
+        request_id,
+    };
+    map.rewrite_target(now, &cx, out)
 }
 
 /// Answers a request that will not be forwarded. The connection stays open

@@ -3,5 +3,6 @@ pub mod conn;
 pub mod error;
 pub mod pool;
 pub mod relay;
+pub mod request_id;
 pub mod stream;
 pub mod worker;

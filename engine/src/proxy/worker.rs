@@ -60,6 +60,8 @@ pub struct Worker {
     pub identity: Cell<(Option<usize>, &'static str)>,
     /// Policy counters: throttle buckets and API key quotas of this worker.
     pub policy: RefCell<crate::policy::WorkerState>,
+    /// This worker's request id source.
+    pub ids: super::request_id::Ids,
 }
 
 impl Worker {
@@ -82,6 +84,7 @@ impl Worker {
             log_lines: RefCell::default(),
             identity: Cell::new((None, "")),
             policy,
+            ids: super::request_id::Ids::new(id),
         })
     }
 
