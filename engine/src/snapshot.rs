@@ -51,6 +51,8 @@ pub struct Snapshot {
     pub api_keys: crate::policy::api_key::Keys,
     /// The request id header name (`[server] request_id`), or `None` when switched off.
     pub request_id: Option<Box<[u8]>>,
+    /// `[gateway_responses]`: custom bodies of ringway's own error responses.
+    pub gateway_responses: crate::policy::responses::Responses,
     /// Total targets over all upstreams (pool slots per worker).
     pub target_count: usize,
     /// Fault injection for tests: a request for exactly this path panics its connection task.
@@ -106,6 +108,8 @@ pub struct Target {
 #[derive(Debug)]
 pub struct Route {
     pub path: String,
+    /// Unique among routes, for metrics: `[host]path[ METHODS]`.
+    pub label: String,
     pub upstream: usize,
     /// Backend URI template (`uri = ...`); `None` forwards the path unchanged.
     pub template: Option<ringway_router::UriTemplate>,

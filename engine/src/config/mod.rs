@@ -233,6 +233,10 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         c.at(p.span, p.key, p.message);
     }
     let request_id = compile_request_id(s.request_id.as_ref(), c);
+    let (gateway_responses, problems) = crate::policy::responses::compile(&file.gateway_responses);
+    for p in problems {
+        c.at(p.span, p.key, p.message);
+    }
     Snapshot {
         source: path.to_path_buf(),
         generation: 0,
@@ -260,6 +264,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         trusted_proxies,
         api_keys,
         request_id,
+        gateway_responses,
         target_count,
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")
             .map(|p| p.into_encoded_bytes()),
@@ -380,19 +385,91 @@ fn compile_routes(
 ) -> (Vec<Route>, ringway_router::Router) {
     use ringway_router::{RouteSpec, Router, UriTemplate};
     let stage = file.server.stage.as_ref();
-    let specs: Vec<RouteSpec> = file
-        .route
+    // Inherited policies: `[server]`, then each `[[host]]` block over it.
+    let (server_defaults, problems) =
+        crate::policy::defaults(crate::policy::Defaults::of_server(&file.server), base);
+    for p in problems {
+        c.at(p.span, format!("server.{}", p.key), p.message);
+    }
+    let mut host_defaults = Vec::new();
+    for (j, h) in file.host.iter().enumerate() {
+        let (own, mut problems) =
+            crate::policy::defaults(crate::policy::Defaults::of_host(h), base);
+        problems.extend(crate::policy::check_disable(&h.disable));
+        for p in problems {
+            c.at(p.span, format!("host[{j}].{}", p.key), p.message);
+        }
+        if file.host[..j]
+            .iter()
+            .any(|o| o.name.get_ref().eq_ignore_ascii_case(h.name.get_ref()))
+        {
+            c.at(
+                h.name.span(),
+                format!("host[{j}].name"),
+                format!("host {:?} has two [[host]] blocks", h.name.get_ref()),
+            );
+        }
+        host_defaults.push(own.over(server_defaults.without(&h.disable)));
+    }
+    let host_block = |name: Option<&String>| {
+        let name = name?;
+        file.host
+            .iter()
+            .position(|h| h.name.get_ref().eq_ignore_ascii_case(name))
+    };
+    // What the router serves: each route as written, then, for every
+    // `[[host]]` no route names, the host-less routes again under that host
+    // (so its policies apply to its requests). (route, host block) pairs.
+    let mut entries: Vec<(usize, Option<usize>)> = (0..file.route.len())
+        .map(|i| {
+            (
+                i,
+                host_block(file.route[i].host.as_ref().map(|h| h.get_ref())),
+            )
+        })
+        .collect();
+    for (j, h) in file.host.iter().enumerate() {
+        let claimed = file.route.iter().any(|r| {
+            r.host
+                .as_ref()
+                .is_some_and(|rh| rh.get_ref().eq_ignore_ascii_case(h.name.get_ref()))
+        });
+        if !claimed {
+            entries.extend(
+                (0..file.route.len())
+                    .filter(|&i| file.route[i].host.is_none())
+                    .map(|i| (i, Some(j))),
+            );
+        }
+    }
+    let specs: Vec<RouteSpec> = entries
         .iter()
-        .map(|r| RouteSpec {
-            path: r.path.get_ref().clone(),
-            methods: r.methods.get_ref().clone(),
-            host: r.host.as_ref().map(|h| h.get_ref().clone()),
+        .map(|&(i, j)| {
+            let r = &file.route[i];
+            RouteSpec {
+                path: r.path.get_ref().clone(),
+                methods: r.methods.get_ref().clone(),
+                host: match (j, &r.host) {
+                    (_, Some(h)) => Some(h.get_ref().clone()),
+                    (Some(j), None) => Some(file.host[j].name.get_ref().clone()),
+                    (None, None) => None,
+                },
+            }
         })
         .collect();
     let router = match Router::compile(&specs, stage.map(|s| s.get_ref().as_str())) {
         Ok(r) => Some(r),
         Err(e) => {
             match (e.route(), stage) {
+                (Some(k), _) if k >= file.route.len() => {
+                    let (i, j) = entries[k];
+                    let j = j.expect("a copy has a host block");
+                    c.at(
+                        file.host[j].name.span(),
+                        format!("host[{j}].name"),
+                        format!("route[{i}] under this host: {e}"),
+                    );
+                }
                 (Some(i), _) => {
                     let r = &file.route[i];
                     let (span, key) = match e.kind() {
@@ -410,18 +487,27 @@ fn compile_routes(
             None
         }
     };
-    let (inherited, problems) = crate::policy::defaults(&file.server, base);
-    for p in problems {
-        c.at(p.span, format!("server.{}", p.key), p.message);
-    }
     let mut routes = Vec::new();
-    for (i, r) in file.route.iter().enumerate() {
+    for (k, &(i, j)) in entries.iter().enumerate() {
+        let r = &file.route[i];
+        // A host's copy of a route reports nothing: the route itself already did.
+        let copy = k >= file.route.len();
+        let mut sink = Collector::new(c.source);
+        let c: &mut Collector<'_> = if copy { &mut sink } else { &mut *c };
         let key = |k: &str| format!("route[{i}].{k}");
+        if !copy {
+            for p in crate::policy::check_disable(&r.disable) {
+                c.at(p.span, key(&p.key), p.message);
+            }
+        }
+        let inherited = j
+            .map_or(server_defaults, |j| host_defaults[j])
+            .without(&r.disable);
         let mut upstream = None;
         let mut template = None;
         let params: Vec<&str> = router
             .as_ref()
-            .map(|rt| rt.route_params(i).collect())
+            .map(|rt| rt.route_params(k).collect())
             .unwrap_or_default();
         let (policies, problems) = crate::policy::compile(r, &inherited, base, &params);
         for p in problems {
@@ -458,7 +544,7 @@ fn compile_routes(
             (None, Some(uri)) => {
                 let params: Vec<&str> = router
                     .as_ref()
-                    .map(|rt| rt.route_params(i).collect())
+                    .map(|rt| rt.route_params(k).collect())
                     .unwrap_or_default();
                 match UriTemplate::parse(uri.get_ref(), &params) {
                     Err(e) if router.is_some() => c.at(uri.span(), key("uri"), e.to_string()),
@@ -488,8 +574,19 @@ fn compile_routes(
                 }
             }
         }
+        let label = {
+            let mut l = specs[k].host.clone().unwrap_or_default();
+            l.push_str(r.path.get_ref());
+            let methods = r.methods.get_ref();
+            if !(methods.len() == 1 && methods[0].eq_ignore_ascii_case("ANY")) {
+                l.push(' ');
+                l.push_str(&methods.join(","));
+            }
+            l
+        };
         routes.push(Route {
             path: r.path.get_ref().clone(),
+            label,
             upstream: upstream.unwrap_or(0),
             template,
             uri_text: r.uri.as_ref().map(|u| u.get_ref().clone()),

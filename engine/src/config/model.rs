@@ -22,6 +22,44 @@ pub struct File {
     /// `[[api_key]]`: a key (stored hashed) and its plan.
     #[serde(default)]
     pub api_key: Vec<ApiKey>,
+    /// `[[host]]`: policies for the requests of one host.
+    #[serde(default)]
+    pub host: Vec<Host>,
+    /// `[gateway_responses."429"]`, `[gateway_responses.4xx]`: ringway's own error responses.
+    #[serde(default)]
+    pub gateway_responses: std::collections::BTreeMap<String, Spanned<GatewayResponse>>,
+}
+
+/// `[[host]]`: policy defaults for one host (exact or `*.suffix`). Routes
+/// declared with this `host` inherit them; when no route names the host,
+/// requests for it go to the host-less routes with these policies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: Spanned<String>,
+    /// `[server]` policies this host does not inherit.
+    #[serde(default)]
+    pub disable: Vec<Spanned<String>>,
+    pub cors: Option<Spanned<Cors>>,
+    pub ip: Option<Spanned<IpPolicy>>,
+    pub api_key: Option<Spanned<RouteApiKey>>,
+    pub jwt: Option<Spanned<Jwt>>,
+    pub throttle: Option<Spanned<Throttle>>,
+    pub validate: Option<Spanned<Validate>>,
+    pub mapping: Option<Spanned<Mapping>>,
+}
+
+/// One `[gateway_responses.<status or class>]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayResponse {
+    /// Answer with this status instead.
+    pub status: Option<u16>,
+    /// Default `application/json`.
+    pub content_type: Option<String>,
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// A template: `$context.error.message`, `$context.error.messageString`, `$context.requestId`, `$context.status`.
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +364,9 @@ pub struct Route {
     /// Let `Connection: upgrade` requests (WebSocket) through, tunnelling the connection after a 101.
     #[serde(default = "yes")]
     pub websocket: bool,
+    /// Inherited policies (`[server]`, `[[host]]`) this route does without: `["jwt"]`.
+    #[serde(default)]
+    pub disable: Vec<Spanned<String>>,
     /// Policies (engine/src/policy/), each optional.
     pub cors: Option<Spanned<Cors>>,
     pub ip: Option<Spanned<IpPolicy>>,

@@ -244,10 +244,15 @@ pub enum Persist {
 }
 
 fn persist_field(out: &mut Vec<u8>, p: Persist) {
+    out.extend_from_slice(persist_line(p));
+}
+
+/// The field line (if any) that says `p`.
+pub fn persist_line(p: Persist) -> &'static [u8] {
     match p {
-        Persist::Default => {}
-        Persist::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-        Persist::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        Persist::Default => b"",
+        Persist::KeepAlive => b"Connection: keep-alive\r\n",
+        Persist::Close => b"Connection: close\r\n",
     }
 }
 
@@ -266,13 +271,23 @@ pub fn error_response(
     out.extend_from_slice(
         b"\r\nServer: ringway\r\nContent-Type: application/json\r\nContent-Length: ",
     );
-    let body_len = message.len() + 14;
+    let plain = !message
+        .bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
+    let mut escaped = Vec::new();
+    let text = if plain {
+        message.as_bytes()
+    } else {
+        crate::policy::responses::json_escape(&mut escaped, message.as_bytes());
+        &escaped
+    };
+    let body_len = text.len() + 14;
     out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(extra_headers);
     persist_field(out, persist);
     out.extend_from_slice(b"\r\n{\"message\":\"");
-    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(text);
     out.extend_from_slice(b"\"}");
 }
 

@@ -45,7 +45,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
     let route_name = |i: usize| {
         snap.routes
             .get(i)
-            .map_or("(none)".to_string(), |r| r.path.clone())
+            .map_or("(none)".to_string(), |r| r.label.clone())
     };
     let routes = reports.first().map_or(0, |r| r.metrics.routes.len());
     for i in 0..routes {

@@ -34,7 +34,7 @@ enum Source {
     Header(Box<[u8]>),
     Query(Box<[u8]>),
     PathParam(String),
-    SourceIp,
+    ClientIp,
     RequestId,
 }
 
@@ -79,7 +79,7 @@ pub fn compile(t: &model::Mapping, params: &[&str]) -> Result<Mapping, Problem> 
             } else {
                 parse_value(value, params).map_err(at)?
             };
-            m.uses_client_ip |= value.contains(&Source::SourceIp);
+            m.uses_client_ip |= value.contains(&Source::ClientIp);
             match target {
                 "header" => {
                     if op != Op::Append {
@@ -130,7 +130,7 @@ pub fn compile(t: &model::Mapping, params: &[&str]) -> Result<Mapping, Problem> 
             } else {
                 parse_value(value, params).map_err(at)?
             };
-            m.uses_client_ip |= value.contains(&Source::SourceIp);
+            m.uses_client_ip |= value.contains(&Source::ClientIp);
             if op != Op::Append {
                 m.response_replaced.push(name.clone());
             }
@@ -192,7 +192,7 @@ fn parse_value(v: &str, params: &[&str]) -> Result<Value, String> {
     let mut rest = v;
     while let Some(at) = rest.find("${") {
         if at > 0 {
-            out.push(Source::Literal(rest[..at].as_bytes().into()));
+            out.push(Source::Literal(rest.as_bytes()[..at].into()));
         }
         let inner = &rest[at + 2..];
         let end = inner
@@ -227,7 +227,7 @@ fn parse_var(var: &str, params: &[&str]) -> Result<Source, String> {
         return Ok(Source::PathParam(n.to_string()));
     }
     match var {
-        "context.identity.sourceIp" => Ok(Source::SourceIp),
+        "context.identity.sourceIp" => Ok(Source::ClientIp),
         "context.requestId" => Ok(Source::RequestId),
         _ => Err(format!(
             "${var} is not supported: use a literal, {VARIABLES}"
@@ -323,7 +323,7 @@ impl Mapping {
                         out,
                     )
                 }
-                Source::SourceIp => {
+                Source::ClientIp => {
                     let mut b = IpText::default();
                     use std::fmt::Write;
                     let _ = write!(b, "{}", cx.client);
@@ -537,7 +537,7 @@ response = { "overwrite:header.x-gateway" = "ringway" }"#)
             [b"x-tenant".as_slice().into(), b"cookie".as_slice().into()] as [Box<[u8]>; 2]
         );
         out.clear();
-        m.rewrite_target(b"/u?a=1&src=x", &cx, &mut out);
+        m.rewrite_target(b"/u?a=1&src=x", &cx, &mut out).unwrap();
         assert_eq!(out, b"/u?a=1&src=x&src=gw");
         out.clear();
         m.response_fields(&cx, &mut out);
@@ -561,7 +561,8 @@ response = { "overwrite:header.x-gateway" = "ringway" }"#)
             request_id: b"rid-1",
         };
         let mut out = Vec::new();
-        m.rewrite_target(b"/p?who=me&secret=1&x", &cx, &mut out);
+        m.rewrite_target(b"/p?who=me&secret=1&x", &cx, &mut out)
+            .unwrap();
         // Rules apply in key order (TOML tables are read sorted).
         assert_eq!(out, b"/p?x&note=a%20b%26c&who=2001%3Adb8%3A%3A1");
     }

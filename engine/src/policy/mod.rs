@@ -15,6 +15,7 @@ pub mod ip;
 pub mod jwt;
 pub mod mapping;
 pub mod mock;
+pub mod responses;
 pub mod throttle;
 pub mod validate;
 
@@ -152,8 +153,9 @@ pub fn compile(
     (chain, problems)
 }
 
-/// `[server]` policy tables that compiled: routes without their own inherit them.
-#[derive(Default)]
+/// Inherited policy tables (`[server]`, `[[host]]`) that compiled: routes
+/// without their own table of that name inherit these.
+#[derive(Default, Clone, Copy)]
 pub struct Defaults<'a> {
     pub cors: Option<&'a toml::Spanned<model::Cors>>,
     pub ip: Option<&'a toml::Spanned<model::IpPolicy>>,
@@ -164,10 +166,92 @@ pub struct Defaults<'a> {
     pub mapping: Option<&'a toml::Spanned<model::Mapping>>,
 }
 
-/// Control plane: checks the `[server]` policy defaults once (problems keyed
-/// `cors.allow_origins[0]`, ... below `server`), keeping those that compile.
-/// A default mapping has no path parameters to read.
-pub fn defaults<'a>(s: &'a model::Server, base: &std::path::Path) -> (Defaults<'a>, Vec<Problem>) {
+/// The names `disable = [...]` may give.
+pub const INHERITABLE: [&str; 7] = [
+    "cors", "ip", "api_key", "jwt", "throttle", "validate", "mapping",
+];
+
+impl<'a> Defaults<'a> {
+    /// The `[server]` tables, unchecked.
+    pub fn of_server(s: &'a model::Server) -> Defaults<'a> {
+        Defaults {
+            cors: s.cors.as_ref(),
+            ip: s.ip.as_ref(),
+            api_key: s.api_key.as_ref(),
+            jwt: s.jwt.as_ref(),
+            throttle: s.throttle.as_ref(),
+            validate: s.validate.as_ref(),
+            mapping: s.mapping.as_ref(),
+        }
+    }
+
+    /// A `[[host]]` block's tables, unchecked.
+    pub fn of_host(h: &'a model::Host) -> Defaults<'a> {
+        Defaults {
+            cors: h.cors.as_ref(),
+            ip: h.ip.as_ref(),
+            api_key: h.api_key.as_ref(),
+            jwt: h.jwt.as_ref(),
+            throttle: h.throttle.as_ref(),
+            validate: h.validate.as_ref(),
+            mapping: h.mapping.as_ref(),
+        }
+    }
+
+    /// These tables where present, else `outer`'s.
+    pub fn over(self, outer: Defaults<'a>) -> Defaults<'a> {
+        Defaults {
+            cors: self.cors.or(outer.cors),
+            ip: self.ip.or(outer.ip),
+            api_key: self.api_key.or(outer.api_key),
+            jwt: self.jwt.or(outer.jwt),
+            throttle: self.throttle.or(outer.throttle),
+            validate: self.validate.or(outer.validate),
+            mapping: self.mapping.or(outer.mapping),
+        }
+    }
+
+    /// Without the policies `names` (`disable = ["jwt"]`); names already checked.
+    pub fn without(mut self, names: &[toml::Spanned<String>]) -> Defaults<'a> {
+        for n in names {
+            match n.get_ref().as_str() {
+                "cors" => self.cors = None,
+                "ip" => self.ip = None,
+                "api_key" => self.api_key = None,
+                "jwt" => self.jwt = None,
+                "throttle" => self.throttle = None,
+                "validate" => self.validate = None,
+                "mapping" => self.mapping = None,
+                _ => {}
+            }
+        }
+        self
+    }
+}
+
+/// Control plane: `disable = [...]` names policies a route or host does not inherit.
+pub fn check_disable(names: &[toml::Spanned<String>]) -> Vec<Problem> {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !INHERITABLE.contains(&n.get_ref().as_str()))
+        .map(|(i, n)| {
+            Problem::new(
+                n.span(),
+                format!("disable[{i}]"),
+                format!(
+                    "{:?} is not an inherited policy (one of {INHERITABLE:?})",
+                    n.get_ref()
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Control plane: checks inherited policy tables once (problems keyed
+/// `cors.allow_origins[0]`, ... below their table's owner), keeping those
+/// that compile. An inherited mapping has no path parameters to read.
+pub fn defaults<'a>(d: Defaults<'a>, base: &std::path::Path) -> (Defaults<'a>, Vec<Problem>) {
     let mut problems = Vec::new();
     fn keep<'a, T, C>(
         t: Option<&'a toml::Spanned<T>>,
@@ -178,34 +262,14 @@ pub fn defaults<'a>(s: &'a model::Server, base: &std::path::Path) -> (Defaults<'
         one(t, name, f, problems).map(|_| t.expect("compiled"))
     }
     let d = Defaults {
-        cors: keep(s.cors.as_ref(), "cors", cors::compile, &mut problems),
-        ip: keep(s.ip.as_ref(), "ip", ip::compile, &mut problems),
-        api_key: keep(
-            s.api_key.as_ref(),
-            "api_key",
-            api_key::compile,
-            &mut problems,
-        ),
-        jwt: keep(
-            s.jwt.as_ref(),
-            "jwt",
-            |t| jwt::compile(t, base),
-            &mut problems,
-        ),
-        throttle: keep(
-            s.throttle.as_ref(),
-            "throttle",
-            throttle::compile,
-            &mut problems,
-        ),
-        validate: keep(
-            s.validate.as_ref(),
-            "validate",
-            validate::compile,
-            &mut problems,
-        ),
+        cors: keep(d.cors, "cors", cors::compile, &mut problems),
+        ip: keep(d.ip, "ip", ip::compile, &mut problems),
+        api_key: keep(d.api_key, "api_key", api_key::compile, &mut problems),
+        jwt: keep(d.jwt, "jwt", |t| jwt::compile(t, base), &mut problems),
+        throttle: keep(d.throttle, "throttle", throttle::compile, &mut problems),
+        validate: keep(d.validate, "validate", validate::compile, &mut problems),
         mapping: keep(
-            s.mapping.as_ref(),
+            d.mapping,
             "mapping",
             |t| mapping::compile(t, &[]),
             &mut problems,

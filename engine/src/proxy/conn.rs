@@ -263,7 +263,20 @@ async fn respond_with(
     extra: &[u8],
 ) -> bool {
     let mut out = w.take_buf();
-    write::error_response(&mut out, status, message, persist, extra);
+    match snap.gateway_responses.find(status) {
+        Some(custom) => {
+            let rid = super::request_id::range(extra, snap.request_id.as_deref());
+            custom.write(
+                &mut out,
+                status,
+                message,
+                &extra[rid],
+                extra,
+                write::persist_line(persist),
+            );
+        }
+        None => write::error_response(&mut out, status, message, persist, extra),
+    }
     let ok = write_all(client, &mut out, snap.timeouts.body_idle)
         .await
         .is_ok();
