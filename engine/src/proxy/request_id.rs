@@ -49,8 +49,10 @@ impl Ids {
     pub fn next_into(&self, out: &mut Vec<u8>) {
         let n = self.counter.get().wrapping_add(1);
         self.counter.set(n);
-        hex(out, self.high);
-        hex(out, mix(n ^ self.key));
+        let mut text = [0u8; 32];
+        hex(&mut text[..16], self.high);
+        hex(&mut text[16..], mix(n ^ self.key));
+        out.extend_from_slice(&text);
     }
 }
 
@@ -62,10 +64,10 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn hex(out: &mut Vec<u8>, v: u64) {
+fn hex(out: &mut [u8], v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..16).rev() {
-        out.push(DIGITS[((v >> (i * 4)) & 0xf) as usize]);
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = DIGITS[((v >> ((15 - i) * 4)) & 0xf) as usize];
     }
 }
 
