@@ -144,7 +144,7 @@ fn the_chain_allocates_nothing_when_warm() {
                 found: None,
                 request_id: 0..0,
             };
-            let v = policy::run(chain, &snap, state, 0, &req, &mut fields, &mut upstream);
+            let v = policy::run(chain, &snap, state, &req, &mut fields, &mut upstream);
             assert_eq!(v, Verdict::Forward);
         };
         one(state); // warm: the client's bucket is created
@@ -289,7 +289,6 @@ fn jwt_cost_per_algorithm() {
                 &snap.routes[0].policies,
                 &snap,
                 &mut state,
-                0,
                 &req,
                 &mut fields,
                 &mut upstream,

@@ -360,3 +360,45 @@ allow_origins = ["https://partner.example"]
     );
     assert!(err.contains("host[0].ip.allow[0]"), "{err}");
 }
+
+#[test]
+fn a_quota_is_counted_once_across_two_workers() {
+    let origin = Origin::start(|_| Reply::Length(200, vec![], b"ok".to_vec()));
+    let rest = format!(
+        r#"[[usage_plan]]
+name = "small"
+quota = {{ limit = 25, period = "day" }}
+
+[[api_key]]
+name = "a"
+value = "k-a"
+plan = "small"
+
+{ANY_ROUTE}
+[route.api_key]
+source = "header:x-api-key"
+"#
+    );
+    let text = config(origin.addr, "[server.admin]\nlisten = \"127.0.0.1:0\"", &rest)
+        .replace("workers = 1", "workers = 2");
+    let gw = Gateway::start(&text);
+    // New connections spread over both workers' listeners (SO_REUSEPORT).
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(request(gw.addr, "api.test", "/a", "X-API-Key: k-a\r\n").status);
+    }
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let over = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((ok, over), (25, 35), "{statuses:?}");
+    assert_eq!(origin.seen().len(), 25);
+    // Both workers served requests (else this test would not show sharing).
+    let metrics = ringway_tests::client::get(gw.admin_addr(), "/metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    let per_worker: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("ringway_connections_accepted_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(per_worker.len(), 2, "{text}");
+    assert!(per_worker.iter().all(|&n| n > 0.0), "{per_worker:?}");
+}

@@ -3,11 +3,16 @@
 //!
 //! Keys are kept only as SHA-256 digests; a request's key is hashed and
 //! looked up. Each key's plan gives a token bucket (rate, burst) and a quota
-//! per UTC day, week (from Monday) or month. Buckets and quota counters are
-//! per worker: each of N workers admits `rate / N`, `burst / N` (at least 1)
-//! and its share of the quota (`limit / N`, the remainder spread over the
-//! first workers), so the gateway as a whole admits about the plan's numbers.
-//! Counters are kept across reloads for keys whose digest stays the same.
+//! per UTC day, week (from Monday) or month.
+//!
+//! Buckets are per worker: each of N workers admits `rate / N` and
+//! `burst / N` (at least 1), so the gateway as a whole admits about the
+//! plan's rate. Quotas are exact across workers: each key has one shared
+//! [`Ledger`] (one atomic word: period and count), and a worker takes leases
+//! of several requests from it at a time, smaller as the quota runs low, so
+//! the shared word is touched once per lease, not per request. The ledger
+//! lives as long as the process, keyed by the key's digest, so counts are
+//! kept across reloads.
 
 use super::Problem;
 use super::throttle::{Bucket, rate_and_burst, share};
@@ -127,6 +132,67 @@ pub struct Key {
     pub name: String,
     pub hash: KeyHash,
     pub plan: usize,
+    /// The key's quota count, shared by all workers and snapshots.
+    pub ledger: std::sync::Arc<Ledger>,
+}
+
+/// A key's quota count: the period (high 24 bits) and the requests admitted
+/// in it (low 40 bits) in one atomic word, so a period change and a lease
+/// are one compare-and-swap.
+#[derive(Debug, Default)]
+pub struct Ledger(std::sync::atomic::AtomicU64);
+
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const WINDOW_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
+
+impl Ledger {
+    /// The ledger of the key with digest `hash`: the same one for the life of the process.
+    pub fn of(hash: &KeyHash) -> std::sync::Arc<Ledger> {
+        use std::sync::{Arc, Mutex, OnceLock};
+        static ALL: OnceLock<Mutex<HashMap<KeyHash, Arc<Ledger>>>> = OnceLock::new();
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.entry(*hash).or_default().clone()
+    }
+
+    /// Takes up to `want` requests of `limit` in period `window`; returns how many it got (0: used up).
+    pub fn lease(&self, window: u64, limit: u64, want: u64) -> u64 {
+        use std::sync::atomic::Ordering;
+        let w = window & WINDOW_MASK;
+        let mut now = self.0.load(Ordering::Relaxed);
+        loop {
+            let used = if now >> COUNT_BITS == w {
+                now & COUNT_MASK
+            } else {
+                0
+            };
+            let got = want.min(limit.min(COUNT_MASK).saturating_sub(used));
+            if got == 0 {
+                return 0;
+            }
+            let next = (w << COUNT_BITS) | (used + got);
+            match self
+                .0
+                .compare_exchange_weak(now, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return got,
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Requests counted in period `window` (for tests and metrics).
+    pub fn used(&self, window: u64) -> u64 {
+        let now = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        if now >> COUNT_BITS == window & WINDOW_MASK {
+            now & COUNT_MASK
+        } else {
+            0
+        }
+    }
 }
 
 /// Every key and plan of the config.
@@ -286,6 +352,7 @@ pub fn compile_keys(plans: &[model::UsagePlan], keys: &[model::ApiKey]) -> (Keys
                 name: k.name.get_ref().clone(),
                 hash,
                 plan,
+                ledger: Ledger::of(&hash),
             });
         }
     }
@@ -309,9 +376,10 @@ fn parse_hex32(s: &str) -> Option<KeyHash> {
 pub struct KeyState {
     pub hash: KeyHash,
     bucket: Option<Bucket>,
-    /// The quota period the count belongs to (see [`period_of`]).
+    /// The quota period the lease belongs to (see [`period_of`]).
     window: u64,
-    used: u64,
+    /// Requests this worker may still admit from its last lease.
+    lease: u64,
 }
 
 impl KeyState {
@@ -320,16 +388,14 @@ impl KeyState {
             hash,
             bucket: None,
             window: 0,
-            used: 0,
+            lease: 0,
         }
     }
 
-    /// The same key under a reloaded plan: the quota count stays, the bucket starts over.
+    /// The same key under a reloaded plan: the bucket starts over; the
+    /// lease goes (the limit may have changed), the shared count stays.
     pub fn carried(&self) -> KeyState {
-        KeyState {
-            bucket: None,
-            ..*self
-        }
+        KeyState::new(self.hash)
     }
 }
 
@@ -345,7 +411,7 @@ pub enum Over {
 pub fn charge(
     state: &mut KeyState,
     plan: &Plan,
-    worker: usize,
+    ledger: &Ledger,
     workers: usize,
     now: Instant,
     unix: u64,
@@ -354,9 +420,13 @@ pub fn charge(
         let window = period_of(q.period, unix);
         if window != state.window {
             state.window = window;
-            state.used = 0;
+            state.lease = 0;
         }
-        if state.used >= quota_share(q.limit, worker, workers) {
+        if state.lease == 0 {
+            let want = lease_size(q.limit, ledger.used(window), workers);
+            state.lease = ledger.lease(window, q.limit, want);
+        }
+        if state.lease == 0 {
             return Err(Over::Quota(
                 period_end(q.period, window).saturating_sub(unix).max(1),
             ));
@@ -367,14 +437,21 @@ pub fn charge(
         let bucket = state.bucket.get_or_insert_with(|| Bucket::full(b, now));
         bucket.take(r, b, now).map_err(Over::Rate)?;
     }
-    state.used += 1;
+    // Counted only once admitted: a request the rate refuses keeps its lease.
+    if plan.quota.is_some() {
+        state.lease -= 1;
+    }
     Ok(())
 }
 
-/// Worker `worker`'s part of `limit`: `limit / N`, the remainder going to the first workers.
-pub fn quota_share(limit: u64, worker: usize, workers: usize) -> u64 {
+/// How many requests a worker leases at once: about 1/64 of a worker's
+/// share of the quota (at most 1,000), and no more than a quarter of what
+/// is left per worker, so that little stays stranded in other workers'
+/// leases when the quota runs out.
+pub fn lease_size(limit: u64, used: u64, workers: usize) -> u64 {
     let n = workers.max(1) as u64;
-    limit / n + u64::from((worker as u64) < limit % n)
+    let left = limit.saturating_sub(used);
+    (limit / n / 64).clamp(1, 1000).min(left / n / 4).max(1)
 }
 
 const DAY: u64 = 86_400;
@@ -485,13 +562,43 @@ mod tests {
     }
 
     #[test]
-    fn quota_shares_add_up() {
-        for (limit, n) in [(10_000, 4), (5, 2), (1, 3), (7, 7), (0, 2)] {
-            let total: u64 = (0..n).map(|w| quota_share(limit, w, n)).sum();
-            assert_eq!(total, limit);
+    fn leases_from_one_ledger_never_exceed_the_limit() {
+        // Four workers taking leases in turn, each admitting one request per turn.
+        for limit in [1u64, 5, 100, 10_000, 123_457] {
+            let ledger = Ledger::default();
+            let n = 4;
+            let mut leases = vec![0u64; n];
+            let mut admitted = 0u64;
+            let mut refused_in_a_row = 0;
+            let mut w = 0;
+            while refused_in_a_row < n {
+                if leases[w] == 0 {
+                    leases[w] = ledger.lease(7, limit, lease_size(limit, ledger.used(7), n));
+                }
+                if leases[w] > 0 {
+                    leases[w] -= 1;
+                    admitted += 1;
+                    refused_in_a_row = 0;
+                } else {
+                    refused_in_a_row += 1;
+                }
+                w = (w + 1) % n;
+            }
+            // Every worker was refused in turn: nothing is left in any lease.
+            assert_eq!(admitted, limit);
+            assert_eq!(ledger.used(7), limit);
+            // A new period starts over.
+            assert_eq!(ledger.used(8), 0);
+            assert_eq!(ledger.lease(8, limit, 3), 3.min(limit));
         }
-        assert_eq!(quota_share(5, 0, 2), 3);
-        assert_eq!(quota_share(5, 1, 2), 2);
+    }
+
+    #[test]
+    fn ledgers_are_shared_by_digest() {
+        let a = Ledger::of(&[9; 32]);
+        let b = Ledger::of(&[9; 32]);
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert!(!std::sync::Arc::ptr_eq(&a, &Ledger::of(&[8; 32])));
     }
 
     #[test]
@@ -505,20 +612,27 @@ mod tests {
             }),
         };
         let mut s = KeyState::new([0; 32]);
+        let ledger = Ledger::default();
         let t0 = Instant::now();
         let unix = 1_795_773_600;
-        assert_eq!(charge(&mut s, &plan, 0, 1, t0, unix), Ok(()));
-        assert_eq!(charge(&mut s, &plan, 0, 1, t0, unix), Ok(()));
-        assert_eq!(charge(&mut s, &plan, 0, 1, t0, unix), Err(Over::Rate(1)));
+        assert_eq!(charge(&mut s, &plan, &ledger, 1, t0, unix), Ok(()));
+        assert_eq!(charge(&mut s, &plan, &ledger, 1, t0, unix), Ok(()));
+        assert_eq!(
+            charge(&mut s, &plan, &ledger, 1, t0, unix),
+            Err(Over::Rate(1))
+        );
         let t1 = t0 + std::time::Duration::from_secs(1);
-        assert_eq!(charge(&mut s, &plan, 0, 1, t1, unix + 1), Ok(()));
+        assert_eq!(charge(&mut s, &plan, &ledger, 1, t1, unix + 1), Ok(()));
         let t2 = t1 + std::time::Duration::from_secs(5);
         assert_eq!(
-            charge(&mut s, &plan, 0, 1, t2, unix + 6),
+            charge(&mut s, &plan, &ledger, 1, t2, unix + 6),
             Err(Over::Quota(14 * 3600 - 6))
         );
         // A new day starts the count over.
-        assert_eq!(charge(&mut s, &plan, 0, 1, t2, unix + 14 * 3600), Ok(()));
+        assert_eq!(
+            charge(&mut s, &plan, &ledger, 1, t2, unix + 14 * 3600),
+            Ok(())
+        );
     }
 
     #[test]

@@ -337,7 +337,6 @@ pub fn run<'c>(
     chain: &'c Chain,
     snap: &Snapshot,
     state: &mut WorkerState,
-    worker: usize,
     req: &Request<'_>,
     fields: &mut Vec<u8>,
     upstream: &mut Vec<u8>,
@@ -378,11 +377,12 @@ pub fn run<'c>(
             return Verdict::Reject(403, "invalid API key");
         };
         if fresh && let Some(s) = state.keys.get_mut(k) {
-            let plan = &snap.api_keys.plans[snap.api_keys.keys[k].plan];
+            let key = &snap.api_keys.keys[k];
+            let plan = &snap.api_keys.plans[key.plan];
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            match api_key::charge(s, plan, worker, snap.workers, now, unix) {
+            match api_key::charge(s, plan, &key.ledger, snap.workers, now, unix) {
                 Ok(()) => {}
                 Err(api_key::Over::Rate(secs)) => {
                     retry_after(fields, secs);

@@ -385,7 +385,6 @@ async fn exchange(
             &route.policies,
             snap,
             &mut w.policy.borrow_mut(),
-            w.id,
             &req,
             fields,
             upstream_fields,
