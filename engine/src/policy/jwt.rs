@@ -330,10 +330,8 @@ impl Jwt {
             upstream.extend_from_slice(e.fields());
             return Ok(());
         }
+        // No keys yet: the fetcher retries on its own (see `remote`).
         let Some(keys) = local.keys.as_deref() else {
-            if let Keys::Url(r) = &self.keys {
-                r.request_refresh();
-            }
             return Err(NO_KEYS);
         };
         let at = upstream.len();
