@@ -97,7 +97,7 @@ impl TokenCache {
         if self.young.get(&k).is_some_and(|e| e.token() == token) {
             return self.young.get(&k);
         }
-        if !self.old.get(&k).is_some_and(|e| e.token() == token) {
+        if self.old.get(&k).is_none_or(|e| e.token() != token) {
             return None;
         }
         let e = self.old.remove(&k)?;
