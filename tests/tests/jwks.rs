@@ -9,26 +9,11 @@
 //! measures speed.
 
 use ringway_tests::gateway::{TempDir, check_in};
-use ringway_tests::jwks_server::{JwksServer, Reserved};
+use ringway_tests::jwks_server::{JwksServer, Reserved, b64url};
 use ringway_tests::pki::Ca;
 use ringway_tests::{Gateway, Origin, Response, WAIT, prom, send_raw};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// Unpadded base64url.
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..=c.len() {
-            s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    s
-}
 
 /// A signing key: ES256 (generated) or RS256 (the test RSA key), with its kid.
 enum Signer {
@@ -386,7 +371,7 @@ fn a_cached_token_is_refused_once_it_expires() {
     ));
     // Wait for the keys with a long-lived token, then use a short-lived one.
     assert_eq!(until_status(&gw, &key.token(&claims()), 200).status, 200);
-    let short = key.token(&claims_until(now() + 2));
+    let short = key.token(&claims_until(now() + 3));
     let mut accepted = 0;
     let deadline = Instant::now() + WAIT;
     let refused = loop {
@@ -398,7 +383,7 @@ fn a_cached_token_is_refused_once_it_expires() {
         assert!(Instant::now() < deadline, "still accepted after {WAIT:?}");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(accepted >= 5, "accepted only {accepted} times");
+    assert!(accepted >= 3, "accepted only {accepted} times");
     assert_eq!(
         (refused.status, message(&refused).as_str()),
         (401, "token expired")

@@ -250,6 +250,9 @@ fn exchange<S: Socket>(s: &mut S, request: &[u8], deadline: Instant) -> Result<V
                 }
                 body.extend_from_slice(&chunk[..got]);
             }
+            if body.len() > MAX_BODY_BYTES {
+                return Err(format!("the body is over {MAX_BODY_BYTES} bytes"));
+            }
         }
         ResponseFraming::Chunked => {
             let mut decoder = ChunkedDecoder::default();
