@@ -917,8 +917,8 @@ fn jwt_config_errors_name_the_key() {
             "cannot read",
         ),
         (
-            "jwks_url = \"https://issuer.example.com/jwks\"".to_string(),
-            "not supported yet",
+            "jwks_url = \"ftp://issuer.example.com/jwks\"".to_string(),
+            "use http:// or https://",
         ),
     ] {
         let rest = format!("[[route]]\npath = \"/\"\nupstream = \"app\"\n[route.jwt]\n{jwt}\n");

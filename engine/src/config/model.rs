@@ -448,10 +448,15 @@ pub struct Jwt {
     /// `aud` must name one of these.
     #[serde(default)]
     pub audience: Vec<String>,
-    /// A JWKS document, relative to the config file.
+    /// A JWKS document, relative to the config file (or `jwks_url`).
     pub jwks_file: Option<Spanned<String>>,
-    /// Not supported yet (a config error).
+    /// An `http://` or `https://` URL serving the JWKS, fetched in the background.
     pub jwks_url: Option<Spanned<String>>,
+    /// How often `jwks_url` is fetched again (default 5m).
+    pub jwks_refresh: Option<Spanned<Dur>>,
+    /// CA bundle (PEM, relative to the config file) trusted for an `https://` `jwks_url`
+    /// (default: the same roots as upstream TLS).
+    pub jwks_ca: Option<Spanned<String>>,
     /// Every one of these must be in the token's `scope` / `scp`.
     #[serde(default)]
     pub scopes: Vec<String>,

@@ -297,6 +297,51 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         "Generation of the active configuration (0 at start, +1 per reload).",
     );
     let _ = writeln!(o, "ringway_config_generation {}", snap.generation);
+    let mut jwks: Vec<&std::sync::Arc<crate::policy::jwt::remote::RemoteKeys>> = Vec::new();
+    for r in snap
+        .routes
+        .iter()
+        .filter_map(|r| r.policies.jwt.as_ref()?.remote())
+    {
+        if !jwks.iter().any(|k| std::sync::Arc::ptr_eq(k, r)) {
+            jwks.push(r);
+        }
+    }
+    if !jwks.is_empty() {
+        use std::sync::atomic::Ordering::Relaxed;
+        family(
+            &mut o,
+            "ringway_jwks_fetches_total",
+            "counter",
+            "Fetches of JWKS URLs (`jwks_url`) by result; a failure keeps the last good key set.",
+        );
+        for k in &jwks {
+            let url = label(k.url());
+            for (result, n) in [
+                ("success", k.fetches_ok.load(Relaxed)),
+                ("failure", k.fetches_failed.load(Relaxed)),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "ringway_jwks_fetches_total{{url=\"{url}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        family(
+            &mut o,
+            "ringway_jwks_key_set",
+            "gauge",
+            "Key sets loaded from each JWKS URL so far (0: no keys yet, tokens are refused).",
+        );
+        for k in &jwks {
+            let _ = writeln!(
+                o,
+                "ringway_jwks_key_set{{url=\"{}\"}} {}",
+                label(k.url()),
+                k.generation()
+            );
+        }
+    }
     family(
         &mut o,
         "ringway_draining",

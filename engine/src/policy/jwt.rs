@@ -1,75 +1,37 @@
 //! `[route.jwt]`: a JWT authorizer as in API Gateway HTTP APIs. The token
 //! comes from `Authorization: Bearer` (or another header, or a cookie); its
-//! signature is checked with `ring` against keys from a JWKS file (HS256,
-//! RS256, ES256, EdDSA; the token's `alg` must be the key's, and `none` is
-//! never accepted); then `exp` (required), `nbf`, `iss`, `aud` with a
-//! leeway, and the route's required scopes (`scope` or `scp`). Failure: 401
-//! with `WWW-Authenticate` (403 for a valid token without the scopes); the
-//! request is never forwarded. Chosen claims can be forwarded upstream as
-//! header fields; a client's own fields of those names are dropped.
+//! signature is checked with `ring` against keys from a JWKS file or a JWKS
+//! URL refreshed in the background (HS256, RS256, ES256, EdDSA; the token's
+//! `alg` must be the key's, and `none` is never accepted); then `exp`
+//! (required), `nbf`, `iss`, `aud` with a leeway, and the route's required
+//! scopes (`scope` or `scp`). Failure: 401 with `WWW-Authenticate` (403 for
+//! a valid token without the scopes); the request is never forwarded.
+//! Chosen claims can be forwarded upstream as header fields; a client's own
+//! fields of those names are dropped.
+//!
+//! Each worker keeps a [`Local`] per JWT route: its `Arc` of the current key
+//! set and a cache of verified tokens ([`cache`]), cleared when the key set
+//! changes. A cached token costs a lookup and the `exp`/`nbf` re-check.
+
+pub mod cache;
+pub mod fetch;
+pub mod keys;
+pub mod remote;
+
+pub use keys::b64url;
 
 use super::Problem;
 use crate::config::model;
 use crate::h1::request::RequestHead;
-use ring::signature::{self, UnparsedPublicKey};
+use keys::{Alg, KeySet};
+use remote::RemoteKeys;
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Alg {
-    Hs256,
-    Rs256,
-    Es256,
-    EdDsa,
-}
-
-impl Alg {
-    fn parse(s: &str) -> Option<Alg> {
-        match s {
-            "HS256" => Some(Alg::Hs256),
-            "RS256" => Some(Alg::Rs256),
-            "ES256" => Some(Alg::Es256),
-            "EdDSA" => Some(Alg::EdDsa),
-            _ => None,
-        }
-    }
-}
-
-enum Material {
-    Hmac(ring::hmac::Key),
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// Uncompressed P-256 point (0x04 ‖ x ‖ y).
-    Ec(Vec<u8>),
-    Ed(Vec<u8>),
-}
-
-struct Key {
-    kid: Option<String>,
-    alg: Alg,
-    material: Material,
-}
-
-impl Key {
-    fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
-        match &self.material {
-            Material::Hmac(k) => ring::hmac::verify(k, message, sig).is_ok(),
-            Material::Rsa { n, e } => signature::RsaPublicKeyComponents { n, e }
-                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
-                .is_ok(),
-            Material::Ec(point) => {
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, sig)
-                    .is_ok()
-            }
-            Material::Ed(x) => UnparsedPublicKey::new(&signature::ED25519, x)
-                .verify(message, sig)
-                .is_ok(),
-        }
-    }
-}
+/// How often a JWKS URL is fetched again, unless `jwks_refresh` says.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
 
 /// Where the token is read from.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,7 +44,7 @@ enum Source {
 
 pub struct Jwt {
     source: Source,
-    keys: Vec<Key>,
+    keys: Keys,
     issuer: Option<String>,
     audience: Vec<String>,
     scopes: Vec<String>,
@@ -97,7 +59,7 @@ impl std::fmt::Debug for Jwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Jwt")
             .field("source", &self.source)
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("scopes", &self.scopes)
@@ -105,27 +67,52 @@ impl std::fmt::Debug for Jwt {
     }
 }
 
+/// Where the signing keys come from.
+enum Keys {
+    /// `jwks_file`: read at load (and at every reload).
+    File(Arc<KeySet>),
+    /// `jwks_url`: fetched and refreshed by a background thread.
+    Url(Arc<RemoteKeys>),
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keys::File(set) => write!(f, "File({} keys)", set.len()),
+            Keys::Url(r) => write!(f, "Url({:?})", r.url()),
+        }
+    }
+}
+
+/// One worker's view of one JWT route: the key set it verifies with and its
+/// verified tokens. Built by [`Jwt::local`]; lives in the worker's policy state.
+pub struct Local {
+    /// The key set generation `keys` belongs to.
+    seen: u64,
+    keys: Option<Arc<KeySet>>,
+    cache: cache::TokenCache,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("seen", &self.seen)
+            .field("keys", &self.keys.as_ref().map(|k| k.len()))
+            .field("cached", &self.cache.len())
+            .finish()
+    }
+}
+
+impl Local {
+    /// Forgets the verified tokens (benchmarks use it to measure a miss).
+    pub fn forget_tokens(&mut self) {
+        self.cache.clear();
+    }
+}
+
 /// Control plane: `[route.jwt]` → [`Jwt`]; `base` is the config file's folder.
 pub fn compile(t: &model::Jwt, base: &Path) -> Result<Jwt, Problem> {
-    if let Some(u) = &t.jwks_url {
-        return Err(Problem::new(
-            u.span(),
-            "jwks_url",
-            "JWKS URLs are not supported yet: save the key set to a file and use `jwks_file`",
-        ));
-    }
-    let Some(file) = &t.jwks_file else {
-        return Err(Problem::new(
-            0..0,
-            "jwks_file",
-            "a JWT authorizer needs `jwks_file`",
-        ));
-    };
-    let path = base.join(file.get_ref());
-    let at = |m: String| Problem::new(file.span(), "jwks_file", m);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
-    let keys = parse_jwks(&text).map_err(|m| at(format!("{}: {m}", path.display())))?;
+    let keys = compile_keys(t, base)?;
     let source = match t.source.as_ref().map(|s| s.get_ref().as_str()) {
         None => Source::Bearer(b"authorization".as_slice().into()),
         Some(s) => match s.split_once(':') {
@@ -173,120 +160,84 @@ pub fn compile(t: &model::Jwt, base: &Path) -> Result<Jwt, Problem> {
     })
 }
 
-#[derive(Deserialize)]
-struct Jwks {
-    keys: Vec<Jwk>,
-}
-
-#[derive(Deserialize)]
-struct Jwk {
-    kty: String,
-    kid: Option<String>,
-    alg: Option<String>,
-    crv: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
-    k: Option<String>,
-}
-
-fn parse_jwks(text: &str) -> Result<Vec<Key>, String> {
-    let set: Jwks = serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
-    if set.keys.is_empty() {
-        return Err("the key set has no keys".into());
-    }
-    let mut keys = Vec::new();
-    for (i, k) in set.keys.into_iter().enumerate() {
-        let field = |v: &Option<String>, name: &str| -> Result<Vec<u8>, String> {
-            let v = v
-                .as_deref()
-                .ok_or_else(|| format!("key {i} ({}) has no `{name}`", k.kty))?;
-            b64url(v.as_bytes()).ok_or_else(|| format!("key {i}: `{name}` is not base64url"))
-        };
-        let (inferred, material) = match (k.kty.as_str(), k.crv.as_deref()) {
-            ("RSA", _) => (
-                Alg::Rs256,
-                Material::Rsa {
-                    n: field(&k.n, "n")?,
-                    e: field(&k.e, "e")?,
-                },
-            ),
-            ("EC", Some("P-256")) => {
-                let (x, y) = (field(&k.x, "x")?, field(&k.y, "y")?);
-                if x.len() != 32 || y.len() != 32 {
-                    return Err(format!("key {i}: a P-256 point has 32-byte x and y"));
-                }
-                let mut p = vec![4u8];
-                p.extend_from_slice(&x);
-                p.extend_from_slice(&y);
-                (Alg::Es256, Material::Ec(p))
+/// `jwks_file`, or `jwks_url` with `jwks_refresh` and `jwks_ca`: exactly one source.
+fn compile_keys(t: &model::Jwt, base: &Path) -> Result<Keys, Problem> {
+    let url_only = |key: &str, span: std::ops::Range<usize>| {
+        Problem::new(span, key, format!("`{key}` goes with `jwks_url` only"))
+    };
+    match (&t.jwks_file, &t.jwks_url) {
+        (Some(_), Some(u)) => Err(Problem::new(
+            u.span(),
+            "jwks_url",
+            "give either `jwks_file` or `jwks_url`, not both",
+        )),
+        (None, None) => Err(Problem::new(
+            0..0,
+            "jwks_file",
+            "a JWT authorizer needs `jwks_file` or `jwks_url`",
+        )),
+        (Some(file), None) => {
+            if let Some(r) = &t.jwks_refresh {
+                return Err(url_only("jwks_refresh", r.span()));
             }
-            ("OKP", Some("Ed25519")) => (Alg::EdDsa, Material::Ed(field(&k.x, "x")?)),
-            ("oct", _) => (
-                Alg::Hs256,
-                Material::Hmac(ring::hmac::Key::new(
-                    ring::hmac::HMAC_SHA256,
-                    &field(&k.k, "k")?,
-                )),
-            ),
-            (kty, crv) => {
-                return Err(format!(
-                    "key {i}: unsupported key type {kty:?}{} (RSA, EC P-256, OKP Ed25519 and oct are)",
-                    crv.map(|c| format!(" / curve {c:?}")).unwrap_or_default()
-                ));
+            if let Some(c) = &t.jwks_ca {
+                return Err(url_only("jwks_ca", c.span()));
             }
-        };
-        let alg = match k.alg.as_deref() {
-            None => inferred,
-            Some(a) => match Alg::parse(a) {
-                Some(a) if a == inferred => a,
-                _ => {
-                    return Err(format!(
-                        "key {i}: algorithm {a:?} is not supported for this key (HS256, RS256, ES256, EdDSA are)"
+            let path = base.join(file.get_ref());
+            let at = |m: String| Problem::new(file.span(), "jwks_file", m);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
+            let set =
+                keys::parse_jwks(&text).map_err(|m| at(format!("{}: {m}", path.display())))?;
+            Ok(Keys::File(Arc::new(set)))
+        }
+        (None, Some(u)) => {
+            let url = fetch::JwksUrl::parse(u.get_ref())
+                .map_err(|m| Problem::new(u.span(), "jwks_url", m))?;
+            let refresh = match &t.jwks_refresh {
+                None => DEFAULT_JWKS_REFRESH,
+                Some(r) if r.get_ref().0 < Duration::from_millis(10) => {
+                    return Err(Problem::new(
+                        r.span(),
+                        "jwks_refresh",
+                        "the refresh period must be at least 10ms",
                     ));
                 }
-            },
-        };
-        keys.push(Key {
-            kid: k.kid,
-            alg,
-            material,
-        });
-    }
-    Ok(keys)
-}
-
-/// Decodes unpadded (or padded) base64url.
-pub fn b64url(s: &[u8]) -> Option<Vec<u8>> {
-    let s = match s.iter().position(|&b| b == b'=') {
-        Some(p) if s[p..].iter().all(|&b| b == b'=') && s.len().is_multiple_of(4) => &s[..p],
-        Some(_) => return None,
-        None => s,
-    };
-    let val = |b: u8| -> Option<u32> {
-        Some(match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        } as u32)
-    };
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut n = 0u32;
-        for (i, &b) in chunk.iter().enumerate() {
-            n |= val(b)? << (18 - 6 * i);
+                Some(r) => r.get_ref().0,
+            };
+            let (ca, tls) = match &t.jwks_ca {
+                Some(c) if !url.tls => {
+                    return Err(Problem::new(
+                        c.span(),
+                        "jwks_ca",
+                        "`jwks_ca` is for https:// URLs; this one is http://",
+                    ));
+                }
+                Some(c) => {
+                    let path = base.join(c.get_ref());
+                    let at = |m: String| Problem::new(c.span(), "jwks_ca", m);
+                    let pem = std::fs::read(&path)
+                        .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
+                    let tls = ringway_tls::client_config(Some(&path), None)
+                        .map_err(|e| at(e.to_string()))?;
+                    (Some(pem), Some(tls))
+                }
+                None if url.tls => {
+                    let tls = ringway_tls::client_config(None, None)
+                        .map_err(|e| Problem::new(u.span(), "jwks_url", e.to_string()))?;
+                    (None, Some(tls))
+                }
+                None => (None, None),
+            };
+            Ok(Keys::Url(remote::shared(
+                url,
+                u.get_ref(),
+                refresh,
+                ca,
+                tls,
+            )))
         }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
     }
-    Some(out)
 }
 
 #[derive(Deserialize)]
@@ -307,18 +258,119 @@ pub type Refusal = (u16, &'static str);
 
 const INVALID: Refusal = (401, "invalid token");
 
+/// Refused before a JWKS URL has answered once.
+const NO_KEYS: Refusal = (401, "signing keys unavailable");
+
+/// A token that passed every check.
+struct Verified {
+    exp: f64,
+    nbf: Option<f64>,
+}
+
 impl Jwt {
-    /// Data plane: checks the request's token at wall-clock second `now`.
+    /// A worker's state for this route (its key set as of now, an empty cache).
+    pub fn local(&self) -> Local {
+        match &self.keys {
+            Keys::File(set) => Local {
+                seen: 1,
+                keys: Some(set.clone()),
+                cache: cache::TokenCache::default(),
+            },
+            Keys::Url(r) => Local {
+                seen: r.generation(),
+                keys: r.current(),
+                cache: cache::TokenCache::default(),
+            },
+        }
+    }
+
+    /// Control plane: starts the background fetch of a `jwks_url` (once per URL).
+    pub fn start(&self) {
+        if let Keys::Url(r) = &self.keys {
+            r.start();
+        }
+    }
+
+    /// The URL key source, if this authorizer has one.
+    pub fn remote(&self) -> Option<&Arc<RemoteKeys>> {
+        match &self.keys {
+            Keys::Url(r) => Some(r),
+            Keys::File(_) => None,
+        }
+    }
+
+    /// Data plane: checks the request's token at wall-clock second `now`,
+    /// with the worker's `local` state (key set and verified tokens).
     /// On success, appends the forwarded claims as upstream field lines to
     /// `upstream` (claims holding control characters refuse the token).
+    /// A cached token allocates nothing.
     pub fn check(
         &self,
+        local: &mut Local,
         buf: &[u8],
         head: &RequestHead,
         now: u64,
         upstream: &mut Vec<u8>,
     ) -> Result<(), Refusal> {
         let token = self.token(buf, head).ok_or((401, "missing token"))?;
+        if let Keys::Url(r) = &self.keys {
+            let g = r.generation();
+            if g != local.seen {
+                local.keys = r.current();
+                local.seen = g;
+                local.cache.clear();
+            }
+        }
+        if let Some(e) = local.cache.get(token) {
+            let (exp, nbf) = (e.exp, e.nbf);
+            if let Err(refusal) = self.check_times(now, exp, nbf) {
+                local.cache.remove(token);
+                return Err(refusal);
+            }
+            upstream.extend_from_slice(e.fields());
+            return Ok(());
+        }
+        // No keys yet: the fetcher retries on its own (see `remote`).
+        let Some(keys) = local.keys.as_deref() else {
+            return Err(NO_KEYS);
+        };
+        let at = upstream.len();
+        match self.verify(keys, token, now, upstream) {
+            Ok(v) => {
+                local
+                    .cache
+                    .insert(cache::Entry::new(token, &upstream[at..], v.exp, v.nbf));
+                Ok(())
+            }
+            Err(refusal) => {
+                upstream.truncate(at);
+                Err(refusal)
+            }
+        }
+    }
+
+    /// `exp` (required) and `nbf`, with the leeway.
+    fn check_times(&self, now: u64, exp: f64, nbf: Option<f64>) -> Result<(), Refusal> {
+        if (now as f64) > exp + self.leeway as f64 {
+            return Err((401, "token expired"));
+        }
+        if let Some(nbf) = nbf
+            && (now as f64) + (self.leeway as f64) < nbf
+        {
+            return Err((401, "token not yet valid"));
+        }
+        Ok(())
+    }
+
+    /// The full check of a token not in the cache: signature, times, issuer,
+    /// audience, scopes; appends the forwarded claims' field lines.
+    fn verify(
+        &self,
+        keys: &KeySet,
+        token: &[u8],
+        now: u64,
+        upstream: &mut Vec<u8>,
+    ) -> Result<Verified, Refusal> {
         let mut parts = token.split(|&b| b == b'.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -331,7 +383,13 @@ impl Jwt {
         let alg = Alg::parse(&header.alg).ok_or(INVALID)?;
         let sig = b64url(s).ok_or(INVALID)?;
         let signed = &token[..h.len() + 1 + p.len()];
-        let verified = self
+        if let (Some(kid), Keys::Url(r)) = (&header.kid, &self.keys)
+            && !keys.has_kid(kid)
+        {
+            // Perhaps a key the issuer rotated in since the last fetch.
+            r.request_refresh();
+        }
+        let verified = keys
             .keys
             .iter()
             .filter(|k| k.alg == alg)
@@ -345,14 +403,8 @@ impl Jwt {
             .ok_or(INVALID)?;
         let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);
         let exp = number("exp").ok_or(INVALID)?;
-        if (now as f64) > exp + self.leeway as f64 {
-            return Err((401, "token expired"));
-        }
-        if let Some(nbf) = number("nbf")
-            && (now as f64) + (self.leeway as f64) < nbf
-        {
-            return Err((401, "token not yet valid"));
-        }
+        let nbf = number("nbf");
+        self.check_times(now, exp, nbf)?;
         if let Some(iss) = &self.issuer
             && claims.get("iss").and_then(|v| v.as_str()) != Some(iss.as_str())
         {
@@ -398,7 +450,7 @@ impl Jwt {
             upstream.extend_from_slice(value.as_bytes());
             upstream.extend_from_slice(b"\r\n");
         }
-        Ok(())
+        Ok(Verified { exp, nbf })
     }
 
     /// The header names forwarded claims are written to (a client's own are dropped).
@@ -483,6 +535,11 @@ mod tests {
     }
 
     fn check(j: &Jwt, token: &str) -> Result<String, Refusal> {
+        check_at(j, &mut j.local(), token, 1_000_000)
+    }
+
+    /// Checks `token` at second `now` with a worker's `local` state.
+    fn check_at(j: &Jwt, local: &mut Local, token: &str, now: u64) -> Result<String, Refusal> {
         let raw = format!("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\r\n\r\n");
         let mut head = request::RequestHead::default();
         assert_eq!(
@@ -490,8 +547,85 @@ mod tests {
             Ok(true)
         );
         let mut up = Vec::new();
-        j.check(raw.as_bytes(), &head, 1_000_000, &mut up)
+        j.check(local, raw.as_bytes(), &head, now, &mut up)
             .map(|()| String::from_utf8(up).unwrap())
+    }
+
+    #[test]
+    fn a_cached_token_still_expires_and_forwards_its_claims() {
+        let j = authorizer("leeway = \"0s\"");
+        let mut local = j.local();
+        let h = r#"{"alg":"HS256","kid":"h1"}"#;
+        let claims = r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000010,"nbf":999990,"scope":"read:users","sub":"u-7"}"#;
+        let t = hs_jwt(b"secret", h, claims);
+        for now in [999_990, 1_000_000, 1_000_010] {
+            assert_eq!(
+                check_at(&j, &mut local, &t, now),
+                Ok("x-user-id: u-7\r\n".into())
+            );
+            assert_eq!(local.cache.len(), 1);
+        }
+        assert_eq!(
+            check_at(&j, &mut local, &t, 1_000_011),
+            Err((401, "token expired"))
+        );
+        assert!(local.cache.is_empty(), "an expired token stays cached");
+        // Before nbf: refused, from the cache too.
+        assert!(check_at(&j, &mut local, &t, 1_000_000).is_ok());
+        assert_eq!(
+            check_at(&j, &mut local, &t, 999_989),
+            Err((401, "token not yet valid"))
+        );
+        // Refused tokens are not cached.
+        let forged = hs_jwt(b"wrong", h, claims);
+        assert_eq!(check_at(&j, &mut local, &forged, 1_000_000), Err(INVALID));
+        assert!(local.cache.is_empty());
+        let no_scope = hs_jwt(b"secret", h, &claims.replace("read:users", "write"));
+        for _ in 0..2 {
+            assert_eq!(
+                check_at(&j, &mut local, &no_scope, 1_000_000),
+                Err((403, "insufficient scope"))
+            );
+        }
+        assert!(local.cache.is_empty());
+    }
+
+    #[test]
+    fn jwks_url_config_errors() {
+        let compile_with = |body: &str| {
+            let t: model::Jwt = toml::from_str(body).unwrap();
+            compile(&t, Path::new("/nonexistent"))
+                .err()
+                .map(|p| (p.key, p.message))
+        };
+        // (More cases, with file and line, in tests/tests/jwks.rs.)
+        for (body, key, says) in [
+            (
+                "jwks_url = \"http://h/k\"\njwks_ca = \"ca.pem\"",
+                "jwks_ca",
+                "https://",
+            ),
+            (
+                "jwks_file = \"k.json\"\njwks_refresh = \"1m\"",
+                "jwks_refresh",
+                "with `jwks_url` only",
+            ),
+            (
+                "jwks_url = \"http://h/k\"\njwks_refresh = \"0s\"",
+                "jwks_refresh",
+                "at least",
+            ),
+        ] {
+            let (k, m) = compile_with(body).unwrap_or_else(|| panic!("{body}: compiled"));
+            assert_eq!(k, key, "{body}: {m}");
+            assert!(m.contains(says), "{body}: {m}");
+        }
+        // A good URL compiles without any I/O; tokens wait for the keys.
+        let t: model::Jwt = toml::from_str("jwks_url = \"https://issuer.invalid/jwks\"").unwrap();
+        let j = compile(&t, Path::new("/nonexistent")).unwrap();
+        let h = r#"{"alg":"HS256","kid":"h1"}"#;
+        let good = r#"{"exp":1000100}"#;
+        assert_eq!(check(&j, &hs_jwt(b"secret", h, good)), Err(NO_KEYS));
     }
 
     #[test]
@@ -564,25 +698,5 @@ mod tests {
         assert!(check(&j, &hs_jwt(b"secret", h, late)).is_ok());
         assert_eq!(check(&j, "a.b"), Err(INVALID));
         assert_eq!(check(&j, "a.b.c.d"), Err(INVALID));
-    }
-
-    #[test]
-    fn jwks_errors_say_what_is_wrong() {
-        for (text, says) in [
-            ("{}", "not a JWKS document"),
-            ("{\"keys\":[]}", "no keys"),
-            (
-                "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"AA\",\"y\":\"AA\"}]}",
-                "unsupported key type",
-            ),
-            ("{\"keys\":[{\"kty\":\"RSA\",\"e\":\"AQAB\"}]}", "no `n`"),
-            (
-                "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AA\",\"alg\":\"RS256\"}]}",
-                "not supported for this key",
-            ),
-        ] {
-            let e = parse_jwks(text).err().unwrap();
-            assert!(e.contains(says), "{text}: {e}");
-        }
     }
 }

@@ -332,7 +332,8 @@ pub struct Request<'a> {
 /// fields, `Retry-After` on a 429, `WWW-Authenticate` on a 401.
 /// `upstream` (cleared by the caller) receives field lines for the upstream
 /// request (forwarded JWT claims). Synchronous; no I/O; allocates only when
-/// a throttle meets a key it has not seen on this worker, and to decode a JWT.
+/// a throttle meets a key it has not seen on this worker, and to decode a JWT
+/// this worker has not verified yet.
 pub fn run<'c>(
     chain: &'c Chain,
     snap: &Snapshot,
@@ -399,7 +400,17 @@ pub fn run<'c>(
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if let Err((status, message)) = j.check(buf, head, unix, upstream) {
+        // The worker's key set and token cache for this route; a request from
+        // before a reload checks with a throwaway one.
+        let mut spare;
+        let local = match state.jwts.get_mut(req.route) {
+            Some(Some(l)) if fresh => l,
+            _ => {
+                spare = j.local();
+                &mut spare
+            }
+        };
+        if let Err((status, message)) = j.check(local, buf, head, unix, upstream) {
             fields.extend_from_slice(if status == 403 {
                 b"WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n".as_slice()
             } else if message == "missing token" {
@@ -468,6 +479,8 @@ pub struct WorkerState {
     throttles: Vec<Option<(String, throttle::Buckets)>>,
     /// Per key of `snap.api_keys.keys`.
     keys: Vec<api_key::KeyState>,
+    /// Per route: its JWT key set and verified tokens (routes with a JWT authorizer only).
+    jwts: Vec<Option<jwt::Local>>,
 }
 
 impl WorkerState {
@@ -507,6 +520,30 @@ impl WorkerState {
                     .map_or_else(|| api_key::KeyState::new(k.hash), |o| o.carried())
             })
             .collect();
+        // Verified tokens start over with each snapshot (its key sets may differ).
+        self.jwts = snap
+            .routes
+            .iter()
+            .map(|r| r.policies.jwt.as_ref().map(|j| j.local()))
+            .collect();
         self.generation = snap.generation;
+    }
+
+    /// Forgets every verified JWT (benchmarks use it to measure the uncached path).
+    pub fn forget_tokens(&mut self) {
+        for l in self.jwts.iter_mut().flatten() {
+            l.forget_tokens();
+        }
+    }
+}
+
+/// Control plane: starts the background work a snapshot's policies need
+/// (fetching JWKS URLs) before workers serve it. Idempotent; never called by
+/// `ringway check`.
+pub fn start_background(snap: &Snapshot) {
+    for r in &snap.routes {
+        if let Some(j) = &r.policies.jwt {
+            j.start();
+        }
     }
 }

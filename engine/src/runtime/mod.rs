@@ -134,6 +134,7 @@ fn cores_for(pin: &Pin, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
 /// Binds every listener and starts the workers. Errors here are startup errors.
 pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let driver = choose_driver(snapshot.driver)?;
+    crate::policy::start_background(&snapshot);
     let (listeners, addrs) =
         listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog)
             .map_err(|e| e.to_string())?;
@@ -254,6 +255,7 @@ impl Running {
                     );
                     return;
                 }
+                crate::policy::start_background(&next);
                 let g = next.generation;
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);
