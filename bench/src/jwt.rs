@@ -34,7 +34,7 @@ impl Rs256 {
     /// Makes the key in `dir` and signs a token that expires in a day.
     pub fn generate(dir: &Path) -> Result<Rs256> {
         std::fs::create_dir_all(dir)?;
-        let der_file = dir.join("bench-rsa.pk8.der");
+        let der_file = dir.join("bench-rsa.der");
         let out = Command::new("openssl")
             .args([
                 "genpkey",
@@ -56,8 +56,11 @@ impl Rs256 {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
+        // OpenSSL 3 writes a DER private key as PKCS#1 (RSAPrivateKey);
+        // others may write PKCS#8.
         let der = std::fs::read(&der_file)?;
-        let key = RsaKeyPair::from_pkcs8(&der)
+        let key = RsaKeyPair::from_der(&der)
+            .or_else(|_| RsaKeyPair::from_pkcs8(&der))
             .map_err(|e| anyhow::anyhow!("openssl's RSA key does not load in ring: {e}"))?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -138,19 +138,7 @@ fn main() -> ExitCode {
 fn compare(args: CompareArgs) -> Result<()> {
     let started = Instant::now();
     let start_date = setup::utc_now();
-    let default = if args.quick {
-        Timing {
-            runs: 1,
-            duration: Duration::from_secs(2),
-            warmup: Duration::from_millis(500),
-        }
-    } else {
-        Timing {
-            runs: 3,
-            duration: Duration::from_secs(5),
-            warmup: Duration::from_secs(1),
-        }
-    };
+    let default = Timing::defaults(args.quick, 3);
     let Timing {
         runs,
         duration,

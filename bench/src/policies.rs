@@ -62,19 +62,7 @@ const MAX_CONNECTIONS: usize = 10_000;
 pub fn run(args: PoliciesArgs) -> Result<()> {
     let started = Instant::now();
     let date = setup::utc_now();
-    let default = if args.quick {
-        Timing {
-            runs: 1,
-            duration: Duration::from_secs(2),
-            warmup: Duration::from_millis(500),
-        }
-    } else {
-        Timing {
-            runs: 5,
-            duration: Duration::from_secs(5),
-            warmup: Duration::from_secs(1),
-        }
-    };
+    let default = Timing::defaults(args.quick, 5);
     let timing = Timing::resolve(args.runs, args.duration, args.warmup, default)?;
     if args.workers == 0 || args.load_threads == 0 {
         bail!("--workers and --load-threads must be at least 1");

@@ -199,7 +199,12 @@ impl PolicyReport {
             self.runs,
             if self.quick { "; --quick" } else { "" }
         );
-        let _ = writeln!(md, "- JWT: {}", self.jwt);
+        let _ = writeln!(
+            md,
+            "- JWT: {}. One token for all requests: a ringway that caches verified tokens verifies it once per \
+             worker, and the JWT rows then measure the cache, not RS256",
+            self.jwt
+        );
         md.push_str(
             "- correctness: before each run's load, the proxy must answer a request with every field 200 (with \
              `Access-Control-Allow-Origin` exactly where CORS is on, without it elsewhere), and refuse a request \

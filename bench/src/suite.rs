@@ -22,6 +22,24 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// The defaults of every mode: 1 run of 2 s after 500 ms of warm-up with
+    /// `--quick`, else `full_runs` runs of 5 s after 1 s.
+    pub fn defaults(quick: bool, full_runs: usize) -> Timing {
+        if quick {
+            Timing {
+                runs: 1,
+                duration: Duration::from_secs(2),
+                warmup: Duration::from_millis(500),
+            }
+        } else {
+            Timing {
+                runs: full_runs,
+                duration: Duration::from_secs(5),
+                warmup: Duration::from_secs(1),
+            }
+        }
+    }
+
     /// The command line's values over the mode's defaults (`quick` or
     /// `full`), checked against the upper bounds.
     pub fn resolve(

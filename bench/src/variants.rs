@@ -139,7 +139,13 @@ impl Variant {
         let p = self.policies(rs256);
         match self.setup {
             Setup::Ringway(_) => format!("{}{}", p.ringway_tables, p.ringway_route),
-            Setup::Nginx { .. } => format!("{}{}", p.nginx_http, p.nginx_location),
+            Setup::Nginx { .. } if p.nginx_http.is_empty() && p.nginx_location.is_empty() => {
+                String::new()
+            }
+            Setup::Nginx { .. } => format!(
+                "# in http {{ }}{}\n# in location / {{ }}\n{}",
+                p.nginx_http, p.nginx_location
+            ),
         }
     }
 }
