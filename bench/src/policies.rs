@@ -243,3 +243,38 @@ impl VariantResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Metrics;
+
+    fn record(errors: f64) -> RunRecord {
+        RunRecord {
+            target: Target::Ringway,
+            run: 0,
+            metrics: Metrics::from([
+                ("errors".to_string(), errors),
+                ("requests".to_string(), 1000.0),
+                ("req_per_cpu_s".to_string(), 90_000.0),
+            ]),
+            failure: None,
+            notes: vec![r#"non-2xx responses: {"200":990,"429":10}"#.into()],
+            tls_session: None,
+        }
+    }
+
+    #[test]
+    fn a_run_with_non_2xx_responses_is_a_failure_without_numbers() {
+        let mut r = record(10.0);
+        fail_on_bad_responses(&mut r);
+        assert!(r.metrics.is_empty());
+        let f = r.failure.unwrap();
+        assert!(f.starts_with("10 of 1000 responses were not 2xx"), "{f}");
+        assert!(f.contains("\"429\":10"), "{f}");
+        let mut r = record(0.0);
+        fail_on_bad_responses(&mut r);
+        assert!(r.failure.is_none());
+        assert_eq!(r.metrics.len(), 3);
+    }
+}
