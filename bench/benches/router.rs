@@ -117,7 +117,7 @@ fn worst() -> Table {
 fn matchit_router(routes: &[RouteSpec]) -> matchit::Router<Vec<(String, usize)>> {
     let mut by_path: Vec<(String, Vec<(String, usize)>)> = Vec::new();
     for (i, r) in routes.iter().enumerate() {
-        let path = r.path.replace('{', "{").replace("+}", "}");
+        let path = r.path.replace("+}", "}");
         let path = match path.rfind('{') {
             Some(at) if r.path.ends_with("+}") => format!("{}{{*{}", &path[..at], &path[at + 1..]),
             _ => path,

@@ -17,9 +17,38 @@ const OPENER_THREADS: usize = 4;
 /// An opener thread gives up after this many failures in a row.
 const MAX_FAILURES_IN_A_ROW: usize = 20;
 
+/// What one keep-alive `GET /` got back; the connection stays open.
+pub struct Answer {
+    pub conn: TcpStream,
+    pub status: u16,
+    /// The response head, status line and fields, as text.
+    pub head: String,
+}
+
+impl Answer {
+    /// The value of the first response field named `name` (any case).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        field(&self.head, name)
+    }
+}
+
+/// The value of the first field named `name` (any case) in a response head.
+fn field<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
 /// Connects to `addr`, sends one keep-alive `GET /`, reads the whole
 /// response, and returns the still-open connection and the status code.
 pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
+    get(addr, &[]).map(|a| (a.conn, a.status))
+}
+
+/// Like [`get_and_keep`], with extra request header fields (`Name: value`),
+/// and the response head kept.
+pub fn get(addr: SocketAddr, fields: &[String]) -> Result<Answer> {
     if !addr.ip().is_loopback() {
         bail!("only loopback targets: {addr}");
     }
@@ -28,7 +57,13 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     s.set_nodelay(true)?;
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n");
+    for f in fields {
+        request.push_str(f);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    s.write_all(request.as_bytes())?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -50,14 +85,8 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .context("no status code in the response")?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
+    let length: usize = field(&head, "content-length")
+        .and_then(|v| v.parse().ok())
         .context("response has no Content-Length")?;
     let mut have = buf.len() - head_end;
     while have < length {
@@ -67,7 +96,11 @@ pub fn get_and_keep(addr: SocketAddr) -> Result<(TcpStream, u16)> {
         }
         have += n;
     }
-    Ok((s, status))
+    Ok(Answer {
+        conn: s,
+        status,
+        head,
+    })
 }
 
 /// `GET path` with `Connection: close`; returns the status and the body
@@ -94,13 +127,14 @@ pub fn get_text(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((status, body.to_string()))
 }
 
-/// Waits until `addr` answers a GET with 200 (over TLS with `tls`), or
-/// `timeout` passes.
+/// Waits until `addr` answers a GET with 200 (over TLS with `tls`; in plain
+/// HTTP with the extra header `fields`), or `timeout` passes.
 pub fn wait_ready(
     addr: SocketAddr,
     timeout: Duration,
     alive: &mut dyn FnMut() -> bool,
     tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    fields: &[String],
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
@@ -115,7 +149,7 @@ pub fn wait_ready(
             bail!("stopped by signal");
         }
         let answer = match tls {
-            None => get_and_keep(addr).map(|(_, code)| code),
+            None => get(addr, fields).map(|a| a.status),
             Some(config) => crate::tls::get_status(addr, config),
         };
         match answer.map(|code| ((), code)) {

@@ -2,29 +2,39 @@
 //! on this machine? Starts one fast upstream, then each proxy configured the
 //! same way, loads them with `ringway-load` in interleaved repeated runs, and
 //! writes `bench/results/latest.{md,json,svg}`.
+//!
+//! `ringway-bench policies`: what do CORS, API keys, throttles and JWT cost
+//! per request, alone and together, and how does that compare with nginx
+//! doing CORS and `limit_req`? Writes `bench/results/policies.{md,json}`.
 
 mod idle;
+mod jwt;
 mod measure;
 mod origin;
+mod policies;
+mod policy_report;
 mod process;
 mod proxy;
 mod report;
 mod scenario;
 mod setup;
+mod suite;
 mod svg;
 mod tls;
+mod variants;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 use measure::{Bench, RunRecord};
-use proxy::{Programs, Target};
+use proxy::{Policies, Programs, Target};
 use report::{Report, ScenarioSummary, TargetSummary};
 use scenario::Kind;
+use suite::{Pinning, Scratch, Timing};
 
 /// Share of the slowest closed-loop get-64 run of any proxy used as the
 /// open-loop rate: low enough that every proxy keeps up even when a
@@ -32,9 +42,7 @@ use scenario::Kind;
 const OPEN_LOOP_SHARE: f64 = 0.5;
 /// Open-loop rate when no closed-loop rate is known.
 const OPEN_LOOP_FALLBACK_RATE: f64 = 5000.0;
-/// Upper bounds on the knobs, so a typo cannot run for a day.
-const MAX_RUNS: usize = 50;
-const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Upper bound on `--idle-conns`.
 const MAX_IDLE_CONNECTIONS: usize = 100_000;
 
 #[derive(Debug, Parser)]
@@ -48,6 +56,9 @@ struct Cli {
 enum Command {
     /// Compare ringway with nginx and HAProxy (and the direct path) on this machine.
     Compare(CompareArgs),
+    /// The cost of CORS, API key, throttle and JWT policies, against the
+    /// plain proxy and against nginx with CORS fields and limit_req.
+    Policies(policies::PoliciesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compare(args) => compare(args),
+        Command::Policies(args) => policies::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,46 +135,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// A scratch directory removed when dropped.
-struct ScratchDir(PathBuf);
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if std::env::var_os("RINGWAY_BENCH_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 fn compare(args: CompareArgs) -> Result<()> {
     let started = Instant::now();
     let start_date = setup::utc_now();
-    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
-    let duration = args
-        .duration
-        .unwrap_or(Duration::from_secs(if args.quick { 2 } else { 5 }));
-    let warmup = args
-        .warmup
-        .unwrap_or(Duration::from_millis(if args.quick { 500 } else { 1000 }));
-    if runs == 0 || runs > MAX_RUNS {
-        bail!("--runs must be 1..={MAX_RUNS}");
-    }
-    if duration.is_zero() || duration > MAX_DURATION || warmup > MAX_DURATION {
-        bail!(
-            "--duration must be over 0 and at most {MAX_DURATION:?}; --warmup at most {MAX_DURATION:?}"
-        );
-    }
+    let default = Timing::defaults(args.quick, 3);
+    let Timing {
+        runs,
+        duration,
+        warmup,
+    } = Timing::resolve(args.runs, args.duration, args.warmup, default)?;
     if args.workers == 0 || args.load_threads == 0 {
         bail!("--workers and --load-threads must be at least 1");
     }
-    if args.report_name.is_empty()
-        || !args
-            .report_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        bail!("--report-name must be a plain file name stem (letters, digits, - and _)");
-    }
+    suite::check_report_name(&args.report_name)?;
     if args.idle_conns == 0 || args.idle_conns > MAX_IDLE_CONNECTIONS {
         bail!("--idle-conns must be 1..={MAX_IDLE_CONNECTIONS}");
     }
@@ -231,40 +216,16 @@ fn compare(args: CompareArgs) -> Result<()> {
     let machine = setup::Machine::describe(nginx.as_deref(), haproxy.as_deref());
     let ringway_source = setup::ringway_source(&ringway);
 
-    let nproc = setup::cpu_count();
-    let (proxy_cpus, load_cpus, pinning) = if args.no_pin || nproc < 2 {
-        let why = if args.no_pin {
-            "off (--no-pin)"
-        } else {
-            "off (fewer than 2 CPUs)"
-        };
-        (Vec::new(), Vec::new(), why.to_string())
-    } else {
-        let n_proxy = args.workers.min(nproc - 1);
-        let proxy: Vec<usize> = (0..n_proxy).collect();
-        let load: Vec<usize> = (n_proxy..nproc).collect();
-        let text = format!(
-            "proxy on CPU {}; load generator and upstream on CPU {} (set with sched_setaffinity before exec)",
-            cpu_list(&proxy),
-            cpu_list(&load)
-        );
-        (proxy, load, text)
-    };
+    let Pinning {
+        proxy_cpus,
+        load_cpus,
+        text: pinning,
+    } = Pinning::plan(args.workers, args.no_pin);
     eprintln!("bench: pinning: {pinning}");
 
-    // The scratch directory and the copies of the binaries carry names
-    // without "ringway", so another session's `pkill ringway` cleanup does not
-    // stop the runs (runs stopped from outside anyway are retried).
-    let scratch = ScratchDir(std::env::temp_dir().join(format!("rwbench-{}", std::process::id())));
-    let bin_dir = scratch.0.join("bin");
-    std::fs::create_dir_all(&bin_dir)?;
-    let gateway = bin_dir.join("rw-gateway");
-    let load_copy = bin_dir.join("rw-load");
-    std::fs::copy(&ringway, &gateway)
-        .with_context(|| format!("cannot copy {}", ringway.display()))?;
-    std::fs::copy(&load, &load_copy).with_context(|| format!("cannot copy {}", load.display()))?;
+    let scratch = Scratch::create(&ringway, &load)?;
     let (tls, tls_error) = if scenarios.iter().any(|s| s.kind.tls()) {
-        match tls::Material::generate(&scratch.0.join("tls")) {
+        match tls::Material::generate(&scratch.dir.join("tls")) {
             Ok(m) => (Some(m), None),
             Err(e) => {
                 eprintln!("bench: {e:#}; the HTTPS scenarios will fail");
@@ -285,12 +246,12 @@ fn compare(args: CompareArgs) -> Result<()> {
             m.description
         )
     });
-    let post_body_file = scratch.0.join("post-body.bin");
+    let post_body_file = scratch.dir.join("post-body.bin");
     std::fs::write(&post_body_file, vec![b'x'; scenario::POST_BYTES])?;
 
     let origins = origin::Origins::start(
-        &gateway,
-        &scratch.0.join("origin"),
+        &scratch.gateway,
+        &scratch.dir.join("origin"),
         &[
             scenario::SMALL_RESPONSE_BYTES,
             scenario::LARGE_RESPONSE_BYTES,
@@ -301,12 +262,12 @@ fn compare(args: CompareArgs) -> Result<()> {
 
     let bench = Bench {
         programs: Programs {
-            ringway: gateway,
+            ringway: scratch.gateway.clone(),
             nginx,
             haproxy,
         },
-        load: load_copy,
-        work_dir: scratch.0.join("runs"),
+        load: scratch.load.clone(),
+        work_dir: scratch.dir.join("runs"),
         workers: args.workers,
         load_threads: args.load_threads,
         proxy_cpus,
@@ -314,11 +275,12 @@ fn compare(args: CompareArgs) -> Result<()> {
         duration,
         warmup,
         origins,
-        post_body_file,
+        post_body_file: Some(post_body_file),
         tls,
         tls_error,
     };
 
+    let plain = Policies::default();
     let mut summaries = Vec::new();
     let mut seq = 0;
     let mut closed_loop_floor: Option<(f64, String)> = None;
@@ -359,7 +321,7 @@ fn compare(args: CompareArgs) -> Result<()> {
                         runs,
                         target.name()
                     );
-                    let r = bench.run(&sc.kind, rate, *target, run, seq);
+                    let r = bench.run(&sc.kind, rate, *target, &plain, run, seq);
                     eprintln!("{}", one_line(&r));
                     if process::stop_requested() {
                         bail!("stopped by signal; every child stopped, no results written");
@@ -407,10 +369,7 @@ fn compare(args: CompareArgs) -> Result<()> {
             names.join(", ")
         )
     };
-    let command = format!(
-        "cargo run --release -p ringway-bench -- {}",
-        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
-    );
+    let command = suite::command_line();
     let tls_sessions: Vec<(String, String)> = targets
         .iter()
         .filter_map(|&t| {
@@ -440,20 +399,14 @@ fn compare(args: CompareArgs) -> Result<()> {
         elapsed_s: started.elapsed().as_secs_f64(),
         scenarios: summaries,
     };
-    std::fs::create_dir_all(&args.out_dir)
-        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let md = report.markdown();
-    let write = |name: &str, text: &str| {
-        let p = args.out_dir.join(name);
-        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
-    };
+    let json = serde_json::to_string_pretty(&report)? + "\n";
     let name = &args.report_name;
-    write(&format!("{name}.md"), &md)?;
-    write(
-        &format!("{name}.json"),
-        &(serde_json::to_string_pretty(&report)? + "\n"),
+    suite::write_reports(
+        &args.out_dir,
+        name,
+        &[("md", &md), ("json", &json), ("svg", &svg::plot(&report))],
     )?;
-    write(&format!("{name}.svg"), &svg::plot(&report))?;
     println!("{md}");
     eprintln!(
         "bench: wrote {}/{name}.{{md,json,svg}} in {:.0} s",
@@ -461,13 +414,6 @@ fn compare(args: CompareArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn cpu_list(cpus: &[usize]) -> String {
-    cpus.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// A progress line for one run.

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::idle;
 use crate::origin::Origins;
 use crate::process::{self, Guard};
-use crate::proxy::{self, Programs, Target};
+use crate::proxy::{self, Policies, Programs, Setup, Target};
 use crate::scenario::{Kind, Tls};
 use crate::scenario::{LARGE_RESPONSE_BYTES, SMALL_RESPONSE_BYTES};
 use crate::tls::Material;
@@ -92,7 +92,8 @@ pub struct Bench {
     pub duration: Duration,
     pub warmup: Duration,
     pub origins: Origins,
-    pub post_body_file: PathBuf,
+    /// The body of the POST scenarios (None: no POST scenario runs).
+    pub post_body_file: Option<PathBuf>,
     /// The certificate for the HTTPS scenarios (None: could not be made).
     pub tls: Option<Material>,
     /// Why `tls` is None.
@@ -100,30 +101,35 @@ pub struct Bench {
 }
 
 /// Load-scenario parameters resolved for a run.
-pub struct LoadSpec {
+pub struct LoadSpec<'a> {
     pub connections: usize,
     pub keepalive: bool,
     pub post: bool,
     pub large_responses: bool,
     pub rate: Option<f64>,
     pub tls: Tls,
+    /// What the proxy does besides forwarding; every request carries its fields.
+    pub policies: &'a Policies,
 }
 
 impl Bench {
-    /// Runs `kind` once against `target`; failures become a record, never
-    /// an error, so the suite goes on. A run interrupted from outside is
-    /// tried again (at most [`MAX_ATTEMPTS`] times).
+    /// Runs `kind` once against `target` set up with `policies`; failures
+    /// become a record, never an error, so the suite goes on. A run
+    /// interrupted from outside is tried again (at most [`MAX_ATTEMPTS`]
+    /// times).
     pub fn run(
         &self,
         kind: &Kind,
         rate: Option<f64>,
         target: Target,
+        policies: &Policies,
         run: usize,
         seq: usize,
     ) -> RunRecord {
         let mut interruptions = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut record = self.run_once(kind, rate, target, run, &format!("{seq:03}-{attempt}"));
+            let tag = format!("{seq:03}-{attempt}");
+            let mut record = self.run_once(kind, rate, target, policies, run, &tag);
             let interrupted = record
                 .failure
                 .as_ref()
@@ -150,6 +156,7 @@ impl Bench {
         kind: &Kind,
         rate: Option<f64>,
         target: Target,
+        policies: &Policies,
         run: usize,
         tag: &str,
     ) -> RunRecord {
@@ -158,7 +165,12 @@ impl Bench {
         } else {
             target.name()
         };
-        let dir = self.work_dir.join(format!("{tag}-{short}"));
+        let dir = if policies.label.is_empty() {
+            self.work_dir.join(format!("{tag}-{short}"))
+        } else {
+            self.work_dir
+                .join(format!("{tag}-{short}-{}", policies.label))
+        };
         let mut record = RunRecord {
             target,
             run,
@@ -183,10 +195,13 @@ impl Bench {
                     post: post_bytes.is_some(),
                     large_responses: *large_responses,
                     rate: if *open_loop { rate } else { None },
+                    policies,
                 };
                 self.run_load(&spec, target, &dir, &mut record)
             }
-            Kind::Idle { connections } => self.run_idle(*connections, target, &dir, &mut record),
+            Kind::Idle { connections } => {
+                self.run_idle(*connections, target, policies, &dir, &mut record)
+            }
         };
         if let Err(e) = result {
             record.metrics.clear();
@@ -221,16 +236,18 @@ impl Bench {
                 )
             })?)
         };
-        let mut running = proxy::start(
-            target,
-            &self.programs,
-            dir,
+        let setup = Setup {
             upstream,
-            self.workers,
-            &self.proxy_cpus,
+            workers: self.workers,
+            cpus: &self.proxy_cpus,
             tls,
-        )?;
+            policies: spec.policies,
+        };
+        let mut running = proxy::start(target, &self.programs, dir, &setup)?;
         std::fs::create_dir_all(dir)?;
+        for check in &spec.policies.checks {
+            check.verify(running.addr)?;
+        }
         if tls.is_some() && record.run == 0 {
             record.tls_session = Some(
                 crate::tls::probe(running.addr).unwrap_or_else(|e| format!("probe failed: {e:#}")),
@@ -482,14 +499,18 @@ impl Bench {
             .arg(self.load_threads.to_string())
             .arg("--json")
             .arg(&json);
+        for field in &spec.policies.fields {
+            cmd.arg("-H").arg(field);
+        }
         if let Some(rate) = spec.rate {
             cmd.arg("--rate").arg(format!("{rate:.0}"));
         }
         if spec.post {
-            cmd.arg("-m")
-                .arg("POST")
-                .arg("--body-file")
-                .arg(&self.post_body_file);
+            let body = self
+                .post_body_file
+                .as_ref()
+                .context("no POST body file was written")?;
+            cmd.arg("-m").arg("POST").arg("--body-file").arg(body);
         }
         if !spec.keepalive {
             cmd.arg("--no-keepalive");
@@ -533,6 +554,7 @@ impl Bench {
         &self,
         count: usize,
         target: Target,
+        policies: &Policies,
         dir: &Path,
         record: &mut RunRecord,
     ) -> Result<()> {
@@ -540,15 +562,14 @@ impl Bench {
             bail!("not measured (the upstream is shared)");
         }
         let upstream = self.origins.addr(SMALL_RESPONSE_BYTES)?;
-        let mut running = proxy::start(
-            target,
-            &self.programs,
-            dir,
+        let setup = Setup {
             upstream,
-            self.workers,
-            &self.proxy_cpus,
-            None,
-        )?;
+            workers: self.workers,
+            cpus: &self.proxy_cpus,
+            tls: None,
+            policies,
+        };
+        let mut running = proxy::start(target, &self.programs, dir, &setup)?;
         let pid = running
             .guard
             .as_ref()

@@ -124,6 +124,7 @@ fn start_one(program: &Path, dir: &Path, body_size: usize, cpus: &[usize]) -> Re
         START_TIMEOUT,
         &mut || guard.exit_status().is_none(),
         None,
+        &[],
     ) {
         bail!(
             "origin ({body_size} B bodies) failed to start: {e:#}\n{}",

@@ -73,18 +73,88 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Starts `target` in `dir`, forwarding to `upstream`, with `workers`
-/// workers on `cpus`, terminating TLS with `tls` when given, and waits until
-/// it answers a GET with 200.
-pub fn start(
-    target: Target,
-    programs: &Programs,
-    dir: &Path,
-    upstream: SocketAddr,
-    workers: usize,
-    cpus: &[usize],
-    tls: Option<&Material>,
-) -> Result<Running> {
+/// What a proxy is asked to do besides forwarding: request policies, as
+/// configuration each proxy adds to its route, with the header fields every
+/// request then carries and the checks that show the policies are live.
+/// The default is a plain proxy (the comparison's).
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    /// Added to the run directory's name (`rw-jwt`); empty for none.
+    pub label: String,
+    /// ringway: top-level tables (`[[usage_plan]]`, `[[api_key]]`).
+    pub ringway_tables: String,
+    /// ringway: sub-tables of every route (`[route.cors]`, ...).
+    pub ringway_route: String,
+    /// nginx: directives of the `http` block (`map`, `limit_req_zone`).
+    pub nginx_http: String,
+    /// nginx: directives of `location /`.
+    pub nginx_location: String,
+    /// `Name: value` fields sent with every request, the readiness check's included.
+    pub fields: Vec<String>,
+    /// Requests sent once after start-up, before any load.
+    pub checks: Vec<Check>,
+}
+
+/// One request that must get a given answer: proof that a policy is on (or off).
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What it shows, for the failure message.
+    pub what: String,
+    /// The request's extra header fields.
+    pub fields: Vec<String>,
+    pub status: u16,
+    /// A response field that must have this value (`None`: must be absent).
+    pub field: Option<(String, Option<String>)>,
+}
+
+impl Check {
+    /// Sends the request to `addr`; an error says what was wrong.
+    pub fn verify(&self, addr: SocketAddr) -> Result<()> {
+        let answer = idle::get(addr, &self.fields)
+            .with_context(|| format!("policy check \"{}\"", self.what))?;
+        let mut wrong = Vec::new();
+        if answer.status != self.status {
+            wrong.push(format!("status {} (want {})", answer.status, self.status));
+        }
+        if let Some((name, want)) = &self.field {
+            let got = answer.field(name);
+            if got != want.as_deref() {
+                wrong.push(format!("`{name}` is {got:?} (want {want:?})"));
+            }
+        }
+        if !wrong.is_empty() {
+            bail!(
+                "policy check \"{}\" failed: {}\n{}",
+                self.what,
+                wrong.join(", "),
+                answer.head.trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How a proxy is set up for one run.
+pub struct Setup<'a> {
+    pub upstream: SocketAddr,
+    pub workers: usize,
+    /// CPUs the proxy runs on (empty: not pinned).
+    pub cpus: &'a [usize],
+    /// Terminate TLS with this certificate.
+    pub tls: Option<&'a Material>,
+    pub policies: &'a Policies,
+}
+
+/// Starts `target` in `dir` as `setup` says and waits until it answers a
+/// GET (with the policies' fields) with 200.
+pub fn start(target: Target, programs: &Programs, dir: &Path, setup: &Setup) -> Result<Running> {
+    let Setup {
+        upstream,
+        workers,
+        cpus,
+        tls,
+        policies,
+    } = *setup;
     if target == Target::Direct {
         if tls.is_some() {
             bail!("not measured (the origin speaks plain HTTP)");
@@ -106,7 +176,10 @@ pub fn start(
                 admin = Some(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
             }
             let conf = dir.join("gateway.toml");
-            std::fs::write(&conf, ringway_config(addr, upstream, workers, tls, admin))?;
+            std::fs::write(
+                &conf,
+                ringway_config(addr, upstream, workers, tls, admin, policies),
+            )?;
             let mut c = Command::new(&programs.ringway);
             c.arg("serve").arg("-c").arg(&conf);
             c
@@ -114,7 +187,10 @@ pub fn start(
         Target::Nginx => {
             let program = programs.nginx.as_ref().context("nginx is not available")?;
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, nginx_config(addr, upstream, workers, dir, tls))?;
+            std::fs::write(
+                &conf,
+                nginx_config(addr, upstream, workers, dir, tls, policies),
+            )?;
             let mut c = Command::new(program);
             c.arg("-p")
                 .arg(dir)
@@ -145,6 +221,7 @@ pub fn start(
         START_TIMEOUT,
         &mut || guard.exit_status().is_none(),
         client.as_ref(),
+        &policies.fields,
     );
     if let Err(e) = ready {
         let mut tail = guard.log_tail();
@@ -182,7 +259,10 @@ fn ringway_config(
     workers: usize,
     tls: Option<&Material>,
     admin: Option<SocketAddr>,
+    policies: &Policies,
 ) -> String {
+    let tables = &policies.ringway_tables;
+    let route = &policies.ringway_route;
     let admin = admin
         .map(|a| format!("\n[server.admin]\nlisten = \"{a}\"\n"))
         .unwrap_or_default();
@@ -205,16 +285,16 @@ pin = false          # the bench sets the CPU affinity of the whole process
 name = "app"
 targets = ["{upstream}"]
 max_idle_per_target = 1024
-
+{tables}
 # API Gateway templates: `/{{proxy+}}` does not match `/` itself.
 [[route]]
 path = "/"
 upstream = "app"
-
+{route}
 [[route]]
 path = "/{{proxy+}}"
 upstream = "app"
-"#
+{route}"#
     )
 }
 
@@ -224,7 +304,10 @@ fn nginx_config(
     workers: usize,
     dir: &Path,
     tls: Option<&Material>,
+    policies: &Policies,
 ) -> String {
+    let http_extra = &policies.nginx_http;
+    let location_extra = &policies.nginx_location;
     // TLS: the same certificate as the others, default ciphers, default
     // session handling (TLS 1.3 tickets on, no shared session cache).
     let (ssl, ssl_conf) = match tls {
@@ -266,7 +349,7 @@ http {{
     client_max_body_size 0;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy_temp;
-
+{http_extra}
     upstream app {{
         server {upstream};
         keepalive {UPSTREAM_KEEPALIVE};
@@ -280,7 +363,7 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_request_buffering off;
-        }}
+{location_extra}        }}
     }}
 }}
 "#,

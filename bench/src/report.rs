@@ -122,7 +122,7 @@ pub struct Report {
 }
 
 /// Formats a number with thousands separators (`35120` → `35,120`).
-fn grouped(v: f64) -> String {
+pub fn grouped(v: f64) -> String {
     let n = v.round() as i64;
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
@@ -149,12 +149,12 @@ fn short(v: f64) -> String {
 }
 
 /// `median (min–max)`, or the bare value for a single run.
-fn cell(s: Option<&Spread>) -> String {
+pub fn cell(s: Option<&Spread>) -> String {
     spread_with(s, short)
 }
 
 /// Like [`cell`], for counts.
-fn count_cell(s: Option<&Spread>) -> String {
+pub fn count_cell(s: Option<&Spread>) -> String {
     spread_with(s, grouped)
 }
 

@@ -92,6 +92,21 @@ pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
         if let Some(target) = dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
+        // What `cargo run` set for this package must not reach the build:
+        // ring's build script tracks CARGO_MANIFEST_DIR, so an inherited
+        // value made every bench start rebuild ring and all above it, twice.
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with("CARGO_MANIFEST_")
+                || name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name,
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                )
+            {
+                cmd.env_remove(name);
+            }
+        }
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {
             bail!("cargo build of ringway and ringway-load failed ({status})");
