@@ -61,3 +61,144 @@ pub fn send_sighup(pid: u32) -> bool {
     // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions.
     unsafe { libc::kill(pid, libc::SIGHUP) == 0 }
 }
+
+/// Storage for one future at a time, from a per-worker pool of blocks, so a
+/// connection's large busy state (one request's exchange) does not live in
+/// its task while it is idle, and no request allocates.
+pub mod pooled {
+    use std::alloc::Layout;
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::ptr::NonNull;
+
+    /// Bytes per block: the largest future [`run`] can hold.
+    pub const BLOCK: usize = 8192;
+    /// Alignment of a block (monoio's futures ask for 128).
+    pub const ALIGN: usize = 128;
+    /// Free blocks kept per pool.
+    const KEEP: usize = 1024;
+
+    fn layout() -> Layout {
+        Layout::from_size_align(BLOCK, ALIGN).expect("a valid layout")
+    }
+
+    /// A worker's free blocks.
+    #[derive(Default)]
+    pub struct Blocks {
+        free: RefCell<Vec<NonNull<u8>>>,
+    }
+
+    impl Blocks {
+        fn take(&self) -> NonNull<u8> {
+            if let Some(b) = self.free.borrow_mut().pop() {
+                return b;
+            }
+            // SAFETY: the layout has a non-zero size.
+            let p = unsafe { std::alloc::alloc(layout()) };
+            NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout()))
+        }
+
+        fn put(&self, b: NonNull<u8>) {
+            let mut free = self.free.borrow_mut();
+            if free.len() < KEEP {
+                free.push(b);
+            } else {
+                // SAFETY: `b` came from `alloc` with this layout and is no longer used.
+                unsafe { std::alloc::dealloc(b.as_ptr(), layout()) };
+            }
+        }
+
+        /// Blocks kept for reuse.
+        pub fn kept(&self) -> usize {
+            self.free.borrow().len()
+        }
+    }
+
+    impl Drop for Blocks {
+        fn drop(&mut self) {
+            for b in self.free.get_mut().drain(..) {
+                // SAFETY: as in `put`.
+                unsafe { std::alloc::dealloc(b.as_ptr(), layout()) };
+            }
+        }
+    }
+
+    /// Owns one future written into a block: drops it in place and returns
+    /// the block, also when the awaiting task is dropped or unwinds.
+    struct Slot<'p, F> {
+        fut: NonNull<F>,
+        blocks: &'p Blocks,
+    }
+
+    impl<F> Drop for Slot<'_, F> {
+        fn drop(&mut self) {
+            // SAFETY: `fut` was written by `run` and is dropped exactly once, here.
+            unsafe { std::ptr::drop_in_place(self.fut.as_ptr()) };
+            self.blocks.put(self.fut.cast());
+        }
+    }
+
+    /// Runs the future `make` returns in a block of `blocks` and returns its
+    /// output. The caller's future holds a pointer, not the future itself.
+    pub async fn run<F: Future>(blocks: &Blocks, make: impl FnOnce() -> F) -> F::Output {
+        const {
+            assert!(std::mem::size_of::<F>() <= BLOCK, "the future outgrew a block");
+            assert!(std::mem::align_of::<F>() <= ALIGN);
+        }
+        let block = blocks.take();
+        let fut = block.cast::<F>();
+        // SAFETY: the block is BLOCK bytes aligned to ALIGN, which fits F
+        // (checked at compile time), and no one else uses it until `put`.
+        unsafe { fut.as_ptr().write(make()) };
+        let slot = Slot { fut, blocks };
+        // SAFETY: the future never moves: it stays in its block until `Slot`
+        // drops it in place.
+        let pinned = unsafe { Pin::new_unchecked(&mut *slot.fut.as_ptr()) };
+        pinned.await
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::rc::Rc;
+
+        #[test]
+        fn futures_run_in_reused_blocks_and_are_dropped() {
+            let blocks = Blocks::default();
+            let dropped = Rc::new(std::cell::Cell::new(0));
+            struct Count(Rc<std::cell::Cell<usize>>);
+            impl Drop for Count {
+                fn drop(&mut self) {
+                    self.0.set(self.0.get() + 1);
+                }
+            }
+            let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for i in 0..10u64 {
+                    let d = Count(dropped.clone());
+                    let big = [i as u8; 3000];
+                    let out = run(&blocks, || async move {
+                        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        let _keep = &d;
+                        big.iter().map(|&b| u64::from(b)).sum::<u64>()
+                    })
+                    .await;
+                    assert_eq!(out, 3000 * i);
+                }
+                // A future dropped before it finished is dropped in place too.
+                let d = Count(dropped.clone());
+                let never = run(&blocks, || async move {
+                    let _keep = d;
+                    std::future::pending::<()>().await
+                });
+                let _ = monoio::time::timeout(std::time::Duration::from_millis(1), never).await;
+            });
+            assert_eq!(dropped.get(), 11);
+            assert_eq!(blocks.kept(), 1, "one block served every run");
+        }
+    }
+}
