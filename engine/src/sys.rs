@@ -143,7 +143,10 @@ pub mod pooled {
     /// output. The caller's future holds a pointer, not the future itself.
     pub async fn run<F: Future>(blocks: &Blocks, make: impl FnOnce() -> F) -> F::Output {
         const {
-            assert!(std::mem::size_of::<F>() <= BLOCK, "the future outgrew a block");
+            assert!(
+                std::mem::size_of::<F>() <= BLOCK,
+                "the future outgrew a block"
+            );
             assert!(std::mem::align_of::<F>() <= ALIGN);
         }
         let block = blocks.take();

@@ -229,3 +229,58 @@ fn the_example_config_is_valid() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/users/{id}"), "{out}");
 }
+
+#[test]
+fn idle_keep_alive_connections_close_after_keepalive_idle_and_busy_ones_do_not() {
+    // A slow upstream: a request in flight is busy, not idle, however long it takes.
+    let origin = Origin::start(|s| {
+        if s.target == "/slow" {
+            Reply::Delay(
+                Duration::from_millis(1500),
+                Box::new(Reply::Length(200, vec![], b"late".to_vec())),
+            )
+        } else {
+            Reply::Length(200, vec![], b"ok".to_vec())
+        }
+    });
+    let text = simple_config(origin.addr, 1, "[server.timeouts]\nkeepalive_idle = \"1s\"");
+    let gw = Gateway::start(&text);
+
+    // Idle after one request: closed by the sweep, about 1 s later (never before).
+    let mut idle = connect(gw.addr);
+    idle.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(
+        read_response(&mut idle, &mut buf, false).unwrap().status,
+        200
+    );
+    let quiet = std::time::Instant::now();
+    assert!(!ringway_tests::client::closed_within(
+        &mut idle,
+        Duration::from_millis(600)
+    ));
+    assert!(ringway_tests::client::closed_within(
+        &mut idle,
+        Duration::from_secs(5)
+    ));
+    let after = quiet.elapsed();
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+
+    // Busy for longer than keepalive_idle: answered, and kept alive for the next request.
+    let mut busy = connect(gw.addr);
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut busy, &mut buf, false).unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, b"late".as_slice()));
+    busy.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut busy, &mut buf, false).unwrap().status,
+        200
+    );
+}

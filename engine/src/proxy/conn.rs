@@ -42,133 +42,162 @@ struct ReqInfo {
 
 /// Serves one client connection until it closes, times out or the worker drains.
 ///
-/// Between requests an idle connection holds no buffers: its read buffer and
-/// head storage go back to the worker's pool and the connection waits for
-/// readability alone, so thousands of idle keep-alive clients cost little.
+/// The task itself holds only what an idle keep-alive connection needs: the
+/// socket, the peer, and a readiness wait. No timer either: the worker's
+/// sweep wakes connections idle past `keepalive_idle` (see
+/// `Worker::close_expired`). Everything a request needs (buffers, head
+/// storage, the exchange's state) is taken when bytes arrive, in a block of
+/// the worker's pool, and goes back when the connection is idle again, so
+/// thousands of idle clients cost little.
 pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: usize) {
     let peer_ip = peer.ip().to_canonical();
     let ip = peer_ip.to_string();
     let mut first = true;
-    let mut active: Option<Active> = None;
     loop {
         // A new connection reads its first request straight away (it usually
         // arrived with the handshake); later, an idle connection waits for
-        // readability without holding buffers.
-        if !first && active.as_ref().is_none_or(|a| a.rbuf.is_empty()) {
-            if let Some(a) = active.take() {
-                w.put_active(a);
-            }
+        // readability alone.
+        if !first {
             if w.draining.get() {
                 return;
             }
-            // The first request gets `header_read` to start, later ones `keepalive_idle`.
-            let t = w.snapshot().timeouts;
-            let limit = if first {
-                t.header_read
-            } else {
-                t.keepalive_idle
-            };
-            w.set_idle(slot, true);
-            let ready = monoio::time::timeout(limit, client.wait_readable()).await;
-            w.set_idle(slot, false);
-            if !matches!(ready, Ok(Ok(()))) {
-                return;
-            }
-        }
-        // Taken after the idle wait: a reload meanwhile applies to this request.
-        let snap_rc = w.snapshot();
-        let snap: &Snapshot = &snap_rc;
-        let a = active.get_or_insert_with(|| w.take_active());
-        match read_head(&mut client, &mut a.rbuf, &mut a.head, snap).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err((status, message)) => {
-                a.fields.clear();
-                if let Some(name) = &snap.request_id {
-                    let mut up = std::mem::take(&mut a.upstream_fields);
-                    super::request_id::assign(&w.ids, name, None, &mut a.fields, &mut up);
-                    a.upstream_fields = up;
-                }
-                respond_with(
-                    &w,
-                    &mut client,
-                    snap,
-                    status,
-                    message,
-                    Persist::Close,
-                    &a.fields,
-                )
-                .await;
-                w.record(
-                    snap,
-                    // The head did not parse: its method is unknown.
-                    Outcome {
-                        status,
-                        method_class: 2,
-                        ..Outcome::default()
-                    },
-                    Instant::now(),
-                );
+            let limit = w.snapshot().timeouts.keepalive_idle;
+            w.set_idle(slot, Some(Instant::now() + limit));
+            let ready = client.wait_readable().await;
+            if ready.is_err() {
                 return;
             }
         }
         first = false;
-        w.stats.requests.set(w.stats.requests.get() + 1);
-        let started = Instant::now();
-        // The request id: every response carries its field line (`fields`), and so does the upstream request.
-        a.fields.clear();
-        a.upstream_fields.clear();
-        let rid = match &snap.request_id {
-            Some(name) => super::request_id::assign(
-                &w.ids,
-                name,
-                Some((&a.rbuf, &a.head)),
-                &mut a.fields,
-                &mut a.upstream_fields,
-            ),
-            None => 0..0,
-        };
-        let logging = w.log.is_some();
-        if logging {
-            let rid = snap.request_id.is_some().then(|| &a.fields[rid]);
-            a.captured.capture(&a.rbuf, &a.head, rid);
-        }
-        let mut outcome = Outcome {
-            method_class: crate::observe::method_class(a.head.method(&a.rbuf)),
-            head_in: a.head.head_len as u64,
-            ..Outcome::default()
-        };
-        let next = exchange(
-            &w,
-            snap,
-            &mut client,
-            &mut a.rbuf,
-            &a.head,
-            &mut a.resp,
-            (&mut a.fields, &mut a.upstream_fields),
-            (peer_ip, &ip),
-            &mut outcome,
-        )
-        .await;
-        w.record(snap, outcome, started);
-        if logging {
-            w.log_line(snap, &a.captured, &ip, &outcome, started.elapsed());
-        }
-        match next {
-            Next::KeepAlive => {}
-            Next::Close => return,
-            Next::Tunnel(upstream, pending) => {
-                let idle = snap.timeouts.tunnel_idle;
-                // Upgrades are only let through between plain sockets (see `exchange`).
-                if let (Client::Plain(c), UpConn::Plain(u)) = (client, upstream) {
-                    // Boxed: a tunnel is rare and long-lived; inlining its state
-                    // would make every idle connection's future larger.
-                    Box::pin(relay::tunnel(&w, c, u, &a.rbuf, &pending, idle)).await;
-                }
-                return;
-            }
+        w.set_idle(slot, None);
+        let done = crate::sys::pooled::run(&w.blocks, || busy(&w, &mut client, peer_ip, &ip)).await;
+        match done {
+            Busy::Idle => {}
+            Busy::Close => return,
+            // Boxed: a tunnel is rare and long-lived; inlining its state
+            // would make every idle connection's future larger.
+            Busy::Tunnel(t) => return Box::pin(tunnel(&w, client, t)).await,
         }
     }
+}
+
+/// Relays an upgraded connection both ways until either side is done.
+async fn tunnel(w: &Worker, client: Client, t: Box<(UpConn, Vec<u8>, Active)>) {
+    let (upstream, pending, a) = *t;
+    let idle = w.snapshot().timeouts.tunnel_idle;
+    // Upgrades are only let through between plain sockets (see `exchange`).
+    if let (Client::Plain(c), UpConn::Plain(u)) = (client, upstream) {
+        relay::tunnel(w, c, u, &a.rbuf, &pending, idle).await;
+    }
+    w.put_active(a);
+}
+
+/// How a connection's busy spell ended.
+enum Busy {
+    /// Every request read so far is answered: wait for the next.
+    Idle,
+    Close,
+    /// The upstream switched protocols: the connection becomes a tunnel
+    /// (with the upstream connection, what it sent after the 101, and the
+    /// client bytes read past the request).
+    Tunnel(Box<(UpConn, Vec<u8>, Active)>),
+}
+
+/// Serves requests on a connection that has bytes to read, until none are
+/// left (pipelined requests are served in turn) or the connection closes.
+async fn busy(w: &Worker, client: &mut Client, peer_ip: IpAddr, ip: &str) -> Busy {
+    let mut a = w.take_active();
+    let done = loop {
+        match request(w, client, &mut a, peer_ip, ip).await {
+            Next::KeepAlive if a.rbuf.is_empty() => break Busy::Idle,
+            Next::KeepAlive => {}
+            Next::Close => break Busy::Close,
+            Next::Tunnel(upstream, pending) => {
+                return Busy::Tunnel(Box::new((upstream, pending, a)));
+            }
+        }
+    };
+    w.put_active(a);
+    done
+}
+
+/// Reads one request head and serves it.
+async fn request(
+    w: &Worker,
+    client: &mut Client,
+    a: &mut Active,
+    peer_ip: IpAddr,
+    ip: &str,
+) -> Next {
+    // Taken after the idle wait: a reload meanwhile applies to this request.
+    let snap_rc = w.snapshot();
+    let snap: &Snapshot = &snap_rc;
+    match read_head(client, &mut a.rbuf, &mut a.head, snap).await {
+        Ok(true) => {}
+        Ok(false) => return Next::Close,
+        Err((status, message)) => {
+            a.fields.clear();
+            if let Some(name) = &snap.request_id {
+                let mut up = std::mem::take(&mut a.upstream_fields);
+                super::request_id::assign(&w.ids, name, None, &mut a.fields, &mut up);
+                a.upstream_fields = up;
+            }
+            respond_with(w, client, snap, status, message, Persist::Close, &a.fields).await;
+            w.record(
+                snap,
+                // The head did not parse: its method is unknown.
+                Outcome {
+                    status,
+                    method_class: 2,
+                    ..Outcome::default()
+                },
+                Instant::now(),
+            );
+            return Next::Close;
+        }
+    }
+    w.stats.requests.set(w.stats.requests.get() + 1);
+    let started = Instant::now();
+    // The request id: every response carries its field line (`fields`), and so does the upstream request.
+    a.fields.clear();
+    a.upstream_fields.clear();
+    let rid = match &snap.request_id {
+        Some(name) => super::request_id::assign(
+            &w.ids,
+            name,
+            Some((&a.rbuf, &a.head)),
+            &mut a.fields,
+            &mut a.upstream_fields,
+        ),
+        None => 0..0,
+    };
+    let logging = w.log.is_some();
+    if logging {
+        let rid = snap.request_id.is_some().then(|| &a.fields[rid]);
+        a.captured.capture(&a.rbuf, &a.head, rid);
+    }
+    let mut outcome = Outcome {
+        method_class: crate::observe::method_class(a.head.method(&a.rbuf)),
+        head_in: a.head.head_len as u64,
+        ..Outcome::default()
+    };
+    let next = exchange(
+        w,
+        snap,
+        client,
+        &mut a.rbuf,
+        &a.head,
+        &mut a.resp,
+        (&mut a.fields, &mut a.upstream_fields),
+        (peer_ip, ip),
+        &mut outcome,
+    )
+    .await;
+    w.record(snap, outcome, started);
+    if logging {
+        w.log_line(snap, &a.captured, ip, &outcome, started.elapsed());
+    }
+    next
 }
 
 /// What an exchange ended with, for the metrics: the route (if one matched)
@@ -1124,6 +1153,8 @@ mod size_tests {
             let peer = s.local_addr().unwrap();
             std::mem::size_of_val(&super::serve(w, super::Client::Plain(s), peer, 0))
         });
-        assert!(size <= 3584, "the connection future grew to {size} bytes");
+        // It holds the socket, the peer and a readiness wait; a request's
+        // state lives in a pooled block (`sys::pooled`) only while busy.
+        assert!(size <= 512, "the connection future grew to {size} bytes");
     }
 }

@@ -60,6 +60,8 @@ pub struct Worker {
     pub identity: Cell<(Option<usize>, &'static str)>,
     /// Policy counters: throttle buckets and API key quotas of this worker.
     pub policy: RefCell<crate::policy::WorkerState>,
+    /// Blocks the connections' busy states run in (see `conn::serve`).
+    pub blocks: crate::sys::pooled::Blocks,
     /// This worker's request id source.
     pub ids: super::request_id::Ids,
 }
@@ -84,6 +86,7 @@ impl Worker {
             log_lines: RefCell::default(),
             identity: Cell::new((None, "")),
             policy,
+            blocks: Default::default(),
             ids: super::request_id::Ids::new(id),
         })
     }
@@ -286,8 +289,17 @@ impl Worker {
         self.conns.borrow_mut().remove(slot);
     }
 
-    pub fn set_idle(&self, slot: usize, idle: bool) {
-        self.conns.borrow_mut().set_idle(slot, idle);
+    /// Marks a connection idle between requests until `deadline` (`None`: busy).
+    pub fn set_idle(&self, slot: usize, deadline: Option<Instant>) {
+        self.conns.borrow_mut().set_idle(slot, deadline);
+    }
+
+    /// Wakes the idle keep-alive connections whose `keepalive_idle` ran out,
+    /// so they close. One sweep replaces a timer per connection.
+    pub fn close_expired(&self, now: Instant) {
+        for fd in self.conns.borrow().expired_fds(now) {
+            crate::sys::shutdown_read(fd);
+        }
     }
 
     /// Wakes every connection idle between requests so it closes (used when draining).
@@ -301,19 +313,29 @@ impl Worker {
 /// A slab of open connections, indexed by a slot number each connection keeps.
 #[derive(Default)]
 struct Registry {
-    slots: Vec<Option<(RawFd, bool)>>,
+    slots: Vec<Option<Conn>>,
     free: Vec<usize>,
+}
+
+/// One open client connection as the worker sees it.
+#[derive(Clone, Copy)]
+struct Conn {
+    fd: RawFd,
+    /// Between requests (or not yet started): draining closes it.
+    idle: bool,
+    /// When an idle keep-alive connection is closed by the sweep.
+    deadline: Option<Instant>,
 }
 
 impl Registry {
     fn insert(&mut self, fd: RawFd) -> usize {
         match self.free.pop() {
             Some(i) => {
-                self.slots[i] = Some((fd, true));
+                self.slots[i] = Some(Conn::new(fd));
                 i
             }
             None => {
-                self.slots.push(Some((fd, true)));
+                self.slots.push(Some(Conn::new(fd)));
                 self.slots.len() - 1
             }
         }
@@ -323,16 +345,30 @@ impl Registry {
             self.free.push(i);
         }
     }
-    fn set_idle(&mut self, i: usize, idle: bool) {
-        if let Some((_, s)) = &mut self.slots[i] {
-            *s = idle;
+    fn set_idle(&mut self, i: usize, deadline: Option<Instant>) {
+        if let Some(c) = &mut self.slots[i] {
+            c.idle = deadline.is_some();
+            c.deadline = deadline;
         }
     }
     fn idle_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.slots.iter().flatten().filter(|c| c.idle).map(|c| c.fd)
+    }
+    fn expired_fds(&self, now: Instant) -> impl Iterator<Item = RawFd> + '_ {
         self.slots
             .iter()
             .flatten()
-            .filter(|(_, idle)| *idle)
-            .map(|(fd, _)| *fd)
+            .filter(move |c| c.idle && c.deadline.is_some_and(|d| d <= now))
+            .map(|c| c.fd)
+    }
+}
+
+impl Conn {
+    fn new(fd: RawFd) -> Conn {
+        Conn {
+            fd,
+            idle: true,
+            deadline: None,
+        }
     }
 }

@@ -23,6 +23,9 @@ const RING_ENTRIES: u32 = 4096;
 const DRAIN_POLL: Duration = Duration::from_millis(25);
 /// How often idle upstream connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often idle keep-alive connections past `keepalive_idle` are closed
+/// (so they close up to this much late).
+const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// io_uring setup flags, most efficient first.
 #[derive(Clone, Copy, Debug)]
@@ -334,8 +337,14 @@ async fn accept_loop(
 }
 
 async fn sweep_loop(w: Rc<Worker>) {
+    let mut tick = 0u32;
     loop {
-        monoio::time::sleep(SWEEP_EVERY).await;
+        monoio::time::sleep(IDLE_SWEEP_EVERY).await;
+        w.close_expired(Instant::now());
+        tick += 1;
+        if !tick.is_multiple_of((SWEEP_EVERY.as_millis() / IDLE_SWEEP_EVERY.as_millis()) as u32) {
+            continue;
+        }
         let snap = w.snapshot();
         let mut timeouts = vec![Duration::MAX; snap.target_count];
         for u in &snap.upstreams {
