@@ -51,6 +51,7 @@ fn parse_requests(c: &mut Criterion) {
                 fields: b"",
                 replaced: &[],
                 request_id: None,
+                length: None,
             };
             write::request_head(&mut out, black_box(TYPICAL), &head, &fwd);
         })
@@ -80,6 +81,7 @@ fn parse_requests(c: &mut Criterion) {
                 fields: &upstream,
                 replaced: &[],
                 request_id: Some(b"x-correlation-id"),
+                length: None,
             };
             write::request_head(&mut out, black_box(TYPICAL), &head, &fwd);
         })

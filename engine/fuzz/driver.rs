@@ -31,6 +31,7 @@ pub fn request_head(data: &[u8]) {
         fields: b"x-request-id: 0123456789abcdef0123456789abcdef\r\n",
         replaced: &[],
         request_id: Some(b"x-request-id"),
+        length: None,
     };
     write::request_head(&mut out, data, &head, &fwd);
     let mut again = RequestHead::default();

@@ -325,3 +325,85 @@ fn jwt_cost_per_algorithm() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// JSON Schema validation of a small (~200 B) body: the head checks run in
+/// the chain; the body is parsed into a `serde_json::Value` and validated
+/// (so it allocates: the time and the allocation count are reported, not
+/// asserted).
+#[test]
+fn json_schema_cost_for_a_small_body() {
+    let schema = r#"{
+      "type": "object",
+      "required": ["name", "email", "age"],
+      "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "email": {"type": "string", "pattern": "^[^@]+@[^@]+$"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "bio": {"type": "string", "maxLength": 500},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+        "address": {
+          "type": "object",
+          "properties": {"city": {"type": "string"}, "zip": {"type": "string", "maxLength": 10}}
+        }
+      },
+      "additionalProperties": false
+    }"#;
+    let dir = std::env::temp_dir().join(format!("ringway-schema-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("user.json"), schema).unwrap();
+    let config = "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9\"]\n[[route]]\npath = \"/{proxy+}\"\nupstream = \"app\"\n[route.validate]\njson_schema = \"user.json\"\n";
+    let snap = ringway::config::from_str(&dir.join("ringway.toml"), config).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut state = WorkerState::new(&snap);
+    let body = br#"{"name":"Ada Lovelace","email":"ada@example.com","age":36,"bio":"Wrote the first published algorithm for the Analytical Engine.","tags":["math","engines","poetry"],"address":{"city":"London","zip":"W1"}}"#;
+    let invalid = br#"{"name":"Ada Lovelace","email":"ada@example.com","age":"36","bio":"Wrote the first published algorithm for the Analytical Engine.","tags":["math","engines","poetry"],"address":{"city":"London","zip":"W1"}}"#;
+    let raw = format!(
+        "POST /users HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut head = RequestHead::default();
+    assert_eq!(
+        request::parse(raw.as_bytes(), &Limits::default(), &mut head),
+        Ok(true)
+    );
+    let chain = &snap.routes[0].policies;
+    let json = chain.validate.as_deref().unwrap().json().unwrap();
+    let (mut fields, mut upstream) = (Vec::new(), Vec::new());
+    let n = 20_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        let req = policy::Request {
+            buf: raw.as_bytes(),
+            head: &head,
+            peer: "127.0.0.1".parse().unwrap(),
+            route: 0,
+            path: b"/users",
+            found: None,
+            request_id: 0..0,
+        };
+        let v = policy::run(chain, &snap, &mut state, &req, &mut fields, &mut upstream);
+        assert_eq!(v, Verdict::Forward);
+    }
+    println!(
+        "validate json_schema: head checks                {:>8.0} ns per request",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
+    for (what, body, valid) in [
+        ("valid", body.as_slice(), true),
+        ("invalid (/age)", invalid.as_slice(), false),
+    ] {
+        assert_eq!(json.check_body(body).is_ok(), valid, "{what}");
+        let before = allocs();
+        let t = Instant::now();
+        for _ in 0..n {
+            let _ = std::hint::black_box(json.check_body(std::hint::black_box(body)));
+        }
+        let took = t.elapsed();
+        println!(
+            "validate json_schema: {} B body, {what:<15} {:>8.0} ns per request, {} allocations",
+            body.len(),
+            took.as_nanos() as f64 / n as f64,
+            (allocs() - before) / n
+        );
+    }
+}

@@ -68,6 +68,7 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
             fields: b"",
             replaced: &[],
             request_id: Some(b"x-request-id"),
+            length: None,
         };
         write::request_head(&mut out, raw, &head, &fwd);
     };

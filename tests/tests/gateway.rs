@@ -379,8 +379,12 @@ plan = "small"
 source = "header:x-api-key"
 "#
     );
-    let text = config(origin.addr, "[server.admin]\nlisten = \"127.0.0.1:0\"", &rest)
-        .replace("workers = 1", "workers = 2");
+    let text = config(
+        origin.addr,
+        "[server.admin]\nlisten = \"127.0.0.1:0\"",
+        &rest,
+    )
+    .replace("workers = 1", "workers = 2");
     let gw = Gateway::start(&text);
     // New connections spread over both workers' listeners (SO_REUSEPORT).
     let mut statuses = Vec::new();

@@ -476,13 +476,15 @@ pub struct Validate {
     pub required_headers: Vec<Spanned<String>>,
     #[serde(default)]
     pub required_query: Vec<Spanned<String>>,
-    /// Content-Length past it: 413 (a chunked body: 411).
+    /// Content-Length past it: 413 (a chunked body: 411, unless the route has a `json_schema`).
     pub max_body_bytes: Option<Size>,
     /// Media types a body may have (`type/*` for a whole type): else 415.
     #[serde(default)]
     pub content_types: Vec<Spanned<String>>,
-    /// Accepted in the file, refused by the compiler until implemented.
+    /// A JSON Schema document (relative to the config file) every request body must satisfy.
     pub json_schema: Option<Spanned<String>>,
+    /// The largest body read to check it against `json_schema` (default 1 MiB, at most `max_body_bytes`): else 413.
+    pub json_max_bytes: Option<Spanned<Size>>,
 }
 
 /// `[route.mock]`.

@@ -25,6 +25,9 @@ pub struct Forward<'a> {
     pub replaced: &'a [Box<[u8]>],
     /// The request id field's name: the client's own is dropped (`fields` carries the id).
     pub request_id: Option<&'a [u8]>,
+    /// The body was read whole (to check it) and goes on with this
+    /// Content-Length, whatever the client's framing was.
+    pub length: Option<u64>,
 }
 
 /// Appends the upstream request head. Hop-by-hop fields are dropped, framing
@@ -71,14 +74,14 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(fwd.fields);
-    match head.framing {
-        BodyFraming::None => {}
-        BodyFraming::Length(n) => {
+    match (fwd.length, head.framing) {
+        (None, BodyFraming::None) => {}
+        (Some(n), _) | (None, BodyFraming::Length(n)) => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        (None, BodyFraming::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if xff_seen {
@@ -315,6 +318,7 @@ mod tests {
                 fields: b"",
                 replaced: &[],
                 request_id: None,
+                length: None,
             },
         );
         let s = String::from_utf8(out).unwrap();
@@ -339,6 +343,31 @@ mod tests {
         assert!(s.contains("X-Forwarded-Proto: http\r\n"));
         assert!(s.contains("X-Forwarded-Host: example.com\r\n"));
         assert!(s.ends_with("Via: 1.1 ringway\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_buffered_chunked_body_is_forwarded_with_a_length_only() {
+        let raw = b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\nExpect: 100-continue\r\n\r\n";
+        let mut head = request::RequestHead::default();
+        assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
+        let mut out = Vec::new();
+        let fwd = Forward {
+            client_ip: b"127.0.0.1",
+            proto: b"http",
+            host: None,
+            target: None,
+            upgrade: false,
+            fields: b"",
+            replaced: &[],
+            request_id: None,
+            length: Some(12),
+        };
+        request_head(&mut out, raw, &head, &fwd);
+        let s = String::from_utf8(out).unwrap().to_ascii_lowercase();
+        assert!(s.contains("content-length: 12\r\n"), "{s}");
+        for gone in ["transfer-encoding", "chunked", "trailer", "expect"] {
+            assert!(!s.contains(gone), "{gone} leaked into {s}");
+        }
     }
 
     #[test]

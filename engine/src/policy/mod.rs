@@ -12,6 +12,7 @@
 pub mod api_key;
 pub mod cors;
 pub mod ip;
+pub mod json_body;
 pub mod jwt;
 pub mod mapping;
 pub mod mock;
@@ -132,7 +133,7 @@ pub fn compile(
         validate: one(
             r.validate.as_ref().or(d.validate),
             "validate",
-            validate::compile,
+            |t| validate::compile(t, base),
             &mut problems,
         ),
         mapping: one(
@@ -267,7 +268,12 @@ pub fn defaults<'a>(d: Defaults<'a>, base: &std::path::Path) -> (Defaults<'a>, V
         api_key: keep(d.api_key, "api_key", api_key::compile, &mut problems),
         jwt: keep(d.jwt, "jwt", |t| jwt::compile(t, base), &mut problems),
         throttle: keep(d.throttle, "throttle", throttle::compile, &mut problems),
-        validate: keep(d.validate, "validate", validate::compile, &mut problems),
+        validate: keep(
+            d.validate,
+            "validate",
+            |t| validate::compile(t, base),
+            &mut problems,
+        ),
         mapping: keep(
             d.mapping,
             "mapping",

@@ -1,16 +1,22 @@
 //! `[route.validate]`: required header fields and query parameters, a body
 //! size cap (413) and allowed content types (415), checked on the head alone
-//! before anything is forwarded.
+//! before anything is forwarded; and optionally a JSON Schema the body must
+//! satisfy (`json_body.rs`), checked on the whole body before anything is
+//! forwarded.
 //!
 //! A body's size is known up front only with Content-Length: on a route with
 //! `max_body_bytes`, a chunked body is refused with 411 (Length Required)
-//! rather than cut off mid-stream.
+//! rather than cut off mid-stream — unless the route has a `json_schema`,
+//! whose bodies are read whole anyway, and refused (413) the moment they
+//! pass the limit.
 
 use super::Problem;
+use super::json_body::{self, JsonBody};
 use crate::config::model;
 use crate::h1::request::{BodyFraming, RequestHead};
+use std::path::Path;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Validate {
     /// Lower-case names, each with its 400 message.
     headers: Vec<(Box<[u8]>, Box<str>)>,
@@ -19,17 +25,11 @@ pub struct Validate {
     max_body: Option<u64>,
     /// Lower-case media types; `type/*` allows a whole type.
     content_types: Vec<Box<[u8]>>,
+    json: Option<JsonBody>,
 }
 
-/// Control plane: `[route.validate]` → [`Validate`].
-pub fn compile(t: &model::Validate) -> Result<Validate, Problem> {
-    if let Some(s) = &t.json_schema {
-        return Err(Problem::new(
-            s.span(),
-            "json_schema",
-            "JSON Schema validation is not implemented yet",
-        ));
-    }
+/// Control plane: `[route.validate]` → [`Validate`]; `base` is the config file's folder.
+pub fn compile(t: &model::Validate, base: &Path) -> Result<Validate, Problem> {
     let mut headers = Vec::new();
     for (i, h) in t.required_headers.iter().enumerate() {
         let name = h.get_ref().trim().to_ascii_lowercase();
@@ -76,10 +76,17 @@ pub fn compile(t: &model::Validate) -> Result<Validate, Problem> {
         query,
         max_body: t.max_body_bytes.map(|s| s.0),
         content_types,
+        json: json_body::compile(t, base)?,
     })
 }
 
 impl Validate {
+    /// The route's JSON Schema, if it has one: its body is read whole and checked.
+    #[inline]
+    pub fn json(&self) -> Option<&JsonBody> {
+        self.json.as_ref()
+    }
+
     /// Data plane: `Err((status, message))` for a request that fails.
     pub fn check<'s>(&'s self, buf: &[u8], head: &RequestHead) -> Result<(), (u16, &'s str)> {
         for (name, message) in &self.headers {
@@ -104,7 +111,7 @@ impl Validate {
                 BodyFraming::Length(n) if n > max => {
                     return Err((413, "request body too large"));
                 }
-                BodyFraming::Chunked => {
+                BodyFraming::Chunked if self.json.is_none() => {
                     return Err((411, "a body without Content-Length is not accepted here"));
                 }
                 _ => {}
@@ -129,6 +136,9 @@ impl Validate {
                 return Err((415, "unsupported content type"));
             }
         }
+        if let Some(j) = &self.json {
+            j.check_head(buf, head)?;
+        }
         Ok(())
     }
 }
@@ -139,7 +149,11 @@ mod tests {
     use crate::h1::{Limits, request};
 
     fn validate(text: &str) -> Validate {
-        compile(&toml::from_str::<model::Validate>(text).unwrap()).unwrap()
+        compile(
+            &toml::from_str::<model::Validate>(text).unwrap(),
+            Path::new("."),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -210,9 +224,11 @@ mod tests {
             ("required_headers = [\"a b\"]", "required_headers[0]"),
             ("required_query = [\"a=b\"]", "required_query[0]"),
             ("content_types = [\"json\"]", "content_types[0]"),
-            ("json_schema = \"s.json\"", "json_schema"),
+            ("json_schema = \"/nonexistent/s.json\"", "json_schema"),
+            ("json_max_bytes = 10", "json_max_bytes"),
         ] {
-            let e = compile(&toml::from_str::<model::Validate>(text).unwrap()).unwrap_err();
+            let t = toml::from_str::<model::Validate>(text).unwrap();
+            let e = compile(&t, Path::new(".")).unwrap_err();
             assert_eq!(e.key, key, "{text}");
         }
     }

@@ -401,23 +401,27 @@ async fn exchange(
     // to this request carries (CORS fields; Retry-After on a 429).
     let cors = route.policies.cors.is_some();
     if !route.policies.is_empty() {
-        let req = policy::Request {
-            buf,
-            head,
-            peer,
-            route: m.route,
-            path: route_path,
-            found: Some(&m),
-            request_id: super::request_id::range(fields, snap.request_id.as_deref()),
+        // `req` in a block of its own: a borrowed local would stay in the
+        // future's state across the awaits below.
+        let verdict = {
+            let req = policy::Request {
+                buf,
+                head,
+                peer,
+                route: m.route,
+                path: route_path,
+                found: Some(&m),
+                request_id: super::request_id::range(fields, snap.request_id.as_deref()),
+            };
+            policy::run(
+                &route.policies,
+                snap,
+                &mut w.policy.borrow_mut(),
+                &req,
+                fields,
+                upstream_fields,
+            )
         };
-        let verdict = policy::run(
-            &route.policies,
-            snap,
-            &mut w.policy.borrow_mut(),
-            &req,
-            fields,
-            upstream_fields,
-        );
         match verdict {
             Verdict::Forward => {}
             Verdict::Reject(status, message) => {
@@ -436,6 +440,13 @@ async fn exchange(
                     .await;
             }
             Verdict::Mock(mock) => {
+                if let Some(json) = schema_for(route, head) {
+                    let read = read_json_body(w, snap, client, rbuf, head, outcome, json, fields);
+                    match Box::pin(read).await {
+                        Some(b) => b.discard(w),
+                        None => return Next::Close,
+                    }
+                }
                 let answer = Fixed {
                     status: mock.status,
                     fields: &mock.fields,
@@ -507,7 +518,7 @@ async fn exchange(
         && !head.has_body()
         && !client.is_tls()
         && !target.tls;
-    let info = ReqInfo { upgrading, ..info };
+    let mut info = ReqInfo { upgrading, ..info };
 
     // Query string mapping (`[route.mapping]`) applies to the target as the
     // upstream would get it.
@@ -554,6 +565,29 @@ async fn exchange(
         .await;
     }
 
+    // Phase 1c: a route with a JSON Schema reads the whole body and checks
+    // it before any upstream work; it goes on with a Content-Length. (Never
+    // borrow `body`: a borrowed local stays in the future's state across
+    // every later await.)
+    let (body, length) = match schema_for(route, head) {
+        None => (None, None),
+        Some(json) => {
+            let read = read_json_body(w, snap, client, rbuf, head, outcome, json, fields);
+            let Some(b) = Box::pin(read).await else {
+                if let Some(b) = tbuf {
+                    w.put_buf(b);
+                }
+                return Next::Close;
+            };
+            let n = b.length();
+            (Some(b), Some(n))
+        }
+    };
+    if let Some(n) = length {
+        outcome.body_in = n;
+        info.framing = BodyFraming::None;
+    }
+
     // Phase 2: the upstream request head, plus whatever body bytes came with it.
     let mut out = w.take_buf();
     // In a block of its own: `fwd` must not live on in the future's state.
@@ -569,6 +603,7 @@ async fn exchange(
             fields: upstream_fields,
             replaced: &route.policies.replaced,
             request_id: snap.request_id.as_deref(),
+            length,
         };
         write::request_head(&mut out, buf, head, &fwd);
     }
@@ -576,6 +611,7 @@ async fn exchange(
         w.put_buf(b);
     }
     rbuf.drain(..head.head_len);
+    super::json_body::Body::forward(body, w, &mut out, rbuf);
     let mut remaining = 0u64;
     if let BodyFraming::Length(n) = info.framing {
         let first = (rbuf.len() as u64).min(n) as usize;
@@ -905,6 +941,48 @@ async fn reject(
         return Next::Close;
     }
     next
+}
+
+/// The JSON Schema a request's body must be checked against, if its route
+/// has one and the request has a body (one branch for other routes).
+#[inline]
+fn schema_for<'s>(
+    route: &'s crate::snapshot::Route,
+    head: &RequestHead,
+) -> Option<&'s policy::json_body::JsonBody> {
+    route
+        .policies
+        .validate
+        .as_deref()
+        .and_then(|v| v.json())
+        .filter(|_| head.has_body())
+}
+
+/// Phase 1c (see `json_body.rs`): reads the whole body of a request on a
+/// route with a JSON Schema and checks it. `None` ends the exchange with a
+/// closed connection: the body was refused (and answered), or the client is
+/// gone. Rare, so boxed by the caller.
+#[allow(clippy::too_many_arguments)]
+async fn read_json_body(
+    w: &Worker,
+    snap: &Snapshot,
+    client: &mut Client,
+    rbuf: &[u8],
+    head: &RequestHead,
+    outcome: &mut Outcome,
+    json: &policy::json_body::JsonBody,
+    fields: &[u8],
+) -> Option<super::json_body::Body> {
+    match super::json_body::read_and_check(w, snap, client, rbuf, head, json).await {
+        Ok(b) => Some(b),
+        Err(None) => None,
+        Err(Some((status, message))) => {
+            // Part of the body may be unread: the connection closes either way.
+            outcome.status = status;
+            respond_with(w, client, snap, status, &message, Persist::Close, fields).await;
+            None
+        }
+    }
 }
 
 /// A response the gateway makes up itself: a mock integration's or a CORS preflight's.

@@ -1,6 +1,7 @@
 //! The data plane: connection loop, upstream pool, body relay.
 pub mod conn;
 pub mod error;
+pub mod json_body;
 pub mod pool;
 pub mod relay;
 pub mod request_id;
