@@ -1123,3 +1123,137 @@ fn server_policies_are_defaults_a_route_can_override() {
     assert_eq!(err.matches("key `server.ip.allow[0]`").count(), 1, "{err}");
     assert!(!err.contains("route["), "{err}");
 }
+
+/// `server.api_keys_file`: the plan in the config, keys in a file beside it.
+fn keys_file_config(app: SocketAddr, keys: &std::path::Path) -> String {
+    config(
+        app,
+        2,
+        &format!("api_keys_file = {:?}", keys.display().to_string()),
+        r#"[[usage_plan]]
+name = "basic"
+rate = 100
+burst = 200
+quota = { limit = 10000, period = "day" }
+
+[[api_key]]
+name = "in-config"
+value = "k-config"
+plan = "basic"
+
+[[route]]
+path = "/{proxy+}"
+upstream = "app"
+
+[route.api_key]
+source = "header:x-api-key"
+"#,
+    )
+}
+
+#[test]
+fn keys_from_a_keys_file_are_read_again_on_reload() {
+    let origin = Origin::echo();
+    let dir = TempDir::new();
+    let keys = dir.0.join("keys.toml");
+    std::fs::write(
+        &keys,
+        "[[api_key]]\nname = \"client-f\"\nvalue = \"k-file\"\nplan = \"basic\"\n",
+    )
+    .unwrap();
+    let gw = Gateway::start(&keys_file_config(origin.addr, &keys));
+    let status = |key: &str| request(gw.addr, "GET", "/a", &format!("X-API-Key: {key}\r\n")).status;
+    assert_eq!(status("k-file"), 200);
+    assert_eq!(status("k-config"), 200);
+    assert_eq!(status("k-new"), 403);
+
+    // A key handed out and one withdrawn, by editing only the keys file.
+    std::fs::write(
+        &keys,
+        format!(
+            "[[api_key]]\nname = \"client-n\"\nvalue_sha256 = \"{}\"\nplan = \"basic\"\n",
+            ringway_tests::sha256(b"k-new")
+        ),
+    )
+    .unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(status("k-new"), 200);
+    assert_eq!(status("k-file"), 403);
+    assert_eq!(status("k-config"), 200);
+
+    // A broken keys file is refused, naming its own line; the keys stay.
+    std::fs::write(
+        &keys,
+        "[[api_key]]\nname = \"client-x\"\nvalue = \"k-x\"\nplan = \"gold\"\n",
+    )
+    .unwrap();
+    gw.signal(libc::SIGHUP);
+    assert!(gw.wait_for_log("reload failed"), "{:#?}", gw.log());
+    assert!(
+        gw.log_contains("keys.toml:4:8: key `api_key[0].plan`"),
+        "{:#?}",
+        gw.log()
+    );
+    assert_eq!(status("k-new"), 200);
+    assert_eq!(status("k-x"), 403);
+    assert_eq!(origin.seen().len(), 5);
+}
+
+#[test]
+fn keys_file_errors_name_the_keys_file_line_and_key() {
+    let app: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let dir = TempDir::new();
+    let text = keys_file_config(app, std::path::Path::new("keys.toml"));
+    let run = |keys: Option<&str>| {
+        match keys {
+            Some(k) => std::fs::write(dir.0.join("keys.toml"), k).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(dir.0.join("keys.toml"));
+            }
+        }
+        let (code, _, stderr) = ringway_tests::gateway::check_in(&dir.0, &text);
+        (code, stderr)
+    };
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[[api_key]]\nname = \"a\"\nvalue = \"k\"\nplan = \"gold\"\n",
+            "keys.toml:4:8: key `api_key[0].plan`",
+            "no [[usage_plan]] is named \"gold\"",
+        ),
+        (
+            "# handed out 2026-12\n[[api_key]]\nname = \"b\"\nvalue = \"k-config\"\nplan = \"basic\"\n",
+            "keys.toml:4:9: key `api_key[0].value`",
+            "the same key as \"in-config\"",
+        ),
+        (
+            "[[api_key]]\nname = \"in-config\"\nvalue = \"k-2\"\nplan = \"basic\"\n",
+            "keys.toml:2:8: key `api_key[0].name`",
+            "a second key named \"in-config\"",
+        ),
+        (
+            "[[api_key]]\nname = \"c\"\nvalue = \"k-3\"\nplan = \"basic\"\n\n[[usage_plan]]\nname = \"p\"\n",
+            "keys.toml:6:",
+            "usage_plan",
+        ),
+        ("[[api_key]\n", "keys.toml:1:", ""),
+    ];
+    for (keys, at, says) in cases {
+        let (code, err) = run(Some(keys));
+        assert_eq!(code, 2, "{keys}: {err}");
+        assert!(err.contains(at), "{keys}: want {at} in\n{err}");
+        assert!(err.contains(says), "{keys}: want {says} in\n{err}");
+        assert!(!err.contains("ringway.toml:"), "{keys}: {err}");
+    }
+    let (code, err) = run(None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("ringway.toml:5:17: key `server.api_keys_file`: cannot read"),
+        "{err}"
+    );
+    let (code, err) = run(Some(
+        "[[api_key]]\nname = \"ok\"\nvalue = \"k-ok\"\nplan = \"basic\"\n",
+    ));
+    assert_eq!(code, 0, "{err}");
+}

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 /// One problem in a config file.
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
+    /// The file the problem is in, when not the config file itself (an included keys file).
+    pub file: Option<PathBuf>,
     pub line: usize,
     pub column: usize,
     /// Dotted key path, e.g. `server.limits.max_headers` or `route[2].upstream`.
@@ -28,6 +30,7 @@ impl ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             diagnostics: vec![Diagnostic {
+                file: None,
                 line: 0,
                 column: 0,
                 key: String::new(),
@@ -44,7 +47,7 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}", self.file.display())?;
+            write!(f, "{}", d.file.as_ref().unwrap_or(&self.file).display())?;
             if d.line > 0 {
                 write!(f, ":{}:{}", d.line, d.column)?;
             }
@@ -81,6 +84,7 @@ impl<'s> Collector<'s> {
     pub fn at(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
         let (line, column, snippet) = locate(self.source, span.start);
         self.diagnostics.push(Diagnostic {
+            file: None,
             line,
             column,
             key: key.into(),
@@ -92,6 +96,7 @@ impl<'s> Collector<'s> {
     /// Records a problem with no place in the file (a default value, or the file as a whole).
     pub fn global(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
+            file: None,
             line: 0,
             column: 0,
             key: key.into(),
@@ -122,6 +127,15 @@ impl<'s> Collector<'s> {
             }
             None => self.global(key, message),
         }
+    }
+
+    /// Moves the diagnostics of `other` (collected against another file's text) here, naming that file.
+    pub fn absorb(&mut self, file: &Path, other: Collector<'_>) {
+        self.diagnostics
+            .extend(other.diagnostics.into_iter().map(|d| Diagnostic {
+                file: Some(file.to_path_buf()),
+                ..d
+            }));
     }
 
     pub fn finish<T>(self, file: &Path, value: T) -> Result<T, ConfigError> {

@@ -95,6 +95,10 @@ pub struct Server {
     /// `[server.access_log] path = "...", format = "json"`: one line per request.
     #[serde(default)]
     pub access_log: Option<AccessLog>,
+    /// A TOML file of more `[[api_key]]` entries (relative to this file's folder),
+    /// kept apart so keys can be handed out without editing the config; read again on reload.
+    #[serde(default)]
+    pub api_keys_file: Option<Spanned<String>>,
     /// Peers (CIDRs) whose X-Forwarded-For is believed when finding the client address.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
@@ -517,6 +521,14 @@ pub struct UsagePlan {
 pub struct QuotaSpec {
     pub limit: u64,
     pub period: String,
+}
+
+/// The `server.api_keys_file`: `[[api_key]]` entries and nothing else.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFile {
+    #[serde(default)]
+    pub api_key: Vec<ApiKey>,
 }
 
 /// `[[api_key]]`.

@@ -210,11 +210,35 @@ impl Keys {
     }
 }
 
-/// Control plane: `[[usage_plan]]` and `[[api_key]]` → [`Keys`]. Every problem
-/// is reported, with its key path.
-pub fn compile_keys(plans: &[model::UsagePlan], keys: &[model::ApiKey]) -> (Keys, Vec<Problem>) {
+/// Control plane: `[[usage_plan]]` and `[[api_key]]` → [`Keys`]. The keys come
+/// from several files (`sources[0]` the config, then the keys file); names and
+/// values must be unique across all of them. Every problem is reported with its
+/// key path and the index of the source it is in (plans are in source 0).
+pub fn compile_keys(
+    plans: &[model::UsagePlan],
+    sources: &[&[model::ApiKey]],
+) -> (Keys, Vec<(usize, Problem)>) {
     let mut out = Keys::default();
     let mut problems = Vec::new();
+    let plan_index = compile_plans(plans, &mut out, &mut problems);
+    let mut tagged: Vec<(usize, Problem)> = problems.into_iter().map(|p| (0, p)).collect();
+    let mut names = std::collections::HashSet::new();
+    for (src, keys) in sources.iter().enumerate() {
+        let mut problems = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            compile_key(i, k, &plan_index, &mut names, &mut out, &mut problems);
+        }
+        tagged.extend(problems.into_iter().map(|p| (src, p)));
+    }
+    (out, tagged)
+}
+
+/// The plans, into `out.plans`; returns the index of each plan by name.
+fn compile_plans(
+    plans: &[model::UsagePlan],
+    out: &mut Keys,
+    problems: &mut Vec<Problem>,
+) -> HashMap<String, usize> {
     let mut plan_index = HashMap::new();
     for (i, p) in plans.iter().enumerate() {
         let at = |k: &str| format!("usage_plan[{i}].{k}");
@@ -271,92 +295,101 @@ pub fn compile_keys(plans: &[model::UsagePlan], keys: &[model::ApiKey]) -> (Keys
             quota,
         });
     }
-    let mut names = HashMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        let at = |f: &str| format!("api_key[{i}].{f}");
-        if names.insert(k.name.get_ref().clone(), i).is_some() {
-            problems.push(Problem::new(
-                k.name.span(),
-                at("name"),
-                format!("a second key named {:?}", k.name.get_ref()),
-            ));
+    plan_index
+}
+
+/// One `[[api_key]]` (entry `i` of its file), into `out.keys`. `names` holds the
+/// key names seen so far in any file.
+fn compile_key(
+    i: usize,
+    k: &model::ApiKey,
+    plan_index: &HashMap<String, usize>,
+    names: &mut std::collections::HashSet<String>,
+    out: &mut Keys,
+    problems: &mut Vec<Problem>,
+) {
+    let at = |f: &str| format!("api_key[{i}].{f}");
+    if !names.insert(k.name.get_ref().clone()) {
+        problems.push(Problem::new(
+            k.name.span(),
+            at("name"),
+            format!("a second key named {:?}", k.name.get_ref()),
+        ));
+    }
+    let hash: Option<KeyHash> = match (&k.value, &k.value_sha256) {
+        (Some(v), None) if !v.get_ref().is_empty() => {
+            Some(Sha256::digest(v.get_ref().as_bytes()).into())
         }
-        let hash: Option<KeyHash> = match (&k.value, &k.value_sha256) {
-            (Some(v), None) if !v.get_ref().is_empty() => {
-                Some(Sha256::digest(v.get_ref().as_bytes()).into())
-            }
-            (None, Some(h)) => match parse_hex32(h.get_ref()) {
-                Some(d) => Some(d),
-                None => {
-                    problems.push(Problem::new(
-                        h.span(),
-                        at("value_sha256"),
-                        "64 hex digits expected (a SHA-256 digest)",
-                    ));
-                    None
-                }
-            },
-            (Some(v), None) => {
-                problems.push(Problem::new(
-                    v.span(),
-                    at("value"),
-                    "an API key may not be empty",
-                ));
-                None
-            }
-            (Some(_), Some(h)) => {
+        (None, Some(h)) => match parse_hex32(h.get_ref()) {
+            Some(d) => Some(d),
+            None => {
                 problems.push(Problem::new(
                     h.span(),
                     at("value_sha256"),
-                    "give `value` or `value_sha256`, not both",
+                    "64 hex digits expected (a SHA-256 digest)",
                 ));
                 None
             }
-            (None, None) => {
-                problems.push(Problem::new(
-                    k.name.span(),
-                    at("value"),
-                    "a key needs `value` or `value_sha256`",
-                ));
-                None
-            }
-        };
-        let plan = match plan_index.get(k.plan.get_ref()) {
-            Some(&p) => Some(p),
-            None => {
-                let mut known: Vec<_> = plan_index.keys().cloned().collect();
-                known.sort();
-                problems.push(Problem::new(
-                    k.plan.span(),
-                    at("plan"),
-                    format!(
-                        "no [[usage_plan]] is named {:?} (defined: {known:?})",
-                        k.plan.get_ref()
-                    ),
-                ));
-                None
-            }
-        };
-        if let (Some(hash), Some(plan)) = (hash, plan) {
-            if let Some(&other) = out.by_hash.get(&hash) {
-                let span = k.value.as_ref().map_or_else(|| k.name.span(), |v| v.span());
-                problems.push(Problem::new(
-                    span,
-                    at("value"),
-                    format!("the same key as {:?}", out.keys[other].name),
-                ));
-                continue;
-            }
-            out.by_hash.insert(hash, out.keys.len());
-            out.keys.push(Key {
-                name: k.name.get_ref().clone(),
-                hash,
-                plan,
-                ledger: Ledger::of(&hash),
-            });
+        },
+        (Some(v), None) => {
+            problems.push(Problem::new(
+                v.span(),
+                at("value"),
+                "an API key may not be empty",
+            ));
+            None
         }
+        (Some(_), Some(h)) => {
+            problems.push(Problem::new(
+                h.span(),
+                at("value_sha256"),
+                "give `value` or `value_sha256`, not both",
+            ));
+            None
+        }
+        (None, None) => {
+            problems.push(Problem::new(
+                k.name.span(),
+                at("value"),
+                "a key needs `value` or `value_sha256`",
+            ));
+            None
+        }
+    };
+    let plan = match plan_index.get(k.plan.get_ref()) {
+        Some(&p) => Some(p),
+        None => {
+            let mut known: Vec<_> = plan_index.keys().cloned().collect();
+            known.sort();
+            problems.push(Problem::new(
+                k.plan.span(),
+                at("plan"),
+                format!(
+                    "no [[usage_plan]] is named {:?} (defined: {known:?})",
+                    k.plan.get_ref()
+                ),
+            ));
+            None
+        }
+    };
+    if let (Some(hash), Some(plan)) = (hash, plan) {
+        if let Some(&other) = out.by_hash.get(&hash) {
+            let span = k.value.as_ref().map_or_else(|| k.name.span(), |v| v.span());
+            problems.push(Problem::new(
+                span,
+                at("value"),
+                format!("the same key as {:?}", out.keys[other].name),
+            ));
+            return;
+        }
+        out.by_hash.insert(hash, out.keys.len());
+        out.keys.push(Key {
+            name: k.name.get_ref().clone(),
+            hash,
+            plan,
+            ledger: Ledger::of(&hash),
+        });
     }
-    (out, problems)
 }
 
 fn parse_hex32(s: &str) -> Option<KeyHash> {
@@ -687,8 +720,8 @@ mod tests {
             "[[usage_plan]]\nname = \"basic\"\nrate = 0\nquota = { limit = 5, period = \"year\" }\n\n[[api_key]]\nname = \"a\"\nvalue = \"k\"\nplan = \"gold\"\n\n[[api_key]]\nname = \"b\"\nvalue_sha256 = \"zz\"\nplan = \"basic\"\n",
         )
         .unwrap();
-        let (_, problems) = compile_keys(&f.usage_plan, &f.api_key);
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        let (_, problems) = compile_keys(&f.usage_plan, &[&f.api_key]);
+        let keys: Vec<&str> = problems.iter().map(|(_, p)| p.key.as_str()).collect();
         assert_eq!(
             keys,
             [
