@@ -201,8 +201,9 @@ impl PolicyReport {
         );
         let _ = writeln!(
             md,
-            "- JWT: {}. One token for all requests: a ringway that caches verified tokens verifies it once per \
-             worker, and the JWT rows then measure the cache, not RS256",
+            "- JWT: {}. One token for all requests: ringway verifies it once per worker and then finds it in \
+             its verified-token cache, so `ringway-jwt` and `ringway-all` measure the cache; \
+             `ringway-jwt-uncached` sets `cache = false` and measures an RS256 verification per request",
             self.jwt
         );
         md.push_str(
@@ -278,7 +279,8 @@ impl PolicyReport {
                     && self.variants.iter().any(|v| {
                         v.variant.key == o.variant
                             && matches!(v.variant.setup, Setup::Ringway(p)
-                                if [p.cors, p.api_key, p.throttle, p.jwt].iter().filter(|x| **x).count() == 1)
+                                if !p.jwt_uncached
+                                    && [p.cors, p.api_key, p.throttle, p.jwt].iter().filter(|x| **x).count() == 1)
                     })
             })
             .collect();

@@ -1,6 +1,6 @@
 //! The variants of the policy benchmark: ringway with no policy, with each
-//! of CORS, API key (with a usage plan), throttle and JWT (RS256) alone, and
-//! with all four; nginx as a plain proxy, and nginx with the nearest it has
+//! of CORS, API key (with a usage plan), throttle and JWT (RS256) alone (JWT
+//! twice: with the verified-token cache, and with it off), and with all four; nginx as a plain proxy, and nginx with the nearest it has
 //! (CORS fields with `add_header … always`, `limit_req` per client address).
 //! Every request of every variant carries the same fields (`Origin`,
 //! `X-Api-Key`, `Authorization: Bearer`), so the variants differ only in
@@ -21,6 +21,8 @@ pub struct RingwayPolicies {
     pub api_key: bool,
     pub throttle: bool,
     pub jwt: bool,
+    /// With `jwt`: `cache = false`, a signature check on every request.
+    pub jwt_uncached: bool,
 }
 
 /// A proxy and what it is set up to do.
@@ -115,6 +117,9 @@ impl Variant {
                 }
                 if r.jwt {
                     p.ringway_route.push_str(&ringway_jwt(rs256));
+                    if r.jwt_uncached {
+                        p.ringway_route.push_str("cache = false\n");
+                    }
                     checks.push(Check {
                         what: "a request without a token is refused".into(),
                         fields: without("authorization:"),
@@ -158,6 +163,7 @@ pub fn all() -> Vec<Variant> {
             api_key,
             throttle,
             jwt,
+            jwt_uncached: false,
         })
     };
     vec![
@@ -185,6 +191,15 @@ pub fn all() -> Vec<Variant> {
             key: "ringway-jwt",
             title: "ringway, JWT RS256",
             setup: rw(false, false, false, true),
+        },
+        Variant {
+            key: "ringway-jwt-uncached",
+            title: "ringway, JWT RS256, token cache off",
+            setup: Setup::Ringway(RingwayPolicies {
+                jwt: true,
+                jwt_uncached: true,
+                ..RingwayPolicies::default()
+            }),
         },
         Variant {
             key: "ringway-all",
@@ -376,7 +391,7 @@ mod tests {
             let statuses: Vec<u16> = p.checks.iter().map(|c| c.status).collect();
             let want: &[u16] = match v.key {
                 "ringway-api-key" => &[200, 403],
-                "ringway-jwt" => &[200, 401],
+                "ringway-jwt" | "ringway-jwt-uncached" => &[200, 401],
                 "ringway-all" => &[200, 403, 401],
                 _ => &[200],
             };

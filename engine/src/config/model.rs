@@ -470,6 +470,10 @@ pub struct Jwt {
     pub source: Option<Spanned<String>>,
     /// Clock skew allowed on `exp` and `nbf` (default 60s).
     pub leeway: Option<Dur>,
+    /// Keep verified tokens per worker (default true); `false` checks every
+    /// token's signature on every request.
+    #[serde(default = "yes")]
+    pub cache: bool,
 }
 
 /// `[route.validate]`.

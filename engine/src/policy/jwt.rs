@@ -49,6 +49,8 @@ pub struct Jwt {
     audience: Vec<String>,
     scopes: Vec<String>,
     leeway: u64,
+    /// Keep verified tokens in the worker's [`cache::TokenCache`].
+    cache: bool,
     /// (claim, lower-case header name) pairs.
     forward: Vec<(String, Box<[u8]>)>,
     /// The header names of `forward`, for the upstream head writer to drop.
@@ -155,6 +157,7 @@ pub fn compile(t: &model::Jwt, base: &Path) -> Result<Jwt, Problem> {
         audience: t.audience.clone(),
         scopes: t.scopes.clone(),
         leeway: t.leeway.map_or(60, |d| d.0.as_secs()),
+        cache: t.cache,
         forward_names: forward.iter().map(|(_, n)| n.clone()).collect(),
         forward,
     })
@@ -337,9 +340,11 @@ impl Jwt {
         let at = upstream.len();
         match self.verify(keys, token, now, upstream) {
             Ok(v) => {
-                local
-                    .cache
-                    .insert(cache::Entry::new(token, &upstream[at..], v.exp, v.nbf));
+                if self.cache {
+                    local
+                        .cache
+                        .insert(cache::Entry::new(token, &upstream[at..], v.exp, v.nbf));
+                }
                 Ok(())
             }
             Err(refusal) => {
@@ -588,6 +593,22 @@ mod tests {
             );
         }
         assert!(local.cache.is_empty());
+    }
+
+    #[test]
+    fn cache_false_keeps_no_token() {
+        let j = authorizer("cache = false");
+        let mut local = j.local();
+        let h = r#"{"alg":"HS256","kid":"h1"}"#;
+        let claims = r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000010,"scope":"read:users","sub":"u-7"}"#;
+        let t = hs_jwt(b"secret", h, claims);
+        for _ in 0..3 {
+            assert_eq!(
+                check_at(&j, &mut local, &t, 1_000_000),
+                Ok("x-user-id: u-7\r\n".into())
+            );
+            assert!(local.cache.is_empty());
+        }
     }
 
     #[test]
