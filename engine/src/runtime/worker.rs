@@ -270,6 +270,41 @@ fn start_listener(
     Ok((addr, Listening { stop, canceller }))
 }
 
+/// One accepted connection: the TLS handshake, if any, then HTTP until it
+/// closes. The handshake's state (rustls' and its timer's, ~2.5 KiB) runs in
+/// a block of the worker's pool, so it is not part of the task every idle
+/// connection keeps (see `sys::pooled`).
+async fn connection(
+    w: &Rc<Worker>,
+    stream: monoio::net::TcpStream,
+    tls: Option<Arc<ringway_tls::rustls::ServerConfig>>,
+    peer: SocketAddr,
+    slot: usize,
+    handshake_limit: Duration,
+) {
+    let client = match tls {
+        None => Client::Plain(stream),
+        Some(cfg) => {
+            let handshake = crate::sys::pooled::run(&w.blocks, || {
+                monoio::time::timeout(handshake_limit, ringway_tls::accept(cfg, stream))
+            });
+            match handshake.await {
+                Ok(Ok(s)) => Client::Tls(Box::new(s)),
+                Ok(Err(e)) => {
+                    w.stats.tls_failures.set(w.stats.tls_failures.get() + 1);
+                    debug!(worker = w.id, %peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    w.stats.tls_failures.set(w.stats.tls_failures.get() + 1);
+                    return;
+                }
+            }
+        }
+    };
+    conn::serve(w.clone(), client, peer, slot).await
+}
+
 async fn accept_loop(
     w: Rc<Worker>,
     listener: monoio::net::TcpListener,
@@ -303,30 +338,8 @@ async fn accept_loop(
         let tls = tls.clone();
         let handshake_limit = snap.timeouts.header_read;
         monoio::spawn(async move {
-            let outcome = CatchUnwind::new(async {
-                let client = match tls {
-                    None => Client::Plain(stream),
-                    Some(cfg) => match monoio::time::timeout(
-                        handshake_limit,
-                        ringway_tls::accept(cfg, stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => Client::Tls(Box::new(s)),
-                        Ok(Err(e)) => {
-                            w2.stats.tls_failures.set(w2.stats.tls_failures.get() + 1);
-                            debug!(worker = w2.id, %peer, "TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            w2.stats.tls_failures.set(w2.stats.tls_failures.get() + 1);
-                            return;
-                        }
-                    },
-                };
-                conn::serve(w2.clone(), client, peer, slot).await
-            })
-            .await;
+            let outcome =
+                CatchUnwind::new(connection(&w2, stream, tls, peer, slot, handshake_limit)).await;
             if let Err(payload) = outcome {
                 w2.stats.panics.set(w2.stats.panics.get() + 1);
                 error!(worker = w2.id, %peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
@@ -353,5 +366,42 @@ async fn sweep_loop(w: Rc<Worker>) {
             }
         }
         w.pool.borrow_mut().sweep(|t| timeouts[t]);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// The task every connection keeps while idle holds this future (boxed
+    /// by `CatchUnwind`); the TLS handshake must not make it larger than
+    /// the HTTP part (`conn::serve`) plus the few things around it (the
+    /// handshake state alone is ~2.5 KiB).
+    #[test]
+    fn the_connection_task_does_not_hold_the_handshake() {
+        let snap = crate::config::from_str(std::path::Path::new("x"), "").unwrap();
+        let w = super::Worker::new(0, std::sync::Arc::new(snap), None);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        let (whole, http) = rt.block_on(async move {
+            let connect = || monoio::net::TcpStream::connect_addr(listener.local_addr().unwrap());
+            let s = connect().await.unwrap();
+            let peer = s.local_addr().unwrap();
+            let d = std::time::Duration::from_secs(1);
+            let whole = std::mem::size_of_val(&super::connection(&w, s, None, peer, 0, d));
+            let s = connect().await.unwrap();
+            let http = std::mem::size_of_val(&super::conn::serve(
+                w.clone(),
+                super::Client::Plain(s),
+                peer,
+                0,
+            ));
+            (whole, http)
+        });
+        assert!(
+            whole <= http + 256,
+            "the connection task is {whole} bytes, its HTTP part {http}"
+        );
     }
 }
