@@ -158,3 +158,31 @@ pub fn response_head(data: &[u8]) {
         assert_eq!(again.framing, want);
     }
 }
+
+/// A PROXY protocol header either is refused, incomplete, or whole; a whole
+/// one parses the same from exactly its own bytes, and the addresses it
+/// names survive being written again in either version.
+pub fn proxy_header(data: &[u8]) {
+    use ringway::proxy_protocol::{self, Header};
+    let Ok(Some(h)) = proxy_protocol::parse(data) else {
+        return;
+    };
+    assert!(h.len <= data.len());
+    assert_eq!(proxy_protocol::parse(&data[..h.len]), Ok(Some(h)));
+    for n in 0..h.len {
+        assert!(
+            !matches!(proxy_protocol::parse(&data[..n]), Ok(Some(_))),
+            "a {n}-byte prefix is already whole"
+        );
+    }
+    if let Some((client, local)) = h.addresses {
+        let writers: [fn(&mut Vec<u8>, _, _); 2] =
+            [proxy_protocol::write_v1, proxy_protocol::write_v2];
+        for write in writers {
+            let mut out = Vec::new();
+            write(&mut out, client, local);
+            let again = proxy_protocol::parse(&out);
+            assert_eq!(again, Ok(Some(Header { len: out.len(), addresses: h.addresses })));
+        }
+    }
+}

@@ -13,6 +13,7 @@ const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("request_head", driver::request_head),
     ("chunked", driver::chunked),
     ("response_head", driver::response_head),
+    ("proxy_header", driver::proxy_header),
 ];
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
