@@ -1,7 +1,7 @@
 //! The upstream (client) side configuration.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
@@ -14,7 +14,8 @@ use crate::{ALPN_HTTP11, PROTOCOL_VERSIONS, crypto_provider};
 /// A rustls `ClientConfig` for connections to upstreams.
 ///
 /// Server certificates are verified against the CA bundle at `ca` if given,
-/// else against the Mozilla roots compiled in (webpki-roots). With
+/// else against the operating system's trust store (see [`default_trust`]),
+/// or the Mozilla roots compiled in (webpki-roots) where that is empty. With
 /// `client_cert`, that certificate is presented when a server asks for one
 /// (mTLS to the upstream). TLS 1.2 and 1.3, ALPN `http/1.1`, and rustls'
 /// default client session cache (256 sessions, shared by all users of the
@@ -26,9 +27,7 @@ pub fn client_config(
     let provider = crypto_provider();
     let roots = match ca {
         Some(path) => load_ca_bundle(path)?,
-        None => RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
+        None => default_roots().0.clone(),
     };
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(PROTOCOL_VERSIONS)
@@ -43,6 +42,53 @@ pub fn client_config(
     };
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Where upstream certificates are checked when an upstream names no `ca`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The operating system's store (what `SSL_CERT_FILE` / `SSL_CERT_DIR`
+    /// name, else the distribution's bundle), with this many certificates.
+    System(usize),
+    /// The system store was empty or unreadable: the Mozilla roots built
+    /// into the binary, this many.
+    Builtin(usize),
+}
+
+impl std::fmt::Display for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trust::System(n) => write!(f, "the system trust store ({n} certificates)"),
+            Trust::Builtin(n) => write!(
+                f,
+                "the built-in Mozilla roots ({n}; the system trust store is empty)"
+            ),
+        }
+    }
+}
+
+/// The roots used when no `ca` is given, read once per process.
+pub fn default_trust() -> Trust {
+    default_roots().1
+}
+
+fn default_roots() -> &'static (RootCertStore, Trust) {
+    static ROOTS: OnceLock<(RootCertStore, Trust)> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut store = RootCertStore::empty();
+        // Certificates the store holds but rustls cannot use are skipped,
+        // as a browser would; only an empty result falls back.
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = store.add_parsable_certificates(found.certs);
+        if added > 0 {
+            return (store, Trust::System(added));
+        }
+        let builtin = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let n = builtin.roots.len();
+        (builtin, Trust::Builtin(n))
+    })
 }
 
 /// Presents the same certificate to every server that asks.

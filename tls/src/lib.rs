@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-pub use client::client_config;
+pub use client::{Trust, client_config, default_trust};
 pub use error::{ErrorKind, TlsError};
 pub use load::{CertInfo, CertSpec};
 pub use server::{SESSION_CACHE_PER_WORKER, ServerTls, TLS13_TICKETS_PER_HANDSHAKE};
