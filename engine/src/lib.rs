@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod h1;
+pub mod limit;
 pub mod observe;
 pub mod policy;
 pub mod proxy;
