@@ -3,6 +3,15 @@
 //! while serving, 503 while draining), `GET /config` (the compiled route
 //! table as JSON).
 //!
+//! The thread runs a small monoio runtime of its own (epoll: it needs no
+//! ring), so connections are served concurrently: a client that drips its
+//! request, or never finishes it, holds one task and nothing else, and
+//! `/healthz` stays answerable for everybody else. Each connection gets
+//! [`HEAD_TIMEOUT`] for its request head (408 past it), heads over
+//! [`MAX_HEAD`] get 431, bodies over [`MAX_BODY`] get 413, and past
+//! [`MAX_CONNECTIONS`] open admin connections new ones are closed at once.
+//! One request per connection (`Connection: close`).
+//!
 //! A scrape is a message to the workers: the admin thread bumps
 //! `Shared::scrape_request`, each worker notices within its 25 ms poll and
 //! publishes a copy of its numbers, and the admin thread sums them. Nothing
@@ -11,8 +20,12 @@
 use super::WorkerReport;
 use super::prometheus::{self, Process};
 use crate::runtime::Shared;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+
+use monoio::net::TcpStream;
+use std::cell::Cell;
+use std::net::TcpListener;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,82 +33,183 @@ use tracing::warn;
 
 /// How long a scrape waits for every worker to publish.
 const SCRAPE_WAIT: Duration = Duration::from_secs(1);
+/// A request head must arrive whole within this (408 past it).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Writing the response must finish within this, or the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head, in bytes (431 past it).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body, in bytes (413 past it); admin requests need none.
+pub const MAX_BODY: u64 = 64 * 1024;
+/// Open admin connections; more are closed as they are accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Starts the admin thread on an already bound listener.
 pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => {
-                        if let Err(e) = handle(s, &shared) {
-                            warn!("admin request failed: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        warn!("admin accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
+            let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build();
+            match runtime {
+                Ok(mut rt) => rt.block_on(accept_loop(listener, shared)),
+                Err(e) => warn!("admin listener not started: {e}"),
             }
         })?;
     Ok(())
 }
 
-fn handle(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut tmp = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut tmp)?;
-        if n == 0 || buf.len() > 16 * 1024 {
-            return Ok(());
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return warn!("admin listener not started: {e}"),
+    };
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!("admin accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.get() >= MAX_CONNECTIONS {
+            continue;
         }
-        buf.extend_from_slice(&tmp[..n]);
+        open.set(open.get() + 1);
+        let (shared, open) = (shared.clone(), open.clone());
+        monoio::spawn(async move {
+            serve(stream, &shared).await;
+            open.set(open.get() - 1);
+        });
     }
-    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-    let (status, ctype, body) = match (method, path) {
-        (b"GET", b"/metrics") => {
-            let reports = collect(shared);
+}
+
+/// What the client asked for, once its head is read.
+struct Asked {
+    get: bool,
+    path: Vec<u8>,
+    /// The query string (for `/usage`).
+    #[allow(dead_code)]
+    query: Vec<u8>,
+}
+
+async fn serve(mut s: TcpStream, shared: &Shared) {
+    let asked = match monoio::time::timeout(HEAD_TIMEOUT, read_request(&mut s)).await {
+        Ok(Ok(Some(asked))) => asked,
+        Ok(Ok(None)) => return,
+        Ok(Err(status)) => return reply(&mut s, status, "text/plain", format!("{}\n", crate::h1::error::reason(status))).await,
+        Err(_) => return reply(&mut s, 408, "text/plain", "request head timed out\n".into()).await,
+    };
+    let (status, ctype, body) = answer(&asked, shared).await;
+    reply(&mut s, status, ctype, body).await;
+}
+
+/// Reads a request head (and a small body, which admin requests ignore).
+/// `Ok(None)`: the client closed or failed before a whole head.
+async fn read_request(s: &mut TcpStream) -> Result<Option<Asked>, u16> {
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(431);
+        }
+        if !read_some(s, &mut buf).await {
+            return Ok(None);
+        }
+    };
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut slots);
+    if !matches!(req.parse(&buf[..head_len]), Ok(httparse::Status::Complete(_))) {
+        return Err(400);
+    }
+    let mut body_len = 0u64;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(413);
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body_len = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()).ok_or(400u16)?;
+        }
+    }
+    if body_len > MAX_BODY {
+        return Err(413);
+    }
+    let target = req.path.unwrap_or_default().as_bytes();
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], &target[i + 1..]),
+        None => (target, &b""[..]),
+    };
+    let asked = Asked {
+        get: req.method == Some("GET"),
+        path: path.to_vec(),
+        query: query.to_vec(),
+    };
+    // The body is read (and dropped) so that closing after the answer does
+    // not reset the connection under the client's feet.
+    let want = head_len + body_len as usize;
+    while buf.len() < want {
+        if !read_some(s, &mut buf).await {
+            return Ok(None);
+        }
+    }
+    Ok(Some(asked))
+}
+
+/// Reads more bytes onto the end of `buf`; false at end of stream or on error.
+async fn read_some(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    use monoio::buf::IoBufMut;
+    buf.reserve(4096);
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    let (res, slice) = s.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    matches!(res, Ok(n) if n > 0)
+}
+
+async fn reply(s: &mut TcpStream, status: u16, ctype: &str, body: String) {
+    let reason = crate::h1::error::reason(status);
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    let _ = monoio::time::timeout(WRITE_TIMEOUT, s.write_all(out)).await;
+}
+
+/// The answer to one admin request: status, content type, body.
+async fn answer(asked: &Asked, shared: &Shared) -> (u16, &'static str, String) {
+    if !asked.get {
+        return (405, "text/plain", "only GET\n".to_string());
+    }
+    match &asked.path[..] {
+        b"/metrics" => {
+            let reports = collect(shared).await;
             let snap = shared.latest();
             let p = Process {
                 reloads_ok: shared.reloads_ok.load(Ordering::Relaxed),
                 reloads_failed: shared.reloads_failed.load(Ordering::Relaxed),
                 draining: shared.draining.load(Ordering::Relaxed),
             };
-            (
-                200,
-                "text/plain; version=0.0.4",
-                prometheus::render(&reports, &snap, &p),
-            )
+            (200, "text/plain; version=0.0.4", prometheus::render(&reports, &snap, &p))
         }
-        (b"GET", b"/healthz") if shared.draining.load(Ordering::Relaxed) => {
+        b"/healthz" if shared.draining.load(Ordering::Relaxed) => {
             (503, "text/plain", "draining\n".to_string())
         }
-        (b"GET", b"/healthz") => (200, "text/plain", "ok\n".to_string()),
-        (b"GET", b"/config") => (200, "application/json", config_json(&shared.latest())),
-        (b"GET", _) => (404, "text/plain", "not found\n".to_string()),
-        _ => (405, "text/plain", "only GET\n".to_string()),
-    };
-    let reason = crate::h1::error::reason(status);
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body.as_bytes())
+        b"/healthz" => (200, "text/plain", "ok\n".to_string()),
+        b"/config" => (200, "application/json", config_json(&shared.latest())),
+        _ => (404, "text/plain", "not found\n".to_string()),
+    }
 }
 
 /// Asks every worker for its numbers and waits (bounded) for the answers.
-fn collect(shared: &Shared) -> Vec<WorkerReport> {
+async fn collect(shared: &Shared) -> Vec<WorkerReport> {
     let wanted = shared.scrape_request.fetch_add(1, Ordering::AcqRel) + 1;
     let deadline = Instant::now() + SCRAPE_WAIT;
     loop {
@@ -109,7 +223,7 @@ fn collect(shared: &Shared) -> Vec<WorkerReport> {
                 return reports.iter().flatten().map(|(_, r)| r.clone()).collect();
             }
         }
-        std::thread::sleep(Duration::from_millis(2));
+        monoio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
