@@ -6,6 +6,7 @@ mod error;
 mod load;
 mod resolver;
 mod server;
+mod split;
 mod stream;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use rustls::crypto::CryptoProvider;
 pub use client::{Trust, client_config, default_trust};
 pub use error::{ErrorKind, TlsError};
 pub use load::{CertInfo, CertSpec};
+pub use split::{TlsReadHalf, TlsWriteHalf};
 pub use server::{SESSION_CACHE_PER_WORKER, ServerTls, TLS13_TICKETS_PER_HANDSHAKE};
 pub use stream::{
     ClientStream, MAX_WRITE_CHUNK, READ_BUFFER_SIZE, ServerStream, TlsStream, accept, connect,

@@ -142,6 +142,12 @@ impl<C> TlsStream<C> {
         (self.tcp, self.conn)
     }
 
+    /// Everything [`TlsStream::into_split`] needs: socket, connection, and
+    /// the ciphertext read but not yet processed.
+    pub(crate) fn into_raw_parts(self) -> (TcpStream, C, Vec<u8>, usize, bool) {
+        (self.tcp, self.conn, self.rbuf, self.rpos, self.eof)
+    }
+
     /// Bytes read from the socket that rustls has not consumed yet.
     pub fn buffered_ciphertext(&self) -> usize {
         self.rbuf.len() - self.rpos
