@@ -52,6 +52,26 @@ impl Rate {
         }
     }
 
+    /// One `n`th of this limit: `rate / n` with a burst of `burst / n` (at
+    /// least one request).
+    pub fn new_share(whole: Rate, n: u64) -> Rate {
+        let interval = whole.interval.saturating_mul(n.max(1));
+        Rate {
+            interval,
+            tolerance: whole.tolerance.max(interval),
+        }
+    }
+
+    /// Nanoseconds between two requests at the sustained rate.
+    pub fn interval(self) -> u64 {
+        self.interval
+    }
+
+    /// How far ahead of now a bucket may run, in nanoseconds (`burst` intervals).
+    pub fn tolerance(self) -> u64 {
+        self.tolerance
+    }
+
     /// The time a bucket at `tat` has to wait at `now` before it admits one
     /// more; zero when it would admit now. Also the new TAT if admitted.
     #[inline]
@@ -77,16 +97,19 @@ impl Bucket {
     /// Takes one token at `now` ([`now()`]), or says how long until one is there.
     #[inline]
     pub fn take(&self, rate: Rate, now: u64) -> Result<(), Duration> {
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            let next = rate.check(tat, now)?;
-            match self
-                .tat
-                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return Ok(()),
-                Err(seen) => tat = seen,
-            }
+        take(&self.tat, rate, now)
+    }
+}
+
+/// Takes one token from the bucket whose TAT is `tat`, at `now`.
+#[inline]
+pub fn take(tat: &AtomicU64, rate: Rate, now: u64) -> Result<(), Duration> {
+    let mut seen = tat.load(Ordering::Relaxed);
+    loop {
+        let next = rate.check(seen, now)?;
+        match tat.compare_exchange_weak(seen, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return Ok(()),
+            Err(current) => seen = current,
         }
     }
 }

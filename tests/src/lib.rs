@@ -11,6 +11,7 @@ pub mod jwks_server;
 pub mod origin;
 pub mod pki;
 pub mod prom;
+pub mod redis;
 
 pub use client::{Response, read_response, send_raw};
 pub use gateway::Gateway;
@@ -20,6 +21,12 @@ use std::time::Duration;
 
 /// The longest any single wait in these tests may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A port that was free on 127.0.0.1 a moment ago (the OS picked it).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
 
 /// Hex SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> String {
