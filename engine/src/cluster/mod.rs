@@ -28,6 +28,7 @@
 
 pub mod config;
 pub mod sync;
+pub mod usage;
 
 pub use config::{ClusterConfig, OnDown};
 

@@ -141,7 +141,7 @@ fn went_down(fleet: &Fleet, config: &ClusterConfig, e: &redis::RedisError) {
     }
 }
 
-fn connect(config: &ClusterConfig) -> redis::RedisResult<redis::Connection> {
+pub(crate) fn connect(config: &ClusterConfig) -> redis::RedisResult<redis::Connection> {
     let client = match &config.ca {
         Some(ca) => {
             let root = std::fs::read(ca).map_err(|e| {
@@ -186,7 +186,7 @@ fn sync_once(fleet: &Fleet, script: &redis::Script, id: &str, l: &mut Link) -> r
             .arg(format!("{:.3}", b.rate.tolerance() as f64 / 1000.0));
         taken.buckets.push((b, n));
     }
-    let today = day_string(unix_now());
+    let today = super::usage::day_name((unix_now() / 86_400) as i64);
     for q in fleet.live_quotas() {
         let window = q.window.load(Ordering::Relaxed);
         let admitted = q.admitted.swap(0, Ordering::AcqRel);
@@ -290,12 +290,6 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// `YYYY-MM-DD` (UTC) of a Unix time.
-pub fn day_string(unix: u64) -> String {
-    let (y, m, d) = crate::calendar::civil_from_days((unix / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// A random id for this process (its instance in the fleet's heartbeat set).
