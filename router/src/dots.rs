@@ -78,40 +78,54 @@ fn dots(segment: &[u8]) -> Option<u8> {
     (n > 0).then_some(n)
 }
 
-/// Writes `path` (starting with `/`) with its dot segments removed into
-/// `out` (cleared first). Segments that stay are copied byte for byte.
+/// Removes the dot segments of `path` (which starts with `/`) in place and
+/// returns its new length; `path[..len]` is the result. Segments that stay
+/// keep every byte as sent. The result is never longer than the input, so
+/// it is written over it, front to back, never overtaking what is still to
+/// be read.
 ///
 /// `/a/b/../c` → `/a/c`; `/a/./b/.` → `/a/b/`; `/a/..` → `/`;
 /// `/..` → [`AboveRoot`].
-pub fn normalize(path: &[u8], merge_slashes: bool, out: &mut Vec<u8>) -> Result<(), AboveRoot> {
-    out.clear();
-    // `out` is the stack: "/seg" pieces; popping truncates to the last '/'.
-    let body = path.strip_prefix(b"/").unwrap_or(path);
-    let mut segments = body.split(|&b| b == b'/').peekable();
+pub fn normalize(path: &mut [u8], merge_slashes: bool) -> Result<usize, AboveRoot> {
+    if path.first() != Some(&b'/') {
+        // Not an origin-form path (`*`, or nothing): nothing to resolve.
+        return Ok(path.len());
+    }
+    // `path[..w]` is the output so far: "/seg" pieces; popping one cuts
+    // back to its '/'. `r` is where the next input segment starts.
+    let mut w = 0;
+    let mut r = 1;
     let mut trailing_slash = false;
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
+    loop {
+        let end = path[r..].iter().position(|&b| b == b'/').map_or(path.len(), |i| r + i);
+        let last = end == path.len();
         trailing_slash = false;
-        match dots(segment) {
+        match dots(&path[r..end]) {
             Some(1) => trailing_slash = last,
             Some(_) => {
-                let Some(cut) = out.iter().rposition(|&b| b == b'/') else {
+                let Some(cut) = path[..w].iter().rposition(|&b| b == b'/') else {
                     return Err(AboveRoot);
                 };
-                out.truncate(cut);
+                w = cut;
                 trailing_slash = last;
             }
-            None if segment.is_empty() && merge_slashes && !last => {}
+            None if r == end && merge_slashes && !last => {}
             None => {
-                out.push(b'/');
-                out.extend_from_slice(segment);
+                path[w] = b'/';
+                path.copy_within(r..end, w + 1);
+                w += 1 + end - r;
             }
         }
+        if last {
+            break;
+        }
+        r = end + 1;
     }
-    if trailing_slash || out.is_empty() {
-        out.push(b'/');
+    if trailing_slash || w == 0 {
+        path[w] = b'/';
+        w += 1;
     }
-    Ok(())
+    Ok(w)
 }
 
 #[cfg(test)]
@@ -119,9 +133,10 @@ mod tests {
     use super::*;
 
     fn norm(path: &str, merge: bool) -> Result<String, AboveRoot> {
-        let mut out = Vec::new();
-        normalize(path.as_bytes(), merge, &mut out)?;
-        Ok(String::from_utf8(out).unwrap())
+        let mut buf = path.as_bytes().to_vec();
+        let n = normalize(&mut buf, merge)?;
+        buf.truncate(n);
+        Ok(String::from_utf8(buf).unwrap())
     }
 
     #[test]
@@ -179,6 +194,13 @@ mod tests {
     }
 
     #[test]
+    fn paths_without_a_leading_slash_are_left_alone() {
+        for input in ["", "*", "a/../b"] {
+            assert_eq!(norm(input, true).as_deref(), Ok(input));
+        }
+    }
+
+    #[test]
     fn slashes_merge_only_when_asked() {
         assert_eq!(norm("/a//b///c", false).as_deref(), Ok("/a//b///c"));
         assert_eq!(norm("/a//b///c", true).as_deref(), Ok("/a/b/c"));
@@ -214,7 +236,6 @@ mod tests {
         // A small deterministic generator over the interesting alphabet.
         let alphabet: [&str; 8] = ["/", ".", "..", "%2e", "%2E", "a", "%2", "//"];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut out = Vec::new();
         for _ in 0..20_000 {
             let mut path = String::from("/");
             for _ in 0..(state % 9) {
@@ -224,13 +245,11 @@ mod tests {
                 path.push_str(alphabet[(state % 8) as usize]);
             }
             for merge in [false, true] {
-                if normalize(path.as_bytes(), merge, &mut out).is_ok() {
-                    assert_eq!(out[0], b'/');
-                    let segments: Vec<&[u8]> = out[1..].split(|&b| b == b'/').collect();
-                    assert!(segments.iter().all(|s| dots(s).is_none()), "{path} -> {out:?}");
-                    let mut again = Vec::new();
-                    normalize(&out, merge, &mut again).unwrap();
-                    assert_eq!(again, out, "normalizing {path} twice");
+                if let Ok(out) = norm(&path, merge) {
+                    assert!(out.starts_with('/') && out.len() <= path.len());
+                    let segments: Vec<&str> = out[1..].split('/').collect();
+                    assert!(segments.iter().all(|s| dots(s.as_bytes()).is_none()), "{path} -> {out}");
+                    assert_eq!(norm(&out, merge).as_deref(), Ok(&out[..]), "normalizing {path} twice");
                 }
             }
         }
