@@ -6,11 +6,13 @@
 //! listeners, signals), `proxy` (connection loop, pool, relay).
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod h1;
 pub mod observe;
 pub mod policy;
 pub mod proxy;
+pub mod request_id;
 pub mod runtime;
 pub mod snapshot;
 pub mod sys;

@@ -56,7 +56,9 @@ pub struct Snapshot {
     /// Total targets over all upstreams (pool slots per worker).
     pub target_count: usize,
     /// Fault injection for tests: a request for exactly this path panics its connection task.
-    /// Set only through the `RINGWAY_FAULT_PANIC_PATH` environment variable.
+    /// Set only through the `RINGWAY_FAULT_PANIC_PATH` environment variable,
+    /// and only in a build with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     pub fault_panic_path: Option<Vec<u8>>,
 }
 

@@ -311,6 +311,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         request_id,
         gateway_responses,
         target_count,
+        #[cfg(feature = "fault-injection")]
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")
             .map(|p| p.into_encoded_bytes()),
     }

@@ -3,33 +3,32 @@
 //! while serving, 503 while draining), `GET /config` (the compiled route
 //! table as JSON).
 //!
-//! A scrape is a message to the workers: the admin thread bumps
-//! `Shared::scrape_request`, each worker notices within its 25 ms poll and
-//! publishes a copy of its numbers, and the admin thread sums them. Nothing
-//! on the request path is shared or atomic.
+//! A scrape is a message to the workers (`scrape.rs`); the admin thread
+//! sums what they publish.
 
-use super::WorkerReport;
 use super::prometheus::{self, Process};
-use crate::runtime::Shared;
+use super::scrape::Scrape;
+use crate::control::Shared;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::warn;
 
-/// How long a scrape waits for every worker to publish.
-const SCRAPE_WAIT: Duration = Duration::from_secs(1);
-
 /// Starts the admin thread on an already bound listener.
-pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+pub fn spawn(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    scrape: Arc<Scrape>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
             for stream in listener.incoming() {
                 match stream {
                     Ok(s) => {
-                        if let Err(e) = handle(s, &shared) {
+                        if let Err(e) = handle(s, &shared, &scrape) {
                             warn!("admin request failed: {e}");
                         }
                     }
@@ -43,7 +42,7 @@ pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> 
     Ok(())
 }
 
-fn handle(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
+fn handle(mut s: TcpStream, shared: &Shared, scrape: &Scrape) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = Vec::with_capacity(1024);
@@ -64,7 +63,7 @@ fn handle(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let path = path.split(|&b| b == b'?').next().unwrap_or_default();
     let (status, ctype, body) = match (method, path) {
         (b"GET", b"/metrics") => {
-            let reports = collect(shared);
+            let reports = scrape.collect();
             let snap = shared.latest();
             let p = Process {
                 reloads_ok: shared.reloads_ok.load(Ordering::Relaxed),
@@ -92,25 +91,6 @@ fn handle(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
     );
     s.write_all(head.as_bytes())?;
     s.write_all(body.as_bytes())
-}
-
-/// Asks every worker for its numbers and waits (bounded) for the answers.
-fn collect(shared: &Shared) -> Vec<WorkerReport> {
-    let wanted = shared.scrape_request.fetch_add(1, Ordering::AcqRel) + 1;
-    let deadline = Instant::now() + SCRAPE_WAIT;
-    loop {
-        {
-            let reports = shared.reports.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh = reports
-                .iter()
-                .all(|r| r.as_ref().is_some_and(|(g, _)| *g >= wanted));
-            if fresh || Instant::now() >= deadline {
-                // A worker that did not answer in time (draining, stuck) is reported with its last numbers.
-                return reports.iter().flatten().map(|(_, r)| r.clone()).collect();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn config_json(snap: &crate::snapshot::Snapshot) -> String {
