@@ -276,7 +276,7 @@ pub fn error_response(
     let text = if plain {
         message.as_bytes()
     } else {
-        crate::policy::responses::json_escape(&mut escaped, message.as_bytes());
+        json_escape(&mut escaped, message.as_bytes());
         &escaped
     };
     let body_len = text.len() + 14;
@@ -287,6 +287,27 @@ pub fn error_response(
     out.extend_from_slice(b"\r\n{\"message\":\"");
     out.extend_from_slice(text);
     out.extend_from_slice(b"\"}");
+}
+
+/// Appends `s` as the inside of a JSON string: quotes, backslashes and
+/// control characters escaped (RFC 8259 §7).
+pub fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
+    for &b in s {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
+            }
+            _ => out.push(b),
+        }
+    }
 }
 
 #[cfg(test)]
