@@ -55,6 +55,9 @@ impl Shared {
             .listener_changes
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        queues.get_mut(worker).map(std::mem::take).unwrap_or_default()
+        queues
+            .get_mut(worker)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 }

@@ -3,9 +3,9 @@
 //! benchmarks (`ringway upstream`). It answers every request with a fixed
 //! body after reading (and discarding) the request body.
 
+use crate::h1::Framing;
 use crate::h1::Limits;
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
-use crate::h1::Framing;
 use crate::h1::request::{self, RequestHead};
 use crate::proxy::relay::{read_more, write_all};
 use monoio::net::{TcpListener, TcpStream};

@@ -25,9 +25,7 @@ const ALLOWED: &[(&str, &str)] = &[
 
 #[test]
 fn top_level_modules_import_each_other_one_way() {
-    let graph = file_graph(|from, to| {
-        !ALLOWED.contains(&(from[0].as_str(), to[0].as_str()))
-    });
+    let graph = file_graph(|from, to| !ALLOWED.contains(&(from[0].as_str(), to[0].as_str())));
     for component in graph.components() {
         let tops: BTreeSet<&String> = component.iter().map(|m| &m[0]).collect();
         if tops.len() > 1 {
@@ -148,12 +146,18 @@ fn sources() -> BTreeMap<Vec<String>, String> {
 }
 
 fn module_of(root: &Path, file: &Path) -> Vec<String> {
-    let rel: PathBuf = file.strip_prefix(root).expect("under src").with_extension("");
+    let rel: PathBuf = file
+        .strip_prefix(root)
+        .expect("under src")
+        .with_extension("");
     let mut parts: Vec<String> = rel
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts
@@ -203,9 +207,7 @@ fn imported_paths(module: &[String], text: &str) -> Vec<Vec<String>> {
             raw.push(path);
         }
     }
-    raw.into_iter()
-        .filter_map(|p| resolve(module, p))
-        .collect()
+    raw.into_iter().filter_map(|p| resolve(module, p)).collect()
 }
 
 /// `crate::a::b` → `[a, b]`; `super::a` from `proxy::conn` → `[proxy, a]`.
@@ -318,7 +320,9 @@ fn strip_comments_and_strings(text: &str) -> String {
                 let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
                 let close = format!("\"{}", "#".repeat(hashes));
                 let body = i + 1 + hashes + 1;
-                i = text[body..].find(&close).map_or(b.len(), |e| body + e + close.len());
+                i = text[body..]
+                    .find(&close)
+                    .map_or(b.len(), |e| body + e + close.len());
                 out.push_str("\"\"");
             }
             b'"' => {

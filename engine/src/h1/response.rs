@@ -117,10 +117,13 @@ mod tests {
         })
     }
 
+    /// A response, whether the request was HEAD, and the framing and reusability it gets.
+    type Case = (&'static [u8], bool, Result<(Framing, bool), H1Error>);
+
     #[test]
     fn framing_table() {
         use Framing::*;
-        let cases: &[(&[u8], bool, Result<(Framing, bool), H1Error>)] = &[
+        let cases: &[Case] = &[
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
                 false,

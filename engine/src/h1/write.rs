@@ -3,8 +3,8 @@
 //! append to a reused output buffer.
 
 use super::error::reason;
-use super::header::Kind;
 use super::framing::Framing;
+use super::header::Kind;
 use super::request::RequestHead;
 use super::response::ResponseHead;
 

@@ -41,7 +41,14 @@ pub fn schema_for<'s>(route: &'s Route, head: &RequestHead) -> Option<&'s JsonBo
 /// callers box it (other connections' futures do not grow).
 pub async fn read_checked_body(ex: &mut Exchange<'_>, json: &JsonBody) -> Step<Body> {
     let idle = ex.snap.timeouts.body_idle;
-    let read = read_and_check(&ex.local.pools, ex.client, (&ex.rbuf[..], ex.head), json, idle).await;
+    let read = read_and_check(
+        &ex.local.pools,
+        ex.client,
+        (&ex.rbuf[..], ex.head),
+        json,
+        idle,
+    )
+    .await;
     match read {
         Ok(b) => Ok(b),
         Err(Refusal::Gone) => Err(Next::Close),

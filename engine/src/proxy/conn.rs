@@ -92,13 +92,7 @@ async fn busy(w: &Worker, client: &mut Client, peer_ip: IpAddr, ip: &str) -> Bus
 
 /// Reads one request head and serves it: the request id, the access log
 /// capture, the exchange, then the metrics and the log line.
-async fn request(
-    w: &Worker,
-    client: &mut Client,
-    a: &mut Active,
-    peer: IpAddr,
-    ip: &str,
-) -> Next {
+async fn request(w: &Worker, client: &mut Client, a: &mut Active, peer: IpAddr, ip: &str) -> Next {
     // Taken after the idle wait: a reload meanwhile applies to this request.
     let snap_rc = w.snapshot();
     let snap: &Snapshot = &snap_rc;

@@ -69,7 +69,11 @@ pub async fn relay_body<S: Socket, D: Socket>(
 }
 
 /// Sends what `out` holds, if anything.
-async fn flush(dst: &mut impl AsyncWriteRent, out: &mut Vec<u8>, leg: Leg) -> Result<(), RelayError> {
+async fn flush(
+    dst: &mut impl AsyncWriteRent,
+    out: &mut Vec<u8>,
+    leg: Leg,
+) -> Result<(), RelayError> {
     if !out.is_empty() {
         write_all(dst, out, leg.idle)
             .await

@@ -97,10 +97,8 @@ pub async fn fail_before_response(ex: &mut Exchange<'_>, e: RelayError, body_unr
     let Some(status) = e.status() else {
         return Next::Close;
     };
-    let keep = !body_unread
-        && ex.info.keep_alive
-        && !ex.local.draining.get()
-        && e.side != Side::Client;
+    let keep =
+        !body_unread && ex.info.keep_alive && !ex.local.draining.get() && e.side != Side::Client;
     answer_error(ex, status, e.message(), keep).await
 }
 

@@ -91,7 +91,13 @@ fn backend_target(
     let path = head.path(buf);
     if let Some(t) = &route.template {
         let mut b = pools.take_buf();
-        return match t.expand(route_path(path), m, &ex.snap.router, head.query(buf), &mut b) {
+        return match t.expand(
+            route_path(path),
+            m,
+            &ex.snap.router,
+            head.query(buf),
+            &mut b,
+        ) {
             Ok(()) => Ok(RequestTarget::Rewritten(b)),
             Err(e) => {
                 pools.put_buf(b);
@@ -130,7 +136,12 @@ fn map_target(
     m: &Match,
     mut now: RequestTarget,
 ) -> Result<RequestTarget, &'static str> {
-    let Some(map) = route.policies.mapping.as_deref().filter(|m| m.rewrites_target()) else {
+    let Some(map) = route
+        .policies
+        .mapping
+        .as_deref()
+        .filter(|m| m.rewrites_target())
+    else {
         return Ok(now);
     };
     let (buf, head, pools, snap) = (&ex.rbuf[..], ex.head, &ex.local.pools, ex.snap);

@@ -39,7 +39,11 @@ pub fn write_request_head(
         let buf = &ex.rbuf[..];
         let fwd = Forward {
             client_ip: ex.ip.as_bytes(),
-            proto: if ex.client.is_tls() { b"https" } else { b"http" },
+            proto: if ex.client.is_tls() {
+                b"https"
+            } else {
+                b"http"
+            },
             // An HTTP/1.0 client may send no Host at all: name the target then.
             host: (!chosen.route.preserve_host || ex.head.host.is_none())
                 .then_some(chosen.target.authority.as_bytes()),
@@ -198,7 +202,14 @@ pub async fn send_request_body(
         splice_threshold: ex.snap.splice_threshold,
     };
     let local: &Worker = ex.local;
-    let sent = relay_body(&local.pools, (ex.client, conn), framing, (ex.rbuf, out), leg).await;
+    let sent = relay_body(
+        &local.pools,
+        (ex.client, conn),
+        framing,
+        (ex.rbuf, out),
+        leg,
+    )
+    .await;
     match sent {
         Ok(()) => Ok(()),
         Err(e) => Err(fail_before_response(ex, e, true).await),

@@ -1,9 +1,9 @@
 //! One worker thread: pin, build its monoio runtime, accept and serve until drained.
 
+use super::catch::{CatchUnwind, panic_message};
 use crate::control::{ListenerChange, Shared};
 use crate::observe::access_log::AccessLog;
 use crate::observe::scrape::Scrape;
-use super::catch::{CatchUnwind, panic_message};
 use crate::proxy::stream::Client;
 use crate::proxy::{conn, local::Worker};
 use crate::snapshot::Snapshot;
@@ -131,11 +131,7 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
 }
 
 async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Result<()> {
-    let w = Worker::new(
-        spec.id,
-        spec.snapshot.clone(),
-        spec.access_log.clone(),
-    );
+    let w = Worker::new(spec.id, spec.snapshot.clone(), spec.access_log.clone());
     w.identity.set((spec.core.map(|c| c.id), driver.name()));
     let mut listening: HashMap<SocketAddr, Listening> = HashMap::new();
     let mut addrs = Vec::new();
