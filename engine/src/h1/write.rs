@@ -255,10 +255,12 @@ pub fn persist_line(p: Persist) -> &'static [u8] {
 }
 
 /// Appends one of ringway's own responses: a JSON body `{"message":"..."}`.
+/// `message_json` is the message as the inside of a JSON string (escaped
+/// by the caller: the codec knows HTTP, not JSON).
 pub fn error_response(
     out: &mut Vec<u8>,
     status: u16,
-    message: &str,
+    message_json: &[u8],
     persist: Persist,
     extra_headers: &[u8],
 ) {
@@ -269,16 +271,7 @@ pub fn error_response(
     out.extend_from_slice(
         b"\r\nServer: ringway\r\nContent-Type: application/json\r\nContent-Length: ",
     );
-    let plain = !message
-        .bytes()
-        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
-    let mut escaped = Vec::new();
-    let text = if plain {
-        message.as_bytes()
-    } else {
-        json_escape(&mut escaped, message.as_bytes());
-        &escaped
-    };
+    let text = message_json;
     let body_len = text.len() + 14;
     out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -287,27 +280,6 @@ pub fn error_response(
     out.extend_from_slice(b"\r\n{\"message\":\"");
     out.extend_from_slice(text);
     out.extend_from_slice(b"\"}");
-}
-
-/// Appends `s` as the inside of a JSON string: quotes, backslashes and
-/// control characters escaped (RFC 8259 §7).
-pub fn json_escape(out: &mut Vec<u8>, s: &[u8]) {
-    for &b in s {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f | 0x7f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 15) as usize]);
-            }
-            _ => out.push(b),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -413,7 +385,7 @@ mod tests {
     #[test]
     fn error_body_length_matches() {
         let mut out = Vec::new();
-        error_response(&mut out, 404, "no route", Persist::Default, b"");
+        error_response(&mut out, 404, b"no route", Persist::Default, b"");
         let s = String::from_utf8(out).unwrap();
         let (head, body) = s.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));

@@ -458,6 +458,20 @@ mod tests {
     }
 }
 
+/// What an exchange ended with, as a log line reports it (plain data from the proxy).
+pub struct Served<'a> {
+    pub remote_addr: &'a str,
+    pub status: u16,
+    /// Response bytes, where the body length was known up front.
+    pub bytes_sent: u64,
+    /// Request body bytes, where known up front.
+    pub body_in: u64,
+    pub request_time: Duration,
+    pub upstream_addr: Option<&'a str>,
+    pub upstream_time: Option<Duration>,
+    pub route: Option<&'a str>,
+}
+
 /// The request fields a line needs, copied out of the read buffer before the
 /// exchange consumes it (only when access logging is on). Reused per connection.
 #[derive(Default)]
@@ -506,30 +520,19 @@ impl Captured {
     }
 
     /// An entry for these request fields and what the exchange ended with.
-    #[allow(clippy::too_many_arguments)]
-    pub fn entry<'a>(
-        &'a self,
-        remote_addr: &'a str,
-        status: u16,
-        bytes_sent: u64,
-        body_in: u64,
-        request_time: Duration,
-        upstream_addr: Option<&'a str>,
-        upstream_time: Option<Duration>,
-        route: Option<&'a str>,
-    ) -> Entry<'a> {
+    pub fn entry<'a>(&'a self, served: Served<'a>) -> Entry<'a> {
         Entry {
-            remote_addr,
+            remote_addr: served.remote_addr,
             method: self.get(self.method),
             uri: self.get(self.uri),
             minor_version: self.minor_version,
-            status,
-            bytes_sent,
-            request_length: self.head_len + body_in,
-            request_time,
-            upstream_addr,
-            upstream_time,
-            route,
+            status: served.status,
+            bytes_sent: served.bytes_sent,
+            request_length: self.head_len + served.body_in,
+            request_time: served.request_time,
+            upstream_addr: served.upstream_addr,
+            upstream_time: served.upstream_time,
+            route: served.route,
             request_id: self.request_id.map(|r| self.get(r)),
             user_agent: self.user_agent.map(|r| self.get(r)),
             referer: self.referer.map(|r| self.get(r)),

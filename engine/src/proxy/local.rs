@@ -8,7 +8,7 @@ use super::outcome::Outcome;
 use super::pool::Pool;
 use crate::h1::request::RequestHead;
 use crate::h1::response::ResponseHead;
-use crate::observe::access_log::{AccessLog, Captured, FLUSH_BYTES, LineBuffer};
+use crate::observe::access_log::{AccessLog, Captured, FLUSH_BYTES, LineBuffer, Served};
 use crate::observe::{Metrics, WorkerReport};
 use crate::snapshot::{Snapshot, Target};
 use monoio::net::Pipe;
@@ -228,16 +228,16 @@ impl Worker {
             .route
             .and_then(|r| snap.routes.get(r))
             .map(|r| r.path.as_str());
-        let entry = captured.entry(
-            ip,
-            o.status,
-            o.bytes_sent,
-            o.body_in,
-            took,
-            target.map(|t| t.authority.as_str()),
-            o.upstream_time,
+        let entry = captured.entry(Served {
+            remote_addr: ip,
+            status: o.status,
+            bytes_sent: o.bytes_sent,
+            body_in: o.body_in,
+            request_time: took,
+            upstream_addr: target.map(|t| t.authority.as_str()),
+            upstream_time: o.upstream_time,
             route,
-        );
+        });
         let mut lines = self.log_lines.borrow_mut();
         lines.push(&log.format, &entry);
         if lines.buf.len() >= FLUSH_BYTES {

@@ -10,6 +10,7 @@ use super::local::Pools;
 use super::relay::write_all;
 use super::stream::Client;
 use crate::h1::write::{self, Persist};
+use crate::policy::responses::json_escape;
 use crate::snapshot::Snapshot;
 
 /// An error answer: its status, message, and what it says about the connection.
@@ -40,7 +41,19 @@ pub async fn send_error(
             let line = write::persist_line(persist);
             custom.write(&mut out, status, message, &extra[rid], extra, line);
         }
-        None => write::error_response(&mut out, status, message, persist, extra),
+        None => {
+            let plain = !message
+                .bytes()
+                .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
+            let mut escaped = Vec::new();
+            let text = if plain {
+                message.as_bytes()
+            } else {
+                json_escape(&mut escaped, message.as_bytes());
+                &escaped
+            };
+            write::error_response(&mut out, status, text, persist, extra);
+        }
     }
     let ok = write_all(client, &mut out, snap.timeouts.body_idle)
         .await
