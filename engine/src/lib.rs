@@ -11,6 +11,7 @@ pub mod h1;
 pub mod observe;
 pub mod policy;
 pub mod proxy;
+pub mod request_id;
 pub mod runtime;
 pub mod snapshot;
 pub mod sys;

@@ -12,7 +12,7 @@
 pub mod api_key;
 pub mod cors;
 pub mod ip;
-pub mod json_body;
+pub mod schema;
 pub mod jwt;
 pub mod mapping;
 pub mod mock;
@@ -447,7 +447,7 @@ pub fn run<'c>(
     }
     if let Some(m) = &chain.mapping {
         // The id is copied out of `fields`, which the response rules append to.
-        let mut id = [0u8; crate::proxy::request_id::MAX_LEN];
+        let mut id = [0u8; crate::request_id::MAX_LEN];
         let src = fields.get(req.request_id.clone()).unwrap_or_default();
         let id = &mut id[..src.len()];
         id.copy_from_slice(src);

@@ -1,7 +1,7 @@
 //! `[route.validate]`: required header fields and query parameters, a body
 //! size cap (413) and allowed content types (415), checked on the head alone
 //! before anything is forwarded; and optionally a JSON Schema the body must
-//! satisfy (`json_body.rs`), checked on the whole body before anything is
+//! satisfy (`schema.rs`), checked on the whole body before anything is
 //! forwarded.
 //!
 //! A body's size is known up front only with Content-Length: on a route with
@@ -11,7 +11,7 @@
 //! pass the limit.
 
 use super::Problem;
-use super::json_body::{self, JsonBody};
+use super::schema::{self, JsonBody};
 use crate::config::model;
 use crate::h1::request::{BodyFraming, RequestHead};
 use std::path::Path;
@@ -76,7 +76,7 @@ pub fn compile(t: &model::Validate, base: &Path) -> Result<Validate, Problem> {
         query,
         max_body: t.max_body_bytes.map(|s| s.0),
         content_types,
-        json: json_body::compile(t, base)?,
+        json: schema::compile(t, base)?,
     })
 }
 

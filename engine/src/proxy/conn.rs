@@ -139,7 +139,7 @@ async fn request(
             a.fields.clear();
             if let Some(name) = &snap.request_id {
                 let mut up = std::mem::take(&mut a.upstream_fields);
-                super::request_id::assign(&w.ids, name, None, &mut a.fields, &mut up);
+                crate::request_id::assign(&w.ids, name, None, &mut a.fields, &mut up);
                 a.upstream_fields = up;
             }
             respond_with(w, client, snap, status, message, Persist::Close, &a.fields).await;
@@ -162,7 +162,7 @@ async fn request(
     a.fields.clear();
     a.upstream_fields.clear();
     let rid = match &snap.request_id {
-        Some(name) => super::request_id::assign(
+        Some(name) => crate::request_id::assign(
             &w.ids,
             name,
             Some((&a.rbuf, &a.head)),
@@ -294,7 +294,7 @@ async fn respond_with(
     let mut out = w.take_buf();
     match snap.gateway_responses.find(status) {
         Some(custom) => {
-            let rid = super::request_id::range(extra, snap.request_id.as_deref());
+            let rid = crate::request_id::range(extra, snap.request_id.as_deref());
             custom.write(
                 &mut out,
                 status,
@@ -411,7 +411,7 @@ async fn exchange(
                 route: m.route,
                 path: route_path,
                 found: Some(&m),
-                request_id: super::request_id::range(fields, snap.request_id.as_deref()),
+                request_id: crate::request_id::range(fields, snap.request_id.as_deref()),
             };
             policy::run(
                 &route.policies,
@@ -537,7 +537,7 @@ async fn exchange(
                 .or(target_slice)
                 .unwrap_or(head.target.get(buf));
             let mut b = w.take_buf();
-            let rid = super::request_id::range(fields, snap.request_id.as_deref());
+            let rid = crate::request_id::range(fields, snap.request_id.as_deref());
             let r = map_target(
                 map,
                 snap,
@@ -949,7 +949,7 @@ async fn reject(
 fn schema_for<'s>(
     route: &'s crate::snapshot::Route,
     head: &RequestHead,
-) -> Option<&'s policy::json_body::JsonBody> {
+) -> Option<&'s policy::schema::JsonBody> {
     route
         .policies
         .validate
@@ -970,7 +970,7 @@ async fn read_json_body(
     rbuf: &[u8],
     head: &RequestHead,
     outcome: &mut Outcome,
-    json: &policy::json_body::JsonBody,
+    json: &policy::schema::JsonBody,
     fields: &[u8],
 ) -> Option<super::json_body::Body> {
     match super::json_body::read_and_check(w, snap, client, rbuf, head, json).await {

@@ -15,7 +15,7 @@ use super::stream::Client;
 use super::worker::Worker;
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
 use crate::h1::request::{BodyFraming, RequestHead};
-use crate::policy::json_body::JsonBody;
+use crate::policy::schema::JsonBody;
 use crate::snapshot::Snapshot;
 use std::borrow::Cow;
 use std::time::Duration;

@@ -4,6 +4,5 @@ pub mod error;
 pub mod json_body;
 pub mod pool;
 pub mod relay;
-pub mod request_id;
 pub mod stream;
 pub mod worker;

@@ -63,7 +63,7 @@ pub struct Worker {
     /// Blocks the connections' busy states run in (see `conn::serve`).
     pub blocks: crate::sys::pooled::Blocks,
     /// This worker's request id source.
-    pub ids: super::request_id::Ids,
+    pub ids: crate::request_id::Ids,
 }
 
 impl Worker {
@@ -87,7 +87,7 @@ impl Worker {
             identity: Cell::new((None, "")),
             policy,
             blocks: Default::default(),
-            ids: super::request_id::Ids::new(id),
+            ids: crate::request_id::Ids::new(id),
         })
     }
 
