@@ -4,6 +4,7 @@
 //! reach the codec and tests can reach internals. Layout: `h1` (codec, no
 //! I/O), `config` → `snapshot` (compile, then serve), `runtime` (workers,
 //! listeners, signals), `proxy` (connection loop, pool, relay).
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -16,8 +16,10 @@
 
 use super::Problem;
 use super::throttle::{Bucket, rate_and_burst, share};
+use crate::calendar::{self, DAY};
 use crate::config::model;
 use crate::h1::request::RequestHead;
+use ringway_router::percent;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -75,34 +77,12 @@ impl KeySource {
                     return None;
                 }
                 let mut tmp = [0u8; MAX_KEY_BYTES];
-                let v = percent_decode(raw, &mut tmp).unwrap_or(b"\0too long");
+                let v = percent::decode_query_value(raw, &mut tmp)
+                    .map_or(&b"\0too long"[..], |n| &tmp[..n]);
                 Some(Sha256::digest(v).into())
             }
         }
     }
-}
-
-/// Decodes `%XX` and `+` into `out`; `None` if it does not fit.
-fn percent_decode<'o>(raw: &[u8], out: &'o mut [u8; MAX_KEY_BYTES]) -> Option<&'o [u8]> {
-    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
-    let (mut i, mut n) = (0, 0);
-    while i < raw.len() {
-        let byte = match raw[i] {
-            b'%' => match (hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
-                (Some(h), Some(l)) => {
-                    i += 2;
-                    (h << 4) | l
-                }
-                _ => b'%',
-            },
-            b'+' => b' ',
-            b => b,
-        };
-        *out.get_mut(n)? = byte;
-        n += 1;
-        i += 1;
-    }
-    Some(&out[..n])
 }
 
 /// The period a quota counts over, in UTC.
@@ -487,18 +467,15 @@ pub fn lease_size(limit: u64, used: u64, workers: usize) -> u64 {
     (limit / n / 64).clamp(1, 1000).min(left / n / 4).max(1)
 }
 
-const DAY: u64 = 86_400;
-
 /// A number for the period `unix` falls in: days, weeks (Monday to Sunday)
 /// or months since the epoch, UTC.
 pub fn period_of(p: Period, unix: u64) -> u64 {
     let days = unix / DAY;
     match p {
         Period::Day => days,
-        // 1970-01-01 was a Thursday: Monday-based weeks start 3 days earlier.
-        Period::Week => (days + 3) / 7,
+        Period::Week => calendar::week_of_day(days),
         Period::Month => {
-            let (y, m, _) = civil_from_days(days as i64);
+            let (y, m, _) = calendar::civil_from_days(days as i64);
             (y as u64) * 12 + (m as u64 - 1)
         }
     }
@@ -508,55 +485,19 @@ pub fn period_of(p: Period, unix: u64) -> u64 {
 pub fn period_end(p: Period, window: u64) -> u64 {
     match p {
         Period::Day => (window + 1) * DAY,
-        Period::Week => ((window + 1) * 7 - 3) * DAY,
+        Period::Week => calendar::first_day_of_week(window + 1) * DAY,
         Period::Month => {
             let next = window + 1;
-            days_from_civil((next / 12) as i64, (next % 12 + 1) as u32, 1) as u64 * DAY
+            calendar::days_from_civil((next / 12) as i64, (next % 12 + 1) as u32, 1) as u64 * DAY
         }
     }
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (era arithmetic
-/// over 400-year cycles of 146097 days).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Day count since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::{civil_from_days, days_from_civil};
     use crate::h1::{Limits, request};
-
-    #[test]
-    fn calendar_round_trips() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        for d in (-1000..40_000).step_by(37) {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
-        }
-    }
 
     #[test]
     fn periods_and_their_ends() {

@@ -493,17 +493,8 @@ mod tests {
     use crate::h1::{Limits, request};
 
     fn b64(data: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut s = String::new();
-        for c in data.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..=c.len() {
-                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        s
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
     }
 
     #[test]
@@ -515,6 +506,11 @@ mod tests {
         assert_eq!(b64url(b"aGk="), Some(b"hi".to_vec()));
         assert_eq!(b64url(b"a"), None);
         assert_eq!(b64url(b"a+b/"), None);
+        // Padding only where it is whole; no `=` in the middle or short of a quad.
+        assert_eq!(b64url(b"aGk"), Some(b"hi".to_vec()));
+        assert_eq!(b64url(b"YQ="), None);
+        assert_eq!(b64url(b"YQ=="), Some(b"a".to_vec()));
+        assert_eq!(b64url(b"Y=Q="), None);
     }
 
     fn hs_jwt(secret: &[u8], header: &str, claims: &str) -> String {

@@ -17,6 +17,7 @@
 use super::Problem;
 use crate::config::model;
 use crate::h1::request::RequestHead;
+use ringway_router::percent;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -302,7 +303,7 @@ impl Mapping {
                     // in a path anything else that could end it is escaped.
                     match (v, into) {
                         (Some(v), Dest::Path) => {
-                            encode(v, Keep::PathEncoded, out);
+                            percent::encode_into(v, &percent::PCHAR_ENCODED, out);
                             true
                         }
                         _ => put(v, Dest::Field, out),
@@ -390,7 +391,7 @@ impl Mapping {
         for r in self.query.iter().filter(|r| r.op != Op::Remove) {
             let mark = out.len();
             out.push(sep);
-            encode(&r.name, Keep::Unreserved, out);
+            percent::encode_into(&r.name, &percent::UNRESERVED, out);
             out.push(b'=');
             if Self::render(&r.value, cx, Dest::Query, out) {
                 sep = b'&';
@@ -419,8 +420,8 @@ fn put(v: Option<&[u8]>, into: Dest, out: &mut Vec<u8>) -> bool {
     let Some(v) = v else { return false };
     match into {
         Dest::Field => out.extend_from_slice(v),
-        Dest::Query => encode(v, Keep::Unreserved, out),
-        Dest::Path => encode(v, Keep::Path, out),
+        Dest::Query => percent::encode_into(v, &percent::UNRESERVED, out),
+        Dest::Path => percent::encode_into(v, &percent::PCHAR, out),
     }
     true
 }
@@ -472,33 +473,6 @@ impl std::fmt::Write for IpText {
         self.buf[self.len..end].copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
-    }
-}
-
-/// What [`encode`] leaves as it is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    /// Unreserved characters only (RFC 3986 §2.3).
-    Unreserved,
-    /// Those, the sub-delimiters, `:` and `@` (a path segment's characters).
-    Path,
-    /// Those and `%`: text already percent-encoded.
-    PathEncoded,
-}
-
-/// Percent-encodes all but what `keep` allows.
-fn encode(v: &[u8], keep: Keep, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in v {
-        if b.is_ascii_alphanumeric()
-            || b"-._~".contains(&b)
-            || (keep != Keep::Unreserved && b"!$&'()*+,;=:@".contains(&b))
-            || (keep == Keep::PathEncoded && b == b'%')
-        {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        }
     }
 }
 
