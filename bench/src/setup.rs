@@ -238,9 +238,15 @@ pub fn utc_now() -> String {
     )
 }
 
+/// The engine's calendar module, compiled in: this binary drives ringway
+/// over sockets and does not link the engine.
+#[path = "../../engine/src/calendar.rs"]
+#[allow(dead_code)]
+mod calendar;
+
 /// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
 fn format_utc(secs: u64) -> String {
-    let t = ringway::calendar::DateTime::from_unix(secs);
+    let t = calendar::DateTime::from_unix(secs);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
         t.year, t.month, t.day, t.hour, t.minute, t.second
