@@ -14,7 +14,7 @@
 //! lives as long as the process, keyed by the key's digest, so counts are
 //! kept across reloads.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use super::throttle::{Bucket, rate_and_burst, share};
 use crate::calendar::{self, DAY};
 use crate::config::model;
@@ -22,6 +22,7 @@ use crate::h1::request::RequestHead;
 use ringway_router::percent;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 pub type KeyHash = [u8; 32];
@@ -33,6 +34,39 @@ pub enum KeySource {
     Header(Box<[u8]>),
     /// A query parameter, by name.
     Query(Box<[u8]>),
+}
+
+impl Policy for KeySource {
+    type Table = model::RouteApiKey;
+    type Local = ();
+
+    fn compile(t: &model::RouteApiKey, _: &Compile<'_>) -> Result<KeySource, Problem> {
+        compile(t)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        let Some(digest) = self.digest(cx.req.buf, cx.req.head) else {
+            return ControlFlow::Break(Verdict::Reject(403, "missing API key"));
+        };
+        let keys = cx.env.api_keys;
+        let Some(k) = keys.find(&digest) else {
+            return ControlFlow::Break(Verdict::Reject(403, "invalid API key"));
+        };
+        if k >= cx.keys.len() {
+            // A request from before a reload: checked, not counted.
+            return ControlFlow::Continue(());
+        }
+        let (now, unix) = (cx.now(), cx.unix());
+        let key = &keys.keys[k];
+        let plan = &keys.plans[key.plan];
+        match charge(&mut cx.keys[k], plan, &key.ledger, cx.env.workers, now, unix) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(Over::Rate(secs)) => cx.too_many(secs, "too many requests"),
+            Err(Over::Quota(secs)) => {
+                cx.too_many(secs, "limit exceeded: this API key's quota is used up")
+            }
+        }
+    }
 }
 
 /// Control plane: `[route.api_key]` → [`KeySource`].

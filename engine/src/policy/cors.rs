@@ -5,10 +5,11 @@
 //! lines once. Data plane: [`Cors::preflight`] and [`Cors::actual`] compare
 //! the `Origin` against the lists and append field lines to a reused buffer.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::header::for_each_token;
 use crate::h1::request::RequestHead;
+use std::ops::ControlFlow;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Cors {
@@ -48,6 +49,27 @@ pub enum Preflight {
     Allowed,
     /// Refused, with the reason for the 403 body.
     Refused(&'static str),
+}
+
+impl Policy for Cors {
+    type Table = model::Cors;
+    type Local = ();
+
+    fn compile(t: &model::Cors, _: &Compile<'_>) -> Result<Cors, Problem> {
+        compile(t)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        let (buf, head) = (cx.req.buf, cx.req.head);
+        match self.preflight(buf, head, cx.fields) {
+            Preflight::Allowed => ControlFlow::Break(Verdict::Preflight),
+            Preflight::Refused(why) => ControlFlow::Break(Verdict::Reject(403, why)),
+            Preflight::No => {
+                self.actual(field(buf, head, b"origin"), cx.fields);
+                ControlFlow::Continue(())
+            }
+        }
+    }
 }
 
 /// Control plane: `[route.cors]` → [`Cors`].

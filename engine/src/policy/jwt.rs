@@ -20,12 +20,13 @@ pub mod remote;
 
 pub use keys::b64url;
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::request::RequestHead;
 use keys::{Alg, KeySet};
 use remote::RemoteKeys;
 use serde::Deserialize;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,54 @@ impl Local {
     /// Forgets the verified tokens (benchmarks use it to measure a miss).
     pub fn forget_tokens(&mut self) {
         self.cache.clear();
+    }
+}
+
+impl Policy for Jwt {
+    type Table = model::Jwt;
+    type Local = Local;
+
+    fn compile(t: &model::Jwt, cx: &Compile<'_>) -> Result<Jwt, Problem> {
+        compile(t, cx.base)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, local: Option<&mut Local>) -> ControlFlow<Verdict<'c>> {
+        let now = cx.unix();
+        // A request from before a reload checks with a throwaway key set and cache.
+        let mut spare;
+        let local = match local {
+            Some(l) => l,
+            None => {
+                spare = self.new_local();
+                &mut spare
+            }
+        };
+        let Err((status, message)) =
+            self.authorize(local, cx.req.buf, cx.req.head, now, cx.upstream)
+        else {
+            return ControlFlow::Continue(());
+        };
+        cx.fields.extend_from_slice(if status == 403 {
+            b"WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n".as_slice()
+        } else if message == "missing token" {
+            b"WWW-Authenticate: Bearer\r\n".as_slice()
+        } else {
+            b"WWW-Authenticate: Bearer error=\"invalid_token\"\r\n".as_slice()
+        });
+        ControlFlow::Break(Verdict::Reject(status, message))
+    }
+
+    /// Verified tokens start over with each snapshot (its key sets may differ).
+    fn local(&self, _: Option<Local>) -> Option<Local> {
+        Some(self.new_local())
+    }
+
+    fn replaced(&self) -> &[Box<[u8]>] {
+        self.forwarded_names()
+    }
+
+    fn start(&self) {
+        self.start_fetch();
     }
 }
 
@@ -272,7 +321,7 @@ struct Verified {
 
 impl Jwt {
     /// A worker's state for this route (its key set as of now, an empty cache).
-    pub fn local(&self) -> Local {
+    pub fn new_local(&self) -> Local {
         match &self.keys {
             Keys::File(set) => Local {
                 seen: 1,
@@ -288,7 +337,7 @@ impl Jwt {
     }
 
     /// Control plane: starts the background fetch of a `jwks_url` (once per URL).
-    pub fn start(&self) {
+    pub fn start_fetch(&self) {
         if let Keys::Url(r) = &self.keys {
             r.start();
         }
@@ -307,7 +356,7 @@ impl Jwt {
     /// On success, appends the forwarded claims as upstream field lines to
     /// `upstream` (claims holding control characters refuse the token).
     /// A cached token allocates nothing.
-    pub fn check(
+    pub fn authorize(
         &self,
         local: &mut Local,
         buf: &[u8],
@@ -536,7 +585,7 @@ mod tests {
     }
 
     fn check(j: &Jwt, token: &str) -> Result<String, Refusal> {
-        check_at(j, &mut j.local(), token, 1_000_000)
+        check_at(j, &mut j.new_local(), token, 1_000_000)
     }
 
     /// Checks `token` at second `now` with a worker's `local` state.
@@ -548,14 +597,14 @@ mod tests {
             Ok(true)
         );
         let mut up = Vec::new();
-        j.check(local, raw.as_bytes(), &head, now, &mut up)
+        j.authorize(local, raw.as_bytes(), &head, now, &mut up)
             .map(|()| String::from_utf8(up).unwrap())
     }
 
     #[test]
     fn a_cached_token_still_expires_and_forwards_its_claims() {
         let j = authorizer("leeway = \"0s\"");
-        let mut local = j.local();
+        let mut local = j.new_local();
         let h = r#"{"alg":"HS256","kid":"h1"}"#;
         let claims = r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000010,"nbf":999990,"scope":"read:users","sub":"u-7"}"#;
         let t = hs_jwt(b"secret", h, claims);
@@ -594,7 +643,7 @@ mod tests {
     #[test]
     fn cache_false_keeps_no_token() {
         let j = authorizer("cache = false");
-        let mut local = j.local();
+        let mut local = j.new_local();
         let h = r#"{"alg":"HS256","kid":"h1"}"#;
         let claims = r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000010,"scope":"read:users","sub":"u-7"}"#;
         let t = hs_jwt(b"secret", h, claims);

@@ -14,12 +14,13 @@
 //! errors. Variables in a path are percent-encoded, and a mapped path with
 //! dot segments is refused.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::request::RequestHead;
 use ringway_router::percent;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -258,6 +259,45 @@ enum Dest {
     Query,
     /// A path: variables percent-encoded, except path parameters (already in URL form).
     Path,
+}
+
+impl Policy for Mapping {
+    type Table = model::Mapping;
+    type Local = ();
+
+    fn compile(t: &model::Mapping, cx: &Compile<'_>) -> Result<Mapping, Problem> {
+        compile(t, cx.params)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        // The id is copied out of `fields`, which the response rules append to.
+        let mut id = [0u8; crate::request_id::MAX_LEN];
+        let rid = crate::request_id::range(cx.fields, cx.env.request_id);
+        let src = cx.fields.get(rid).unwrap_or_default();
+        let src = &src[..src.len().min(crate::request_id::MAX_LEN)];
+        let id = &mut id[..src.len()];
+        id.copy_from_slice(src);
+        let mc = Context {
+            buf: cx.req.buf,
+            head: cx.req.head,
+            client: cx.client,
+            path: cx.req.path,
+            found: cx.req.found,
+            router: cx.env.router,
+            request_id: id,
+        };
+        self.request_fields(&mc, cx.upstream);
+        self.response_fields(&mc, cx.fields);
+        ControlFlow::Continue(())
+    }
+
+    fn uses_client_ip(&self) -> bool {
+        Mapping::uses_client_ip(self)
+    }
+
+    fn replaced(&self) -> &[Box<[u8]>] {
+        Mapping::replaced(self)
+    }
 }
 
 impl Mapping {

@@ -10,10 +10,11 @@
 //! whose bodies are read whole anyway, and refused (413) the moment they
 //! pass the limit.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use super::schema::{self, JsonBody};
 use crate::config::model;
 use crate::h1::request::{BodyFraming, RequestHead};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 #[derive(Debug)]
@@ -26,6 +27,22 @@ pub struct Validate {
     /// Lower-case media types; `type/*` allows a whole type.
     content_types: Vec<Box<[u8]>>,
     json: Option<JsonBody>,
+}
+
+impl Policy for Validate {
+    type Table = model::Validate;
+    type Local = ();
+
+    fn compile(t: &model::Validate, cx: &Compile<'_>) -> Result<Validate, Problem> {
+        compile(t, cx.base)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        match self.check_request(cx.req.buf, cx.req.head) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err((status, message)) => ControlFlow::Break(Verdict::Reject(status, message)),
+        }
+    }
 }
 
 /// Control plane: `[route.validate]` → [`Validate`]; `base` is the config file's folder.
@@ -88,7 +105,7 @@ impl Validate {
     }
 
     /// Data plane: `Err((status, message))` for a request that fails.
-    pub fn check<'s>(&'s self, buf: &[u8], head: &RequestHead) -> Result<(), (u16, &'s str)> {
+    pub fn check_request<'s>(&'s self, buf: &[u8], head: &RequestHead) -> Result<(), (u16, &'s str)> {
         for (name, message) in &self.headers {
             if super::cors::field(buf, head, name).is_none() {
                 return Err((400, message));
@@ -214,7 +231,7 @@ mod tests {
                 request::parse(raw.as_bytes(), &Limits::default(), &mut head),
                 Ok(true)
             );
-            assert_eq!(v.check(raw.as_bytes(), &head), *want, "{raw}");
+            assert_eq!(v.check_request(raw.as_bytes(), &head), *want, "{raw}");
         }
     }
 

@@ -411,11 +411,10 @@ async fn exchange(
                 route: m.route,
                 path: route_path,
                 found: Some(&m),
-                request_id: crate::request_id::range(fields, snap.request_id.as_deref()),
             };
             policy::run(
                 &route.policies,
-                snap,
+                &snap.policy_env(),
                 &mut w.policy.borrow_mut(),
                 &req,
                 fields,
@@ -540,7 +539,7 @@ async fn exchange(
             let rid = crate::request_id::range(fields, snap.request_id.as_deref());
             let r = map_target(
                 map,
-                snap,
+                &snap.policy_env(),
                 (buf, head),
                 peer,
                 route_path,
@@ -879,7 +878,7 @@ async fn exchange(
 #[allow(clippy::too_many_arguments)]
 fn map_target(
     map: &policy::mapping::Mapping,
-    snap: &Snapshot,
+    env: &policy::Env<'_>,
     (buf, head): (&[u8], &RequestHead),
     peer: IpAddr,
     path: &[u8],
@@ -889,7 +888,7 @@ fn map_target(
     out: &mut Vec<u8>,
 ) -> Result<(), &'static str> {
     let client = if map.uses_client_ip() {
-        policy::ip::client_ip(peer, &snap.trusted_proxies, buf, head)
+        policy::ip::client_ip(peer, env.trusted_proxies, buf, head)
     } else {
         peer
     };
@@ -899,7 +898,7 @@ fn map_target(
         client,
         path,
         found: Some(found),
-        router: &snap.router,
+        router: env.router,
         request_id,
     };
     map.rewrite_target(now, &cx, out)
