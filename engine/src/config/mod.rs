@@ -556,7 +556,8 @@ fn compile_routes(
             base,
             params: &params,
         };
-        let (policies, problems) = crate::policy::Chain::compile(r.policy_tables().over(inherited), &cx);
+        let (policies, problems) =
+            crate::policy::Chain::compile(r.policy_tables().over(inherited), &cx);
         for p in problems {
             c.at(p.span, key(&p.key), p.message);
         }

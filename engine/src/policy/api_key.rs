@@ -14,8 +14,8 @@
 //! lives as long as the process, keyed by the key's digest, so counts are
 //! kept across reloads.
 
-use super::{Check, Compile, Policy, Problem, Verdict};
 use super::throttle::{Bucket, rate_and_burst, share};
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::calendar::{self, DAY};
 use crate::config::model;
 use crate::h1::request::RequestHead;
@@ -59,7 +59,14 @@ impl Policy for KeySource {
         let (now, unix) = (cx.now(), cx.unix());
         let key = &keys.keys[k];
         let plan = &keys.plans[key.plan];
-        match charge(&mut cx.keys[k], plan, &key.ledger, cx.env.workers, now, unix) {
+        match charge(
+            &mut cx.keys[k],
+            plan,
+            &key.ledger,
+            cx.env.workers,
+            now,
+            unix,
+        ) {
             Ok(()) => ControlFlow::Continue(()),
             Err(Over::Rate(secs)) => cx.too_many(secs, "too many requests"),
             Err(Over::Quota(secs)) => {

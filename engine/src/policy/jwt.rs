@@ -121,7 +121,11 @@ impl Policy for Jwt {
         compile(t, cx.base)
     }
 
-    fn check<'c>(&'c self, cx: &mut Check<'_>, local: Option<&mut Local>) -> ControlFlow<Verdict<'c>> {
+    fn check<'c>(
+        &'c self,
+        cx: &mut Check<'_>,
+        local: Option<&mut Local>,
+    ) -> ControlFlow<Verdict<'c>> {
         let now = cx.unix();
         // A request from before a reload checks with a throwaway key set and cache.
         let mut spare;

@@ -10,8 +10,8 @@
 //! whose bodies are read whole anyway, and refused (413) the moment they
 //! pass the limit.
 
-use super::{Check, Compile, Policy, Problem, Verdict};
 use super::schema::{self, JsonBody};
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::request::{BodyFraming, RequestHead};
 use std::ops::ControlFlow;
@@ -105,7 +105,11 @@ impl Validate {
     }
 
     /// Data plane: `Err((status, message))` for a request that fails.
-    pub fn check_request<'s>(&'s self, buf: &[u8], head: &RequestHead) -> Result<(), (u16, &'s str)> {
+    pub fn check_request<'s>(
+        &'s self,
+        buf: &[u8],
+        head: &RequestHead,
+    ) -> Result<(), (u16, &'s str)> {
         for (name, message) in &self.headers {
             if super::cors::field(buf, head, name).is_none() {
                 return Err((400, message));
