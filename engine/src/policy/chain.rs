@@ -247,3 +247,50 @@ pub fn check_disable(names: &[Spanned<String>]) -> Vec<Problem> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{INHERITABLE, NAMES};
+
+    const CONFIG: &str = r#"
+[server.cors]
+allow_origins = ["*"]
+[server.ip]
+deny = ["192.0.2.0/24"]
+[server.throttle]
+rate = 10
+[[upstream]]
+name = "u"
+targets = ["127.0.0.1:1"]
+[[route]]
+path = "/all"
+methods = ["GET"]
+[route.api_key]
+[route.validate]
+[route.mapping]
+request = { "overwrite:header.x-from" = "$context.identity.sourceIp" }
+[route.mock]
+[[route]]
+path = "/none"
+upstream = "u"
+disable = ["cors", "ip", "throttle"]
+"#;
+
+    /// Names come from the table, in the order the policies run; `[server]`
+    /// tables reach routes unless `disable`d.
+    #[test]
+    fn the_table_orders_names_and_inheritance() {
+        let snap = crate::config::from_str(std::path::Path::new("t.toml"), CONFIG).unwrap();
+        let all = &snap.routes[0].policies;
+        let want: Vec<_> = NAMES.iter().copied().filter(|&n| n != "jwt").collect();
+        assert_eq!(all.names(), want);
+        assert!(all.uses_client_ip());
+        assert_eq!(all.replaced, [b"x-from".to_vec().into_boxed_slice()]);
+        assert!(snap.routes[1].policies.is_empty());
+        assert_eq!(NAMES.last(), Some(&"mock"));
+        assert!(INHERITABLE.iter().all(|n| NAMES.contains(n)));
+        let bad = CONFIG.replace("\"throttle\"]", "\"mock\"]");
+        let e = crate::config::from_str(std::path::Path::new("t.toml"), &bad).unwrap_err();
+        assert!(e.to_string().contains("\"mock\" is not an inherited policy"), "{e}");
+    }
+}
