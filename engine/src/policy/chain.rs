@@ -291,6 +291,10 @@ disable = ["cors", "ip", "throttle"]
         assert!(INHERITABLE.iter().all(|n| NAMES.contains(n)));
         let bad = CONFIG.replace("\"throttle\"]", "\"mock\"]");
         let e = crate::config::from_str(std::path::Path::new("t.toml"), &bad).unwrap_err();
-        assert!(e.to_string().contains("\"mock\" is not an inherited policy"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"mock\" is not an inherited policy"),
+            "{e}"
+        );
     }
 }

@@ -185,6 +185,27 @@ pub fn b64url(s: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn b64(data: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+    }
+
+    #[test]
+    fn base64url_round_trips() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(b64url(b64(&data).as_bytes()), Some(data));
+        }
+        assert_eq!(b64url(b"aGk="), Some(b"hi".to_vec()));
+        assert_eq!(b64url(b"a"), None);
+        assert_eq!(b64url(b"a+b/"), None);
+        // Padding only where it is whole; no `=` in the middle or short of a quad.
+        assert_eq!(b64url(b"aGk"), Some(b"hi".to_vec()));
+        assert_eq!(b64url(b"YQ="), None);
+        assert_eq!(b64url(b"YQ=="), Some(b"a".to_vec()));
+        assert_eq!(b64url(b"Y=Q="), None);
+    }
+
     #[test]
     fn jwks_errors_say_what_is_wrong() {
         for (text, says) in [
