@@ -61,8 +61,11 @@ macro_rules! policy_items {
         inherited: [$($i:ident: $it:ty,)*]
         route_only: [$($r:ident: $rt:ty,)*]
     ) => {
+        policy_items! { @all [$($i: $it,)* $($r: $rt,)*] inheritable [$($i)*] }
+    };
+    (@all [$($n:ident: $t:ty,)*] inheritable [$($i:ident)*]) => {
         /// The policy names, in the order they run.
-        pub const NAMES: &[&str] = &[$(stringify!($i),)* $(stringify!($r),)*];
+        pub const NAMES: &[&str] = &[$(stringify!($n),)*];
 
         /// The names `disable = [...]` may give: policies `[server]` and `[[host]]` may set.
         pub const INHERITABLE: &[&str] = &[$(stringify!($i),)*];
@@ -70,8 +73,7 @@ macro_rules! policy_items {
         /// One route's compiled policies.
         #[derive(Debug, Default)]
         pub struct Chain {
-            $(pub $i: Option<Box<$it>>,)*
-            $(pub $r: Option<Box<$rt>>,)*
+            $(pub $n: Option<Box<$t>>,)*
             /// Request header names policies set (JWT claims, mappings): the client's are dropped.
             pub replaced: Vec<Box<[u8]>>,
             /// Whether a policy reads the client address.
@@ -82,28 +84,25 @@ macro_rules! policy_items {
         /// (the route's own, or inherited from `[[host]]` or `[server]`).
         #[derive(Debug, Default, Clone, Copy)]
         pub struct Tables<'a> {
-            $(pub $i: Option<&'a Spanned<<$it as Policy>::Table>>,)*
-            $(pub $r: Option<&'a Spanned<<$rt as Policy>::Table>>,)*
+            $(pub $n: Option<&'a Spanned<<$t as Policy>::Table>>,)*
         }
 
         /// A worker's state for one route, per policy that keeps any.
         #[derive(Debug, Default)]
         pub(super) struct Locals {
-            $(pub $i: Option<<$it as Policy>::Local>,)*
-            $(pub $r: Option<<$rt as Policy>::Local>,)*
+            $(pub $n: Option<<$t as Policy>::Local>,)*
         }
 
         impl Chain {
             #[inline]
             pub fn is_empty(&self) -> bool {
-                true $(&& self.$i.is_none())* $(&& self.$r.is_none())*
+                true $(&& self.$n.is_none())*
             }
 
             /// The policies present, in the order they run (for `ringway check`).
             pub fn names(&self) -> Vec<&'static str> {
                 let mut names = Vec::new();
-                $(if self.$i.is_some() { names.push(stringify!($i)); })*
-                $(if self.$r.is_some() { names.push(stringify!($r)); })*
+                $(if self.$n.is_some() { names.push(stringify!($n)); })*
                 names
             }
 
@@ -112,16 +111,11 @@ macro_rules! policy_items {
             pub fn compile(tables: Tables<'_>, cx: &Compile<'_>) -> (Chain, Vec<Problem>) {
                 let mut problems = Vec::new();
                 let mut chain = Chain {
-                    $($i: one::<$it>(tables.$i, stringify!($i), cx, &mut problems),)*
-                    $($r: one::<$rt>(tables.$r, stringify!($r), cx, &mut problems),)*
+                    $($n: one::<$t>(tables.$n, stringify!($n), cx, &mut problems),)*
                     replaced: Vec::new(),
                     client_ip: false,
                 };
-                $(if let Some(p) = &chain.$i {
-                    chain.replaced.extend(p.replaced().iter().cloned());
-                    chain.client_ip |= p.uses_client_ip();
-                })*
-                $(if let Some(p) = &chain.$r {
+                $(if let Some(p) = &chain.$n {
                     chain.replaced.extend(p.replaced().iter().cloned());
                     chain.client_ip |= p.uses_client_ip();
                 })*
@@ -141,11 +135,8 @@ macro_rules! policy_items {
                 cx: &mut Check<'_>,
                 mut locals: Option<&mut Locals>,
             ) -> ControlFlow<Verdict<'c>> {
-                $(if let Some(p) = &self.$i {
-                    p.check(cx, locals.as_deref_mut().and_then(|l| l.$i.as_mut()))?;
-                })*
-                $(if let Some(p) = &self.$r {
-                    p.check(cx, locals.as_deref_mut().and_then(|l| l.$r.as_mut()))?;
+                $(if let Some(p) = &self.$n {
+                    p.check(cx, locals.as_deref_mut().and_then(|l| l.$n.as_mut()))?;
                 })*
                 ControlFlow::Continue(())
             }
@@ -155,17 +146,15 @@ macro_rules! policy_items {
             pub(super) fn locals(&self, old: Option<Locals>) -> Option<Locals> {
                 let mut old = old.unwrap_or_default();
                 let l = Locals {
-                    $($i: self.$i.as_ref().and_then(|p| p.local(old.$i.take())),)*
-                    $($r: self.$r.as_ref().and_then(|p| p.local(old.$r.take())),)*
+                    $($n: self.$n.as_ref().and_then(|p| p.local(old.$n.take())),)*
                 };
-                let any = false $(|| l.$i.is_some())* $(|| l.$r.is_some())*;
+                let any = false $(|| l.$n.is_some())*;
                 any.then_some(l)
             }
 
             /// Control plane: starts the policies' background work.
             pub(super) fn start(&self) {
-                $(if let Some(p) = &self.$i { p.start(); })*
-                $(if let Some(p) = &self.$r { p.start(); })*
+                $(if let Some(p) = &self.$n { p.start(); })*
             }
         }
 
@@ -173,8 +162,7 @@ macro_rules! policy_items {
             /// These tables where present, else `outer`'s.
             pub fn over(self, outer: Tables<'a>) -> Tables<'a> {
                 Tables {
-                    $($i: self.$i.or(outer.$i),)*
-                    $($r: self.$r.or(outer.$r),)*
+                    $($n: self.$n.or(outer.$n),)*
                 }
             }
 
@@ -193,11 +181,8 @@ macro_rules! policy_items {
                 let mut problems = Vec::new();
                 let cx = Compile { base, params: &[] };
                 let tables = Tables {
-                    $($i: self.$i.filter(|&t| {
-                        one::<$it>(Some(t), stringify!($i), &cx, &mut problems).is_some()
-                    }),)*
-                    $($r: self.$r.filter(|&t| {
-                        one::<$rt>(Some(t), stringify!($r), &cx, &mut problems).is_some()
+                    $($n: self.$n.filter(|&t| {
+                        one::<$t>(Some(t), stringify!($n), &cx, &mut problems).is_some()
                     }),)*
                 };
                 (tables, problems)

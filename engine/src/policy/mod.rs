@@ -14,7 +14,8 @@
 //! inheritance (`[server]` → `[[host]]` → route, `disable = [...]`), the run
 //! order, the names `ringway check` and `routes` print ([`NAMES`]), and each
 //! worker's per-route state ([`WorkerState`]). Adding a policy is one file
-//! (its type, its `impl Policy`, its config table) and one line here.
+//! (its type, its config table, its `impl Policy`) and its row in the
+//! table, plus the file's `pub mod` line above it.
 
 pub mod api_key;
 mod chain;
@@ -66,48 +67,38 @@ pub(crate) use with_policy_table;
 /// `policy_tables()`, the tables it sets.
 macro_rules! policy_fields {
     (
-        { $(#[$m:meta])* pub struct $name:ident { $($body:tt)* } $which:ident }
+        { $(#[$m:meta])* pub struct $name:ident { $($body:tt)* } inherited }
         inherited: [$($i:ident: $it:ty,)*]
         route_only: [$($r:ident: $rt:ty,)*]
     ) => {
-        $crate::policy::policy_fields! { @$which
-            { $(#[$m])* pub struct $name { $($body)* } }
-            [$($i: $it,)*] [$($r: $rt,)*]
+        $crate::policy::policy_fields! {
+            @emit { $(#[$m])* pub struct $name { $($body)* } } [$($i: $it,)*] [$($r)*]
         }
     };
-    (@inherited { $(#[$m:meta])* pub struct $name:ident { $($body:tt)* } }
-        [$($i:ident: $it:ty,)*] [$($r:ident: $rt:ty,)*]
+    (
+        { $(#[$m:meta])* pub struct $name:ident { $($body:tt)* } all }
+        inherited: [$($i:ident: $it:ty,)*]
+        route_only: [$($r:ident: $rt:ty,)*]
+    ) => {
+        $crate::policy::policy_fields! {
+            @emit { $(#[$m])* pub struct $name { $($body)* } } [$($i: $it,)* $($r: $rt,)*] []
+        }
+    };
+    // The struct with the fields `[name: Type, ...]`; the `[names]` it lacks read as unset.
+    (@emit { $(#[$m:meta])* pub struct $name:ident { $($body:tt)* } }
+        [$($f:ident: $ft:ty,)*] [$($absent:ident)*]
     ) => {
         $(#[$m])*
         pub struct $name {
             $($body)*
-            $(pub $i: Option<::toml::Spanned<<$it as $crate::policy::Policy>::Table>>,)*
+            $(pub $f: Option<::toml::Spanned<<$ft as $crate::policy::Policy>::Table>>,)*
         }
         impl $name {
             /// The policy tables this section sets.
             pub fn policy_tables(&self) -> $crate::policy::Tables<'_> {
                 $crate::policy::Tables {
-                    $($i: self.$i.as_ref(),)*
-                    $($r: None,)*
-                }
-            }
-        }
-    };
-    (@all { $(#[$m:meta])* pub struct $name:ident { $($body:tt)* } }
-        [$($i:ident: $it:ty,)*] [$($r:ident: $rt:ty,)*]
-    ) => {
-        $(#[$m])*
-        pub struct $name {
-            $($body)*
-            $(pub $i: Option<::toml::Spanned<<$it as $crate::policy::Policy>::Table>>,)*
-            $(pub $r: Option<::toml::Spanned<<$rt as $crate::policy::Policy>::Table>>,)*
-        }
-        impl $name {
-            /// The policy tables this section sets.
-            pub fn policy_tables(&self) -> $crate::policy::Tables<'_> {
-                $crate::policy::Tables {
-                    $($i: self.$i.as_ref(),)*
-                    $($r: self.$r.as_ref(),)*
+                    $($f: self.$f.as_ref(),)*
+                    $($absent: None,)*
                 }
             }
         }
