@@ -86,49 +86,7 @@ pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
         preflight_lines: Box::default(),
         actual_lines: Box::default(),
     };
-    if t.allow_origins.is_empty() {
-        return Err(Problem::new(
-            0..0,
-            "allow_origins",
-            "list the origins allowed, e.g. [\"https://app.example.com\"] (or [\"*\"])",
-        ));
-    }
-    for (i, o) in t.allow_origins.iter().enumerate() {
-        let s = o.get_ref().trim().to_ascii_lowercase();
-        let bad = |m: String| Problem::new(o.span(), format!("allow_origins[{i}]"), m);
-        if s == "*" {
-            c.any_origin = true;
-            continue;
-        }
-        let Some((scheme, host)) = s.split_once("://") else {
-            return Err(bad(format!(
-                "{s:?} is not an origin: write scheme://host[:port], e.g. \"https://app.example.com\""
-            )));
-        };
-        if scheme.is_empty()
-            || host.is_empty()
-            || host.contains('/')
-            || s.contains(char::is_whitespace)
-        {
-            return Err(bad(format!(
-                "{s:?} is not an origin: scheme://host[:port] with no path or trailing slash"
-            )));
-        }
-        match host.strip_prefix('*') {
-            Some(rest) if rest.starts_with('.') && !rest[1..].is_empty() && !rest.contains('*') => {
-                c.wildcard.push(Wildcard {
-                    scheme: format!("{scheme}://").into_bytes().into(),
-                    suffix: rest.as_bytes().into(),
-                });
-            }
-            _ if host.contains('*') => {
-                return Err(bad(format!(
-                    "{s:?}: a wildcard may only open the host, as in \"https://*.example.com\""
-                )));
-            }
-            _ => c.exact.push(s.into_bytes().into()),
-        }
-    }
+    add_origins(&mut c, t)?;
     if c.any_origin && c.credentials {
         return Err(Problem::new(
             t.allow_credentials.as_ref().map_or(0..0, |c| c.span()),
@@ -217,6 +175,54 @@ pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
     c.preflight_lines = pre.into_bytes().into();
     c.actual_lines = actual.into_bytes().into();
     Ok(c)
+}
+
+/// The `allow_origins` of `t` into `c`: `*`, exact origins and `*.suffix` wildcards.
+fn add_origins(c: &mut Cors, t: &model::Cors) -> Result<(), Problem> {
+    if t.allow_origins.is_empty() {
+        return Err(Problem::new(
+            0..0,
+            "allow_origins",
+            "list the origins allowed, e.g. [\"https://app.example.com\"] (or [\"*\"])",
+        ));
+    }
+    for (i, o) in t.allow_origins.iter().enumerate() {
+        let s = o.get_ref().trim().to_ascii_lowercase();
+        let bad = |m: String| Problem::new(o.span(), format!("allow_origins[{i}]"), m);
+        if s == "*" {
+            c.any_origin = true;
+            continue;
+        }
+        let Some((scheme, host)) = s.split_once("://") else {
+            return Err(bad(format!(
+                "{s:?} is not an origin: write scheme://host[:port], e.g. \"https://app.example.com\""
+            )));
+        };
+        if scheme.is_empty()
+            || host.is_empty()
+            || host.contains('/')
+            || s.contains(char::is_whitespace)
+        {
+            return Err(bad(format!(
+                "{s:?} is not an origin: scheme://host[:port] with no path or trailing slash"
+            )));
+        }
+        match host.strip_prefix('*') {
+            Some(rest) if rest.starts_with('.') && !rest[1..].is_empty() && !rest.contains('*') => {
+                c.wildcard.push(Wildcard {
+                    scheme: format!("{scheme}://").into_bytes().into(),
+                    suffix: rest.as_bytes().into(),
+                });
+            }
+            _ if host.contains('*') => {
+                return Err(bad(format!(
+                    "{s:?}: a wildcard may only open the host, as in \"https://*.example.com\""
+                )));
+            }
+            _ => c.exact.push(s.into_bytes().into()),
+        }
+    }
+    Ok(())
 }
 
 impl Cors {
