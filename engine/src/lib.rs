@@ -25,6 +25,7 @@
 //! - `upstream`: a small origin server on the codec (`ringway upstream`,
 //!   the demo's and the benchmarks' upstream).
 //! - `sys`: the few raw system calls, and every `unsafe` block.
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -124,6 +124,19 @@ pub struct Route {
 }
 
 impl Snapshot {
+    /// What the policies read of this snapshot on the data plane.
+    #[inline]
+    pub fn policy_env(&self) -> crate::policy::Env<'_> {
+        crate::policy::Env {
+            generation: self.generation,
+            workers: self.workers,
+            trusted_proxies: &self.trusted_proxies,
+            api_keys: &self.api_keys,
+            router: &self.router,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+
     /// A human-readable table of what this snapshot serves.
     pub fn describe(&self) -> String {
         use std::fmt::Write;
@@ -177,5 +190,18 @@ impl Snapshot {
             }
         }
         s
+    }
+}
+
+/// What the policies read of this snapshot when a worker starts serving it.
+impl crate::policy::Served for Snapshot {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+    fn chains(&self) -> impl Iterator<Item = (&str, &crate::policy::Chain)> {
+        self.routes.iter().map(|r| (r.path.as_str(), &r.policies))
+    }
+    fn api_keys(&self) -> &crate::policy::api_key::Keys {
+        &self.api_keys
     }
 }

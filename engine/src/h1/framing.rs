@@ -15,17 +15,6 @@ pub enum Framing {
     UntilClose,
 }
 
-// The names `BodyFraming::{None, Length, Chunked}`, `ResponseFraming::{Empty,
-// Length, Chunked, Close}` and `write::Downstream` stay valid for code outside
-// the proxy (policy, the fuzz driver) until it says `Framing`.
-#[allow(non_upper_case_globals)]
-impl Framing {
-    /// Old name of [`Framing::None`] for a response.
-    pub const Empty: Framing = Framing::None;
-    /// Old name of [`Framing::UntilClose`].
-    pub const Close: Framing = Framing::UntilClose;
-}
-
 impl Framing {
     /// Whether any body bytes follow the head.
     pub fn has_body(self) -> bool {

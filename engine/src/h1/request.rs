@@ -5,7 +5,6 @@ use super::H1Error;
 use super::header::{self, Header, Kind, Span};
 use super::limits::{Limits, MAX_HEADERS_CEILING};
 
-pub use super::framing::Framing as BodyFraming;
 use super::framing::Framing;
 
 /// A parsed request head. All positions are offsets into the buffer it was

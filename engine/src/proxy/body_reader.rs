@@ -18,7 +18,7 @@ use super::stream::Client;
 use crate::h1::Framing;
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
 use crate::h1::request::RequestHead;
-use crate::policy::json_body::JsonBody;
+use crate::policy::schema::JsonBody;
 use crate::snapshot::Route;
 use std::borrow::Cow;
 use std::time::Duration;

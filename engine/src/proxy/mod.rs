@@ -28,6 +28,3 @@ pub mod target;
 pub mod tunnel;
 pub mod upstream_io;
 
-/// Moved to the crate root (`crate::request_id`); this name stays for the
-/// benches until they use the new path.
-pub use crate::request_id;

@@ -30,12 +30,11 @@ pub async fn apply_policies(ex: &mut Exchange<'_>, m: &Match) -> Step<()> {
             route: m.route,
             path: route_path(ex.head.path(buf)),
             found: Some(m),
-            request_id: crate::request_id::range(ex.fields, snap.request_id.as_deref()),
         };
         let mut state = ex.local.policy.borrow_mut();
         policy::run(
             &route.policies,
-            snap,
+            &snap.policy_env(),
             &mut state,
             &req,
             ex.fields,
