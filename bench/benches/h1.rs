@@ -58,14 +58,14 @@ fn parse_requests(c: &mut Criterion) {
     });
     // What request ids add: choosing the id (a new one: the client's is not
     // taken here, the header name differs) and carrying its field line.
-    let ids = ringway::proxy::request_id::Ids::new(0);
+    let ids = ringway::request_id::Ids::new(0);
     let (mut fields, mut upstream) = (Vec::with_capacity(256), Vec::with_capacity(256));
     g.bench_function("write forwarded head (typical) + new request id", |b| {
         b.iter(|| {
             out.clear();
             fields.clear();
             upstream.clear();
-            ringway::proxy::request_id::assign(
+            ringway::request_id::assign(
                 &ids,
                 b"x-correlation-id",
                 Some((black_box(TYPICAL), &head)),

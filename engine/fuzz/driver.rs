@@ -4,7 +4,8 @@
 
 use ringway::h1::Limits;
 use ringway::h1::chunked::{self, ChunkedDecoder, Decoded};
-use ringway::h1::request::{self, BodyFraming, RequestHead};
+use ringway::h1::Framing;
+use ringway::h1::request::{self, RequestHead};
 use ringway::h1::response::{self, ResponseHead};
 use ringway::h1::write::{self, Forward};
 
@@ -54,8 +55,8 @@ pub fn request_head(data: &[u8]) {
     );
     assert_eq!(again.method(&out), head.method(data));
     assert_eq!(again.framing, head.framing);
-    if let BodyFraming::Length(n) = head.framing {
-        assert_eq!(again.framing, BodyFraming::Length(n));
+    if let Framing::Length(n) = head.framing {
+        assert_eq!(again.framing, Framing::Length(n));
     }
     let mut slots = [httparse::EMPTY_HEADER; 300];
     let mut req = httparse::Request::new(&mut slots);
@@ -122,9 +123,9 @@ pub fn response_head(data: &[u8]) {
         return;
     };
     let down = match head.framing {
-        response::ResponseFraming::Empty => write::Downstream::Empty,
-        response::ResponseFraming::Length(n) => write::Downstream::Length(n),
-        _ => write::Downstream::Chunked,
+        Framing::None => Framing::None,
+        Framing::Length(n) => Framing::Length(n),
+        _ => Framing::Chunked,
     };
     let mut out = Vec::new();
     write::response_head(
@@ -151,7 +152,7 @@ pub fn response_head(data: &[u8]) {
     assert_eq!(again.status, head.status);
     // A close-delimited body is re-framed as chunked for HTTP/1.1 clients.
     let want = match head.framing {
-        response::ResponseFraming::Close => response::ResponseFraming::Chunked,
+        Framing::UntilClose => Framing::Chunked,
         f => f,
     };
     if head.status != 101 {

@@ -121,7 +121,14 @@ mod tests {
         assert_eq!((leap.year, leap.month, leap.day), (2000, 2, 29));
         let late = t(1_795_741_261);
         assert_eq!(
-            (late.year, late.month, late.day, late.hour, late.minute, late.second),
+            (
+                late.year,
+                late.month,
+                late.day,
+                late.hour,
+                late.minute,
+                late.second
+            ),
             (2026, 11, 27, 1, 1, 1)
         );
         assert_eq!(late.month_abbrev(), "Nov");

@@ -56,7 +56,9 @@ pub struct Snapshot {
     /// Total targets over all upstreams (pool slots per worker).
     pub target_count: usize,
     /// Fault injection for tests: a request for exactly this path panics its connection task.
-    /// Set only through the `RINGWAY_FAULT_PANIC_PATH` environment variable.
+    /// Set only through the `RINGWAY_FAULT_PANIC_PATH` environment variable,
+    /// and only in a build with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     pub fault_panic_path: Option<Vec<u8>>,
 }
 
@@ -122,6 +124,19 @@ pub struct Route {
 }
 
 impl Snapshot {
+    /// What the policies read of this snapshot on the data plane.
+    #[inline]
+    pub fn policy_env(&self) -> crate::policy::Env<'_> {
+        crate::policy::Env {
+            generation: self.generation,
+            workers: self.workers,
+            trusted_proxies: &self.trusted_proxies,
+            api_keys: &self.api_keys,
+            router: &self.router,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+
     /// A human-readable table of what this snapshot serves.
     pub fn describe(&self) -> String {
         use std::fmt::Write;
@@ -175,5 +190,18 @@ impl Snapshot {
             }
         }
         s
+    }
+}
+
+/// What the policies read of this snapshot when a worker starts serving it.
+impl crate::policy::Served for Snapshot {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+    fn chains(&self) -> impl Iterator<Item = (&str, &crate::policy::Chain)> {
+        self.routes.iter().map(|r| (r.path.as_str(), &r.policies))
+    }
+    fn api_keys(&self) -> &crate::policy::api_key::Keys {
+        &self.api_keys
     }
 }

@@ -3,9 +3,10 @@
 //! benchmarks (`ringway upstream`). It answers every request with a fixed
 //! body after reading (and discarding) the request body.
 
+use crate::h1::Framing;
 use crate::h1::Limits;
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
-use crate::h1::request::{self, BodyFraming, RequestHead};
+use crate::h1::request::{self, RequestHead};
 use crate::proxy::relay::{read_more, write_all};
 use monoio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
@@ -75,10 +76,11 @@ async fn serve(mut s: TcpStream, response: Rc<Vec<u8>>) {
             let keep = head.keep_alive;
             let head_len = head.head_len;
             match head.framing {
-                BodyFraming::None => {
+                // A request is never close-delimited.
+                Framing::None | Framing::UntilClose => {
                     buf.drain(..head_len);
                 }
-                BodyFraming::Length(n) => {
+                Framing::Length(n) => {
                     buf.drain(..head_len);
                     let mut left = n;
                     loop {
@@ -93,7 +95,7 @@ async fn serve(mut s: TcpStream, response: Rc<Vec<u8>>) {
                         }
                     }
                 }
-                BodyFraming::Chunked => {
+                Framing::Chunked => {
                     buf.drain(..head_len);
                     let mut dec = ChunkedDecoder::default();
                     loop {

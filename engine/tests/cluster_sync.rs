@@ -4,6 +4,7 @@
 //! survive Redis going away and coming back.
 
 #[path = "../../tests/src/redis.rs"]
+#[allow(dead_code)]
 mod redis_server;
 
 use redis_server::RedisServer;

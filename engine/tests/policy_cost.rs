@@ -123,6 +123,11 @@ required_headers = ["x-api-key"]
 fn the_chain_allocates_nothing_when_warm() {
     let snap = ringway::config::from_str(std::path::Path::new("t.toml"), CONFIG).unwrap();
     let mut state = WorkerState::new(&snap);
+    // Request ids off: these runs have no id line at the head of `fields`.
+    let env = policy::Env {
+        request_id: None,
+        ..snap.policy_env()
+    };
     let raw = b"GET /users/42 HTTP/1.1\r\nHost: api.example.com\r\nOrigin: https://shop.example.com\r\nX-API-Key: k-123\r\nX-Forwarded-For: 10.1.2.3\r\nAccept: */*\r\n\r\n";
     let mut head = RequestHead::default();
     assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
@@ -142,9 +147,8 @@ fn the_chain_allocates_nothing_when_warm() {
                 route,
                 path: b"/users/42",
                 found: None,
-                request_id: 0..0,
             };
-            let v = policy::run(chain, &snap, state, &req, &mut fields, &mut upstream);
+            let v = policy::run(chain, &env, state, &req, &mut fields, &mut upstream);
             assert_eq!(v, Verdict::Forward);
         };
         one(state); // warm: the client's bucket is created
@@ -230,6 +234,11 @@ fn jwt_cost_per_algorithm() {
     let config = "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9\"]\n[[route]]\npath = \"/{proxy+}\"\nupstream = \"app\"\n[route.jwt]\nissuer = \"https://issuer.example.com\"\naudience = [\"api\"]\njwks_file = \"jwks.json\"\nscopes = [\"read:users\"]\nforward_claims = { sub = \"x-user-id\" }\n";
     let snap = ringway::config::from_str(&dir.join("ringway.toml"), config).unwrap();
     let mut state = WorkerState::new(&snap);
+    // Request ids off: these runs have no id line at the head of `fields`.
+    let env = policy::Env {
+        request_id: None,
+        ..snap.policy_env()
+    };
     let claims = r#"{"iss":"https://issuer.example.com","aud":"api","exp":99999999999,"sub":"user-7","scope":"read:users"}"#;
     for (alg, kid) in [
         ("HS256", "h"),
@@ -284,11 +293,10 @@ fn jwt_cost_per_algorithm() {
                 route: 0,
                 path: b"/users/7",
                 found: None,
-                request_id: 0..0,
             };
             let v = policy::run(
                 &snap.routes[0].policies,
-                &snap,
+                &env,
                 state,
                 &req,
                 &mut fields,
@@ -355,6 +363,11 @@ fn json_schema_cost_for_a_small_body() {
     let snap = ringway::config::from_str(&dir.join("ringway.toml"), config).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let mut state = WorkerState::new(&snap);
+    // Request ids off: these runs have no id line at the head of `fields`.
+    let env = policy::Env {
+        request_id: None,
+        ..snap.policy_env()
+    };
     let body = br#"{"name":"Ada Lovelace","email":"ada@example.com","age":36,"bio":"Wrote the first published algorithm for the Analytical Engine.","tags":["math","engines","poetry"],"address":{"city":"London","zip":"W1"}}"#;
     let invalid = br#"{"name":"Ada Lovelace","email":"ada@example.com","age":"36","bio":"Wrote the first published algorithm for the Analytical Engine.","tags":["math","engines","poetry"],"address":{"city":"London","zip":"W1"}}"#;
     let raw = format!(
@@ -379,9 +392,8 @@ fn json_schema_cost_for_a_small_body() {
             route: 0,
             path: b"/users",
             found: None,
-            request_id: 0..0,
         };
-        let v = policy::run(chain, &snap, &mut state, &req, &mut fields, &mut upstream);
+        let v = policy::run(chain, &env, &mut state, &req, &mut fields, &mut upstream);
         assert_eq!(v, Verdict::Forward);
     }
     println!(

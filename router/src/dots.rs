@@ -95,7 +95,7 @@ pub fn normalize(path: &mut [u8], merge_slashes: bool) -> Result<usize, AboveRoo
     // back to its '/'. `r` is where the next input segment starts.
     let mut w = 0;
     let mut r = 1;
-    let mut trailing_slash = false;
+    let mut trailing_slash;
     loop {
         let end = path[r..].iter().position(|&b| b == b'/').map_or(path.len(), |i| r + i);
         let last = end == path.len();

@@ -3,6 +3,8 @@
 //! Decoding is strict: a `%` must be followed by two hex digits, otherwise the
 //! input is rejected ([`InvalidEncoding`]). `+` is not special anywhere (it is
 //! a space only in HTML forms, which routing has nothing to do with).
+//! [`decode_query_value`] is the one lenient exception, for query values
+//! compared as a client's browser or SDK may have written them.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -101,7 +103,7 @@ pub(crate) fn cmp_decoded(raw: &[u8], literal: &[u8]) -> Option<Ordering> {
 }
 
 /// A set of bytes that may appear unencoded.
-pub(crate) struct AsciiSet([bool; 256]);
+pub struct AsciiSet([bool; 256]);
 
 const fn build_set(extra: &[u8]) -> AsciiSet {
     let mut set = [false; 256];
@@ -127,7 +129,51 @@ pub(crate) const SEGMENT: AsciiSet = build_set(b"!$&'()*+,=:@");
 /// minus the separators `&`, `=`, `+` and `;`.
 pub(crate) const QUERY_VALUE: AsciiSet = build_set(b"!$'()*,:@/?");
 
+/// The unreserved characters only (RFC 3986 §2.3): a query name or value
+/// made of arbitrary text.
+pub const UNRESERVED: AsciiSet = build_set(b"");
+
+/// RFC 3986 `pchar`: what a path segment may carry unencoded.
+pub const PCHAR: AsciiSet = build_set(b"!$&'()*+,;=:@");
+
+/// `pchar` and `%`: path text that is already percent-encoded, kept as it is.
+pub const PCHAR_ENCODED: AsciiSet = build_set(b"!$&'()*+,;=:@%");
+
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends `v`, each byte percent-encoded unless `set` allows it.
+pub fn encode_into(v: &[u8], set: &AsciiSet, out: &mut Vec<u8>) {
+    for &b in v {
+        encode_byte(b, set, out);
+    }
+}
+
+/// Decodes a query value into `out` the lenient way clients expect: `%XX`
+/// is a byte, `+` a space, and a `%` without two hex digits stays a `%`.
+/// The decoded length, or `None` if it does not fit in `out`.
+pub fn decode_query_value(raw: &[u8], out: &mut [u8]) -> Option<usize> {
+    let (mut i, mut n) = (0, 0);
+    while i < raw.len() {
+        let byte = match raw[i] {
+            b'%' => match (
+                raw.get(i + 1).copied().and_then(hex_value),
+                raw.get(i + 2).copied().and_then(hex_value),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    i += 2;
+                    hi << 4 | lo
+                }
+                _ => b'%',
+            },
+            b'+' => b' ',
+            b => b,
+        };
+        *out.get_mut(n)? = byte;
+        n += 1;
+        i += 1;
+    }
+    Some(n)
+}
 
 /// Appends `b`, percent-encoded unless `set` allows it.
 pub(crate) fn encode_byte(b: u8, set: &AsciiSet, out: &mut Vec<u8>) {
@@ -178,5 +224,30 @@ mod tests {
             encode_byte(b, &SEGMENT, &mut out);
         }
         assert_eq!(out, b"a%20b%2F%3B%25~");
+        out.clear();
+        encode_into(b"a b;%/", &PCHAR, &mut out);
+        assert_eq!(out, b"a%20b;%25%2F");
+        out.clear();
+        encode_into(b"a%20;/", &PCHAR_ENCODED, &mut out);
+        assert_eq!(out, b"a%20;%2F");
+        out.clear();
+        encode_into(b"a=b&c", &UNRESERVED, &mut out);
+        assert_eq!(out, b"a%3Db%26c");
+    }
+
+    #[test]
+    fn decodes_query_values_leniently() {
+        let mut out = [0u8; 8];
+        let table: &[(&[u8], Option<&[u8]>)] = &[
+            (b"a%20b+c", Some(b"a b c")),
+            (b"100%", Some(b"100%")),
+            (b"%zz%4", Some(b"%zz%4")),
+            (b"%41%42", Some(b"AB")),
+            (b"123456789", None),
+        ];
+        for &(raw, want) in table {
+            let got = decode_query_value(raw, &mut out).map(|n| &out[..n]);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 }

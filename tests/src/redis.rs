@@ -2,7 +2,7 @@
 //! the cluster tests: started by the test, nothing saved to disk, stopped
 //! by its pid. Readiness is read from its log, never guessed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -311,6 +311,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         request_id,
         gateway_responses,
         target_count,
+        #[cfg(feature = "fault-injection")]
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")
             .map(|p| p.into_encoded_bytes()),
     }
@@ -431,15 +432,13 @@ fn compile_routes(
     use ringway_router::{RouteSpec, Router, UriTemplate};
     let stage = file.server.stage.as_ref();
     // Inherited policies: `[server]`, then each `[[host]]` block over it.
-    let (server_defaults, problems) =
-        crate::policy::defaults(crate::policy::Defaults::of_server(&file.server), base);
+    let (server_defaults, problems) = file.server.policy_tables().checked(base);
     for p in problems {
         c.at(p.span, format!("server.{}", p.key), p.message);
     }
     let mut host_defaults = Vec::new();
     for (j, h) in file.host.iter().enumerate() {
-        let (own, mut problems) =
-            crate::policy::defaults(crate::policy::Defaults::of_host(h), base);
+        let (own, mut problems) = h.policy_tables().checked(base);
         problems.extend(crate::policy::check_disable(&h.disable));
         for p in problems {
             c.at(p.span, format!("host[{j}].{}", p.key), p.message);
@@ -554,7 +553,12 @@ fn compile_routes(
             .as_ref()
             .map(|rt| rt.route_params(k).collect())
             .unwrap_or_default();
-        let (policies, problems) = crate::policy::compile(r, &inherited, base, &params);
+        let cx = crate::policy::Compile {
+            base,
+            params: &params,
+        };
+        let (policies, problems) =
+            crate::policy::Chain::compile(r.policy_tables().over(inherited), &cx);
         for p in problems {
             c.at(p.span, key(&p.key), p.message);
         }

@@ -2,6 +2,7 @@
 //! Unknown keys are errors everywhere (`deny_unknown_fields`).
 
 use super::units::{Dur, Size};
+use crate::policy::{policy_fields, with_policy_table};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::fmt;
@@ -30,24 +31,21 @@ pub struct File {
     pub gateway_responses: std::collections::BTreeMap<String, Spanned<GatewayResponse>>,
 }
 
-/// `[[host]]`: policy defaults for one host (exact or `*.suffix`). Routes
-/// declared with this `host` inherit them; when no route names the host,
-/// requests for it go to the host-less routes with these policies.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Host {
-    pub name: Spanned<String>,
-    /// `[server]` policies this host does not inherit.
-    #[serde(default)]
-    pub disable: Vec<Spanned<String>>,
-    pub cors: Option<Spanned<Cors>>,
-    pub ip: Option<Spanned<IpPolicy>>,
-    pub api_key: Option<Spanned<RouteApiKey>>,
-    pub jwt: Option<Spanned<Jwt>>,
-    pub throttle: Option<Spanned<Throttle>>,
-    pub validate: Option<Spanned<Validate>>,
-    pub mapping: Option<Spanned<Mapping>>,
-}
+with_policy_table! { policy_fields! {
+    /// `[[host]]`: policy defaults for one host (exact or `*.suffix`). Routes
+    /// declared with this `host` inherit them; when no route names the host,
+    /// requests for it go to the host-less routes with these policies.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Host {
+        pub name: Spanned<String>,
+        /// `[server]` policies this host does not inherit.
+        #[serde(default)]
+        pub disable: Vec<Spanned<String>>,
+        // Then its policy tables (`crate::policy`'s table), each optional.
+    }
+    inherited
+} }
 
 /// One `[gateway_responses.<status or class>]` entry.
 #[derive(Debug, Deserialize)]
@@ -62,62 +60,59 @@ pub struct GatewayResponse {
     pub body: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Server {
-    #[serde(default = "default_listen")]
-    pub listen: Vec<Spanned<Listen>>,
-    /// 0 = one worker per available core.
-    #[serde(default = "spanned_default")]
-    pub workers: Spanned<usize>,
-    #[serde(default = "spanned_default")]
-    pub pin: Spanned<Pin>,
-    /// Per worker; connections past it are accepted and closed at once.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    #[serde(default = "default_shutdown_timeout")]
-    pub shutdown_timeout: Dur,
-    /// listen(2) backlog of each worker's listener.
-    #[serde(default = "default_backlog")]
-    pub backlog: Spanned<u32>,
-    /// Content-Length bodies at or over this size move with splice(2).
-    #[serde(default = "default_splice_threshold")]
-    pub splice_threshold: Size,
-    /// A stage prefix (`/prod`) removed from every request path before matching, as API Gateway stages are.
-    #[serde(default)]
-    pub stage: Option<Spanned<String>>,
-    /// `auto` (io_uring, else epoll), `io_uring`, or `epoll`.
-    #[serde(default = "spanned_default")]
-    pub driver: Spanned<Option<String>>,
-    /// `[server.admin] listen = "127.0.0.1:9901"`: metrics, health and config on a separate listener.
-    #[serde(default)]
-    pub admin: Option<Admin>,
-    /// `[server.access_log] path = "...", format = "json"`: one line per request.
-    #[serde(default)]
-    pub access_log: Option<AccessLog>,
-    /// A TOML file of more `[[api_key]]` entries (relative to this file's folder),
-    /// kept apart so keys can be handed out without editing the config; read again on reload.
-    #[serde(default)]
-    pub api_keys_file: Option<Spanned<String>>,
-    /// Peers (CIDRs) whose X-Forwarded-For is believed when finding the client address.
-    #[serde(default)]
-    pub trusted_proxies: Vec<Spanned<String>>,
-    /// The request id header (`"x-request-id"` by default), or `false` for none.
-    #[serde(default)]
-    pub request_id: Option<Spanned<RequestId>>,
-    /// Policy defaults: a route without its own table of that name inherits these.
-    pub cors: Option<Spanned<Cors>>,
-    pub ip: Option<Spanned<IpPolicy>>,
-    pub api_key: Option<Spanned<RouteApiKey>>,
-    pub jwt: Option<Spanned<Jwt>>,
-    pub throttle: Option<Spanned<Throttle>>,
-    pub validate: Option<Spanned<Validate>>,
-    pub mapping: Option<Spanned<Mapping>>,
-    #[serde(default)]
-    pub limits: Limits,
-    #[serde(default)]
-    pub timeouts: Timeouts,
-}
+with_policy_table! { policy_fields! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Server {
+        #[serde(default = "default_listen")]
+        pub listen: Vec<Spanned<Listen>>,
+        /// 0 = one worker per available core.
+        #[serde(default = "spanned_default")]
+        pub workers: Spanned<usize>,
+        #[serde(default = "spanned_default")]
+        pub pin: Spanned<Pin>,
+        /// Per worker; connections past it are accepted and closed at once.
+        #[serde(default = "default_max_connections")]
+        pub max_connections: usize,
+        #[serde(default = "default_shutdown_timeout")]
+        pub shutdown_timeout: Dur,
+        /// listen(2) backlog of each worker's listener.
+        #[serde(default = "default_backlog")]
+        pub backlog: Spanned<u32>,
+        /// Content-Length bodies at or over this size move with splice(2).
+        #[serde(default = "default_splice_threshold")]
+        pub splice_threshold: Size,
+        /// A stage prefix (`/prod`) removed from every request path before matching, as API Gateway stages are.
+        #[serde(default)]
+        pub stage: Option<Spanned<String>>,
+        /// `auto` (io_uring, else epoll), `io_uring`, or `epoll`.
+        #[serde(default = "spanned_default")]
+        pub driver: Spanned<Option<String>>,
+        /// `[server.admin] listen = "127.0.0.1:9901"`: metrics, health and config on a separate listener.
+        #[serde(default)]
+        pub admin: Option<Admin>,
+        /// `[server.access_log] path = "...", format = "json"`: one line per request.
+        #[serde(default)]
+        pub access_log: Option<AccessLog>,
+        /// A TOML file of more `[[api_key]]` entries (relative to this file's folder),
+        /// kept apart so keys can be handed out without editing the config; read again on reload.
+        #[serde(default)]
+        pub api_keys_file: Option<Spanned<String>>,
+        /// Peers (CIDRs) whose X-Forwarded-For is believed when finding the client address.
+        #[serde(default)]
+        pub trusted_proxies: Vec<Spanned<String>>,
+        /// The request id header (`"x-request-id"` by default), or `false` for none.
+        #[serde(default)]
+        pub request_id: Option<Spanned<RequestId>>,
+        #[serde(default)]
+        pub limits: Limits,
+        #[serde(default)]
+        pub timeouts: Timeouts,
+        // Then the policy defaults (`crate::policy`'s table): a route without
+        // its own table of that name inherits these.
+    }
+    inherited
+} }
 
 impl Default for Server {
     fn default() -> Self {
@@ -346,42 +341,37 @@ fn default_max_idle() -> usize {
     128
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Route {
-    /// API Gateway path template: `/users/{id}`, `/{proxy+}`.
-    pub path: Spanned<String>,
-    /// Methods, or `ANY` (the default) for every method without a route of its own.
-    #[serde(default = "any_method")]
-    pub methods: Spanned<Vec<String>>,
-    /// Only for this Host: exact (`api.example.com`) or wildcard (`*.example.com`).
-    #[serde(default)]
-    pub host: Option<Spanned<String>>,
-    /// Forward the path unchanged to this upstream...
-    pub upstream: Option<Spanned<String>>,
-    /// ...or rewrite it through a backend URI template whose authority names an upstream.
-    #[serde(default)]
-    pub uri: Option<Spanned<String>>,
-    /// Send the client's Host upstream (default), or the target's `host:port`.
-    #[serde(default = "yes")]
-    pub preserve_host: bool,
-    /// Let `Connection: upgrade` requests (WebSocket) through, tunnelling the connection after a 101.
-    #[serde(default = "yes")]
-    pub websocket: bool,
-    /// Inherited policies (`[server]`, `[[host]]`) this route does without: `["jwt"]`.
-    #[serde(default)]
-    pub disable: Vec<Spanned<String>>,
-    /// Policies (engine/src/policy/), each optional.
-    pub cors: Option<Spanned<Cors>>,
-    pub ip: Option<Spanned<IpPolicy>>,
-    pub api_key: Option<Spanned<RouteApiKey>>,
-    pub throttle: Option<Spanned<Throttle>>,
-    pub validate: Option<Spanned<Validate>>,
-    pub jwt: Option<Spanned<Jwt>>,
-    pub mapping: Option<Spanned<Mapping>>,
-    /// Answer from the gateway itself; such a route needs no upstream.
-    pub mock: Option<Spanned<Mock>>,
-}
+with_policy_table! { policy_fields! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Route {
+        /// API Gateway path template: `/users/{id}`, `/{proxy+}`.
+        pub path: Spanned<String>,
+        /// Methods, or `ANY` (the default) for every method without a route of its own.
+        #[serde(default = "any_method")]
+        pub methods: Spanned<Vec<String>>,
+        /// Only for this Host: exact (`api.example.com`) or wildcard (`*.example.com`).
+        #[serde(default)]
+        pub host: Option<Spanned<String>>,
+        /// Forward the path unchanged to this upstream...
+        pub upstream: Option<Spanned<String>>,
+        /// ...or rewrite it through a backend URI template whose authority names an upstream.
+        #[serde(default)]
+        pub uri: Option<Spanned<String>>,
+        /// Send the client's Host upstream (default), or the target's `host:port`.
+        #[serde(default = "yes")]
+        pub preserve_host: bool,
+        /// Let `Connection: upgrade` requests (WebSocket) through, tunnelling the connection after a 101.
+        #[serde(default = "yes")]
+        pub websocket: bool,
+        /// Inherited policies (`[server]`, `[[host]]`) this route does without: `["jwt"]`.
+        #[serde(default)]
+        pub disable: Vec<Spanned<String>>,
+        // Then its policies (`crate::policy`'s table), each optional; `mock`
+        // answers from the gateway itself, and such a route needs no upstream.
+    }
+    all
+} }
 
 /// `[route.cors]`.
 #[derive(Debug, Deserialize)]

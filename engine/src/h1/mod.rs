@@ -5,6 +5,7 @@
 
 pub mod chunked;
 pub mod error;
+pub mod framing;
 pub mod header;
 pub mod limits;
 pub mod request;
@@ -12,4 +13,5 @@ pub mod response;
 pub mod write;
 
 pub use error::H1Error;
+pub use framing::Framing;
 pub use limits::Limits;

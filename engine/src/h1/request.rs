@@ -5,13 +5,7 @@ use super::H1Error;
 use super::header::{self, Header, Kind, Span};
 use super::limits::{Limits, MAX_HEADERS_CEILING};
 
-/// How the request body is delimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyFraming {
-    None,
-    Length(u64),
-    Chunked,
-}
+use super::framing::Framing;
 
 /// A parsed request head. All positions are offsets into the buffer it was
 /// parsed from; the struct is reused across the requests of a connection so
@@ -27,7 +21,7 @@ pub struct RequestHead {
     pub headers: Vec<Header>,
     /// Bytes of the head including the blank line.
     pub head_len: usize,
-    pub framing: BodyFraming,
+    pub framing: Framing,
     /// The client wants the connection kept open after this exchange.
     pub keep_alive: bool,
     pub expect_continue: bool,
@@ -46,7 +40,7 @@ impl Default for RequestHead {
             minor_version: 1,
             headers: Vec::with_capacity(32),
             head_len: 0,
-            framing: BodyFraming::None,
+            framing: Framing::None,
             keep_alive: true,
             expect_continue: false,
             host: None,
@@ -76,7 +70,7 @@ impl RequestHead {
         }
     }
     pub fn has_body(&self) -> bool {
-        !matches!(self.framing, BodyFraming::None | BodyFraming::Length(0))
+        self.framing.has_body()
     }
     /// Safe to replay on another connection (RFC 9110 §9.2.2).
     pub fn is_idempotent(&self, buf: &[u8]) -> bool {
@@ -219,11 +213,11 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
         }
     }
     head.framing = match (te_count, content_length) {
-        (0, None) => BodyFraming::None,
-        (0, Some(n)) => BodyFraming::Length(n),
+        (0, None) => Framing::None,
+        (0, Some(n)) => Framing::Length(n),
         (_, Some(_)) => return Err(H1Error::AmbiguousFraming),
         (_, None) if head.minor_version == 0 => return Err(H1Error::AmbiguousFraming),
-        (1, None) if te_chunked => BodyFraming::Chunked,
+        (1, None) if te_chunked => Framing::Chunked,
         _ => return Err(H1Error::BadTransferEncoding),
     };
     if head.minor_version == 1 && host_count != 1 {
@@ -287,7 +281,7 @@ mod tests {
         assert_eq!(h.method(raw), b"GET");
         assert_eq!(h.path(raw), b"/a/b");
         assert_eq!(h.query(raw), b"x=1");
-        assert_eq!(h.framing, BodyFraming::None);
+        assert_eq!(h.framing, Framing::None);
         assert!(h.keep_alive);
         assert_eq!(h.head_len, raw.len());
     }
@@ -314,22 +308,22 @@ mod tests {
 
     #[test]
     fn framing_table() {
-        let ok: &[(&[u8], BodyFraming)] = &[
+        let ok: &[(&[u8], Framing)] = &[
             (
                 b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
-                BodyFraming::Length(5),
+                Framing::Length(5),
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-                BodyFraming::Length(5),
+                Framing::Length(5),
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
-                BodyFraming::Chunked,
+                Framing::Chunked,
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
-                BodyFraming::Chunked,
+                Framing::Chunked,
             ),
         ];
         for (raw, want) in ok {

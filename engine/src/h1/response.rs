@@ -5,15 +5,7 @@ use super::H1Error;
 use super::header::{self, Header, Kind, Span};
 use super::limits::{Limits, MAX_HEADERS_CEILING};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResponseFraming {
-    /// No body: HEAD responses, 1xx, 204, 304.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Read until the upstream closes.
-    Close,
-}
+use super::framing::Framing;
 
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -22,7 +14,7 @@ pub struct ResponseHead {
     pub minor_version: u8,
     pub headers: Vec<Header>,
     pub head_len: usize,
-    pub framing: ResponseFraming,
+    pub framing: Framing,
     /// The upstream is willing to keep the connection open.
     pub reusable: bool,
 }
@@ -35,7 +27,7 @@ impl Default for ResponseHead {
             minor_version: 1,
             headers: Vec::with_capacity(32),
             head_len: 0,
-            framing: ResponseFraming::Empty,
+            framing: Framing::None,
             reusable: true,
         }
     }
@@ -96,14 +88,14 @@ pub fn parse(
     let bodiless =
         request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
     head.framing = match (te_count, content_length) {
-        _ if bodiless => ResponseFraming::Empty,
-        (0, None) => ResponseFraming::Close,
-        (0, Some(n)) => ResponseFraming::Length(n),
+        _ if bodiless => Framing::None,
+        (0, None) => Framing::UntilClose,
+        (0, Some(n)) => Framing::Length(n),
         (_, Some(_)) => return Err(H1Error::AmbiguousFraming),
-        (1, None) if te_chunked && head.minor_version == 1 => ResponseFraming::Chunked,
+        (1, None) if te_chunked && head.minor_version == 1 => Framing::Chunked,
         _ => return Err(H1Error::BadTransferEncoding),
     };
-    head.reusable = head.framing != ResponseFraming::Close
+    head.reusable = head.framing != Framing::UntilClose
         && if head.minor_version == 1 {
             !flags.close
         } else {
@@ -116,7 +108,7 @@ pub fn parse(
 mod tests {
     use super::*;
 
-    fn framing(raw: &[u8], was_head: bool) -> Result<(ResponseFraming, bool), H1Error> {
+    fn framing(raw: &[u8], was_head: bool) -> Result<(Framing, bool), H1Error> {
         let mut h = ResponseHead::default();
         parse(raw, &Limits::default(), was_head, &mut h).map(|done| {
             assert!(done);
@@ -124,10 +116,13 @@ mod tests {
         })
     }
 
+    /// A response, whether the request was HEAD, and the framing and reusability it gets.
+    type Case = (&'static [u8], bool, Result<(Framing, bool), H1Error>);
+
     #[test]
     fn framing_table() {
-        use ResponseFraming::*;
-        let cases: &[(&[u8], bool, Result<(ResponseFraming, bool), H1Error>)] = &[
+        use Framing::*;
+        let cases: &[Case] = &[
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
                 false,
@@ -136,20 +131,20 @@ mod tests {
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
                 true,
-                Ok((Empty, true)),
+                Ok((None, true)),
             ),
-            (b"HTTP/1.1 204 No Content\r\n\r\n", false, Ok((Empty, true))),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", false, Ok((None, true))),
             (
                 b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
                 false,
-                Ok((Empty, true)),
+                Ok((None, true)),
             ),
             (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
                 false,
                 Ok((Chunked, true)),
             ),
-            (b"HTTP/1.1 200 OK\r\n\r\n", false, Ok((Close, false))),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false, Ok((UntilClose, false))),
             (
                 b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
                 false,

@@ -3,8 +3,9 @@
 //! append to a reused output buffer.
 
 use super::error::reason;
+use super::framing::Framing;
 use super::header::Kind;
-use super::request::{BodyFraming, RequestHead};
+use super::request::RequestHead;
 use super::response::ResponseHead;
 
 /// What the proxy adds to a forwarded request.
@@ -75,13 +76,13 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
     }
     out.extend_from_slice(fwd.fields);
     match (fwd.length, head.framing) {
-        (None, BodyFraming::None) => {}
-        (Some(n), _) | (None, BodyFraming::Length(n)) => {
+        (None, Framing::None | Framing::UntilClose) => {}
+        (Some(n), _) | (None, Framing::Length(n)) => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        (None, BodyFraming::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        (None, Framing::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if xff_seen {
@@ -120,16 +121,9 @@ fn join_values(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, kind: Kind) {
     }
 }
 
-/// How the relayed response body is framed towards the client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Downstream {
-    /// No body follows (HEAD, 1xx, 204, 304): the upstream's Content-Length passes through as metadata.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Raw bytes until ringway closes the connection.
-    Close,
-}
+/// How the relayed response body is framed towards the client (old name of
+/// [`Framing`]; `Framing::None` lets the upstream's Content-Length pass as
+/// metadata, `Framing::UntilClose` sends raw bytes until ringway closes).
 
 /// Appends the response head relayed to the client. `added`: field lines
 /// policies add (CORS, mapped headers); with `replace_cors`, any
@@ -139,7 +133,7 @@ pub fn response_head(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &ResponseHead,
-    framing: Downstream,
+    framing: Framing,
     connection: Persist,
     added: Added<'_>,
 ) {
@@ -151,7 +145,7 @@ pub fn response_head(
     out.extend_from_slice(b"\r\n");
     for h in &head.headers {
         let pass = match h.kind {
-            Kind::ContentLength => framing == Downstream::Empty,
+            Kind::ContentLength => framing == Framing::None,
             Kind::TransferEncoding | Kind::Connection | Kind::HopByHop => false,
             Kind::Upgrade => head.status == 101,
             _ => {
@@ -172,13 +166,13 @@ pub fn response_head(
         }
     }
     match framing {
-        Downstream::Length(n) => {
+        Framing::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Downstream::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        Downstream::Empty | Downstream::Close => {}
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::None | Framing::UntilClose => {}
     }
     out.extend_from_slice(added.fields);
     if head.status == 101 {
@@ -260,10 +254,12 @@ pub fn persist_line(p: Persist) -> &'static [u8] {
 }
 
 /// Appends one of ringway's own responses: a JSON body `{"message":"..."}`.
+/// `message_json` is the message as the inside of a JSON string (escaped
+/// by the caller: the codec knows HTTP, not JSON).
 pub fn error_response(
     out: &mut Vec<u8>,
     status: u16,
-    message: &str,
+    message_json: &[u8],
     persist: Persist,
     extra_headers: &[u8],
 ) {
@@ -274,16 +270,7 @@ pub fn error_response(
     out.extend_from_slice(
         b"\r\nServer: ringway\r\nContent-Type: application/json\r\nContent-Length: ",
     );
-    let plain = !message
-        .bytes()
-        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
-    let mut escaped = Vec::new();
-    let text = if plain {
-        message.as_bytes()
-    } else {
-        crate::policy::responses::json_escape(&mut escaped, message.as_bytes());
-        &escaped
-    };
+    let text = message_json;
     let body_len = text.len() + 14;
     out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -397,7 +384,7 @@ mod tests {
     #[test]
     fn error_body_length_matches() {
         let mut out = Vec::new();
-        error_response(&mut out, 404, "no route", Persist::Default, b"");
+        error_response(&mut out, 404, b"no route", Persist::Default, b"");
         let s = String::from_utf8(out).unwrap();
         let (head, body) = s.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));

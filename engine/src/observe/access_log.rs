@@ -239,13 +239,12 @@ impl LineBuffer {
             .as_secs();
         if now != self.clock_second || self.time_local.is_empty() {
             self.clock_second = now;
-            let (y, mo, d, h, mi, s) = civil(now);
-            const MONTHS: [&str; 12] = [
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-            ];
+            let t = crate::calendar::DateTime::from_unix(now);
+            let (y, mo, d) = (t.year, t.month, t.day);
+            let (h, mi, s) = (t.hour, t.minute, t.second);
             self.time_local = format!(
                 "{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000",
-                MONTHS[(mo - 1) as usize]
+                t.month_abbrev()
             );
             self.time_iso = format!("{y}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
         }
@@ -400,38 +399,9 @@ fn escaped(out: &mut Vec<u8>, v: &[u8], json: bool) {
     }
 }
 
-/// UTC calendar date and time of a Unix timestamp (days-to-civil conversion).
-fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (h, mi, s) = (
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    );
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, h, mi, s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(civil(1_795_741_261), (2026, 11, 27, 1, 1, 1));
-    }
 
     #[test]
     fn templates() {
@@ -456,6 +426,20 @@ mod tests {
         escaped(&mut out, b"a\"b\nc\x00", true);
         assert_eq!(out, b"a\\\"b\\u000ac\\u0000");
     }
+}
+
+/// What an exchange ended with, as a log line reports it (plain data from the proxy).
+pub struct Served<'a> {
+    pub remote_addr: &'a str,
+    pub status: u16,
+    /// Response bytes, where the body length was known up front.
+    pub bytes_sent: u64,
+    /// Request body bytes, where known up front.
+    pub body_in: u64,
+    pub request_time: Duration,
+    pub upstream_addr: Option<&'a str>,
+    pub upstream_time: Option<Duration>,
+    pub route: Option<&'a str>,
 }
 
 /// The request fields a line needs, copied out of the read buffer before the
@@ -506,30 +490,19 @@ impl Captured {
     }
 
     /// An entry for these request fields and what the exchange ended with.
-    #[allow(clippy::too_many_arguments)]
-    pub fn entry<'a>(
-        &'a self,
-        remote_addr: &'a str,
-        status: u16,
-        bytes_sent: u64,
-        body_in: u64,
-        request_time: Duration,
-        upstream_addr: Option<&'a str>,
-        upstream_time: Option<Duration>,
-        route: Option<&'a str>,
-    ) -> Entry<'a> {
+    pub fn entry<'a>(&'a self, served: Served<'a>) -> Entry<'a> {
         Entry {
-            remote_addr,
+            remote_addr: served.remote_addr,
             method: self.get(self.method),
             uri: self.get(self.uri),
             minor_version: self.minor_version,
-            status,
-            bytes_sent,
-            request_length: self.head_len + body_in,
-            request_time,
-            upstream_addr,
-            upstream_time,
-            route,
+            status: served.status,
+            bytes_sent: served.bytes_sent,
+            request_length: self.head_len + served.body_in,
+            request_time: served.request_time,
+            upstream_addr: served.upstream_addr,
+            upstream_time: served.upstream_time,
+            route: served.route,
             request_id: self.request_id.map(|r| self.get(r)),
             user_agent: self.user_agent.map(|r| self.get(r)),
             referer: self.referer.map(|r| self.get(r)),

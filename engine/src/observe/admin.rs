@@ -12,27 +12,23 @@
 //! [`MAX_CONNECTIONS`] open admin connections new ones are closed at once.
 //! One request per connection (`Connection: close`).
 //!
-//! A scrape is a message to the workers: the admin thread bumps
-//! `Shared::scrape_request`, each worker notices within its 25 ms poll and
-//! publishes a copy of its numbers, and the admin thread sums them. Nothing
-//! on the request path is shared or atomic.
+//! A scrape is a message to the workers (`scrape.rs`); the admin thread
+//! sums what they publish, waiting without blocking its other connections.
 
 use super::WorkerReport;
 use super::prometheus::{self, Process};
-use crate::runtime::Shared;
+use super::scrape::Scrape;
+use crate::control::Shared;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-
 use monoio::net::TcpStream;
 use std::cell::Cell;
 use std::net::TcpListener;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::warn;
 
-/// How long a scrape waits for every worker to publish.
-const SCRAPE_WAIT: Duration = Duration::from_secs(1);
 /// A request head must arrive whole within this (408 past it).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Writing the response must finish within this, or the connection is dropped.
@@ -45,7 +41,11 @@ pub const MAX_BODY: u64 = 64 * 1024;
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Starts the admin thread on an already bound listener.
-pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+pub fn spawn(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    scrape: Arc<Scrape>,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("ringway-admin".into())
@@ -54,14 +54,21 @@ pub fn spawn(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> 
                 .enable_timer()
                 .build();
             match runtime {
-                Ok(mut rt) => rt.block_on(accept_loop(listener, shared)),
+                Ok(mut rt) => rt.block_on(accept_loop(listener, Admin { shared, scrape })),
                 Err(e) => warn!("admin listener not started: {e}"),
             }
         })?;
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// What the admin answers from.
+#[derive(Clone)]
+struct Admin {
+    shared: Arc<Shared>,
+    scrape: Arc<Scrape>,
+}
+
+async fn accept_loop(listener: TcpListener, admin: Admin) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => return warn!("admin listener not started: {e}"),
@@ -80,9 +87,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         }
         open.set(open.get() + 1);
-        let (shared, open) = (shared.clone(), open.clone());
+        let (admin, open) = (admin.clone(), open.clone());
         monoio::spawn(async move {
-            serve(stream, &shared).await;
+            serve(stream, &admin).await;
             open.set(open.get() - 1);
         });
     }
@@ -97,14 +104,14 @@ struct Asked {
     query: Vec<u8>,
 }
 
-async fn serve(mut s: TcpStream, shared: &Shared) {
+async fn serve(mut s: TcpStream, admin: &Admin) {
     let asked = match monoio::time::timeout(HEAD_TIMEOUT, read_request(&mut s)).await {
         Ok(Ok(Some(asked))) => asked,
         Ok(Ok(None)) => return,
         Ok(Err(status)) => return reply(&mut s, status, "text/plain", format!("{}\n", crate::h1::error::reason(status))).await,
         Err(_) => return reply(&mut s, 408, "text/plain", "request head timed out\n".into()).await,
     };
-    let (status, ctype, body) = answer(&asked, shared).await;
+    let (status, ctype, body) = answer(&asked, admin).await;
     reply(&mut s, status, ctype, body).await;
 }
 
@@ -184,13 +191,14 @@ async fn reply(s: &mut TcpStream, status: u16, ctype: &str, body: String) {
 }
 
 /// The answer to one admin request: status, content type, body.
-async fn answer(asked: &Asked, shared: &Shared) -> (u16, &'static str, String) {
+async fn answer(asked: &Asked, admin: &Admin) -> (u16, &'static str, String) {
+    let shared = &admin.shared;
     if !asked.get {
         return (405, "text/plain", "only GET\n".to_string());
     }
     match &asked.path[..] {
         b"/metrics" => {
-            let reports = collect(shared).await;
+            let reports = collect(&admin.scrape).await;
             let snap = shared.latest();
             let p = Process {
                 reloads_ok: shared.reloads_ok.load(Ordering::Relaxed),
@@ -208,20 +216,13 @@ async fn answer(asked: &Asked, shared: &Shared) -> (u16, &'static str, String) {
     }
 }
 
-/// Asks every worker for its numbers and waits (bounded) for the answers.
-async fn collect(shared: &Shared) -> Vec<WorkerReport> {
-    let wanted = shared.scrape_request.fetch_add(1, Ordering::AcqRel) + 1;
-    let deadline = Instant::now() + SCRAPE_WAIT;
+/// Asks every worker for its numbers and waits (bounded) for the answers,
+/// serving other admin connections meanwhile.
+async fn collect(scrape: &Scrape) -> Vec<WorkerReport> {
+    let (wanted, deadline) = scrape.ask();
     loop {
-        {
-            let reports = shared.reports.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh = reports
-                .iter()
-                .all(|r| r.as_ref().is_some_and(|(g, _)| *g >= wanted));
-            if fresh || Instant::now() >= deadline {
-                // A worker that did not answer in time (draining, stuck) is reported with its last numbers.
-                return reports.iter().flatten().map(|(_, r)| r.clone()).collect();
-            }
+        if let Some(reports) = scrape.answered(wanted, deadline) {
+            return reports;
         }
         monoio::time::sleep(Duration::from_millis(2)).await;
     }

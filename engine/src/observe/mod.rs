@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod prometheus;
+pub mod scrape;
 
 use hdrhistogram::Histogram;
 

@@ -34,22 +34,41 @@ fn label(v: &str) -> String {
 
 pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String {
     let mut o = String::with_capacity(16 * 1024);
-    let sum = |f: fn(&WorkerReport) -> u64| reports.iter().map(f).sum::<u64>();
+    requests(&mut o, reports, snap);
+    durations(&mut o, reports, snap);
+    failures(&mut o, reports);
+    worker_counters(&mut o, reports);
+    per_worker(&mut o, reports);
+    configuration(&mut o, snap, p);
+    jwks(&mut o, snap);
+    draining(&mut o, p);
+    o
+}
 
+/// The sum of one number over every worker.
+fn sum(reports: &[WorkerReport], f: fn(&WorkerReport) -> u64) -> u64 {
+    reports.iter().map(f).sum()
+}
+
+/// A route's label for the series (`(none)` for requests no route matched).
+fn route_name(snap: &Snapshot, i: usize) -> String {
+    snap.routes
+        .get(i)
+        .map_or("(none)".to_string(), |r| r.label.clone())
+}
+
+/// Requests by route, method class and status class; bytes in and out.
+fn requests(o: &mut String, reports: &[WorkerReport], snap: &Snapshot) {
+    let sum = |f: fn(&WorkerReport) -> u64| sum(reports, f);
     family(
-        &mut o,
+        o,
         "ringway_requests_total",
         "counter",
         "Requests by route, method class (read: GET/HEAD/OPTIONS, write: POST/PUT/PATCH/DELETE, other) and status class.",
     );
-    let route_name = |i: usize| {
-        snap.routes
-            .get(i)
-            .map_or("(none)".to_string(), |r| r.label.clone())
-    };
     let routes = reports.first().map_or(0, |r| r.metrics.routes.len());
     for i in 0..routes {
-        let name = label(&route_name(i));
+        let name = label(&route_name(snap, i));
         for (mc, method) in super::METHOD_CLASSES.iter().enumerate() {
             for (class, text) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
                 .iter()
@@ -70,13 +89,13 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         }
     }
     family(
-        &mut o,
+        o,
         "ringway_bytes_total",
         "counter",
         "Bytes received and sent (heads, and bodies whose length was known up front).",
     );
     series(
-        &mut o,
+        o,
         "ringway_bytes_total",
         "direction",
         &[
@@ -84,9 +103,13 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
             ("out", sum(|r| r.metrics.bytes_out)),
         ],
     );
+}
 
+/// Request duration per route, from the merged per-worker histograms.
+fn durations(o: &mut String, reports: &[WorkerReport], snap: &Snapshot) {
+    let routes = reports.first().map_or(0, |r| r.metrics.routes.len());
     family(
-        &mut o,
+        o,
         "ringway_request_duration_seconds",
         "summary",
         "Request duration by route: quantiles of the merged per-worker HDR histograms (2 significant digits).",
@@ -106,7 +129,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         let Some(h) = merged.filter(|h| !h.is_empty()) else {
             continue;
         };
-        let name = label(&route_name(i));
+        let name = label(&route_name(snap, i));
         for q in [0.5, 0.9, 0.99, 0.999] {
             let _ = writeln!(
                 o,
@@ -125,9 +148,13 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
             h.len()
         );
     }
+}
 
+/// Gateway refusals by status, upstream failures, client aborts.
+fn failures(o: &mut String, reports: &[WorkerReport]) {
+    let sum = |f: fn(&WorkerReport) -> u64| sum(reports, f);
     family(
-        &mut o,
+        o,
         "ringway_rejects_total",
         "counter",
         "Requests answered by ringway itself with an error, by status.",
@@ -143,13 +170,13 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
     }
 
     family(
-        &mut o,
+        o,
         "ringway_upstream_errors_total",
         "counter",
         "Upstream failures by kind.",
     );
     series(
-        &mut o,
+        o,
         "ringway_upstream_errors_total",
         "kind",
         &[
@@ -159,7 +186,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         ],
     );
     family(
-        &mut o,
+        o,
         "ringway_client_aborts_total",
         "counter",
         "Exchanges the client abandoned before the response was complete.",
@@ -169,7 +196,11 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         "ringway_client_aborts_total {}",
         sum(|r| r.metrics.client_aborts)
     );
+}
 
+/// Counters summed over the workers, and the idle pool gauge.
+fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
+    let sum = |f: fn(&WorkerReport) -> u64| sum(reports, f);
     type Counter = (&'static str, &'static str, fn(&WorkerReport) -> u64);
     let counters: [Counter; 9] = [
         (
@@ -219,11 +250,11 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         ),
     ];
     for (name, help, f) in counters {
-        family(&mut o, name, "counter", help);
+        family(o, name, "counter", help);
         let _ = writeln!(o, "{name} {}", sum(f));
     }
     family(
-        &mut o,
+        o,
         "ringway_upstream_idle_connections",
         "gauge",
         "Pooled idle upstream connections.",
@@ -233,9 +264,12 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         "ringway_upstream_idle_connections {}",
         sum(|r| r.pool_idle)
     );
+}
 
+/// Series labelled by worker: open and accepted connections, core and driver.
+fn per_worker(o: &mut String, reports: &[WorkerReport]) {
     family(
-        &mut o,
+        o,
         "ringway_connections_open",
         "gauge",
         "Open client connections per worker.",
@@ -248,7 +282,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         );
     }
     family(
-        &mut o,
+        o,
         "ringway_connections_accepted_total",
         "counter",
         "Client connections accepted per worker.",
@@ -261,7 +295,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         );
     }
     family(
-        &mut o,
+        o,
         "ringway_worker_info",
         "gauge",
         "One series per worker: its core (or \"none\") and I/O driver.",
@@ -274,8 +308,12 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
             r.id, r.driver
         );
     }
+}
+
+/// Reloads and the active generation.
+fn configuration(o: &mut String, snap: &Snapshot, p: &Process) {
     family(
-        &mut o,
+        o,
         "ringway_config_reloads_total",
         "counter",
         "Configuration reloads by result.",
@@ -291,12 +329,16 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
         p.reloads_failed
     );
     family(
-        &mut o,
+        o,
         "ringway_config_generation",
         "gauge",
         "Generation of the active configuration (0 at start, +1 per reload).",
     );
     let _ = writeln!(o, "ringway_config_generation {}", snap.generation);
+}
+
+/// JWKS fetches and key sets, one series per distinct `jwks_url`.
+fn jwks(o: &mut String, snap: &Snapshot) {
     let mut jwks: Vec<&std::sync::Arc<crate::policy::jwt::remote::RemoteKeys>> = Vec::new();
     for r in snap
         .routes
@@ -310,7 +352,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
     if !jwks.is_empty() {
         use std::sync::atomic::Ordering::Relaxed;
         family(
-            &mut o,
+            o,
             "ringway_jwks_fetches_total",
             "counter",
             "Fetches of JWKS URLs (`jwks_url`) by result; a failure keeps the last good key set.",
@@ -328,7 +370,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
             }
         }
         family(
-            &mut o,
+            o,
             "ringway_jwks_key_set",
             "gauge",
             "Key sets loaded from each JWKS URL so far (0: no keys yet, tokens are refused).",
@@ -342,12 +384,15 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
             );
         }
     }
+}
+
+/// Whether the process is draining.
+fn draining(o: &mut String, p: &Process) {
     family(
-        &mut o,
+        o,
         "ringway_draining",
         "gauge",
         "1 while draining after SIGTERM/SIGINT.",
     );
     let _ = writeln!(o, "ringway_draining {}", u8::from(p.draining));
-    o
 }

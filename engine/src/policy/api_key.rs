@@ -14,13 +14,20 @@
 //! lives as long as the process, keyed by the key's digest, so counts are
 //! kept across reloads.
 
-use super::Problem;
-use super::throttle::{Bucket, rate_and_burst, share};
+mod quota;
+
+pub use quota::{
+    KeyState, Ledger, Over, Period, Plan, Quota, charge, lease_size, period_end, period_of,
+};
+
+use super::throttle::rate_and_burst;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::request::RequestHead;
+use ringway_router::percent;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::time::Instant;
+use std::ops::ControlFlow;
 
 pub type KeyHash = [u8; 32];
 
@@ -31,6 +38,46 @@ pub enum KeySource {
     Header(Box<[u8]>),
     /// A query parameter, by name.
     Query(Box<[u8]>),
+}
+
+impl Policy for KeySource {
+    type Table = model::RouteApiKey;
+    type Local = ();
+
+    fn compile(t: &model::RouteApiKey, _: &Compile<'_>) -> Result<KeySource, Problem> {
+        compile(t)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        let Some(digest) = self.digest(cx.req.buf, cx.req.head) else {
+            return ControlFlow::Break(Verdict::Reject(403, "missing API key"));
+        };
+        let keys = cx.env.api_keys;
+        let Some(k) = keys.find(&digest) else {
+            return ControlFlow::Break(Verdict::Reject(403, "invalid API key"));
+        };
+        if k >= cx.keys.len() {
+            // A request from before a reload: checked, not counted.
+            return ControlFlow::Continue(());
+        }
+        let (now, unix) = (cx.now(), cx.unix());
+        let key = &keys.keys[k];
+        let plan = &keys.plans[key.plan];
+        match charge(
+            &mut cx.keys[k],
+            plan,
+            &key.ledger,
+            cx.env.workers,
+            now,
+            unix,
+        ) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(Over::Rate(secs)) => cx.too_many(secs, "too many requests"),
+            Err(Over::Quota(secs)) => {
+                cx.too_many(secs, "limit exceeded: this API key's quota is used up")
+            }
+        }
+    }
 }
 
 /// Control plane: `[route.api_key]` → [`KeySource`].
@@ -75,56 +122,12 @@ impl KeySource {
                     return None;
                 }
                 let mut tmp = [0u8; MAX_KEY_BYTES];
-                let v = percent_decode(raw, &mut tmp).unwrap_or(b"\0too long");
+                let v = percent::decode_query_value(raw, &mut tmp)
+                    .map_or(&b"\0too long"[..], |n| &tmp[..n]);
                 Some(Sha256::digest(v).into())
             }
         }
     }
-}
-
-/// Decodes `%XX` and `+` into `out`; `None` if it does not fit.
-fn percent_decode<'o>(raw: &[u8], out: &'o mut [u8; MAX_KEY_BYTES]) -> Option<&'o [u8]> {
-    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16)).map(|d| d as u8);
-    let (mut i, mut n) = (0, 0);
-    while i < raw.len() {
-        let byte = match raw[i] {
-            b'%' => match (hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
-                (Some(h), Some(l)) => {
-                    i += 2;
-                    (h << 4) | l
-                }
-                _ => b'%',
-            },
-            b'+' => b' ',
-            b => b,
-        };
-        *out.get_mut(n)? = byte;
-        n += 1;
-        i += 1;
-    }
-    Some(&out[..n])
-}
-
-/// The period a quota counts over, in UTC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Period {
-    Day,
-    Week,
-    Month,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Quota {
-    pub limit: u64,
-    pub period: Period,
-}
-
-#[derive(Debug, PartialEq)]
-pub struct Plan {
-    pub name: String,
-    /// Gateway-wide requests per second and burst.
-    pub rate: Option<(f64, f64)>,
-    pub quota: Option<Quota>,
 }
 
 #[derive(Debug)]
@@ -134,65 +137,6 @@ pub struct Key {
     pub plan: usize,
     /// The key's quota count, shared by all workers and snapshots.
     pub ledger: std::sync::Arc<Ledger>,
-}
-
-/// A key's quota count: the period (high 24 bits) and the requests admitted
-/// in it (low 40 bits) in one atomic word, so a period change and a lease
-/// are one compare-and-swap.
-#[derive(Debug, Default)]
-pub struct Ledger(std::sync::atomic::AtomicU64);
-
-const COUNT_BITS: u32 = 40;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const WINDOW_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
-
-impl Ledger {
-    /// The ledger of the key with digest `hash`: the same one for the life of the process.
-    pub fn of(hash: &KeyHash) -> std::sync::Arc<Ledger> {
-        use std::sync::{Arc, Mutex, OnceLock};
-        static ALL: OnceLock<Mutex<HashMap<KeyHash, Arc<Ledger>>>> = OnceLock::new();
-        let mut all = ALL
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        all.entry(*hash).or_default().clone()
-    }
-
-    /// Takes up to `want` requests of `limit` in period `window`; returns how many it got (0: used up).
-    pub fn lease(&self, window: u64, limit: u64, want: u64) -> u64 {
-        use std::sync::atomic::Ordering;
-        let w = window & WINDOW_MASK;
-        let mut now = self.0.load(Ordering::Relaxed);
-        loop {
-            let used = if now >> COUNT_BITS == w {
-                now & COUNT_MASK
-            } else {
-                0
-            };
-            let got = want.min(limit.min(COUNT_MASK).saturating_sub(used));
-            if got == 0 {
-                return 0;
-            }
-            let next = (w << COUNT_BITS) | (used + got);
-            match self
-                .0
-                .compare_exchange_weak(now, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return got,
-                Err(seen) => now = seen,
-            }
-        }
-    }
-
-    /// Requests counted in period `window` (for tests and metrics).
-    pub fn used(&self, window: u64) -> u64 {
-        let now = self.0.load(std::sync::atomic::Ordering::Relaxed);
-        if now >> COUNT_BITS == window & WINDOW_MASK {
-            now & COUNT_MASK
-        } else {
-            0
-        }
-    }
 }
 
 /// Every key and plan of the config.
@@ -404,269 +348,10 @@ fn parse_hex32(s: &str) -> Option<KeyHash> {
     Some(d)
 }
 
-/// One key's counters on one worker.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyState {
-    pub hash: KeyHash,
-    bucket: Option<Bucket>,
-    /// The quota period the lease belongs to (see [`period_of`]).
-    window: u64,
-    /// Requests this worker may still admit from its last lease.
-    lease: u64,
-}
-
-impl KeyState {
-    pub fn new(hash: KeyHash) -> KeyState {
-        KeyState {
-            hash,
-            bucket: None,
-            window: 0,
-            lease: 0,
-        }
-    }
-
-    /// The same key under a reloaded plan: the bucket starts over; the
-    /// lease goes (the limit may have changed), the shared count stays.
-    pub fn carried(&self) -> KeyState {
-        KeyState::new(self.hash)
-    }
-}
-
-/// Why a key's request is refused: 429 with `Retry-After` seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Over {
-    Rate(u64),
-    Quota(u64),
-}
-
-/// Data plane: charges one request to the key under `plan`, on worker
-/// `worker` of `workers`. `unix` is the wall clock in seconds.
-pub fn charge(
-    state: &mut KeyState,
-    plan: &Plan,
-    ledger: &Ledger,
-    workers: usize,
-    now: Instant,
-    unix: u64,
-) -> Result<(), Over> {
-    if let Some(q) = plan.quota {
-        let window = period_of(q.period, unix);
-        if window != state.window {
-            state.window = window;
-            state.lease = 0;
-        }
-        if state.lease == 0 {
-            let want = lease_size(q.limit, ledger.used(window), workers);
-            state.lease = ledger.lease(window, q.limit, want);
-        }
-        if state.lease == 0 {
-            return Err(Over::Quota(
-                period_end(q.period, window).saturating_sub(unix).max(1),
-            ));
-        }
-    }
-    if let Some((rate, burst)) = plan.rate {
-        let (r, b) = share(rate, burst, workers);
-        let bucket = state.bucket.get_or_insert_with(|| Bucket::full(b, now));
-        bucket.take(r, b, now).map_err(Over::Rate)?;
-    }
-    // Counted only once admitted: a request the rate refuses keeps its lease.
-    if plan.quota.is_some() {
-        state.lease -= 1;
-    }
-    Ok(())
-}
-
-/// How many requests a worker leases at once: about 1/64 of a worker's
-/// share of the quota (at most 1,000), and no more than a quarter of what
-/// is left per worker, so that little stays stranded in other workers'
-/// leases when the quota runs out.
-pub fn lease_size(limit: u64, used: u64, workers: usize) -> u64 {
-    let n = workers.max(1) as u64;
-    let left = limit.saturating_sub(used);
-    (limit / n / 64).clamp(1, 1000).min(left / n / 4).max(1)
-}
-
-const DAY: u64 = 86_400;
-
-/// A number for the period `unix` falls in: days, weeks (Monday to Sunday)
-/// or months since the epoch, UTC.
-pub fn period_of(p: Period, unix: u64) -> u64 {
-    let days = unix / DAY;
-    match p {
-        Period::Day => days,
-        // 1970-01-01 was a Thursday: Monday-based weeks start 3 days earlier.
-        Period::Week => (days + 3) / 7,
-        Period::Month => {
-            let (y, m, _) = civil_from_days(days as i64);
-            (y as u64) * 12 + (m as u64 - 1)
-        }
-    }
-}
-
-/// The first second after period `window`.
-pub fn period_end(p: Period, window: u64) -> u64 {
-    match p {
-        Period::Day => (window + 1) * DAY,
-        Period::Week => ((window + 1) * 7 - 3) * DAY,
-        Period::Month => {
-            let next = window + 1;
-            days_from_civil((next / 12) as i64, (next % 12 + 1) as u32, 1) as u64 * DAY
-        }
-    }
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (era arithmetic
-/// over 400-year cycles of 146097 days).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Day count since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::h1::{Limits, request};
-
-    #[test]
-    fn calendar_round_trips() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        for d in (-1000..40_000).step_by(37) {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
-        }
-    }
-
-    #[test]
-    fn periods_and_their_ends() {
-        // 2026-11-27 10:00:00 UTC, a Friday.
-        let t = 1_795_773_600;
-        assert_eq!(civil_from_days((t / DAY) as i64), (2026, 11, 27));
-        let day = period_of(Period::Day, t);
-        assert_eq!(period_end(Period::Day, day) - t, 14 * 3600);
-        // The week ends at Monday 2026-11-30 00:00.
-        let week = period_of(Period::Week, t);
-        assert_eq!(
-            period_end(Period::Week, week),
-            days_from_civil(2026, 11, 30) as u64 * DAY
-        );
-        assert_eq!(
-            period_of(Period::Week, days_from_civil(2026, 11, 30) as u64 * DAY),
-            week + 1
-        );
-        assert_eq!(
-            period_of(
-                Period::Week,
-                days_from_civil(2026, 11, 29) as u64 * DAY + 86_399
-            ),
-            week
-        );
-        let month = period_of(Period::Month, t);
-        assert_eq!(
-            period_end(Period::Month, month),
-            days_from_civil(2026, 12, 1) as u64 * DAY
-        );
-        let dec = period_of(Period::Month, days_from_civil(2026, 12, 31) as u64 * DAY);
-        assert_eq!(
-            period_end(Period::Month, dec),
-            days_from_civil(2027, 1, 1) as u64 * DAY
-        );
-    }
-
-    #[test]
-    fn leases_from_one_ledger_never_exceed_the_limit() {
-        // Four workers taking leases in turn, each admitting one request per turn.
-        for limit in [1u64, 5, 100, 10_000, 123_457] {
-            let ledger = Ledger::default();
-            let n = 4;
-            let mut leases = vec![0u64; n];
-            let mut admitted = 0u64;
-            let mut refused_in_a_row = 0;
-            let mut w = 0;
-            while refused_in_a_row < n {
-                if leases[w] == 0 {
-                    leases[w] = ledger.lease(7, limit, lease_size(limit, ledger.used(7), n));
-                }
-                if leases[w] > 0 {
-                    leases[w] -= 1;
-                    admitted += 1;
-                    refused_in_a_row = 0;
-                } else {
-                    refused_in_a_row += 1;
-                }
-                w = (w + 1) % n;
-            }
-            // Every worker was refused in turn: nothing is left in any lease.
-            assert_eq!(admitted, limit);
-            assert_eq!(ledger.used(7), limit);
-            // A new period starts over.
-            assert_eq!(ledger.used(8), 0);
-            assert_eq!(ledger.lease(8, limit, 3), 3.min(limit));
-        }
-    }
-
-    #[test]
-    fn ledgers_are_shared_by_digest() {
-        let a = Ledger::of(&[9; 32]);
-        let b = Ledger::of(&[9; 32]);
-        assert!(std::sync::Arc::ptr_eq(&a, &b));
-        assert!(!std::sync::Arc::ptr_eq(&a, &Ledger::of(&[8; 32])));
-    }
-
-    #[test]
-    fn a_key_runs_out_of_burst_then_of_quota() {
-        let plan = Plan {
-            name: "p".into(),
-            rate: Some((1.0, 2.0)),
-            quota: Some(Quota {
-                limit: 3,
-                period: Period::Day,
-            }),
-        };
-        let mut s = KeyState::new([0; 32]);
-        let ledger = Ledger::default();
-        let t0 = Instant::now();
-        let unix = 1_795_773_600;
-        assert_eq!(charge(&mut s, &plan, &ledger, 1, t0, unix), Ok(()));
-        assert_eq!(charge(&mut s, &plan, &ledger, 1, t0, unix), Ok(()));
-        assert_eq!(
-            charge(&mut s, &plan, &ledger, 1, t0, unix),
-            Err(Over::Rate(1))
-        );
-        let t1 = t0 + std::time::Duration::from_secs(1);
-        assert_eq!(charge(&mut s, &plan, &ledger, 1, t1, unix + 1), Ok(()));
-        let t2 = t1 + std::time::Duration::from_secs(5);
-        assert_eq!(
-            charge(&mut s, &plan, &ledger, 1, t2, unix + 6),
-            Err(Over::Quota(14 * 3600 - 6))
-        );
-        // A new day starts the count over.
-        assert_eq!(
-            charge(&mut s, &plan, &ledger, 1, t2, unix + 14 * 3600),
-            Ok(())
-        );
-    }
 
     #[test]
     fn keys_come_from_a_header_or_the_query() {

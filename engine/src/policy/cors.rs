@@ -5,10 +5,11 @@
 //! lines once. Data plane: [`Cors::preflight`] and [`Cors::actual`] compare
 //! the `Origin` against the lists and append field lines to a reused buffer.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::header::for_each_token;
 use crate::h1::request::RequestHead;
+use std::ops::ControlFlow;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Cors {
@@ -50,6 +51,27 @@ pub enum Preflight {
     Refused(&'static str),
 }
 
+impl Policy for Cors {
+    type Table = model::Cors;
+    type Local = ();
+
+    fn compile(t: &model::Cors, _: &Compile<'_>) -> Result<Cors, Problem> {
+        compile(t)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        let (buf, head) = (cx.req.buf, cx.req.head);
+        match self.preflight(buf, head, cx.fields) {
+            Preflight::Allowed => ControlFlow::Break(Verdict::Preflight),
+            Preflight::Refused(why) => ControlFlow::Break(Verdict::Reject(403, why)),
+            Preflight::No => {
+                self.actual(field(buf, head, b"origin"), cx.fields);
+                ControlFlow::Continue(())
+            }
+        }
+    }
+}
+
 /// Control plane: `[route.cors]` → [`Cors`].
 pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
     let mut c = Cors {
@@ -64,49 +86,7 @@ pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
         preflight_lines: Box::default(),
         actual_lines: Box::default(),
     };
-    if t.allow_origins.is_empty() {
-        return Err(Problem::new(
-            0..0,
-            "allow_origins",
-            "list the origins allowed, e.g. [\"https://app.example.com\"] (or [\"*\"])",
-        ));
-    }
-    for (i, o) in t.allow_origins.iter().enumerate() {
-        let s = o.get_ref().trim().to_ascii_lowercase();
-        let bad = |m: String| Problem::new(o.span(), format!("allow_origins[{i}]"), m);
-        if s == "*" {
-            c.any_origin = true;
-            continue;
-        }
-        let Some((scheme, host)) = s.split_once("://") else {
-            return Err(bad(format!(
-                "{s:?} is not an origin: write scheme://host[:port], e.g. \"https://app.example.com\""
-            )));
-        };
-        if scheme.is_empty()
-            || host.is_empty()
-            || host.contains('/')
-            || s.contains(char::is_whitespace)
-        {
-            return Err(bad(format!(
-                "{s:?} is not an origin: scheme://host[:port] with no path or trailing slash"
-            )));
-        }
-        match host.strip_prefix('*') {
-            Some(rest) if rest.starts_with('.') && !rest[1..].is_empty() && !rest.contains('*') => {
-                c.wildcard.push(Wildcard {
-                    scheme: format!("{scheme}://").into_bytes().into(),
-                    suffix: rest.as_bytes().into(),
-                });
-            }
-            _ if host.contains('*') => {
-                return Err(bad(format!(
-                    "{s:?}: a wildcard may only open the host, as in \"https://*.example.com\""
-                )));
-            }
-            _ => c.exact.push(s.into_bytes().into()),
-        }
-    }
+    add_origins(&mut c, t)?;
     if c.any_origin && c.credentials {
         return Err(Problem::new(
             t.allow_credentials.as_ref().map_or(0..0, |c| c.span()),
@@ -195,6 +175,54 @@ pub fn compile(t: &model::Cors) -> Result<Cors, Problem> {
     c.preflight_lines = pre.into_bytes().into();
     c.actual_lines = actual.into_bytes().into();
     Ok(c)
+}
+
+/// The `allow_origins` of `t` into `c`: `*`, exact origins and `*.suffix` wildcards.
+fn add_origins(c: &mut Cors, t: &model::Cors) -> Result<(), Problem> {
+    if t.allow_origins.is_empty() {
+        return Err(Problem::new(
+            0..0,
+            "allow_origins",
+            "list the origins allowed, e.g. [\"https://app.example.com\"] (or [\"*\"])",
+        ));
+    }
+    for (i, o) in t.allow_origins.iter().enumerate() {
+        let s = o.get_ref().trim().to_ascii_lowercase();
+        let bad = |m: String| Problem::new(o.span(), format!("allow_origins[{i}]"), m);
+        if s == "*" {
+            c.any_origin = true;
+            continue;
+        }
+        let Some((scheme, host)) = s.split_once("://") else {
+            return Err(bad(format!(
+                "{s:?} is not an origin: write scheme://host[:port], e.g. \"https://app.example.com\""
+            )));
+        };
+        if scheme.is_empty()
+            || host.is_empty()
+            || host.contains('/')
+            || s.contains(char::is_whitespace)
+        {
+            return Err(bad(format!(
+                "{s:?} is not an origin: scheme://host[:port] with no path or trailing slash"
+            )));
+        }
+        match host.strip_prefix('*') {
+            Some(rest) if rest.starts_with('.') && !rest[1..].is_empty() && !rest.contains('*') => {
+                c.wildcard.push(Wildcard {
+                    scheme: format!("{scheme}://").into_bytes().into(),
+                    suffix: rest.as_bytes().into(),
+                });
+            }
+            _ if host.contains('*') => {
+                return Err(bad(format!(
+                    "{s:?}: a wildcard may only open the host, as in \"https://*.example.com\""
+                )));
+            }
+            _ => c.exact.push(s.into_bytes().into()),
+        }
+    }
+    Ok(())
 }
 
 impl Cors {

@@ -4,11 +4,12 @@
 //! Control plane: [`compile`] parses the lists. Data plane: [`IpRules::allows`]
 //! and [`client_ip`] scan short lists of prefixes; nothing allocates.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::header::{Kind, trim_ows};
 use crate::h1::request::RequestHead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::ControlFlow;
 
 /// One prefix, IPv4 or IPv6, held as a 128-bit network and mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +120,27 @@ pub fn compile(t: &model::IpPolicy) -> Result<IpRules, Problem> {
     let allow = CidrSet::parse(&t.allow, "allow")?;
     let deny = CidrSet::parse(&t.deny, "deny")?;
     Ok(IpRules { allow, deny })
+}
+
+impl Policy for IpRules {
+    type Table = model::IpPolicy;
+    type Local = ();
+
+    fn compile(t: &model::IpPolicy, _: &Compile<'_>) -> Result<IpRules, Problem> {
+        compile(t)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        if self.allows(cx.client) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(Verdict::Reject(403, "client address not allowed"))
+        }
+    }
+
+    fn uses_client_ip(&self) -> bool {
+        true
+    }
 }
 
 impl IpRules {

@@ -14,19 +14,21 @@
 //! changes. A cached token costs a lookup and the `exp`/`nbf` re-check.
 
 pub mod cache;
+mod compile;
 pub mod fetch;
 pub mod keys;
 pub mod remote;
 
+pub use compile::compile;
 pub use keys::b64url;
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::request::RequestHead;
 use keys::{Alg, KeySet};
 use remote::RemoteKeys;
 use serde::Deserialize;
-use std::path::Path;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,134 +114,55 @@ impl Local {
     }
 }
 
-/// Control plane: `[route.jwt]` → [`Jwt`]; `base` is the config file's folder.
-pub fn compile(t: &model::Jwt, base: &Path) -> Result<Jwt, Problem> {
-    let keys = compile_keys(t, base)?;
-    let source = match t.source.as_ref().map(|s| s.get_ref().as_str()) {
-        None => Source::Bearer(b"authorization".as_slice().into()),
-        Some(s) => match s.split_once(':') {
-            Some(("header", n)) if super::throttle::is_token(n) => {
-                Source::Bearer(n.to_ascii_lowercase().into_bytes().into())
-            }
-            Some(("cookie", n)) if super::throttle::is_token(n) => {
-                Source::Cookie(n.as_bytes().into())
-            }
-            _ => {
-                let span = t.source.as_ref().map(|s| s.span()).unwrap_or_default();
-                return Err(Problem::new(
-                    span,
-                    "source",
-                    format!("unknown token source {s:?}: use \"header:NAME\" or \"cookie:NAME\""),
-                ));
-            }
-        },
-    };
-    let mut forward: Vec<(String, Box<[u8]>)> = Vec::new();
-    if let Some(f) = &t.forward_claims {
-        for (claim, header) in f.get_ref() {
-            if !super::throttle::is_token(header) {
-                return Err(Problem::new(
-                    f.span(),
-                    format!("forward_claims.{claim}"),
-                    format!("{header:?} is not a header name"),
-                ));
-            }
-            forward.push((
-                claim.clone(),
-                header.to_ascii_lowercase().into_bytes().into(),
-            ));
-        }
-    }
-    Ok(Jwt {
-        source,
-        keys,
-        issuer: t.issuer.clone(),
-        audience: t.audience.clone(),
-        scopes: t.scopes.clone(),
-        leeway: t.leeway.map_or(60, |d| d.0.as_secs()),
-        cache: t.cache,
-        forward_names: forward.iter().map(|(_, n)| n.clone()).collect(),
-        forward,
-    })
-}
+impl Policy for Jwt {
+    type Table = model::Jwt;
+    type Local = Local;
 
-/// `jwks_file`, or `jwks_url` with `jwks_refresh` and `jwks_ca`: exactly one source.
-fn compile_keys(t: &model::Jwt, base: &Path) -> Result<Keys, Problem> {
-    let url_only = |key: &str, span: std::ops::Range<usize>| {
-        Problem::new(span, key, format!("`{key}` goes with `jwks_url` only"))
-    };
-    match (&t.jwks_file, &t.jwks_url) {
-        (Some(_), Some(u)) => Err(Problem::new(
-            u.span(),
-            "jwks_url",
-            "give either `jwks_file` or `jwks_url`, not both",
-        )),
-        (None, None) => Err(Problem::new(
-            0..0,
-            "jwks_file",
-            "a JWT authorizer needs `jwks_file` or `jwks_url`",
-        )),
-        (Some(file), None) => {
-            if let Some(r) = &t.jwks_refresh {
-                return Err(url_only("jwks_refresh", r.span()));
+    fn compile(t: &model::Jwt, cx: &Compile<'_>) -> Result<Jwt, Problem> {
+        compile(t, cx.base)
+    }
+
+    fn check<'c>(
+        &'c self,
+        cx: &mut Check<'_>,
+        local: Option<&mut Local>,
+    ) -> ControlFlow<Verdict<'c>> {
+        let now = cx.unix();
+        // A request from before a reload checks with a throwaway key set and cache.
+        let mut spare;
+        let local = match local {
+            Some(l) => l,
+            None => {
+                spare = self.new_local();
+                &mut spare
             }
-            if let Some(c) = &t.jwks_ca {
-                return Err(url_only("jwks_ca", c.span()));
-            }
-            let path = base.join(file.get_ref());
-            let at = |m: String| Problem::new(file.span(), "jwks_file", m);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
-            let set =
-                keys::parse_jwks(&text).map_err(|m| at(format!("{}: {m}", path.display())))?;
-            Ok(Keys::File(Arc::new(set)))
-        }
-        (None, Some(u)) => {
-            let url = fetch::JwksUrl::parse(u.get_ref())
-                .map_err(|m| Problem::new(u.span(), "jwks_url", m))?;
-            let refresh = match &t.jwks_refresh {
-                None => DEFAULT_JWKS_REFRESH,
-                Some(r) if r.get_ref().0 < Duration::from_millis(10) => {
-                    return Err(Problem::new(
-                        r.span(),
-                        "jwks_refresh",
-                        "the refresh period must be at least 10ms",
-                    ));
-                }
-                Some(r) => r.get_ref().0,
-            };
-            let (ca, tls) = match &t.jwks_ca {
-                Some(c) if !url.tls => {
-                    return Err(Problem::new(
-                        c.span(),
-                        "jwks_ca",
-                        "`jwks_ca` is for https:// URLs; this one is http://",
-                    ));
-                }
-                Some(c) => {
-                    let path = base.join(c.get_ref());
-                    let at = |m: String| Problem::new(c.span(), "jwks_ca", m);
-                    let pem = std::fs::read(&path)
-                        .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
-                    let tls = ringway_tls::client_config(Some(&path), None)
-                        .map_err(|e| at(e.to_string()))?;
-                    (Some(pem), Some(tls))
-                }
-                None if url.tls => {
-                    let tls = ringway_tls::client_config(None, None)
-                        .map_err(|e| Problem::new(u.span(), "jwks_url", e.to_string()))?;
-                    (None, Some(tls))
-                }
-                None => (None, None),
-            };
-            Ok(Keys::Url(remote::shared(
-                url,
-                u.get_ref(),
-                refresh,
-                ca,
-                tls,
-            )))
-        }
+        };
+        let Err((status, message)) =
+            self.authorize(local, cx.req.buf, cx.req.head, now, cx.upstream)
+        else {
+            return ControlFlow::Continue(());
+        };
+        cx.fields.extend_from_slice(if status == 403 {
+            b"WWW-Authenticate: Bearer error=\"insufficient_scope\"\r\n".as_slice()
+        } else if message == "missing token" {
+            b"WWW-Authenticate: Bearer\r\n".as_slice()
+        } else {
+            b"WWW-Authenticate: Bearer error=\"invalid_token\"\r\n".as_slice()
+        });
+        ControlFlow::Break(Verdict::Reject(status, message))
+    }
+
+    /// Verified tokens start over with each snapshot (its key sets may differ).
+    fn local(&self, _: Option<Local>) -> Option<Local> {
+        Some(self.new_local())
+    }
+
+    fn replaced(&self) -> &[Box<[u8]>] {
+        self.forwarded_names()
+    }
+
+    fn start(&self) {
+        self.start_fetch();
     }
 }
 
@@ -272,7 +195,7 @@ struct Verified {
 
 impl Jwt {
     /// A worker's state for this route (its key set as of now, an empty cache).
-    pub fn local(&self) -> Local {
+    pub fn new_local(&self) -> Local {
         match &self.keys {
             Keys::File(set) => Local {
                 seen: 1,
@@ -288,7 +211,7 @@ impl Jwt {
     }
 
     /// Control plane: starts the background fetch of a `jwks_url` (once per URL).
-    pub fn start(&self) {
+    pub fn start_fetch(&self) {
         if let Keys::Url(r) = &self.keys {
             r.start();
         }
@@ -307,7 +230,7 @@ impl Jwt {
     /// On success, appends the forwarded claims as upstream field lines to
     /// `upstream` (claims holding control characters refuse the token).
     /// A cached token allocates nothing.
-    pub fn check(
+    pub fn authorize(
         &self,
         local: &mut Local,
         buf: &[u8],
@@ -488,236 +411,4 @@ impl Jwt {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::h1::{Limits, request};
-
-    fn b64(data: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut s = String::new();
-        for c in data.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..=c.len() {
-                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        s
-    }
-
-    #[test]
-    fn base64url_round_trips() {
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(b64url(b64(&data).as_bytes()), Some(data));
-        }
-        assert_eq!(b64url(b"aGk="), Some(b"hi".to_vec()));
-        assert_eq!(b64url(b"a"), None);
-        assert_eq!(b64url(b"a+b/"), None);
-    }
-
-    fn hs_jwt(secret: &[u8], header: &str, claims: &str) -> String {
-        let signed = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-        let tag = ring::hmac::sign(&key, signed.as_bytes());
-        format!("{signed}.{}", b64(tag.as_ref()))
-    }
-
-    fn authorizer(extra: &str) -> Jwt {
-        let dir = std::env::temp_dir().join(format!("ringway-jwt-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let jwks = format!(
-            "{{\"keys\":[{{\"kty\":\"oct\",\"kid\":\"h1\",\"k\":\"{}\"}}]}}",
-            b64(b"secret")
-        );
-        std::fs::write(dir.join("jwks.json"), jwks).unwrap();
-        let t: model::Jwt = toml::from_str(&format!(
-            "issuer = \"https://issuer.example.com\"\naudience = [\"api\"]\njwks_file = \"jwks.json\"\nscopes = [\"read:users\"]\nforward_claims = {{ sub = \"x-user-id\" }}\n{extra}"
-        ))
-        .unwrap();
-        compile(&t, &dir).unwrap()
-    }
-
-    fn check(j: &Jwt, token: &str) -> Result<String, Refusal> {
-        check_at(j, &mut j.local(), token, 1_000_000)
-    }
-
-    /// Checks `token` at second `now` with a worker's `local` state.
-    fn check_at(j: &Jwt, local: &mut Local, token: &str, now: u64) -> Result<String, Refusal> {
-        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\r\n\r\n");
-        let mut head = request::RequestHead::default();
-        assert_eq!(
-            request::parse(raw.as_bytes(), &Limits::default(), &mut head),
-            Ok(true)
-        );
-        let mut up = Vec::new();
-        j.check(local, raw.as_bytes(), &head, now, &mut up)
-            .map(|()| String::from_utf8(up).unwrap())
-    }
-
-    #[test]
-    fn a_cached_token_still_expires_and_forwards_its_claims() {
-        let j = authorizer("leeway = \"0s\"");
-        let mut local = j.local();
-        let h = r#"{"alg":"HS256","kid":"h1"}"#;
-        let claims = r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000010,"nbf":999990,"scope":"read:users","sub":"u-7"}"#;
-        let t = hs_jwt(b"secret", h, claims);
-        for now in [999_990, 1_000_000, 1_000_010] {
-            assert_eq!(
-                check_at(&j, &mut local, &t, now),
-                Ok("x-user-id: u-7\r\n".into())
-            );
-            assert_eq!(local.cache.len(), 1);
-        }
-        assert_eq!(
-            check_at(&j, &mut local, &t, 1_000_011),
-            Err((401, "token expired"))
-        );
-        assert!(local.cache.is_empty(), "an expired token stays cached");
-        // Before nbf: refused, from the cache too.
-        assert!(check_at(&j, &mut local, &t, 1_000_000).is_ok());
-        assert_eq!(
-            check_at(&j, &mut local, &t, 999_989),
-            Err((401, "token not yet valid"))
-        );
-        // Refused tokens are not cached.
-        let forged = hs_jwt(b"wrong", h, claims);
-        assert_eq!(check_at(&j, &mut local, &forged, 1_000_000), Err(INVALID));
-        assert!(local.cache.is_empty());
-        let no_scope = hs_jwt(b"secret", h, &claims.replace("read:users", "write"));
-        for _ in 0..2 {
-            assert_eq!(
-                check_at(&j, &mut local, &no_scope, 1_000_000),
-                Err((403, "insufficient scope"))
-            );
-        }
-        assert!(local.cache.is_empty());
-    }
-
-    #[test]
-    fn cache_false_keeps_no_token() {
-        let j = authorizer("cache = false");
-        let mut local = j.local();
-        let h = r#"{"alg":"HS256","kid":"h1"}"#;
-        let claims = r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000010,"scope":"read:users","sub":"u-7"}"#;
-        let t = hs_jwt(b"secret", h, claims);
-        for _ in 0..3 {
-            assert_eq!(
-                check_at(&j, &mut local, &t, 1_000_000),
-                Ok("x-user-id: u-7\r\n".into())
-            );
-            assert!(local.cache.is_empty());
-        }
-    }
-
-    #[test]
-    fn jwks_url_config_errors() {
-        let compile_with = |body: &str| {
-            let t: model::Jwt = toml::from_str(body).unwrap();
-            compile(&t, Path::new("/nonexistent"))
-                .err()
-                .map(|p| (p.key, p.message))
-        };
-        // (More cases, with file and line, in tests/tests/jwks.rs.)
-        for (body, key, says) in [
-            (
-                "jwks_url = \"http://h/k\"\njwks_ca = \"ca.pem\"",
-                "jwks_ca",
-                "https://",
-            ),
-            (
-                "jwks_file = \"k.json\"\njwks_refresh = \"1m\"",
-                "jwks_refresh",
-                "with `jwks_url` only",
-            ),
-            (
-                "jwks_url = \"http://h/k\"\njwks_refresh = \"0s\"",
-                "jwks_refresh",
-                "at least",
-            ),
-        ] {
-            let (k, m) = compile_with(body).unwrap_or_else(|| panic!("{body}: compiled"));
-            assert_eq!(k, key, "{body}: {m}");
-            assert!(m.contains(says), "{body}: {m}");
-        }
-        // A good URL compiles without any I/O; tokens wait for the keys.
-        let t: model::Jwt = toml::from_str("jwks_url = \"https://issuer.invalid/jwks\"").unwrap();
-        let j = compile(&t, Path::new("/nonexistent")).unwrap();
-        let h = r#"{"alg":"HS256","kid":"h1"}"#;
-        let good = r#"{"exp":1000100}"#;
-        assert_eq!(check(&j, &hs_jwt(b"secret", h, good)), Err(NO_KEYS));
-    }
-
-    #[test]
-    fn hs256_tokens_and_their_claims() {
-        let j = authorizer("");
-        let h = r#"{"alg":"HS256","kid":"h1"}"#;
-        let good = r#"{"iss":"https://issuer.example.com","aud":["api","x"],"exp":1000100,"scope":"read:users write","sub":"u-7"}"#;
-        assert_eq!(
-            check(&j, &hs_jwt(b"secret", h, good)),
-            Ok("x-user-id: u-7\r\n".into())
-        );
-        let cases: &[(&str, &str, &[u8], Refusal)] = &[
-            (h, good, b"wrong", INVALID),
-            (r#"{"alg":"none"}"#, good, b"secret", INVALID),
-            (r#"{"alg":"HS512"}"#, good, b"secret", INVALID),
-            (r#"{"alg":"HS256","kid":"other"}"#, good, b"secret", INVALID),
-            (
-                h,
-                r#"{"iss":"https://issuer.example.com","aud":"api","exp":999000,"scope":"read:users"}"#,
-                b"secret",
-                (401, "token expired"),
-            ),
-            (
-                h,
-                r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000100,"nbf":1000500,"scope":"read:users"}"#,
-                b"secret",
-                (401, "token not yet valid"),
-            ),
-            (
-                h,
-                r#"{"iss":"https://evil","aud":"api","exp":1000100,"scope":"read:users"}"#,
-                b"secret",
-                INVALID,
-            ),
-            (
-                h,
-                r#"{"iss":"https://issuer.example.com","aud":"web","exp":1000100,"scope":"read:users"}"#,
-                b"secret",
-                INVALID,
-            ),
-            (
-                h,
-                r#"{"iss":"https://issuer.example.com","aud":"api","scope":"read:users"}"#,
-                b"secret",
-                INVALID,
-            ),
-            (
-                h,
-                r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000100,"scope":"write"}"#,
-                b"secret",
-                (403, "insufficient scope"),
-            ),
-            (
-                h,
-                r#"{"iss":"https://issuer.example.com","aud":"api","exp":1000100,"scope":"read:users","sub":"a\r\nx-admin: 1"}"#,
-                b"secret",
-                INVALID,
-            ),
-        ];
-        for (header, claims, secret, want) in cases {
-            assert_eq!(
-                check(&j, &hs_jwt(secret, header, claims)),
-                Err(*want),
-                "{header} {claims}"
-            );
-        }
-        // Within the leeway (60 s by default) an expired token still passes.
-        let late =
-            r#"{"iss":"https://issuer.example.com","aud":"api","exp":999950,"scp":["read:users"]}"#;
-        assert!(check(&j, &hs_jwt(b"secret", h, late)).is_ok());
-        assert_eq!(check(&j, "a.b"), Err(INVALID));
-        assert_eq!(check(&j, "a.b.c.d"), Err(INVALID));
-    }
-}
+mod tests;

@@ -14,11 +14,16 @@
 //! errors. Variables in a path are percent-encoded, and a mapped path with
 //! dot segments is refused.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use crate::h1::request::RequestHead;
-use std::collections::BTreeMap;
+use ringway_router::percent;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
+
+mod parse;
+
+pub use parse::compile;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -63,178 +68,6 @@ pub struct Mapping {
     uses_client_ip: bool,
 }
 
-/// Control plane: `[route.mapping]` → [`Mapping`]; `params` are the route's path parameters.
-pub fn compile(t: &model::Mapping, params: &[&str]) -> Result<Mapping, Problem> {
-    let mut m = Mapping::default();
-    let span = |map: &Option<toml::Spanned<BTreeMap<String, String>>>| {
-        map.as_ref().map_or(0..0, |s| s.span())
-    };
-    if let Some(req) = &t.request {
-        for (key, value) in req.get_ref() {
-            let at =
-                |msg: String| Problem::new(span(&t.request), format!("request.\"{key}\""), msg);
-            let (op, target, name) = parse_key(key).map_err(at)?;
-            let value = if op == Op::Remove {
-                Value::new()
-            } else {
-                parse_value(value, params).map_err(at)?
-            };
-            m.uses_client_ip |= value.contains(&Source::ClientIp);
-            match target {
-                "header" => {
-                    if op != Op::Append {
-                        m.replaced.push(name.clone());
-                    }
-                    m.headers.push(Rule { op, name, value });
-                }
-                "querystring" => m.query.push(Rule { op, name, value }),
-                "path" if op == Op::Overwrite => {
-                    if !matches!(value.first(), Some(Source::Literal(l)) if l.starts_with(b"/")) {
-                        return Err(at(
-                            "a path overwrite must start with a literal `/` (such as \"/v2/${request.path.proxy}\")".into(),
-                        ));
-                    }
-                    let bad = value.iter().any(|s| {
-                        matches!(s, Source::Literal(l) if l.iter().any(|&b| b <= b' ' || b"?#%\\\"<>^`{|}".contains(&b)))
-                    });
-                    if bad {
-                        return Err(at(
-                            "a path literal may not hold spaces, `?`, `#`, `%` or other characters a path cannot carry as they are".into(),
-                        ));
-                    }
-                    m.path = Some(value);
-                }
-                "path" => {
-                    return Err(at(
-                        "the path can only be overwritten: `overwrite:path`".into()
-                    ));
-                }
-                _ => {
-                    return Err(at(format!(
-                        "{target:?}: map `header.NAME`, `querystring.NAME` or `path`"
-                    )));
-                }
-            }
-        }
-    }
-    if let Some(resp) = &t.response {
-        for (key, value) in resp.get_ref() {
-            let at =
-                |msg: String| Problem::new(span(&t.response), format!("response.\"{key}\""), msg);
-            let (op, target, name) = parse_key(key).map_err(at)?;
-            if target != "header" {
-                return Err(at("a response mapping works on `header.NAME`".into()));
-            }
-            let value = if op == Op::Remove {
-                Value::new()
-            } else {
-                parse_value(value, params).map_err(at)?
-            };
-            m.uses_client_ip |= value.contains(&Source::ClientIp);
-            if op != Op::Append {
-                m.response_replaced.push(name.clone());
-            }
-            if op != Op::Remove {
-                m.response.push(Rule { op, name, value });
-            }
-        }
-    }
-    Ok(m)
-}
-
-fn parse_key(key: &str) -> Result<(Op, &str, Box<[u8]>), String> {
-    let bad = || {
-        format!(
-            "{key:?}: write `overwrite:header.NAME`, `append:querystring.NAME`, `remove:header.NAME`, `overwrite:path`, ..."
-        )
-    };
-    let (op, rest) = key.split_once(':').ok_or_else(bad)?;
-    let op = match op {
-        "overwrite" => Op::Overwrite,
-        "append" => Op::Append,
-        "remove" => Op::Remove,
-        _ => return Err(bad()),
-    };
-    if rest == "path" {
-        return Ok((op, "path", Box::default()));
-    }
-    let (target, name) = rest.split_once('.').ok_or_else(bad)?;
-    match target {
-        "header" if super::throttle::is_token(name) => {
-            Ok((op, "header", name.to_ascii_lowercase().into_bytes().into()))
-        }
-        "querystring" if !name.is_empty() && !name.contains(['&', '=', '#', ' ']) => {
-            Ok((op, "querystring", name.as_bytes().into()))
-        }
-        "header" | "querystring" => Err(format!("{name:?} is not a valid name")),
-        _ => Ok((op, "other", Box::default())),
-    }
-}
-
-fn check_literal(v: &str) -> Result<(), String> {
-    if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err("a value may not hold control characters (CR, LF, ...)".into());
-    }
-    Ok(())
-}
-
-const VARIABLES: &str = "$request.header.NAME, $request.querystring.NAME, $request.path.NAME, $context.requestId or $context.identity.sourceIp";
-
-/// A value: `$request.header.x` alone, or a literal with `${request.header.x}`s in it.
-fn parse_value(v: &str, params: &[&str]) -> Result<Value, String> {
-    check_literal(v)?;
-    if let Some(var) = v.strip_prefix('$')
-        && !var.starts_with('{')
-    {
-        return Ok(vec![parse_var(var, params)?]);
-    }
-    let mut out = Vec::new();
-    let mut rest = v;
-    while let Some(at) = rest.find("${") {
-        if at > 0 {
-            out.push(Source::Literal(rest.as_bytes()[..at].into()));
-        }
-        let inner = &rest[at + 2..];
-        let end = inner
-            .find('}')
-            .ok_or_else(|| format!("{v:?}: `${{` without its `}}`"))?;
-        out.push(parse_var(&inner[..end], params)?);
-        rest = &inner[end + 1..];
-    }
-    if !rest.is_empty() || out.is_empty() {
-        out.push(Source::Literal(rest.as_bytes().into()));
-    }
-    Ok(out)
-}
-
-fn parse_var(var: &str, params: &[&str]) -> Result<Source, String> {
-    if let Some(n) = var.strip_prefix("request.header.")
-        && super::throttle::is_token(n)
-    {
-        return Ok(Source::Header(n.to_ascii_lowercase().into_bytes().into()));
-    }
-    if let Some(n) = var.strip_prefix("request.querystring.")
-        && !n.is_empty()
-    {
-        return Ok(Source::Query(n.as_bytes().into()));
-    }
-    if let Some(n) = var.strip_prefix("request.path.") {
-        if !params.contains(&n) {
-            return Err(format!(
-                "the route's path has no parameter {{{n}}} (it has {params:?})"
-            ));
-        }
-        return Ok(Source::PathParam(n.to_string()));
-    }
-    match var {
-        "context.identity.sourceIp" => Ok(Source::ClientIp),
-        "context.requestId" => Ok(Source::RequestId),
-        _ => Err(format!(
-            "${var} is not supported: use a literal, {VARIABLES}"
-        )),
-    }
-}
-
 /// What a mapping reads from the request.
 pub struct Context<'a> {
     pub buf: &'a [u8],
@@ -257,6 +90,45 @@ enum Dest {
     Query,
     /// A path: variables percent-encoded, except path parameters (already in URL form).
     Path,
+}
+
+impl Policy for Mapping {
+    type Table = model::Mapping;
+    type Local = ();
+
+    fn compile(t: &model::Mapping, cx: &Compile<'_>) -> Result<Mapping, Problem> {
+        compile(t, cx.params)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        // The id is copied out of `fields`, which the response rules append to.
+        let mut id = [0u8; crate::request_id::MAX_LEN];
+        let rid = crate::request_id::range(cx.fields, cx.env.request_id);
+        let src = cx.fields.get(rid).unwrap_or_default();
+        let src = &src[..src.len().min(crate::request_id::MAX_LEN)];
+        let id = &mut id[..src.len()];
+        id.copy_from_slice(src);
+        let mc = Context {
+            buf: cx.req.buf,
+            head: cx.req.head,
+            client: cx.client,
+            path: cx.req.path,
+            found: cx.req.found,
+            router: cx.env.router,
+            request_id: id,
+        };
+        self.request_fields(&mc, cx.upstream);
+        self.response_fields(&mc, cx.fields);
+        ControlFlow::Continue(())
+    }
+
+    fn uses_client_ip(&self) -> bool {
+        Mapping::uses_client_ip(self)
+    }
+
+    fn replaced(&self) -> &[Box<[u8]>] {
+        Mapping::replaced(self)
+    }
 }
 
 impl Mapping {
@@ -302,7 +174,7 @@ impl Mapping {
                     // in a path anything else that could end it is escaped.
                     match (v, into) {
                         (Some(v), Dest::Path) => {
-                            encode(v, Keep::PathEncoded, out);
+                            percent::encode_into(v, &percent::PCHAR_ENCODED, out);
                             true
                         }
                         _ => put(v, Dest::Field, out),
@@ -390,7 +262,7 @@ impl Mapping {
         for r in self.query.iter().filter(|r| r.op != Op::Remove) {
             let mark = out.len();
             out.push(sep);
-            encode(&r.name, Keep::Unreserved, out);
+            percent::encode_into(&r.name, &percent::UNRESERVED, out);
             out.push(b'=');
             if Self::render(&r.value, cx, Dest::Query, out) {
                 sep = b'&';
@@ -419,8 +291,8 @@ fn put(v: Option<&[u8]>, into: Dest, out: &mut Vec<u8>) -> bool {
     let Some(v) = v else { return false };
     match into {
         Dest::Field => out.extend_from_slice(v),
-        Dest::Query => encode(v, Keep::Unreserved, out),
-        Dest::Path => encode(v, Keep::Path, out),
+        Dest::Query => percent::encode_into(v, &percent::UNRESERVED, out),
+        Dest::Path => percent::encode_into(v, &percent::PCHAR, out),
     }
     true
 }
@@ -472,33 +344,6 @@ impl std::fmt::Write for IpText {
         self.buf[self.len..end].copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
-    }
-}
-
-/// What [`encode`] leaves as it is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    /// Unreserved characters only (RFC 3986 §2.3).
-    Unreserved,
-    /// Those, the sub-delimiters, `:` and `@` (a path segment's characters).
-    Path,
-    /// Those and `%`: text already percent-encoded.
-    PathEncoded,
-}
-
-/// Percent-encodes all but what `keep` allows.
-fn encode(v: &[u8], keep: Keep, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in v {
-        if b.is_ascii_alphanumeric()
-            || b"-._~".contains(&b)
-            || (keep != Keep::Unreserved && b"!$&'()*+,;=:@".contains(&b))
-            || (keep == Keep::PathEncoded && b == b'%')
-        {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! `[route.mock]`: the route answers a fixed status, header fields and body
 //! itself (API Gateway's MOCK integration); no upstream is involved.
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
+use std::ops::ControlFlow;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Mock {
@@ -21,6 +22,19 @@ const RESERVED: &[&str] = &[
     "upgrade",
     "trailer",
 ];
+
+impl Policy for Mock {
+    type Table = model::Mock;
+    type Local = ();
+
+    fn compile(t: &model::Mock, _: &Compile<'_>) -> Result<Mock, Problem> {
+        compile(t)
+    }
+
+    fn check<'c>(&'c self, _: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        ControlFlow::Break(Verdict::Mock(self))
+    }
+}
 
 /// Control plane: `[route.mock]` → [`Mock`].
 pub fn compile(t: &model::Mock) -> Result<Mock, Problem> {

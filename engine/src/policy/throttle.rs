@@ -7,10 +7,11 @@
 //! `rate / N`; the whole gateway admits about `rate` once connections are
 //! spread over the workers (see the README's Policies section).
 
-use super::Problem;
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Distinct keys kept per route and worker. Past it, keys whose bucket has
@@ -35,6 +36,46 @@ pub struct Throttle {
     pub rate: f64,
     pub burst: f64,
     pub key: Key,
+}
+
+impl Policy for Throttle {
+    type Table = model::Throttle;
+    type Local = Buckets;
+
+    fn compile(t: &model::Throttle, _: &Compile<'_>) -> Result<Throttle, Problem> {
+        compile(t)
+    }
+
+    fn check<'c>(
+        &'c self,
+        cx: &mut Check<'_>,
+        buckets: Option<&mut Buckets>,
+    ) -> ControlFlow<Verdict<'c>> {
+        let Some(buckets) = buckets else {
+            return ControlFlow::Continue(());
+        };
+        let value = match &self.key {
+            Key::Header(name) => super::cors::field(cx.req.buf, cx.req.head, name),
+            _ => None,
+        };
+        let now = cx.now();
+        match buckets.take(cx.env.workers, cx.client, value, now) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(secs) => cx.too_many(secs, "too many requests"),
+        }
+    }
+
+    /// The route's buckets carry over a reload that leaves its throttle as it was.
+    fn local(&self, old: Option<Buckets>) -> Option<Buckets> {
+        Some(match old {
+            Some(b) if b.config == *self => b,
+            _ => Buckets::new(self.clone()),
+        })
+    }
+
+    fn uses_client_ip(&self) -> bool {
+        self.key == Key::ClientIp
+    }
 }
 
 /// Control plane: `[route.throttle]` → [`Throttle`].

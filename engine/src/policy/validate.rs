@@ -1,7 +1,7 @@
 //! `[route.validate]`: required header fields and query parameters, a body
 //! size cap (413) and allowed content types (415), checked on the head alone
 //! before anything is forwarded; and optionally a JSON Schema the body must
-//! satisfy (`json_body.rs`), checked on the whole body before anything is
+//! satisfy (`schema.rs`), checked on the whole body before anything is
 //! forwarded.
 //!
 //! A body's size is known up front only with Content-Length: on a route with
@@ -10,10 +10,12 @@
 //! whose bodies are read whole anyway, and refused (413) the moment they
 //! pass the limit.
 
-use super::Problem;
-use super::json_body::{self, JsonBody};
+use super::schema::{self, JsonBody};
+use super::{Check, Compile, Policy, Problem, Verdict};
 use crate::config::model;
-use crate::h1::request::{BodyFraming, RequestHead};
+use crate::h1::Framing;
+use crate::h1::request::RequestHead;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 #[derive(Debug)]
@@ -26,6 +28,22 @@ pub struct Validate {
     /// Lower-case media types; `type/*` allows a whole type.
     content_types: Vec<Box<[u8]>>,
     json: Option<JsonBody>,
+}
+
+impl Policy for Validate {
+    type Table = model::Validate;
+    type Local = ();
+
+    fn compile(t: &model::Validate, cx: &Compile<'_>) -> Result<Validate, Problem> {
+        compile(t, cx.base)
+    }
+
+    fn check<'c>(&'c self, cx: &mut Check<'_>, _: Option<&mut ()>) -> ControlFlow<Verdict<'c>> {
+        match self.check_request(cx.req.buf, cx.req.head) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err((status, message)) => ControlFlow::Break(Verdict::Reject(status, message)),
+        }
+    }
 }
 
 /// Control plane: `[route.validate]` → [`Validate`]; `base` is the config file's folder.
@@ -76,7 +94,7 @@ pub fn compile(t: &model::Validate, base: &Path) -> Result<Validate, Problem> {
         query,
         max_body: t.max_body_bytes.map(|s| s.0),
         content_types,
-        json: json_body::compile(t, base)?,
+        json: schema::compile(t, base)?,
     })
 }
 
@@ -88,7 +106,11 @@ impl Validate {
     }
 
     /// Data plane: `Err((status, message))` for a request that fails.
-    pub fn check<'s>(&'s self, buf: &[u8], head: &RequestHead) -> Result<(), (u16, &'s str)> {
+    pub fn check_request<'s>(
+        &'s self,
+        buf: &[u8],
+        head: &RequestHead,
+    ) -> Result<(), (u16, &'s str)> {
         for (name, message) in &self.headers {
             if super::cors::field(buf, head, name).is_none() {
                 return Err((400, message));
@@ -108,10 +130,10 @@ impl Validate {
         }
         if let Some(max) = self.max_body {
             match head.framing {
-                BodyFraming::Length(n) if n > max => {
+                Framing::Length(n) if n > max => {
                     return Err((413, "request body too large"));
                 }
-                BodyFraming::Chunked if self.json.is_none() => {
+                Framing::Chunked if self.json.is_none() => {
                     return Err((411, "a body without Content-Length is not accepted here"));
                 }
                 _ => {}
@@ -214,7 +236,7 @@ mod tests {
                 request::parse(raw.as_bytes(), &Limits::default(), &mut head),
                 Ok(true)
             );
-            assert_eq!(v.check(raw.as_bytes(), &head), *want, "{raw}");
+            assert_eq!(v.check_request(raw.as_bytes(), &head), *want, "{raw}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! bodies by copy or by splice(2), and chunked bodies decoded and re-encoded.
 
 use super::error::{Failure, RelayError};
-use super::worker::{BUF_SIZE, Worker};
+use super::local::{BUF_SIZE, Pools};
 use crate::h1::chunked::{self, ChunkedDecoder, Decoded};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::splice::{SpliceDestination, SpliceSource};
@@ -11,7 +11,7 @@ use monoio::net::TcpStream;
 use std::time::Duration;
 
 /// Bytes moved per splice(2) call: the default pipe capacity.
-const PIPE_CHUNK: u64 = 64 * 1024;
+pub const PIPE_CHUNK: u64 = 64 * 1024;
 
 /// Reads more bytes onto the end of `buf`. `Ok(0)` is end of stream.
 pub async fn read_more<S: AsyncReadRent>(
@@ -81,13 +81,13 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn src(self, f: Failure) -> RelayError {
+    pub fn src(self, f: Failure) -> RelayError {
         match self {
             Direction::Up => RelayError::client(f),
             Direction::Down => RelayError::upstream(f),
         }
     }
-    fn dst(self, f: Failure) -> RelayError {
+    pub fn dst(self, f: Failure) -> RelayError {
         match self {
             Direction::Up => RelayError::upstream(f),
             Direction::Down => RelayError::client(f),
@@ -123,14 +123,14 @@ pub async fn copy_exact(
 
 /// Moves exactly `remaining` bytes from `src` to `dst` with splice(2) through a pooled pipe.
 pub async fn splice_exact(
-    w: &Worker,
+    pools: &Pools,
     src: &mut TcpStream,
     dst: &mut TcpStream,
     mut remaining: u64,
     idle: Duration,
     dir: Direction,
 ) -> Result<(), RelayError> {
-    let (mut rd, mut wr) = w.take_pipe().map_err(|_| dir.src(Failure::Io))?;
+    let (mut rd, mut wr) = pools.take_pipe().map_err(|_| dir.src(Failure::Io))?;
     let total = remaining;
     while remaining > 0 {
         let want = remaining.min(PIPE_CHUNK) as u32;
@@ -152,11 +152,20 @@ pub async fn splice_exact(
         remaining -= u64::from(n);
     }
     // Only an empty pipe goes back to the pool; on any error above it is dropped.
-    w.put_pipe((rd, wr));
-    w.stats
-        .spliced_bytes
-        .set(w.stats.spliced_bytes.get() + total);
+    pools.put_pipe((rd, wr));
+    pools.count_spliced(total);
     Ok(())
+}
+
+/// How one body moves: which way (for blame), how it is re-encoded, the
+/// idle limit of each read and write, and the size from which a
+/// Content-Length body goes by splice(2).
+#[derive(Clone, Copy)]
+pub struct Leg {
+    pub dir: Direction,
+    pub encode: Encode,
+    pub idle: Duration,
+    pub splice_threshold: u64,
 }
 
 /// Output shape of a relayed chunked or close-delimited body.
@@ -172,16 +181,15 @@ pub enum Encode {
 /// already holds) and re-encodes into `out`, which may already hold a head
 /// to send first. Chunk extensions are dropped; trailers pass through.
 /// Bytes after the body's end stay in `sbuf`.
-#[allow(clippy::too_many_arguments)]
 pub async fn relay_chunked(
     src: &mut impl AsyncReadRent,
     dst: &mut impl AsyncWriteRent,
-    sbuf: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-    encode: Encode,
-    idle: Duration,
-    dir: Direction,
+    (sbuf, out): (&mut Vec<u8>, &mut Vec<u8>),
+    leg: Leg,
 ) -> Result<(), RelayError> {
+    let Leg {
+        dir, encode, idle, ..
+    } = leg;
     let mut dec = ChunkedDecoder::default();
     loop {
         let mut pos = 0;
@@ -237,12 +245,12 @@ pub async fn relay_chunked(
 pub async fn relay_until_close(
     src: &mut impl AsyncReadRent,
     dst: &mut impl AsyncWriteRent,
-    sbuf: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-    encode: Encode,
-    idle: Duration,
+    (sbuf, out): (&mut Vec<u8>, &mut Vec<u8>),
+    leg: Leg,
 ) -> Result<(), RelayError> {
-    let dir = Direction::Down;
+    let Leg {
+        dir, encode, idle, ..
+    } = leg;
     loop {
         if !sbuf.is_empty() {
             match encode {
@@ -267,104 +275,4 @@ pub async fn relay_until_close(
         out.clear();
     }
     Ok(())
-}
-
-/// Runs an upgraded connection (after a 101) as a bidirectional tunnel until
-/// both sides have closed or nothing moved either way for `idle`. Bytes
-/// already read past either head are delivered first; the rest moves by
-/// splice(2) when pipes are available, else by copy.
-pub async fn tunnel(
-    w: &Worker,
-    client: TcpStream,
-    upstream: TcpStream,
-    client_pending: &[u8],
-    upstream_pending: &[u8],
-    idle: Duration,
-) {
-    use monoio::io::Splitable;
-    use std::os::fd::AsRawFd;
-    let (cfd, ufd) = (client.as_raw_fd(), upstream.as_raw_fd());
-    let (mut cr, mut cw) = client.into_split();
-    let (mut ur, mut uw) = upstream.into_split();
-    let mut first = client_pending.to_vec();
-    if !first.is_empty() && write_all(&mut uw, &mut first, idle).await.is_err() {
-        return;
-    }
-    let mut first = upstream_pending.to_vec();
-    if !first.is_empty() && write_all(&mut cw, &mut first, idle).await.is_err() {
-        return;
-    }
-    let last = std::cell::Cell::new(std::time::Instant::now());
-    let up = async {
-        pump(w, &mut cr, &mut uw, &last).await;
-        // The client finished sending: pass its FIN on, keep the other direction.
-        crate::sys::shutdown_write(ufd);
-    };
-    let down = async {
-        pump(w, &mut ur, &mut cw, &last).await;
-        crate::sys::shutdown_write(cfd);
-    };
-    let watchdog = async {
-        loop {
-            let quiet = last.get().elapsed();
-            if quiet >= idle {
-                return;
-            }
-            monoio::time::sleep(idle - quiet).await;
-        }
-    };
-    monoio::select! {
-        _ = async { monoio::join!(up, down) } => {}
-        _ = watchdog => {}
-    }
-}
-
-/// Moves bytes one way until end of stream or error, marking activity in `last`.
-async fn pump<R, W>(
-    w: &Worker,
-    src: &mut R,
-    dst: &mut W,
-    last: &std::cell::Cell<std::time::Instant>,
-) where
-    R: AsyncReadRent + SpliceSource,
-    W: AsyncWriteRent + SpliceDestination,
-{
-    if let Ok((mut rd, mut wr)) = w.take_pipe() {
-        loop {
-            let n = match src.splice_to_pipe(&mut wr, PIPE_CHUNK as u32).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            last.set(std::time::Instant::now());
-            let mut left = n;
-            while left > 0 {
-                match dst.splice_from_pipe(&mut rd, left).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(m) => left -= m,
-                }
-            }
-            w.stats
-                .spliced_bytes
-                .set(w.stats.spliced_bytes.get() + u64::from(n));
-        }
-    }
-    let mut buf = w.take_buf();
-    loop {
-        buf.clear();
-        let owned = std::mem::take(&mut buf);
-        let cap = owned.capacity();
-        let (res, slice) = src.read(owned.slice_mut(0..cap)).await;
-        buf = slice.into_inner();
-        match res {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        last.set(std::time::Instant::now());
-        let (res, b) = dst.write_all(buf).await;
-        buf = b;
-        if res.is_err() {
-            break;
-        }
-    }
-    w.put_buf(buf);
 }

@@ -5,64 +5,18 @@ pub mod catch;
 pub mod listener;
 pub mod worker;
 
+use crate::control::{ListenerChange, Shared};
+use crate::observe::access_log::AccessLog;
+use crate::observe::scrape::Scrape;
 use crate::snapshot::{DriverChoice, Pin, Snapshot};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use worker::{Driver, WorkerSpec};
-
-/// State every thread may read, checked by each worker every few ms, never per request.
-pub struct Shared {
-    pub draining: AtomicBool,
-    /// Bumped after a successful reload has stored a new snapshot in `config`.
-    pub generation: AtomicU64,
-    pub config: Mutex<Arc<Snapshot>>,
-    /// Bumped by the admin thread to ask every worker for its numbers.
-    pub scrape_request: AtomicU64,
-    /// Per worker: the scrape request it last answered, and its numbers.
-    pub reports: Mutex<Vec<Option<(u64, crate::observe::WorkerReport)>>>,
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
-    pub access_log: Option<Arc<crate::observe::access_log::AccessLog>>,
-    /// Per worker: listeners a reload opened or closed, picked up with the new generation.
-    pub listener_changes: Mutex<Vec<Vec<ListenerChange>>>,
-}
-
-/// A listener change for one worker.
-pub enum ListenerChange {
-    Add(std::net::TcpListener, Option<Arc<ringway_tls::ServerTls>>),
-    /// Stop the accept loop of the listener bound to this address.
-    Remove(SocketAddr),
-}
-
-impl Shared {
-    pub fn new(snapshot: Arc<Snapshot>) -> Self {
-        let snapshot_workers = snapshot.workers;
-        Shared {
-            draining: AtomicBool::new(false),
-            generation: AtomicU64::new(snapshot.generation),
-            reports: Mutex::new(vec![None; snapshot.workers]),
-            config: Mutex::new(snapshot),
-            scrape_request: AtomicU64::new(0),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
-            access_log: None,
-            listener_changes: Mutex::new((0..snapshot_workers).map(|_| Vec::new()).collect()),
-        }
-    }
-
-    /// The latest snapshot (a lock taken only when the generation changed).
-    pub fn latest(&self) -> Arc<Snapshot> {
-        self.config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
 
 enum Event {
     Signal(i32),
@@ -79,6 +33,8 @@ pub struct Running {
     bound: Mutex<Vec<SocketAddr>>,
     backlog: u32,
     pub shared: Arc<Shared>,
+    /// The access log writer, reopened on SIGUSR1.
+    access_log: Option<Arc<AccessLog>>,
     events: mpsc::Receiver<Event>,
     events_tx: mpsc::Sender<Event>,
     workers: usize,
@@ -138,19 +94,21 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let (listeners, addrs) =
         listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog)
             .map_err(|e| e.to_string())?;
-    let mut shared = Shared::new(snapshot.clone());
-    if let Some((format, dest)) = &snapshot.access_log {
-        let log = crate::observe::access_log::AccessLog::start(format.clone(), dest.clone())
-            .map_err(|e| format!("access log {dest:?}: {e}"))?;
-        shared.access_log = Some(log);
-    }
-    let shared = Arc::new(shared);
+    let shared = Arc::new(Shared::new(snapshot.clone()));
+    let scrape = Arc::new(Scrape::new(snapshot.workers));
+    let access_log = match &snapshot.access_log {
+        Some((format, dest)) => Some(
+            AccessLog::start(format.clone(), dest.clone())
+                .map_err(|e| format!("access log {dest:?}: {e}"))?,
+        ),
+        None => None,
+    };
     if let Some(admin) = snapshot.admin {
         listener::ensure_free(admin).map_err(|e| format!("admin listener: {e}"))?;
         let l = std::net::TcpListener::bind(admin)
             .map_err(|e| format!("admin listener {admin}: {e}"))?;
         let bound = l.local_addr().map_err(|e| e.to_string())?;
-        crate::observe::admin::spawn(l, shared.clone())
+        crate::observe::admin::spawn(l, shared.clone(), scrape.clone())
             .map_err(|e| format!("admin thread: {e}"))?;
         info!("admin endpoint on {bound}");
     }
@@ -164,6 +122,8 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
             listeners,
             snapshot: snapshot.clone(),
             shared: shared.clone(),
+            scrape: scrape.clone(),
+            access_log: access_log.clone(),
         };
         let tx = tx.clone();
         std::thread::Builder::new()
@@ -189,6 +149,7 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
         backlog: snapshot.backlog,
         addrs,
         shared,
+        access_log,
         events: rx,
         events_tx: tx,
         workers: snapshot.workers,
@@ -364,7 +325,7 @@ impl Running {
             match ev {
                 Event::Signal(SIGHUP) => self.reload(),
                 Event::Signal(SIGUSR1) => {
-                    if let Some(log) = &self.shared.access_log {
+                    if let Some(log) = &self.access_log {
                         log.reopen.store(true, Ordering::Release);
                         info!("SIGUSR1: reopening the access log");
                     }

@@ -1,10 +1,11 @@
 //! One worker thread: pin, build its monoio runtime, accept and serve until drained.
 
-use super::ListenerChange;
-use super::Shared;
 use super::catch::{CatchUnwind, panic_message};
+use crate::control::{ListenerChange, Shared};
+use crate::observe::access_log::AccessLog;
+use crate::observe::scrape::Scrape;
 use crate::proxy::stream::Client;
-use crate::proxy::{conn, worker::Worker};
+use crate::proxy::{conn, local::Worker};
 use crate::snapshot::Snapshot;
 use monoio::io::{CancelHandle, Canceller};
 use std::cell::Cell;
@@ -75,6 +76,8 @@ pub struct WorkerSpec {
     pub listeners: Vec<std::net::TcpListener>,
     pub snapshot: Arc<Snapshot>,
     pub shared: Arc<Shared>,
+    pub scrape: Arc<Scrape>,
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// The body of a worker thread. Returns when the worker has drained.
@@ -128,11 +131,7 @@ pub fn run(spec: WorkerSpec) -> std::io::Result<()> {
 }
 
 async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Result<()> {
-    let w = Worker::new(
-        spec.id,
-        spec.snapshot.clone(),
-        spec.shared.access_log.clone(),
-    );
+    let w = Worker::new(spec.id, spec.snapshot.clone(), spec.access_log.clone());
     w.identity.set((spec.core.map(|c| c.id), driver.name()));
     let mut listening: HashMap<SocketAddr, Listening> = HashMap::new();
     let mut addrs = Vec::new();
@@ -156,34 +155,13 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     while !spec.shared.draining.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
         w.flush_log();
-        let wanted = spec.shared.scrape_request.load(Ordering::Acquire);
-        if wanted != scrape {
-            scrape = wanted;
-            let report = w.report();
-            if let Some(slot) = spec
-                .shared
-                .reports
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(spec.id)
-            {
-                *slot = Some((wanted, report));
-            }
-        }
+        spec.scrape.answer(spec.id, &mut scrape, || w.report());
         let g = spec.shared.generation.load(Ordering::Acquire);
         if g != generation {
             generation = g;
             w.install(spec.shared.latest());
             // Listeners the reload added or removed (unchanged ones are never touched).
-            let changes = std::mem::take(
-                spec.shared
-                    .listener_changes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_mut(spec.id)
-                    .unwrap_or(&mut Vec::new()),
-            );
-            for change in changes {
+            for change in spec.shared.take_listener_changes(spec.id) {
                 match change {
                     ListenerChange::Add(l, tls) => match start_listener(&w, l, tls) {
                         Ok((addr, handle)) => {
@@ -228,7 +206,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         spec.id,
         w.stats.requests.get(),
         w.stats.panics.get(),
-        w.stats.spliced_bytes.get()
+        w.pools.spliced_bytes()
     );
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! Redirects are not followed.
 
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
-use crate::h1::response::{self, ResponseFraming, ResponseHead};
+use crate::h1::Framing;
+use crate::h1::response::{self, ResponseHead};
 use ringway_tls::rustls::pki_types::ServerName;
 use ringway_tls::rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{Read, Write};
@@ -220,8 +221,8 @@ fn exchange<S: Socket>(s: &mut S, request: &[u8], deadline: Instant) -> Result<V
     let mut rest = buf.split_off(head.head_len);
     let mut body = Vec::new();
     match head.framing {
-        ResponseFraming::Empty => {}
-        ResponseFraming::Length(n) => {
+        Framing::None => {}
+        Framing::Length(n) => {
             if n > MAX_BODY_BYTES as u64 {
                 return Err(format!("the body is over {MAX_BODY_BYTES} bytes"));
             }
@@ -237,7 +238,7 @@ fn exchange<S: Socket>(s: &mut S, request: &[u8], deadline: Instant) -> Result<V
                 body.extend_from_slice(&chunk[..got.min(n - body.len())]);
             }
         }
-        ResponseFraming::Close => {
+        Framing::UntilClose => {
             body = rest;
             loop {
                 if body.len() > MAX_BODY_BYTES {
@@ -254,7 +255,7 @@ fn exchange<S: Socket>(s: &mut S, request: &[u8], deadline: Instant) -> Result<V
                 return Err(format!("the body is over {MAX_BODY_BYTES} bytes"));
             }
         }
-        ResponseFraming::Chunked => {
+        Framing::Chunked => {
             let mut decoder = ChunkedDecoder::default();
             loop {
                 let mut at = 0;

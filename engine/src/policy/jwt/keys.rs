@@ -167,41 +167,44 @@ pub fn parse_jwks(text: &str) -> Result<KeySet, String> {
     Ok(KeySet { keys })
 }
 
-/// Decodes unpadded (or padded) base64url.
+/// Decodes base64url (RFC 4648 §5), unpadded or with whole padding as JWK
+/// values sometimes carry; a short or stray `=`, the standard alphabet's
+/// `+` and `/`, and non-zero trailing bits are refused.
 pub fn b64url(s: &[u8]) -> Option<Vec<u8>> {
-    let s = match s.iter().position(|&b| b == b'=') {
-        Some(p) if s[p..].iter().all(|&b| b == b'=') && s.len().is_multiple_of(4) => &s[..p],
-        Some(_) => return None,
-        None => s,
+    use base64::Engine;
+    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+    let engine = if s.ends_with(b"=") {
+        URL_SAFE
+    } else {
+        URL_SAFE_NO_PAD
     };
-    let val = |b: u8| -> Option<u32> {
-        Some(match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        } as u32)
-    };
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut n = 0u32;
-        for (i, &b) in chunk.iter().enumerate() {
-            n |= val(b)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
+    engine.decode(s).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn b64(data: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+    }
+
+    #[test]
+    fn base64url_round_trips() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(b64url(b64(&data).as_bytes()), Some(data));
+        }
+        assert_eq!(b64url(b"aGk="), Some(b"hi".to_vec()));
+        assert_eq!(b64url(b"a"), None);
+        assert_eq!(b64url(b"a+b/"), None);
+        // Padding only where it is whole; no `=` in the middle or short of a quad.
+        assert_eq!(b64url(b"aGk"), Some(b"hi".to_vec()));
+        assert_eq!(b64url(b"YQ="), None);
+        assert_eq!(b64url(b"YQ=="), Some(b"a".to_vec()));
+        assert_eq!(b64url(b"Y=Q="), None);
+    }
 
     #[test]
     fn jwks_errors_say_what_is_wrong() {

@@ -1,4 +1,4 @@
-//! Phase 1c of an exchange (LIFECYCLE.md): on a route with a JSON Schema,
+//! Phase 4 of an exchange, `read_checked_body` (LIFECYCLE.md): on a route with a JSON Schema,
 //! the request body is read whole — up to `json_max_bytes`, before any
 //! upstream connection is taken — and checked. A body that passes is
 //! forwarded from the buffer with a Content-Length, whatever framing the
@@ -9,20 +9,69 @@
 //! past its end (a pipelined next request), and [`Body::forward`] puts
 //! those back once the head is done with.
 
+use super::context::{Exchange, Next, Step};
 use super::error::{Failure, RelayError};
+use super::local::Pools;
 use super::relay::{read_more, write_all};
+use super::respond::refuse_body;
 use super::stream::Client;
-use super::worker::Worker;
+use crate::h1::Framing;
 use crate::h1::chunked::{ChunkedDecoder, Decoded};
-use crate::h1::request::{BodyFraming, RequestHead};
-use crate::policy::json_body::JsonBody;
-use crate::snapshot::Snapshot;
+use crate::h1::request::RequestHead;
+use crate::policy::schema::JsonBody;
+use crate::snapshot::Route;
 use std::borrow::Cow;
 use std::time::Duration;
 
-/// Why a body was not accepted: the status and message to
-/// answer with, or `None` when the client is gone and nobody is left to answer.
-pub type Refusal = Option<(u16, Cow<'static, str>)>;
+/// The JSON Schema a request's body must be checked against, if its route
+/// has one and the request has a body (one branch for other routes).
+#[inline]
+pub fn schema_for<'s>(route: &'s Route, head: &RequestHead) -> Option<&'s JsonBody> {
+    route
+        .policies
+        .validate
+        .as_deref()
+        .and_then(|v| v.json())
+        .filter(|_| head.has_body())
+}
+
+/// Phase 4: reads the whole body of a request on a route with a JSON
+/// Schema and checks it. `Err` ends the exchange with a closed connection:
+/// the body was refused (and answered), or the client is gone. Rare, so
+/// callers box it (other connections' futures do not grow).
+pub async fn read_checked_body(ex: &mut Exchange<'_>, json: &JsonBody) -> Step<Body> {
+    let idle = ex.snap.timeouts.body_idle;
+    let read = read_and_check(
+        &ex.local.pools,
+        ex.client,
+        (&ex.rbuf[..], ex.head),
+        json,
+        idle,
+    )
+    .await;
+    match read {
+        Ok(b) => Ok(b),
+        Err(Refusal::Gone) => Err(Next::Close),
+        Err(Refusal::Client(e)) => {
+            ex.local.count_failure(e);
+            match e.status() {
+                Some(status) => Err(refuse_body(ex, status, e.message()).await),
+                None => Err(Next::Close),
+            }
+        }
+        Err(Refusal::Invalid(status, message)) => Err(refuse_body(ex, status, &message).await),
+    }
+}
+
+/// Why a body was not accepted.
+pub enum Refusal {
+    /// The client is gone before the body was asked for: nobody to answer.
+    Gone,
+    /// The client timed out, closed, or broke the chunked framing.
+    Client(RelayError),
+    /// The body is too large or does not pass the schema: the status and message.
+    Invalid(u16, Cow<'static, str>),
+}
 
 /// A body read whole and found valid.
 pub struct Body {
@@ -44,75 +93,72 @@ impl Body {
     /// holding what follows the body. Takes the `Option` by value so the
     /// caller's variable is gone for good (it would otherwise stay in the
     /// connection future's state across every later await).
-    pub fn forward(body: Option<Body>, w: &Worker, out: &mut Vec<u8>, rbuf: &mut Vec<u8>) {
+    pub fn forward(body: Option<Body>, pools: &Pools, out: &mut Vec<u8>, rbuf: &mut Vec<u8>) {
         let Some(b) = body else { return };
         rbuf.drain(..b.consumed);
         out.extend_from_slice(&b.buf[..b.len]);
         rbuf.extend_from_slice(&b.buf[b.len..]);
-        w.put_buf(b.buf);
+        pools.put_buf(b.buf);
     }
 
     /// Hands the buffer back to the pool (the body is not forwarded).
-    pub fn discard(self, w: &Worker) {
-        w.put_buf(self.buf);
+    pub fn discard(self, pools: &Pools) {
+        pools.put_buf(self.buf);
     }
 }
 
 /// Reads the body of the request whose head starts `rbuf` and checks it
 /// against `json`. The head must say there is a body (`head.has_body()`)
 /// and have passed [`JsonBody::check_head`].
-pub async fn read_and_check(
-    w: &Worker,
-    snap: &Snapshot,
+async fn read_and_check(
+    pools: &Pools,
     client: &mut Client,
-    rbuf: &[u8],
-    head: &RequestHead,
+    (rbuf, head): (&[u8], &RequestHead),
     json: &JsonBody,
+    idle: Duration,
 ) -> Result<Body, Refusal> {
-    let too_large = || Some((413, Cow::Borrowed("request body too large")));
+    let too_large = || Refusal::Invalid(413, Cow::Borrowed("request body too large"));
     // The chain refused this already; checked again so the cap holds here alone.
-    if matches!(head.framing, BodyFraming::Length(n) if n > json.max_bytes) {
+    if matches!(head.framing, Framing::Length(n) if n > json.max_bytes) {
         return Err(too_large());
     }
-    let idle = snap.timeouts.body_idle;
     let early = &rbuf[head.head_len..];
     // The client waits for a go-ahead before sending the body: ringway gives
     // it here, as it would before relaying (the upstream never sees Expect).
     if head.expect_continue && early.is_empty() {
-        let mut out = w.take_buf();
+        let mut out = pools.take_buf();
         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         let sent = write_all(client, &mut out, idle).await;
-        w.put_buf(out);
-        sent.map_err(|_| None)?;
+        pools.put_buf(out);
+        sent.map_err(|_| Refusal::Gone)?;
     }
-    let mut buf = w.take_buf();
+    let mut buf = pools.take_buf();
     let read = match head.framing {
-        BodyFraming::Length(n) => read_length(client, early, &mut buf, n as usize, idle).await,
-        _ => {
-            let mut raw = w.take_buf();
+        Framing::Length(n) => read_length(client, early, &mut buf, n as usize, idle).await,
+        Framing::Chunked => {
+            let mut raw = pools.take_buf();
             let r = read_chunked(client, early, &mut raw, &mut buf, json.max_bytes, idle).await;
-            w.put_buf(raw);
+            pools.put_buf(raw);
             r
         }
+        // Not called for a request without a body.
+        Framing::None | Framing::UntilClose => Ok((0, 0)),
     };
     let (len, consumed) = match read {
         Ok(r) => r,
         Err(e) => {
-            w.put_buf(buf);
+            pools.put_buf(buf);
             return Err(match e {
                 Stop::TooLarge => too_large(),
-                Stop::Client(e) => {
-                    w.count_failure(e);
-                    e.status().map(|s| (s, Cow::Borrowed(e.message())))
-                }
+                Stop::Client(e) => Refusal::Client(e),
             });
         }
     };
     match json.check_body(&buf[..len]) {
         Ok(()) => Ok(Body { buf, len, consumed }),
         Err(message) => {
-            w.put_buf(buf);
-            Err(Some((400, Cow::Owned(message))))
+            pools.put_buf(buf);
+            Err(Refusal::Invalid(400, Cow::Owned(message)))
         }
     }
 }

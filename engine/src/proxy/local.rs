@@ -1,11 +1,14 @@
 //! Everything one worker thread owns: its view of the config snapshot, its
-//! upstream pool, buffer and pipe pools, connection registry and counters.
-//! It lives in an `Rc` on its own thread; nothing here is shared across cores.
+//! upstream pool, buffer and pipe pools ([`Pools`]), connection registry and
+//! counters. It lives in an `Rc` on its own thread; nothing here is shared
+//! across cores.
 
-use super::conn::{Active, Outcome};
 use super::error::{Failure, RelayError, Side};
+use super::outcome::Outcome;
 use super::pool::Pool;
-use crate::observe::access_log::{AccessLog, Captured, FLUSH_BYTES, LineBuffer};
+use crate::h1::request::RequestHead;
+use crate::h1::response::ResponseHead;
+use crate::observe::access_log::{AccessLog, Captured, FLUSH_BYTES, LineBuffer, Served};
 use crate::observe::{Metrics, WorkerReport};
 use crate::snapshot::{Snapshot, Target};
 use monoio::net::Pipe;
@@ -30,10 +33,90 @@ pub struct Stats {
     pub active: Cell<usize>,
     pub requests: Cell<u64>,
     pub panics: Cell<u64>,
-    pub spliced_bytes: Cell<u64>,
     pub upstream_connects: Cell<u64>,
     pub retries: Cell<u64>,
     pub tls_failures: Cell<u64>,
+}
+
+/// The buffers and pipes a worker lends to whatever moves bytes (relays,
+/// body readers, tunnels), and the count of bytes moved by splice(2): the
+/// narrow handle those take instead of the whole [`Worker`].
+#[derive(Default)]
+pub struct Pools {
+    bufs: RefCell<Vec<Vec<u8>>>,
+    pipes: RefCell<Vec<(Pipe, Pipe)>>,
+    spliced_bytes: Cell<u64>,
+}
+
+impl Pools {
+    pub fn take_buf(&self) -> Vec<u8> {
+        self.bufs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+    }
+
+    pub fn put_buf(&self, mut buf: Vec<u8>) {
+        if buf.capacity() < BUF_SIZE || buf.capacity() > 4 * BUF_SIZE {
+            return;
+        }
+        buf.clear();
+        let mut bufs = self.bufs.borrow_mut();
+        if bufs.len() < MAX_POOLED_BUFS {
+            bufs.push(buf);
+        }
+    }
+
+    pub fn take_pipe(&self) -> std::io::Result<(Pipe, Pipe)> {
+        match self.pipes.borrow_mut().pop() {
+            Some(p) => Ok(p),
+            None => monoio::net::unix::new_pipe(),
+        }
+    }
+
+    /// Returns an empty pipe pair. A pipe that may still hold bytes must be dropped instead.
+    pub fn put_pipe(&self, pipe: (Pipe, Pipe)) {
+        let mut pipes = self.pipes.borrow_mut();
+        if pipes.len() < MAX_POOLED_PIPES {
+            pipes.push(pipe);
+        }
+    }
+
+    /// Counts bytes moved by splice(2).
+    pub fn count_spliced(&self, n: u64) {
+        self.spliced_bytes.set(self.spliced_bytes.get() + n);
+    }
+
+    pub fn spliced_bytes(&self) -> u64 {
+        self.spliced_bytes.get()
+    }
+}
+
+/// What a connection needs only while it is busy with a request: taken
+/// from the worker when bytes arrive, given back when it is idle again.
+pub struct Active {
+    pub rbuf: Vec<u8>,
+    pub head: RequestHead,
+    pub resp: ResponseHead,
+    /// Field lines the policy chain adds to this request's response (CORS, Retry-After).
+    pub fields: Vec<u8>,
+    /// Field lines the policy chain adds to the upstream request (JWT claims).
+    pub upstream_fields: Vec<u8>,
+    /// Request fields for the access log line (filled only when logging).
+    pub captured: Captured,
+}
+
+impl Default for Active {
+    fn default() -> Self {
+        Active {
+            rbuf: Vec::with_capacity(BUF_SIZE),
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+            fields: Vec::new(),
+            upstream_fields: Vec::new(),
+            captured: Captured::default(),
+        }
+    }
 }
 
 pub struct Worker {
@@ -45,9 +128,8 @@ pub struct Worker {
     pub pool: RefCell<Pool>,
     /// Round-robin position per upstream.
     rr: RefCell<Vec<usize>>,
-    bufs: RefCell<Vec<Vec<u8>>>,
+    pub pools: Pools,
     actives: RefCell<Vec<Active>>,
-    pipes: RefCell<Vec<(Pipe, Pipe)>>,
     /// Open client connections: fd and whether it is idle between requests.
     conns: RefCell<Registry>,
     pub draining: Cell<bool>,
@@ -63,7 +145,7 @@ pub struct Worker {
     /// Blocks the connections' busy states run in (see `conn::serve`).
     pub blocks: crate::sys::pooled::Blocks,
     /// This worker's request id source.
-    pub ids: super::request_id::Ids,
+    pub ids: crate::request_id::Ids,
 }
 
 impl Worker {
@@ -75,9 +157,8 @@ impl Worker {
             pool: RefCell::new(Pool::new(snapshot.target_count)),
             rr: RefCell::new(vec![0; snapshot.upstreams.len()]),
             snapshot: RefCell::new(Rc::new(snapshot)),
-            bufs: RefCell::default(),
+            pools: Pools::default(),
             actives: RefCell::default(),
-            pipes: RefCell::default(),
             conns: RefCell::default(),
             draining: Cell::new(false),
             stats: Stats::default(),
@@ -87,7 +168,7 @@ impl Worker {
             identity: Cell::new((None, "")),
             policy,
             blocks: Default::default(),
-            ids: super::request_id::Ids::new(id),
+            ids: crate::request_id::Ids::new(id),
         })
     }
 
@@ -147,16 +228,16 @@ impl Worker {
             .route
             .and_then(|r| snap.routes.get(r))
             .map(|r| r.path.as_str());
-        let entry = captured.entry(
-            ip,
-            o.status,
-            o.bytes_sent,
-            o.body_in,
-            took,
-            target.map(|t| t.authority.as_str()),
-            o.upstream_time,
+        let entry = captured.entry(Served {
+            remote_addr: ip,
+            status: o.status,
+            bytes_sent: o.bytes_sent,
+            body_in: o.body_in,
+            request_time: took,
+            upstream_addr: target.map(|t| t.authority.as_str()),
+            upstream_time: o.upstream_time,
             route,
-        );
+        });
         let mut lines = self.log_lines.borrow_mut();
         lines.push(&log.format, &entry);
         if lines.buf.len() >= FLUSH_BYTES {
@@ -172,6 +253,17 @@ impl Worker {
                 log.submit(std::mem::take(&mut lines.buf));
             }
         }
+    }
+
+    /// Counts a request sent again on a fresh connection.
+    pub fn count_retry(&self) {
+        self.stats.retries.set(self.stats.retries.get() + 1);
+    }
+
+    /// Counts a new upstream connection (pool miss).
+    pub fn count_upstream_connect(&self) {
+        let c = &self.stats.upstream_connects;
+        c.set(c.get() + 1);
     }
 
     /// Counts a failed exchange by its cause.
@@ -200,7 +292,7 @@ impl Worker {
             open: s.active.get() as u64,
             requests: s.requests.get(),
             panics: s.panics.get(),
-            spliced_bytes: s.spliced_bytes.get(),
+            spliced_bytes: self.pools.spliced_bytes(),
             upstream_connects: s.upstream_connects.get(),
             retries: s.retries.get(),
             tls_failures: s.tls_failures.get(),
@@ -230,24 +322,6 @@ impl Worker {
         &targets[i]
     }
 
-    pub fn take_buf(&self) -> Vec<u8> {
-        self.bufs
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
-    }
-
-    pub fn put_buf(&self, mut buf: Vec<u8>) {
-        if buf.capacity() < BUF_SIZE || buf.capacity() > 4 * BUF_SIZE {
-            return;
-        }
-        buf.clear();
-        let mut bufs = self.bufs.borrow_mut();
-        if bufs.len() < MAX_POOLED_BUFS {
-            bufs.push(buf);
-        }
-    }
-
     /// Per-request connection state (read buffer, head storage), reused across connections.
     pub fn take_active(&self) -> Active {
         self.actives.borrow_mut().pop().unwrap_or_default()
@@ -261,21 +335,6 @@ impl Worker {
         let mut actives = self.actives.borrow_mut();
         if actives.len() < MAX_POOLED_BUFS {
             actives.push(a);
-        }
-    }
-
-    pub fn take_pipe(&self) -> std::io::Result<(Pipe, Pipe)> {
-        match self.pipes.borrow_mut().pop() {
-            Some(p) => Ok(p),
-            None => monoio::net::unix::new_pipe(),
-        }
-    }
-
-    /// Returns an empty pipe pair. A pipe that may still hold bytes must be dropped instead.
-    pub fn put_pipe(&self, pipe: (Pipe, Pipe)) {
-        let mut pipes = self.pipes.borrow_mut();
-        if pipes.len() < MAX_POOLED_PIPES {
-            pipes.push(pipe);
         }
     }
 

@@ -18,7 +18,8 @@
 
 use super::Problem;
 use crate::config::model;
-use crate::h1::request::{BodyFraming, RequestHead};
+use crate::h1::Framing;
+use crate::h1::request::RequestHead;
 use std::path::{Path, PathBuf};
 
 /// `json_max_bytes` when the route sets neither it nor a smaller `max_body_bytes`.
@@ -125,7 +126,7 @@ impl JsonBody {
             return Err((415, "request body must be JSON (application/json)"));
         }
         match head.framing {
-            BodyFraming::Length(n) if n > self.max_bytes => Err((413, "request body too large")),
+            Framing::Length(n) if n > self.max_bytes => Err((413, "request body too large")),
             _ => Ok(true),
         }
     }
