@@ -443,12 +443,8 @@ fn jwks_url_config_errors_name_file_line_and_key() {
         );
         let at = format!("ringway.toml:{line}:");
         assert!(err.contains(&at), "{jwt}: wanted {at}\n{err}");
-        // Type errors come from the TOML reader, which names tables without indexes.
-        let full = if says == "invalid duration" {
-            format!("key `route.jwt.{key}`")
-        } else {
-            format!("key `route[0].jwt.{key}`")
-        };
+        // Type errors (from the TOML reader) and checks alike name the route by index.
+        let full = format!("key `route[0].jwt.{key}`");
         assert!(err.contains(&full), "{jwt}: {err}");
         assert!(err.contains(says), "{jwt}: {err}");
     }

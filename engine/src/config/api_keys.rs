@@ -26,16 +26,11 @@ pub(super) fn compile_api_keys(
         }
     });
     let mut kc = keys_file.as_ref().map(|(_, text)| Collector::new(text));
-    let extra: Option<model::KeysFile> = match (&keys_file, &mut kc) {
-        (Some((_, text)), Some(kc)) => match toml::from_str(text) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                kc.toml(&e);
-                None
-            }
-        },
-        _ => None,
+    let (extra, renumber) = match &mut kc {
+        Some(kc) => super::read::read::<model::KeysFile>(kc).unzip(),
+        None => (None, None),
     };
+    let structural = kc.as_ref().map_or(0, |kc| kc.diagnostics.len());
     let mut sources: Vec<&[model::ApiKey]> = vec![&file.api_key];
     if let Some(extra) = &extra {
         sources.push(&extra.api_key);
@@ -46,6 +41,9 @@ pub(super) fn compile_api_keys(
             (1, Some(kc)) => kc.at(p.span, p.key, p.message),
             _ => c.at(p.span, p.key, p.message),
         }
+    }
+    if let (Some(kc), Some(renumber)) = (&mut kc, renumber) {
+        renumber.apply(kc, structural);
     }
     if let (Some((path, _)), Some(kc)) = (&keys_file, kc) {
         c.absorb(path, kc);

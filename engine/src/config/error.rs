@@ -138,7 +138,10 @@ impl<'s> Collector<'s> {
             }));
     }
 
-    pub fn finish<T>(self, file: &Path, value: T) -> Result<T, ConfigError> {
+    /// The value, or every diagnostic in the order of the file (then of an included file).
+    pub fn finish<T>(mut self, file: &Path, value: T) -> Result<T, ConfigError> {
+        self.diagnostics
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         if self.diagnostics.is_empty() {
             Ok(value)
         } else {

@@ -1,7 +1,8 @@
 //! Configuration: the TOML file model, its compiler into a [`Snapshot`], and
 //! errors that name file, line, column and key.
 //!
-//! Pipeline: text → [`model::File`] (serde, unknown keys rejected) →
+//! Pipeline: text → [`model::File`] (`read`: serde, unknown keys rejected,
+//! every structural error collected) →
 //! [`compile`] (cross-checks, address resolution, limits) → `Snapshot`.
 //! Each concern has its file: `server` (`[server]`), `upstreams`,
 //! `routes` (`[[route]]`, `[[host]]`, the router), `api_keys`.
@@ -11,6 +12,7 @@ pub mod model;
 pub mod units;
 
 mod api_keys;
+mod read;
 mod routes;
 mod server;
 mod upstreams;
@@ -29,16 +31,15 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
 /// Parses and compiles config text; `path` is only used to name the file in errors.
 pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
     let mut c = Collector::new(text);
-    let file: model::File = match toml::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            c.toml(&e);
-            return c
-                .finish(path, model::File::default())
-                .map(|_| unreachable!());
-        }
+    let Some((file, renumber)) = read::read::<model::File>(&mut c) else {
+        return c
+            .finish(path, ())
+            .map(|()| unreachable!("read records why"));
     };
+    // What could be read compiles too, so its errors come in the same run.
+    let structural = c.diagnostics.len();
     let snapshot = compile(path, file, &mut c);
+    renumber.apply(&mut c, structural);
     c.finish(path, snapshot)
 }
 
@@ -139,5 +140,102 @@ mod tests {
         assert!(e.contains("t.toml:3:12: key `upstream[0].targets`"), "{e}");
         assert!(e.contains("t.toml:6:8: key `route[0].path`"), "{e}");
         assert!(e.contains("t.toml:7:12: key `route[0].upstream`"), "{e}");
+    }
+
+    #[test]
+    fn structural_and_route_errors_all_reported_in_one_run() {
+        let text = "\
+[server]
+listen = [\"127.0.0.1:0\"]
+workerz = 2
+backlog = \"lots\"
+
+[[upstream]]
+name = \"app\"
+targets = [\"127.0.0.1:9000\"]
+
+[[route]]
+path = \"/a\"
+upstream = \"app\"
+throttle = { rate = \"fast\" }
+
+[[route]]
+path = \"b\"
+upstream = \"app\"
+
+[[route]]
+path = \"/c\"
+upstream = \"nope\"
+";
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("t.toml")).collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "t.toml:3:1: key `server.workerz`: unknown field `workerz`: did you mean `workers`?",
+                "t.toml:4:11: key `server.backlog`: invalid type: string \"lots\", expected u32",
+                "t.toml:13:21: key `route[0].throttle.rate`: invalid type: string \"fast\", expected f64",
+            ][..],
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("t.toml:16:8: key `route[1].path`: "),
+            "{e}"
+        );
+        assert!(
+            lines[4].starts_with("t.toml:21:12: key `route[2].upstream`: "),
+            "{e}"
+        );
+        assert_eq!(lines.len(), 5, "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_get_the_nearest_known_key_if_any() {
+        let e = errors("[server]\nlisten = [\"127.0.0.1:1\"]\nworkerz = 2\n");
+        assert!(
+            e.ends_with("did you mean `workers`?\n    3 | workerz = 2"),
+            "{e}"
+        );
+        let e = errors("[[route]]\npath = \"/\"\nupstram = \"app\"\n");
+        assert!(
+            e.contains("key `route[0].upstram`: unknown field `upstram`: did you mean `upstream`?"),
+            "{e}"
+        );
+        // Nothing near: the known keys are listed instead.
+        let e = errors("[server]\nfrobnicate = 1\n");
+        assert!(
+            e.contains("unknown field `frobnicate`, expected one of"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_table_is_dropped_and_later_indices_stay_the_files() {
+        // route[0] has a path of the wrong type (so no path at all): one
+        // error for it, none for the "missing" path, and route[1]'s own error
+        // still names route[1].
+        let e = errors(
+            "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9\"]\n\n[[route]]\npath = 5\nupstream = \"app\"\n\n[[route]]\npath = \"/b\"\nupstream = \"other\"\n",
+        );
+        let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("t.toml")).collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(
+            lines[0].starts_with("t.toml:6:8: key `route[0].path`: invalid type"),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with("t.toml:11:12: key `route[1].upstream`: no [[upstream]]"),
+            "{e}"
+        );
+        // A key missing outright is reported against its table.
+        let e = errors("[[route]]\nupstream = \"app\"\n");
+        assert!(e.contains("key `route[0]`: missing field `path`"), "{e}");
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported() {
+        let e = errors("[server\nworkers = = 2\n[[route]]\npath = \"/\" x\n");
+        assert!(e.starts_with("t.toml:1:"), "{e}");
+        assert!(e.contains("t.toml:4:"), "{e}");
     }
 }
