@@ -8,6 +8,7 @@
 
 use ringway_tests::client::{connect, read_response, send_raw};
 use ringway_tests::gateway::TempDir;
+use ringway_tests::jwks_server::b64url;
 use ringway_tests::{Gateway, Origin, Response};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -640,21 +641,6 @@ content_types = ["application/json"]
         200
     );
     assert_eq!(origin.seen().len(), 2);
-}
-
-/// Unpadded base64url, as JWTs and JWKS use.
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..=c.len() {
-            s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    s
 }
 
 /// Signing keys of each supported algorithm, and the JWKS of their public halves.
