@@ -6,6 +6,7 @@
 //! `cargo build --workspace --bins`.
 
 pub mod client;
+pub mod fresh;
 pub mod gateway;
 pub mod jwks_server;
 pub mod origin;
@@ -20,6 +21,22 @@ use std::time::Duration;
 
 /// The longest any single wait in these tests may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Polls `done` every 10 ms until it holds, for up to [`WAIT`]; whether it did.
+/// How the tests wait for an event (a log line, a metric, what the origin
+/// saw) instead of sleeping and hoping it happened.
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Hex SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> String {

@@ -101,7 +101,8 @@ fn templates_and_reopen_on_sigusr1() {
     std::fs::rename(&log, dir.0.join("access.log.1")).unwrap();
     gw.signal(libc::SIGUSR1);
     assert!(gw.wait_for_log("reopening the access log"));
-    std::thread::sleep(Duration::from_millis(600));
+    // The writer has reopened the file: it exists again.
+    assert!(ringway_tests::wait_until(|| log.exists()));
     assert_eq!(get(gw.addr, "/api/two").status, 200);
     assert_eq!(
         lines(&log, 1),

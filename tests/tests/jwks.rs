@@ -163,6 +163,7 @@ fn until_status(gw: &Gateway, token: &str, status: u16) -> Response {
         if r.status == status || Instant::now() > deadline {
             return r;
         }
+        // Poll interval.
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -381,6 +382,7 @@ fn a_cached_token_is_refused_once_it_expires() {
         }
         accepted += 1;
         assert!(Instant::now() < deadline, "still accepted after {WAIT:?}");
+        // Poll interval while the token's 3 s run out.
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(accepted >= 3, "accepted only {accepted} times");

@@ -26,7 +26,10 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
 
     let addr = gw.addr;
     let slow = std::thread::spawn(move || get(addr, "/slow"));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        origin.wait_for_target("/slow"),
+        "the slow request is in flight"
+    );
     gw.signal(libc::SIGTERM);
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200);
@@ -161,8 +164,10 @@ fn connections_over_max_connections_are_shed() {
         Duration::from_secs(5)
     ));
     drop(held);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(get(gw.addr, "/").status, 200);
+    // Served again once the gateway has seen the two connections go.
+    assert!(ringway_tests::wait_until(|| {
+        ringway_tests::client::try_get(gw.addr, "/").is_some_and(|r| r.status == 200)
+    }));
 }
 
 #[test]
