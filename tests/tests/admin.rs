@@ -13,11 +13,7 @@ fn config(upstream: SocketAddr) -> String {
 }
 
 fn scrape(admin: SocketAddr) -> Vec<prom::Sample> {
-    let r = get(admin, "/metrics");
-    assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
-    let text = String::from_utf8(r.body).unwrap();
-    prom::parse(&text).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"))
+    prom::scrape(admin)
 }
 
 fn value(s: &[prom::Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
