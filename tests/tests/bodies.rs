@@ -14,6 +14,14 @@ const EIGHT_MIB: usize = 8 * 1024 * 1024;
 /// `splice_threshold` that forces the copy path for every body.
 const COPY_ONLY: &str = "splice_threshold = \"1GiB\"";
 
+/// `simple_config` for 8 MiB bodies: the echo origin hashes the whole body
+/// (a debug build) before it answers, which on a loaded machine alone can
+/// pass `simple_config`'s 2 s `response_timeout` and turn into a 504.
+fn big_body_config(origin: &Origin, extra: &str) -> String {
+    simple_config(origin.addr, 2, extra)
+        .replace("response_timeout = \"2s\"", "response_timeout = \"30s\"")
+}
+
 fn post(gw: &Gateway, body: &[u8], chunked: bool) -> ringway_tests::Response {
     let mut s = connect(gw.addr);
     if chunked {
@@ -47,7 +55,7 @@ fn eight_mib_request_bodies_arrive_byte_exact() {
         let want = sha256(&body);
         for extra in ["", COPY_ONLY] {
             let origin = Origin::echo();
-            let gw = Gateway::start_with_env(&simple_config(origin.addr, 2, extra), env);
+            let gw = Gateway::start_with_env(&big_body_config(&origin, extra), env);
             for chunked in [false, true] {
                 let r = post(&gw, &body, chunked);
                 assert_eq!(r.status, 200, "chunked={chunked} {extra}");
@@ -76,7 +84,7 @@ fn eight_mib_response_bodies_arrive_byte_exact() {
                 "/length" => Reply::Length(200, vec![], b.clone()),
                 _ => Reply::Chunked(200, b.clone(), 60_000),
             });
-            let gw = Gateway::start_with_env(&simple_config(origin.addr, 2, extra), env);
+            let gw = Gateway::start_with_env(&big_body_config(&origin, extra), env);
             let mut s = connect(gw.addr);
             let mut buf = Vec::new();
             for path in ["/length", "/chunked", "/length"] {
