@@ -3,7 +3,12 @@
 //!
 //! The binary is found at `$RINGWAY_BIN`, or next to this test executable's
 //! `deps/` folder (`target/<profile>/ringway`). Build it first:
-//! `cargo build --workspace --bins`.
+//! `cargo build --workspace --bins`; a binary older than the engine's
+//! sources fails the tests with that command ([`fresh`]).
+//!
+//! Tests wait on events, never on time alone: [`wait_until`] polls for what
+//! the test waits for (a log line, a metric, what the origin saw) with a
+//! deadline, and [`Origin::quiet`] is the event behind "nothing was forwarded".
 
 pub mod client;
 pub mod fresh;
