@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub struct Gateway {
     /// How many workers it runs.
     pub workers: usize,
     log: Arc<Mutex<Vec<String>>>,
+    /// Set once stderr has closed and every line of it is in `log`.
+    log_complete: Arc<AtomicBool>,
     _dir: TempDir,
 }
 
@@ -104,6 +107,8 @@ impl Gateway {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = log.clone();
+        let log_complete = Arc::new(AtomicBool::new(false));
+        let complete = log_complete.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(a) = line
@@ -115,6 +120,7 @@ impl Gateway {
                 }
                 log2.lock().unwrap().push(line);
             }
+            complete.store(true, Ordering::Release);
             let _ = tx.send(None);
         });
         let mut addrs = Vec::new();
@@ -150,6 +156,7 @@ impl Gateway {
             config_path: path,
             workers: workers_in(config),
             log,
+            log_complete,
             _dir: dir,
         };
         // Every worker says when its accept loops run (connections would
@@ -210,10 +217,16 @@ impl Gateway {
     }
 
     /// Waits for the process to exit, up to `limit`; returns its exit code.
+    /// Once it has exited, its log is complete: the last lines written
+    /// before exiting (a drain report) are read before this returns.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
+                assert!(
+                    crate::wait_until(|| self.log_complete.load(Ordering::Acquire)),
+                    "ringway exited but its stderr stayed open"
+                );
                 return st.code();
             }
             if Instant::now() > deadline {
