@@ -93,6 +93,12 @@ impl<'s> Collector<'s> {
         });
     }
 
+    /// 1-based line and column of byte `pos` of the source.
+    pub fn position(&self, pos: usize) -> (usize, usize) {
+        let (line, column, _) = locate(self.source, pos);
+        (line, column)
+    }
+
     /// Records a problem with no place in the file (a default value, or the file as a whole).
     pub fn global(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {

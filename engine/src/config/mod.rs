@@ -161,26 +161,47 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_table_is_dropped_and_later_indices_stay_the_files() {
-        // route[0] has a path of the wrong type (so no path at all): one
-        // error for it, none for the "missing" path, and route[1]'s own error
+    fn a_table_missing_a_key_is_dropped_and_later_indices_stay_the_files() {
+        // route[0] has no path: one error for it, and route[1]'s own error
         // still names route[1].
         let e = errors(
-            "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9\"]\n\n[[route]]\npath = 5\nupstream = \"app\"\n\n[[route]]\npath = \"/b\"\nupstream = \"other\"\n",
+            "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9\"]\n\n[[route]]\nupstream = \"app\"\n\n[[route]]\npath = \"/b\"\nupstream = \"other\"\n",
         );
         let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("t.toml")).collect();
         assert_eq!(lines.len(), 2, "{e}");
+        assert!(lines[0].starts_with("t.toml:5:"), "{e}");
         assert!(
-            lines[0].starts_with("t.toml:6:8: key `route[0].path`: invalid type"),
+            lines[0].ends_with("key `route[0]`: missing field `path`"),
             "{e}"
         );
         assert!(
-            lines[1].starts_with("t.toml:11:12: key `route[1].upstream`: no [[upstream]]"),
+            lines[1].starts_with("t.toml:10:12: key `route[1].upstream`: no [[upstream]]"),
             "{e}"
         );
-        // A key missing outright is reported against its table.
-        let e = errors("[[route]]\nupstream = \"app\"\n");
-        assert!(e.contains("key `route[0]`: missing field `path`"), "{e}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_one_error() {
+        // Under a required key: the type error only, nothing about the
+        // placeholder that keeps the table, or about what needs the upstream.
+        for (text, want) in [
+            (
+                "[[upstream]]\nname = \"app\"\ntargets = \"127.0.0.1:9\"\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n",
+                "t.toml:3:11: key `upstream[0].targets`: invalid type: string",
+            ),
+            (
+                "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9\"]\n\n[[route]]\npath = 5\nupstream = \"app\"\n",
+                "t.toml:6:8: key `route[0].path`: invalid type: integer",
+            ),
+        ] {
+            let e = errors(text);
+            assert_eq!(
+                e.lines().filter(|l| l.starts_with("t.toml")).count(),
+                1,
+                "{e}"
+            );
+            assert!(e.starts_with(want), "{e}");
+        }
     }
 
     #[test]

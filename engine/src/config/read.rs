@@ -6,9 +6,12 @@
 //! from a working copy of it; on an error, the node the error's span points
 //! at (a key, a value, a table missing a key) is recorded and removed from
 //! the working copy, and the model is deserialized again, up to
-//! [`MAX_ERRORS`] times. Spans come from the untouched text, so every error
-//! keeps its line and column; key paths are named from the original tree,
-//! so indices (`route[2]`) are those of the file.
+//! [`MAX_ERRORS`] times. A value of the wrong type is replaced by an empty
+//! one of the right type where it can be (`targets = "a:1"` by `[]`), so a
+//! required key keeps its table; the compiler's complaints about such a
+//! placeholder are dropped, the type error said it all. Spans come from the
+//! untouched text, so every error keeps its line and column; key paths are
+//! named from the original tree, so indices (`route[2]`) are those of the file.
 
 use super::error::Collector;
 use serde::de::DeserializeOwned;
@@ -51,12 +54,16 @@ fn key_path(steps: &[Step]) -> String {
     s
 }
 
-/// Maps the array indices of a model read with elements dropped (an
-/// `[[upstream]]` that could not be read at all) back to the file's own.
+/// What reading changed to get a model: array elements dropped (an
+/// `[[upstream]]` that could not be read at all) and values replaced by
+/// placeholders. Maps the model's array indices back to the file's own, and
+/// tells which later diagnostics are about a placeholder.
 #[derive(Default)]
 pub(super) struct Renumber {
     /// Array key path (`route`) → file index of each element left, in order.
     kept: HashMap<String, Vec<usize>>,
+    /// Byte ranges of the values replaced by placeholders.
+    replaced: Vec<Range<usize>>,
 }
 
 impl Renumber {
@@ -79,17 +86,32 @@ impl Renumber {
         key.to_string()
     }
 
-    /// Renumbers the keys of the diagnostics from `from` on.
+    /// Renumbers the keys of the diagnostics from `from` on, and drops
+    /// those about a placeholder.
     pub(super) fn apply(&self, c: &mut Collector<'_>, from: usize) {
-        if self.kept.is_empty() {
-            return;
-        }
-        // Diagnostics absorbed from another file keep that file's numbering.
-        for d in c.diagnostics[from..]
-            .iter_mut()
-            .filter(|d| d.file.is_none())
-        {
+        let placeholders: Vec<_> = self
+            .replaced
+            .iter()
+            .map(|r| (c.position(r.start), c.position(r.end)))
+            .collect();
+        let mut i = from;
+        while i < c.diagnostics.len() {
+            // Diagnostics absorbed from another file keep that file's numbering.
+            let d = &mut c.diagnostics[i];
+            if d.file.is_some() {
+                i += 1;
+                continue;
+            }
+            let at = (d.line, d.column);
+            if placeholders
+                .iter()
+                .any(|(start, end)| *start <= at && at < *end)
+            {
+                c.diagnostics.remove(i);
+                continue;
+            }
             d.key = self.key(&d.key);
+            i += 1;
         }
     }
 }
@@ -129,7 +151,15 @@ pub(super) fn read<T: DeserializeOwned>(c: &mut Collector<'_>) -> Option<(T, Ren
         let key = key_path(&named);
         match missing_field(e.message()) {
             Some(field) if removed.contains(&(key.clone(), field.to_string())) => {}
-            _ => c.at(span, key, explain(e.message())),
+            // A placeholder that does not do after all: already reported.
+            _ if renumber.replaced.contains(&span) => {}
+            _ => c.at(span.clone(), key, explain(e.message())),
+        }
+        if let Some(empty) = placeholder(e.message())
+            && replace(work.get_mut(), &steps, &span, empty)
+        {
+            renumber.replaced.push(span);
+            continue;
         }
         let (last, parent) = named.split_last().expect("a non-empty path");
         match last {
@@ -154,6 +184,51 @@ pub(super) fn read<T: DeserializeOwned>(c: &mut Collector<'_>) -> Option<(T, Ren
         format!("more than {MAX_ERRORS} errors: fix these first"),
     );
     None
+}
+
+/// An empty value of the type an "invalid type" error expected, if it has one.
+fn placeholder(message: &str) -> Option<DeValue<'static>> {
+    let expected = message
+        .strip_prefix("invalid type: ")?
+        .rsplit_once(", expected ")?
+        .1;
+    Some(match expected {
+        "a string" => DeValue::String("".into()),
+        "a sequence" => DeValue::Array(DeArray::new()),
+        "a boolean" => DeValue::Boolean(false),
+        e if e == "a map" || e.starts_with("struct ") => DeValue::Table(DeTable::new()),
+        _ => return None,
+    })
+}
+
+/// Replaces the value at `steps` by `with` if that value is the one at
+/// `span` (not its key); whether it did.
+fn replace<'i>(
+    t: &mut DeTable<'i>,
+    steps: &[Step],
+    span: &Range<usize>,
+    with: DeValue<'i>,
+) -> bool {
+    let Some((Step::Key(k), rest)) = steps.split_first() else {
+        return false;
+    };
+    let Some(mut v) = t.get_mut(k.as_str()) else {
+        return false;
+    };
+    for step in rest {
+        let next = match (v.get_mut(), step) {
+            (DeValue::Table(t), Step::Key(k)) => t.get_mut(k.as_str()),
+            (DeValue::Array(a), Step::Index(i)) => a.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        v = next;
+    }
+    if v.span() != *span {
+        return false;
+    }
+    *v = Spanned::new(span.clone(), with);
+    true
 }
 
 /// `missing field `x`` → `x`.
