@@ -42,10 +42,16 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Response {
 
 /// A GET with `Host: test` on a new connection.
 pub fn get(addr: SocketAddr, target: &str) -> Response {
-    send_raw(
-        addr,
-        format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
-    )
+    try_get(addr, target).expect("a response")
+}
+
+/// A GET with `Host: test` on a new connection; `None` if the connection
+/// closes without a response.
+pub fn try_get(addr: SocketAddr, target: &str) -> Option<Response> {
+    let mut s = connect(addr);
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .ok()?;
+    read_response(&mut s, &mut Vec::new(), false)
 }
 
 /// Reads everything until the peer closes (or the read times out).

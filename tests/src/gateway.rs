@@ -4,10 +4,12 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Path of the built `ringway` binary.
+/// Path of the built `ringway` binary. Panics when it is missing, or older
+/// than the sources it is built from (the tests would run an old ringway).
 pub fn binary(name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os("RINGWAY_BIN").filter(|_| name == "ringway") {
         return PathBuf::from(p);
@@ -21,6 +23,9 @@ pub fn binary(name: &str) -> PathBuf {
         "{} not found: build the binaries first with `cargo build --workspace --bins`",
         bin.display()
     );
+    if let Err(stale) = crate::fresh::check(&bin) {
+        panic!("{stale}");
+    }
     bin
 }
 
@@ -32,7 +37,11 @@ pub struct Gateway {
     pub addrs: Vec<SocketAddr>,
     /// The config file it was started with (rewrite it, then SIGHUP, to reload).
     pub config_path: PathBuf,
+    /// How many workers it runs.
+    pub workers: usize,
     log: Arc<Mutex<Vec<String>>>,
+    /// Set once stderr has closed and every line of it is in `log`.
+    log_complete: Arc<AtomicBool>,
     _dir: TempDir,
 }
 
@@ -98,6 +107,8 @@ impl Gateway {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = log.clone();
+        let log_complete = Arc::new(AtomicBool::new(false));
+        let complete = log_complete.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(a) = line
@@ -109,6 +120,7 @@ impl Gateway {
                 }
                 log2.lock().unwrap().push(line);
             }
+            complete.store(true, Ordering::Release);
             let _ = tx.send(None);
         });
         let mut addrs = Vec::new();
@@ -137,17 +149,22 @@ impl Gateway {
                 }
             }
         }
-        // Give the workers a moment to enter their accept loops (connections
-        // would queue in the backlog anyway; this only keeps logs tidy).
-        std::thread::sleep(Duration::from_millis(50));
-        Ok(Gateway {
+        let gw = Gateway {
             child,
             addr: addrs[0],
             addrs,
             config_path: path,
+            workers: workers_in(config),
             log,
+            log_complete,
             _dir: dir,
-        })
+        };
+        // Every worker says when its accept loops run (connections would
+        // queue in the backlog anyway; this keeps logs tidy).
+        if !gw.wait_for_workers("listening on") {
+            return Err((format!("not all {} workers started", gw.workers), gw.log()));
+        }
+        Ok(gw)
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -170,16 +187,25 @@ impl Gateway {
             .expect("an admin endpoint in the log")
     }
 
-    /// Waits up to 5 s for a log line containing `needle`.
+    /// Waits up to [`crate::WAIT`] for a log line containing `needle`.
     pub fn wait_for_log(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.log_contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        crate::wait_until(|| self.log_contains(needle))
+    }
+
+    /// Waits until every worker has logged a `worker N ...` line containing `needle`.
+    fn wait_for_workers(&self, needle: &str) -> bool {
+        crate::wait_until(|| {
+            let log = self.log();
+            (0..self.workers).all(|i| {
+                let me = format!("worker {i} ");
+                log.iter().any(|l| l.contains(&me) && l.contains(needle))
+            })
+        })
+    }
+
+    /// Waits until every worker serves config generation `g` (after a reload).
+    pub fn wait_for_generation(&self, g: u64) -> bool {
+        self.wait_for_workers(&format!("serves config generation {g}"))
     }
 
     /// Sends a signal to the process.
@@ -191,10 +217,16 @@ impl Gateway {
     }
 
     /// Waits for the process to exit, up to `limit`; returns its exit code.
+    /// Once it has exited, its log is complete: the last lines written
+    /// before exiting (a drain report) are read before this returns.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
+                assert!(
+                    crate::wait_until(|| self.log_complete.load(Ordering::Acquire)),
+                    "ringway exited but its stderr stayed open"
+                );
                 return st.code();
             }
             if Instant::now() > deadline {
@@ -202,6 +234,23 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// How many workers ringway runs for `config`: `workers = N`, or one per
+/// core when it says 0 or nothing.
+fn workers_in(config: &str) -> usize {
+    let n = config.lines().find_map(|l| {
+        let v = l
+            .trim()
+            .strip_prefix("workers")?
+            .trim_start()
+            .strip_prefix('=')?;
+        v.split('#').next()?.trim().parse::<usize>().ok()
+    });
+    match n {
+        Some(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
     }
 }
 

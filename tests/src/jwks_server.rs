@@ -3,7 +3,7 @@
 //! requests it answered. A port can also be held bound but not listening
 //! (connections to it are refused) and opened later, for "the issuer is down,
 //! then comes up" without racing other tests for the port. Also the
-//! base64url encoding tokens and JWKs are written in.
+//! base64url encoding tokens and JWKs are written in (the `base64` crate).
 
 use crate::pki::Leaf;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -178,16 +178,6 @@ fn respond(st: &State, s: &mut (impl Read + Write)) -> bool {
 
 /// Unpadded base64url, as JWTs and JWKS documents use.
 pub fn b64url(data: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for group in data.chunks(3) {
-        let bits = group
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
-        for i in 0..=group.len() {
-            out.push(ALPHABET[((bits >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }

@@ -3,9 +3,15 @@
 //!
 //! The binary is found at `$RINGWAY_BIN`, or next to this test executable's
 //! `deps/` folder (`target/<profile>/ringway`). Build it first:
-//! `cargo build --workspace --bins`.
+//! `cargo build --workspace --bins`; a binary older than the engine's
+//! sources fails the tests with that command ([`fresh`]).
+//!
+//! Tests wait on events, never on time alone: [`wait_until`] polls for what
+//! the test waits for (a log line, a metric, what the origin saw) with a
+//! deadline, and [`Origin::quiet`] is the event behind "nothing was forwarded".
 
 pub mod client;
+pub mod fresh;
 pub mod gateway;
 pub mod jwks_server;
 pub mod origin;
@@ -26,6 +32,22 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local address").port()
+}
+
+/// Polls `done` every 10 ms until it holds, for up to [`WAIT`]; whether it did.
+/// How the tests wait for an event (a log line, a metric, what the origin
+/// saw) instead of sleeping and hoping it happened.
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Hex SHA-256 of `data`.

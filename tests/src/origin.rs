@@ -1,9 +1,12 @@
 //! A recording HTTP/1.1 origin on 127.0.0.1: it keeps every request it
 //! receives (head fields and body bytes) and counts connections, and answers
-//! with whatever the test's handler says.
+//! with whatever the test's handler says. It can also tell when it has taken
+//! in everything sent to it ([`Origin::quiet`]), the event a test waits for
+//! before saying "nothing (more) was forwarded".
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,6 +72,82 @@ pub struct Origin {
     seen: Arc<Mutex<Vec<Seen>>>,
     conns: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// The listening socket (a second handle), to read its accept queue.
+    listener: TcpListener,
+    /// Set from the moment a connection is waiting to be accepted until it is in `watch`.
+    accepting: Arc<AtomicBool>,
+    /// Every accepted connection, in accept order.
+    watch: Arc<Mutex<Vec<Arc<Conn>>>>,
+}
+
+/// What the origin knows of one of its connections.
+struct Conn {
+    /// A second handle on the socket, to look for unread bytes; dropped
+    /// before the origin's own, so closing still closes the socket.
+    stream: Mutex<Option<TcpStream>>,
+    /// Between requests, with no byte of the next one taken in. Cleared
+    /// before a byte is read (bytes are peeked first), so a byte is always
+    /// either still in the socket or seen with this false.
+    idle: AtomicBool,
+    /// The origin is done with the connection.
+    ended: AtomicBool,
+}
+
+impl Conn {
+    /// Nothing received and not yet taken in: no bytes, no end of stream.
+    fn drained(&self) -> bool {
+        let stream = self.stream.lock().unwrap();
+        let Some(stream) = stream.as_ref() else {
+            return true;
+        };
+        let mut b = 0u8;
+        // SAFETY: a one-byte peek into a live local; the fd is owned by `stream`, held locked.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&raw mut b).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+
+    fn quiet(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+            || (self.idle.load(Ordering::SeqCst)
+                && self.drained()
+                && self.idle.load(Ordering::SeqCst))
+    }
+}
+
+/// Connections the kernel has completed on listener `l` but nobody accepted yet.
+pub fn accept_queue(l: &impl AsRawFd) -> u32 {
+    // SAFETY: getsockopt writes at most `len` bytes into the zeroed struct.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        );
+        // On a listening socket, Linux reports the accept queue's length here.
+        if r == 0 { info.tcpi_unacked } else { u32::MAX }
+    }
+}
+
+/// Blocks until `l` has a connection to accept.
+fn wait_acceptable(l: &TcpListener) {
+    let mut p = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    while unsafe { libc::poll(&mut p, 1, -1) } < 0 {}
 }
 
 impl Origin {
@@ -79,17 +158,40 @@ impl Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let conns = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let accepting = Arc::new(AtomicBool::new(false));
+        let watch = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let (seen2, conns2, stop2) = (seen.clone(), conns.clone(), stop.clone());
+        let (accepting2, watch2) = (accepting.clone(), watch.clone());
+        let l = listener.try_clone().expect("listener handle");
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            loop {
+                wait_acceptable(&l);
+                accepting2.store(true, Ordering::SeqCst);
+                let accepted = l.accept();
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
-                let Ok(stream) = stream else { continue };
+                let Ok((stream, _)) = accepted else {
+                    accepting2.store(false, Ordering::SeqCst);
+                    continue;
+                };
+                let mut stream = stream;
+                let conn = Arc::new(Conn {
+                    stream: Mutex::new(Some(stream.try_clone().expect("connection handle"))),
+                    idle: AtomicBool::new(false),
+                    ended: AtomicBool::new(false),
+                });
+                watch2.lock().unwrap().push(conn.clone());
                 let id = conns2.fetch_add(1, Ordering::SeqCst);
+                accepting2.store(false, Ordering::SeqCst);
                 let (seen, handler, stop) = (seen2.clone(), handler.clone(), stop2.clone());
-                std::thread::spawn(move || serve(stream, id, &seen, &*handler, &stop));
+                std::thread::spawn(move || {
+                    serve(&mut stream, id, &seen, &*handler, &stop, &conn.idle);
+                    conn.stream.lock().unwrap().take();
+                    conn.ended.store(true, Ordering::SeqCst);
+                    drop(stream);
+                });
             }
         });
         Origin {
@@ -97,6 +199,9 @@ impl Origin {
             seen,
             conns,
             stop,
+            listener,
+            accepting,
+            watch,
         }
     }
 
@@ -125,6 +230,45 @@ impl Origin {
     pub fn connections(&self) -> usize {
         self.conns.load(Ordering::SeqCst)
     }
+
+    /// Waits (up to [`crate::WAIT`]) until the origin has taken in
+    /// everything sent to it — no connection waiting to be accepted, and
+    /// each one closed or between requests with no byte unread — then
+    /// returns what it saw. The event that proves a request refused by the
+    /// gateway had every chance to reach the origin.
+    pub fn quiet(&self) -> Vec<Seen> {
+        let quiet = crate::wait_until(|| {
+            let accepted = self.connections();
+            let idle =
+                || !self.accepting.load(Ordering::SeqCst) && accept_queue(&self.listener) == 0;
+            idle()
+                && self.watch.lock().unwrap().iter().all(|c| c.quiet())
+                && idle()
+                && self.connections() == accepted
+        });
+        assert!(
+            quiet,
+            "the origin was still receiving after {:?}",
+            crate::WAIT
+        );
+        self.seen()
+    }
+
+    /// Waits (up to [`crate::WAIT`]) until connection `n` (in accept order) is over.
+    pub fn wait_closed(&self, n: usize) -> bool {
+        crate::wait_until(|| {
+            self.watch
+                .lock()
+                .unwrap()
+                .get(n)
+                .is_some_and(|c| c.ended.load(Ordering::SeqCst))
+        })
+    }
+
+    /// Waits (up to [`crate::WAIT`]) until a request for `target` has arrived.
+    pub fn wait_for_target(&self, target: &str) -> bool {
+        crate::wait_until(|| self.seen().iter().any(|s| s.target == target))
+    }
 }
 
 impl Drop for Origin {
@@ -135,17 +279,21 @@ impl Drop for Origin {
 }
 
 fn serve(
-    mut s: TcpStream,
+    s: &mut TcpStream,
     conn: usize,
     seen: &Mutex<Vec<Seen>>,
     handler: &Handler,
     stop: &AtomicBool,
+    idle: &AtomicBool,
 ) {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     let _ = s.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::new();
+    let mut input = Input { stop, idle };
     loop {
-        let req = match read_request(&mut s, &mut buf, conn, stop) {
+        // Between requests: idle unless the next one has begun arriving.
+        idle.store(buf.is_empty(), Ordering::SeqCst);
+        let req = match read_request(s, &mut buf, conn, &mut input) {
             Some(r) => r,
             None => return,
         };
@@ -164,7 +312,7 @@ fn serve(
             reply = Reply::Raw(head.into_bytes());
         }
         seen.lock().unwrap().push(req);
-        if !send(&mut s, reply, stop) || !keep {
+        if !send(s, reply, stop) || !keep {
             return;
         }
     }
@@ -235,14 +383,26 @@ fn send(s: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
     }
 }
 
+/// What reading a connection consults: the origin's stop flag, and the
+/// connection's idle flag, cleared before a byte is taken in.
+struct Input<'a> {
+    stop: &'a AtomicBool,
+    idle: &'a AtomicBool,
+}
+
 /// Reads more into `buf`; None on EOF, error, or stop.
-fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<()> {
+fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, input: &mut Input<'_>) -> Option<()> {
     let mut tmp = [0u8; 64 * 1024];
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if input.stop.load(Ordering::Relaxed) {
             return None;
         }
-        match s.read(&mut tmp) {
+        // Peek first: the bytes stay in the socket until `idle` is cleared.
+        let peeked = s.peek(&mut tmp[..1]);
+        if let Ok(1..) = peeked {
+            input.idle.store(false, Ordering::SeqCst);
+        }
+        match peeked.and_then(|_| s.read(&mut tmp)) {
             Ok(0) => return None,
             Ok(n) => {
                 buf.extend_from_slice(&tmp[..n]);
@@ -265,7 +425,7 @@ fn read_request(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
     conn: usize,
-    stop: &AtomicBool,
+    input: &mut Input<'_>,
 ) -> Option<Seen> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 128];
@@ -296,49 +456,49 @@ fn read_request(
                     .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
                 {
                     seen.chunked = true;
-                    seen.body = read_chunked(s, buf, stop)?;
+                    seen.body = read_chunked(s, buf, input)?;
                 } else if let Some(len) = seen.header("content-length") {
                     let len: usize = len.trim().parse().ok()?;
                     while buf.len() < len {
-                        fill(s, buf, stop)?;
+                        fill(s, buf, input)?;
                     }
                     seen.body = buf.drain(..len).collect();
                 }
                 return Some(seen);
             }
-            Ok(httparse::Status::Partial) => fill(s, buf, stop)?,
+            Ok(httparse::Status::Partial) => fill(s, buf, input)?,
             Err(_) => return None,
         }
     }
 }
 
-fn read_line(s: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<Vec<u8>> {
+fn read_line(s: &mut TcpStream, buf: &mut Vec<u8>, input: &mut Input<'_>) -> Option<Vec<u8>> {
     loop {
         if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf[..p].to_vec();
             buf.drain(..p + 2);
             return Some(line);
         }
-        fill(s, buf, stop)?;
+        fill(s, buf, input)?;
     }
 }
 
-fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>, stop: &AtomicBool) -> Option<Vec<u8>> {
+fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>, input: &mut Input<'_>) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
-        let line = read_line(s, buf, stop)?;
+        let line = read_line(s, buf, input)?;
         let size_txt = String::from_utf8_lossy(&line);
         let size = usize::from_str_radix(size_txt.split(';').next()?.trim(), 16).ok()?;
         if size == 0 {
             // trailers until the empty line
             loop {
-                if read_line(s, buf, stop)?.is_empty() {
+                if read_line(s, buf, input)?.is_empty() {
                     return Some(body);
                 }
             }
         }
         while buf.len() < size + 2 {
-            fill(s, buf, stop)?;
+            fill(s, buf, input)?;
         }
         body.extend_from_slice(&buf[..size]);
         if &buf[size..size + 2] != b"\r\n" {

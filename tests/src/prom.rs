@@ -5,6 +5,7 @@
 //! route templates such as `/{proxy+}`, so the tests use this one.)
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -93,6 +94,15 @@ fn is_name(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some('a'..='z' | 'A'..='Z' | '_' | ':'))
         && c.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Fetches and parses the admin endpoint's `/metrics` (checking status and media type).
+pub fn scrape(admin: SocketAddr) -> Vec<Sample> {
+    let r = crate::client::get(admin, "/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(r.body).unwrap();
+    parse(&text).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"))
 }
 
 /// Sum of the samples named `name` whose labels include all of `labels`.

@@ -5,7 +5,6 @@ use ringway_tests::client::{get, send_raw};
 use ringway_tests::gateway::TempDir;
 use ringway_tests::{Gateway, Origin};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 fn config(upstream: std::net::SocketAddr, log: &Path, format: &str) -> String {
     format!(
@@ -16,15 +15,12 @@ fn config(upstream: std::net::SocketAddr, log: &Path, format: &str) -> String {
 
 /// Waits (bounded) until the file has at least `n` lines.
 fn lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let read = || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        text.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    ringway_tests::wait_until(|| read().len() >= n);
+    read()
 }
 
 #[test]
@@ -101,7 +97,8 @@ fn templates_and_reopen_on_sigusr1() {
     std::fs::rename(&log, dir.0.join("access.log.1")).unwrap();
     gw.signal(libc::SIGUSR1);
     assert!(gw.wait_for_log("reopening the access log"));
-    std::thread::sleep(Duration::from_millis(600));
+    // The writer has reopened the file: it exists again.
+    assert!(ringway_tests::wait_until(|| log.exists()));
     assert_eq!(get(gw.addr, "/api/two").status, 200);
     assert_eq!(
         lines(&log, 1),

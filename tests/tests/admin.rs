@@ -13,11 +13,7 @@ fn config(upstream: SocketAddr) -> String {
 }
 
 fn scrape(admin: SocketAddr) -> Vec<prom::Sample> {
-    let r = get(admin, "/metrics");
-    assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
-    let text = String::from_utf8(r.body).unwrap();
-    prom::parse(&text).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"))
+    prom::scrape(admin)
 }
 
 fn value(s: &[prom::Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -45,7 +41,14 @@ fn metrics_parse_and_count_what_was_sent() {
             400
         );
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Every request above is counted (a worker counts after it answers).
+    let counted = |s: &[prom::Sample]| {
+        s.iter()
+            .filter(|x| x.name == "ringway_requests_total")
+            .map(|x| x.value)
+            .sum::<f64>()
+    };
+    assert!(ringway_tests::wait_until(|| counted(&scrape(admin)) >= 15.0));
     let s = scrape(admin);
     assert_eq!(
         value(
@@ -127,10 +130,15 @@ fn healthz_flips_to_503_while_draining_and_config_lists_routes() {
 
     let addr = gw.addr;
     let slow = std::thread::spawn(move || get(addr, "/api/slow"));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        origin.wait_for_target("/api/slow"),
+        "the slow request is in flight"
+    );
     gw.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(get(admin, "/healthz").status, 503, "draining");
+    assert!(
+        ringway_tests::wait_until(|| get(admin, "/healthz").status == 503),
+        "/healthz never said draining"
+    );
     assert_eq!(slow.join().unwrap().status, 200);
     assert_eq!(gw.wait_exit(Duration::from_secs(8)), Some(0));
 }

@@ -50,12 +50,12 @@ fn ambiguous_framing_is_refused_and_nothing_is_forwarded() {
             "{name}: connection left open"
         );
     }
-    std::thread::sleep(Duration::from_millis(100));
     // Heads are refused before anything goes upstream. A broken chunk is found
     // while streaming: its upstream connection is closed before the request is
-    // complete, so the upstream never sees a request either.
+    // complete, so the upstream never sees a request either. (`quiet` waits
+    // until the origin has taken in all it was sent.)
     assert!(
-        origin.seen().is_empty(),
+        origin.quiet().is_empty(),
         "the upstream received: {:?}",
         origin.seen()
     );
@@ -169,7 +169,10 @@ fn an_upstream_that_never_completes_the_connect_gives_502_at_connect_timeout() {
         let _ = s.connect(&addr.into());
         fillers.push(s);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // The accept queue is full once a filler's handshake completed.
+    assert!(ringway_tests::wait_until(|| {
+        ringway_tests::origin::accept_queue(&l) > 0
+    }));
     let cfg = simple_config(addr, 1, "")
         .replace("connect_timeout = \"1s\"", "connect_timeout = \"600ms\"");
     let gw = Gateway::start(&cfg);
@@ -226,12 +229,13 @@ fn a_pooled_connection_closed_by_the_upstream_is_replaced() {
     let gw = Gateway::start(&simple_config(origin.addr, 1, ""));
     let mut s = connect(gw.addr);
     let mut buf = Vec::new();
-    for _ in 0..5 {
+    for i in 0..5 {
         s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let r = read_response(&mut s, &mut buf, false).unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"once");
-        std::thread::sleep(Duration::from_millis(30));
+        // The origin has closed that connection before the next request.
+        assert!(origin.wait_closed(i));
     }
     assert_eq!(origin.connections(), 5);
 }

@@ -37,17 +37,10 @@ fn is_generated(id: &str) -> bool {
 
 /// Waits (bounded) until a line of the file starts with `prefix`.
 fn file_has_line(path: &std::path::Path, prefix: &str) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    ringway_tests::wait_until(|| {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().any(|l| l.starts_with(prefix)) {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        text.lines().any(|l| l.starts_with(prefix))
+    })
 }
 
 /// A catch-all route to `app`, and `/gone` to an upstream where nothing listens.

@@ -163,6 +163,7 @@ fn until_status(gw: &Gateway, token: &str, status: u16) -> Response {
         if r.status == status || Instant::now() > deadline {
             return r;
         }
+        // Poll interval.
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -339,6 +340,10 @@ fn an_unknown_kid_asks_for_an_early_fetch_and_a_reload_keeps_the_keys() {
     for _ in 0..5 {
         assert_eq!(call(&gw, &third_token).status, 401);
     }
+    // No event to wait for: a worker decides on the spot not to ask for a
+    // fetch, and not asking leaves no trace (no log line, no metric). This
+    // window is the fetcher's chance to act on a request that should not
+    // exist; the rate limit itself is unit-tested in policy::jwt::remote.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.requests(), 2, "early fetches are rate-limited");
 
@@ -381,6 +386,7 @@ fn a_cached_token_is_refused_once_it_expires() {
         }
         accepted += 1;
         assert!(Instant::now() < deadline, "still accepted after {WAIT:?}");
+        // Poll interval while the token's 3 s run out.
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(accepted >= 3, "accepted only {accepted} times");
@@ -443,12 +449,8 @@ fn jwks_url_config_errors_name_file_line_and_key() {
         );
         let at = format!("ringway.toml:{line}:");
         assert!(err.contains(&at), "{jwt}: wanted {at}\n{err}");
-        // Type errors come from the TOML reader, which names tables without indexes.
-        let full = if says == "invalid duration" {
-            format!("key `route.jwt.{key}`")
-        } else {
-            format!("key `route[0].jwt.{key}`")
-        };
+        // Type errors (from the TOML reader) and checks alike name the route by index.
+        let full = format!("key `route[0].jwt.{key}`");
         assert!(err.contains(&full), "{jwt}: {err}");
         assert!(err.contains(says), "{jwt}: {err}");
     }

@@ -26,7 +26,10 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
 
     let addr = gw.addr;
     let slow = std::thread::spawn(move || get(addr, "/slow"));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        origin.wait_for_target("/slow"),
+        "the slow request is in flight"
+    );
     gw.signal(libc::SIGTERM);
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200);
@@ -161,8 +164,10 @@ fn connections_over_max_connections_are_shed() {
         Duration::from_secs(5)
     ));
     drop(held);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(get(gw.addr, "/").status, 200);
+    // Served again once the gateway has seen the two connections go.
+    assert!(ringway_tests::wait_until(|| {
+        ringway_tests::client::try_get(gw.addr, "/").is_some_and(|r| r.status == 200)
+    }));
 }
 
 #[test]
@@ -216,6 +221,80 @@ fn config_errors_name_file_line_and_key_all_at_once() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:1"));
+}
+
+#[test]
+fn structural_errors_and_bad_routes_are_all_reported_in_one_run() {
+    // An unknown key, a value of the wrong type and a missing key (serde
+    // alone would stop at the first), then two routes the compiler refuses.
+    let cfg = "\
+[server]
+listen = [\"127.0.0.1:8080\"]
+workerz = 2
+
+[server.access_log]
+format = \"json\"
+
+[[upstream]]
+name = \"app\"
+targets = [\"127.0.0.1:9000\"]
+
+[[route]]
+path = \"/a\"
+upstream = \"app\"
+throttle = { rate = \"fast\" }
+
+[[route]]
+path = \"b\"
+upstream = \"app\"
+
+[[route]]
+path = \"/c\"
+upstream = \"nope\"
+";
+    let (code, _, err) = check(cfg);
+    assert_eq!(code, 2, "{err}");
+    let found: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split_once("/ringway.toml:").map(|(_, rest)| rest))
+        .collect();
+    let want = [
+        "3:1: key `server.workerz`: unknown field `workerz`: did you mean `workers`?",
+        "5:1: key `server.access_log`: missing field `path`",
+        "15:21: key `route[0].throttle.rate`: invalid type: string \"fast\", expected f64",
+        "18:8: key `route[1].path`: ",
+        "23:12: key `route[2].upstream`: no [[upstream]] is named \"nope\"",
+    ];
+    assert_eq!(found.len(), want.len(), "{err}");
+    for (got, want) in found.iter().zip(want) {
+        assert!(got.starts_with(want), "wanted {want}\n{err}");
+    }
+}
+
+/// The README's config error sample is what `ringway check` prints for its config.
+#[test]
+fn the_readme_config_error_sample_is_true() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let at = readme
+        .find("all of them are\nreported in one run")
+        .expect("the README's config errors paragraph");
+    let block = |from: usize, fence: &str| {
+        let start = readme[from..].find(fence).unwrap() + from + fence.len();
+        let end = readme[start..].find("\n```").unwrap() + start;
+        (&readme[start..end], end + 4)
+    };
+    let (config, next) = block(at, "```toml\n");
+    let (output, _) = block(next, "```\n");
+    let (code, _, err) = check(config);
+    assert_eq!(code, 2, "{err}");
+    // Output names the file by the path given; the README gives `ringway.toml`.
+    let dir = err.split("ringway.toml:").next().unwrap();
+    assert_eq!(
+        err.replace(dir, "").trim_end(),
+        output,
+        "README.md is out of date"
+    );
 }
 
 #[test]

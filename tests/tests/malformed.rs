@@ -165,9 +165,9 @@ fn the_malformed_request_table() {
         if status >= 400 && !closed_within(&mut s, Duration::from_secs(5)) {
             failures.push(format!("{name}: connection left open after {status}"));
         }
-        // The origin records a request once it is complete; give it a moment.
-        std::thread::sleep(Duration::from_millis(20));
-        let seen = origin.seen();
+        // The origin records a request once it is complete: wait until it
+        // has taken in everything the gateway sent.
+        let seen = origin.quiet();
         let new = &seen[before..];
         match upstream {
             Nothing if !new.is_empty() => {

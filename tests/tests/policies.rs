@@ -8,6 +8,7 @@
 
 use ringway_tests::client::{connect, read_response, send_raw};
 use ringway_tests::gateway::TempDir;
+use ringway_tests::jwks_server::b64url;
 use ringway_tests::{Gateway, Origin, Response};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -335,7 +336,8 @@ fn a_throttle_spends_its_burst_then_refills() {
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(message(&r), "too many requests");
-    // 2/s: one token every 500 ms.
+    // 2/s: one token every 500 ms. The sleep is the subject: the bucket
+    // refills with time, there is no event to wait for.
     std::thread::sleep(Duration::from_millis(550));
     assert_eq!(get("/r", "").status, 200);
     assert_eq!(get("/r", "").status, 429);
@@ -388,11 +390,13 @@ fn the_observed_rate_across_two_workers_is_within_ten_percent_of_the_limit() {
                         429 => limited.fetch_add(1, Ordering::Relaxed),
                         other => panic!("status {other}"),
                     };
+                    // Pacing, not synchronisation: clients slightly slower than flat out.
                     std::thread::sleep(Duration::from_micros(500));
                 }
             })
         })
         .collect();
+    // The measuring window itself: the rate is requests over this time.
     std::thread::sleep(Duration::from_secs_f64(SECS));
     stop.store(true, Ordering::Relaxed);
     let took = start.elapsed().as_secs_f64();
@@ -468,6 +472,7 @@ fn api_keys_missing_unknown_valid_and_a_burst_running_out() {
     let r = request(gw.addr, "GET", "/a", key);
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("1"));
+    // The subject: a token refills after 1 s; there is no event to wait for.
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(request(gw.addr, "GET", "/a", key).status, 200);
     assert_eq!(request(gw.addr, "GET", "/a", key).status, 429);
@@ -509,8 +514,7 @@ fn a_quota_runs_out_and_stays_out_across_a_reload() {
     let text = key_config(origin.addr) + "\n[[route]]\npath = \"/new\"\nupstream = \"app\"\n";
     std::fs::write(&gw.config_path, text).unwrap();
     gw.signal(libc::SIGHUP);
-    assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(gw.wait_for_generation(1), "{:#?}", gw.log());
     assert_eq!(request(gw.addr, "GET", "/new", "").status, 200);
     assert_eq!(request(gw.addr, "GET", "/a", key).status, 429);
     assert_eq!(origin.seen().len(), 5);
@@ -640,21 +644,6 @@ content_types = ["application/json"]
         200
     );
     assert_eq!(origin.seen().len(), 2);
-}
-
-/// Unpadded base64url, as JWTs and JWKS use.
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..=c.len() {
-            s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    s
 }
 
 /// Signing keys of each supported algorithm, and the JWKS of their public halves.
@@ -1177,8 +1166,7 @@ fn keys_from_a_keys_file_are_read_again_on_reload() {
     )
     .unwrap();
     gw.signal(libc::SIGHUP);
-    assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(gw.wait_for_generation(1), "{:#?}", gw.log());
     assert_eq!(status("k-new"), 200);
     assert_eq!(status("k-file"), 403);
     assert_eq!(status("k-config"), 200);

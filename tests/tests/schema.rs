@@ -213,6 +213,7 @@ fn a_chunked_body_is_checked_then_forwarded_with_a_content_length() {
         // Chunks split mid-token, an extension, a trailer; the body arrives in pieces.
         s.write_all(b"POST /users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n8;ext=1\r\n{\"name\":\r\n")
             .unwrap();
+        // The subject: the rest of the body arrives later, in a second read.
         std::thread::sleep(Duration::from_millis(50));
         s.write_all(b"4\r\n\"Al\"\r\nA\r\n,\"age\": 41\r\n1\r\n}\r\n0\r\nX-Sum: 1\r\n\r\n")
             .unwrap();

@@ -22,7 +22,8 @@ fn ws_echo() -> SocketAddr {
                 while let Ok(msg) = ws.read() {
                     match msg {
                         Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).is_err() {
+                            let echoed = ws.send(msg);
+                            if echoed.is_err() {
                                 return;
                             }
                         }
@@ -50,7 +51,7 @@ fn ws_connect(gw: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
 
 #[test]
 fn text_binary_large_ping_and_close_through_the_tunnel() {
-    ringway_tests::on_both_drivers(|env| text_binary_large_ping_and_close(env));
+    ringway_tests::on_both_drivers(text_binary_large_ping_and_close);
 }
 
 fn text_binary_large_ping_and_close(env: &[(&str, &str)]) {

@@ -93,6 +93,12 @@ impl<'s> Collector<'s> {
         });
     }
 
+    /// 1-based line and column of byte `pos` of the source.
+    pub fn position(&self, pos: usize) -> (usize, usize) {
+        let (line, column, _) = locate(self.source, pos);
+        (line, column)
+    }
+
     /// Records a problem with no place in the file (a default value, or the file as a whole).
     pub fn global(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic {
@@ -138,7 +144,10 @@ impl<'s> Collector<'s> {
             }));
     }
 
-    pub fn finish<T>(self, file: &Path, value: T) -> Result<T, ConfigError> {
+    /// The value, or every diagnostic in the order of the file (then of an included file).
+    pub fn finish<T>(mut self, file: &Path, value: T) -> Result<T, ConfigError> {
+        self.diagnostics
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         if self.diagnostics.is_empty() {
             Ok(value)
         } else {
