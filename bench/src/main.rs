@@ -3,12 +3,17 @@
 //! same way, loads them with `ringway-load` in interleaved repeated runs, and
 //! writes `bench/results/latest.{md,json,svg}`.
 //!
+//! `ringway-bench loadgen`: ringway-load's requests per generator
+//! CPU-second next to wrk (and oha), against a plain nginx origin, in
+//! interleaved pairs. Writes `bench/results/loadgen.{md,json}`.
+//!
 //! `ringway-bench policies`: what do CORS, API keys, throttles and JWT cost
 //! per request, alone and together, and how does that compare with nginx
 //! doing CORS and `limit_req`? Writes `bench/results/policies.{md,json}`.
 
 mod idle;
 mod jwt;
+mod loadgen;
 mod measure;
 mod origin;
 mod policies;
@@ -59,6 +64,9 @@ enum Command {
     /// The cost of CORS, API key, throttle and JWT policies, against the
     /// plain proxy and against nginx with CORS fields and limit_req.
     Policies(policies::PoliciesArgs),
+    /// ringway-load's requests per generator CPU-second next to wrk (and
+    /// oha), against one nginx origin, in interleaved pairs.
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +133,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => compare(args),
         Command::Policies(args) => policies::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
