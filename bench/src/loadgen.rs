@@ -43,6 +43,10 @@ pub struct LoadgenArgs {
     /// The oha binary (default: `oha` on PATH or in ~/.cargo/bin; skipped if absent).
     #[arg(long)]
     oha: Option<PathBuf>,
+    /// Also run this other ringway-load build (e.g. of the previous commit)
+    /// in every pair, as "baseline", to measure a change.
+    #[arg(long, value_name = "BINARY")]
+    baseline: Option<PathBuf>,
     /// Where NAME.md and NAME.json go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
@@ -81,6 +85,7 @@ const SCENARIOS: [Scenario; 3] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {
     RingwayLoad,
+    Baseline,
     Wrk,
     Oha,
 }
@@ -89,6 +94,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Tool::RingwayLoad => "ringway-load",
+            Tool::Baseline => "baseline",
             Tool::Wrk => "wrk",
             Tool::Oha => "oha",
         }
@@ -111,6 +117,7 @@ struct Run {
 
 struct Programs {
     load: PathBuf,
+    baseline: Option<PathBuf>,
     wrk: PathBuf,
     oha: Option<PathBuf>,
 }
@@ -139,6 +146,7 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
     let nginx = setup::ensure_program("nginx")?;
     let programs = Programs {
         load: setup::load_binary()?,
+        baseline: args.baseline.clone(),
         wrk: setup::ensure_program("wrk")?,
         oha: args.oha.clone().or_else(find_oha),
     };
@@ -158,6 +166,9 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
     let result = (|| {
         let (mut origin, addr) = start_nginx(&nginx, &dir, &origin_cpus)?;
         let mut tools = vec![Tool::RingwayLoad, Tool::Wrk];
+        if programs.baseline.is_some() {
+            tools.insert(1, Tool::Baseline);
+        }
         if programs.oha.is_some() {
             tools.push(Tool::Oha);
         }
@@ -348,12 +359,18 @@ fn run_tool(
     let json = dir.join(format!("{}-{}-{pair}.json", sc.key, tool.name()));
     let log = dir.join(format!("{}-{}-{pair}.log", sc.key, tool.name()));
     let mut cmd = match tool {
-        Tool::RingwayLoad => {
-            let mut c = Command::new(&programs.load);
+        Tool::RingwayLoad | Tool::Baseline => {
+            let program = match tool {
+                Tool::Baseline => programs.baseline.as_ref().context("no baseline")?,
+                _ => &programs.load,
+            };
+            let mut c = Command::new(program);
             c.arg(&url)
-                .args(["-c", &conns, "-d", &secs, "-t", "1", "--quiet", "--json"])
-                .arg(&json)
-                .args(extra);
+                .args(["-c", &conns, "-d", &secs, "-t", "1", "--json"])
+                .arg(&json);
+            if tool == Tool::RingwayLoad {
+                c.args(extra);
+            }
             if !sc.keepalive {
                 c.arg("--no-keepalive");
             }
@@ -412,7 +429,7 @@ fn run_tool(
     }
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     let (requests, rps) = match tool {
-        Tool::RingwayLoad => {
+        Tool::RingwayLoad | Tool::Baseline => {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)
                 .context("ringway-load JSON")?;
             (

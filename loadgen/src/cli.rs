@@ -16,6 +16,9 @@ use crate::compare::Comparison;
 use crate::mix::Mix;
 use crate::{LoadConfig, Stop};
 
+/// Rounds of `--compare` unless `--rounds` says otherwise.
+const DEFAULT_ROUNDS: usize = 5;
+
 /// The `--mix` line format, shown at the end of `--help`.
 const MIX_HELP: &str = "\
 Mix file (--mix FILE): one request per line, replayed in proportion to the weights.
@@ -41,9 +44,9 @@ struct Args {
     /// same options; print each round, the medians and the ratio B/A.
     #[arg(long, num_args = 2, value_names = ["URL_A", "URL_B"], conflicts_with_all = ["urls", "svg", "hdr_log"])]
     compare: Option<Vec<String>>,
-    /// Rounds of --compare (each runs A once and B once).
-    #[arg(long, default_value_t = 5, requires = "compare")]
-    rounds: usize,
+    /// Rounds of --compare (each runs A once and B once) [default: 5].
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Replay the requests of FILE in proportion (line format below).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "body", "body_file"])]
     mix: Option<PathBuf>,
@@ -271,7 +274,10 @@ fn write_json(w: &mut impl Write, value: &serde_json::Value) -> std::io::Result<
 
 fn run_cli(args: Args) -> anyhow::Result<ExitCode> {
     let compare = args.compare.clone();
-    let rounds = args.rounds;
+    if args.rounds.is_some() && compare.is_none() {
+        bail!("--rounds needs --compare");
+    }
+    let rounds = args.rounds.unwrap_or(DEFAULT_ROUNDS);
     let (cfg, outputs) = args.into_config()?;
     if let Some(urls) = compare {
         return run_compare(&cfg, &urls, rounds, outputs.json);
