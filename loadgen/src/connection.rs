@@ -122,19 +122,20 @@ impl Connection {
     pub async fn run(mut self) {
         let timeout = self.plan().timeout;
         let deadline = Cell::new(None);
-        let mut dog = pin!(monoio::time::sleep(timeout));
         let end = self.recorder.phases.end;
-        let mut end_of_run = pin!(async move {
-            match end {
-                Some(end) => monoio::time::sleep_until(end.into()).await,
-                None => std::future::pending().await,
-            }
-        });
+        let first = Instant::now() + timeout;
+        let mut dog = pin!(monoio::time::sleep_until(
+            end.map_or(first, |end| end.min(first)).into()
+        ));
         while !self.plan().abort.is_set() {
+            // One timer for both the request timeout and the end of the
+            // run: every wake-up of this task polls it once.
             let outcome = monoio::select! {
                 outcome = self.cycle(&deadline) => outcome,
-                _ = watchdog(&deadline, dog.as_mut(), timeout) => Outcome::Failed(ErrorKind::Timeout),
-                _ = &mut end_of_run => Outcome::Finished,
+                alarm = watchdog(&deadline, dog.as_mut(), timeout, end) => match alarm {
+                    Alarm::Timeout => Outcome::Failed(ErrorKind::Timeout),
+                    Alarm::End => Outcome::Finished,
+                },
             };
             deadline.set(None);
             self.abandon_in_flight();
@@ -407,16 +408,36 @@ impl Connection {
     }
 }
 
-/// Completes when the deadline in `deadline` passes. The timer is re-armed
-/// only when it fires early (the deadline moved on) or while idle.
-async fn watchdog(deadline: &Cell<Option<Instant>>, mut sleep: Pin<&mut Sleep>, timeout: Duration) {
+/// Why the watchdog fired.
+enum Alarm {
+    /// The deadline in the `Cell` passed.
+    Timeout,
+    /// The run's end (`-d`) passed.
+    End,
+}
+
+/// Completes when the deadline in `deadline` or the run's `end` passes.
+/// The timer is re-armed only when it fires early (the deadline moved on)
+/// or while idle, never per request.
+async fn watchdog(
+    deadline: &Cell<Option<Instant>>,
+    mut sleep: Pin<&mut Sleep>,
+    timeout: Duration,
+    end: Option<Instant>,
+) -> Alarm {
     loop {
         sleep.as_mut().await;
         let now = Instant::now();
-        match deadline.get() {
-            Some(at) if at <= now => return,
-            Some(at) => sleep.as_mut().reset(at.into()),
-            None => sleep.as_mut().reset((now + timeout).into()),
+        if end.is_some_and(|end| now >= end) {
+            return Alarm::End;
         }
+        let next = match deadline.get() {
+            Some(at) if at <= now => return Alarm::Timeout,
+            Some(at) => at,
+            None => now + timeout,
+        };
+        sleep
+            .as_mut()
+            .reset(end.map_or(next, |end| end.min(next)).into());
     }
 }

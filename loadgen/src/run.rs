@@ -233,7 +233,7 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         .into_iter()
         .map(|(target, connector)| TargetPlan {
             requests: render_requests(cfg, &target),
-            connector,
+            connector: connector.one_request(!cfg.keepalive),
         })
         .collect();
 
