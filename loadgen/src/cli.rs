@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -254,7 +254,7 @@ fn create(path: &PathBuf, what: &str) -> anyhow::Result<File> {
 /// Writes one output file; false (after saying why on stderr) on failure.
 fn write_out(
     file: File,
-    path: &PathBuf,
+    path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> bool {
     let mut w = BufWriter::new(file);

@@ -96,11 +96,7 @@ impl Mix {
                 return Err(err(format!("more than {MAX_LINES} requests")));
             }
             let fields = split_fields(trimmed).map_err(err)?;
-            lines.push(
-                parse_line(&fields, base)
-                    .map_err(|reason| err(reason))?
-                    .with(i + 1, trimmed),
-            );
+            lines.push(parse_line(&fields, base).map_err(err)?.with(i + 1, trimmed));
         }
         if lines.is_empty() {
             return Err(MixError {

@@ -394,7 +394,7 @@ fn axis_value(scale: Scale, v: f64) -> Option<f64> {
 /// About five round tick values from `lo` to `hi`.
 fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let span = hi - lo;
-    if !(span > 0.0) || !span.is_finite() {
+    if span.is_nan() || span <= 0.0 || !span.is_finite() {
         return vec![lo];
     }
     let raw = span / 5.0;
