@@ -263,20 +263,16 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
         load_args: args.load_args.clone().unwrap_or_default(),
         elapsed_s: started.elapsed().as_secs_f64(),
     };
-    let md = markdown(&meta, &results);
-    let json = serde_json::to_string_pretty(&to_json(&meta, &results))? + "\n";
-    crate::suite::write_reports(
-        &args.out_dir,
-        &args.report_name,
-        &[("md", &md), ("json", &json)],
-    )?;
-    println!("{md}");
-    eprintln!(
-        "bench: wrote {}/{}.{{md,json}} in {:.0} s",
-        args.out_dir.display(),
-        args.report_name,
-        started.elapsed().as_secs_f64()
-    );
+    let (md, json) = (markdown(&meta, &results), to_json(&meta, &results));
+    let files = [
+        ("md", md),
+        ("json", serde_json::to_string_pretty(&json)? + "\n"),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(e, t)| (*e, t.as_str())).collect();
+    crate::suite::write_reports(&args.out_dir, &args.report_name, &files)?;
+    print!("{}", files[0].1);
+    let name = args.out_dir.join(&args.report_name);
+    eprintln!("bench: wrote {}.md and .json", name.display());
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! latency distribution as HdrHistogram's percentile curve, with the x axis
 //! stretched logarithmically towards the tail (90%, 99%, 99.9%, ...).
 
-use crate::report::Report;
+use crate::report::{Report, SecondSummary};
 use crate::svg::{Line, LineChart, Scale, Svg};
 
 const WIDTH: f64 = 960.0;
@@ -60,35 +60,23 @@ pub fn plot(report: &Report, title: &str) -> String {
         x_scale: Scale::Linear,
         y_scale: Scale::Linear,
         x_ticks: None,
-        lines: vec![
-            Line {
-                name: "p50",
-                color: P50,
-                points: series
-                    .iter()
-                    .filter(|s| s.requests > 0)
-                    .map(|s| (at(s.second), ms(s.p50_us)))
-                    .collect(),
-            },
-            Line {
-                name: "p99",
-                color: P99,
-                points: series
-                    .iter()
-                    .filter(|s| s.requests > 0)
-                    .map(|s| (at(s.second), ms(s.p99_us)))
-                    .collect(),
-            },
-            Line {
-                name: "p99.9",
-                color: P999,
-                points: series
-                    .iter()
-                    .filter(|s| s.requests > 0)
-                    .map(|s| (at(s.second), ms(s.p99_9_us)))
-                    .collect(),
-            },
-        ],
+        lines: [
+            ("p50", P50, (|s| s.p50_us) as fn(&SecondSummary) -> u64),
+            ("p99", P99, |s| s.p99_us),
+            ("p99.9", P999, |s| s.p99_9_us),
+        ]
+        .into_iter()
+        .map(|(name, color, pick)| Line {
+            name,
+            color,
+            // Seconds in which nothing completed have no percentiles.
+            points: series
+                .iter()
+                .filter(|s| s.requests > 0)
+                .map(|s| (at(s.second), ms(pick(s))))
+                .collect(),
+        })
+        .collect(),
     };
     let half = (WIDTH - 2.0 * MARGIN - GAP) / 2.0;
     svg.line_panel(MARGIN, HEADER, half, PANEL_H, &latency);

@@ -128,18 +128,8 @@ impl Svg {
     /// whisker cannot flatten the bars (whiskers past the top are clipped
     /// and marked with an arrow).
     pub fn bar_panel(&mut self, x: f64, y: f64, title: &str, bars: &[Bar]) {
+        self.frame(x, y, PANEL_W, PANEL_H, 16.0, title);
         let svg = &mut self.out;
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{x}" y="{y}" width="{PANEL_W}" height="{PANEL_H}" fill="#fbfbfb" stroke="#dee2e6"/>"##
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" font-size="12" text-anchor="middle" font-weight="bold">{}</text>"#,
-            x + PANEL_W / 2.0,
-            y + 16.0,
-            esc(title)
-        );
         let top = bars
             .iter()
             .filter_map(|b| b.value.map(|(median, _, _)| median))
@@ -226,18 +216,8 @@ impl Svg {
 
     /// A `w` × `h` line panel with its top-left corner at (x, y).
     pub fn line_panel(&mut self, x: f64, y: f64, w: f64, h: f64, chart: &LineChart) {
+        self.frame(x, y, w, h, 18.0, chart.title);
         let svg = &mut self.out;
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="#fbfbfb" stroke="#dee2e6"/>"##
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle" font-weight="bold">{}</text>"#,
-            x + w / 2.0,
-            y + 18.0,
-            esc(chart.title)
-        );
         let (px, py) = (x + PLOT_LEFT, y + PLOT_TOP);
         let (pw, ph) = (w - PLOT_LEFT - PLOT_RIGHT, h - PLOT_TOP - PLOT_BOTTOM);
         let fx = |v: f64| axis_value(chart.x_scale, v);
@@ -374,6 +354,21 @@ impl Svg {
                 esc(line.name)
             );
         }
+    }
+
+    /// A panel's background and its centred title, `title_y` below its top.
+    fn frame(&mut self, x: f64, y: f64, w: f64, h: f64, title_y: f64, title: &str) {
+        let _ = writeln!(
+            self.out,
+            r##"<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="#fbfbfb" stroke="#dee2e6"/>"##
+        );
+        let _ = writeln!(
+            self.out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle" font-weight="bold">{}</text>"#,
+            x + w / 2.0,
+            y + title_y,
+            esc(title)
+        );
     }
 
     /// Closes the document and returns its text.
