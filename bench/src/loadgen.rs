@@ -47,6 +47,10 @@ pub struct LoadgenArgs {
     /// in every pair, as "baseline", to measure a change.
     #[arg(long, value_name = "BINARY")]
     baseline: Option<PathBuf>,
+    /// Also run ringway-load with `--pipeline K` in the keep-alive scenarios
+    /// (reported apart: wrk and oha do not pipeline).
+    #[arg(long, value_name = "K")]
+    pipeline: Option<usize>,
     /// Where NAME.md and NAME.json go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
@@ -85,6 +89,8 @@ const SCENARIOS: [Scenario; 3] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tool {
     RingwayLoad,
+    /// ringway-load with `--pipeline K`.
+    Pipelined,
     Baseline,
     Wrk,
     Oha,
@@ -94,6 +100,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Tool::RingwayLoad => "ringway-load",
+            Tool::Pipelined => "ringway-load --pipeline",
             Tool::Baseline => "baseline",
             Tool::Wrk => "wrk",
             Tool::Oha => "oha",
@@ -117,6 +124,7 @@ struct Run {
 
 struct Programs {
     load: PathBuf,
+    pipeline: Option<usize>,
     baseline: Option<PathBuf>,
     wrk: PathBuf,
     oha: Option<PathBuf>,
@@ -125,6 +133,9 @@ struct Programs {
 pub fn run(args: LoadgenArgs) -> Result<()> {
     let started = Instant::now();
     let date = setup::utc_now();
+    if args.pipeline.is_some_and(|k| !(2..=1024).contains(&k)) {
+        bail!("--pipeline must be 2..=1024");
+    }
     if args.pairs == 0 || args.pairs > 50 {
         bail!("--pairs must be 1..=50");
     }
@@ -146,6 +157,7 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
     let nginx = setup::ensure_program("nginx")?;
     let programs = Programs {
         load: setup::load_binary()?,
+        pipeline: args.pipeline,
         baseline: args.baseline.clone(),
         wrk: setup::ensure_program("wrk")?,
         oha: args.oha.clone().or_else(find_oha),
@@ -182,6 +194,9 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
             let mut runs = Vec::new();
             for pair in 0..args.pairs {
                 let mut order = tools.clone();
+                if programs.pipeline.is_some() && sc.keepalive {
+                    order.insert(1, Tool::Pipelined);
+                }
                 if pair % 2 == 1 {
                     order.reverse();
                 }
@@ -260,6 +275,7 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
         pinning,
         pairs: args.pairs,
         duration_s: args.duration.as_secs_f64(),
+        pipeline: args.pipeline,
         load_args: args.load_args.clone().unwrap_or_default(),
         elapsed_s: started.elapsed().as_secs_f64(),
     };
@@ -355,7 +371,7 @@ fn run_tool(
     let json = dir.join(format!("{}-{}-{pair}.json", sc.key, tool.name()));
     let log = dir.join(format!("{}-{}-{pair}.log", sc.key, tool.name()));
     let mut cmd = match tool {
-        Tool::RingwayLoad | Tool::Baseline => {
+        Tool::RingwayLoad | Tool::Pipelined | Tool::Baseline => {
             let program = match tool {
                 Tool::Baseline => programs.baseline.as_ref().context("no baseline")?,
                 _ => &programs.load,
@@ -366,6 +382,9 @@ fn run_tool(
                 .arg(&json);
             if tool == Tool::RingwayLoad {
                 c.args(extra);
+            }
+            if let (Tool::Pipelined, Some(k)) = (tool, programs.pipeline) {
+                c.args(["--pipeline", &k.to_string()]);
             }
             if !sc.keepalive {
                 c.arg("--no-keepalive");
@@ -425,7 +444,7 @@ fn run_tool(
     }
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     let (requests, rps) = match tool {
-        Tool::RingwayLoad | Tool::Baseline => {
+        Tool::RingwayLoad | Tool::Pipelined | Tool::Baseline => {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)
                 .context("ringway-load JSON")?;
             (
@@ -510,6 +529,7 @@ struct Meta {
     pinning: String,
     pairs: usize,
     duration_s: f64,
+    pipeline: Option<usize>,
     load_args: String,
     elapsed_s: f64,
 }
@@ -533,9 +553,9 @@ fn of(runs: &[Run], tool: &str, pick: fn(&Run) -> f64) -> Vec<f64> {
     runs.iter().filter(|r| r.tool == tool).map(pick).collect()
 }
 
-/// Per pair: ringway-load's req/CPU-s over `other`'s.
-fn pair_ratios(runs: &[Run], other: &str) -> Vec<f64> {
-    let mine = of(runs, "ringway-load", |r| r.req_per_cpu_s);
+/// Per pair: `mine`'s req/CPU-s over `other`'s.
+fn pair_ratios(runs: &[Run], other: &str, mine: &str) -> Vec<f64> {
+    let mine = of(runs, mine, |r| r.req_per_cpu_s);
     let theirs = of(runs, other, |r| r.req_per_cpu_s);
     mine.iter()
         .zip(&theirs)
@@ -566,7 +586,10 @@ fn markdown(meta: &Meta, results: &[(Scenario, Vec<Run>)]) -> String {
             String::new()
         } else {
             format!(" Extra ringway-load options: `{}`.", meta.load_args)
-        }
+        } + &meta.pipeline.map_or(String::new(), |k| format!(
+            " The keep-alive scenarios also run ringway-load with `--pipeline {k}` \
+             (not like for like: wrk and oha send one request at a time per connection)."
+        ))
     );
     let _ = writeln!(
         md,
@@ -591,8 +614,11 @@ fn markdown(meta: &Meta, results: &[(Scenario, Vec<Run>)]) -> String {
             let (c, cmin, cmax) = spread(of(runs, tool, |r| r.req_per_cpu_s));
             let ratio = if tool == "ringway-load" {
                 "—".to_string()
+            } else if tool == Tool::Pipelined.name() {
+                let (m, lo, hi) = spread(pair_ratios(runs, "wrk", tool));
+                format!("wrk: **{m:.2}×** ({lo:.2}–{hi:.2}) for the pipelined run ÷ wrk")
             } else {
-                let (m, lo, hi) = spread(pair_ratios(runs, tool));
+                let (m, lo, hi) = spread(pair_ratios(runs, tool, "ringway-load"));
                 format!("**{m:.2}×** ({lo:.2}–{hi:.2})")
             };
             let _ = writeln!(
@@ -621,10 +647,11 @@ fn to_json(meta: &Meta, results: &[(Scenario, Vec<Run>)]) -> Value {
         "pinning": meta.pinning,
         "pairs": meta.pairs,
         "duration_s": meta.duration_s,
+        "pipeline": meta.pipeline,
         "load_args": meta.load_args,
         "scenarios": results.iter().map(|(sc, runs)| {
             let ratio = |other: &str| {
-                let v = pair_ratios(runs, other);
+                let v = pair_ratios(runs, other, "ringway-load");
                 let (m, lo, hi) = spread(v.clone());
                 json!({"median": m, "min": lo, "max": hi, "pairs": v})
             };
@@ -634,6 +661,11 @@ fn to_json(meta: &Meta, results: &[(Scenario, Vec<Run>)]) -> Value {
                 "keepalive": sc.keepalive,
                 "runs": runs,
                 "ratio_req_per_cpu_s_vs_wrk": ratio("wrk"),
+                "ratio_pipelined_vs_wrk_req_per_cpu_s": if runs.iter().any(|r| r.tool == Tool::Pipelined.name()) {
+                    let v = pair_ratios(runs, "wrk", Tool::Pipelined.name());
+                    let (m, lo, hi) = spread(v.clone());
+                    json!({"median": m, "min": lo, "max": hi, "pairs": v})
+                } else { Value::Null },
                 "ratio_req_per_cpu_s_vs_oha": if runs.iter().any(|r| r.tool == "oha") { ratio("oha") } else { Value::Null },
             })
         }).collect::<Vec<_>>(),

@@ -12,6 +12,9 @@ use crate::plan::Plan;
 use crate::report::{ErrorKind, Tally};
 use crate::schedule::Phases;
 
+/// Requests between two p99 refreshes within one second (status line only).
+const P99_EVERY: u64 = 4096;
+
 /// The per-worker accounting handle.
 pub(crate) struct Recorder {
     pub plan: Arc<Plan>,
@@ -61,7 +64,11 @@ impl Recorder {
         );
         let live = &self.plan.live[self.index];
         live.requests.store(tally.requests, Ordering::Relaxed);
-        if self.plan.publish_p99 && second > self.published.get() {
+        // Once per second, and every so many requests within a second (so
+        // the first second shows one too); each costs a histogram walk.
+        if self.plan.publish_p99
+            && (second != self.published.get() || tally.requests.is_multiple_of(P99_EVERY))
+        {
             self.published.set(second);
             live.p99_us
                 .store(tally.latency.value_at_quantile(0.99), Ordering::Relaxed);
