@@ -21,6 +21,13 @@ use crate::{LoadConfig, Stop};
 
 /// Longest wait for the pre-flight connect to each target.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Upper bounds on the options, so that a typo fails as bad input instead
+/// of exhausting memory or overflowing the clock.
+const MAX_CONNECTIONS: usize = 1_000_000;
+const MAX_THREADS: usize = 1024;
+const MAX_PIPELINE: usize = 1024;
+/// Longest duration, warmup or timeout (30 days).
+const MAX_SPAN: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Runs a load test and returns its report. Errors are about the setup
 /// (bad URL, nothing listening, bad option); once the load starts, failures
@@ -138,11 +145,29 @@ fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
     if cfg.urls.is_empty() {
         bail!("no URL given");
     }
-    if cfg.connections == 0 {
-        bail!("connections must be at least 1");
+    if cfg.connections == 0 || cfg.connections > MAX_CONNECTIONS {
+        bail!("connections must be 1 to {MAX_CONNECTIONS}");
     }
-    if cfg.pipeline == 0 {
-        bail!("pipeline must be at least 1");
+    if cfg.pipeline == 0 || cfg.pipeline > MAX_PIPELINE {
+        bail!("pipeline must be 1 to {MAX_PIPELINE}");
+    }
+    if cfg.threads > MAX_THREADS {
+        bail!("threads must be at most {MAX_THREADS}");
+    }
+    let too_long = |d: Duration| d > MAX_SPAN;
+    if matches!(cfg.stop, Stop::Duration(d) if too_long(d))
+        || too_long(cfg.warmup)
+        || too_long(cfg.timeout)
+    {
+        bail!("durations, --warmup and --timeout must be at most 30 days");
+    }
+    // The open-loop interval per connection must fit the same bound.
+    if let Some(rate) = cfg.rate
+        && rate.is_finite()
+        && rate > 0.0
+        && cfg.connections as f64 / rate > MAX_SPAN.as_secs_f64()
+    {
+        bail!("rate is too low: one request per connection every 30 days at least");
     }
     match cfg.stop {
         Stop::Duration(d) if d.is_zero() => bail!("duration must be more than 0"),

@@ -304,6 +304,13 @@ fn bad_input_exits_2_with_one_clear_line() {
     assert_exit_2(&["--compare", &url, &url, "--rounds", "0"], "--rounds");
     assert_exit_2(&[&url, "--rounds", "2"], "--compare");
     assert_exit_2(&[&url, "--pipeline", "0", "-n", "1"], "pipeline");
+    // Values that would exhaust memory or overflow the clock are bad input too.
+    assert_exit_2(&[&url, "--pipeline", "1000000", "-n", "1"], "pipeline");
+    assert_exit_2(&[&url, "-c", "100000000", "-n", "1"], "connections");
+    assert_exit_2(&[&url, "-t", "100000", "-n", "1"], "threads");
+    assert_exit_2(&[&url, "--timeout", "9999999999s", "-n", "1"], "30 days");
+    assert_exit_2(&[&url, "-d", "9999999999s"], "30 days");
+    assert_exit_2(&[&url, "--rate", "0.0000001", "-d", "1s"], "rate");
     assert_eq!(server.requests(), 0, "no bad invocation sent a request");
     std::fs::remove_dir_all(&dir).unwrap();
 }
