@@ -20,7 +20,7 @@ use crate::{LoadConfig, Stop};
 const DEFAULT_ROUNDS: usize = 5;
 
 /// The `--mix` line format, shown at the end of `--help`.
-const MIX_HELP: &str = "\
+pub(crate) const MIX_HELP: &str = "\
 Mix file (--mix FILE): one request per line, replayed in proportion to the weights.
   METHOD PATH [Name:value ...] [@BODY_FILE] [weight=N]
   - PATH starts with '/' and may carry a query; it replaces the URL's path.

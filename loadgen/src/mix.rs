@@ -262,6 +262,30 @@ mod tests {
         );
     }
 
+    /// The examples in the README and in `--help` parse as documented.
+    #[test]
+    fn documented_examples_parse() {
+        let dir = std::env::temp_dir().join(format!("ringway-load-mix-doc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("item.json"), b"{}").unwrap();
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("## Request mixes").unwrap()..];
+        let block = section
+            .split("```text\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let help_example = crate::cli::MIX_HELP.split("Example:\n").nth(1).unwrap();
+        for text in [block, help_example] {
+            let mix = Mix::parse(text, "doc", &dir).unwrap();
+            let weights: Vec<u32> = mix.lines.iter().map(|l| l.weight).collect();
+            assert_eq!(weights, vec![6, 3, 1], "{text}");
+            assert_eq!(mix.lines[1].headers[0].1, "Bearer abc");
+            assert_eq!(mix.lines[2].body.as_deref(), Some(&b"{}"[..]));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn errors_name_the_line() {
         let cases = [
