@@ -16,6 +16,7 @@ mod jwt;
 mod loadgen;
 mod measure;
 mod origin;
+mod plot;
 mod policies;
 mod policy_report;
 mod process;
@@ -24,7 +25,6 @@ mod report;
 mod scenario;
 mod setup;
 mod suite;
-mod svg;
 mod tls;
 mod variants;
 
@@ -414,7 +414,7 @@ fn compare(args: CompareArgs) -> Result<()> {
     suite::write_reports(
         &args.out_dir,
         name,
-        &[("md", &md), ("json", &json), ("svg", &svg::plot(&report))],
+        &[("md", &md), ("json", &json), ("svg", &plot::plot(&report))],
     )?;
     println!("{md}");
     eprintln!(
