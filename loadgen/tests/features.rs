@@ -7,18 +7,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Reply, Server};
-
-fn ringway_load(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringway-load"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+use support::{Reply, Server, assert_exit_2, ringway_load};
 
 /// A fresh scratch directory for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -43,19 +35,6 @@ fn run_ok(args: &[&str]) -> String {
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn assert_exit_2(args: &[&str], mentions: &str) {
-    let out = ringway_load(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.starts_with("ringway-load: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(
-        stderr.contains(mentions),
-        "{args:?}: expected '{mentions}' in {stderr}"
-    );
 }
 
 #[test]

@@ -7,10 +7,35 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+/// Runs the `ringway-load` binary to completion.
+pub fn ringway_load(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringway-load"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// Bad input: exit code 2, one line on stderr that mentions `mentions`,
+/// nothing on stdout, no panic.
+pub fn assert_exit_2(args: &[&str], mentions: &str) {
+    let out = ringway_load(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.starts_with("ringway-load: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(mentions),
+        "{args:?}: expected '{mentions}' in {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
 
 /// What the server does with one request.
 pub struct Reply {
