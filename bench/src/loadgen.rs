@@ -407,6 +407,8 @@ fn run_tool(
                 &secs,
                 "-c",
                 &conns,
+                "--worker-threads",
+                "1",
                 "--no-tui",
                 "--output-format",
                 "json",
