@@ -3,14 +3,20 @@
 //! same way, loads them with `ringway-load` in interleaved repeated runs, and
 //! writes `bench/results/latest.{md,json,svg}`.
 //!
+//! `ringway-bench loadgen`: ringway-load's requests per generator
+//! CPU-second next to wrk (and oha), against a plain nginx origin, in
+//! interleaved pairs. Writes `bench/results/loadgen.{md,json}`.
+//!
 //! `ringway-bench policies`: what do CORS, API keys, throttles and JWT cost
 //! per request, alone and together, and how does that compare with nginx
 //! doing CORS and `limit_req`? Writes `bench/results/policies.{md,json}`.
 
 mod idle;
 mod jwt;
+mod loadgen;
 mod measure;
 mod origin;
+mod plot;
 mod policies;
 mod policy_report;
 mod process;
@@ -19,7 +25,6 @@ mod report;
 mod scenario;
 mod setup;
 mod suite;
-mod svg;
 mod tls;
 mod variants;
 
@@ -59,6 +64,9 @@ enum Command {
     /// The cost of CORS, API key, throttle and JWT policies, against the
     /// plain proxy and against nginx with CORS fields and limit_req.
     Policies(policies::PoliciesArgs),
+    /// ringway-load's requests per generator CPU-second next to wrk (and
+    /// oha), against one nginx origin, in interleaved pairs.
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +133,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => compare(args),
         Command::Policies(args) => policies::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -405,7 +414,7 @@ fn compare(args: CompareArgs) -> Result<()> {
     suite::write_reports(
         &args.out_dir,
         name,
-        &[("md", &md), ("json", &json), ("svg", &svg::plot(&report))],
+        &[("md", &md), ("json", &json), ("svg", &plot::plot(&report))],
     )?;
     println!("{md}");
     eprintln!(

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, bail};
 /// Debian packages that provide each proxy, in order of preference.
 const NGINX_PACKAGES: &[&str] = &["nginx-light", "nginx"];
 const HAPROXY_PACKAGES: &[&str] = &["haproxy"];
+const WRK_PACKAGES: &[&str] = &["wrk"];
 
 /// Finds `program` on PATH or in the sbin directories apt installs to.
 pub fn find_program(program: &str) -> Option<PathBuf> {
@@ -29,6 +30,7 @@ pub fn ensure_program(program: &str) -> Result<PathBuf> {
     let packages = match program {
         "nginx" => NGINX_PACKAGES,
         "haproxy" => HAPROXY_PACKAGES,
+        "wrk" => WRK_PACKAGES,
         other => bail!("no package known for {other}"),
     };
     for attempt in 0..2 {
@@ -56,34 +58,49 @@ pub fn ensure_program(program: &str) -> Result<PathBuf> {
 /// and also brought up to date when the bench runs under `cargo run` (a
 /// no-op when nothing changed), so a stale gateway is never measured.
 pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
+    match built_binaries(&["ringway", "ringway-load"])?.as_slice() {
+        [ringway, load] => Ok((ringway.clone(), load.clone())),
+        _ => bail!("expected two binaries"),
+    }
+}
+
+/// The `ringway-load` binary alone (built the same way; the gateway is not built).
+pub fn load_binary() -> Result<PathBuf> {
+    built_binaries(&["ringway-load"])?
+        .pop()
+        .context("no ringway-load binary")
+}
+
+/// The named workspace binaries next to this executable, built or brought
+/// up to date with cargo as [`ringway_binaries`] describes.
+fn built_binaries(names: &[&str]) -> Result<Vec<PathBuf>> {
     let exe = std::env::current_exe().context("cannot find the bench executable")?;
     let dir = exe
         .parent()
         .context("bench executable has no directory")?
         .to_path_buf();
-    let ringway = dir.join("ringway");
-    let load = dir.join("ringway-load");
-    let missing = !ringway.is_file() || !load.is_file();
+    let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    let missing = paths.iter().any(|p| !p.is_file());
+    let packages: Vec<&str> = names.iter().flat_map(|n| ["-p", n]).collect();
+    let shown = packages.join(" ");
     let under_cargo = std::env::var_os("CARGO").is_some();
     if missing || under_cargo {
         let profile_is_release = dir.ends_with("release");
         let release = if profile_is_release { " --release" } else { "" };
         if missing {
             eprintln!(
-                "bench: ringway binaries missing in {}; building them: cargo build{release} -p ringway -p ringway-load",
+                "bench: binaries missing in {}; building them: cargo build{release} {shown}",
                 dir.display()
             );
         } else {
-            eprintln!(
-                "bench: bringing ringway up to date: cargo build{release} -p ringway -p ringway-load"
-            );
+            eprintln!("bench: bringing binaries up to date: cargo build{release} {shown}");
         }
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.arg("build");
         if profile_is_release {
             cmd.arg("--release");
         }
-        cmd.args(["-p", "ringway", "-p", "ringway-load"]);
+        cmd.args(&packages);
         cmd.current_dir(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
@@ -109,15 +126,15 @@ pub fn ringway_binaries() -> Result<(PathBuf, PathBuf)> {
         }
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {
-            bail!("cargo build of ringway and ringway-load failed ({status})");
+            bail!("cargo build {shown} failed ({status})");
         }
     }
-    for p in [&ringway, &load] {
+    for p in &paths {
         if !p.is_file() {
             bail!("{} not found after building", p.display());
         }
     }
-    Ok((ringway, load))
+    Ok(paths)
 }
 
 /// Raises this process's soft RLIMIT_NOFILE to the hard limit (children

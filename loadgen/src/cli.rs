@@ -1,25 +1,55 @@
-//! Command line: `ringway-load URL [URL...] [options]`. Turns arguments into
-//! a [`LoadConfig`], runs it, writes the report. Bad input: one line on
+//! Command line: `ringway-load URL [URL...] [options]`, or
+//! `ringway-load --compare URL_A URL_B [options]`. Turns arguments into a
+//! [`LoadConfig`], runs it, writes the report. Bad input: one line on
 //! stderr, exit code 2.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 
+use crate::compare::Comparison;
+use crate::mix::Mix;
 use crate::{LoadConfig, Stop};
+
+/// Rounds of `--compare` unless `--rounds` says otherwise.
+const DEFAULT_ROUNDS: usize = 5;
+
+/// The `--mix` line format, shown at the end of `--help`.
+pub(crate) const MIX_HELP: &str = "\
+Mix file (--mix FILE): one request per line, replayed in proportion to the weights.
+  METHOD PATH [Name:value ...] [@BODY_FILE] [weight=N]
+  - PATH starts with '/' and may carry a query; it replaces the URL's path.
+  - Name:value is a header (quote the field to keep spaces: \"Authorization: Bearer x\").
+  - @BODY_FILE is the body, read once, relative to the mix file's directory.
+  - weight=N (1..1000000, default 1) sets the line's share of the requests.
+  - Blank lines and lines starting with '#' are skipped.
+  Example:
+    GET  /api/items?limit=10 weight=6
+    GET  /api/items/42 \"Authorization: Bearer abc\" weight=3
+    POST /api/items Content-Type:application/json @item.json weight=1";
 
 /// HTTP/1.1 load generator (closed or open loop, thread per core).
 #[derive(Debug, Parser)]
-#[command(name = "ringway-load", version, about)]
+#[command(name = "ringway-load", version, about, after_help = MIX_HELP)]
 struct Args {
     /// Target URLs (http:// or https://); connections are spread over them round-robin.
-    #[arg(required = true, value_name = "URL")]
+    #[arg(required_unless_present = "compare", value_name = "URL")]
     urls: Vec<String>,
+    /// Interleaved A/B test: alternate rounds against URL_A and URL_B with the
+    /// same options; print each round, the medians and the ratio B/A.
+    #[arg(long, num_args = 2, value_names = ["URL_A", "URL_B"], conflicts_with_all = ["urls", "svg", "hdr_log"])]
+    compare: Option<Vec<String>>,
+    /// Rounds of --compare (each runs A once and B once) [default: 5].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Replay the requests of FILE in proportion (line format below).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "body", "body_file"])]
+    mix: Option<PathBuf>,
     /// Total number of connections.
     #[arg(short = 'c', long = "connections", default_value_t = 64)]
     connections: usize,
@@ -38,9 +68,9 @@ struct Args {
     /// Open loop: send this many requests per second in total (needs -d).
     #[arg(short = 'R', long)]
     rate: Option<f64>,
-    /// Request method.
-    #[arg(short = 'm', long, default_value = "GET")]
-    method: String,
+    /// Request method (default GET).
+    #[arg(short = 'm', long)]
+    method: Option<String>,
     /// Extra request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
@@ -68,6 +98,12 @@ struct Args {
     /// Write the latency percentile distribution (HdrHistogram text format, ms) to this file.
     #[arg(long, value_name = "FILE")]
     hdr_log: Option<PathBuf>,
+    /// Draw latency percentiles over time and the latency distribution to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// No live status line (it is drawn only when stdout is a terminal anyway).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Skip TLS certificate verification.
     #[arg(short = 'k', long)]
     insecure: bool,
@@ -122,8 +158,15 @@ fn join_pin_value(args: Vec<String>) -> Vec<String> {
     out
 }
 
+/// Where the outputs go, besides stdout.
+struct Outputs {
+    json: Option<PathBuf>,
+    hdr_log: Option<PathBuf>,
+    svg: Option<PathBuf>,
+}
+
 impl Args {
-    fn into_config(self) -> anyhow::Result<(LoadConfig, Option<PathBuf>, Option<PathBuf>)> {
+    fn into_config(self) -> anyhow::Result<(LoadConfig, Outputs)> {
         let stop = match (self.duration, self.requests) {
             (Some(d), _) => Stop::Duration(d),
             (None, Some(n)) => Stop::Requests(n),
@@ -146,6 +189,7 @@ impl Args {
             (None, None) => None,
         };
         let pin = self.pin.as_deref().map(parse_cpu_list).transpose()?;
+        let mix = self.mix.as_deref().map(Mix::load).transpose()?;
         let cfg = LoadConfig {
             urls: self.urls,
             connections: self.connections,
@@ -153,7 +197,7 @@ impl Args {
             threads: self.threads.unwrap_or(0),
             pin,
             rate: self.rate,
-            method: self.method,
+            method: self.method.unwrap_or_else(|| "GET".to_string()),
             headers,
             body,
             keepalive: !self.no_keepalive,
@@ -162,12 +206,18 @@ impl Args {
             warmup: self.warmup.unwrap_or(Duration::ZERO),
             insecure: self.insecure,
             cacert: self.cacert,
-            progress: true,
+            progress: !self.quiet,
+            mix,
         };
         if cfg.threads == 0 && self.threads.is_some() {
             bail!("threads must be at least 1");
         }
-        Ok((cfg, self.json, self.hdr_log))
+        let outputs = Outputs {
+            json: self.json,
+            hdr_log: self.hdr_log,
+            svg: self.svg,
+        };
+        Ok((cfg, outputs))
     }
 }
 
@@ -196,26 +246,56 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_cli(args: Args) -> anyhow::Result<ExitCode> {
-    let (cfg, json_path, hdr_path) = args.into_config()?;
-    // Open output files first, so a bad path fails before the load, not after.
-    let create = |path: &PathBuf, what: &str| {
-        File::create(path).with_context(|| format!("cannot create {what} file {}", path.display()))
-    };
-    let json_file = json_path
-        .as_ref()
-        .map(|p| create(p, "--json"))
-        .transpose()?;
-    let hdr_file = hdr_path
-        .as_ref()
-        .map(|p| create(p, "--hdr-log"))
-        .transpose()?;
+/// Creates an output file before the load, so a bad path fails first.
+fn create(path: &PathBuf, what: &str) -> anyhow::Result<File> {
+    File::create(path).with_context(|| format!("cannot create {what} file {}", path.display()))
+}
 
+/// Writes one output file; false (after saying why on stderr) on failure.
+fn write_out(
+    file: File,
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> bool {
+    let mut w = BufWriter::new(file);
+    match write(&mut w).and_then(|()| w.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("ringway-load: cannot write {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+fn write_json(w: &mut impl Write, value: &serde_json::Value) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, value).map_err(std::io::Error::from)?;
+    writeln!(w)
+}
+
+fn run_cli(args: Args) -> anyhow::Result<ExitCode> {
+    let compare = args.compare.clone();
+    if args.rounds.is_some() && compare.is_none() {
+        bail!("--rounds needs --compare");
+    }
+    let rounds = args.rounds.unwrap_or(DEFAULT_ROUNDS);
+    let (cfg, outputs) = args.into_config()?;
+    if let Some(urls) = compare {
+        return run_compare(&cfg, &urls, rounds, outputs.json);
+    }
+    let files = [
+        (&outputs.json, "--json"),
+        (&outputs.hdr_log, "--hdr-log"),
+        (&outputs.svg, "--svg"),
+    ];
+    let mut opened = Vec::new();
+    for (path, what) in files {
+        opened.push(path.as_ref().map(|p| create(p, what)).transpose()?);
+    }
     let report = match crate::run(&cfg) {
         Ok(report) => report,
         Err(e) => {
             // Leave no empty output files behind.
-            for path in json_path.iter().chain(hdr_path.iter()) {
+            for path in files.iter().filter_map(|(p, _)| p.as_ref()) {
                 let _ = std::fs::remove_file(path);
             }
             return Err(e);
@@ -225,32 +305,64 @@ fn run_cli(args: Args) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     report.print(&mut stdout);
     let _ = stdout.flush();
-    let mut failed = false;
-    if let (Some(file), Some(path)) = (json_file, &json_path) {
-        let mut w = BufWriter::new(file);
-        let written = serde_json::to_writer_pretty(&mut w, &report.to_json())
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(w))
-            .and_then(|()| w.flush());
-        if let Err(e) = written {
-            eprintln!("ringway-load: cannot write {}: {e}", path.display());
-            failed = true;
-        }
+    let mut ok = true;
+    let [json_file, hdr_file, svg_file] =
+        <[Option<File>; 3]>::try_from(opened).map_err(|_| anyhow::anyhow!("three output slots"))?;
+    if let (Some(file), Some(path)) = (json_file, &outputs.json) {
+        ok &= write_out(file, path, |w| write_json(w, &report.to_json()));
     }
-    if let (Some(file), Some(path)) = (hdr_file, &hdr_path) {
-        let mut w = BufWriter::new(file);
-        if let Err(e) = report
-            .write_percentile_distribution(&mut w)
-            .and_then(|()| w.flush())
-        {
-            eprintln!("ringway-load: cannot write {}: {e}", path.display());
-            failed = true;
-        }
+    if let (Some(file), Some(path)) = (hdr_file, &outputs.hdr_log) {
+        ok &= write_out(file, path, |w| report.write_percentile_distribution(w));
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    if let (Some(file), Some(path)) = (svg_file, &outputs.svg) {
+        let title = cfg.urls.join(" ");
+        ok &= write_out(file, path, |w| {
+            w.write_all(crate::plot::plot(&report, &title).as_bytes())
+        });
+    }
+    Ok(if ok {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--compare`: rounds printed as they end, then the verdict.
+fn run_compare(
+    cfg: &LoadConfig,
+    urls: &[String],
+    rounds: usize,
+    json: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let [a, b] = urls else {
+        bail!("--compare needs two URLs");
+    };
+    let json_file = json.as_ref().map(|p| create(p, "--json")).transpose()?;
+    let result = Comparison::run(cfg, a, b, rounds, |round, side, result| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", Comparison::round_line(round, side, result));
+        let _ = out.flush();
+    });
+    let comparison = match result {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(p) = &json {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = comparison.print(&mut stdout);
+    let _ = stdout.flush();
+    let ok = match (json_file, &json) {
+        (Some(file), Some(path)) => write_out(file, path, |w| write_json(w, &comparison.to_json())),
+        _ => true,
+    };
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

@@ -121,6 +121,13 @@ impl ResponseReader {
         }
     }
 
+    /// Whether the next response answers a HEAD request. Set between
+    /// responses (requests of a mix differ in method).
+    #[inline]
+    pub fn expect_head(&mut self, head_request: bool) {
+        self.head_request = head_request;
+    }
+
     /// Back to the start state (for a fresh connection).
     pub fn reset(&mut self) {
         self.state = State::Head;

@@ -1,6 +1,9 @@
-//! One connection's request loop. A connection's life: connect (TCP, then
-//! TLS) → session (send up to `pipeline` requests, read responses, repeat)
-//! → on close or error, count it and connect again, until the run ends.
+//! One HTTP/1.1 connection's request loop. A connection's life: connect
+//! (TCP, then TLS) → session (send up to `pipeline` requests, read
+//! responses, repeat) → on close or error, count it and connect again,
+//! until the run ends. Everything it counts goes to the worker's
+//! [`Recorder`]; the requests it sends were rendered once by the control
+//! thread (`plan::RequestSet`) and are written with one submission per batch.
 //!
 //! A per-connection watchdog timer enforces `--timeout`: it is armed by
 //! writing a deadline into a `Cell` and only re-armed when it fires, so
@@ -10,17 +13,17 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::time::Sleep;
 
 use crate::codec::{ResponseReader, Step};
+use crate::plan::Plan;
+use crate::recorder::Recorder;
 use crate::report::ErrorKind;
 use crate::schedule::Pace;
 use crate::transport::Stream;
-use crate::worker::{Plan, Worker};
 
 /// Read buffer size per connection.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
@@ -51,14 +54,21 @@ struct InFlight {
     since: Instant,
     /// Sent during measurement (holds a `-n` token).
     measured: bool,
+    /// Which request of the target's set (mix line) it is.
+    line: u32,
 }
 
 pub(crate) struct Connection {
-    worker: Rc<Worker>,
+    recorder: Rc<Recorder>,
     target: usize,
     pace: Option<Pace>,
-    /// Pre-built request bytes. Empty only after a cancelled write took them.
-    requests: Vec<u8>,
+    /// The bytes of the next write. With one request: `pipeline` copies of
+    /// it, built once, and a batch writes a prefix. With a mix: rebuilt per
+    /// batch from the rendered lines (a copy, no allocation once grown).
+    /// Empty only after a cancelled write took it.
+    out: Vec<u8>,
+    /// Position in the target's wheel of mix lines.
+    cursor: usize,
     /// Read buffer; `consumed..len()` is unparsed. Empty after a cancelled read.
     buffer: Vec<u8>,
     consumed: usize,
@@ -76,18 +86,23 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(worker: Rc<Worker>, global: usize, ready: Option<Stream>) -> Self {
-        let plan = &worker.plan;
+    pub fn new(recorder: Rc<Recorder>, global: usize, ready: Option<Stream>) -> Self {
+        let plan = &recorder.plan;
         let target = global % plan.targets.len();
         let pace = plan
             .rate
-            .map(|rate| Pace::new(worker.phases.start, global, plan.connections, rate));
-        let head = plan.targets[target].head;
-        let read_at = worker.phases.start;
+            .map(|rate| Pace::new(recorder.phases.start, global, plan.connections, rate));
+        let set = &plan.targets[target].requests;
+        let head = set.lines[0].head;
+        // Connections start spread over the wheel, so that together they
+        // keep the mix's proportions from the first requests on.
+        let cursor = global * set.wheel.len() / plan.connections % set.wheel.len();
+        let read_at = recorder.phases.start;
         Connection {
             target,
             pace,
-            requests: Vec::new(),
+            out: Vec::new(),
+            cursor,
             buffer: Vec::new(),
             consumed: 0,
             reader: ResponseReader::new(head),
@@ -96,30 +111,31 @@ impl Connection {
             read_at,
             connecting: false,
             ready,
-            worker,
+            recorder,
         }
     }
 
     fn plan(&self) -> &Plan {
-        &self.worker.plan
+        &self.recorder.plan
     }
 
     pub async fn run(mut self) {
         let timeout = self.plan().timeout;
         let deadline = Cell::new(None);
-        let mut dog = pin!(monoio::time::sleep(timeout));
-        let end = self.worker.phases.end;
-        let mut end_of_run = pin!(async move {
-            match end {
-                Some(end) => monoio::time::sleep_until(end.into()).await,
-                None => std::future::pending().await,
-            }
-        });
+        let end = self.recorder.phases.end;
+        let first = Instant::now() + timeout;
+        let mut dog = pin!(monoio::time::sleep_until(
+            end.map_or(first, |end| end.min(first)).into()
+        ));
         while !self.plan().abort.is_set() {
+            // One timer for both the request timeout and the end of the
+            // run: every wake-up of this task polls it once.
             let outcome = monoio::select! {
                 outcome = self.cycle(&deadline) => outcome,
-                _ = watchdog(&deadline, dog.as_mut(), timeout) => Outcome::Failed(ErrorKind::Timeout),
-                _ = &mut end_of_run => Outcome::Finished,
+                alarm = watchdog(&deadline, dog.as_mut(), timeout, end) => match alarm {
+                    Alarm::Timeout => Outcome::Failed(ErrorKind::Timeout),
+                    Alarm::End => Outcome::Finished,
+                },
             };
             deadline.set(None);
             self.abandon_in_flight();
@@ -143,11 +159,8 @@ impl Connection {
     /// Connect, then run a session until the connection ends.
     async fn cycle(&mut self, deadline: &Cell<Option<Instant>>) -> Outcome {
         let now = Instant::now();
-        if let Some(budget) = &self.worker.plan.budget
-            && self.worker.phases.measuring(now)
-            && !self.reserved
-        {
-            if !budget.claim() {
+        if self.plan().budget.is_some() && self.recorder.phases.measuring(now) && !self.reserved {
+            if !self.recorder.claim() {
                 return Outcome::Finished;
             }
             self.reserved = true;
@@ -174,9 +187,15 @@ impl Connection {
 
     /// Requests and responses on one open connection.
     async fn session(&mut self, stream: &mut Stream, deadline: &Cell<Option<Instant>>) -> Outcome {
-        let target = &self.worker.plan.targets[self.target];
-        if self.requests.is_empty() {
-            self.requests = target.requests.clone();
+        let recorder = self.recorder.clone();
+        let plan = &recorder.plan;
+        let phases = &recorder.phases;
+        let set = &plan.targets[self.target].requests;
+        let single = set.lines.len() == 1;
+        let keepalive = plan.keepalive;
+        let window = if keepalive { plan.pipeline } else { 1 };
+        if single && self.out.is_empty() {
+            self.out = set.lines[0].bytes.repeat(window);
         }
         if self.buffer.capacity() < READ_BUFFER_BYTES {
             self.buffer = Vec::with_capacity(READ_BUFFER_BYTES);
@@ -184,28 +203,31 @@ impl Connection {
         self.buffer.clear();
         self.consumed = 0;
         self.reader.reset();
-        let request_len = target.request_len;
-        let keepalive = self.plan().keepalive;
-        let window = if keepalive { self.plan().pipeline } else { 1 };
         let mut sent_here = 0usize;
         loop {
-            let now = Instant::now();
+            // Closed loop sends right after a read: that read's timestamp is
+            // the send time, so a request costs no clock read of its own.
+            let now = if self.pace.is_none() && sent_here > 0 {
+                self.read_at
+            } else {
+                Instant::now()
+            };
             let mut batch = 0usize;
             let mut out_of_budget = false;
-            let stopping = self.plan().abort.is_set() || self.worker.phases.ended(now);
+            let stopping = plan.abort.is_set() || phases.ended(now);
             if !stopping && (keepalive || sent_here == 0) {
                 while self.in_flight.len() < window {
                     let scheduled = match &self.pace {
                         Some(pace) if pace.next() > now + TIMER_SLACK => break,
                         // Scheduled after the end: not part of this run.
-                        Some(pace) if self.worker.phases.ended(pace.next()) => break,
+                        Some(pace) if phases.ended(pace.next()) => break,
                         Some(pace) => pace.next(),
                         None => now,
                     };
                     // Late: count from the schedule (coordinated omission).
                     // Early (within the timer's slack): count from now.
                     let since = scheduled.min(now);
-                    let measured = self.worker.phases.measuring(scheduled);
+                    let measured = phases.measuring(scheduled);
                     if measured && !self.take_token() {
                         out_of_budget = true;
                         break;
@@ -213,24 +235,40 @@ impl Connection {
                     if let Some(pace) = &mut self.pace {
                         pace.advance();
                         if measured {
-                            let mut tally = self.worker.tally.borrow_mut();
-                            tally.behind =
-                                tally.behind.max(now.saturating_duration_since(scheduled));
+                            recorder.behind(now.saturating_duration_since(scheduled));
                         }
                     }
-                    self.in_flight.push_back(InFlight { since, measured });
+                    let line = if single {
+                        0
+                    } else {
+                        let line = set.wheel[self.cursor];
+                        self.cursor = (self.cursor + 1) % set.wheel.len();
+                        if batch == 0 {
+                            self.out.clear();
+                        }
+                        self.out.extend_from_slice(&set.lines[line as usize].bytes);
+                        line
+                    };
+                    self.in_flight.push_back(InFlight {
+                        since,
+                        measured,
+                        line,
+                    });
                     batch += 1;
                 }
             }
             if batch > 0 {
                 if self.in_flight.len() == batch {
-                    deadline.set(Some(now + self.plan().timeout));
+                    deadline.set(Some(now + plan.timeout));
                 }
-                let requests = std::mem::take(&mut self.requests);
-                let (result, requests) = stream
-                    .write_all(requests.slice(..batch * request_len))
-                    .await;
-                self.requests = requests.into_inner();
+                let len = if single {
+                    batch * set.lines[0].bytes.len()
+                } else {
+                    self.out.len()
+                };
+                let out = std::mem::take(&mut self.out);
+                let (result, out) = stream.write_all(out.slice(..len)).await;
+                self.out = out.into_inner();
                 if result.is_err() {
                     return Outcome::Failed(ErrorKind::Write);
                 }
@@ -261,10 +299,18 @@ impl Connection {
         stream: &mut Stream,
         deadline: &Cell<Option<Instant>>,
     ) -> Result<bool, ErrorKind> {
-        let keepalive = self.plan().keepalive;
+        let recorder = self.recorder.clone();
+        let lines = &recorder.plan.targets[self.target].requests.lines;
+        let keepalive = recorder.plan.keepalive;
         let mut completed = 0usize;
         loop {
             while self.consumed < self.buffer.len() {
+                if lines.len() > 1
+                    && self.reader.at_boundary()
+                    && let Some(next) = self.in_flight.front()
+                {
+                    self.reader.expect_head(lines[next.line as usize].head);
+                }
                 let (used, step) = self
                     .reader
                     .advance(&self.buffer[self.consumed..])
@@ -322,11 +368,7 @@ impl Connection {
                         Ok(None) | Err(()) => Err(ErrorKind::Read),
                     };
                 }
-                Ok(n) => {
-                    if self.worker.phases.measuring(now) {
-                        self.worker.tally.borrow_mut().bytes_read += n as u64;
-                    }
-                }
+                Ok(n) => self.recorder.bytes_read(n, now),
                 Err(_) => return Err(ErrorKind::Read),
             }
         }
@@ -336,24 +378,19 @@ impl Connection {
     fn complete(&mut self, status: u16) -> Result<(), ErrorKind> {
         // A response nobody asked for is a protocol error.
         let request = self.in_flight.pop_front().ok_or(ErrorKind::Parse)?;
-        let now = self.read_at;
-        if request.measured && !self.worker.phases.ended(now) {
-            let mut tally = self.worker.tally.borrow_mut();
-            tally.record(status, now.saturating_duration_since(request.since), now);
-            self.plan().live[self.worker.index]
-                .requests
-                .store(tally.requests, Ordering::Relaxed);
-        }
+        self.recorder.complete(
+            request.measured,
+            status,
+            request.line as usize,
+            request.since,
+            self.read_at,
+        );
         Ok(())
     }
 
     /// Takes a `-n` token for a measured request (always succeeds without `-n`).
     fn take_token(&mut self) -> bool {
-        match &self.worker.plan.budget {
-            None => true,
-            Some(_) if std::mem::take(&mut self.reserved) => true,
-            Some(budget) => budget.claim(),
-        }
+        std::mem::take(&mut self.reserved) || self.recorder.claim()
     }
 
     /// The connection ended with requests unanswered: they are neither
@@ -363,40 +400,44 @@ impl Connection {
         if std::mem::take(&mut self.reserved) {
             unused += 1;
         }
-        if let Some(budget) = &self.worker.plan.budget {
-            budget.give_back(unused);
-        }
+        self.recorder.give_back(unused);
     }
 
     fn count_error(&mut self, kind: ErrorKind) {
-        let now = Instant::now();
-        let phases = &self.worker.phases;
-        if !phases.measuring(now) || phases.ended(now) {
-            return;
-        }
-        let mut tally = self.worker.tally.borrow_mut();
-        tally.errors.add(kind, 1);
-        self.worker.plan.live[self.worker.index]
-            .errors
-            .store(tally.errors.total(), Ordering::Relaxed);
-        if let Some(budget) = &self.worker.plan.budget
-            && budget.note_error()
-        {
-            self.worker.plan.abort.set();
-        }
+        self.recorder.error(kind, Instant::now());
     }
 }
 
-/// Completes when the deadline in `deadline` passes. The timer is re-armed
-/// only when it fires early (the deadline moved on) or while idle.
-async fn watchdog(deadline: &Cell<Option<Instant>>, mut sleep: Pin<&mut Sleep>, timeout: Duration) {
+/// Why the watchdog fired.
+enum Alarm {
+    /// The deadline in the `Cell` passed.
+    Timeout,
+    /// The run's end (`-d`) passed.
+    End,
+}
+
+/// Completes when the deadline in `deadline` or the run's `end` passes.
+/// The timer is re-armed only when it fires early (the deadline moved on)
+/// or while idle, never per request.
+async fn watchdog(
+    deadline: &Cell<Option<Instant>>,
+    mut sleep: Pin<&mut Sleep>,
+    timeout: Duration,
+    end: Option<Instant>,
+) -> Alarm {
     loop {
         sleep.as_mut().await;
         let now = Instant::now();
-        match deadline.get() {
-            Some(at) if at <= now => return,
-            Some(at) => sleep.as_mut().reset(at.into()),
-            None => sleep.as_mut().reset((now + timeout).into()),
+        if end.is_some_and(|end| now >= end) {
+            return Alarm::End;
         }
+        let next = match deadline.get() {
+            Some(at) if at <= now => return Alarm::Timeout,
+            Some(at) => at,
+            None => now + timeout,
+        };
+        sleep
+            .as_mut()
+            .reset(end.map_or(next, |end| end.min(next)).into());
     }
 }

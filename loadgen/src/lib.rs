@@ -4,10 +4,17 @@
 
 pub mod cli;
 pub mod codec;
+pub mod compare;
 mod connection;
+pub mod mix;
+mod plan;
+pub mod plot;
+mod progress;
+mod recorder;
 mod report;
 mod run;
 mod schedule;
+pub mod svg;
 pub mod target;
 mod transport;
 mod worker;
@@ -15,7 +22,8 @@ mod worker;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use report::{ErrorCounts, ErrorKind, Report};
+pub use mix::Mix;
+pub use report::{ErrorCounts, ErrorKind, LineReport, Report, SecondSummary};
 pub use run::run;
 
 /// When a run stops.
@@ -59,8 +67,11 @@ pub struct LoadConfig {
     pub insecure: bool,
     /// Extra trusted CA certificates (PEM).
     pub cacert: Option<PathBuf>,
-    /// Draw a live progress line on stderr (only if stderr is a terminal).
+    /// Draw a live status line (only if stdout is a terminal).
     pub progress: bool,
+    /// `--mix`: requests replayed in proportion (replaces `method`, the
+    /// URLs' paths and `body`; `headers` are added to every line).
+    pub mix: Option<Mix>,
 }
 
 impl LoadConfig {
@@ -92,6 +103,7 @@ impl Default for LoadConfig {
             insecure: false,
             cacert: None,
             progress: false,
+            mix: None,
         }
     }
 }

@@ -11,6 +11,10 @@ use serde_json::{Map, Value, json};
 /// Latency values are recorded in microseconds up to this bound (one hour);
 /// larger values saturate.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
+/// The per-second histograms stop at one minute (larger values saturate)
+/// and keep two significant digits: about 10 KiB per second and worker.
+const SERIES_MAX_LATENCY_US: u64 = 60_000_000;
+const SERIES_SIGFIG: u8 = 2;
 
 /// Failure classes, each counted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +73,42 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid")
 }
 
+/// One second of the measured time, as one worker counted it.
+pub(crate) struct Second {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: Histogram<u32>,
+}
+
+impl Second {
+    fn new() -> Self {
+        Second {
+            requests: 0,
+            errors: 0,
+            latency: Histogram::new_with_bounds(1, SERIES_MAX_LATENCY_US, SERIES_SIGFIG)
+                .expect("static histogram bounds are valid"),
+        }
+    }
+}
+
+/// What one mix line got back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LineTally {
+    pub requests: u64,
+    /// (status, count), in order of first appearance; few distinct codes.
+    pub status: Vec<(u16, u64)>,
+}
+
+impl LineTally {
+    fn add(&mut self, status: u16, n: u64) {
+        self.requests += n;
+        match self.status.iter_mut().find(|(code, _)| *code == status) {
+            Some((_, count)) => *count += n,
+            None => self.status.push((status, n)),
+        }
+    }
+}
+
 /// What one worker thread counted. Owned by that thread; merged at the end.
 pub(crate) struct Tally {
     pub requests: u64,
@@ -80,10 +120,14 @@ pub(crate) struct Tally {
     /// Largest lag between a request's scheduled and actual send time.
     pub behind: Duration,
     pub last_completion: Option<Instant>,
+    /// Second `i` of the measured time (from its start) at index `i`.
+    pub series: Vec<Second>,
+    /// Per mix line (empty without `--mix`).
+    pub lines: Vec<LineTally>,
 }
 
 impl Tally {
-    pub fn new() -> Self {
+    pub fn new(mix_lines: usize) -> Self {
         Tally {
             requests: 0,
             bytes_read: 0,
@@ -92,11 +136,31 @@ impl Tally {
             latency: new_histogram(),
             behind: Duration::ZERO,
             last_completion: None,
+            series: Vec::new(),
+            lines: vec![LineTally::default(); mix_lines],
         }
     }
 
+    /// The bucket of measured second `second`, created on first use (one
+    /// allocation per second, not per request).
     #[inline]
-    pub fn record(&mut self, status: u16, latency: Duration, now: Instant) {
+    pub fn second(&mut self, second: usize) -> &mut Second {
+        if second >= self.series.len() {
+            self.series.resize_with(second + 1, Second::new);
+        }
+        &mut self.series[second]
+    }
+
+    /// A response completed at `now`, in measured second `second`, for mix line `line`.
+    #[inline]
+    pub fn record(
+        &mut self,
+        status: u16,
+        latency: Duration,
+        now: Instant,
+        second: usize,
+        line: usize,
+    ) {
         self.requests += 1;
         self.status[usize::from(status).min(999)] += 1;
         let us = u64::try_from(latency.as_micros())
@@ -104,6 +168,18 @@ impl Tally {
             .max(1);
         self.latency.saturating_record(us);
         self.last_completion = Some(now);
+        let bucket = self.second(second);
+        bucket.requests += 1;
+        bucket.latency.saturating_record(us);
+        if let Some(l) = self.lines.get_mut(line) {
+            l.add(status, 1);
+        }
+    }
+
+    /// An error in measured second `second`.
+    pub fn record_error(&mut self, kind: ErrorKind, second: usize) {
+        self.errors.add(kind, 1);
+        self.second(second).errors += 1;
     }
 
     pub fn merge(&mut self, other: &Tally) {
@@ -120,7 +196,73 @@ impl Tally {
             .expect("histograms share bounds");
         self.behind = self.behind.max(other.behind);
         self.last_completion = self.last_completion.max(other.last_completion);
+        for (i, theirs) in other.series.iter().enumerate() {
+            let ours = self.second(i);
+            ours.requests += theirs.requests;
+            ours.errors += theirs.errors;
+            ours.latency
+                .add(&theirs.latency)
+                .expect("histograms share bounds");
+        }
+        if self.lines.len() < other.lines.len() {
+            self.lines.resize(other.lines.len(), LineTally::default());
+        }
+        for (ours, theirs) in self.lines.iter_mut().zip(&other.lines) {
+            for &(status, n) in &theirs.status {
+                ours.add(status, n);
+            }
+        }
     }
+
+    /// The per-second summaries of the series.
+    pub fn series_summary(&self) -> Vec<SecondSummary> {
+        self.series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let q = |x| {
+                    if s.latency.is_empty() {
+                        0
+                    } else {
+                        s.latency.value_at_quantile(x)
+                    }
+                };
+                SecondSummary {
+                    second: i as u64,
+                    requests: s.requests,
+                    errors: s.errors,
+                    p50_us: q(0.5),
+                    p99_us: q(0.99),
+                    p99_9_us: q(0.999),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One second of the run: what completed (and failed) in it, and the
+/// latency percentiles of what completed (two significant digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondSummary {
+    /// Seconds since the start of measurement (the bucket is `[second, second + 1)`).
+    pub second: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+}
+
+/// What one `--mix` line got: its requests and their status codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineReport {
+    /// The line as written in the mix file (trimmed).
+    pub label: String,
+    /// Line number in the mix file (1-based).
+    pub line: usize,
+    pub weight: u32,
+    pub requests: u64,
+    pub status: BTreeMap<u16, u64>,
 }
 
 /// The result of a run.
@@ -146,6 +288,10 @@ pub struct Report {
     pub behind_schedule: Option<Duration>,
     /// A `-n` run stopped early because errors reached the request count.
     pub aborted: bool,
+    /// Per measured second; requests and errors add up to the totals.
+    pub series: Vec<SecondSummary>,
+    /// Per `--mix` line (empty without `--mix`).
+    pub lines: Vec<LineReport>,
 }
 
 impl Report {
@@ -254,6 +400,34 @@ impl Report {
         if self.aborted {
             writeln!(out, "  stopped early: errors reached the request count")?;
         }
+        if !self.lines.is_empty() {
+            writeln!(
+                out,
+                "  mix           requests  share   weight  status   line"
+            )?;
+            for l in &self.lines {
+                let share = if self.requests > 0 {
+                    l.requests as f64 * 100.0 / self.requests as f64
+                } else {
+                    0.0
+                };
+                let status: Vec<String> =
+                    l.status.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+                writeln!(
+                    out,
+                    "    {:>17}  {share:5.1}%  {:>6}  {}  {}: {}",
+                    l.requests,
+                    l.weight,
+                    if status.is_empty() {
+                        "-".to_string()
+                    } else {
+                        status.join(",")
+                    },
+                    l.line,
+                    l.label
+                )?;
+            }
+        }
         let p = self.percentiles();
         write!(out, "  latency (us)")?;
         for (name, _, _) in p {
@@ -308,6 +482,21 @@ impl Report {
             "errors": errors,
             "status": status,
             "latency_us": latency,
+            "series": self.series.iter().map(|s| json!({
+                "second": s.second,
+                "requests": s.requests,
+                "errors": s.errors,
+                "p50_us": s.p50_us,
+                "p99_us": s.p99_us,
+                "p99_9_us": s.p99_9_us,
+            })).collect::<Vec<_>>(),
+            "mix": self.lines.iter().map(|l| json!({
+                "line": l.line,
+                "request": l.label,
+                "weight": l.weight,
+                "requests": l.requests,
+                "status": l.status.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<Map<String, Value>>(),
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -384,16 +573,19 @@ mod tests {
     use super::*;
 
     fn sample_report() -> Report {
-        let mut t = Tally::new();
+        let mut t = Tally::new(0);
         let now = Instant::now();
         for ms in 1..=100u64 {
             t.record(
                 if ms % 10 == 0 { 503 } else { 200 },
                 Duration::from_millis(ms),
                 now,
+                (ms / 60) as usize,
+                0,
             );
         }
-        t.errors.add(ErrorKind::Read, 2);
+        t.record_error(ErrorKind::Read, 0);
+        t.record_error(ErrorKind::Read, 1);
         let status = t
             .status
             .iter()
@@ -401,6 +593,7 @@ mod tests {
             .filter(|(_, n)| **n > 0)
             .map(|(c, n)| (c as u16, *n))
             .collect();
+        let series = t.series_summary();
         Report {
             requests: t.requests,
             duration: Duration::from_secs(2),
@@ -413,6 +606,8 @@ mod tests {
             rate: None,
             behind_schedule: None,
             aborted: false,
+            series,
+            lines: Vec::new(),
         }
     }
 
@@ -434,6 +629,10 @@ mod tests {
         for key in ["connections", "threads", "duration_s", "bytes_read"] {
             assert!(j[key].is_number(), "{key}");
         }
+        let series = j["series"].as_array().unwrap();
+        assert_eq!(series.len(), 2);
+        let sum = |k: &str| series.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!((sum("requests"), sum("errors")), (100, 2));
     }
 
     #[test]

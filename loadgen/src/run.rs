@@ -2,7 +2,6 @@
 //! the workers, draw progress, merge their tallies into a [`Report`].
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::thread::JoinHandle;
@@ -11,15 +10,24 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::codec::build_request;
-use crate::report::{Report, Tally};
+use crate::plan::{Live, Plan, Protocol, Rendered, RequestSet, StartLine, TargetPlan};
+use crate::progress::Progress;
+use crate::report::{LineReport, Report, Tally};
 use crate::schedule::{Abort, Budget, Phases};
 use crate::target::Target;
 use crate::transport::{Connector, client_config};
-use crate::worker::{Live, Plan, StartLine, TargetPlan, run_worker};
+use crate::worker::run_worker;
 use crate::{LoadConfig, Stop};
 
 /// Longest wait for the pre-flight connect to each target.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Upper bounds on the options, so that a typo fails as bad input instead
+/// of exhausting memory or overflowing the clock.
+const MAX_CONNECTIONS: usize = 1_000_000;
+const MAX_THREADS: usize = 1024;
+const MAX_PIPELINE: usize = 1024;
+/// Longest duration, warmup or timeout (30 days).
+const MAX_SPAN: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Runs a load test and returns its report. Errors are about the setup
 /// (bad URL, nothing listening, bad option); once the load starts, failures
@@ -28,7 +36,9 @@ const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
 /// not call it from inside a monoio runtime thread that must keep serving.
 pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
     validate(cfg)?;
-    let (plan, cores) = build_plan(cfg)?;
+    let progress = Progress::wanted(cfg.progress);
+    let (mut plan, cores) = build_plan(cfg)?;
+    plan.publish_p99 = progress;
     let plan = Arc::new(plan);
     let start = Arc::new(StartLine {
         barrier: Barrier::new(plan.threads + 1),
@@ -37,15 +47,33 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
 
     let mut workers: Vec<JoinHandle<anyhow::Result<Tally>>> = Vec::with_capacity(plan.threads);
     for index in 0..plan.threads {
-        let (plan, start) = (plan.clone(), start.clone());
+        let (shared, line) = (plan.clone(), start.clone());
         let core = cores.as_ref().map(|c| c[index % c.len()]);
         let spawned = std::thread::Builder::new()
             .name(format!("ringway-load-{index}"))
-            .spawn(move || run_worker(plan, index, core, start));
+            .spawn(move || run_worker(shared, index, core, line));
         match spawned {
             Ok(handle) => workers.push(handle),
-            // The barrier counts on every worker; without this one nobody could pass it.
-            Err(e) => panic!("cannot spawn worker thread {index}: {e}"),
+            Err(e) => {
+                // The barrier counts on every worker: release the ones that
+                // started (they see no clock and end), then give up.
+                plan.abort.set();
+                for _ in index..plan.threads {
+                    std::thread::spawn({
+                        let start = start.clone();
+                        move || {
+                            start.barrier.wait();
+                            start.barrier.wait();
+                        }
+                    });
+                }
+                start.barrier.wait();
+                start.barrier.wait();
+                for w in workers {
+                    let _ = w.join();
+                }
+                bail!("cannot start worker thread {index}: {e}");
+            }
         }
     }
     start.barrier.wait();
@@ -54,13 +82,13 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
         Stop::Requests(_) => None,
     };
     let phases = Phases::new(Instant::now(), cfg.warmup, duration);
-    start.phases.set(phases).expect("phases are set once");
+    let _ = start.phases.set(phases);
     start.barrier.wait();
 
-    if cfg.progress && std::io::stderr().is_terminal() {
-        show_progress(&plan, &workers, phases);
+    if progress {
+        Progress::draw(&plan.live, &workers, phases);
     }
-    let mut total = Tally::new();
+    let mut total = Tally::new(plan.mix_lines);
     for worker in workers {
         let tally = worker
             .join()
@@ -81,6 +109,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
         .filter(|(_, n)| **n > 0)
         .map(|(code, n)| (code as u16, *n))
         .collect();
+    let series = total.series_summary();
     Ok(Report {
         requests: total.requests,
         duration: measured,
@@ -93,6 +122,22 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<Report> {
         rate: plan.rate,
         behind_schedule: plan.rate.map(|_| total.behind),
         aborted: plan.abort.is_set(),
+        series,
+        lines: match &cfg.mix {
+            None => Vec::new(),
+            Some(mix) => mix
+                .lines
+                .iter()
+                .zip(&total.lines)
+                .map(|(line, tally)| LineReport {
+                    label: line.text.clone(),
+                    line: line.line,
+                    weight: line.weight,
+                    requests: tally.requests,
+                    status: tally.status.iter().copied().collect(),
+                })
+                .collect(),
+        },
     })
 }
 
@@ -100,11 +145,29 @@ fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
     if cfg.urls.is_empty() {
         bail!("no URL given");
     }
-    if cfg.connections == 0 {
-        bail!("connections must be at least 1");
+    if cfg.connections == 0 || cfg.connections > MAX_CONNECTIONS {
+        bail!("connections must be 1 to {MAX_CONNECTIONS}");
     }
-    if cfg.pipeline == 0 {
-        bail!("pipeline must be at least 1");
+    if cfg.pipeline == 0 || cfg.pipeline > MAX_PIPELINE {
+        bail!("pipeline must be 1 to {MAX_PIPELINE}");
+    }
+    if cfg.threads > MAX_THREADS {
+        bail!("threads must be at most {MAX_THREADS}");
+    }
+    let too_long = |d: Duration| d > MAX_SPAN;
+    if matches!(cfg.stop, Stop::Duration(d) if too_long(d))
+        || too_long(cfg.warmup)
+        || too_long(cfg.timeout)
+    {
+        bail!("durations, --warmup and --timeout must be at most 30 days");
+    }
+    // The open-loop interval per connection must fit the same bound.
+    if let Some(rate) = cfg.rate
+        && rate.is_finite()
+        && rate > 0.0
+        && cfg.connections as f64 / rate > MAX_SPAN.as_secs_f64()
+    {
+        bail!("rate is too low: one request per connection every 30 days at least");
     }
     match cfg.stop {
         Stop::Duration(d) if d.is_zero() => bail!("duration must be more than 0"),
@@ -141,7 +204,17 @@ fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinity::CoreId>>)> {
+/// Checks the configuration and that every target answers (one connect,
+/// and one TLS handshake for `https://`), without running any load.
+pub(crate) fn check_reachable(cfg: &LoadConfig) -> anyhow::Result<()> {
+    validate(cfg)?;
+    preflight(cfg).map(|_| ())
+}
+
+/// Parses and resolves every URL and connects to it once, so a typo'd port
+/// fails now, not as a run full of errors. Of the resolved addresses, the
+/// first that answers is the one the run uses.
+fn preflight(cfg: &LoadConfig) -> anyhow::Result<Vec<(Target, Connector)>> {
     let targets: Vec<Target> = cfg
         .urls
         .iter()
@@ -152,11 +225,9 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
     } else {
         None
     };
-    let mut plans = Vec::with_capacity(targets.len());
-    for target in &targets {
-        // One connect attempt, so a typo'd port fails now, not as a run full
-        // of errors. Of the resolved addresses, the first that answers is used.
-        let wait = PREFLIGHT_TIMEOUT.min(cfg.timeout);
+    let wait = PREFLIGHT_TIMEOUT.min(cfg.timeout);
+    let mut out = Vec::with_capacity(targets.len());
+    for target in targets {
         let addrs = target
             .resolve()
             .with_context(|| format!("cannot resolve {}", target.url))?;
@@ -177,21 +248,19 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
             }
             _ => Connector::plain(addr),
         };
-        let one = build_request(
-            &cfg.method,
-            target,
-            &cfg.headers,
-            cfg.body.as_deref(),
-            cfg.keepalive,
-        );
-        let pipeline = if cfg.keepalive { cfg.pipeline } else { 1 };
-        plans.push(TargetPlan {
-            connector,
-            request_len: one.len(),
-            requests: one.repeat(pipeline),
-            head: cfg.method.eq_ignore_ascii_case("HEAD"),
-        });
+        out.push((target, connector));
     }
+    Ok(out)
+}
+
+fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinity::CoreId>>)> {
+    let plans: Vec<TargetPlan> = preflight(cfg)?
+        .into_iter()
+        .map(|(target, connector)| TargetPlan {
+            requests: render_requests(cfg, &target),
+            connector: connector.one_request(!cfg.keepalive),
+        })
+        .collect();
 
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if cfg.threads == 0 {
@@ -222,7 +291,9 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         }
     };
     let plan = Plan {
+        protocol: Protocol::Http1,
         targets: plans,
+        mix_lines: cfg.mix.as_ref().map_or(0, |m| m.lines.len()),
         connections: cfg.connections,
         threads,
         pipeline: cfg.pipeline,
@@ -235,8 +306,51 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         },
         abort: Abort::default(),
         live: (0..threads).map(|_| Live::default()).collect(),
+        publish_p99: false,
     };
     Ok((plan, cores))
+}
+
+/// The request (or, with `--mix`, the requests) for `target`, rendered once.
+fn render_requests(cfg: &LoadConfig, target: &Target) -> RequestSet {
+    let Some(mix) = &cfg.mix else {
+        return RequestSet::single(Rendered {
+            bytes: build_request(
+                &cfg.method,
+                target,
+                &cfg.headers,
+                cfg.body.as_deref(),
+                cfg.keepalive,
+            ),
+            head: cfg.method.eq_ignore_ascii_case("HEAD"),
+        });
+    };
+    let mut lines = Vec::with_capacity(mix.lines.len());
+    for line in &mix.lines {
+        let target = Target {
+            path: line.path.clone(),
+            ..target.clone()
+        };
+        // The line's own headers first; `-H` headers it does not set follow.
+        let mut headers = line.headers.clone();
+        for (k, v) in &cfg.headers {
+            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) {
+                headers.push((k.clone(), v.clone()));
+            }
+        }
+        lines.push(Rendered {
+            bytes: build_request(
+                &line.method,
+                &target,
+                &headers,
+                line.body.as_deref(),
+                cfg.keepalive,
+            ),
+            head: line.method.eq_ignore_ascii_case("HEAD"),
+        });
+    }
+    let weights: Vec<u32> = mix.lines.iter().map(|l| l.weight).collect();
+    RequestSet::weighted(lines, &weights)
 }
 
 fn preflight_handshake(
@@ -253,33 +367,4 @@ fn preflight_handshake(
         tls.conn.complete_io(&mut tls.sock)?;
     }
     Ok(())
-}
-
-/// Redraws a one-line status on stderr until every worker has finished.
-fn show_progress(plan: &Plan, workers: &[JoinHandle<anyhow::Result<Tally>>], phases: Phases) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    let (mut last_count, mut last_at) = (0u64, Instant::now());
-    while !workers.iter().all(|w| w.is_finished()) {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = Instant::now();
-        let count: u64 = plan.live.iter().map(|l| l.requests.load(Relaxed)).sum();
-        let errors: u64 = plan.live.iter().map(|l| l.errors.load(Relaxed)).sum();
-        let rps = (count - last_count.min(count)) as f64 / (now - last_at).as_secs_f64();
-        (last_count, last_at) = (count, now);
-        let phase = if phases.measuring(now) {
-            ""
-        } else {
-            "warmup, "
-        };
-        bar.set_message(format!(
-            "{phase}{rps:.0} req/s, {count} requests, {errors} errors"
-        ));
-        bar.tick();
-    }
-    bar.finish_and_clear();
 }

@@ -45,11 +45,24 @@ impl Stream {
 pub struct Connector {
     pub addr: SocketAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Each connection carries one request (`--no-keepalive`).
+    one_request: bool,
 }
 
 impl Connector {
     pub fn plain(addr: SocketAddr) -> Self {
-        Connector { addr, tls: None }
+        Connector {
+            addr,
+            tls: None,
+            one_request: false,
+        }
+    }
+
+    /// Marks connections as carrying one request each (no keep-alive).
+    #[must_use]
+    pub fn one_request(mut self, yes: bool) -> Self {
+        self.one_request = yes;
+        self
     }
 
     pub fn tls(addr: SocketAddr, config: Arc<ClientConfig>, host: &str) -> anyhow::Result<Self> {
@@ -58,12 +71,18 @@ impl Connector {
         Ok(Connector {
             addr,
             tls: Some((TlsConnector::from(config), name)),
+            one_request: false,
         })
     }
 
     pub async fn connect(&self) -> io::Result<Stream> {
         let tcp = TcpStream::connect_addr(self.addr).await?;
-        tcp.set_nodelay(true)?;
+        // A connection that carries one request writes once, into an idle
+        // connection: Nagle's algorithm never holds such a write back, so
+        // the setsockopt (one syscall per request) is skipped.
+        if !self.one_request {
+            tcp.set_nodelay(true)?;
+        }
         match &self.tls {
             None => Ok(Stream::Plain(tcp)),
             Some((connector, name)) => {

@@ -2,70 +2,17 @@
 //! (see `connection.rs` for each connection's loop). All counting goes into
 //! the worker's own [`Tally`]: no atomics except progress and `-n` tokens.
 
-use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Barrier, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use crate::connection::Connection;
+use crate::plan::{Plan, Protocol, StartLine};
+use crate::recorder::Recorder;
 use crate::report::Tally;
-use crate::schedule::{Abort, Budget, Phases};
-use crate::transport::Connector;
+use crate::transport::Stream;
 
 /// io_uring submission queue entries per worker.
 const URING_ENTRIES: u32 = 4096;
-
-/// One target as the workers see it.
-pub(crate) struct TargetPlan {
-    pub connector: Connector,
-    /// `pipeline` copies of the request, back to back, built once.
-    pub requests: Vec<u8>,
-    /// Length of one request inside `requests`.
-    pub request_len: usize,
-    /// The method is HEAD (responses carry no body).
-    pub head: bool,
-}
-
-/// Progress counters of one worker, read by the control thread.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Live {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-}
-
-/// Everything the workers share, read-only except the atomics.
-pub(crate) struct Plan {
-    pub targets: Vec<TargetPlan>,
-    pub connections: usize,
-    pub threads: usize,
-    pub pipeline: usize,
-    pub keepalive: bool,
-    pub timeout: Duration,
-    pub rate: Option<f64>,
-    pub budget: Option<Budget>,
-    pub abort: Abort,
-    pub live: Vec<Live>,
-}
-
-/// Start-up rendezvous: every worker builds its runtime, then waits; the
-/// control thread fixes the clock; then all start together.
-pub(crate) struct StartLine {
-    pub barrier: Barrier,
-    pub phases: OnceLock<Phases>,
-}
-
-impl StartLine {
-    fn wait(&self) -> Phases {
-        self.barrier.wait();
-        self.barrier.wait();
-        *self
-            .phases
-            .get()
-            .expect("control thread sets the phases between the two waits")
-    }
-}
 
 /// Body of a worker thread.
 pub(crate) fn run_worker(
@@ -102,7 +49,7 @@ pub(crate) fn run_worker(
     {
         Ok(mut rt) => Ok(rt.block_on(worker_main(plan, index, start))),
         Err(e) => {
-            start.wait();
+            let _ = start.wait();
             Err(anyhow::anyhow!(
                 "worker {index}: cannot build the monoio runtime: {e}"
             ))
@@ -138,12 +85,19 @@ impl RingFlags {
     }
 }
 
-/// State shared by the connections of one worker.
-pub(crate) struct Worker {
-    pub plan: Arc<Plan>,
-    pub index: usize,
-    pub phases: Phases,
-    pub tally: RefCell<Tally>,
+/// Starts one connection's task, in the run's protocol. This is the one
+/// place that knows which protocols exist: a connection gets the worker's
+/// [`Recorder`] (for everything it counts), its global index (which picks
+/// its target and its open-loop offset) and, maybe, a stream opened before
+/// the start line.
+fn spawn_connection(
+    recorder: Rc<Recorder>,
+    global: usize,
+    ready: Option<Stream>,
+) -> monoio::task::JoinHandle<()> {
+    match recorder.plan.protocol {
+        Protocol::Http1 => monoio::spawn(Connection::new(recorder, global, ready).run()),
+    }
 }
 
 async fn worker_main(plan: Arc<Plan>, index: usize, start: Arc<StartLine>) -> Tally {
@@ -175,24 +129,20 @@ async fn worker_main(plan: Arc<Plan>, index: usize, start: Arc<StartLine>) -> Ta
     for attempt in connecting {
         ready.push(attempt.await);
     }
-    let phases = start.wait();
-    let worker = Rc::new(Worker {
-        plan: plan.clone(),
-        index,
-        phases,
-        tally: RefCell::new(Tally::new()),
-    });
+    let Some(phases) = start.wait() else {
+        return Tally::new(plan.mix_lines);
+    };
+    let recorder = Rc::new(Recorder::new(plan.clone(), index, phases));
     let mut tasks = Vec::new();
     for (global, stream) in globals.into_iter().zip(ready) {
-        let conn = Connection::new(worker.clone(), global, stream);
-        tasks.push(monoio::spawn(conn.run()));
+        tasks.push(spawn_connection(recorder.clone(), global, stream));
     }
     for task in tasks {
         task.await;
     }
-    Rc::try_unwrap(worker)
-        .ok()
-        .expect("all connection tasks ended")
-        .tally
-        .into_inner()
+    match Rc::try_unwrap(recorder) {
+        Ok(recorder) => recorder.into_tally(),
+        // Unreachable: every task holding a clone has ended.
+        Err(_) => Tally::new(plan.mix_lines),
+    }
 }

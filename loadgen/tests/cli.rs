@@ -3,29 +3,7 @@
 
 mod support;
 
-use std::process::{Command, Output};
-
-use support::{Reply, Server};
-
-fn ringway_load(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringway-load"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn assert_one_line_exit_2(args: &[&str], mentions: &str) {
-    let out = ringway_load(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.starts_with("ringway-load: "), "{stderr}");
-    assert!(
-        stderr.contains(mentions),
-        "{args:?}: expected '{mentions}' in {stderr}"
-    );
-    assert!(out.stdout.is_empty(), "{args:?}");
-}
+use support::{Reply, Server, assert_exit_2 as assert_one_line_exit_2, ringway_load};
 
 #[test]
 fn bad_input_exits_2_with_one_line() {

@@ -4,12 +4,38 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+/// Runs the `ringway-load` binary to completion.
+pub fn ringway_load(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringway-load"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// Bad input: exit code 2, one line on stderr that mentions `mentions`,
+/// nothing on stdout, no panic.
+pub fn assert_exit_2(args: &[&str], mentions: &str) {
+    let out = ringway_load(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.starts_with("ringway-load: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(mentions),
+        "{args:?}: expected '{mentions}' in {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
 
 /// What the server does with one request.
 pub struct Reply {
@@ -52,10 +78,13 @@ impl Reply {
     }
 }
 
-type Handler = dyn Fn(u64) -> Reply + Send + Sync;
+/// Gets the request's number (over all connections) and its request target.
+type Handler = dyn Fn(u64, &str) -> Reply + Send + Sync;
 
 struct Shared {
     handler: Box<Handler>,
+    /// Requests per request target (path and query).
+    paths: Mutex<BTreeMap<String, u64>>,
     requests: AtomicU64,
     connections: AtomicU64,
     stopped: AtomicBool,
@@ -73,11 +102,17 @@ impl Server {
     /// Starts a server; `handler` gets the 0-based number of each request
     /// (counted over all connections) and says how to answer it.
     pub fn start(handler: impl Fn(u64) -> Reply + Send + Sync + 'static) -> Server {
+        Server::start_routed(move |n, _| handler(n))
+    }
+
+    /// Starts a server whose `handler` also sees each request's target.
+    pub fn start_routed(handler: impl Fn(u64, &str) -> Reply + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
+            paths: Mutex::new(BTreeMap::new()),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
@@ -114,6 +149,11 @@ impl Server {
 
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests received per request target.
+    pub fn paths(&self) -> BTreeMap<String, u64> {
+        self.shared.paths.lock().unwrap().clone()
     }
 
     /// The raw bytes of the last request received.
@@ -169,13 +209,20 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             if buf.len() < head + body {
                 break;
             }
+            let path = req.path.unwrap_or("").to_string();
             *shared.last_request.lock().unwrap() = buf[..head + body].to_vec();
             buf.drain(..head + body);
             if shared.stopped.load(Ordering::SeqCst) {
                 return;
             }
             let n = shared.requests.fetch_add(1, Ordering::SeqCst);
-            let reply = (shared.handler)(n);
+            *shared
+                .paths
+                .lock()
+                .unwrap()
+                .entry(path.clone())
+                .or_insert(0) += 1;
+            let reply = (shared.handler)(n, &path);
             if !reply.delay.is_zero() {
                 thread::sleep(reply.delay);
             }
