@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub shutdown_timeout: Duration,
     pub backlog: u32,
     pub splice_threshold: u64,
+    /// `[server] merge_slashes`: `//` runs in paths collapse before routing.
+    pub merge_slashes: bool,
     pub driver: DriverChoice,
     pub limits: Limits,
     pub timeouts: Timeouts,

@@ -295,6 +295,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         shutdown_timeout: s.shutdown_timeout.0,
         backlog: *s.backlog.get_ref(),
         splice_threshold: s.splice_threshold.0,
+        merge_slashes: s.merge_slashes,
         driver,
         limits,
         timeouts: Timeouts {

@@ -62,6 +62,32 @@ impl RequestHead {
         }
     }
     /// Query without the `?` (empty when absent).
+    /// Resolves the dot segments of the path (RFC 3986 §5.2.4, `%2e` counted
+    /// as `.`; with `merge_slashes`, `//` runs collapse) in place: the
+    /// target span shrinks and the query moves up behind the new path, so
+    /// everything that reads the head afterwards (router, policies, access
+    /// log, the forwarded request line) sees the normalized path. Every
+    /// other byte stays as the client sent it. A path that would climb
+    /// above `/` is an error (400). Paths without a `.`/`%2e` segment (or
+    /// `//`) are left untouched after one scan.
+    pub fn normalize_path(
+        &mut self,
+        buf: &mut [u8],
+        merge_slashes: bool,
+    ) -> Result<(), ringway_router::dots::AboveRoot> {
+        use ringway_router::dots;
+        let (start, end) = (self.target.start as usize, self.target.end as usize);
+        let target = &buf[start..end];
+        let path_len = target.iter().position(|&b| b == b'?').unwrap_or(target.len());
+        if !dots::needs_work(&target[..path_len], merge_slashes) {
+            return Ok(());
+        }
+        let new_len = dots::normalize(&mut buf[start..start + path_len], merge_slashes)?;
+        buf.copy_within(start + path_len..end, start + new_len);
+        self.target.end = (end - (path_len - new_len)) as u32;
+        Ok(())
+    }
+
     pub fn query<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         let t = self.target.get(buf);
         match t.iter().position(|&b| b == b'?') {
