@@ -100,6 +100,8 @@ pub fn classify(name: &[u8]) -> Kind {
             }
         }
         14 if eq("content-length") => Kind::ContentLength,
+        // Belongs to the h2c upgrade, which is never let through.
+        14 if eq("http2-settings") => Kind::HopByHop,
         15 if eq("x-forwarded-for") => Kind::XForwardedFor,
         16 if eq("proxy-connection") => Kind::HopByHop,
         16 if eq("x-forwarded-host") => Kind::XForwardedHost,

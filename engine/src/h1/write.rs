@@ -18,7 +18,7 @@ pub struct Forward<'a> {
     pub host: Option<&'a [u8]>,
     /// Replaces the request-target (path and query) when a route rewrites it.
     pub target: Option<&'a [u8]>,
-    /// Forward the client's protocol upgrade (`Connection: upgrade` + its `Upgrade` field).
+    /// Forward the client's WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`).
     pub upgrade: bool,
     /// Field lines a policy adds (JWT claims), each ending in CRLF.
     pub fields: &'a [u8],
@@ -69,10 +69,10 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
             _ => {}
         }
     }
-    if let (true, Some(u)) = (fwd.upgrade, head.upgrade) {
-        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
-        out.extend_from_slice(u.get(buf));
-        out.extend_from_slice(b"\r\n");
+    if fwd.upgrade && head.upgrade.is_some() {
+        // Only the WebSocket protocol is asked for, whatever else the
+        // client listed: the upstream cannot switch to anything else.
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
     }
     out.extend_from_slice(fwd.fields);
     match (fwd.length, head.framing) {
