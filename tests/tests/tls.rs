@@ -6,11 +6,9 @@ use ringway_tests::client::read_response;
 use ringway_tests::gateway::TempDir;
 use ringway_tests::pki::{self, Ca};
 use ringway_tests::{Gateway, Origin};
-use rustls_pki_types::pem::PemObject;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 fn p(path: &Path) -> String {
