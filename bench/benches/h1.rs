@@ -43,6 +43,8 @@ fn parse_requests(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             let fwd = Forward {
+                trusted_peer: false,
+                forwarded: true,
                 client_ip: b"192.0.2.7",
                 proto: b"http",
                 host: None,
@@ -73,6 +75,8 @@ fn parse_requests(c: &mut Criterion) {
                 &mut upstream,
             );
             let fwd = Forward {
+                trusted_peer: false,
+                forwarded: true,
                 client_ip: b"192.0.2.7",
                 proto: b"http",
                 host: None,

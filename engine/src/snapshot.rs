@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub splice_threshold: u64,
     /// `[server] merge_slashes`: `//` runs in paths collapse before routing.
     pub merge_slashes: bool,
+    /// `[server] forwarded`: add an RFC 7239 `Forwarded` element upstream.
+    pub forwarded: bool,
     pub driver: DriverChoice,
     pub limits: Limits,
     pub timeouts: Timeouts,

@@ -296,6 +296,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         backlog: *s.backlog.get_ref(),
         splice_threshold: s.splice_threshold.0,
         merge_slashes: s.merge_slashes,
+        forwarded: s.forwarded,
         driver,
         limits,
         timeouts: Timeouts {

@@ -54,6 +54,8 @@ pub enum Kind {
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
+    /// RFC 7239 `Forwarded`: kept from trusted proxies only.
+    Forwarded,
     Via,
 }
 
@@ -90,6 +92,7 @@ pub fn classify(name: &[u8]) -> Kind {
         3 if eq("via") => Kind::Via,
         4 if eq("host") => Kind::Host,
         6 if eq("expect") => Kind::Expect,
+        9 if eq("forwarded") => Kind::Forwarded,
         7 if eq("trailer") => Kind::HopByHop,
         7 if eq("upgrade") => Kind::Upgrade,
         10 if eq("connection") || eq("keep-alive") => {
