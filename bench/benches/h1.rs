@@ -43,6 +43,8 @@ fn parse_requests(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             let fwd = Forward {
+                trusted_peer: false,
+                forwarded: true,
                 client_ip: b"192.0.2.7",
                 proto: b"http",
                 host: None,
@@ -73,6 +75,8 @@ fn parse_requests(c: &mut Criterion) {
                 &mut upstream,
             );
             let fwd = Forward {
+                trusted_peer: false,
+                forwarded: true,
                 client_ip: b"192.0.2.7",
                 proto: b"http",
                 host: None,
@@ -133,5 +137,27 @@ fn chunked_codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse_requests, parse_responses, chunked_codec);
+/// Dot-segment resolution before routing: the check every request pays
+/// (no `.` segment: one scan), and the rewrite a request with dot segments pays.
+fn normalize_paths(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("h1/normalize");
+    for (name, raw) in [
+        ("typical (no dot segment)", TYPICAL),
+        ("with dot segments", &b"GET /api/v1/./users/%2e%2e/users/42/../43/orders?limit=10 HTTP/1.1\r\nHost: h\r\n\r\n"[..]),
+    ] {
+        let mut head = RequestHead::default();
+        let mut buf = raw.to_vec();
+        g.bench_function(format!("parse + normalize {name}"), |b| {
+            b.iter(|| {
+                buf.clear();
+                buf.extend_from_slice(raw);
+                request::parse(black_box(&buf), &limits, &mut head).unwrap();
+                head.normalize_path(&mut buf, false).unwrap();
+            })
+        });
+    }
+}
+
+criterion_group!(benches, parse_requests, parse_responses, chunked_codec, normalize_paths);
 criterion_main!(benches);

@@ -38,6 +38,10 @@ pub struct Snapshot {
     pub shutdown_timeout: Duration,
     pub backlog: u32,
     pub splice_threshold: u64,
+    /// `[server] merge_slashes`: `//` runs in paths collapse before routing.
+    pub merge_slashes: bool,
+    /// `[server] forwarded`: add an RFC 7239 `Forwarded` element upstream.
+    pub forwarded: bool,
     pub driver: DriverChoice,
     pub limits: Limits,
     pub timeouts: Timeouts,

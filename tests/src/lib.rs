@@ -18,6 +18,7 @@ pub mod origin;
 pub mod pki;
 pub mod prom;
 pub mod redis;
+pub mod ws;
 
 pub use client::{Response, read_response, send_raw};
 pub use gateway::Gateway;

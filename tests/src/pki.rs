@@ -107,6 +107,20 @@ pub fn client_config(ca: &Ca, cert: Option<&Leaf>) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// A server config presenting `leaf` (no client authentication).
+pub fn server_config(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der.clone()],
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    Arc::new(config)
+}
+
 pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 /// Connects and completes the handshake with SNI `name`.

@@ -212,13 +212,56 @@ fn hop_by_hop_fields_are_removed_and_forwarding_fields_set() {
     }
     assert_eq!(seen.header("x-other"), Some("kept"));
     assert_eq!(seen.header("host"), Some("example.test"));
-    assert_eq!(
-        seen.headers_named("x-forwarded-for"),
-        vec!["203.0.113.9, 127.0.0.1"]
-    );
+    // The peer is no trusted proxy: what it claims is replaced.
+    assert_eq!(seen.headers_named("x-forwarded-for"), vec!["127.0.0.1"]);
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("example.test"));
+    assert_eq!(
+        seen.headers_named("forwarded"),
+        vec!["for=127.0.0.1;proto=http;host=example.test"]
+    );
     assert_eq!(seen.header("via"), Some("1.1 ringway"));
+}
+
+/// The rule for client-supplied forwarding fields, both ways, and
+/// `forwarded = false`.
+#[test]
+fn forwarding_fields_are_kept_only_from_trusted_proxies() {
+    let origin = Origin::echo();
+    let claims = b"GET /f HTTP/1.1\r\nHost: api.test:8080\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: www.test\r\nForwarded: for=203.0.113.9;proto=https\r\nConnection: close\r\n\r\n";
+    for (server, xff, xfp, xfh, forwarded) in [
+        (
+            "",
+            "127.0.0.1",
+            "http",
+            "api.test:8080",
+            Some("for=127.0.0.1;proto=http;host=\"api.test:8080\""),
+        ),
+        (
+            "trusted_proxies = [\"127.0.0.0/8\"]",
+            "203.0.113.9, 127.0.0.1",
+            "https",
+            "www.test",
+            Some("for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=\"api.test:8080\""),
+        ),
+        ("forwarded = false", "127.0.0.1", "http", "api.test:8080", None),
+        (
+            "forwarded = false\ntrusted_proxies = [\"127.0.0.1/32\"]",
+            "203.0.113.9, 127.0.0.1",
+            "https",
+            "www.test",
+            Some("for=203.0.113.9;proto=https"),
+        ),
+    ] {
+        let gw = Gateway::start(&simple_config(origin.addr, 1, server));
+        let before = origin.seen().len();
+        assert_eq!(send_raw(gw.addr, claims).status, 200, "{server}");
+        let seen = &origin.seen()[before];
+        assert_eq!(seen.headers_named("x-forwarded-for"), vec![xff], "{server}");
+        assert_eq!(seen.headers_named("x-forwarded-proto"), vec![xfp], "{server}");
+        assert_eq!(seen.headers_named("x-forwarded-host"), vec![xfh], "{server}");
+        assert_eq!(seen.header("forwarded"), forwarded, "{server}");
+    }
 }
 
 #[test]

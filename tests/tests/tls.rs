@@ -6,11 +6,9 @@ use ringway_tests::client::read_response;
 use ringway_tests::gateway::TempDir;
 use ringway_tests::pki::{self, Ca};
 use ringway_tests::{Gateway, Origin};
-use rustls_pki_types::pem::PemObject;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 fn p(path: &Path) -> String {
@@ -198,18 +196,7 @@ fn plain_http_on_a_tls_port_is_closed_cleanly() {
 
 /// A TLS origin: answers every request on a connection with 200 and body `tls-origin`.
 fn tls_origin(leaf: &pki::Leaf) -> SocketAddr {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der.clone()],
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    let config = Arc::new(config);
+    let config = pki::server_config(leaf);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {

@@ -74,6 +74,8 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         shutdown_timeout: s.shutdown_timeout.0,
         backlog: *s.backlog.get_ref(),
         splice_threshold: s.splice_threshold.0,
+        merge_slashes: s.merge_slashes,
+        forwarded: s.forwarded,
         driver: server.driver,
         limits: server.limits,
         timeouts: Timeouts {

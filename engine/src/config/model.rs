@@ -82,6 +82,12 @@ with_policy_table! { policy_fields! {
         /// Content-Length bodies at or over this size move with splice(2).
         #[serde(default = "default_splice_threshold")]
         pub splice_threshold: Size,
+        /// Collapse `//` runs in request paths before routing (nginx's `merge_slashes`).
+        #[serde(default)]
+        pub merge_slashes: bool,
+        /// Add an RFC 7239 `Forwarded` element to forwarded requests.
+        #[serde(default = "yes")]
+        pub forwarded: bool,
         /// A stage prefix (`/prod`) removed from every request path before matching, as API Gateway stages are.
         #[serde(default)]
         pub stage: Option<Spanned<String>>,

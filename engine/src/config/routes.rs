@@ -60,9 +60,17 @@ pub(super) fn compile_routes(
             .as_ref()
             .map(|rt| rt.route_params(k).collect())
             .unwrap_or_default();
+        // Shared limit state (throttle buckets) is kept across reloads under this name.
+        let identity = format!(
+            "{}|{:?}|{}",
+            r.host.as_ref().map_or("", |h| h.get_ref().as_str()),
+            r.methods.get_ref(),
+            r.path.get_ref()
+        );
         let cx = crate::policy::Compile {
             base,
             params: &params,
+            route: &identity,
         };
         let (policies, problems) =
             crate::policy::Chain::compile(r.policy_tables().over(inherited), &cx);

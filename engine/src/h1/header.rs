@@ -54,6 +54,8 @@ pub enum Kind {
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
+    /// RFC 7239 `Forwarded`: kept from trusted proxies only.
+    Forwarded,
     Via,
 }
 
@@ -90,6 +92,7 @@ pub fn classify(name: &[u8]) -> Kind {
         3 if eq("via") => Kind::Via,
         4 if eq("host") => Kind::Host,
         6 if eq("expect") => Kind::Expect,
+        9 if eq("forwarded") => Kind::Forwarded,
         7 if eq("trailer") => Kind::HopByHop,
         7 if eq("upgrade") => Kind::Upgrade,
         10 if eq("connection") || eq("keep-alive") => {
@@ -100,6 +103,8 @@ pub fn classify(name: &[u8]) -> Kind {
             }
         }
         14 if eq("content-length") => Kind::ContentLength,
+        // Belongs to the h2c upgrade, which is never let through.
+        14 if eq("http2-settings") => Kind::HopByHop,
         15 if eq("x-forwarded-for") => Kind::XForwardedFor,
         16 if eq("proxy-connection") => Kind::HopByHop,
         16 if eq("x-forwarded-host") => Kind::XForwardedHost,

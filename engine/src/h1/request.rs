@@ -62,6 +62,32 @@ impl RequestHead {
         }
     }
     /// Query without the `?` (empty when absent).
+    /// Resolves the dot segments of the path (RFC 3986 §5.2.4, `%2e` counted
+    /// as `.`; with `merge_slashes`, `//` runs collapse) in place: the
+    /// target span shrinks and the query moves up behind the new path, so
+    /// everything that reads the head afterwards (router, policies, access
+    /// log, the forwarded request line) sees the normalized path. Every
+    /// other byte stays as the client sent it. A path that would climb
+    /// above `/` is an error (400). Paths without a `.`/`%2e` segment (or
+    /// `//`) are left untouched after one scan.
+    pub fn normalize_path(
+        &mut self,
+        buf: &mut [u8],
+        merge_slashes: bool,
+    ) -> Result<(), ringway_router::dots::AboveRoot> {
+        use ringway_router::dots;
+        let (start, end) = (self.target.start as usize, self.target.end as usize);
+        let target = &buf[start..end];
+        let path_len = target.iter().position(|&b| b == b'?').unwrap_or(target.len());
+        if !dots::needs_work(&target[..path_len], merge_slashes) {
+            return Ok(());
+        }
+        let new_len = dots::normalize(&mut buf[start..start + path_len], merge_slashes)?;
+        buf.copy_within(start + path_len..end, start + new_len);
+        self.target.end = (end - (path_len - new_len)) as u32;
+        Ok(())
+    }
+
     pub fn query<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         let t = self.target.get(buf);
         match t.iter().position(|&b| b == b'?') {
@@ -174,6 +200,15 @@ fn set_target(
     Ok(())
 }
 
+/// Whether an `Upgrade` value lists `websocket` (case-insensitively) among
+/// its protocols (`websocket`, `WebSocket/13`, `h2c, websocket`).
+fn asks_for_websocket(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|p| {
+        let name = p.trim_ascii().split(|&b| b == b'/').next().unwrap_or_default();
+        name.eq_ignore_ascii_case(b"websocket")
+    })
+}
+
 /// Framing, persistence, Host and Expect, per RFC 9112 §6.3 and §9.3.
 fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
     let flags = header::apply_connection_tokens(buf, &mut head.headers)?;
@@ -236,8 +271,15 @@ fn analyze(buf: &[u8], head: &mut RequestHead) -> Result<(), H1Error> {
         }
     }
     head.host = head.authority.or(host);
+    // Only WebSocket is let through: any other protocol (h2c above all)
+    // would take the connection past routing and every policy. The field is
+    // hop-by-hop, so a request asking for anything else goes on as a plain
+    // request without it.
     head.upgrade = upgrade.filter(|u| {
-        flags.upgrade && upgrade_count == 1 && head.minor_version == 1 && !u.is_empty()
+        flags.upgrade
+            && upgrade_count == 1
+            && head.minor_version == 1
+            && asks_for_websocket(u.get(buf))
     });
     head.expect_continue = expect_continue && head.minor_version == 1;
     head.keep_alive = if head.minor_version == 1 {
@@ -373,6 +415,22 @@ mod tests {
                 .upgrade
                 .is_none()
         );
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_kept() {
+        for (value, kept) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("h2c, websocket/13", true),
+            ("h2c", false),
+            ("HTTP/2.0", false),
+            ("websocketx", false),
+            ("TLS/1.2", false),
+        ] {
+            let raw = format!("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: {value}\r\n\r\n");
+            assert_eq!(parse_ok(raw.as_bytes()).upgrade.is_some(), kept, "{value}");
+        }
     }
 
     #[test]

@@ -18,7 +18,13 @@ pub struct Forward<'a> {
     pub host: Option<&'a [u8]>,
     /// Replaces the request-target (path and query) when a route rewrites it.
     pub target: Option<&'a [u8]>,
-    /// Forward the client's protocol upgrade (`Connection: upgrade` + its `Upgrade` field).
+    /// The peer is a trusted proxy: the client's own `Forwarded` and
+    /// `X-Forwarded-*` fields are kept (and the list fields appended to);
+    /// otherwise they are replaced by what ringway knows.
+    pub trusted_peer: bool,
+    /// Add an RFC 7239 `Forwarded` element (`[server] forwarded`).
+    pub forwarded: bool,
+    /// Forward the client's WebSocket upgrade (`Connection: upgrade`, `Upgrade: websocket`).
     pub upgrade: bool,
     /// Field lines a policy adds (JWT claims), each ending in CRLF.
     pub fields: &'a [u8],
@@ -47,6 +53,7 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
     out.extend_from_slice(b"\r\n");
     let mut xff_seen = false;
     let mut via_seen = false;
+    let (mut forwarded_seen, mut xfp_seen, mut xfh_seen) = (false, false, false);
     for h in &head.headers {
         match h.kind {
             Kind::Other
@@ -66,13 +73,16 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
             }
             Kind::XForwardedFor => xff_seen = true,
             Kind::Via => via_seen = true,
+            Kind::Forwarded => forwarded_seen = true,
+            Kind::XForwardedProto => xfp_seen = true,
+            Kind::XForwardedHost => xfh_seen = true,
             _ => {}
         }
     }
-    if let (true, Some(u)) = (fwd.upgrade, head.upgrade) {
-        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
-        out.extend_from_slice(u.get(buf));
-        out.extend_from_slice(b"\r\n");
+    if fwd.upgrade && head.upgrade.is_some() {
+        // Only the WebSocket protocol is asked for, whatever else the
+        // client listed: the upstream cannot switch to anything else.
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: websocket\r\n");
     }
     out.extend_from_slice(fwd.fields);
     match (fwd.length, head.framing) {
@@ -84,20 +94,7 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
         }
         (None, Framing::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if xff_seen {
-        join_values(out, buf, head, Kind::XForwardedFor);
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(fwd.client_ip);
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
-    out.extend_from_slice(fwd.proto);
-    out.extend_from_slice(b"\r\n");
-    if let Some(h) = client_host {
-        out.extend_from_slice(b"X-Forwarded-Host: ");
-        out.extend_from_slice(h);
-        out.extend_from_slice(b"\r\n");
-    }
+    forwarding_fields(out, buf, head, fwd, client_host, (xff_seen, xfp_seen, xfh_seen, forwarded_seen));
     out.extend_from_slice(b"Via: ");
     if via_seen {
         join_values(out, buf, head, Kind::Via);
@@ -108,6 +105,92 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
     } else {
         b"1.1 ringway\r\n\r\n"
     });
+}
+
+/// `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From a trusted proxy,
+/// what the client sent is kept (and the lists appended to); from anyone
+/// else it is replaced. `seen`: which of XFF, XFP, XFH, Forwarded it sent.
+fn forwarding_fields(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    fwd: &Forward<'_>,
+    client_host: Option<&[u8]>,
+    (xff, xfp, xfh, forwarded): (bool, bool, bool, bool),
+) {
+    let keep = |seen: bool| seen && fwd.trusted_peer;
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if keep(xff) {
+        join_values(out, buf, head, Kind::XForwardedFor);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(fwd.client_ip);
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    if keep(xfp) {
+        join_values(out, buf, head, Kind::XForwardedProto);
+    } else {
+        out.extend_from_slice(fwd.proto);
+    }
+    out.extend_from_slice(b"\r\n");
+    if keep(xfh) {
+        out.extend_from_slice(b"X-Forwarded-Host: ");
+        join_values(out, buf, head, Kind::XForwardedHost);
+        out.extend_from_slice(b"\r\n");
+    } else if let Some(h) = client_host {
+        out.extend_from_slice(b"X-Forwarded-Host: ");
+        out.extend_from_slice(h);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !fwd.forwarded && !keep(forwarded) {
+        return;
+    }
+    out.extend_from_slice(b"Forwarded: ");
+    if keep(forwarded) {
+        join_values(out, buf, head, Kind::Forwarded);
+        if !fwd.forwarded {
+            out.extend_from_slice(b"\r\n");
+            return;
+        }
+        out.extend_from_slice(b", ");
+    }
+    forwarded_element(out, fwd.client_ip, fwd.proto, client_host);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One RFC 7239 element: `for=…;proto=…;host=…`. An IPv6 address is
+/// bracketed and quoted (`for="[2001:db8::1]"`); a host that is not a token
+/// (a port's `:`) is quoted, `"` and `\` escaped.
+pub fn forwarded_element(out: &mut Vec<u8>, client_ip: &[u8], proto: &[u8], host: Option<&[u8]>) {
+    out.extend_from_slice(b"for=");
+    if client_ip.contains(&b':') {
+        out.extend_from_slice(b"\"[");
+        out.extend_from_slice(client_ip);
+        out.extend_from_slice(b"]\"");
+    } else {
+        out.extend_from_slice(client_ip);
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(proto);
+    if let Some(h) = host.filter(|h| !h.is_empty()) {
+        out.extend_from_slice(b";host=");
+        if h.iter().all(|&b| is_tchar(b)) {
+            out.extend_from_slice(h);
+        } else {
+            out.push(b'"');
+            for &b in h {
+                if b == b'"' || b == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        }
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn join_values(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, kind: Kind) {
@@ -286,6 +369,59 @@ mod tests {
     use super::*;
     use crate::h1::{Limits, request};
 
+    fn forward_with(raw: &[u8], client_ip: &[u8], trusted_peer: bool) -> String {
+        let mut head = request::RequestHead::default();
+        assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
+        let mut out = Vec::new();
+        let fwd = Forward {
+            trusted_peer,
+            forwarded: true,
+            client_ip,
+            proto: b"https",
+            host: None,
+            target: None,
+            upgrade: false,
+            fields: b"",
+            replaced: &[],
+            request_id: None,
+            length: None,
+        };
+        request_head(&mut out, raw, &head, &fwd);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn forwarding_fields_from_anyone_are_replaced_and_from_trusted_proxies_kept() {
+        let raw = b"GET / HTTP/1.1\r\nHost: api.test:8443\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: front.test\r\nForwarded: for=10.0.0.1;proto=http\r\n\r\n";
+        let s = forward_with(raw, b"192.0.2.7", false);
+        assert!(s.contains("X-Forwarded-For: 192.0.2.7\r\n"), "{s}");
+        assert!(s.contains("X-Forwarded-Proto: https\r\n"), "{s}");
+        assert!(s.contains("X-Forwarded-Host: api.test:8443\r\n"), "{s}");
+        assert!(s.contains("Forwarded: for=192.0.2.7;proto=https;host=\"api.test:8443\"\r\n"), "{s}");
+        assert_eq!(s.matches("orwarded").count(), 4, "{s}");
+        let s = forward_with(raw, b"2001:db8::7", true);
+        assert!(s.contains("X-Forwarded-For: 10.0.0.1, 2001:db8::7\r\n"), "{s}");
+        assert!(s.contains("X-Forwarded-Proto: http\r\n"), "{s}");
+        assert!(s.contains("X-Forwarded-Host: front.test\r\n"), "{s}");
+        assert!(
+            s.contains("Forwarded: for=10.0.0.1;proto=http, for=\"[2001:db8::7]\";proto=https;host=\"api.test:8443\"\r\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn forwarded_hosts_are_quoted_when_they_are_not_tokens() {
+        let mut out = Vec::new();
+        forwarded_element(&mut out, b"192.0.2.1", b"http", Some(b"plain.test"));
+        assert_eq!(out, b"for=192.0.2.1;proto=http;host=plain.test");
+        out.clear();
+        forwarded_element(&mut out, b"192.0.2.1", b"http", Some(b"a\"b"));
+        assert_eq!(out, b"for=192.0.2.1;proto=http;host=\"a\\\"b\"");
+        out.clear();
+        forwarded_element(&mut out, b"::1", b"https", None);
+        assert_eq!(out, b"for=\"[::1]\";proto=https");
+    }
+
     #[test]
     fn forwarded_request_drops_hop_by_hop_and_appends_xff() {
         let raw = b"POST /p?q=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, x-hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: foo\r\nProxy-Connection: keep-alive\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nContent-Length: 3\r\nX-Keep: yes\r\n\r\n";
@@ -297,6 +433,8 @@ mod tests {
             raw,
             &head,
             &Forward {
+                trusted_peer: true,
+                forwarded: true,
                 client_ip: b"127.0.0.1",
                 proto: b"http",
                 host: None,
@@ -320,14 +458,14 @@ mod tests {
             "Upgrade",
             "Proxy-Connection",
             "Connection",
-            "https",
         ] {
             assert!(!s.contains(gone), "{gone} leaked into {s}");
         }
         assert!(s.contains("X-Keep: yes\r\n"));
         assert!(s.contains("Content-Length: 3\r\n"));
         assert!(s.contains("X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n"));
-        assert!(s.contains("X-Forwarded-Proto: http\r\n"));
+        // From a trusted proxy its X-Forwarded-Proto stays.
+        assert!(s.contains("X-Forwarded-Proto: https\r\n"));
         assert!(s.contains("X-Forwarded-Host: example.com\r\n"));
         assert!(s.ends_with("Via: 1.1 ringway\r\n\r\n"));
     }
@@ -339,6 +477,8 @@ mod tests {
         assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
         let mut out = Vec::new();
         let fwd = Forward {
+            trusted_peer: false,
+            forwarded: true,
             client_ip: b"127.0.0.1",
             proto: b"http",
             host: None,

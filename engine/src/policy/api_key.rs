@@ -5,9 +5,9 @@
 //! looked up. Each key's plan gives a token bucket (rate, burst) and a quota
 //! per UTC day, week (from Monday) or month.
 //!
-//! Buckets are per worker: each of N workers admits `rate / N` and
-//! `burst / N` (at least 1), so the gateway as a whole admits about the
-//! plan's rate. Quotas are exact across workers: each key has one shared
+//! A key's bucket is shared by all workers (`crate::limit`): `burst = 3`
+//! admits exactly 3, whichever cores the connections landed on, and it is
+//! kept across reloads while the plan's limit stays. Quotas are exact across workers: each key has one shared
 //! [`Ledger`] (one atomic word: period and count), and a worker takes leases
 //! of several requests from it at a time, smaller as the quota runs low, so
 //! the shared word is touched once per lease, not per request. The ledger
@@ -60,17 +60,11 @@ impl Policy for KeySource {
             // A request from before a reload: checked, not counted.
             return ControlFlow::Continue(());
         }
-        let (now, unix) = (cx.now(), cx.unix());
+        let times = (crate::limit::now(), cx.unix());
         let key = &keys.keys[k];
         let plan = &keys.plans[key.plan];
-        match charge(
-            &mut cx.keys[k],
-            plan,
-            &key.ledger,
-            cx.env.workers,
-            now,
-            unix,
-        ) {
+        let limits = (&*key.ledger, key.bucket.as_ref());
+        match charge(&mut cx.keys[k], plan, limits, cx.env.workers, times) {
             Ok(()) => ControlFlow::Continue(()),
             Err(Over::Rate(secs)) => cx.too_many(secs, "too many requests"),
             Err(Over::Quota(secs)) => {
@@ -137,6 +131,9 @@ pub struct Key {
     pub plan: usize,
     /// The key's quota count, shared by all workers and snapshots.
     pub ledger: std::sync::Arc<Ledger>,
+    /// The plan's bucket for this key (shared by all workers, kept across
+    /// reloads while the plan's rate and burst stay) and its limit.
+    pub bucket: Option<(std::sync::Arc<crate::limit::Bucket>, crate::limit::Rate)>,
 }
 
 /// Every key and plan of the config.
@@ -327,11 +324,17 @@ fn compile_key(
             return;
         }
         out.by_hash.insert(hash, out.keys.len());
+        let bucket = out.plans[plan].rate.map(|(rate, burst)| {
+            let limit = crate::limit::Rate::new(rate, burst);
+            let id: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            (crate::limit::shared(&format!("key:{id}"), limit), limit)
+        });
         out.keys.push(Key {
             name: k.name.get_ref().clone(),
             hash,
             plan,
             ledger: Ledger::of(&hash),
+            bucket,
         });
     }
 }

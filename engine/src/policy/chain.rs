@@ -52,6 +52,9 @@ pub struct Compile<'a> {
     pub base: &'a Path,
     /// The route's path parameters (none for an inherited table).
     pub params: &'a [&'a str],
+    /// The route's identity (host, methods, path; empty for an inherited
+    /// table): shared limit state is kept across reloads under it.
+    pub route: &'a str,
 }
 
 /// Expands the policy table into the chain, the inherited tables, the names.
@@ -179,7 +182,11 @@ macro_rules! policy_items {
             /// `cors.allow_origins[0]`, ... below their owner), keeping those that compile.
             pub fn checked(self, base: &Path) -> (Tables<'a>, Vec<Problem>) {
                 let mut problems = Vec::new();
-                let cx = Compile { base, params: &[] };
+                let cx = Compile {
+                    base,
+                    params: &[],
+                    route: "",
+                };
                 let tables = Tables {
                     $($n: self.$n.filter(|&t| {
                         one::<$t>(Some(t), stringify!($n), &cx, &mut problems).is_some()

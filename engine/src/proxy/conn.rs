@@ -189,7 +189,13 @@ async fn read_head(
     loop {
         if !rbuf.is_empty() {
             match request::parse(rbuf, &snap.limits, head) {
-                Ok(true) => return Ok(true),
+                Ok(true) => {
+                    // Before anything reads the path: dot segments resolved.
+                    return match head.normalize_path(rbuf, snap.merge_slashes) {
+                        Ok(()) => Ok(true),
+                        Err(_) => Err((400, "the path climbs above the root")),
+                    };
+                }
                 Ok(false) => {}
                 Err(e) => return Err((e.status(), e.as_str())),
             }

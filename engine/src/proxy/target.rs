@@ -62,12 +62,9 @@ pub async fn choose_target<'a>(ex: &mut Exchange<'a>, m: &Match) -> Step<Chosen<
     if let Some(n) = ex.head.framing.known_length() {
         ex.outcome.body_in = n;
     }
-    // Tunnels splice between plain sockets; upgrades over TLS are not let through yet.
-    ex.info.upgrading = route.websocket
-        && ex.head.upgrade.is_some()
-        && !ex.head.has_body()
-        && !ex.client.is_tls()
-        && !target.tls;
+    // Only WebSocket upgrades reach here (`h1::request`); they tunnel over
+    // plain sockets or TLS on either side.
+    ex.info.upgrading = route.websocket && ex.head.upgrade.is_some() && !ex.head.has_body();
     let request_target = match map_target(ex, route, m, request_target) {
         Ok(t) => t,
         Err(message) => return Err(reject(ex, 400, message).await),

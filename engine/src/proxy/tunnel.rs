@@ -1,6 +1,9 @@
 //! The tunnel an upgraded connection becomes (a 101 from the upstream on a
 //! `websocket` route): both directions relayed until both sides have closed
-//! or nothing moved either way for `tunnel_idle`. Plain sockets only.
+//! or nothing moved either way for `tunnel_idle`. Between two plain sockets
+//! the bytes move by splice(2); when either side is TLS, each connection is
+//! split into a read half and a write half (`ringway_tls::TlsStream::into_split`)
+//! and the bytes are copied through rustls, with the same idle rule.
 
 use super::local::{Active, Pools, Worker};
 use super::relay::{PIPE_CHUNK, write_all};
@@ -27,11 +30,173 @@ pub async fn tunnel(w: &Worker, client: Client, t: Box<Handover>) {
         active,
     } = *t;
     let idle = w.snapshot().timeouts.tunnel_idle;
-    // Upgrades are only let through between plain sockets (`choose_target`).
-    if let (Client::Plain(c), UpConn::Plain(u)) = (client, upstream) {
-        splice_both_ways(&w.pools, c, u, (&active.rbuf, &upstream_pending), idle).await;
+    let pending = (&active.rbuf[..], &upstream_pending[..]);
+    match (client, upstream) {
+        (Client::Plain(c), UpConn::Plain(u)) => {
+            splice_both_ways(&w.pools, c, u, pending, idle).await;
+        }
+        (client, upstream) => {
+            let (cr, cw) = halves::client(client);
+            let (ur, uw) = halves::upstream(upstream);
+            let run = copy_both_ways(&w.pools, (cr, cw), (ur, uw), pending, idle);
+            // Boxed: TLS tunnels are rare; their state stays out of other futures.
+            Box::pin(run).await;
+        }
     }
     w.put_active(active);
+}
+
+/// Like [`splice_both_ways`], for tunnels with TLS on either side: bytes are
+/// copied through the halves of each connection.
+async fn copy_both_ways(
+    pools: &Pools,
+    (mut cr, mut cw): (halves::Reader, halves::Writer),
+    (mut ur, mut uw): (halves::Reader, halves::Writer),
+    (client_pending, upstream_pending): (&[u8], &[u8]),
+    idle: std::time::Duration,
+) {
+    let first = async {
+        uw.write_all(client_pending).await?;
+        cw.write_all(upstream_pending).await
+    };
+    if !matches!(monoio::time::timeout(idle, first).await, Ok(Ok(()))) {
+        return;
+    }
+    let last = std::cell::Cell::new(std::time::Instant::now());
+    let up = async {
+        copy_one_way(pools, &mut cr, &mut uw, &last).await;
+        // The client finished sending: pass that on, keep the other direction.
+        let _ = uw.shutdown().await;
+    };
+    let down = async {
+        copy_one_way(pools, &mut ur, &mut cw, &last).await;
+        let _ = cw.shutdown().await;
+    };
+    monoio::select! {
+        _ = async { monoio::join!(up, down) } => {}
+        _ = watchdog(&last, idle) => {}
+    }
+}
+
+/// Copies from `src` to `dst` until end of stream or an error.
+async fn copy_one_way(
+    pools: &Pools,
+    src: &mut halves::Reader,
+    dst: &mut halves::Writer,
+    last: &std::cell::Cell<std::time::Instant>,
+) {
+    let mut buf = pools.take_buf();
+    loop {
+        buf.clear();
+        match src.read_into(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        last.set(std::time::Instant::now());
+        if dst.write_all(&buf).await.is_err() {
+            break;
+        }
+    }
+    pools.put_buf(buf);
+}
+
+/// Ends when nothing has moved either way for `idle`.
+async fn watchdog(last: &std::cell::Cell<std::time::Instant>, idle: std::time::Duration) {
+    loop {
+        let quiet = last.get().elapsed();
+        if quiet >= idle {
+            return;
+        }
+        monoio::time::sleep(idle - quiet).await;
+    }
+}
+
+/// The two halves of a client or upstream connection, plain or TLS.
+mod halves {
+    use super::super::stream::{Client, Upstream};
+    use monoio::buf::IoBufMut;
+    use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+    use monoio::net::TcpStream;
+    use ringway_tls::rustls::{ClientConnection, ServerConnection};
+    use ringway_tls::{TlsReadHalf, TlsWriteHalf};
+    use std::io;
+
+    pub enum Reader {
+        Plain(OwnedReadHalf<TcpStream>),
+        Server(TlsReadHalf<ServerConnection>),
+        Client(TlsReadHalf<ClientConnection>),
+    }
+
+    pub enum Writer {
+        Plain(OwnedWriteHalf<TcpStream>),
+        Server(TlsWriteHalf<ServerConnection>),
+        Client(TlsWriteHalf<ClientConnection>),
+    }
+
+    pub fn client(c: Client) -> (Reader, Writer) {
+        match c {
+            Client::Plain(s) => {
+                let (r, w) = s.into_split();
+                (Reader::Plain(r), Writer::Plain(w))
+            }
+            Client::Tls(s) => {
+                let (r, w) = s.into_split();
+                (Reader::Server(r), Writer::Server(w))
+            }
+        }
+    }
+
+    pub fn upstream(u: Upstream) -> (Reader, Writer) {
+        match u {
+            Upstream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (Reader::Plain(r), Writer::Plain(w))
+            }
+            Upstream::Tls(s) => {
+                let (r, w) = s.into_split();
+                (Reader::Client(r), Writer::Client(w))
+            }
+        }
+    }
+
+    impl Reader {
+        /// Reads onto the end of `buf` (within its capacity); `Ok(0)` at the end.
+        pub async fn read_into(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+            match self {
+                Reader::Plain(r) => {
+                    let owned = std::mem::take(buf);
+                    let (len, cap) = (owned.len(), owned.capacity());
+                    let (res, slice) = r.read(owned.slice_mut(len..cap)).await;
+                    *buf = slice.into_inner();
+                    res
+                }
+                Reader::Server(r) => r.read_into(buf).await,
+                Reader::Client(r) => r.read_into(buf).await,
+            }
+        }
+    }
+
+    impl Writer {
+        pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+            if data.is_empty() {
+                return Ok(());
+            }
+            match self {
+                Writer::Plain(w) => w.write_all(data.to_vec()).await.0.map(drop),
+                Writer::Server(w) => w.write_all(data).await,
+                Writer::Client(w) => w.write_all(data).await,
+            }
+        }
+
+        /// Passes end of stream on (TLS: `close_notify`, then FIN).
+        pub async fn shutdown(&mut self) -> io::Result<()> {
+            match self {
+                Writer::Plain(w) => w.shutdown().await,
+                Writer::Server(w) => w.shutdown().await,
+                Writer::Client(w) => w.shutdown().await,
+            }
+        }
+    }
 }
 
 /// Runs an upgraded connection (after a 101) as a bidirectional tunnel until
@@ -68,18 +233,9 @@ async fn splice_both_ways(
         pump(pools, &mut ur, &mut cw, &last).await;
         crate::sys::shutdown_write(cfd);
     };
-    let watchdog = async {
-        loop {
-            let quiet = last.get().elapsed();
-            if quiet >= idle {
-                return;
-            }
-            monoio::time::sleep(idle - quiet).await;
-        }
-    };
     monoio::select! {
         _ = async { monoio::join!(up, down) } => {}
-        _ = watchdog => {}
+        _ = watchdog(&last, idle) => {}
     }
 }
 

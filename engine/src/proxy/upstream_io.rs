@@ -48,6 +48,8 @@ pub fn write_request_head(
             host: (!chosen.route.preserve_host || ex.head.host.is_none())
                 .then_some(chosen.target.authority.as_bytes()),
             target: chosen.request_target.get(buf),
+            trusted_peer: ex.snap.trusted_proxies.contains(ex.peer),
+            forwarded: ex.snap.forwarded,
             upgrade: ex.info.upgrading,
             fields: ex.upstream_fields,
             replaced: &chosen.route.policies.replaced,

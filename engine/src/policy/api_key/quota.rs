@@ -1,13 +1,14 @@
-//! Usage plan limits on one key: the plan's token bucket, and the quota
-//! per UTC day, week (from Monday) or month, counted exactly across
-//! workers in one shared [`Ledger`] per key from which each worker leases
-//! several requests at a time.
+//! Usage plan limits on one key: the plan's token bucket (one per key,
+//! shared by every worker: see [`crate::limit`]), and the quota per UTC
+//! day, week (from Monday) or month, counted exactly across workers in one
+//! shared [`Ledger`] per key from which each worker leases several requests
+//! at a time.
 
 use super::KeyHash;
 use crate::calendar::{self, DAY};
-use crate::policy::throttle::{Bucket, share};
+use crate::limit::{self, Rate};
+use crate::policy::throttle::retry_after;
 use std::collections::HashMap;
-use std::time::Instant;
 
 /// The period a quota counts over, in UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +95,6 @@ impl Ledger {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyState {
     pub hash: KeyHash,
-    bucket: Option<Bucket>,
     /// The quota period the lease belongs to (see [`period_of`]).
     window: u64,
     /// Requests this worker may still admit from its last lease.
@@ -105,14 +105,13 @@ impl KeyState {
     pub fn new(hash: KeyHash) -> KeyState {
         KeyState {
             hash,
-            bucket: None,
             window: 0,
             lease: 0,
         }
     }
 
-    /// The same key under a reloaded plan: the bucket starts over; the
-    /// lease goes (the limit may have changed), the shared count stays.
+    /// The same key under a reloaded plan: the lease goes (the limit may
+    /// have changed); the shared count and bucket stay (see `Key`).
     pub fn carried(&self) -> KeyState {
         KeyState::new(self.hash)
     }
@@ -125,15 +124,15 @@ pub enum Over {
     Quota(u64),
 }
 
-/// Data plane: charges one request to the key under `plan`, on worker
-/// `worker` of `workers`. `unix` is the wall clock in seconds.
+/// Data plane: charges one request to the key under `plan`, with
+/// `workers` workers leasing from the ledger. `now` is [`limit::now`] (for
+/// the bucket), `unix` the wall clock in seconds (for the quota period).
 pub fn charge(
     state: &mut KeyState,
     plan: &Plan,
-    ledger: &Ledger,
+    (ledger, bucket): (&Ledger, Option<&(std::sync::Arc<limit::Bucket>, Rate)>),
     workers: usize,
-    now: Instant,
-    unix: u64,
+    (now, unix): (u64, u64),
 ) -> Result<(), Over> {
     if let Some(q) = plan.quota {
         let window = period_of(q.period, unix);
@@ -151,10 +150,10 @@ pub fn charge(
             ));
         }
     }
-    if let Some((rate, burst)) = plan.rate {
-        let (r, b) = share(rate, burst, workers);
-        let bucket = state.bucket.get_or_insert_with(|| Bucket::full(b, now));
-        bucket.take(r, b, now).map_err(Over::Rate)?;
+    if let Some((bucket, rate)) = bucket {
+        bucket
+            .take(*rate, now)
+            .map_err(|wait| Over::Rate(retry_after(wait)))?;
     }
     // Counted only once admitted: a request the rate refuses keeps its lease.
     if plan.quota.is_some() {
@@ -290,27 +289,29 @@ mod tests {
                 period: Period::Day,
             }),
         };
+        let limit = Rate::new(1.0, 2.0);
+        let bucket = (std::sync::Arc::new(limit::Bucket::default()), limit);
         let mut s = KeyState::new([0; 32]);
         let ledger = Ledger::default();
-        let t0 = Instant::now();
+        let key = (&ledger, Some(&bucket));
+        let t0 = 10 * SEC;
         let unix = 1_795_773_600;
-        assert_eq!(charge(&mut s, &plan, &ledger, 1, t0, unix), Ok(()));
-        assert_eq!(charge(&mut s, &plan, &ledger, 1, t0, unix), Ok(()));
+        assert_eq!(charge(&mut s, &plan, key, 1, (t0, unix)), Ok(()));
+        assert_eq!(charge(&mut s, &plan, key, 1, (t0, unix)), Ok(()));
+        assert_eq!(charge(&mut s, &plan, key, 1, (t0, unix)), Err(Over::Rate(1)));
+        let t1 = t0 + SEC;
+        assert_eq!(charge(&mut s, &plan, key, 1, (t1, unix + 1)), Ok(()));
+        let t2 = t1 + 5 * SEC;
         assert_eq!(
-            charge(&mut s, &plan, &ledger, 1, t0, unix),
-            Err(Over::Rate(1))
-        );
-        let t1 = t0 + std::time::Duration::from_secs(1);
-        assert_eq!(charge(&mut s, &plan, &ledger, 1, t1, unix + 1), Ok(()));
-        let t2 = t1 + std::time::Duration::from_secs(5);
-        assert_eq!(
-            charge(&mut s, &plan, &ledger, 1, t2, unix + 6),
+            charge(&mut s, &plan, key, 1, (t2, unix + 6)),
             Err(Over::Quota(14 * 3600 - 6))
         );
         // A new day starts the count over.
         assert_eq!(
-            charge(&mut s, &plan, &ledger, 1, t2, unix + 14 * 3600),
+            charge(&mut s, &plan, key, 1, (t2, unix + 14 * 3600)),
             Ok(())
         );
     }
+
+    const SEC: u64 = 1_000_000_000;
 }

@@ -17,7 +17,10 @@ fn hs_jwt(secret: &[u8], header: &str, claims: &str) -> String {
 }
 
 fn authorizer(extra: &str) -> Jwt {
-    let dir = std::env::temp_dir().join(format!("ringway-jwt-unit-{}", std::process::id()));
+    // A folder per call: tests run in parallel and each writes its JWKS file.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ringway-jwt-unit-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let jwks = format!(
         "{{\"keys\":[{{\"kty\":\"oct\",\"kid\":\"h1\",\"k\":\"{}\"}}]}}",
