@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub merge_slashes: bool,
     /// `[server] forwarded`: add an RFC 7239 `Forwarded` element upstream.
     pub forwarded: bool,
+    /// `[cluster]`: limits shared through Redis (see `crate::cluster`).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     pub driver: DriverChoice,
     pub limits: Limits,
     pub timeouts: Timeouts,

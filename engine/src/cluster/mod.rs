@@ -37,6 +37,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// The process's fleet: made by the first config with a `[cluster]` table
+/// and kept for the life of the process (its buckets and grants survive
+/// reloads; a reload with a changed table reconfigures it, see
+/// [`Fleet::reconfigure`]).
+pub fn fleet(config: ClusterConfig) -> Arc<Fleet> {
+    static FLEET: std::sync::OnceLock<Arc<Fleet>> = std::sync::OnceLock::new();
+    FLEET.get_or_init(|| Fleet::new(config)).clone()
+}
+
+/// Starts the sync thread of `fleet` unless it runs already.
+pub fn start(fleet: &Arc<Fleet>) -> std::io::Result<()> {
+    if fleet.started.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    sync::spawn(fleet.clone())
+}
+
 /// A usage plan key's (or a route's) bucket, shared fleet-wide.
 #[derive(Debug)]
 #[repr(align(64))]
@@ -189,6 +206,7 @@ pub struct Fleet {
     /// Set by a worker that ran out of its quota grant: sync now.
     wanted: AtomicBool,
     thread: Mutex<Option<std::thread::Thread>>,
+    started: AtomicBool,
     pub stats: SyncStats,
 }
 
@@ -214,6 +232,7 @@ impl Fleet {
             quotas: Mutex::new(Vec::new()),
             wanted: AtomicBool::new(false),
             thread: Mutex::new(None),
+            started: AtomicBool::new(false),
             stats: SyncStats::default(),
         })
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 pub(super) fn compile_api_keys(
     file: &model::File,
     base: &Path,
+    fleet: Option<&std::sync::Arc<crate::cluster::Fleet>>,
     c: &mut Collector<'_>,
 ) -> crate::policy::api_key::Keys {
     let keys_file = file.server.api_keys_file.as_ref().and_then(|name| {
@@ -35,7 +36,7 @@ pub(super) fn compile_api_keys(
     if let Some(extra) = &extra {
         sources.push(&extra.api_key);
     }
-    let (keys, problems) = crate::policy::api_key::compile_keys(&file.usage_plan, &sources);
+    let (keys, problems) = crate::policy::api_key::compile_keys(&file.usage_plan, &sources, fleet);
     for (src, p) in problems {
         match (src, &mut kc) {
             (1, Some(kc)) => kc.at(p.span, p.key, p.message),

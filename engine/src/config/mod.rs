@@ -55,7 +55,17 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
                 c.at(p.span, p.key, p.message);
                 Default::default()
             });
-    let api_keys = api_keys::compile_api_keys(&file, base, c);
+    let cluster = file.cluster.as_ref().and_then(|t| {
+        crate::cluster::config::compile(t, base)
+            .map_err(|problems| {
+                for (span, key, message) in problems {
+                    c.at(span, format!("cluster.{key}"), message);
+                }
+            })
+            .ok()
+    });
+    let fleet = cluster.clone().map(crate::cluster::fleet);
+    let api_keys = api_keys::compile_api_keys(&file, base, fleet.as_ref(), c);
     let request_id = server::compile_request_id(s.request_id.as_ref(), c);
     let (gateway_responses, problems) = crate::policy::responses::compile(&file.gateway_responses);
     for p in problems {
@@ -92,6 +102,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         request_id,
         gateway_responses,
         target_count: upstreams.target_count,
+        cluster,
         #[cfg(feature = "fault-injection")]
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")
             .map(|p| p.into_encoded_bytes()),

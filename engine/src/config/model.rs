@@ -29,6 +29,9 @@ pub struct File {
     /// `[gateway_responses."429"]`, `[gateway_responses.4xx]`: ringway's own error responses.
     #[serde(default)]
     pub gateway_responses: std::collections::BTreeMap<String, Spanned<GatewayResponse>>,
+    /// `[cluster]`: usage-plan limits shared by a fleet through Redis.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::config::Section>,
 }
 
 with_policy_table! { policy_fields! {

@@ -41,6 +41,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
     per_worker(&mut o, reports);
     configuration(&mut o, snap, p);
     jwks(&mut o, snap);
+    cluster(&mut o, snap);
     draining(&mut o, p);
     o
 }
@@ -338,6 +339,28 @@ fn configuration(o: &mut String, snap: &Snapshot, p: &Process) {
 }
 
 /// JWKS fetches and key sets, one series per distinct `jwks_url`.
+/// Cluster mode: whether Redis answers, and the sync thread's counters.
+fn cluster(o: &mut String, snap: &Snapshot) {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(config) = &snap.cluster else {
+        return;
+    };
+    let f = crate::cluster::fleet(config.clone());
+    family(o, "ringway_cluster_redis_up", "gauge", "1 while the last sync with Redis succeeded.");
+    let _ = writeln!(o, "ringway_cluster_redis_up {}", u8::from(f.is_up()));
+    family(o, "ringway_cluster_instances", "gauge", "Instances seen in the fleet at the last sync.");
+    let _ = writeln!(o, "ringway_cluster_instances {}", f.instances());
+    family(o, "ringway_cluster_syncs_total", "counter", "Successful syncs with Redis.");
+    let _ = writeln!(o, "ringway_cluster_syncs_total {}", f.stats.syncs.load(Relaxed));
+    family(o, "ringway_cluster_sync_errors_total", "counter", "Failed syncs, by kind.");
+    for (kind, n) in [("connect", &f.stats.connect_errors), ("command", &f.stats.command_errors)] {
+        let _ = writeln!(o, "ringway_cluster_sync_errors_total{{kind=\"{kind}\"}} {}", n.load(Relaxed));
+    }
+    family(o, "ringway_cluster_outages_total", "counter", "Times Redis went from reachable to not.");
+    let _ = writeln!(o, "ringway_cluster_outages_total {}", f.stats.outages.load(Relaxed));
+}
+
 fn jwks(o: &mut String, snap: &Snapshot) {
     let mut jwks: Vec<&std::sync::Arc<crate::policy::jwt::remote::RemoteKeys>> = Vec::new();
     for r in snap

@@ -63,13 +63,17 @@ impl Policy for KeySource {
         let times = (crate::limit::now(), cx.unix());
         let key = &keys.keys[k];
         let plan = &keys.plans[key.plan];
-        let limits = (&*key.ledger, key.bucket.as_ref());
-        match charge(&mut cx.keys[k], plan, limits, cx.env.workers, times) {
+        match charge(&mut cx.keys[k], plan, key, cx.env.workers, times) {
             Ok(()) => ControlFlow::Continue(()),
             Err(Over::Rate(secs)) => cx.too_many(secs, "too many requests"),
             Err(Over::Quota(secs)) => {
                 cx.too_many(secs, "limit exceeded: this API key's quota is used up")
             }
+            Err(Over::Wait) => ControlFlow::Break(Verdict::Wait),
+            Err(Over::Down) => ControlFlow::Break(Verdict::Reject(
+                503,
+                "the fleet's limit store is unreachable",
+            )),
         }
     }
 }
@@ -134,6 +138,17 @@ pub struct Key {
     /// The plan's bucket for this key (shared by all workers, kept across
     /// reloads while the plan's rate and burst stay) and its limit.
     pub bucket: Option<(std::sync::Arc<crate::limit::Bucket>, crate::limit::Rate)>,
+    /// Cluster mode: the key's fleet-wide bucket and quota (they replace the
+    /// local bucket and cap the local ledger).
+    pub fleet: Option<FleetLimits>,
+}
+
+/// A key's limits shared through Redis (cluster mode).
+#[derive(Debug, Clone)]
+pub struct FleetLimits {
+    pub fleet: std::sync::Arc<crate::cluster::Fleet>,
+    pub bucket: Option<std::sync::Arc<crate::cluster::FleetBucket>>,
+    pub quota: Option<std::sync::Arc<crate::cluster::FleetQuota>>,
 }
 
 /// Every key and plan of the config.
@@ -158,6 +173,7 @@ impl Keys {
 pub fn compile_keys(
     plans: &[model::UsagePlan],
     sources: &[&[model::ApiKey]],
+    fleet: Option<&std::sync::Arc<crate::cluster::Fleet>>,
 ) -> (Keys, Vec<(usize, Problem)>) {
     let mut out = Keys::default();
     let mut problems = Vec::new();
@@ -168,6 +184,11 @@ pub fn compile_keys(
         let mut problems = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             compile_key(i, k, &plan_index, &mut names, &mut out, &mut problems);
+            if let (Some(fleet), Some(key)) = (fleet, out.keys.last_mut())
+                && key.fleet.is_none()
+            {
+                key.fleet = Some(fleet_limits(fleet, key, &out.plans[key.plan]));
+            }
         }
         tagged.extend(problems.into_iter().map(|p| (src, p)));
     }
@@ -335,7 +356,20 @@ fn compile_key(
             plan,
             ledger: Ledger::of(&hash),
             bucket,
+            fleet: None,
         });
+    }
+}
+
+/// The fleet-wide bucket and quota of `key` (by its name, as on API
+/// Gateway: usage is reported per key name).
+fn fleet_limits(fleet: &std::sync::Arc<crate::cluster::Fleet>, key: &Key, plan: &Plan) -> FleetLimits {
+    FleetLimits {
+        fleet: fleet.clone(),
+        bucket: plan.rate.map(|(rate, burst)| {
+            fleet.bucket(&format!("key:{}", key.name), crate::limit::Rate::new(rate, burst))
+        }),
+        quota: Some(fleet.quota(&key.name, plan.quota.map_or(u64::MAX, |q| q.limit))),
     }
 }
 

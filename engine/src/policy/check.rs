@@ -36,6 +36,9 @@ pub enum Verdict<'c> {
     Reject(u16, &'c str),
     /// Answer from the route's mock integration.
     Mock(&'c mock::Mock),
+    /// Not decidable yet: a fleet-wide quota is being topped up from Redis
+    /// (cluster mode). Run the chain again shortly.
+    Wait,
 }
 
 /// The request as the chain sees it.

@@ -87,10 +87,30 @@ fn cores_for(pin: &Pin, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
         .collect()
 }
 
+/// Cluster mode: the fleet takes this config's `[cluster]` table and its
+/// sync thread runs (started once; a changed table reconnects it).
+fn install_cluster(snap: &Snapshot) {
+    let Some(config) = &snap.cluster else {
+        return;
+    };
+    let fleet = crate::cluster::fleet(config.clone());
+    if *fleet.config() != *config {
+        fleet.reconfigure(config.clone());
+    }
+    match crate::cluster::start(&fleet) {
+        Ok(()) => info!(
+            "cluster: limits shared through Redis at {} (sync every {:?}, on_redis_down = {:?})",
+            config.shown, config.interval, config.on_down
+        ),
+        Err(e) => error!("cluster: the sync thread did not start: {e}"),
+    }
+}
+
 /// Binds every listener and starts the workers. Errors here are startup errors.
 pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let driver = choose_driver(snapshot.driver)?;
     crate::policy::start_background(&snapshot);
+    install_cluster(&snapshot);
     let (listeners, addrs) =
         listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog)
             .map_err(|e| e.to_string())?;
@@ -217,6 +237,7 @@ impl Running {
                     return;
                 }
                 crate::policy::start_background(&next);
+                install_cluster(&next);
                 let g = next.generation;
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);

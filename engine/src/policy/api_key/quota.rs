@@ -6,7 +6,7 @@
 
 use super::KeyHash;
 use crate::calendar::{self, DAY};
-use crate::limit::{self, Rate};
+
 use crate::policy::throttle::retry_after;
 use std::collections::HashMap;
 
@@ -122,6 +122,10 @@ impl KeyState {
 pub enum Over {
     Rate(u64),
     Quota(u64),
+    /// Cluster mode: the quota is being topped up from Redis; ask again shortly.
+    Wait,
+    /// Cluster mode, `on_redis_down = "deny"`, and Redis is down: 503.
+    Down,
 }
 
 /// Data plane: charges one request to the key under `plan`, with
@@ -130,19 +134,38 @@ pub enum Over {
 pub fn charge(
     state: &mut KeyState,
     plan: &Plan,
-    (ledger, bucket): (&Ledger, Option<&(std::sync::Arc<limit::Bucket>, Rate)>),
+    key: &super::Key,
     workers: usize,
     (now, unix): (u64, u64),
 ) -> Result<(), Over> {
+    let fleet = key.fleet.as_ref();
+    if let Some(f) = fleet
+        && !f.fleet.is_up()
+        && f.fleet.on_down() == crate::cluster::OnDown::Deny
+    {
+        return Err(Over::Down);
+    }
     if let Some(q) = plan.quota {
         let window = period_of(q.period, unix);
         if window != state.window {
             state.window = window;
             state.lease = 0;
         }
+        let ledger = &key.ledger;
         if state.lease == 0 {
-            let want = lease_size(q.limit, ledger.used(window), workers);
-            state.lease = ledger.lease(window, q.limit, want);
+            // In cluster mode the ceiling is what Redis has granted this instance.
+            let used = ledger.used(window);
+            let quota = fleet.and_then(|f| f.quota.as_ref().map(|fq| (f, fq)));
+            let ceiling = quota.map_or(q.limit, |(f, fq)| fq.ceiling(&f.fleet, window, used));
+            let want = lease_size(ceiling, used, workers);
+            state.lease = ledger.lease(window, ceiling, want);
+            if state.lease == 0
+                && let Some((f, fq)) = quota
+                && fq.may_grow(&f.fleet)
+            {
+                f.fleet.want_sync();
+                return Err(Over::Wait);
+            }
         }
         if state.lease == 0 {
             return Err(Over::Quota(
@@ -150,10 +173,14 @@ pub fn charge(
             ));
         }
     }
-    if let Some((bucket, rate)) = bucket {
-        bucket
-            .take(*rate, now)
-            .map_err(|wait| Over::Rate(retry_after(wait)))?;
+    let taken = match (&key.bucket, fleet.and_then(|f| f.bucket.as_ref().map(|b| (f, b)))) {
+        (_, Some((f, b))) => b.take(&f.fleet, now),
+        (Some((bucket, rate)), None) => bucket.take(*rate, now),
+        (None, None) => Ok(()),
+    };
+    taken.map_err(|wait| Over::Rate(retry_after(wait)))?;
+    if let Some(fq) = fleet.and_then(|f| f.quota.as_ref()) {
+        fq.admitted();
     }
     // Counted only once admitted: a request the rate refuses keeps its lease.
     if plan.quota.is_some() {
