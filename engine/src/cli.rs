@@ -43,6 +43,24 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Per-day usage and the quota left of one API key (from Redis in
+    /// cluster mode, else from the running gateway's admin listener).
+    Usage {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The API key's name (`[[api_key]] name`).
+        #[arg(long)]
+        key: String,
+        /// First day, YYYY-MM-DD (default: six days before `--to`).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print JSON (as `/usage` does) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Built-in upstream + gateway + load generator on loopback, with a report.
     Demo(crate::demo::DemoArgs),
     /// Run only the built-in fast origin server (the benchmarks' common upstream).
@@ -87,6 +105,13 @@ pub fn main() -> i32 {
                 2
             }
         },
+        Command::Usage {
+            config,
+            key,
+            from,
+            to,
+            json,
+        } => usage(&config, &key, (from.as_deref(), to.as_deref()), json),
         Command::Demo(args) => crate::demo::run(&args),
         Command::Upstream {
             listen,
@@ -111,6 +136,105 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// `ringway usage`: in cluster mode asks Redis itself; otherwise the counts
+/// live in the running gateway, so it asks that gateway's admin listener.
+fn usage(path: &std::path::Path, key: &str, (from, to): (Option<&str>, Option<&str>), json: bool) -> i32 {
+    use crate::observe::usage::{report, today};
+    let snap = match config::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let (day, unix) = today();
+    let days = match crate::cluster::usage::Days::parse(from, to, day) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ringway usage: {e}");
+            return 2;
+        }
+    };
+    if snap.cluster.is_some() {
+        return match report(&snap, key, days, unix) {
+            Ok(r) => {
+                print!("{}", if json { r.to_json() } else { r.to_text() });
+                0
+            }
+            Err((_, message)) => {
+                eprintln!("ringway usage: {message}");
+                1
+            }
+        };
+    }
+    let Some(admin) = snap.admin else {
+        eprintln!(
+            "ringway usage: {} has no [cluster] and no [server.admin]: the counts live in the running gateway, which needs an admin listener to report them",
+            path.display()
+        );
+        return 2;
+    };
+    let target = format!(
+        "/usage?key={key}&from={}&to={}",
+        crate::cluster::usage::day_name(days.from),
+        crate::cluster::usage::day_name(days.to)
+    );
+    match admin_get(admin, &target) {
+        Ok((200, body)) if json => {
+            print!("{body}");
+            0
+        }
+        Ok((200, body)) => match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(v) => {
+                print!("{}", usage_text(&v));
+                0
+            }
+            Err(_) => {
+                print!("{body}");
+                0
+            }
+        },
+        Ok((status, body)) => {
+            eprintln!("ringway usage: {status} from {admin}: {}", body.trim());
+            1
+        }
+        Err(e) => {
+            eprintln!("ringway usage: the gateway's admin listener at {admin} did not answer: {e}");
+            1
+        }
+    }
+}
+
+/// A `/usage` JSON document as the text `ringway usage` prints.
+fn usage_text(v: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut s = format!("key {} (plan {}), from {}\n", v["key"], v["plan"], v["source"]).replace('"', "");
+    for d in v["days"].as_array().into_iter().flatten() {
+        let _ = writeln!(s, "{}  {}", d["date"].as_str().unwrap_or("?"), d["used"]);
+    }
+    match v["quota"].as_object() {
+        Some(q) => {
+            let _ = writeln!(s, "quota: {} of {} left this {}", q["remaining"], q["limit"], q["period"].as_str().unwrap_or("?"));
+        }
+        None => s.push_str("quota: none\n"),
+    }
+    s
+}
+
+/// A plain HTTP/1.1 GET to the admin listener: status and body.
+fn admin_get(addr: std::net::SocketAddr, target: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, body.to_string()))
 }
 
 fn serve(path: PathBuf, driver: Option<String>) -> i32 {

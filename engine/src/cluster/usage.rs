@@ -8,7 +8,82 @@
 
 use super::ClusterConfig;
 use crate::calendar;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One API key's admitted requests per UTC day, in this process (for
+/// `/usage` without a cluster). Today's count is one atomic word (day in
+/// the high 24 bits, count in the low 40); past days move to a map when the
+/// day changes (once a day).
+#[derive(Debug, Default)]
+pub struct Book {
+    today: AtomicU64,
+    past: Mutex<BTreeMap<i64, u64>>,
+}
+
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+impl Book {
+    /// The book of the key named `name`: the same for the life of the process.
+    pub fn of(name: &str) -> Arc<Book> {
+        static ALL: OnceLock<Mutex<HashMap<String, Arc<Book>>>> = OnceLock::new();
+        let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Counts one admitted request on `day` (days since the epoch).
+    #[inline]
+    pub fn add(&self, day: i64) {
+        let d = day as u64 & ((1 << (64 - COUNT_BITS)) - 1);
+        let mut cur = self.today.load(Ordering::Relaxed);
+        loop {
+            let (cur_day, count) = (cur >> COUNT_BITS, cur & COUNT_MASK);
+            let next = if cur_day == d {
+                cur + 1
+            } else if d < cur_day {
+                // A request stamped just before midnight, counted just after.
+                *self.past().entry(d as i64).or_default() += 1;
+                return;
+            } else {
+                (d << COUNT_BITS) | 1
+            };
+            match self
+                .today
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if cur_day != d && count > 0 {
+                        *self.past().entry(cur_day as i64).or_default() += count;
+                    }
+                    return;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    fn past(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, u64>> {
+        self.past.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The count of each day of `days`.
+    pub fn per_day(&self, days: Days) -> Vec<(i64, u64)> {
+        let now = self.today.load(Ordering::Acquire);
+        let past = self.past();
+        days.iter()
+            .map(|d| {
+                let mut n = past.get(&d).copied().unwrap_or(0);
+                if (now >> COUNT_BITS) as i64 == d {
+                    n += now & COUNT_MASK;
+                }
+                (d, n)
+            })
+            .collect()
+    }
+}
 
 /// A day range, inclusive, as days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +218,19 @@ pub fn from_redis(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_book_keeps_days_apart() {
+        let b = Book::default();
+        for _ in 0..3 {
+            b.add(100);
+        }
+        b.add(101);
+        b.add(100);
+        b.add(101);
+        let r = b.per_day(Days { from: 99, to: 102 });
+        assert_eq!(r, vec![(99, 0), (100, 4), (101, 2), (102, 0)]);
+    }
 
     #[test]
     fn dates_and_ranges() {

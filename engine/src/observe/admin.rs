@@ -100,7 +100,6 @@ struct Asked {
     get: bool,
     path: Vec<u8>,
     /// The query string (for `/usage`).
-    #[allow(dead_code)]
     query: Vec<u8>,
 }
 
@@ -212,7 +211,42 @@ async fn answer(asked: &Asked, admin: &Admin) -> (u16, &'static str, String) {
         }
         b"/healthz" => (200, "text/plain", "ok\n".to_string()),
         b"/config" => (200, "application/json", config_json(&shared.latest())),
+        b"/usage" => usage(&asked.query, shared).await,
         _ => (404, "text/plain", "not found\n".to_string()),
+    }
+}
+
+/// `GET /usage?key=NAME&from=…&to=…`. Made on a thread of its own (in
+/// cluster mode it asks Redis, a blocking client), waited for without
+/// blocking other admin connections.
+async fn usage(query: &[u8], shared: &Shared) -> (u16, &'static str, String) {
+    use super::usage::{query_value, report, today};
+    let Some(key) = query_value(query, "key") else {
+        return (400, "text/plain", "give ?key=NAME\n".into());
+    };
+    let (day, unix) = today();
+    let from = query_value(query, "from");
+    let to = query_value(query, "to");
+    let days = match crate::cluster::usage::Days::parse(from.as_deref(), to.as_deref(), day) {
+        Ok(d) => d,
+        Err(e) => return (400, "text/plain", format!("{e}\n")),
+    };
+    let snap = shared.latest();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(report(&snap, &key, days, unix));
+    });
+    loop {
+        match rx.try_recv() {
+            Ok(Ok(r)) => return (200, "application/json", r.to_json()),
+            Ok(Err((status, message))) => return (status, "text/plain", format!("{message}\n")),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                return (500, "text/plain", "the usage report failed\n".into());
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                monoio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
     }
 }
 

@@ -141,6 +141,8 @@ pub struct Key {
     /// Cluster mode: the key's fleet-wide bucket and quota (they replace the
     /// local bucket and cap the local ledger).
     pub fleet: Option<FleetLimits>,
+    /// Admitted requests per day, for `/usage` (by name, kept across reloads).
+    pub book: std::sync::Arc<crate::cluster::usage::Book>,
 }
 
 /// A key's limits shared through Redis (cluster mode).
@@ -357,6 +359,7 @@ fn compile_key(
             ledger: Ledger::of(&hash),
             bucket,
             fleet: None,
+            book: crate::cluster::usage::Book::of(k.name.get_ref()),
         });
     }
 }

@@ -181,6 +181,8 @@ pub fn charge(
     taken.map_err(|wait| Over::Rate(retry_after(wait)))?;
     if let Some(fq) = fleet.and_then(|f| f.quota.as_ref()) {
         fq.admitted();
+    } else {
+        key.book.add((unix / DAY) as i64);
     }
     // Counted only once admitted: a request the rate refuses keeps its lease.
     if plan.quota.is_some() {
