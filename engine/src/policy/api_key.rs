@@ -445,7 +445,7 @@ mod tests {
             "[[usage_plan]]\nname = \"basic\"\nrate = 0\nquota = { limit = 5, period = \"year\" }\n\n[[api_key]]\nname = \"a\"\nvalue = \"k\"\nplan = \"gold\"\n\n[[api_key]]\nname = \"b\"\nvalue_sha256 = \"zz\"\nplan = \"basic\"\n",
         )
         .unwrap();
-        let (_, problems) = compile_keys(&f.usage_plan, &[&f.api_key]);
+        let (_, problems) = compile_keys(&f.usage_plan, &[&f.api_key], None);
         let keys: Vec<&str> = problems.iter().map(|(_, p)| p.key.as_str()).collect();
         assert_eq!(
             keys,

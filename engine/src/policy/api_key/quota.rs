@@ -318,11 +318,17 @@ mod tests {
                 period: Period::Day,
             }),
         };
-        let limit = Rate::new(1.0, 2.0);
-        let bucket = (std::sync::Arc::new(limit::Bucket::default()), limit);
+        let limit = crate::limit::Rate::new(1.0, 2.0);
+        let key = &super::super::Key {
+            name: "unit".into(),
+            hash: [0; 32],
+            plan: 0,
+            ledger: std::sync::Arc::new(Ledger::default()),
+            bucket: Some((std::sync::Arc::new(crate::limit::Bucket::default()), limit)),
+            fleet: None,
+            book: std::sync::Arc::new(crate::cluster::usage::Book::default()),
+        };
         let mut s = KeyState::new([0; 32]);
-        let ledger = Ledger::default();
-        let key = (&ledger, Some(&bucket));
         let t0 = 10 * SEC;
         let unix = 1_795_773_600;
         assert_eq!(charge(&mut s, &plan, key, 1, (t0, unix)), Ok(()));
