@@ -10,7 +10,9 @@ pub mod units;
 
 use crate::h1::Limits;
 use crate::h1::limits::{MAX_HEAD_BYTES_CEILING, MAX_HEADERS_CEILING};
-use crate::snapshot::{DriverChoice, Route, Snapshot, Target, Timeouts, Upstream, UpstreamTls};
+use crate::snapshot::{
+    DriverChoice, ProxyVersion, Route, Snapshot, Target, Timeouts, Upstream, UpstreamTls,
+};
 use error::Collector;
 pub use error::ConfigError;
 use model::Pin;
@@ -95,10 +97,11 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     let base = path.parent().unwrap_or(Path::new("."));
     let mut listen = Vec::new();
     let mut listen_tls = Vec::new();
+    let mut listen_proxy = Vec::new();
     for (i, l) in s.listen.iter().enumerate() {
-        let (addr, tls) = match l.get_ref() {
-            model::Listen::Addr(a) => (a.as_str(), None),
-            model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref()),
+        let (addr, tls, proxy) = match l.get_ref() {
+            model::Listen::Addr(a) => (a.as_str(), None, None),
+            model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref(), t.proxy_protocol.as_ref()),
         };
         match resolve_one(addr) {
             Ok(a) if a.port() != 0 && listen.contains(&a) => c.at(
@@ -108,6 +111,22 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             ),
             Ok(a) => {
                 listen.push(a);
+                listen_proxy.push(match proxy {
+                    None => false,
+                    Some(toml::Value::Boolean(b)) => *b,
+                    Some(other) => {
+                        let (key, found) = (
+                            format!("server.listen[{i}].proxy_protocol"),
+                            other.type_str(),
+                        );
+                        c.at(
+                            l.span(),
+                            key,
+                            format!("expected true or false, found a {found}"),
+                        );
+                        false
+                    }
+                });
                 listen_tls.push(tls.and_then(|t| compile_server_tls(t, base, l.span(), i, c)));
             }
             Err(m) => c.at(l.span(), format!("server.listen[{i}]"), m),
@@ -266,6 +285,20 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
             max_idle_per_target: u.max_idle_per_target,
             idle_timeout: u.idle_timeout.0,
             tls,
+            send_proxy: u
+                .send_proxy_protocol
+                .as_ref()
+                .and_then(|v| match v.get_ref().as_str() {
+                    "v1" => Some(ProxyVersion::V1),
+                    "v2" => Some(ProxyVersion::V2),
+                    other => {
+                        let m = format!(
+                            "unknown PROXY protocol version {other:?}: expected \"v1\" or \"v2\""
+                        );
+                        c.at(v.span(), key("send_proxy_protocol"), m);
+                        None
+                    }
+                }),
         });
     }
 
@@ -287,6 +320,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         generation: 0,
         listen,
         listen_tls,
+        listen_proxy,
         admin,
         access_log,
         workers,

@@ -105,10 +105,11 @@ pub fn finish(
     let same_generation = ex.snap.generation == ex.local.current_generation();
     if clean && ex.resp.reusable && !ex.info.is_head && same_generation {
         let max_idle = chosen.up.max_idle_per_target;
+        let key = super::upstream_io::pool_key(ex, chosen);
         ex.local
             .pool
             .borrow_mut()
-            .put(chosen.target.id, conn, max_idle);
+            .put(chosen.target.id, conn, max_idle, key);
     }
     next
 }
