@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod haproxy;
 pub mod jwks_server;
 pub mod origin;
 pub mod pki;

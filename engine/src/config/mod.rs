@@ -122,7 +122,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
                         c.at(
                             l.span(),
                             key,
-                            format!("expected true or false, found a {found}"),
+                            format!("expected true or false, found {other} ({found})"),
                         );
                         false
                     }
