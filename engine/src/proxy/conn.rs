@@ -106,10 +106,11 @@ async fn request(
     // Taken after the idle wait: a reload meanwhile applies to this request.
     let snap_rc = w.snapshot();
     let snap: &Snapshot = &snap_rc;
+    let began = Instant::now();
     match read_head(client, &mut a.rbuf, &mut a.head, snap).await {
         Ok(true) => {}
         Ok(false) => return Next::Close,
-        Err((status, message)) => return refuse_head(w, client, a, snap, (status, message)).await,
+        Err(refusal) => return refuse_head(w, client, a, snap, refusal, (ip, began)).await,
     }
     w.stats.requests.set(w.stats.requests.get() + 1);
     let started = Instant::now();
@@ -160,31 +161,42 @@ async fn request(
     next
 }
 
-/// Answers a head that did not parse (400/408/414/417/431) and closes.
+/// Answers a head that did not parse (400/408/414/417/431) and closes;
+/// the access log gets what is known (client, status, bytes, request id).
 async fn refuse_head(
     w: &Worker,
     client: &mut Client,
     a: &mut Active,
     snap: &Snapshot,
     (status, message): (u16, &str),
+    (ip, began): (&str, Instant),
 ) -> Next {
     a.fields.clear();
-    if let Some(name) = &snap.request_id {
-        crate::request_id::assign(&w.ids, name, None, &mut a.fields, &mut a.upstream_fields);
-    }
+    let rid = match &snap.request_id {
+        Some(name) => {
+            crate::request_id::assign(&w.ids, name, None, &mut a.fields, &mut a.upstream_fields)
+        }
+        None => 0..0,
+    };
     let answer = ErrorAnswer {
         status,
         message,
         persist: Persist::Close,
     };
-    send_error(&w.pools, client, snap, answer, &a.fields).await;
+    let sent = send_error(&w.pools, client, snap, answer, &a.fields).await;
     // The head did not parse: its method is unknown.
     let outcome = Outcome {
         status,
         method_class: 2,
+        bytes_sent: sent.unwrap_or(0),
         ..Outcome::default()
     };
     w.record(snap, outcome, Instant::now());
+    if w.log.is_some() {
+        let rid = snap.request_id.is_some().then(|| &a.fields[rid]);
+        a.captured.refused(rid, a.rbuf.len() as u64);
+        w.log_line(snap, &a.captured, ip, &outcome, began.elapsed());
+    }
     Next::Close
 }
 

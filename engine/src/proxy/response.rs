@@ -83,7 +83,9 @@ pub async fn relay_response_body(
     };
     let framing = ex.resp.framing;
     let local: &Worker = ex.local;
-    relay_body(&local.pools, (conn, ex.client), framing, (ubuf, out), leg).await?;
+    // What went out, head included: also for chunked and close-delimited bodies.
+    ex.outcome.bytes_sent =
+        relay_body(&local.pools, (conn, ex.client), framing, (ubuf, out), leg).await?;
     Ok(framing != Framing::UntilClose && ubuf.is_empty())
 }
 

@@ -248,7 +248,7 @@ pub async fn send_request_body(
     )
     .await;
     match sent {
-        Ok(()) => Ok(()),
+        Ok(_) => Ok(()),
         Err(e) => Err(fail_before_response(ex, e, true).await),
     }
 }
