@@ -91,6 +91,10 @@ fn cores_for(pin: &Pin, workers: usize) -> Vec<Option<core_affinity::CoreId>> {
 /// Binds every listener and starts the workers. Errors here are startup errors.
 pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let driver = choose_driver(snapshot.driver)?;
+    // Compiling the config read the default roots only if something needs them.
+    if let Some(trust) = ringway_tls::default_trust_in_use() {
+        info!("https upstreams and key URLs without `ca` trust {trust}");
+    }
     crate::policy::start_background(&snapshot);
     let (listeners, addrs) =
         listener::bind_all(&snapshot.listen, snapshot.workers, snapshot.backlog)
