@@ -10,7 +10,7 @@ use ringway_tests::haproxy::HaProxy;
 use ringway_tests::{Gateway, Origin, pki, prom};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,21 @@ fn config(upstream: SocketAddr, log: &Path, extra_listen: &str, rest: &str) -> S
     )
 }
 
+/// A gateway with one `proxy_protocol` listener (plus `extra_listen`),
+/// a JSON access log and an echoing origin; `rest` goes before its route.
+/// The directory holds the log: keep it until the end.
+fn rig(
+    env: &[(&str, &str)],
+    extra_listen: &str,
+    rest: &str,
+) -> (Gateway, Origin, PathBuf, TempDir) {
+    let dir = TempDir::new();
+    let log = dir.0.join("access.log");
+    let origin = Origin::echo();
+    let gw = Gateway::start_with_env(&config(origin.addr, &log, extra_listen, rest), env);
+    (gw, origin, log, dir)
+}
+
 /// Sends `header` then a GET for `path` on one connection; the response.
 fn get_after(gw: SocketAddr, header: &[u8], path: &str) -> ringway_tests::Response {
     let mut s = connect(gw);
@@ -94,10 +109,7 @@ fn carried_addresses_become_the_client_address() {
 }
 
 fn carried_addresses(env: &[(&str, &str)]) {
-    let dir = TempDir::new();
-    let log = dir.0.join("access.log");
-    let origin = Origin::echo();
-    let gw = Gateway::start_with_env(&config(origin.addr, &log, "", ""), env);
+    let (gw, origin, log, _dir) = rig(env, "", "");
     let cases: [(&str, Vec<u8>, &str); 6] = [
         (
             "/v1-tcp4",
@@ -139,10 +151,7 @@ fn malformed_headers_close_the_connection_without_a_response() {
 }
 
 fn malformed_headers(env: &[(&str, &str)]) {
-    let dir = TempDir::new();
-    let log = dir.0.join("access.log");
-    let origin = Origin::echo();
-    let gw = Gateway::start_with_env(&config(origin.addr, &log, "", ""), env);
+    let (gw, origin, _, _dir) = rig(env, "", "");
     let mut oversized = b"PROXY UNKNOWN ".to_vec();
     oversized.resize(200, b'x');
     let mut bad_family = v2(addr("192.0.2.7:1"), addr("192.0.2.8:2"));
@@ -215,12 +224,9 @@ fn the_header_comes_before_the_tls_handshake() {
 
 #[test]
 fn ip_rules_judge_the_carried_address() {
-    let dir = TempDir::new();
-    let log = dir.0.join("access.log");
-    let origin = Origin::echo();
     // A second, plain listener: there the real peer (127.0.0.1) is the client.
     let rest = "[[route]]\npath = \"/guarded\"\nupstream = \"app\"\n[route.ip]\nallow = [\"192.0.2.0/24\"]\n\n";
-    let gw = Gateway::start(&config(origin.addr, &log, ", \"127.0.0.1:0\"", rest));
+    let (gw, origin, _, _dir) = rig(&[], ", \"127.0.0.1:0\"", rest);
     let admitted = v2(addr("192.0.2.7:1000"), addr("198.51.100.1:80"));
     assert_eq!(get_after(gw.addr, &admitted, "/guarded").status, 200);
     // LOCAL keeps the real peer, which the rule denies; so does the plain listener.
@@ -231,10 +237,7 @@ fn ip_rules_judge_the_carried_address() {
 
 #[test]
 fn haproxy_in_front_with_send_proxy_v2() {
-    let dir = TempDir::new();
-    let log = dir.0.join("access.log");
-    let origin = Origin::echo();
-    let gw = Gateway::start(&config(origin.addr, &log, "", ""));
+    let (gw, origin, log, _dir) = rig(&[], "", "");
     // HAProxy names a documentation address as the client (its own peer is
     // 127.0.0.1, like ringway's real peer), so the test tells them apart.
     let hap = HaProxy::start(
