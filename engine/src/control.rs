@@ -23,7 +23,13 @@ pub struct Shared {
 
 /// A listener change for one worker.
 pub enum ListenerChange {
-    Add(std::net::TcpListener, Option<Arc<ringway_tls::ServerTls>>),
+    /// A new listener, its TLS certificates, and whether its connections
+    /// start with a PROXY protocol header.
+    Add(
+        std::net::TcpListener,
+        Option<Arc<ringway_tls::ServerTls>>,
+        bool,
+    ),
     /// Stop the accept loop of the listener bound to this address.
     Remove(SocketAddr),
 }

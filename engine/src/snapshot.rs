@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub listen: Vec<SocketAddr>,
     /// Per `listen` entry: its TLS certificates, if it terminates TLS.
     pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,
+    /// Per `listen` entry: connections start with a PROXY protocol header.
+    pub listen_proxy: Vec<bool>,
     /// The admin endpoint's address, if enabled.
     pub admin: Option<SocketAddr>,
     /// Access log format and destination, if enabled.
@@ -86,6 +88,16 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// TLS for `https://` targets.
     pub tls: Option<UpstreamTls>,
+    /// PROXY protocol header sent on each new connection; such connections
+    /// are pooled per client address.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// Which PROXY protocol header an upstream gets (`send_proxy_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    V1,
+    V2,
 }
 
 pub struct UpstreamTls {

@@ -34,6 +34,21 @@ pub fn peek_idle(fd: RawFd) -> Peek {
     Peek::Unusable
 }
 
+/// Reads (or, with `peek`, looks at) what a socket holds without blocking:
+/// `Ok(0)` is end of stream, `WouldBlock` nothing yet. Used for the PROXY
+/// protocol header, which must be taken off the socket to its last byte and
+/// not one byte further.
+pub fn recv_now(fd: RawFd, buf: &mut [u8], peek: bool) -> std::io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: `fd` is an open socket owned by the caller for the duration of
+    // the call; `buf` is valid and writable for `buf.len()` bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Half-closes the read side of a socket so a pending read completes with EOF.
 /// Used to wake idle keep-alive connections when draining.
 pub fn shutdown_read(fd: RawFd) {

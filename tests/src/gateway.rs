@@ -88,6 +88,25 @@ impl Gateway {
 
     /// Starts the gateway; on failure returns the reason and its log.
     pub fn try_start(config: &str, env: &[(&str, &str)]) -> Result<Gateway, (String, Vec<String>)> {
+        Self::try_start_without(config, env, &[])
+    }
+
+    /// Like [`Gateway::start_with_env`], with the variables `removed` taken
+    /// out of the environment the gateway inherits.
+    pub fn start_without(config: &str, env: &[(&str, &str)], removed: &[&str]) -> Gateway {
+        Self::try_start_without(config, env, removed).unwrap_or_else(|(msg, log)| {
+            panic!(
+                "ringway did not start: {msg}\n--- log ---\n{}",
+                log.join("\n")
+            )
+        })
+    }
+
+    fn try_start_without(
+        config: &str,
+        env: &[(&str, &str)],
+        removed: &[&str],
+    ) -> Result<Gateway, (String, Vec<String>)> {
         let dir = TempDir::new();
         let path = dir.0.join("ringway.toml");
         std::fs::write(&path, config).expect("write config");
@@ -101,6 +120,9 @@ impl Gateway {
         cmd.env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        for k in removed {
+            cmd.env_remove(k);
         }
         let mut child = cmd.spawn().expect("spawn ringway");
         let stderr = child.stderr.take().expect("stderr");

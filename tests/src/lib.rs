@@ -13,6 +13,7 @@
 pub mod client;
 pub mod fresh;
 pub mod gateway;
+pub mod haproxy;
 pub mod jwks_server;
 pub mod origin;
 pub mod pki;

@@ -7,7 +7,7 @@ use ringway_tests::gateway::TempDir;
 use ringway_tests::pki::{self, Ca};
 use ringway_tests::{Gateway, Origin};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -194,50 +194,11 @@ fn plain_http_on_a_tls_port_is_closed_cleanly() {
     assert_eq!(get_over(&mut t, "/ok").status, 200);
 }
 
-/// A TLS origin: answers every request on a connection with 200 and body `tls-origin`.
-fn tls_origin(leaf: &pki::Leaf) -> SocketAddr {
-    let config = pki::server_config(leaf);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let config = config.clone();
-            std::thread::spawn(move || {
-                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let Ok(conn) = rustls::ServerConnection::new(config) else {
-                    return;
-                };
-                let mut tls = rustls::StreamOwned::new(conn, s);
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut tmp) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    buf.drain(..end);
-                    if tls
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ntls-origin")
-                        .is_err()
-                    {
-                        return;
-                    }
-                    let _ = tls.flush();
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn upstream_tls_to_a_private_ca_origin() {
     let dir = TempDir::new();
     let ca = Ca::new("backend ca");
-    let origin = tls_origin(&ca.server(&["backend.local"]));
+    let origin = pki::tls_origin(&ca.server(&["backend.local"]));
     let ca_file = dir.0.join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let cfg = |name: &str| {

@@ -72,9 +72,16 @@ pub fn default_trust() -> Trust {
     default_roots().1
 }
 
+/// [`default_trust`], if a config built so far in this process used it
+/// (an `https://` upstream or key URL without `ca`); `None` otherwise.
+pub fn default_trust_in_use() -> Option<Trust> {
+    DEFAULT_ROOTS.get().map(|r| r.1)
+}
+
+static DEFAULT_ROOTS: OnceLock<(RootCertStore, Trust)> = OnceLock::new();
+
 fn default_roots() -> &'static (RootCertStore, Trust) {
-    static ROOTS: OnceLock<(RootCertStore, Trust)> = OnceLock::new();
-    ROOTS.get_or_init(|| {
+    DEFAULT_ROOTS.get_or_init(|| {
         let mut store = RootCertStore::empty();
         // Certificates the store holds but rustls cannot use are skipped,
         // as a browser would; only an empty result falls back.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-pub use client::{Trust, client_config, default_trust};
+pub use client::{Trust, client_config, default_trust, default_trust_in_use};
 pub use error::{ErrorKind, TlsError};
 pub use load::{CertInfo, CertSpec};
 pub use split::{TlsReadHalf, TlsWriteHalf};

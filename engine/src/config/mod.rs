@@ -76,6 +76,7 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         generation: 0,
         listen: server.listen,
         listen_tls: server.listen_tls,
+        listen_proxy: server.listen_proxy,
         admin: server.admin,
         access_log: server.access_log,
         workers: server.workers,

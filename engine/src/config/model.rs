@@ -156,6 +156,11 @@ pub enum Listen {
 pub struct ListenTable {
     pub addr: String,
     pub tls: Option<ServerTls>,
+    /// `proxy_protocol = true`: every connection starts with a PROXY v1/v2
+    /// header naming the client. Kept as a raw value (this table sits in an
+    /// untagged enum, which would swallow a type error): the compiler checks
+    /// it is a bool and names the key.
+    pub proxy_protocol: Option<toml::Value>,
 }
 
 /// `tls = { cert, key }` or `tls = { certs = [ { cert, key }, ... ], client_ca = "ca.pem" }`.
@@ -344,6 +349,8 @@ pub struct Upstream {
     pub idle_timeout: Dur,
     /// TLS to `https://` targets.
     pub tls: Option<Spanned<UpstreamTls>>,
+    /// `"v1"` or `"v2"`: each new connection starts with a PROXY header naming the client.
+    pub send_proxy_protocol: Option<Spanned<String>>,
 }
 
 fn default_max_idle() -> usize {

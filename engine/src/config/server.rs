@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub(super) struct Server {
     pub listen: Vec<SocketAddr>,
     pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,
+    /// Per listener: a PROXY protocol header comes first (`proxy_protocol = true`).
+    pub listen_proxy: Vec<bool>,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<(Format, Destination)>,
     pub workers: usize,
@@ -23,7 +25,7 @@ pub(super) struct Server {
 }
 
 pub(super) fn compile_server(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> Server {
-    let (listen, listen_tls) = compile_listen(s, base, c);
+    let (listen, listen_tls, listen_proxy) = compile_listen(s, base, c);
     let admin = compile_admin(s, &listen, c);
     let access_log = compile_access_log(s, base, c);
     let workers = compile_workers(s, c);
@@ -39,6 +41,7 @@ pub(super) fn compile_server(s: &model::Server, base: &Path, c: &mut Collector<'
     Server {
         listen,
         listen_tls,
+        listen_proxy,
         admin,
         access_log,
         workers,
@@ -47,15 +50,20 @@ pub(super) fn compile_server(s: &model::Server, base: &Path, c: &mut Collector<'
     }
 }
 
-type Listeners = (Vec<SocketAddr>, Vec<Option<Arc<ringway_tls::ServerTls>>>);
+type Listeners = (
+    Vec<SocketAddr>,
+    Vec<Option<Arc<ringway_tls::ServerTls>>>,
+    Vec<bool>,
+);
 
 fn compile_listen(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> Listeners {
     let mut listen = Vec::new();
     let mut listen_tls = Vec::new();
+    let mut listen_proxy = Vec::new();
     for (i, l) in s.listen.iter().enumerate() {
-        let (addr, tls) = match l.get_ref() {
-            model::Listen::Addr(a) => (a.as_str(), None),
-            model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref()),
+        let (addr, tls, proxy) = match l.get_ref() {
+            model::Listen::Addr(a) => (a.as_str(), None, None),
+            model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref(), t.proxy_protocol.as_ref()),
         };
         match resolve_one(addr) {
             Ok(a) if a.port() != 0 && listen.contains(&a) => c.at(
@@ -65,6 +73,16 @@ fn compile_listen(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> List
             ),
             Ok(a) => {
                 listen.push(a);
+                listen_proxy.push(match proxy {
+                    None => false,
+                    Some(toml::Value::Boolean(b)) => *b,
+                    Some(other) => {
+                        let key = format!("server.listen[{i}].proxy_protocol");
+                        let found = other.type_str();
+                        c.at(l.span(), key, format!("expected true or false, found {other} ({found})"));
+                        false
+                    }
+                });
                 listen_tls.push(tls.and_then(|t| compile_server_tls(t, base, l.span(), i, c)));
             }
             Err(m) => c.at(l.span(), format!("server.listen[{i}]"), m),
@@ -73,7 +91,7 @@ fn compile_listen(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> List
     if s.listen.is_empty() {
         c.global("server.listen", "at least one listen address is needed");
     }
-    (listen, listen_tls)
+    (listen, listen_tls, listen_proxy)
 }
 
 fn compile_admin(

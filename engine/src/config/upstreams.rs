@@ -3,7 +3,7 @@
 use super::error::Collector;
 use super::model;
 use super::server::resolve_one;
-use crate::snapshot::{Target, Upstream, UpstreamTls};
+use crate::snapshot::{ProxyVersion, Target, Upstream, UpstreamTls};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -82,6 +82,20 @@ pub(super) fn compile_upstreams(
             max_idle_per_target: u.max_idle_per_target,
             idle_timeout: u.idle_timeout.0,
             tls,
+            send_proxy: u
+                .send_proxy_protocol
+                .as_ref()
+                .and_then(|v| match v.get_ref().as_str() {
+                    "v1" => Some(ProxyVersion::V1),
+                    "v2" => Some(ProxyVersion::V2),
+                    other => {
+                        let m = format!(
+                            "unknown PROXY protocol version {other:?}: expected \"v1\" or \"v2\""
+                        );
+                        c.at(v.span(), key("send_proxy_protocol"), m);
+                        None
+                    }
+                }),
         });
     }
     Upstreams {

@@ -352,6 +352,11 @@ impl LineBuffer {
 }
 
 fn request_line(out: &mut Vec<u8>, e: &Entry<'_>) {
+    // A head that did not parse: nothing of the request line is known.
+    if e.method.is_empty() {
+        out.push(b'-');
+        return;
+    }
     escaped(out, e.method, false);
     out.push(b' ');
     escaped(out, e.uri, false);
@@ -483,6 +488,20 @@ impl Captured {
         self.request_id = request_id.or_else(|| find("x-request-id")).map(&mut put);
         self.minor_version = head.minor_version;
         self.head_len = head.head_len as u64;
+    }
+
+    /// For a request refused while its head was read (400/408/414/431):
+    /// only the bytes received and the id ringway gave it are known.
+    pub fn refused(&mut self, request_id: Option<&[u8]>, received: u64) {
+        self.buf.clear();
+        (self.method, self.uri) = ((0, 0), (0, 0));
+        (self.user_agent, self.referer) = (None, None);
+        self.request_id = request_id.map(|id| {
+            self.buf.extend_from_slice(id);
+            (0, id.len())
+        });
+        self.minor_version = 1;
+        self.head_len = received;
     }
 
     fn get(&self, r: (usize, usize)) -> &[u8] {

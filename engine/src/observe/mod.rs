@@ -108,6 +108,7 @@ pub struct WorkerReport {
     pub upstream_connects: u64,
     pub retries: u64,
     pub tls_failures: u64,
+    pub proxy_protocol_errors: u64,
     pub pool_hits: u64,
     pub pool_misses: u64,
     pub pool_idle: u64,

@@ -203,7 +203,7 @@ fn failures(o: &mut String, reports: &[WorkerReport]) {
 fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
     let sum = |f: fn(&WorkerReport) -> u64| sum(reports, f);
     type Counter = (&'static str, &'static str, fn(&WorkerReport) -> u64);
-    let counters: [Counter; 9] = [
+    let counters: [Counter; 10] = [
         (
             "ringway_upstream_connects_total",
             "New upstream connections opened.",
@@ -243,6 +243,11 @@ fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
             "ringway_tls_handshake_failures_total",
             "Failed or timed-out TLS handshakes.",
             |r| r.tls_failures,
+        ),
+        (
+            "ringway_proxy_protocol_errors_total",
+            "Connections closed because their PROXY protocol header was malformed, truncated, too long or late.",
+            |r| r.proxy_protocol_errors,
         ),
         (
             "ringway_http_requests_parsed_total",

@@ -170,6 +170,17 @@ impl Policy for Jwt {
 struct Header {
     alg: String,
     kid: Option<String>,
+    /// Extensions the token says must be understood (RFC 7515 §4.1.11).
+    /// ringway understands none, so a token that names any is refused.
+    crit: Option<serde_json::Value>,
+}
+
+/// One segment of a compact JWS: base64url without padding and with
+/// canonical trailing bits (RFC 7515 §2), unlike key material in a JWKS,
+/// which issuers sometimes pad.
+fn segment(s: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
 }
 
 #[derive(Deserialize)]
@@ -305,11 +316,14 @@ impl Jwt {
         else {
             return Err(INVALID);
         };
-        let header: Header = b64url(h)
+        let header: Header = segment(h)
             .and_then(|j| serde_json::from_slice(&j).ok())
             .ok_or(INVALID)?;
+        if header.crit.is_some() {
+            return Err(INVALID);
+        }
         let alg = Alg::parse(&header.alg).ok_or(INVALID)?;
-        let sig = b64url(s).ok_or(INVALID)?;
+        let sig = segment(s).ok_or(INVALID)?;
         let signed = &token[..h.len() + 1 + p.len()];
         if let (Some(kid), Keys::Url(r)) = (&header.kid, &self.keys)
             && !keys.has_kid(kid)
@@ -326,7 +340,7 @@ impl Jwt {
         if !verified {
             return Err(INVALID);
         }
-        let claims: serde_json::Map<String, serde_json::Value> = b64url(p)
+        let claims: serde_json::Map<String, serde_json::Value> = segment(p)
             .and_then(|j| serde_json::from_slice(&j).ok())
             .ok_or(INVALID)?;
         let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_f64);

@@ -14,7 +14,7 @@ use super::tunnel::{Handover, tunnel};
 use crate::h1::request::{self, RequestHead};
 use crate::h1::write::Persist;
 use crate::snapshot::Snapshot;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -28,7 +28,8 @@ use std::time::Instant;
 /// the worker's pool, and goes back when the connection is idle again, so
 /// thousands of idle clients cost little.
 pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: usize) {
-    let peer_ip = peer.ip().to_canonical();
+    // Kept apart: an `IpAddr` and a port take less of the task than a `SocketAddr`.
+    let (peer_ip, port) = (peer.ip().to_canonical(), peer.port());
     let ip = peer_ip.to_string();
     let mut first = true;
     loop {
@@ -48,7 +49,10 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         }
         first = false;
         w.set_idle(slot, None);
-        let done = crate::sys::pooled::run(&w.blocks, || busy(&w, &mut client, peer_ip, &ip)).await;
+        let done = crate::sys::pooled::run(&w.blocks, || {
+            busy(&w, &mut client, SocketAddr::new(peer_ip, port), &ip)
+        })
+        .await;
         match done {
             Busy::Idle => {}
             Busy::Close => return,
@@ -70,10 +74,10 @@ enum Busy {
 
 /// Serves requests on a connection that has bytes to read, until none are
 /// left (pipelined requests are served in turn) or the connection closes.
-async fn busy(w: &Worker, client: &mut Client, peer_ip: IpAddr, ip: &str) -> Busy {
+async fn busy(w: &Worker, client: &mut Client, peer: SocketAddr, ip: &str) -> Busy {
     let mut a = w.take_active();
     let done = loop {
-        match request(w, client, &mut a, peer_ip, ip).await {
+        match request(w, client, &mut a, peer, ip).await {
             Next::KeepAlive if a.rbuf.is_empty() => break Busy::Idle,
             Next::KeepAlive => {}
             Next::Close => break Busy::Close,
@@ -92,14 +96,21 @@ async fn busy(w: &Worker, client: &mut Client, peer_ip: IpAddr, ip: &str) -> Bus
 
 /// Reads one request head and serves it: the request id, the access log
 /// capture, the exchange, then the metrics and the log line.
-async fn request(w: &Worker, client: &mut Client, a: &mut Active, peer: IpAddr, ip: &str) -> Next {
+async fn request(
+    w: &Worker,
+    client: &mut Client,
+    a: &mut Active,
+    peer: SocketAddr,
+    ip: &str,
+) -> Next {
     // Taken after the idle wait: a reload meanwhile applies to this request.
     let snap_rc = w.snapshot();
     let snap: &Snapshot = &snap_rc;
+    let began = Instant::now();
     match read_head(client, &mut a.rbuf, &mut a.head, snap).await {
         Ok(true) => {}
         Ok(false) => return Next::Close,
-        Err((status, message)) => return refuse_head(w, client, a, snap, (status, message)).await,
+        Err(refusal) => return refuse_head(w, client, a, snap, refusal, (ip, began)).await,
     }
     w.stats.requests.set(w.stats.requests.get() + 1);
     let started = Instant::now();
@@ -136,7 +147,8 @@ async fn request(w: &Worker, client: &mut Client, a: &mut Active, peer: IpAddr, 
         resp: &mut a.resp,
         fields: &mut a.fields,
         upstream_fields: &mut a.upstream_fields,
-        peer,
+        peer: peer.ip(),
+        peer_port: peer.port(),
         ip,
         outcome: &mut outcome,
         info,
@@ -149,31 +161,42 @@ async fn request(w: &Worker, client: &mut Client, a: &mut Active, peer: IpAddr, 
     next
 }
 
-/// Answers a head that did not parse (400/408/414/417/431) and closes.
+/// Answers a head that did not parse (400/408/414/417/431) and closes;
+/// the access log gets what is known (client, status, bytes, request id).
 async fn refuse_head(
     w: &Worker,
     client: &mut Client,
     a: &mut Active,
     snap: &Snapshot,
     (status, message): (u16, &str),
+    (ip, began): (&str, Instant),
 ) -> Next {
     a.fields.clear();
-    if let Some(name) = &snap.request_id {
-        crate::request_id::assign(&w.ids, name, None, &mut a.fields, &mut a.upstream_fields);
-    }
+    let rid = match &snap.request_id {
+        Some(name) => {
+            crate::request_id::assign(&w.ids, name, None, &mut a.fields, &mut a.upstream_fields)
+        }
+        None => 0..0,
+    };
     let answer = ErrorAnswer {
         status,
         message,
         persist: Persist::Close,
     };
-    send_error(&w.pools, client, snap, answer, &a.fields).await;
+    let sent = send_error(&w.pools, client, snap, answer, &a.fields).await;
     // The head did not parse: its method is unknown.
     let outcome = Outcome {
         status,
         method_class: 2,
+        bytes_sent: sent.unwrap_or(0),
         ..Outcome::default()
     };
     w.record(snap, outcome, Instant::now());
+    if w.log.is_some() {
+        let rid = snap.request_id.is_some().then(|| &a.fields[rid]);
+        a.captured.refused(rid, a.rbuf.len() as u64);
+        w.log_line(snap, &a.captured, ip, &outcome, began.elapsed());
+    }
     Next::Close
 }
 

@@ -69,8 +69,11 @@ pub struct Exchange<'a> {
     pub fields: &'a mut Vec<u8>,
     /// Field lines the upstream request carries (request id, JWT claims…).
     pub upstream_fields: &'a mut Vec<u8>,
-    /// The client's address (the socket peer).
+    /// The client's address (the socket peer, or the address a PROXY
+    /// protocol header named).
     pub peer: IpAddr,
+    /// Its port, for a PROXY header sent upstream.
+    pub peer_port: u16,
     /// `peer` as text, for X-Forwarded-For.
     pub ip: &'a str,
     pub outcome: &'a mut Outcome,

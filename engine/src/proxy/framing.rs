@@ -36,49 +36,52 @@ impl Socket for Upstream {
 /// by splice(2) when it is at least `leg.splice_threshold` bytes and both
 /// ends are plain sockets, else by copy. Chunked: decoded strictly and
 /// re-encoded as `leg.encode` says. Until close: everything until `src`
-/// closes.
+/// closes. Returns the bytes written to `dst`, the head in `out` included.
 pub async fn relay_body<S: Socket, D: Socket>(
     pools: &Pools,
     (src, dst): (&mut S, &mut D),
     framing: Framing,
     (sbuf, out): (&mut Vec<u8>, &mut Vec<u8>),
     leg: Leg,
-) -> Result<(), RelayError> {
+) -> Result<u64, RelayError> {
     match framing {
         Framing::None => flush(dst, out, leg).await,
         Framing::Length(n) => {
             let first = (sbuf.len() as u64).min(n) as usize;
             out.extend_from_slice(&sbuf[..first]);
             sbuf.drain(..first);
-            flush(dst, out, leg).await?;
+            let head = flush(dst, out, leg).await?;
             let rest = n - first as u64;
             if rest == 0 {
-                return Ok(());
+                return Ok(head);
             }
             if rest >= leg.splice_threshold
                 && sbuf.is_empty()
                 && let (Some(s), Some(d)) = (src.plain_tcp(), dst.plain_tcp())
             {
-                return splice_exact(pools, s, d, rest, leg.idle, leg.dir).await;
+                splice_exact(pools, s, d, rest, leg.idle, leg.dir).await?;
+            } else {
+                copy_exact(src, dst, sbuf, rest, leg.idle, leg.dir).await?;
             }
-            copy_exact(src, dst, sbuf, rest, leg.idle, leg.dir).await
+            Ok(head + rest)
         }
         Framing::Chunked => relay_chunked(src, dst, (sbuf, out), leg).await,
         Framing::UntilClose => relay_until_close(src, dst, (sbuf, out), leg).await,
     }
 }
 
-/// Sends what `out` holds, if anything.
+/// Sends what `out` holds, if anything; returns how many bytes that was.
 async fn flush(
     dst: &mut impl AsyncWriteRent,
     out: &mut Vec<u8>,
     leg: Leg,
-) -> Result<(), RelayError> {
-    if !out.is_empty() {
+) -> Result<u64, RelayError> {
+    let n = out.len() as u64;
+    if n > 0 {
         write_all(dst, out, leg.idle)
             .await
             .map_err(|f| leg.dir.dst(f))?;
         out.clear();
     }
-    Ok(())
+    Ok(n)
 }

@@ -36,6 +36,8 @@ pub struct Stats {
     pub upstream_connects: Cell<u64>,
     pub retries: Cell<u64>,
     pub tls_failures: Cell<u64>,
+    /// Connections closed for a malformed, truncated or late PROXY header.
+    pub proxy_protocol_errors: Cell<u64>,
 }
 
 /// The buffers and pipes a worker lends to whatever moves bytes (relays,
@@ -296,6 +298,7 @@ impl Worker {
             upstream_connects: s.upstream_connects.get(),
             retries: s.retries.get(),
             tls_failures: s.tls_failures.get(),
+            proxy_protocol_errors: s.proxy_protocol_errors.get(),
             pool_hits: pool.hits,
             pool_misses: pool.misses,
             pool_idle: pool.idle_count() as u64,

@@ -1,15 +1,22 @@
 //! The per-worker upstream connection pool: pinned keep-alive connections,
 //! LIFO reuse, bounded per target, expired by idle time. Never shared across
 //! threads, so no locks.
+//!
+//! Connections to an upstream with `send_proxy_protocol` began with a
+//! header naming one client: they carry that client's address as their key
+//! and are reused only for requests from the same address.
 
 use super::stream::Upstream as TcpStream;
 use crate::sys::{Peek, peek_idle};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 struct Idle {
     stream: TcpStream,
     since: Instant,
+    /// The client its PROXY header named; `None` for upstreams without one.
+    client: Option<IpAddr>,
 }
 
 #[derive(Default)]
@@ -29,11 +36,17 @@ impl Pool {
         }
     }
 
-    /// The most recently used live connection to `target`, if any.
-    pub fn take(&mut self, target: usize, idle_timeout: Duration) -> Option<TcpStream> {
+    /// The most recently used live connection to `target` keyed `client`, if any.
+    pub fn take(
+        &mut self,
+        target: usize,
+        idle_timeout: Duration,
+        client: Option<IpAddr>,
+    ) -> Option<TcpStream> {
         let now = Instant::now();
         let list = self.idle.get_mut(target)?;
-        while let Some(c) = list.pop() {
+        while let Some(i) = list.iter().rposition(|c| c.client == client) {
+            let c = list.remove(i);
             // A TLS connection may hold session tickets the server sent after
             // the handshake: a peek cannot tell those from a stray response.
             let live = c.stream.is_tls() || peek_idle(c.stream.as_raw_fd()) == Peek::Idle;
@@ -47,13 +60,20 @@ impl Pool {
         None
     }
 
-    pub fn put(&mut self, target: usize, stream: TcpStream, max_idle: usize) {
+    pub fn put(
+        &mut self,
+        target: usize,
+        stream: TcpStream,
+        max_idle: usize,
+        client: Option<IpAddr>,
+    ) {
         if let Some(list) = self.idle.get_mut(target)
             && list.len() < max_idle
         {
             list.push(Idle {
                 stream,
                 since: Instant::now(),
+                client,
             });
         }
     }

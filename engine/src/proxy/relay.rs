@@ -180,17 +180,18 @@ pub enum Encode {
 /// Relays a chunked body: decodes `src` (starting with whatever `sbuf`
 /// already holds) and re-encodes into `out`, which may already hold a head
 /// to send first. Chunk extensions are dropped; trailers pass through.
-/// Bytes after the body's end stay in `sbuf`.
+/// Bytes after the body's end stay in `sbuf`. Returns the bytes written.
 pub async fn relay_chunked(
     src: &mut impl AsyncReadRent,
     dst: &mut impl AsyncWriteRent,
     (sbuf, out): (&mut Vec<u8>, &mut Vec<u8>),
     leg: Leg,
-) -> Result<(), RelayError> {
+) -> Result<u64, RelayError> {
     let Leg {
         dir, encode, idle, ..
     } = leg;
     let mut dec = ChunkedDecoder::default();
+    let mut sent = 0;
     loop {
         let mut pos = 0;
         loop {
@@ -218,10 +219,11 @@ pub async fn relay_chunked(
                     }
                     sbuf.drain(..pos + n);
                     if !out.is_empty() {
+                        sent += out.len() as u64;
                         write_all(dst, out, idle).await.map_err(|f| dir.dst(f))?;
                         out.clear();
                     }
-                    return Ok(());
+                    return Ok(sent);
                 }
                 Decoded::NeedMore => {
                     pos += n;
@@ -231,6 +233,7 @@ pub async fn relay_chunked(
         }
         sbuf.drain(..pos);
         if !out.is_empty() {
+            sent += out.len() as u64;
             write_all(dst, out, idle).await.map_err(|f| dir.dst(f))?;
             out.clear();
         }
@@ -242,15 +245,17 @@ pub async fn relay_chunked(
 
 /// Relays a close-delimited response body until the upstream closes,
 /// re-encoding as chunked or passing raw bytes. `out` may hold the head.
+/// Returns the bytes written.
 pub async fn relay_until_close(
     src: &mut impl AsyncReadRent,
     dst: &mut impl AsyncWriteRent,
     (sbuf, out): (&mut Vec<u8>, &mut Vec<u8>),
     leg: Leg,
-) -> Result<(), RelayError> {
+) -> Result<u64, RelayError> {
     let Leg {
         dir, encode, idle, ..
     } = leg;
+    let mut sent = 0;
     loop {
         if !sbuf.is_empty() {
             match encode {
@@ -260,6 +265,7 @@ pub async fn relay_until_close(
             sbuf.clear();
         }
         if !out.is_empty() {
+            sent += out.len() as u64;
             write_all(dst, out, idle).await.map_err(|f| dir.dst(f))?;
             out.clear();
         }
@@ -271,8 +277,9 @@ pub async fn relay_until_close(
     }
     if encode == Encode::Chunked {
         chunked::write_last_chunk(out, b"");
+        sent += out.len() as u64;
         write_all(dst, out, idle).await.map_err(|f| dir.dst(f))?;
         out.clear();
     }
-    Ok(())
+    Ok(sent)
 }

@@ -21,14 +21,15 @@ pub struct ErrorAnswer<'m> {
 }
 
 /// Sends one of ringway's own error responses, with `extra` field lines
-/// (each ending in CRLF). False if the client could not be written to.
+/// (each ending in CRLF). The bytes written, or `None` if the client could
+/// not be written to.
 pub async fn send_error(
     pools: &Pools,
     client: &mut Client,
     snap: &Snapshot,
     answer: ErrorAnswer<'_>,
     extra: &[u8],
-) -> bool {
+) -> Option<u64> {
     let ErrorAnswer {
         status,
         message,
@@ -55,11 +56,12 @@ pub async fn send_error(
             write::error_response(&mut out, status, text, persist, extra);
         }
     }
+    let len = out.len() as u64;
     let ok = write_all(client, &mut out, snap.timeouts.body_idle)
         .await
         .is_ok();
     pools.put_buf(out);
-    ok
+    ok.then_some(len)
 }
 
 /// The `Connection` semantics of a response, from what comes next.
@@ -83,8 +85,11 @@ async fn answer_error(ex: &mut Exchange<'_>, status: u16, message: &str, keep: b
     };
     let pools = &ex.local.pools;
     match send_error(pools, ex.client, ex.snap, answer, ex.fields).await {
-        true => next,
-        false => Next::Close,
+        Some(sent) => {
+            ex.outcome.bytes_sent = sent;
+            next
+        }
+        None => Next::Close,
     }
 }
 

@@ -83,7 +83,9 @@ pub async fn relay_response_body(
     };
     let framing = ex.resp.framing;
     let local: &Worker = ex.local;
-    relay_body(&local.pools, (conn, ex.client), framing, (ubuf, out), leg).await?;
+    // What went out, head included: also for chunked and close-delimited bodies.
+    ex.outcome.bytes_sent =
+        relay_body(&local.pools, (conn, ex.client), framing, (ubuf, out), leg).await?;
     Ok(framing != Framing::UntilClose && ubuf.is_empty())
 }
 
@@ -105,10 +107,11 @@ pub fn finish(
     let same_generation = ex.snap.generation == ex.local.current_generation();
     if clean && ex.resp.reusable && !ex.info.is_head && same_generation {
         let max_idle = chosen.up.max_idle_per_target;
+        let key = super::upstream_io::pool_key(ex, chosen);
         ex.local
             .pool
             .borrow_mut()
-            .put(chosen.target.id, conn, max_idle);
+            .put(chosen.target.id, conn, max_idle, key);
     }
     next
 }

@@ -15,7 +15,10 @@ use super::target::Chosen;
 use crate::h1::Framing;
 use crate::h1::response;
 use crate::h1::write::{self, Forward, Persist};
+use crate::snapshot::ProxyVersion;
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Phase 5: the upstream request head in a pooled buffer, followed by the
@@ -124,22 +127,37 @@ pub async fn round_trip(
     }
 }
 
+/// The key of this request's upstream connection in the pool: the
+/// client's address when the upstream gets a PROXY header (the connection
+/// speaks for that client only), else none.
+pub fn pool_key(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Option<IpAddr> {
+    chosen.up.send_proxy.map(|_| ex.peer)
+}
+
 /// Phase 6: a pooled connection to the chosen target (LIFO; stale or
-/// closed ones are discarded), or a new one within `connect_timeout`
-/// (with the TLS handshake for an https:// target). The flag says whether
-/// it was reused.
+/// closed ones are discarded; for an upstream with `send_proxy_protocol`,
+/// one that named this client), or a new one within `connect_timeout`
+/// (its PROXY header first, then the TLS handshake for an https://
+/// target). The flag says whether it was reused.
 pub async fn connect(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<(UpConn, bool), Failure> {
     let (local, up, target) = (ex.local, chosen.up, chosen.target);
-    let pooled = local.pool.borrow_mut().take(target.id, up.idle_timeout);
+    let key = pool_key(ex, chosen);
+    let pooled = local
+        .pool
+        .borrow_mut()
+        .take(target.id, up.idle_timeout, key);
     if let Some(c) = pooled {
         return Ok((c, true));
     }
     local.count_upstream_connect();
     let connect = async {
-        let s = TcpStream::connect_addr(target.addr)
+        let mut s = TcpStream::connect_addr(target.addr)
             .await
             .map_err(|_| Failure::Connect)?;
         let _ = s.set_nodelay(true);
+        if let Some(version) = up.send_proxy {
+            send_proxy_header(ex, &mut s, version).await?;
+        }
         if !target.tls {
             return Ok(UpConn::Plain(s));
         }
@@ -163,6 +181,25 @@ pub async fn connect(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<(UpConn, 
         Ok(Err(f)) => Err(f),
         Err(_) => Err(Failure::Connect),
     }
+}
+
+/// Writes the PROXY header naming the client (and the address it reached
+/// ringway on) at the start of a new upstream connection.
+async fn send_proxy_header(
+    ex: &Exchange<'_>,
+    s: &mut TcpStream,
+    version: ProxyVersion,
+) -> Result<(), Failure> {
+    let client = SocketAddr::new(ex.peer, ex.peer_port);
+    let reached = ex.client.tcp().local_addr().map_err(|_| Failure::Connect)?;
+    let mut header = ex.local.pools.take_buf();
+    match version {
+        ProxyVersion::V1 => crate::proxy_protocol::write_v1(&mut header, client, reached),
+        ProxyVersion::V2 => crate::proxy_protocol::write_v2(&mut header, client, reached),
+    }
+    let (sent, header) = s.write_all(header).await;
+    ex.local.pools.put_buf(header);
+    sent.map(|_| ()).map_err(|_| Failure::Connect)
 }
 
 /// The host part of `host:port` (brackets of an IPv6 literal removed).
@@ -213,7 +250,7 @@ pub async fn send_request_body(
     )
     .await;
     match sent {
-        Ok(()) => Ok(()),
+        Ok(_) => Ok(()),
         Err(e) => Err(fail_before_response(ex, e, true).await),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod catch;
 pub mod listener;
+pub mod proxy_header;
 pub mod worker;
 
 use crate::control::{ListenerChange, Shared};
@@ -109,6 +110,10 @@ fn install_cluster(snap: &Snapshot) {
 /// Binds every listener and starts the workers. Errors here are startup errors.
 pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
     let driver = choose_driver(snapshot.driver)?;
+    // Compiling the config read the default roots only if something needs them.
+    if let Some(trust) = ringway_tls::default_trust_in_use() {
+        info!("https upstreams and key URLs without `ca` trust {trust}");
+    }
     crate::policy::start_background(&snapshot);
     install_cluster(&snapshot);
     let (listeners, addrs) =
@@ -226,6 +231,16 @@ impl Running {
                         }
                         None => tls.push(next.listen_tls[i].clone()),
                     }
+                    // Each accept loop knows its PROXY protocol setting from its start.
+                    if let Some(j) = matched[i]
+                        && next.listen_proxy[i] != current.listen_proxy[j]
+                    {
+                        warn!(
+                            "reload: proxy_protocol on {addr} changes only with a restart; keeping {}",
+                            current.listen_proxy[j]
+                        );
+                        next.listen_proxy[i] = current.listen_proxy[j];
+                    }
                 }
                 next.listen_tls = tls;
                 if let Err(e) = self.apply_listener_changes(&current, &next, &matched) {
@@ -269,7 +284,11 @@ impl Running {
                 .map_err(|e| format!("new listener {addr}: {e}"))?;
             for (w, mut ls) in listeners.into_iter().enumerate() {
                 if let Some(l) = ls.pop() {
-                    per_worker[w].push(ListenerChange::Add(l, next.listen_tls[i].clone()));
+                    per_worker[w].push(ListenerChange::Add(
+                        l,
+                        next.listen_tls[i].clone(),
+                        next.listen_proxy[i],
+                    ));
                 }
             }
             info!("listening on {}", actual[0]);

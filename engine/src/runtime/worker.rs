@@ -1,6 +1,7 @@
 //! One worker thread: pin, build its monoio runtime, accept and serve until drained.
 
 use super::catch::{CatchUnwind, panic_message};
+use super::proxy_header::Refused;
 use crate::control::{ListenerChange, Shared};
 use crate::observe::access_log::AccessLog;
 use crate::observe::scrape::Scrape;
@@ -137,7 +138,8 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     let mut addrs = Vec::new();
     for (i, l) in spec.listeners.into_iter().enumerate() {
         let tls = spec.snapshot.listen_tls.get(i).cloned().flatten();
-        let (addr, handle) = start_listener(&w, l, tls)?;
+        let proxy = spec.snapshot.listen_proxy.get(i).copied().unwrap_or(false);
+        let (addr, handle) = start_listener(&w, l, tls, proxy)?;
         addrs.push(addr.to_string());
         listening.insert(addr, handle);
     }
@@ -163,7 +165,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
             // Listeners the reload added or removed (unchanged ones are never touched).
             for change in spec.shared.take_listener_changes(spec.id) {
                 match change {
-                    ListenerChange::Add(l, tls) => match start_listener(&w, l, tls) {
+                    ListenerChange::Add(l, tls, proxy) => match start_listener(&w, l, tls, proxy) {
                         Ok((addr, handle)) => {
                             info!(worker = spec.id, "worker {} now listens on {addr}", spec.id);
                             listening.insert(addr, handle);
@@ -225,11 +227,13 @@ impl Listening {
     }
 }
 
-/// Spawns the accept loop of one listener; TLS listeners get this worker's own rustls config.
+/// Spawns the accept loop of one listener; TLS listeners get this worker's
+/// own rustls config; `proxy`: its connections start with a PROXY header.
 fn start_listener(
     w: &Rc<Worker>,
     l: std::net::TcpListener,
     tls: Option<Arc<ringway_tls::ServerTls>>,
+    proxy: bool,
 ) -> std::io::Result<(SocketAddr, Listening)> {
     let l = monoio::net::TcpListener::from_std(l)?;
     let addr = l.local_addr()?;
@@ -238,58 +242,95 @@ fn start_listener(
     // Each worker gets its own rustls config: shared certificates and
     // ticket keys, but its own session cache.
     let tls = tls.map(|t| t.worker_config());
-    monoio::spawn(accept_loop(
-        w.clone(),
-        l,
-        canceller.handle(),
-        stop.clone(),
+    let how = Accepting {
         tls,
-    ));
+        proxy,
+        cancel: canceller.handle(),
+        stop: stop.clone(),
+    };
+    monoio::spawn(accept_loop(w.clone(), l, how));
     Ok((addr, Listening { stop, canceller }))
 }
 
-/// One accepted connection: the TLS handshake, if any, then HTTP until it
-/// closes. The handshake's state (rustls' and its timer's, ~2.5 KiB) runs in
-/// a block of the worker's pool, so it is not part of the task every idle
-/// connection keeps (see `sys::pooled`).
+/// What an accept loop does with each connection, and how it is stopped.
+struct Accepting {
+    tls: Option<Arc<ringway_tls::rustls::ServerConfig>>,
+    /// Connections start with a PROXY protocol header (before any TLS).
+    proxy: bool,
+    cancel: CancelHandle,
+    stop: Rc<Cell<bool>>,
+}
+
+/// One accepted connection: the PROXY header and the TLS handshake, if
+/// any (`open`), then HTTP until it closes. Their state (rustls' and its
+/// timer's, ~2.5 KiB; the header's buffer, 2 KiB) runs in a block of the
+/// worker's pool, so it is not part of the task every idle connection
+/// keeps (see `sys::pooled`).
 async fn connection(
     w: &Rc<Worker>,
     stream: monoio::net::TcpStream,
-    tls: Option<Arc<ringway_tls::rustls::ServerConfig>>,
+    (tls, proxy): (Option<Arc<ringway_tls::rustls::ServerConfig>>, bool),
     peer: SocketAddr,
     slot: usize,
     handshake_limit: Duration,
 ) {
-    let client = match tls {
-        None => Client::Plain(stream),
-        Some(cfg) => {
-            let handshake = crate::sys::pooled::run(&w.blocks, || {
-                monoio::time::timeout(handshake_limit, ringway_tls::accept(cfg, stream))
-            });
-            match handshake.await {
-                Ok(Ok(s)) => Client::Tls(Box::new(s)),
-                Ok(Err(e)) => {
-                    w.stats.tls_failures.set(w.stats.tls_failures.get() + 1);
-                    debug!(worker = w.id, %peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    w.stats.tls_failures.set(w.stats.tls_failures.get() + 1);
-                    return;
-                }
-            }
-        }
+    if tls.is_none() && !proxy {
+        return conn::serve(w.clone(), Client::Plain(stream), peer, slot).await;
+    }
+    let open = || open(w, stream, (tls, proxy), peer, handshake_limit);
+    let Some((client, peer)) = crate::sys::pooled::run(&w.blocks, open).await else {
+        return;
     };
     conn::serve(w.clone(), client, peer, slot).await
 }
 
-async fn accept_loop(
-    w: Rc<Worker>,
-    listener: monoio::net::TcpListener,
-    cancel: CancelHandle,
-    stop: Rc<Cell<bool>>,
-    tls: Option<Arc<ringway_tls::rustls::ServerConfig>>,
-) {
+/// What comes before HTTP on a connection: the PROXY header (its address
+/// replaces the peer's), then the TLS handshake, each within `limit`.
+/// `None`: refused (counted) or gone.
+async fn open(
+    w: &Worker,
+    stream: monoio::net::TcpStream,
+    (tls, proxy): (Option<Arc<ringway_tls::rustls::ServerConfig>>, bool),
+    mut peer: SocketAddr,
+    limit: Duration,
+) -> Option<(Client, SocketAddr)> {
+    if proxy {
+        match super::proxy_header::read(&stream, limit).await {
+            Ok(Some(client)) => peer = client,
+            Ok(None) => {}
+            Err(Refused::Silent) => return None,
+            Err(e) => {
+                let errors = &w.stats.proxy_protocol_errors;
+                errors.set(errors.get() + 1);
+                debug!(worker = w.id, %peer, "PROXY protocol header refused: {e:?}");
+                return None;
+            }
+        }
+    }
+    let Some(cfg) = tls else {
+        return Some((Client::Plain(stream), peer));
+    };
+    match monoio::time::timeout(limit, ringway_tls::accept(cfg, stream)).await {
+        Ok(Ok(s)) => Some((Client::Tls(Box::new(s)), peer)),
+        Ok(Err(e)) => {
+            w.stats.tls_failures.set(w.stats.tls_failures.get() + 1);
+            debug!(worker = w.id, %peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            w.stats.tls_failures.set(w.stats.tls_failures.get() + 1);
+            None
+        }
+    }
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, how: Accepting) {
+    let Accepting {
+        tls,
+        proxy,
+        cancel,
+        stop,
+    } = how;
     loop {
         if w.draining.get() || stop.get() {
             return;
@@ -316,8 +357,15 @@ async fn accept_loop(
         let tls = tls.clone();
         let handshake_limit = snap.timeouts.header_read;
         monoio::spawn(async move {
-            let outcome =
-                CatchUnwind::new(connection(&w2, stream, tls, peer, slot, handshake_limit)).await;
+            let outcome = CatchUnwind::new(connection(
+                &w2,
+                stream,
+                (tls, proxy),
+                peer,
+                slot,
+                handshake_limit,
+            ))
+            .await;
             if let Err(payload) = outcome {
                 w2.stats.panics.set(w2.stats.panics.get() + 1);
                 error!(worker = w2.id, %peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
@@ -367,7 +415,7 @@ mod size_tests {
             let s = connect().await.unwrap();
             let peer = s.local_addr().unwrap();
             let d = std::time::Duration::from_secs(1);
-            let whole = std::mem::size_of_val(&super::connection(&w, s, None, peer, 0, d));
+            let whole = std::mem::size_of_val(&super::connection(&w, s, (None, true), peer, 0, d));
             let s = connect().await.unwrap();
             let http = std::mem::size_of_val(&super::conn::serve(
                 w.clone(),
