@@ -56,6 +56,15 @@ struct Args {
     /// Requests kept in flight per connection.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pipeline: usize,
+    /// HTTP/2 over TLS (ALPN h2); the URLs must be https://.
+    #[arg(long, conflicts_with = "h2c")]
+    h2: bool,
+    /// HTTP/2 over cleartext TCP with prior knowledge; the URLs must be http://.
+    #[arg(long)]
+    h2c: bool,
+    /// HTTP/2: concurrent streams (requests in flight) per connection.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    streams: usize,
     /// Per-request timeout.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
@@ -146,6 +155,17 @@ impl Args {
             (None, None) => None,
         };
         let pin = self.pin.as_deref().map(parse_cpu_list).transpose()?;
+        for url in &self.urls {
+            let https = url
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+            if self.h2 && !https {
+                bail!("--h2 is HTTP/2 over TLS and needs https:// URLs (use --h2c for '{url}')");
+            }
+            if self.h2c && https {
+                bail!("--h2c is cleartext HTTP/2 and needs http:// URLs (use --h2 for '{url}')");
+            }
+        }
         let cfg = LoadConfig {
             urls: self.urls,
             connections: self.connections,
@@ -158,6 +178,8 @@ impl Args {
             body,
             keepalive: !self.no_keepalive,
             pipeline: self.pipeline,
+            http2: self.h2 || self.h2c,
+            streams: self.streams,
             timeout: self.timeout,
             warmup: self.warmup.unwrap_or(Duration::ZERO),
             insecure: self.insecure,

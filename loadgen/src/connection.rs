@@ -35,7 +35,7 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// every latency.
 const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// How one connect-and-session cycle ended.
-enum Outcome {
+pub(crate) enum Outcome {
     /// Clean close (keep-alive off, `Connection: close`, idle close): go again.
     Reconnect,
     /// Nothing more to send: the run is over for this connection.
@@ -45,7 +45,7 @@ enum Outcome {
 
 /// A request on the wire, waiting for its response.
 #[derive(Debug, Clone, Copy)]
-struct InFlight {
+pub(crate) struct InFlight {
     /// Latency is measured from here: the send time (closed loop) or the
     /// scheduled send time (open loop).
     since: Instant,
@@ -53,9 +53,17 @@ struct InFlight {
     measured: bool,
 }
 
+/// What [`Connection::admit`] did.
+pub(crate) struct Admitted {
+    /// Requests added to `in_flight`, to be sent now.
+    pub batch: usize,
+    /// The `-n` budget ran out: nothing more will be admitted.
+    pub out_of_budget: bool,
+}
+
 pub(crate) struct Connection {
-    worker: Rc<Worker>,
-    target: usize,
+    pub(crate) worker: Rc<Worker>,
+    pub(crate) target: usize,
     pace: Option<Pace>,
     /// Pre-built request bytes. Empty only after a cancelled write took them.
     requests: Vec<u8>,
@@ -63,12 +71,14 @@ pub(crate) struct Connection {
     buffer: Vec<u8>,
     consumed: usize,
     reader: ResponseReader,
-    in_flight: VecDeque<InFlight>,
+    /// Requests sent and not answered, in send order (HTTP/2 answers
+    /// out of order: see `h2::session`).
+    pub(crate) in_flight: VecDeque<InFlight>,
     /// A `-n` token taken before connecting (so no connection is opened
     /// without a request to send); used by the first request.
     reserved: bool,
     /// When the bytes now in `buffer` arrived.
-    read_at: Instant,
+    pub(crate) read_at: Instant,
     /// A connect is under way (so a timeout is a connect error).
     connecting: bool,
     /// A connection opened before the start line, used by the first cycle.
@@ -164,6 +174,9 @@ impl Connection {
             }
         };
         match connected {
+            Ok(mut stream) if self.plan().targets[self.target].h2.is_some() => {
+                crate::h2::session(self, &mut stream, deadline).await
+            }
             Ok(mut stream) => self.session(&mut stream, deadline).await,
             Err(_) => {
                 monoio::time::sleep(CONNECT_BACKOFF).await;
@@ -190,38 +203,18 @@ impl Connection {
         let mut sent_here = 0usize;
         loop {
             let now = Instant::now();
-            let mut batch = 0usize;
-            let mut out_of_budget = false;
-            let stopping = self.plan().abort.is_set() || self.worker.phases.ended(now);
-            if !stopping && (keepalive || sent_here == 0) {
-                while self.in_flight.len() < window {
-                    let scheduled = match &self.pace {
-                        Some(pace) if pace.next() > now + TIMER_SLACK => break,
-                        // Scheduled after the end: not part of this run.
-                        Some(pace) if self.worker.phases.ended(pace.next()) => break,
-                        Some(pace) => pace.next(),
-                        None => now,
-                    };
-                    // Late: count from the schedule (coordinated omission).
-                    // Early (within the timer's slack): count from now.
-                    let since = scheduled.min(now);
-                    let measured = self.worker.phases.measuring(scheduled);
-                    if measured && !self.take_token() {
-                        out_of_budget = true;
-                        break;
-                    }
-                    if let Some(pace) = &mut self.pace {
-                        pace.advance();
-                        if measured {
-                            let mut tally = self.worker.tally.borrow_mut();
-                            tally.behind =
-                                tally.behind.max(now.saturating_duration_since(scheduled));
-                        }
-                    }
-                    self.in_flight.push_back(InFlight { since, measured });
-                    batch += 1;
+            let stopping = self.stopping(now);
+            let Admitted {
+                batch,
+                out_of_budget,
+            } = if !stopping && (keepalive || sent_here == 0) {
+                self.admit(window, now)
+            } else {
+                Admitted {
+                    batch: 0,
+                    out_of_budget: false,
                 }
-            }
+            };
             if batch > 0 {
                 if self.in_flight.len() == batch {
                     deadline.set(Some(now + self.plan().timeout));
@@ -237,14 +230,10 @@ impl Connection {
                 sent_here += batch;
             }
             if self.in_flight.is_empty() {
-                match &self.pace {
-                    Some(pace) if !stopping && !out_of_budget => {
-                        let wake = pace.next().checked_sub(TIMER_SLACK).unwrap_or(pace.next());
-                        monoio::time::sleep_until(wake.into()).await;
-                        continue;
-                    }
-                    _ => return Outcome::Finished,
+                if self.wait_for_schedule(stopping, out_of_budget).await {
+                    continue;
                 }
+                return Outcome::Finished;
             }
             match self.receive(stream, deadline).await {
                 Ok(true) => {}
@@ -332,10 +321,71 @@ impl Connection {
         }
     }
 
+    /// The run is over for new requests (aborted, or past its end).
+    pub(crate) fn stopping(&self, now: Instant) -> bool {
+        self.plan().abort.is_set() || self.worker.phases.ended(now)
+    }
+
+    /// Adds requests to `in_flight` until `window` are in flight, as far as
+    /// the open-loop schedule and the `-n` budget allow. The caller sends
+    /// them (`batch` of them) right away.
+    pub(crate) fn admit(&mut self, window: usize, now: Instant) -> Admitted {
+        let mut admitted = Admitted {
+            batch: 0,
+            out_of_budget: false,
+        };
+        while self.in_flight.len() < window {
+            let scheduled = match &self.pace {
+                Some(pace) if pace.next() > now + TIMER_SLACK => break,
+                // Scheduled after the end: not part of this run.
+                Some(pace) if self.worker.phases.ended(pace.next()) => break,
+                Some(pace) => pace.next(),
+                None => now,
+            };
+            // Late: count from the schedule (coordinated omission).
+            // Early (within the timer's slack): count from now.
+            let since = scheduled.min(now);
+            let measured = self.worker.phases.measuring(scheduled);
+            if measured && !self.take_token() {
+                admitted.out_of_budget = true;
+                break;
+            }
+            if let Some(pace) = &mut self.pace {
+                pace.advance();
+                if measured {
+                    let mut tally = self.worker.tally.borrow_mut();
+                    tally.behind = tally.behind.max(now.saturating_duration_since(scheduled));
+                }
+            }
+            self.in_flight.push_back(InFlight { since, measured });
+            admitted.batch += 1;
+        }
+        admitted
+    }
+
+    /// Nothing in flight: in open loop, sleeps until the next scheduled
+    /// send and returns true; otherwise (closed loop, stopping, out of
+    /// budget) returns false: the connection is finished.
+    pub(crate) async fn wait_for_schedule(&self, stopping: bool, out_of_budget: bool) -> bool {
+        match &self.pace {
+            Some(pace) if !stopping && !out_of_budget => {
+                let wake = pace.next().checked_sub(TIMER_SLACK).unwrap_or(pace.next());
+                monoio::time::sleep_until(wake.into()).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A response ended (at `self.read_at`): match it to its request.
     fn complete(&mut self, status: u16) -> Result<(), ErrorKind> {
+        self.complete_nth(0, status)
+    }
+
+    /// The response to the `index`th request in flight ended (at `self.read_at`).
+    pub(crate) fn complete_nth(&mut self, index: usize, status: u16) -> Result<(), ErrorKind> {
         // A response nobody asked for is a protocol error.
-        let request = self.in_flight.pop_front().ok_or(ErrorKind::Parse)?;
+        let request = self.in_flight.remove(index).ok_or(ErrorKind::Parse)?;
         let now = self.read_at;
         if request.measured && !self.worker.phases.ended(now) {
             let mut tally = self.worker.tally.borrow_mut();
@@ -356,6 +406,17 @@ impl Connection {
         }
     }
 
+    /// The `index`th request in flight will get no answer (HTTP/2: reset,
+    /// or refused by a GOAWAY): its `-n` token goes back for a retry.
+    pub(crate) fn forget_nth(&mut self, index: usize) {
+        if let Some(request) = self.in_flight.remove(index)
+            && request.measured
+            && let Some(budget) = &self.worker.plan.budget
+        {
+            budget.give_back(1);
+        }
+    }
+
     /// The connection ended with requests unanswered: they are neither
     /// completed nor (by themselves) errors; give their tokens back.
     fn abandon_in_flight(&mut self) {
@@ -368,7 +429,7 @@ impl Connection {
         }
     }
 
-    fn count_error(&mut self, kind: ErrorKind) {
+    pub(crate) fn count_error(&mut self, kind: ErrorKind) {
         let now = Instant::now();
         let phases = &self.worker.phases;
         if !phases.measuring(now) || phases.ended(now) {

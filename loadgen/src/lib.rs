@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod codec;
 mod connection;
+mod h2;
 mod report;
 mod run;
 mod schedule;
@@ -51,6 +52,11 @@ pub struct LoadConfig {
     pub keepalive: bool,
     /// Requests in flight per connection (at least 1).
     pub pipeline: usize,
+    /// Speak HTTP/2: over TLS with ALPN `h2` for `https://` URLs, over
+    /// cleartext TCP with prior knowledge (h2c) for `http://` URLs.
+    pub http2: bool,
+    /// HTTP/2: concurrent streams (requests in flight) per connection, at least 1.
+    pub streams: usize,
     /// Per-request (and per-connect) timeout.
     pub timeout: Duration,
     /// Run this long first without recording.
@@ -87,6 +93,8 @@ impl Default for LoadConfig {
             body: None,
             keepalive: true,
             pipeline: 1,
+            http2: false,
+            streams: 1,
             timeout: Duration::from_secs(5),
             warmup: Duration::ZERO,
             insecure: false,

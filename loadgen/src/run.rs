@@ -106,6 +106,15 @@ fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
     if cfg.pipeline == 0 {
         bail!("pipeline must be at least 1");
     }
+    if cfg.streams == 0 {
+        bail!("streams must be at least 1");
+    }
+    if cfg.http2 && cfg.pipeline > 1 {
+        bail!("HTTP/2 does not pipeline: use --streams for requests in flight per connection");
+    }
+    if !cfg.http2 && cfg.streams > 1 {
+        bail!("--streams is for HTTP/2 (--h2 or --h2c); HTTP/1.1 uses --pipeline");
+    }
     match cfg.stop {
         Stop::Duration(d) if d.is_zero() => bail!("duration must be more than 0"),
         Stop::Requests(0) => bail!("request count must be at least 1"),
@@ -148,7 +157,14 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         .map(|u| Target::parse(u))
         .collect::<Result<_, _>>()?;
     let tls = if targets.iter().any(|t| t.tls) {
-        Some(client_config(cfg.insecure, cfg.cacert.as_deref())?)
+        // With --h2, http/1.1 is offered too, so a server without HTTP/2
+        // completes the handshake and can be named for what it lacks.
+        let alpn: &[&[u8]] = if cfg.http2 {
+            &[crate::h2::ALPN, b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
+        Some(client_config(cfg.insecure, cfg.cacert.as_deref(), alpn)?)
     } else {
         None
     };
@@ -171,9 +187,21 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         let connector = match &tls {
             Some(config) if target.tls => {
                 // And one handshake, so a certificate problem is named now.
-                preflight_handshake(tcp, config.clone(), &target.host, wait)
+                let alpn = preflight_handshake(tcp, config.clone(), &target.host, wait)
                     .with_context(|| format!("TLS handshake with {} failed", target.url))?;
+                if cfg.http2 && alpn.as_deref() != Some(crate::h2::ALPN) {
+                    bail!(
+                        "{} does not speak HTTP/2: the TLS handshake chose ALPN {}",
+                        target.url,
+                        alpn.map_or("none".into(), |p| String::from_utf8_lossy(&p).into_owned())
+                    );
+                }
                 Connector::tls(addr, config.clone(), &target.host)?
+            }
+            _ if cfg.http2 => {
+                crate::h2::preflight_h2c(tcp, wait)
+                    .with_context(|| format!("--h2c {}", target.url))?;
+                Connector::plain(addr)
             }
             _ => Connector::plain(addr),
         };
@@ -185,11 +213,19 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
             cfg.keepalive,
         );
         let pipeline = if cfg.keepalive { cfg.pipeline } else { 1 };
+        let h2 = cfg.http2.then(|| {
+            crate::h2::H2Request::new(&cfg.method, target, &cfg.headers, cfg.body.as_deref())
+        });
         plans.push(TargetPlan {
             connector,
             request_len: one.len(),
-            requests: one.repeat(pipeline),
+            requests: if h2.is_some() {
+                Vec::new()
+            } else {
+                one.repeat(pipeline)
+            },
             head: cfg.method.eq_ignore_ascii_case("HEAD"),
+            h2,
         });
     }
 
@@ -226,6 +262,7 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         connections: cfg.connections,
         threads,
         pipeline: cfg.pipeline,
+        streams: cfg.streams,
         keepalive: cfg.keepalive,
         timeout: cfg.timeout,
         rate: cfg.rate,
@@ -244,7 +281,7 @@ fn preflight_handshake(
     config: Arc<rustls::ClientConfig>,
     host: &str,
     wait: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Vec<u8>>> {
     tcp.set_read_timeout(Some(wait))?;
     tcp.set_write_timeout(Some(wait))?;
     let name = rustls_pki_types::ServerName::try_from(host.to_string())?;
@@ -252,7 +289,7 @@ fn preflight_handshake(
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock)?;
     }
-    Ok(())
+    Ok(tls.conn.alpn_protocol().map(<[u8]>::to_vec))
 }
 
 /// Redraws a one-line status on stderr until every worker has finished.

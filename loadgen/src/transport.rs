@@ -77,8 +77,13 @@ impl Connector {
     }
 }
 
-/// Builds the rustls client configuration (ring provider, HTTP/1.1 ALPN).
-pub fn client_config(insecure: bool, cacert: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
+/// Builds the rustls client configuration (ring provider, offering the
+/// ALPN protocols `alpn`, most preferred first).
+pub fn client_config(
+    insecure: bool,
+    cacert: Option<&Path>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -105,7 +110,7 @@ pub fn client_config(insecure: bool, cacert: Option<&Path>) -> anyhow::Result<Ar
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

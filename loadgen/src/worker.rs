@@ -25,6 +25,8 @@ pub(crate) struct TargetPlan {
     pub request_len: usize,
     /// The method is HEAD (responses carry no body).
     pub head: bool,
+    /// `--h2`/`--h2c`: what each HTTP/2 stream sends (`requests` is then unused).
+    pub h2: Option<crate::h2::H2Request>,
 }
 
 /// Progress counters of one worker, read by the control thread.
@@ -41,6 +43,8 @@ pub(crate) struct Plan {
     pub connections: usize,
     pub threads: usize,
     pub pipeline: usize,
+    /// HTTP/2: concurrent streams per connection.
+    pub streams: usize,
     pub keepalive: bool,
     pub timeout: Duration,
     pub rate: Option<f64>,
