@@ -9,10 +9,10 @@
 //! server's connection and stream windows allow, and resume when a
 //! WINDOW_UPDATE (or a larger SETTINGS_INITIAL_WINDOW_SIZE) arrives.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::frame::{self, Frame, FrameError, MAX_WINDOW, code, kind, setting};
+use super::hpack;
 
 /// Our receive windows are refilled when this much of them has been used.
 const RECEIVE_REFILL_BYTES: u32 = 1 << 30;
@@ -82,7 +82,7 @@ struct Continuing {
 }
 
 pub struct H2Conn {
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: hpack::Decoder,
     /// Bytes to write, in order.
     out: Vec<u8>,
     /// Request body of every stream (`None`: requests end with their HEADERS).
@@ -109,8 +109,7 @@ impl H2Conn {
     /// A new connection; [`output`](Self::output) already holds the
     /// preface, our SETTINGS and the connection window update.
     pub fn new(body: Option<Arc<[u8]>>) -> Self {
-        let mut decoder = loona_hpack::Decoder::new();
-        decoder.set_max_allowed_table_size(HEADER_TABLE_BYTES);
+        let decoder = hpack::Decoder::with_limit(HEADER_TABLE_BYTES);
         let mut out = Vec::with_capacity(4096);
         out.extend_from_slice(frame::PREFACE);
         frame::put_settings(
@@ -393,9 +392,9 @@ impl H2Conn {
         // must see every block.
         let mut status = None;
         self.decoder
-            .decode_with_cb(block, |name: Cow<'_, [u8]>, value: Cow<'_, [u8]>| {
-                if &*name == b":status" {
-                    status = parse_status(&value);
+            .decode(block, |name, value| {
+                if name == b":status" {
+                    status = parse_status(value);
                 }
             })
             .map_err(|_| ConnError::Compression)?;

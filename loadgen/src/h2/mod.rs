@@ -2,8 +2,8 @@
 //! knowledge), RFC 9113. Layered like the HTTP/1.1 side:
 //!
 //! - `frame.rs`: frame decoder and encoders — bytes only;
-//! - `hpack.rs`: the request header block (static-table HPACK encoder);
-//!   responses are decoded with the `loona-hpack` crate;
+//! - `hpack/`: HPACK — the request header block (static table only) and a
+//!   response decoder with its dynamic table (Huffman via `httlib-huffman`);
 //! - `conn.rs`: the connection state machine without I/O — SETTINGS, PING,
 //!   streams, flow control, GOAWAY — turning frames into [`conn::Event`]s;
 //! - `session.rs`: the async loop that drives it on a connection, with the
