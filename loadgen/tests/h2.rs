@@ -1,0 +1,435 @@
+//! `--h2` and `--h2c` through the real binary against nginx (Debian's
+//! `nginx-light`; `.ci/run` installs it): exact request counts checked
+//! against nginx's own access log, a POST whose body is larger than the
+//! initial flow-control window, GOAWAY rotation, open loop, and the
+//! one-line exit 2 for servers that do not speak HTTP/2.
+//!
+//! Each test starts its own nginx (one process, `master_process off`) on
+//! free ports with its own prefix directory, waits for its ports to accept,
+//! and kills it by pid when done.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+/// How long nginx may take to start accepting, or to write its log.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The servers one nginx runs, each on its own port.
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+    /// HTTP/2 over TLS (ALPN h2 and http/1.1).
+    h2_tls: u16,
+    /// HTTP/2 cleartext, prior knowledge only.
+    h2c: u16,
+    /// h2c that sends GOAWAY after 50 requests on a connection.
+    h2c_goaway: u16,
+    /// HTTP/1.1 only, TLS.
+    h1_tls: u16,
+    /// HTTP/1.1 only, cleartext.
+    h1: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nginx_binary() -> PathBuf {
+    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    panic!("these tests need nginx: apt-get install -y nginx-light (.ci/run does)");
+}
+
+/// Writes a CA and a `localhost` certificate signed by it into `dir`.
+fn write_certificates(dir: &Path) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ringway-load h2 test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+}
+
+impl Nginx {
+    fn start(name: &str) -> Nginx {
+        let dir =
+            std::env::temp_dir().join(format!("ringway-load-h2-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("html")).unwrap();
+        std::fs::write(dir.join("html/index.html"), "hello h2\n").unwrap();
+        write_certificates(&dir);
+        let (h2_tls, h2c, h2c_goaway, h1_tls, h1) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let d = dir.display();
+        // `listen ... http2` is the syntax nginx 1.22 (Debian 12) knows;
+        // newer nginx still accepts it.
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    log_format counted '$server_port $server_protocol $request_method $status $request_length $connection';
+    access_log {d}/access.log counted;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    root {d}/html;
+    client_max_body_size 1m;
+    ssl_certificate {d}/cert.pem;
+    ssl_certificate_key {d}/key.pem;
+    # /post is proxied so that nginx reads the whole request body first
+    # (a bare `return` answers without reading it).
+    server {{ listen 127.0.0.1:{h2_tls} ssl http2; location /post {{ proxy_pass http://127.0.0.1:{h1}; }} }}
+    server {{ listen 127.0.0.1:{h2c} http2; location /post {{ proxy_pass http://127.0.0.1:{h1}; }} }}
+    server {{ listen 127.0.0.1:{h2c_goaway} http2; keepalive_requests 50; }}
+    server {{ listen 127.0.0.1:{h1_tls} ssl; }}
+    server {{ listen 127.0.0.1:{h1}; location /post {{ return 200 "posted\n"; }} }}
+}}
+"#
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let nginx = Nginx {
+            child,
+            dir,
+            h2_tls,
+            h2c,
+            h2c_goaway,
+            h1_tls,
+            h1,
+        };
+        for port in [h2_tls, h2c, h2c_goaway, h1_tls, h1] {
+            nginx.wait_until_accepting(port);
+        }
+        nginx
+    }
+
+    fn wait_until_accepting(&self, port: u16) {
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < WAIT,
+                "nginx does not accept on {port}: {}",
+                std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn cacert(&self) -> String {
+        self.dir.join("ca.pem").display().to_string()
+    }
+
+    /// Access log lines for `port`, once at least `want` are there (or the
+    /// wait is over): nginx writes a line after the response is sent.
+    fn logged(&self, port: u16, want: usize) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+            let prefix = format!("{port} ");
+            let lines: Vec<String> = log
+                .lines()
+                .filter(|l| l.starts_with(&prefix))
+                .map(str::to_string)
+                .collect();
+            if lines.len() >= want || start.elapsed() > WAIT {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ringway_load(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringway-load"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// Runs the binary with `--json` and returns the report.
+fn run_json(nginx: &Nginx, args: &[&str]) -> serde_json::Value {
+    let json = nginx
+        .dir
+        .join(format!("report-{}.json", args.join("_").len()));
+    let json_arg = json.display().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--json", &json_arg, "--timeout", "5s"]);
+    let out = ringway_load(&all);
+    assert!(
+        out.status.success(),
+        "{all:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    report
+}
+
+fn requests_and_errors(report: &serde_json::Value) -> (u64, u64) {
+    (
+        report["requests"].as_u64().unwrap(),
+        report["errors"]["total"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn h2_over_tls_and_h2c_give_exact_counts_with_10_streams() {
+    let nginx = Nginx::start("counts");
+    let cacert = nginx.cacert();
+    let cases = [
+        (
+            nginx.h2_tls,
+            format!("https://localhost:{}/", nginx.h2_tls),
+            "--h2",
+        ),
+        (
+            nginx.h2c,
+            format!("http://127.0.0.1:{}/", nginx.h2c),
+            "--h2c",
+        ),
+    ];
+    for (port, url, flag) in &cases {
+        let report = run_json(
+            &nginx,
+            &[
+                url,
+                flag,
+                "--cacert",
+                &cacert,
+                "-n",
+                "1000",
+                "--streams",
+                "10",
+                "-c",
+                "4",
+                "-t",
+                "2",
+            ],
+        );
+        assert_eq!(requests_and_errors(&report), (1000, 0), "{flag}: {report}");
+        assert_eq!(report["status"]["200"], 1000, "{flag}");
+        let lines = nginx.logged(*port, 1000);
+        assert_eq!(
+            lines.len(),
+            1000,
+            "{flag}: nginx saw {} requests",
+            lines.len()
+        );
+        assert!(
+            lines.iter().all(|l| l.contains(" HTTP/2.0 GET 200 ")),
+            "{flag}: {:?}",
+            lines.first()
+        );
+    }
+}
+
+#[test]
+fn post_bodies_larger_than_the_initial_window_arrive_whole() {
+    let nginx = Nginx::start("post");
+    let body_file = nginx.dir.join("body.bin");
+    // 100 000 bytes: more than the 65 535-byte initial windows, so the
+    // body goes out as nginx's WINDOW_UPDATEs allow.
+    std::fs::write(&body_file, vec![b'x'; 100_000]).unwrap();
+    let body_arg = body_file.display().to_string();
+    let cacert = nginx.cacert();
+    let cases = [
+        (
+            nginx.h2_tls,
+            format!("https://localhost:{}/post", nginx.h2_tls),
+            "--h2",
+        ),
+        (
+            nginx.h2c,
+            format!("http://127.0.0.1:{}/post", nginx.h2c),
+            "--h2c",
+        ),
+    ];
+    for (port, url, flag) in &cases {
+        let report = run_json(
+            &nginx,
+            &[
+                url,
+                flag,
+                "--cacert",
+                &cacert,
+                "-m",
+                "POST",
+                "--body-file",
+                &body_arg,
+                "-n",
+                "50",
+                "--streams",
+                "5",
+                "-c",
+                "2",
+                "-t",
+                "1",
+            ],
+        );
+        assert_eq!(requests_and_errors(&report), (50, 0), "{flag}: {report}");
+        let lines = nginx.logged(*port, 50);
+        assert_eq!(lines.len(), 50, "{flag}");
+        for line in &lines {
+            // "$port HTTP/2.0 POST 200 $request_length $connection": the length counts the body.
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert_eq!(fields[1..4], ["HTTP/2.0", "POST", "200"], "{flag}: {line}");
+            let length: u64 = fields[4].parse().unwrap();
+            assert!(
+                length >= 100_000,
+                "{flag}: nginx read {length} bytes: {line}"
+            );
+        }
+    }
+    // A short body in one DATA frame, on a single stream.
+    let url = format!("http://127.0.0.1:{}/post", nginx.h2c);
+    let report = run_json(
+        &nginx,
+        &[
+            &url, "--h2c", "-m", "POST", "--body", "hello", "-n", "20", "-c", "1",
+        ],
+    );
+    assert_eq!(requests_and_errors(&report), (20, 0), "{report}");
+}
+
+#[test]
+fn goaway_rotation_reconnects_without_losing_a_request() {
+    let nginx = Nginx::start("goaway");
+    let url = format!("http://127.0.0.1:{}/", nginx.h2c_goaway);
+    // nginx ends each connection with GOAWAY(NO_ERROR) after 50 requests:
+    // 1000 requests over 2 connections means about 20 reconnects, each
+    // with up to 8 streams above the last-stream-id handed back and resent.
+    let report = run_json(
+        &nginx,
+        &[
+            &url,
+            "--h2c",
+            "-n",
+            "1000",
+            "--streams",
+            "8",
+            "-c",
+            "2",
+            "-t",
+            "1",
+        ],
+    );
+    assert_eq!(requests_and_errors(&report), (1000, 0), "{report}");
+    let lines = nginx.logged(nginx.h2c_goaway, 1000);
+    assert_eq!(lines.len(), 1000);
+    // The rotation happened: nginx served them over at least 20 connections.
+    let connections: std::collections::BTreeSet<&str> =
+        lines.iter().filter_map(|l| l.rsplit(' ').next()).collect();
+    assert!(connections.len() >= 20, "{} connections", connections.len());
+}
+
+#[test]
+fn open_loop_holds_the_rate_over_streams() {
+    let nginx = Nginx::start("open");
+    let url = format!("http://127.0.0.1:{}/", nginx.h2c);
+    let report = run_json(
+        &nginx,
+        &[
+            &url,
+            "--h2c",
+            "--rate",
+            "200",
+            "-d",
+            "1s",
+            "--streams",
+            "4",
+            "-c",
+            "2",
+            "-t",
+            "1",
+        ],
+    );
+    let (requests, errors) = requests_and_errors(&report);
+    assert_eq!(errors, 0, "{report}");
+    assert!(
+        (170..=201).contains(&requests),
+        "{requests} requests at 200/s for 1 s"
+    );
+}
+
+#[test]
+fn h2_against_a_server_without_http2_exits_2_with_one_line() {
+    let nginx = Nginx::start("h1only");
+    let cacert = nginx.cacert();
+    let tls = format!("https://localhost:{}/", nginx.h1_tls);
+    let plain = format!("http://127.0.0.1:{}/", nginx.h1);
+    for (args, mentions) in [
+        (
+            vec![tls.as_str(), "--h2", "--cacert", &cacert, "-n", "10"],
+            "does not speak HTTP/2",
+        ),
+        (
+            vec![plain.as_str(), "--h2c", "-n", "10"],
+            "does not speak HTTP/2",
+        ),
+        (vec![plain.as_str(), "--h2", "-n", "10"], "needs https://"),
+        (vec![tls.as_str(), "--h2c", "-n", "10"], "needs http://"),
+        (
+            vec![plain.as_str(), "--streams", "4", "-n", "10"],
+            "--streams is for HTTP/2",
+        ),
+    ] {
+        let out = ringway_load(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(mentions),
+            "{args:?}: expected '{mentions}' in {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
