@@ -368,7 +368,7 @@ impl H2Conn {
 
     /// A stream id we never opened (client streams are odd and below `next_stream`).
     fn idle(&self, stream: u32) -> bool {
-        stream % 2 == 0 || stream >= self.next_stream
+        stream.is_multiple_of(2) || stream >= self.next_stream
     }
 
     fn extend_block(&mut self, fragment: &[u8]) -> Result<(), ConnError> {

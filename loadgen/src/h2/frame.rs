@@ -533,7 +533,8 @@ mod tests {
             ]
         );
 
-        let samples: &[(fn(&mut Vec<u8>), &[u8])] = &[
+        type Sample = (fn(&mut Vec<u8>), &'static [u8]);
+        let samples: &[Sample] = &[
             (put_settings_ack, &[0, 0, 0, 4, 1, 0, 0, 0, 0]),
             (
                 |o| put_ping_ack(o, [9; 8]),

@@ -14,6 +14,9 @@ const ENTRY_OVERHEAD: usize = 32;
 /// 64 KiB here, so nothing legitimate comes close).
 const MAX_INTEGER: usize = 1 << 24;
 
+/// A dynamic table entry: name and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// Why a header block could not be decoded: a COMPRESSION_ERROR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HpackError {
@@ -32,7 +35,7 @@ pub enum HpackError {
 /// One connection's HPACK decoder.
 pub struct Decoder {
     /// Newest first: dynamic index 62 is `dynamic[0]`.
-    dynamic: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    dynamic: VecDeque<Entry>,
     /// Current size of the dynamic table (§4.1).
     size: usize,
     /// Current maximum, set by the encoder's size updates.
@@ -131,10 +134,7 @@ impl Decoder {
 }
 
 /// The table entry at `index` (1-based: static, then dynamic).
-fn entry(
-    dynamic: &VecDeque<(Box<[u8]>, Box<[u8]>)>,
-    index: usize,
-) -> Result<(&[u8], &[u8]), HpackError> {
+fn entry(dynamic: &VecDeque<Entry>, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
     match index {
         0 => Err(HpackError::Index),
         1..=61 => {
