@@ -155,6 +155,22 @@ http {{
         }
     }
 
+    /// `(port, url, flag)` for the HTTP/2 servers, TLS and cleartext.
+    fn h2_targets(&self, path: &str) -> [(u16, String, &'static str); 2] {
+        [
+            (
+                self.h2_tls,
+                format!("https://localhost:{}{path}", self.h2_tls),
+                "--h2",
+            ),
+            (
+                self.h2c,
+                format!("http://127.0.0.1:{}{path}", self.h2c),
+                "--h2c",
+            ),
+        ]
+    }
+
     fn cacert(&self) -> String {
         self.dir.join("ca.pem").display().to_string()
     }
@@ -225,18 +241,7 @@ fn requests_and_errors(report: &serde_json::Value) -> (u64, u64) {
 fn h2_over_tls_and_h2c_give_exact_counts_with_10_streams() {
     let nginx = Nginx::start("counts");
     let cacert = nginx.cacert();
-    let cases = [
-        (
-            nginx.h2_tls,
-            format!("https://localhost:{}/", nginx.h2_tls),
-            "--h2",
-        ),
-        (
-            nginx.h2c,
-            format!("http://127.0.0.1:{}/", nginx.h2c),
-            "--h2c",
-        ),
-    ];
+    let cases = nginx.h2_targets("/");
     for (port, url, flag) in &cases {
         let report = run_json(
             &nginx,
@@ -281,18 +286,7 @@ fn post_bodies_larger_than_the_initial_window_arrive_whole() {
     std::fs::write(&body_file, vec![b'x'; 100_000]).unwrap();
     let body_arg = body_file.display().to_string();
     let cacert = nginx.cacert();
-    let cases = [
-        (
-            nginx.h2_tls,
-            format!("https://localhost:{}/post", nginx.h2_tls),
-            "--h2",
-        ),
-        (
-            nginx.h2c,
-            format!("http://127.0.0.1:{}/post", nginx.h2c),
-            "--h2c",
-        ),
-    ];
+    let cases = nginx.h2_targets("/post");
     for (port, url, flag) in &cases {
         let report = run_json(
             &nginx,

@@ -690,13 +690,7 @@ mod tests {
     /// decoder, HPACK decoder, windows), whatever they say.
     #[test]
     fn random_frames_never_panic() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        };
+        let mut next = crate::h2::test_rng(0x2545_f491_4f6c_dd1d);
         let body: Arc<[u8]> = vec![1u8; 100].into();
         for round in 0..5_000 {
             let mut conn = H2Conn::new((round % 2 == 0).then(|| body.clone()));

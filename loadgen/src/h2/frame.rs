@@ -588,14 +588,7 @@ mod tests {
     /// decoder, and whatever it accepts lies within the input.
     #[test]
     fn random_bytes_never_panic() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            // xorshift64*
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
+        let mut next = crate::h2::test_rng(0x9e37_79b9_7f4a_7c15);
         let mut buf = Vec::new();
         for round in 0..20_000 {
             buf.clear();

@@ -84,3 +84,15 @@ pub(crate) fn preflight_h2c(mut tcp: TcpStream, wait: Duration) -> anyhow::Resul
     }
     Ok(())
 }
+
+/// A seeded xorshift64* generator for the random-input tests: the same
+/// bytes on every run, no dependency.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}

@@ -291,13 +291,7 @@ mod tests {
     /// Random blocks never panic the decoder.
     #[test]
     fn random_blocks_never_panic() {
-        let mut seed = 0x853c_49e6_748f_ea9bu64;
-        let mut next = move || {
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
+        let mut next = crate::h2::test_rng(0x853c_49e6_748f_ea9b);
         let mut d = Decoder::with_limit(128);
         for _ in 0..20_000 {
             let len = (next() % 24) as usize;
