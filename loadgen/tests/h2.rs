@@ -427,3 +427,105 @@ fn h2_against_a_server_without_http2_exits_2_with_one_line() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// A raw HTTP/2 responder on std threads (cleartext, prior knowledge):
+/// answers `:status 200` to every request except every fourth, which it
+/// resets with RST_STREAM(REFUSED_STREAM); the 50th request instead gets a
+/// GOAWAY(INTERNAL_ERROR) and the connection is closed.
+fn start_resetting_responder() -> u16 {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(AtomicU64::new(0));
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(mut tcp) = tcp else { return };
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+                    let len = payload.len();
+                    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+                    f.extend_from_slice(&stream.to_be_bytes());
+                    f.extend_from_slice(payload);
+                    f
+                };
+                let mut preface = [0u8; 24];
+                if tcp.read_exact(&mut preface).is_err()
+                    || tcp.write_all(&frame(4, 0, 0, &[])).is_err()
+                {
+                    return;
+                }
+                let mut head = [0u8; 9];
+                while tcp.read_exact(&mut head).is_ok() {
+                    let len = (usize::from(head[0]) << 16)
+                        | (usize::from(head[1]) << 8)
+                        | usize::from(head[2]);
+                    let mut payload = vec![0; len];
+                    if tcp.read_exact(&mut payload).is_err() {
+                        return;
+                    }
+                    let (kind, flags) = (head[3], head[4]);
+                    let stream =
+                        u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                    let reply = match kind {
+                        4 if flags & 1 == 0 => frame(4, 1, 0, &[]),
+                        1 => match requests.fetch_add(1, Ordering::SeqCst) + 1 {
+                            50 => {
+                                let mut goaway = stream.to_be_bytes().to_vec();
+                                goaway.extend_from_slice(&2u32.to_be_bytes());
+                                let _ = tcp.write_all(&frame(7, 0, 0, &goaway));
+                                return;
+                            }
+                            n if n % 4 == 0 => frame(3, 0, stream, &7u32.to_be_bytes()),
+                            _ => frame(1, 5, stream, &[0x88]),
+                        },
+                        _ => continue,
+                    };
+                    if tcp.write_all(&reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn rst_stream_and_goaway_with_an_error_are_counted_and_the_count_stays_exact() {
+    let port = start_resetting_responder();
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = ringway_load(&[
+        &url,
+        "--h2c",
+        "-n",
+        "200",
+        "--streams",
+        "4",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--timeout",
+        "5s",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("requests      200 "), "{stdout}");
+    assert!(stdout.contains("200: 200"), "{stdout}");
+    // Resets are errors; each refused request was sent again.
+    let resets: u64 = stdout
+        .split("reset ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no reset count in {stdout}"));
+    assert!(resets >= 50, "{resets} resets: {stdout}");
+}
