@@ -33,7 +33,7 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// before the scheduled time (measuring such a request from its actual
 /// send), instead of adding a tick of the generator's own lateness to
 /// every latency.
-const TIMER_SLACK: Duration = Duration::from_millis(1);
+pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// How one connect-and-session cycle ended.
 pub(crate) enum Outcome {
     /// Clean close (keep-alive off, `Connection: close`, idle close): go again.
@@ -64,7 +64,7 @@ pub(crate) struct Admitted {
 pub(crate) struct Connection {
     pub(crate) worker: Rc<Worker>,
     pub(crate) target: usize,
-    pace: Option<Pace>,
+    pub(crate) pace: Option<Pace>,
     /// Pre-built request bytes. Empty only after a cancelled write took them.
     requests: Vec<u8>,
     /// Read buffer; `consumed..len()` is unparsed. Empty after a cancelled read.
@@ -174,8 +174,8 @@ impl Connection {
             }
         };
         match connected {
-            Ok(mut stream) if self.plan().targets[self.target].h2.is_some() => {
-                crate::h2::session(self, &mut stream, deadline).await
+            Ok(stream) if self.plan().targets[self.target].h2.is_some() => {
+                crate::h2::session(self, stream, deadline).await
             }
             Ok(mut stream) => self.session(&mut stream, deadline).await,
             Err(_) => {
@@ -230,10 +230,14 @@ impl Connection {
                 sent_here += batch;
             }
             if self.in_flight.is_empty() {
-                if self.wait_for_schedule(stopping, out_of_budget).await {
-                    continue;
+                match &self.pace {
+                    Some(pace) if !stopping && !out_of_budget => {
+                        let wake = pace.next().checked_sub(TIMER_SLACK).unwrap_or(pace.next());
+                        monoio::time::sleep_until(wake.into()).await;
+                        continue;
+                    }
+                    _ => return Outcome::Finished,
                 }
-                return Outcome::Finished;
             }
             match self.receive(stream, deadline).await {
                 Ok(true) => {}
@@ -361,20 +365,6 @@ impl Connection {
             admitted.batch += 1;
         }
         admitted
-    }
-
-    /// Nothing in flight: in open loop, sleeps until the next scheduled
-    /// send and returns true; otherwise (closed loop, stopping, out of
-    /// budget) returns false: the connection is finished.
-    pub(crate) async fn wait_for_schedule(&self, stopping: bool, out_of_budget: bool) -> bool {
-        match &self.pace {
-            Some(pace) if !stopping && !out_of_budget => {
-                let wake = pace.next().checked_sub(TIMER_SLACK).unwrap_or(pace.next());
-                monoio::time::sleep_until(wake.into()).await;
-                true
-            }
-            _ => false,
-        }
     }
 
     /// A response ended (at `self.read_at`): match it to its request.

@@ -428,14 +428,32 @@ fn h2_against_a_server_without_http2_exits_2_with_one_line() {
     }
 }
 
-/// A raw HTTP/2 responder on std threads (cleartext, prior knowledge):
-/// answers `:status 200` to every request except every fourth, which it
-/// resets with RST_STREAM(REFUSED_STREAM); the 50th request instead gets a
-/// GOAWAY(INTERNAL_ERROR) and the connection is closed.
-fn start_resetting_responder() -> u16 {
+/// What the raw responder does with the `n`th request (from 1, over all connections).
+#[derive(Clone, Copy)]
+enum Answer {
+    Ok,
+    /// `:status 200` after this long (other streams go on meanwhile).
+    After(Duration),
+    /// RST_STREAM(REFUSED_STREAM).
+    Refuse,
+    /// GOAWAY(INTERNAL_ERROR), then close the connection.
+    GoAwayWithError,
+}
+
+/// A raw HTTP/2 responder on std threads (cleartext, prior knowledge),
+/// answering each request as `answer(n)` says.
+fn start_responder(answer: fn(u64) -> Answer) -> u16 {
     use std::io::{Read, Write};
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -445,17 +463,10 @@ fn start_resetting_responder() -> u16 {
             let Ok(mut tcp) = tcp else { return };
             let requests = requests.clone();
             std::thread::spawn(move || {
-                let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
-                    let len = payload.len();
-                    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-                    f.extend_from_slice(&stream.to_be_bytes());
-                    f.extend_from_slice(payload);
-                    f
-                };
+                let out = Arc::new(Mutex::new(tcp.try_clone().unwrap()));
+                let send = |bytes: &[u8]| out.lock().unwrap().write_all(bytes).is_ok();
                 let mut preface = [0u8; 24];
-                if tcp.read_exact(&mut preface).is_err()
-                    || tcp.write_all(&frame(4, 0, 0, &[])).is_err()
-                {
+                if tcp.read_exact(&mut preface).is_err() || !send(&frame(4, 0, 0, &[])) {
                     return;
                 }
                 let mut head = [0u8; 9];
@@ -470,21 +481,31 @@ fn start_resetting_responder() -> u16 {
                     let (kind, flags) = (head[3], head[4]);
                     let stream =
                         u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-                    let reply = match kind {
-                        4 if flags & 1 == 0 => frame(4, 1, 0, &[]),
-                        1 => match requests.fetch_add(1, Ordering::SeqCst) + 1 {
-                            50 => {
+                    let ok = frame(1, 5, stream, &[0x88]);
+                    let sent = match kind {
+                        4 if flags & 1 == 0 => send(&frame(4, 1, 0, &[])),
+                        1 => match answer(requests.fetch_add(1, Ordering::SeqCst) + 1) {
+                            Answer::Ok => send(&ok),
+                            Answer::After(delay) => {
+                                let out = out.clone();
+                                std::thread::spawn(move || {
+                                    std::thread::sleep(delay);
+                                    let _ = out.lock().unwrap().write_all(&ok);
+                                });
+                                true
+                            }
+                            Answer::Refuse => send(&frame(3, 0, stream, &7u32.to_be_bytes())),
+                            Answer::GoAwayWithError => {
                                 let mut goaway = stream.to_be_bytes().to_vec();
                                 goaway.extend_from_slice(&2u32.to_be_bytes());
-                                let _ = tcp.write_all(&frame(7, 0, 0, &goaway));
+                                send(&frame(7, 0, 0, &goaway));
+                                let _ = tcp.shutdown(std::net::Shutdown::Both);
                                 return;
                             }
-                            n if n % 4 == 0 => frame(3, 0, stream, &7u32.to_be_bytes()),
-                            _ => frame(1, 5, stream, &[0x88]),
                         },
-                        _ => continue,
+                        _ => true,
                     };
-                    if tcp.write_all(&reply).is_err() {
+                    if !sent {
                         return;
                     }
                 }
@@ -496,7 +517,12 @@ fn start_resetting_responder() -> u16 {
 
 #[test]
 fn rst_stream_and_goaway_with_an_error_are_counted_and_the_count_stays_exact() {
-    let port = start_resetting_responder();
+    // Every fourth request is refused; the 50th ends its connection.
+    let port = start_responder(|n| match n {
+        50 => Answer::GoAwayWithError,
+        n if n % 4 == 0 => Answer::Refuse,
+        _ => Answer::Ok,
+    });
     let url = format!("http://127.0.0.1:{port}/");
     let out = ringway_load(&[
         &url,
@@ -528,4 +554,56 @@ fn rst_stream_and_goaway_with_an_error_are_counted_and_the_count_stays_exact() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("no reset count in {stdout}"));
     assert!(resets >= 50, "{resets} resets: {stdout}");
+}
+
+#[test]
+fn open_loop_sends_on_time_while_a_stream_waits_for_a_slow_response() {
+    // The 3rd response takes 500 ms. One connection sends every 10 ms; with
+    // 4 streams the sends due meanwhile go out on the other streams on time.
+    let port = start_responder(|n| {
+        if n == 3 {
+            Answer::After(Duration::from_millis(500))
+        } else {
+            Answer::Ok
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("ringway-load-h2-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("report.json");
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = ringway_load(&[
+        &url,
+        "--h2c",
+        "--rate",
+        "100",
+        "-d",
+        "1s",
+        "--streams",
+        "4",
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (requests, errors) = requests_and_errors(&report);
+    assert_eq!(errors, 0, "{report}");
+    assert!(requests >= 95, "{requests} requests: {report}");
+    // The slow response is in the latencies...
+    assert!(
+        report["latency_us"]["max"].as_u64().unwrap() >= 500_000,
+        "{report}"
+    );
+    // ...but it held back no send (blocking on it would put sends ~500 ms behind).
+    let behind = report["behind_schedule_ms"].as_f64().unwrap();
+    assert!(behind < 250.0, "sends fell {behind} ms behind schedule");
 }

@@ -4,98 +4,167 @@
 //! deadline) exactly as HTTP/1.1 does, and adds a queue of stream ids kept
 //! in step with `in_flight`, because HTTP/2 answers out of order.
 //!
-//! The loop: admit up to `--streams` requests (as the pace, the budget and
-//! the server's MAX_CONCURRENT_STREAMS allow) and open a stream for each →
-//! write everything queued → read once and process every complete frame →
-//! repeat. A GOAWAY stops new streams; the session ends when the streams
-//! the server kept have finished, and the connection loop reconnects.
+//! The connection is split and two loops share it, taking turns on the one
+//! thread (state in `RefCell`s, never borrowed across an `.await`):
 //!
-//! Known limit: like `--pipeline`, a send that falls due while the session
-//! waits for a read goes out when the next bytes arrive; its latency still
-//! counts from the scheduled time, and the report's "behind schedule"
-//! shows the lag.
+//! - the sender admits requests (as the pace, the `-n` budget, `--streams`
+//!   and the server's MAX_CONCURRENT_STREAMS allow), opens a stream for
+//!   each and writes whatever the connection state queued; then it sleeps
+//!   until the receiver signals or the next scheduled send is due — so in
+//!   open loop a request goes out on time while others are still waiting
+//!   for their responses;
+//! - the receiver reads, feeds the frames to [`H2Conn`], matches responses,
+//!   resets and GOAWAYs to requests, and signals the sender.
+//!
+//! A GOAWAY stops new streams; the session ends when the streams the server
+//! kept have finished, and the connection loop reconnects.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use monoio::buf::IoBufMut;
 
 use super::conn::{Event, H2Conn};
 use super::frame::code;
-use crate::connection::{Admitted, Connection, Outcome};
+use crate::connection::{Connection, Outcome, TIMER_SLACK};
 use crate::report::ErrorKind;
-use crate::transport::Stream;
+use crate::transport::{Stream, StreamReader, StreamWriter};
 
 /// Read buffer size per HTTP/2 connection (holds at least one full frame).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Compact the read buffer when less than this much room is left at its end.
 const MIN_READ_ROOM: usize = 16 * 1024 + super::frame::HEADER_BYTES;
 
+/// What the two loops share.
+struct Shared<'a> {
+    conn: RefCell<&'a mut Connection>,
+    h2: RefCell<H2Conn>,
+    /// The stream id of each request in `conn.in_flight`, in the same order.
+    streams: RefCell<VecDeque<u32>>,
+    /// The receiver changed something the sender should look at.
+    wake: Signal,
+    deadline: &'a Cell<Option<Instant>>,
+}
+
 /// Runs requests over HTTP/2 on `stream` until the connection ends.
 pub(crate) async fn session(
     conn: &mut Connection,
-    stream: &mut Stream,
+    stream: Stream,
     deadline: &Cell<Option<Instant>>,
 ) -> Outcome {
-    if let Stream::Tls(tls) = stream
-        && tls.alpn_protocol().as_deref() != Some(b"h2")
+    if let Stream::Tls(tls) = &stream
+        && tls.alpn_protocol().as_deref() != Some(super::ALPN)
     {
         // The pre-flight handshake saw h2; this server has changed its mind.
         return Outcome::Failed(ErrorKind::Connect);
     }
-    let worker = conn.worker.clone();
+    let body = conn.worker.plan.targets[conn.target]
+        .h2
+        .as_ref()
+        .and_then(|r| r.body.clone());
+    let streams = conn.worker.plan.streams;
+    let shared = Shared {
+        conn: RefCell::new(conn),
+        h2: RefCell::new(H2Conn::new(body)),
+        streams: RefCell::new(VecDeque::with_capacity(streams)),
+        wake: Signal::default(),
+        deadline,
+    };
+    let (reader, writer) = stream.into_split();
+    monoio::select! {
+        outcome = send(&shared, writer) => outcome,
+        outcome = receive(&shared, reader) => outcome,
+    }
+}
+
+/// The sending loop: see the module doc.
+async fn send(shared: &Shared<'_>, mut writer: StreamWriter) -> Outcome {
+    let worker = shared.conn.borrow().worker.clone();
     let plan = &worker.plan;
-    let request = plan.targets[conn.target]
+    let target = shared.conn.borrow().target;
+    let request = plan.targets[target]
         .h2
         .as_ref()
         .expect("h2 sessions run only for h2 targets");
-    let timeout = plan.timeout;
-    let mut h2 = H2Conn::new(request.body.clone());
-    // The stream id of each request in `conn.in_flight`, in the same order.
-    let mut streams: VecDeque<u32> = VecDeque::with_capacity(plan.streams);
-    let mut events = Vec::new();
-    let mut buffer = Vec::with_capacity(READ_BUFFER_BYTES);
-    let mut consumed = 0usize;
+    let window = if plan.keepalive { plan.streams } else { 1 };
     let mut writing = Vec::with_capacity(4096);
     let mut opened = 0usize;
     loop {
         let now = Instant::now();
-        let stopping = conn.stopping(now);
-        let window = if plan.keepalive { plan.streams } else { 1 };
+        let stopping = shared.conn.borrow().stopping(now);
         let mut out_of_budget = false;
-        if !stopping && (plan.keepalive || opened == 0) && h2.room() > 0 {
-            let window = window.min(conn.in_flight.len() + h2.room());
-            let admitted: Admitted = conn.admit(window, now);
-            out_of_budget = admitted.out_of_budget;
-            for _ in 0..admitted.batch {
-                streams.push_back(h2.open(&request.block));
+        {
+            let mut conn = shared.conn.borrow_mut();
+            let mut h2 = shared.h2.borrow_mut();
+            if !stopping && (plan.keepalive || opened == 0) && h2.room() > 0 {
+                let window = window.min(conn.in_flight.len() + h2.room());
+                let admitted = conn.admit(window, now);
+                out_of_budget = admitted.out_of_budget;
+                let mut streams = shared.streams.borrow_mut();
+                for _ in 0..admitted.batch {
+                    streams.push_back(h2.open(&request.block));
+                }
+                opened += admitted.batch;
+                if admitted.batch > 0 && conn.in_flight.len() == admitted.batch {
+                    shared.deadline.set(Some(now + plan.timeout));
+                }
             }
-            opened += admitted.batch;
-            if admitted.batch > 0 && conn.in_flight.len() == admitted.batch {
-                deadline.set(Some(now + timeout));
-            }
-        }
-        if !h2.output().is_empty() {
             std::mem::swap(&mut writing, h2.output());
-            let (result, written) = stream.write_all(writing).await;
+        }
+        if !writing.is_empty() {
+            let (result, written) = writer.write_all(writing).await;
             writing = written;
             writing.clear();
             if result.is_err() {
                 return Outcome::Failed(ErrorKind::Write);
             }
         }
-        if conn.in_flight.is_empty() {
-            if h2.closing() || (!plan.keepalive && opened > 0) {
-                return Outcome::Reconnect;
+        // Sleep until the receiver has news, or until the next scheduled
+        // send if a stream is free for it.
+        let due = {
+            let conn = shared.conn.borrow();
+            let h2 = shared.h2.borrow();
+            if conn.in_flight.is_empty() {
+                if h2.closing() || (!plan.keepalive && opened > 0) {
+                    return Outcome::Reconnect;
+                }
+                if conn.pace.is_none() || stopping || out_of_budget {
+                    return Outcome::Finished;
+                }
             }
-            if conn.wait_for_schedule(stopping, out_of_budget).await {
-                continue;
+            let free = conn.in_flight.len() < window && h2.room() > 0;
+            match &conn.pace {
+                Some(pace) if free && !stopping && !out_of_budget => {
+                    Some(pace.next().checked_sub(TIMER_SLACK).unwrap_or(pace.next()))
+                }
+                _ => None,
             }
-            return Outcome::Finished;
+        };
+        match due {
+            Some(at) => {
+                monoio::select! {
+                    _ = shared.wake.wait() => {},
+                    _ = monoio::time::sleep_until(at.into()) => {},
+                }
+            }
+            None => shared.wake.wait().await,
         }
+    }
+}
 
-        // Make room, then read once.
+/// The receiving loop: see the module doc. It ends the session on a read
+/// error, a protocol error, or a GOAWAY with an error code.
+async fn receive(shared: &Shared<'_>, mut reader: StreamReader) -> Outcome {
+    let worker = shared.conn.borrow().worker.clone();
+    let timeout = worker.plan.timeout;
+    let mut buffer = Vec::with_capacity(READ_BUFFER_BYTES);
+    let mut consumed = 0usize;
+    let mut events = Vec::new();
+    loop {
+        // Make room, then read.
         if consumed == buffer.len() {
             buffer.clear();
             consumed = 0;
@@ -105,12 +174,15 @@ pub(crate) async fn session(
             consumed = 0;
         }
         let (len, cap) = (buffer.len(), buffer.capacity());
-        let (result, read) = stream.read(buffer.slice_mut(len..cap)).await;
+        let (result, read) = reader.read(buffer.slice_mut(len..cap)).await;
         buffer = read.into_inner();
         let now = Instant::now();
+        let mut conn = shared.conn.borrow_mut();
         conn.read_at = now;
         match result {
-            // Closed with streams outstanding.
+            // Closed between responses: a clean close.
+            Ok(0) if conn.in_flight.is_empty() => return Outcome::Reconnect,
+            // Closed with requests outstanding.
             Ok(0) | Err(_) => return Outcome::Failed(ErrorKind::Read),
             Ok(n) => {
                 if worker.phases.measuring(now) {
@@ -118,14 +190,17 @@ pub(crate) async fn session(
                 }
             }
         }
-        match h2.receive(&buffer[consumed..], &mut events) {
+        let received = shared
+            .h2
+            .borrow_mut()
+            .receive(&buffer[consumed..], &mut events);
+        match received {
             Ok(used) => consumed += used,
-            Err(_) => {
-                // Tell the server why (best effort), then give up on the connection.
-                let _ = stream.write_all(std::mem::take(h2.output())).await;
-                return Outcome::Failed(ErrorKind::Parse);
-            }
+            // A connection error. The GOAWAY the state queued is not
+            // sent: the session ends and the connection is dropped.
+            Err(_) => return Outcome::Failed(ErrorKind::Parse),
         }
+        let mut streams = shared.streams.borrow_mut();
         let mut completed = 0usize;
         for event in events.drain(..) {
             match event {
@@ -148,7 +223,7 @@ pub(crate) async fn session(
                 }
                 Event::GoAway { last_stream, code } => {
                     // Streams above `last_stream` were never processed:
-                    // their requests go back to be sent again elsewhere.
+                    // their requests go back to be sent again.
                     while let Some(index) = streams.iter().position(|&id| id > last_stream) {
                         streams.remove(index);
                         conn.forget_nth(index);
@@ -160,11 +235,41 @@ pub(crate) async fn session(
             }
         }
         if completed > 0 || conn.in_flight.is_empty() {
-            deadline.set(if conn.in_flight.is_empty() {
+            shared.deadline.set(if conn.in_flight.is_empty() {
                 None
             } else {
                 Some(conn.read_at + timeout)
             });
         }
+        shared.wake.notify();
+    }
+}
+
+/// A one-slot wake-up for one waiting task on the same thread: `notify`
+/// before `wait` is remembered, so no news is lost between the two.
+#[derive(Default)]
+struct Signal {
+    fired: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Signal {
+    fn notify(&self) {
+        self.fired.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.fired.replace(false) {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
