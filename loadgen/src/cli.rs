@@ -33,7 +33,7 @@ Mix file (--mix FILE): one request per line, replayed in proportion to the weigh
     GET  /api/items/42 \"Authorization: Bearer abc\" weight=3
     POST /api/items Content-Type:application/json @item.json weight=1";
 
-/// HTTP/1.1 load generator (closed or open loop, thread per core).
+/// HTTP/1.1 and HTTP/2 load generator (closed or open loop, thread per core).
 #[derive(Debug, Parser)]
 #[command(name = "ringway-load", version, about, after_help = MIX_HELP)]
 struct Args {
@@ -86,6 +86,15 @@ struct Args {
     /// Requests kept in flight per connection.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pipeline: usize,
+    /// HTTP/2 over TLS (ALPN h2); the URLs must be https://.
+    #[arg(long, conflicts_with = "h2c")]
+    h2: bool,
+    /// HTTP/2 over cleartext TCP with prior knowledge; the URLs must be http://.
+    #[arg(long)]
+    h2c: bool,
+    /// HTTP/2: concurrent streams (requests in flight) per connection.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    streams: usize,
     /// Per-request timeout.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     timeout: Duration,
@@ -190,6 +199,17 @@ impl Args {
         };
         let pin = self.pin.as_deref().map(parse_cpu_list).transpose()?;
         let mix = self.mix.as_deref().map(Mix::load).transpose()?;
+        for url in self.urls.iter().chain(self.compare.iter().flatten()) {
+            let https = url
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+            if self.h2 && !https {
+                bail!("--h2 is HTTP/2 over TLS and needs https:// URLs (use --h2c for '{url}')");
+            }
+            if self.h2c && https {
+                bail!("--h2c is cleartext HTTP/2 and needs http:// URLs (use --h2 for '{url}')");
+            }
+        }
         let cfg = LoadConfig {
             urls: self.urls,
             connections: self.connections,
@@ -202,6 +222,8 @@ impl Args {
             body,
             keepalive: !self.no_keepalive,
             pipeline: self.pipeline,
+            http2: self.h2 || self.h2c,
+            streams: self.streams,
             timeout: self.timeout,
             warmup: self.warmup.unwrap_or(Duration::ZERO),
             insecure: self.insecure,

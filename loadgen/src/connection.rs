@@ -1,7 +1,8 @@
-//! One HTTP/1.1 connection's request loop. A connection's life: connect
-//! (TCP, then TLS) → session (send up to `pipeline` requests, read
-//! responses, repeat) → on close or error, count it and connect again,
-//! until the run ends. Everything it counts goes to the worker's
+//! One connection's request loop. A connection's life: connect (TCP, then
+//! TLS) → session (HTTP/1.1 here: send up to `pipeline` requests, read
+//! responses, repeat; HTTP/2 in `h2::session`, on the same bookkeeping:
+//! [`Connection::admit`], [`Connection::complete_nth`]) → on close or
+//! error, count it and connect again, until the run ends. Everything it counts goes to the worker's
 //! [`Recorder`]; the requests it sends were rendered once by the control
 //! thread (`plan::RequestSet`) and are written with one submission per batch.
 //!
@@ -19,7 +20,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::time::Sleep;
 
 use crate::codec::{ResponseReader, Step};
-use crate::plan::Plan;
+use crate::plan::{Plan, Protocol};
 use crate::recorder::Recorder;
 use crate::report::ErrorKind;
 use crate::schedule::Pace;
@@ -36,9 +37,9 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// before the scheduled time (measuring such a request from its actual
 /// send), instead of adding a tick of the generator's own lateness to
 /// every latency.
-const TIMER_SLACK: Duration = Duration::from_millis(1);
+pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// How one connect-and-session cycle ended.
-enum Outcome {
+pub(crate) enum Outcome {
     /// Clean close (keep-alive off, `Connection: close`, idle close): go again.
     Reconnect,
     /// Nothing more to send: the run is over for this connection.
@@ -48,24 +49,32 @@ enum Outcome {
 
 /// A request on the wire, waiting for its response.
 #[derive(Debug, Clone, Copy)]
-struct InFlight {
+pub(crate) struct InFlight {
     /// Latency is measured from here: the send time (closed loop) or the
     /// scheduled send time (open loop).
     since: Instant,
     /// Sent during measurement (holds a `-n` token).
     measured: bool,
     /// Which request of the target's set (mix line) it is.
-    line: u32,
+    pub(crate) line: u32,
+}
+
+/// What [`Connection::admit`] did.
+pub(crate) struct Admitted {
+    /// Requests added to `in_flight`, to be sent now.
+    pub batch: usize,
+    /// The `-n` budget ran out: nothing more will be admitted.
+    pub out_of_budget: bool,
 }
 
 pub(crate) struct Connection {
-    recorder: Rc<Recorder>,
-    target: usize,
-    pace: Option<Pace>,
-    /// The bytes of the next write. With one request: `pipeline` copies of
-    /// it, built once, and a batch writes a prefix. With a mix: rebuilt per
-    /// batch from the rendered lines (a copy, no allocation once grown).
-    /// Empty only after a cancelled write took it.
+    pub(crate) recorder: Rc<Recorder>,
+    pub(crate) target: usize,
+    pub(crate) pace: Option<Pace>,
+    /// HTTP/1.1: the bytes of the next write. With one request: `pipeline`
+    /// copies of it, built once, and a batch writes a prefix. With a mix:
+    /// rebuilt per batch from the rendered lines (a copy, no allocation once
+    /// grown). Empty only after a cancelled write took it.
     out: Vec<u8>,
     /// Position in the target's wheel of mix lines.
     cursor: usize,
@@ -73,12 +82,14 @@ pub(crate) struct Connection {
     buffer: Vec<u8>,
     consumed: usize,
     reader: ResponseReader,
-    in_flight: VecDeque<InFlight>,
+    /// Requests sent and not answered, in send order (HTTP/2 answers
+    /// out of order: see `h2::session`).
+    pub(crate) in_flight: VecDeque<InFlight>,
     /// A `-n` token taken before connecting (so no connection is opened
     /// without a request to send); used by the first request.
     reserved: bool,
     /// When the bytes now in `buffer` arrived.
-    read_at: Instant,
+    pub(crate) read_at: Instant,
     /// A connect is under way (so a timeout is a connect error).
     connecting: bool,
     /// A connection opened before the start line, used by the first cycle.
@@ -176,9 +187,10 @@ impl Connection {
                 connected
             }
         };
-        match connected {
-            Ok(mut stream) => self.session(&mut stream, deadline).await,
-            Err(_) => {
+        match (connected, self.plan().protocol) {
+            (Ok(mut stream), Protocol::Http1) => self.session(&mut stream, deadline).await,
+            (Ok(stream), Protocol::H2 { .. }) => crate::h2::session(self, stream, deadline).await,
+            (Err(_), _) => {
                 monoio::time::sleep(CONNECT_BACKOFF).await;
                 Outcome::Failed(ErrorKind::Connect)
             }
@@ -189,7 +201,6 @@ impl Connection {
     async fn session(&mut self, stream: &mut Stream, deadline: &Cell<Option<Instant>>) -> Outcome {
         let recorder = self.recorder.clone();
         let plan = &recorder.plan;
-        let phases = &recorder.phases;
         let set = &plan.targets[self.target].requests;
         let single = set.lines.len() == 1;
         let keepalive = plan.keepalive;
@@ -212,51 +223,18 @@ impl Connection {
             } else {
                 Instant::now()
             };
-            let mut batch = 0usize;
-            let mut out_of_budget = false;
-            let stopping = plan.abort.is_set() || phases.ended(now);
-            if !stopping && (keepalive || sent_here == 0) {
-                while self.in_flight.len() < window {
-                    let scheduled = match &self.pace {
-                        Some(pace) if pace.next() > now + TIMER_SLACK => break,
-                        // Scheduled after the end: not part of this run.
-                        Some(pace) if phases.ended(pace.next()) => break,
-                        Some(pace) => pace.next(),
-                        None => now,
-                    };
-                    // Late: count from the schedule (coordinated omission).
-                    // Early (within the timer's slack): count from now.
-                    let since = scheduled.min(now);
-                    let measured = phases.measuring(scheduled);
-                    if measured && !self.take_token() {
-                        out_of_budget = true;
-                        break;
-                    }
-                    if let Some(pace) = &mut self.pace {
-                        pace.advance();
-                        if measured {
-                            recorder.behind(now.saturating_duration_since(scheduled));
-                        }
-                    }
-                    let line = if single {
-                        0
-                    } else {
-                        let line = set.wheel[self.cursor];
-                        self.cursor = (self.cursor + 1) % set.wheel.len();
-                        if batch == 0 {
-                            self.out.clear();
-                        }
-                        self.out.extend_from_slice(&set.lines[line as usize].bytes);
-                        line
-                    };
-                    self.in_flight.push_back(InFlight {
-                        since,
-                        measured,
-                        line,
-                    });
-                    batch += 1;
+            let stopping = self.stopping(now);
+            let Admitted {
+                batch,
+                out_of_budget,
+            } = if !stopping && (keepalive || sent_here == 0) {
+                self.admit(window, now)
+            } else {
+                Admitted {
+                    batch: 0,
+                    out_of_budget: false,
                 }
-            }
+            };
             if batch > 0 {
                 if self.in_flight.len() == batch {
                     deadline.set(Some(now + plan.timeout));
@@ -264,6 +242,12 @@ impl Connection {
                 let len = if single {
                     batch * set.lines[0].bytes.len()
                 } else {
+                    self.out.clear();
+                    let admitted = self.in_flight.len() - batch..;
+                    for request in self.in_flight.range(admitted) {
+                        self.out
+                            .extend_from_slice(&set.lines[request.line as usize].bytes);
+                    }
                     self.out.len()
                 };
                 let out = std::mem::take(&mut self.out);
@@ -374,10 +358,72 @@ impl Connection {
         }
     }
 
+    /// The run is over for new requests (aborted, or past its end).
+    pub(crate) fn stopping(&self, now: Instant) -> bool {
+        self.plan().abort.is_set() || self.recorder.phases.ended(now)
+    }
+
+    /// Adds requests to `in_flight` until `window` are in flight, as far as
+    /// the open-loop schedule and the `-n` budget allow, each the next line
+    /// of the target's wheel. The caller sends the last `batch` of
+    /// `in_flight` right away.
+    pub(crate) fn admit(&mut self, window: usize, now: Instant) -> Admitted {
+        let recorder = &*self.recorder;
+        let phases = &recorder.phases;
+        let wheel = &recorder.plan.targets[self.target].requests.wheel;
+        let mut admitted = Admitted {
+            batch: 0,
+            out_of_budget: false,
+        };
+        while self.in_flight.len() < window {
+            let scheduled = match &self.pace {
+                Some(pace) if pace.next() > now + TIMER_SLACK => break,
+                // Scheduled after the end: not part of this run.
+                Some(pace) if phases.ended(pace.next()) => break,
+                Some(pace) => pace.next(),
+                None => now,
+            };
+            // Late: count from the schedule (coordinated omission).
+            // Early (within the timer's slack): count from now.
+            let since = scheduled.min(now);
+            let measured = phases.measuring(scheduled);
+            // A measured request takes a `-n` token (the reserved one first).
+            if measured && !(std::mem::take(&mut self.reserved) || recorder.claim()) {
+                admitted.out_of_budget = true;
+                break;
+            }
+            if let Some(pace) = &mut self.pace {
+                pace.advance();
+                if measured {
+                    recorder.behind(now.saturating_duration_since(scheduled));
+                }
+            }
+            let line = if wheel.len() == 1 {
+                wheel[0]
+            } else {
+                let line = wheel[self.cursor];
+                self.cursor = (self.cursor + 1) % wheel.len();
+                line
+            };
+            self.in_flight.push_back(InFlight {
+                since,
+                measured,
+                line,
+            });
+            admitted.batch += 1;
+        }
+        admitted
+    }
+
     /// A response ended (at `self.read_at`): match it to its request.
     fn complete(&mut self, status: u16) -> Result<(), ErrorKind> {
+        self.complete_nth(0, status)
+    }
+
+    /// The response to the `index`th request in flight ended (at `self.read_at`).
+    pub(crate) fn complete_nth(&mut self, index: usize, status: u16) -> Result<(), ErrorKind> {
         // A response nobody asked for is a protocol error.
-        let request = self.in_flight.pop_front().ok_or(ErrorKind::Parse)?;
+        let request = self.in_flight.remove(index).ok_or(ErrorKind::Parse)?;
         self.recorder.complete(
             request.measured,
             status,
@@ -388,9 +434,14 @@ impl Connection {
         Ok(())
     }
 
-    /// Takes a `-n` token for a measured request (always succeeds without `-n`).
-    fn take_token(&mut self) -> bool {
-        std::mem::take(&mut self.reserved) || self.recorder.claim()
+    /// The `index`th request in flight will get no answer (HTTP/2: reset,
+    /// or refused by a GOAWAY): its `-n` token goes back for a retry.
+    pub(crate) fn forget_nth(&mut self, index: usize) {
+        if let Some(request) = self.in_flight.remove(index)
+            && request.measured
+        {
+            self.recorder.give_back(1);
+        }
     }
 
     /// The connection ended with requests unanswered: they are neither
@@ -403,7 +454,7 @@ impl Connection {
         self.recorder.give_back(unused);
     }
 
-    fn count_error(&mut self, kind: ErrorKind) {
+    pub(crate) fn count_error(&mut self, kind: ErrorKind) {
         self.recorder.error(kind, Instant::now());
     }
 }

@@ -1,4 +1,4 @@
-//! `ringway-load`: ringway's HTTP/1.1 load generator, usable as a library.
+//! `ringway-load`: ringway's HTTP/1.1 and HTTP/2 load generator, usable as a library.
 //! The README below is the crate documentation; its example is a doctest.
 #![doc = include_str!("../README.md")]
 
@@ -6,6 +6,7 @@ pub mod cli;
 pub mod codec;
 pub mod compare;
 mod connection;
+mod h2;
 pub mod mix;
 mod plan;
 pub mod plot;
@@ -59,6 +60,11 @@ pub struct LoadConfig {
     pub keepalive: bool,
     /// Requests in flight per connection (at least 1).
     pub pipeline: usize,
+    /// Speak HTTP/2: over TLS with ALPN `h2` for `https://` URLs, over
+    /// cleartext TCP with prior knowledge (h2c) for `http://` URLs.
+    pub http2: bool,
+    /// HTTP/2: concurrent streams (requests in flight) per connection, at least 1.
+    pub streams: usize,
     /// Per-request (and per-connect) timeout.
     pub timeout: Duration,
     /// Run this long first without recording.
@@ -98,6 +104,8 @@ impl Default for LoadConfig {
             body: None,
             keepalive: true,
             pipeline: 1,
+            http2: false,
+            streams: 1,
             timeout: Duration::from_secs(5),
             warmup: Duration::ZERO,
             insecure: false,

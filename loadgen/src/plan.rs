@@ -7,26 +7,37 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Barrier, OnceLock};
 use std::time::Duration;
 
+use crate::h2::H2Request;
 use crate::schedule::{Abort, Budget, Phases};
 use crate::transport::Connector;
 
-/// The wire protocol a connection speaks. Chosen once per run; the worker
-/// spawns each connection's task by matching on it (`worker::spawn_connection`).
-/// A second protocol adds a variant here and an arm there; everything it
-/// counts goes through `recorder::Recorder`, which knows no protocol.
+/// The wire protocol a connection speaks. Chosen once per run; each
+/// connection's loop (`connection.rs`: connect, watchdog, retries) runs
+/// the matching session on every connection it opens (`Connection::cycle`).
+/// Everything a session counts goes through `recorder::Recorder`, which
+/// knows no protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
-    /// HTTP/1.1 over TCP or TLS (`connection.rs`), keep-alive and pipelining.
+    /// HTTP/1.1 over TCP or TLS (`Connection::session`), keep-alive and pipelining.
     Http1,
+    /// HTTP/2 (`h2::session`): over TLS with ALPN `h2` for `https://`
+    /// targets, cleartext with prior knowledge (h2c) for `http://`.
+    H2 {
+        /// Concurrent streams (requests in flight) per connection.
+        streams: usize,
+    },
 }
 
 /// One request, rendered once for one target.
 #[derive(Debug, Clone)]
 pub(crate) struct Rendered {
-    /// The request's bytes (head and body), exactly as written.
+    /// HTTP/1.1: the request's bytes (head and body), exactly as written.
+    /// Empty for HTTP/2.
     pub bytes: Vec<u8>,
     /// The method is HEAD (the response carries no body).
     pub head: bool,
+    /// HTTP/2: the header block and body every stream of this request sends.
+    pub h2: Option<H2Request>,
 }
 
 /// The requests of one target: one entry without `--mix`, one per mix

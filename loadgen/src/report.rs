@@ -27,17 +27,21 @@ pub enum ErrorKind {
     Read,
     /// Writing the request failed.
     Write,
-    /// The response was not valid HTTP/1.x.
+    /// The response was not valid HTTP/1.x, or broke the HTTP/2 protocol.
     Parse,
+    /// HTTP/2: the server reset a stream (RST_STREAM) or closed the
+    /// connection with an error (GOAWAY).
+    Reset,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 6] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Read,
         ErrorKind::Write,
         ErrorKind::Parse,
+        ErrorKind::Reset,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,13 +51,14 @@ impl ErrorKind {
             ErrorKind::Read => "read",
             ErrorKind::Write => "write",
             ErrorKind::Parse => "parse",
+            ErrorKind::Reset => "reset",
         }
     }
 }
 
 /// Error counts by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ErrorCounts([u64; 5]);
+pub struct ErrorCounts([u64; ErrorKind::ALL.len()]);
 
 impl ErrorCounts {
     pub fn get(&self, kind: ErrorKind) -> u64 {

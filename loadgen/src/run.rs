@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use crate::codec::build_request;
+use crate::h2::H2Request;
 use crate::plan::{Live, Plan, Protocol, Rendered, RequestSet, StartLine, TargetPlan};
 use crate::progress::Progress;
 use crate::report::{LineReport, Report, Tally};
@@ -26,6 +27,8 @@ const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_CONNECTIONS: usize = 1_000_000;
 const MAX_THREADS: usize = 1024;
 const MAX_PIPELINE: usize = 1024;
+/// HTTP/2 streams per connection (servers allow 100 to 1000 at once).
+const MAX_STREAMS: usize = 65_536;
 /// Longest duration, warmup or timeout (30 days).
 const MAX_SPAN: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -169,6 +172,15 @@ fn validate(cfg: &LoadConfig) -> anyhow::Result<()> {
     {
         bail!("rate is too low: one request per connection every 30 days at least");
     }
+    if cfg.streams == 0 || cfg.streams > MAX_STREAMS {
+        bail!("streams must be 1 to {MAX_STREAMS}");
+    }
+    if cfg.http2 && cfg.pipeline > 1 {
+        bail!("HTTP/2 does not pipeline: use --streams for requests in flight per connection");
+    }
+    if !cfg.http2 && cfg.streams > 1 {
+        bail!("--streams is for HTTP/2 (--h2 or --h2c); HTTP/1.1 uses --pipeline");
+    }
     match cfg.stop {
         Stop::Duration(d) if d.is_zero() => bail!("duration must be more than 0"),
         Stop::Requests(0) => bail!("request count must be at least 1"),
@@ -221,7 +233,14 @@ fn preflight(cfg: &LoadConfig) -> anyhow::Result<Vec<(Target, Connector)>> {
         .map(|u| Target::parse(u))
         .collect::<Result<_, _>>()?;
     let tls = if targets.iter().any(|t| t.tls) {
-        Some(client_config(cfg.insecure, cfg.cacert.as_deref())?)
+        // With --h2, http/1.1 is offered too, so a server without HTTP/2
+        // completes the handshake and can be named for what it lacks.
+        let alpn: &[&[u8]] = if cfg.http2 {
+            &[crate::h2::ALPN, b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
+        Some(client_config(cfg.insecure, cfg.cacert.as_deref(), alpn)?)
     } else {
         None
     };
@@ -242,9 +261,21 @@ fn preflight(cfg: &LoadConfig) -> anyhow::Result<Vec<(Target, Connector)>> {
         let connector = match &tls {
             Some(config) if target.tls => {
                 // And one handshake, so a certificate problem is named now.
-                preflight_handshake(tcp, config.clone(), &target.host, wait)
+                let alpn = preflight_handshake(tcp, config.clone(), &target.host, wait)
                     .with_context(|| format!("TLS handshake with {} failed", target.url))?;
+                if cfg.http2 && alpn.as_deref() != Some(crate::h2::ALPN) {
+                    bail!(
+                        "{} does not speak HTTP/2: the TLS handshake chose ALPN {}",
+                        target.url,
+                        alpn.map_or("none".into(), |p| String::from_utf8_lossy(&p).into_owned())
+                    );
+                }
                 Connector::tls(addr, config.clone(), &target.host)?
+            }
+            _ if cfg.http2 => {
+                crate::h2::preflight_h2c(tcp, wait)
+                    .with_context(|| format!("--h2c {}", target.url))?;
+                Connector::plain(addr)
             }
             _ => Connector::plain(addr),
         };
@@ -291,7 +322,13 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
         }
     };
     let plan = Plan {
-        protocol: Protocol::Http1,
+        protocol: if cfg.http2 {
+            Protocol::H2 {
+                streams: cfg.streams,
+            }
+        } else {
+            Protocol::Http1
+        },
         targets: plans,
         mix_lines: cfg.mix.as_ref().map_or(0, |m| m.lines.len()),
         connections: cfg.connections,
@@ -314,16 +351,13 @@ fn build_plan(cfg: &LoadConfig) -> anyhow::Result<(Plan, Option<Vec<core_affinit
 /// The request (or, with `--mix`, the requests) for `target`, rendered once.
 fn render_requests(cfg: &LoadConfig, target: &Target) -> RequestSet {
     let Some(mix) = &cfg.mix else {
-        return RequestSet::single(Rendered {
-            bytes: build_request(
-                &cfg.method,
-                target,
-                &cfg.headers,
-                cfg.body.as_deref(),
-                cfg.keepalive,
-            ),
-            head: cfg.method.eq_ignore_ascii_case("HEAD"),
-        });
+        return RequestSet::single(render(
+            cfg,
+            &cfg.method,
+            target,
+            &cfg.headers,
+            cfg.body.as_deref(),
+        ));
     };
     let mut lines = Vec::with_capacity(mix.lines.len());
     for line in &mix.lines {
@@ -338,19 +372,40 @@ fn render_requests(cfg: &LoadConfig, target: &Target) -> RequestSet {
                 headers.push((k.clone(), v.clone()));
             }
         }
-        lines.push(Rendered {
-            bytes: build_request(
-                &line.method,
-                &target,
-                &headers,
-                line.body.as_deref(),
-                cfg.keepalive,
-            ),
-            head: line.method.eq_ignore_ascii_case("HEAD"),
-        });
+        lines.push(render(
+            cfg,
+            &line.method,
+            &target,
+            &headers,
+            line.body.as_deref(),
+        ));
     }
     let weights: Vec<u32> = mix.lines.iter().map(|l| l.weight).collect();
     RequestSet::weighted(lines, &weights)
+}
+
+/// One request in the run's protocol: HTTP/1.1 bytes, or the HTTP/2
+/// header block and body.
+fn render(
+    cfg: &LoadConfig,
+    method: &str,
+    target: &Target,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+) -> Rendered {
+    let head = method.eq_ignore_ascii_case("HEAD");
+    if cfg.http2 {
+        return Rendered {
+            bytes: Vec::new(),
+            head,
+            h2: Some(H2Request::new(method, target, headers, body)),
+        };
+    }
+    Rendered {
+        bytes: build_request(method, target, headers, body, cfg.keepalive),
+        head,
+        h2: None,
+    }
 }
 
 fn preflight_handshake(
@@ -358,7 +413,7 @@ fn preflight_handshake(
     config: Arc<rustls::ClientConfig>,
     host: &str,
     wait: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Vec<u8>>> {
     tcp.set_read_timeout(Some(wait))?;
     tcp.set_write_timeout(Some(wait))?;
     let name = rustls_pki_types::ServerName::try_from(host.to_string())?;
@@ -366,5 +421,5 @@ fn preflight_handshake(
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock)?;
     }
-    Ok(())
+    Ok(tls.conn.alpn_protocol().map(<[u8]>::to_vec))
 }

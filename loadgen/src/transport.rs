@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -36,6 +36,54 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.write_all(buf).await,
             Stream::Tls(s) => s.write_all(buf).await,
+        }
+    }
+}
+
+/// The reading half of a [`Stream`] split by [`Stream::into_split`].
+pub enum StreamReader {
+    Plain(OwnedReadHalf<TcpStream>),
+    Tls(OwnedReadHalf<ClientTlsStream<TcpStream>>),
+}
+
+/// The writing half of a [`Stream`] split by [`Stream::into_split`].
+pub enum StreamWriter {
+    Plain(OwnedWriteHalf<TcpStream>),
+    Tls(OwnedWriteHalf<ClientTlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Splits the connection so that a read and a write can be under way
+    /// at once (HTTP/2 sends while it waits for responses). Both monoio's
+    /// TCP stream and monoio-rustls's TLS stream support this.
+    pub fn into_split(self) -> (StreamReader, StreamWriter) {
+        match self {
+            Stream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (StreamReader::Plain(r), StreamWriter::Plain(w))
+            }
+            Stream::Tls(s) => {
+                let (r, w) = (*s).into_split();
+                (StreamReader::Tls(r), StreamWriter::Tls(w))
+            }
+        }
+    }
+}
+
+impl StreamReader {
+    pub async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            StreamReader::Plain(s) => s.read(buf).await,
+            StreamReader::Tls(s) => s.read(buf).await,
+        }
+    }
+}
+
+impl StreamWriter {
+    pub async fn write_all<T: IoBuf + 'static>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            StreamWriter::Plain(s) => s.write_all(buf).await,
+            StreamWriter::Tls(s) => s.write_all(buf).await,
         }
     }
 }
@@ -96,8 +144,13 @@ impl Connector {
     }
 }
 
-/// Builds the rustls client configuration (ring provider, HTTP/1.1 ALPN).
-pub fn client_config(insecure: bool, cacert: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
+/// Builds the rustls client configuration (ring provider, offering the
+/// ALPN protocols `alpn`, most preferred first).
+pub fn client_config(
+    insecure: bool,
+    cacert: Option<&Path>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Arc<ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -124,7 +177,7 @@ pub fn client_config(insecure: bool, cacert: Option<&Path>) -> anyhow::Result<Ar
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::connection::Connection;
-use crate::plan::{Plan, Protocol, StartLine};
+use crate::plan::{Plan, StartLine};
 use crate::recorder::Recorder;
 use crate::report::Tally;
 use crate::transport::Stream;
@@ -85,19 +85,18 @@ impl RingFlags {
     }
 }
 
-/// Starts one connection's task, in the run's protocol. This is the one
-/// place that knows which protocols exist: a connection gets the worker's
+/// Starts one connection's task. A connection gets the worker's
 /// [`Recorder`] (for everything it counts), its global index (which picks
 /// its target and its open-loop offset) and, maybe, a stream opened before
-/// the start line.
+/// the start line. Every protocol shares the connection loop (connect,
+/// watchdog, retries, `-n` tokens); `Connection::cycle` runs the session
+/// of the run's [`Protocol`](crate::plan::Protocol) on each connection it opens.
 fn spawn_connection(
     recorder: Rc<Recorder>,
     global: usize,
     ready: Option<Stream>,
 ) -> monoio::task::JoinHandle<()> {
-    match recorder.plan.protocol {
-        Protocol::Http1 => monoio::spawn(Connection::new(recorder, global, ready).run()),
-    }
+    monoio::spawn(Connection::new(recorder, global, ready).run())
 }
 
 async fn worker_main(plan: Arc<Plan>, index: usize, start: Arc<StartLine>) -> Tally {

@@ -8,25 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use ringway_load::{LoadConfig, Stop};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+mod support;
+
 /// A CA (as PEM) and a `localhost` certificate it signed, with its key.
 fn certificates() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "ringway-load test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
-    (ca.pem(), leaf.der().clone(), key.into())
+    let pki = support::Localhost::issue("ringway-load test CA");
+    let key = PrivatePkcs8KeyDer::from(pki.key.serialize_der());
+    (pki.ca_pem, pki.cert.der().clone(), key.into())
 }
 
 struct TlsServer {

@@ -1,6 +1,7 @@
 //! A small threaded HTTP/1.1 test server on 127.0.0.1:0: one thread per
 //! connection, raw bytes out, counting requests and connections, so the
-//! load generator's figures can be checked against the server's.
+//! load generator's figures can be checked against the server's; the
+//! binary runner, the exit-2 check and a throwaway `localhost` certificate.
 
 #![allow(dead_code)]
 
@@ -19,6 +20,36 @@ pub fn ringway_load(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("binary runs")
+}
+
+/// A throwaway CA and a `localhost` certificate it signed (for the TLS
+/// servers of `tls.rs` and `h2.rs`).
+pub struct Localhost {
+    pub ca_pem: String,
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+}
+
+impl Localhost {
+    pub fn issue(ca_name: &str) -> Localhost {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, ca_name);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        Localhost {
+            ca_pem: ca.pem(),
+            cert,
+            key,
+        }
+    }
 }
 
 /// Bad input: exit code 2, one line on stderr that mentions `mentions`,
