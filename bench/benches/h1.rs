@@ -159,5 +159,11 @@ fn normalize_paths(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse_requests, parse_responses, chunked_codec, normalize_paths);
+criterion_group!(
+    benches,
+    parse_requests,
+    parse_responses,
+    chunked_codec,
+    normalize_paths
+);
 criterion_main!(benches);

@@ -44,7 +44,9 @@ fn one_bucket(c: &mut Criterion) {
 fn keyed(c: &mut Criterion) {
     let mut g = c.benchmark_group("limits/keyed");
     let map = Keyed::new(generous(), 100_000);
-    let keys: Vec<[u8; 4]> = (0..10_000u32).map(|i| (0x0a00_0000 | i).to_be_bytes()).collect();
+    let keys: Vec<[u8; 4]> = (0..10_000u32)
+        .map(|i| (0x0a00_0000 | i).to_be_bytes())
+        .collect();
     let now = limit::now();
     for k in &keys {
         let _ = map.take(k, now);
@@ -56,7 +58,9 @@ fn keyed(c: &mut Criterion) {
             map.take(black_box(&keys[i]), limit::now())
         })
     });
-    g.bench_function("take, one key", |b| b.iter(|| map.take(black_box(&keys[0]), limit::now())));
+    g.bench_function("take, one key", |b| {
+        b.iter(|| map.take(black_box(&keys[0]), limit::now()))
+    });
 }
 
 criterion_group!(benches, one_bucket, keyed);

@@ -2,9 +2,9 @@
 //! corpus replay test (`engine/tests/fuzz_corpus.rs`), so CI runs the same
 //! assertions on every committed input without cargo-fuzz.
 
+use ringway::h1::Framing;
 use ringway::h1::Limits;
 use ringway::h1::chunked::{self, ChunkedDecoder, Decoded};
-use ringway::h1::Framing;
 use ringway::h1::request::{self, RequestHead};
 use ringway::h1::response::{self, ResponseHead};
 use ringway::h1::write::{self, Forward};
@@ -185,7 +185,13 @@ pub fn proxy_header(data: &[u8]) {
             let mut out = Vec::new();
             write(&mut out, client, local);
             let again = proxy_protocol::parse(&out);
-            assert_eq!(again, Ok(Some(Header { len: out.len(), addresses: h.addresses })));
+            assert_eq!(
+                again,
+                Ok(Some(Header {
+                    len: out.len(),
+                    addresses: h.addresses
+                }))
+            );
         }
     }
 }

@@ -140,7 +140,12 @@ pub fn main() -> i32 {
 
 /// `ringway usage`: in cluster mode asks Redis itself; otherwise the counts
 /// live in the running gateway, so it asks that gateway's admin listener.
-fn usage(path: &std::path::Path, key: &str, (from, to): (Option<&str>, Option<&str>), json: bool) -> i32 {
+fn usage(
+    path: &std::path::Path,
+    key: &str,
+    (from, to): (Option<&str>, Option<&str>),
+    json: bool,
+) -> i32 {
     use crate::observe::usage::{report, today};
     let snap = match config::load(path) {
         Ok(s) => s,
@@ -210,13 +215,23 @@ fn usage(path: &std::path::Path, key: &str, (from, to): (Option<&str>, Option<&s
 /// A `/usage` JSON document as the text `ringway usage` prints.
 fn usage_text(v: &serde_json::Value) -> String {
     use std::fmt::Write;
-    let mut s = format!("key {} (plan {}), from {}\n", v["key"], v["plan"], v["source"]).replace('"', "");
+    let mut s = format!(
+        "key {} (plan {}), from {}\n",
+        v["key"], v["plan"], v["source"]
+    )
+    .replace('"', "");
     for d in v["days"].as_array().into_iter().flatten() {
         let _ = writeln!(s, "{}  {}", d["date"].as_str().unwrap_or("?"), d["used"]);
     }
     match v["quota"].as_object() {
         Some(q) => {
-            let _ = writeln!(s, "quota: {} of {} left this {}", q["remaining"], q["limit"], q["period"].as_str().unwrap_or("?"));
+            let _ = writeln!(
+                s,
+                "quota: {} of {} left this {}",
+                q["remaining"],
+                q["limit"],
+                q["period"].as_str().unwrap_or("?")
+            );
         }
         None => s.push_str("quota: none\n"),
     }
@@ -228,12 +243,19 @@ fn admin_get(addr: std::net::SocketAddr, target: &str) -> std::io::Result<(u16, 
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     Ok((status, body.to_string()))
 }
 

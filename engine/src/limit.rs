@@ -218,7 +218,10 @@ impl std::fmt::Debug for Keyed {
 /// the same, so a reload that leaves a limit alone keeps its state.
 pub fn shared(identity: &str, rate: Rate) -> Arc<Bucket> {
     static ALL: OnceLock<Mutex<HashMap<(String, Rate), Arc<Bucket>>>> = OnceLock::new();
-    let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = ALL
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     all.entry((identity.to_owned(), rate)).or_default().clone()
 }
 
@@ -226,7 +229,10 @@ pub fn shared(identity: &str, rate: Rate) -> Arc<Bucket> {
 pub fn shared_keyed(identity: &str, rate: Rate, max_keys: usize) -> Arc<Keyed> {
     type All = HashMap<(String, Rate, usize), Arc<Keyed>>;
     static ALL: OnceLock<Mutex<All>> = OnceLock::new();
-    let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = ALL
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     all.entry((identity.to_owned(), rate, max_keys))
         .or_insert_with(|| Arc::new(Keyed::new(rate, max_keys)))
         .clone()
@@ -252,7 +258,10 @@ mod tests {
         assert_eq!(admitted, 1, "one interval later, exactly one more");
         // Idle for a long time: full again, never more than the burst.
         let much_later = t0 + 100 * SEC;
-        assert_eq!((0..10).filter(|_| b.take(rate, much_later).is_ok()).count(), 3);
+        assert_eq!(
+            (0..10).filter(|_| b.take(rate, much_later).is_ok()).count(),
+            3
+        );
     }
 
     #[test]
@@ -312,7 +321,10 @@ mod tests {
         let rate = Rate::new(2.0, 4.0);
         let a = shared("plan:test-identity", rate);
         assert!(Arc::ptr_eq(&a, &shared("plan:test-identity", rate)));
-        assert!(!Arc::ptr_eq(&a, &shared("plan:test-identity", Rate::new(2.0, 5.0))));
+        assert!(!Arc::ptr_eq(
+            &a,
+            &shared("plan:test-identity", Rate::new(2.0, 5.0))
+        ));
         assert!(!Arc::ptr_eq(&a, &shared("plan:other", rate)));
         let k = shared_keyed("route:/x", rate, 10);
         assert!(Arc::ptr_eq(&k, &shared_keyed("route:/x", rate, 10)));

@@ -178,9 +178,19 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, Invalid> {
     let addresses = match (command, family) {
         (1, 1 | 2) if transport != 1 => return Err(Invalid::BadV2),
         (1, 1) => {
-            let ip = |i: usize| IpAddr::V4(Ipv4Addr::new(block[i], block[i + 1], block[i + 2], block[i + 3]));
+            let ip = |i: usize| {
+                IpAddr::V4(Ipv4Addr::new(
+                    block[i],
+                    block[i + 1],
+                    block[i + 2],
+                    block[i + 3],
+                ))
+            };
             let port = |i: usize| u16::from_be_bytes([block[i], block[i + 1]]);
-            Some((SocketAddr::new(ip(0), port(8)), SocketAddr::new(ip(4), port(10))))
+            Some((
+                SocketAddr::new(ip(0), port(8)),
+                SocketAddr::new(ip(4), port(10)),
+            ))
         }
         (1, 2) => {
             let ip = |i: usize| {
@@ -188,7 +198,10 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, Invalid> {
                 IpAddr::V6(Ipv6Addr::from(octets))
             };
             let port = |i: usize| u16::from_be_bytes([block[i], block[i + 1]]);
-            Some((SocketAddr::new(ip(0), port(32)), SocketAddr::new(ip(16), port(34))))
+            Some((
+                SocketAddr::new(ip(0), port(32)),
+                SocketAddr::new(ip(16), port(34)),
+            ))
         }
         _ => None,
     };
@@ -279,7 +292,10 @@ mod tests {
             parse(h).unwrap().unwrap().addresses,
             Some((addr("[2001:db8::1]:1"), addr("[2001:db8::2]:65535")))
         );
-        for unknown in [&b"PROXY UNKNOWN\r\n"[..], b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"] {
+        for unknown in [
+            &b"PROXY UNKNOWN\r\n"[..],
+            b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n",
+        ] {
             let h = parse(unknown).unwrap().unwrap();
             assert_eq!((h.len, h.addresses), (unknown.len(), None));
         }
@@ -288,16 +304,43 @@ mod tests {
     #[test]
     fn v1_refusals() {
         for (bad, why) in [
-            (&b"PROXY TCP4 192.0.2.7 198.51.100.1 56324\r\n"[..], Invalid::BadV1),
-            (b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443 9\r\n", Invalid::BadV1),
-            (b"PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n", Invalid::BadV1),
+            (
+                &b"PROXY TCP4 192.0.2.7 198.51.100.1 56324\r\n"[..],
+                Invalid::BadV1,
+            ),
+            (
+                b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443 9\r\n",
+                Invalid::BadV1,
+            ),
+            (
+                b"PROXY TCP4 2001:db8::1 198.51.100.1 1 2\r\n",
+                Invalid::BadV1,
+            ),
             (b"PROXY TCP6 192.0.2.7 2001:db8::2 1 2\r\n", Invalid::BadV1),
-            (b"PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n", Invalid::BadV1),
-            (b"PROXY TCP4 192.0.2.7 198.51.100.1 0443 443\r\n", Invalid::BadV1),
-            (b"PROXY TCP4 192.0.2.7 198.51.100.1 +1 443\r\n", Invalid::BadV1),
-            (b"PROXY TCP4  192.0.2.7 198.51.100.1 1 443\r\n", Invalid::BadV1),
-            (b"PROXY UDP4 192.0.2.7 198.51.100.1 1 443\r\n", Invalid::BadV1),
-            (b"PROXY TCP4 192.0.2.7 198.51.100.1 1 443\rX", Invalid::BadV1),
+            (
+                b"PROXY TCP4 192.0.2.7 198.51.100.1 65536 443\r\n",
+                Invalid::BadV1,
+            ),
+            (
+                b"PROXY TCP4 192.0.2.7 198.51.100.1 0443 443\r\n",
+                Invalid::BadV1,
+            ),
+            (
+                b"PROXY TCP4 192.0.2.7 198.51.100.1 +1 443\r\n",
+                Invalid::BadV1,
+            ),
+            (
+                b"PROXY TCP4  192.0.2.7 198.51.100.1 1 443\r\n",
+                Invalid::BadV1,
+            ),
+            (
+                b"PROXY UDP4 192.0.2.7 198.51.100.1 1 443\r\n",
+                Invalid::BadV1,
+            ),
+            (
+                b"PROXY TCP4 192.0.2.7 198.51.100.1 1 443\rX",
+                Invalid::BadV1,
+            ),
             (b"PROXY UNKNOWNX\r\n", Invalid::BadV1),
             (b"GET / HTTP/1.1\r\n\r\n", Invalid::NoSignature),
             (b"proxy TCP4", Invalid::NoSignature),
@@ -370,7 +413,11 @@ mod tests {
         assert_eq!(parse(&with(12, 0x22)), Err(Invalid::BadV2), "command 2");
         assert_eq!(parse(&with(13, 0x41)), Err(Invalid::BadV2), "family 4");
         assert_eq!(parse(&with(13, 0x12)), Err(Invalid::BadV2), "UDP");
-        assert_eq!(parse(&with(15, 11)), Err(Invalid::BadV2), "short IPv4 block");
+        assert_eq!(
+            parse(&with(15, 11)),
+            Err(Invalid::BadV2),
+            "short IPv4 block"
+        );
         let mut huge = base.clone();
         huge[14..16].copy_from_slice(&(V2_MAX_LEN as u16).to_be_bytes());
         assert_eq!(parse(&huge), Err(Invalid::TooLong));

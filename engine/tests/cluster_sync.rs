@@ -80,7 +80,10 @@ fn two_instances_share_a_quota_exactly() {
         };
         if ok {
             admitted += 1;
-            assert_eq!(refused_after_last, 0, "request {i} admitted after a refusal");
+            assert_eq!(
+                refused_after_last, 0,
+                "request {i} admitted after a refusal"
+            );
         } else if admitted == 100 {
             refused_after_last += 1;
         }
@@ -120,9 +123,18 @@ fn a_shared_bucket_holds_within_the_bound() {
     let allowed = 10.0 + 100.0 * secs;
     // The documented bound: instances × (burst + rate × interval) over the limit.
     let bound = allowed + 2.0 * (10.0 + 100.0 * 0.02);
-    assert!(sent as f64 > 1.5 * allowed, "the test must offer more than the limit");
-    assert!((admitted as f64) <= bound, "admitted {admitted}, allowed {allowed:.0}, bound {bound:.0}");
-    assert!((admitted as f64) >= 0.8 * allowed, "admitted {admitted} of {allowed:.0}");
+    assert!(
+        sent as f64 > 1.5 * allowed,
+        "the test must offer more than the limit"
+    );
+    assert!(
+        (admitted as f64) <= bound,
+        "admitted {admitted}, allowed {allowed:.0}, bound {bound:.0}"
+    );
+    assert!(
+        (admitted as f64) >= 0.8 * allowed,
+        "admitted {admitted} of {allowed:.0}"
+    );
 }
 
 #[test]
@@ -141,6 +153,8 @@ fn redis_down_then_back() {
     // And a flushed Redis is just an empty one.
     redis.cmd(&["FLUSHALL"]);
     let before = a.stats.syncs.load(Ordering::Relaxed);
-    wait_until("syncs after a flush", || a.stats.syncs.load(Ordering::Relaxed) > before + 2);
+    wait_until("syncs after a flush", || {
+        a.stats.syncs.load(Ordering::Relaxed) > before + 2
+    });
     assert!(a.is_up());
 }

@@ -97,7 +97,10 @@ pub fn normalize(path: &mut [u8], merge_slashes: bool) -> Result<usize, AboveRoo
     let mut r = 1;
     let mut trailing_slash;
     loop {
-        let end = path[r..].iter().position(|&b| b == b'/').map_or(path.len(), |i| r + i);
+        let end = path[r..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(path.len(), |i| r + i);
         let last = end == path.len();
         trailing_slash = false;
         match dots(&path[r..end]) {
@@ -248,8 +251,15 @@ mod tests {
                 if let Ok(out) = norm(&path, merge) {
                     assert!(out.starts_with('/') && out.len() <= path.len());
                     let segments: Vec<&str> = out[1..].split('/').collect();
-                    assert!(segments.iter().all(|s| dots(s.as_bytes()).is_none()), "{path} -> {out}");
-                    assert_eq!(norm(&out, merge).as_deref(), Ok(&out[..]), "normalizing {path} twice");
+                    assert!(
+                        segments.iter().all(|s| dots(s.as_bytes()).is_none()),
+                        "{path} -> {out}"
+                    );
+                    assert_eq!(
+                        norm(&out, merge).as_deref(),
+                        Ok(&out[..]),
+                        "normalizing {path} twice"
+                    );
                 }
             }
         }

@@ -59,13 +59,20 @@ impl RedisServer {
                 cmd.args(["--port", &port]);
             }
             Some((cert, key, ca)) => {
-                cmd.args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"])
-                    .arg("--tls-cert-file")
-                    .arg(cert)
-                    .arg("--tls-key-file")
-                    .arg(key)
-                    .arg("--tls-ca-cert-file")
-                    .arg(ca);
+                cmd.args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca);
             }
         }
         let child = cmd
@@ -93,7 +100,11 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:PORT/0` (or `rediss://…` for a TLS server).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
@@ -136,7 +147,10 @@ fn read_reply(r: &mut impl BufRead) -> String {
         }
         Some(b'*') => {
             let n: i64 = body[1..].parse().unwrap();
-            (0..n.max(0)).map(|_| read_reply(r)).collect::<Vec<_>>().join("\n")
+            (0..n.max(0))
+                .map(|_| read_reply(r))
+                .collect::<Vec<_>>()
+                .join("\n")
         }
         _ => body[1..].to_string(),
     }

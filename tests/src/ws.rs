@@ -57,7 +57,8 @@ fn serve_echo<S: Read + Write>(s: S) {
 pub fn connect(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
     let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(crate::WAIT)).unwrap();
-    let (ws, resp) = tungstenite::client(format!("ws://{addr}{path}"), s).expect("handshake through ringway");
+    let (ws, resp) =
+        tungstenite::client(format!("ws://{addr}{path}"), s).expect("handshake through ringway");
     assert_eq!(resp.status(), 101);
     ws
 }
@@ -65,7 +66,8 @@ pub fn connect(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
 /// A WebSocket client over TLS (SNI `name`, trusting `ca`).
 pub fn connect_tls(addr: SocketAddr, ca: &pki::Ca, name: &str, path: &str) -> WebSocket<pki::Tls> {
     let tls = pki::connect(addr, &pki::client_config(ca, None), name).expect("TLS to the gateway");
-    let (ws, resp) = tungstenite::client(format!("wss://{name}{path}"), tls).expect("handshake through ringway");
+    let (ws, resp) =
+        tungstenite::client(format!("wss://{name}{path}"), tls).expect("handshake through ringway");
     assert_eq!(resp.status(), 101);
     ws
 }
@@ -89,7 +91,9 @@ pub fn exercise<S: Read + Write>(ws: &mut WebSocket<S>) {
         match ws.read() {
             Ok(Message::Close(_)) => continue,
             Ok(other) => panic!("unexpected {other:?}"),
-            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => break,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                break;
+            }
             Err(e) => panic!("close handshake: {e}"),
         }
     }

@@ -51,18 +51,27 @@ fn oversized_heads_and_bodies_are_refused() {
     head.resize(20 * 1024, b'a');
     let _ = s.write_all(&head);
     let mut buf = Vec::new();
-    assert_eq!(read_response(&mut s, &mut buf, false).map(|r| r.status), Some(431));
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).map(|r| r.status),
+        Some(431)
+    );
 
     let mut s = connect(admin);
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n")
         .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(read_response(&mut s, &mut buf, false).map(|r| r.status), Some(413));
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).map(|r| r.status),
+        Some(413)
+    );
 
     // A small body is read and ignored.
     let mut s = connect(admin);
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
         .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(read_response(&mut s, &mut buf, false).map(|r| r.status), Some(200));
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).map(|r| r.status),
+        Some(200)
+    );
 }

@@ -50,7 +50,11 @@ fn get(gw: &Gateway) -> u16 {
 }
 
 fn redis_up(gw: &Gateway) -> f64 {
-    prom::value(&prom::scrape(gw.admin_addr()), "ringway_cluster_redis_up", &[])
+    prom::value(
+        &prom::scrape(gw.admin_addr()),
+        "ringway_cluster_redis_up",
+        &[],
+    )
 }
 
 #[test]
@@ -58,7 +62,11 @@ fn two_instances_share_a_quota_of_100_exactly() {
     let redis = RedisServer::start();
     let origin = Origin::echo();
     let cluster = format!("redis = \"{}\"\nsync_interval = \"20ms\"", redis.url());
-    let cfg = config(origin.addr, &cluster, "quota = { limit = 100, period = \"day\" }");
+    let cfg = config(
+        origin.addr,
+        &cluster,
+        "quota = { limit = 100, period = \"day\" }",
+    );
     let (a, b) = (Gateway::start(&cfg), Gateway::start(&cfg));
     assert!(wait_until(|| redis_up(&a) == 1.0 && redis_up(&b) == 1.0));
     // Near the end of the quota its last grants may sit with the other
@@ -111,7 +119,11 @@ fn redis_killed_and_restarted_with_local_then_with_deny() {
         redis.run();
         assert!(wait_until(|| redis_up(&gw) == 1.0), "{mode}: never back");
         assert_eq!(get(&gw), 200, "{mode} after Redis is back");
-        let outage_lines = gw.log().iter().filter(|l| l.contains("unreachable")).count();
+        let outage_lines = gw
+            .log()
+            .iter()
+            .filter(|l| l.contains("unreachable"))
+            .count();
         assert_eq!(outage_lines, 1, "{mode}: one line per outage");
     }
 }
@@ -130,7 +142,11 @@ fn rediss_with_a_test_ca() {
         redis.url(),
         ca_file.display()
     );
-    let gw = Gateway::start(&config(origin.addr, &cluster, "quota = { limit = 5, period = \"day\" }"));
+    let gw = Gateway::start(&config(
+        origin.addr,
+        &cluster,
+        "quota = { limit = 5, period = \"day\" }",
+    ));
     assert!(wait_until(|| redis_up(&gw) == 1.0), "{:#?}", gw.log());
     let statuses: Vec<u16> = (0..7).map(|_| get(&gw)).collect();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
@@ -142,8 +158,15 @@ fn bad_cluster_tables_are_config_errors() {
         "[cluster]\nredis = \"http://127.0.0.1:6379\"\nsync_interval = \"0s\"\non_redis_down = \"panic\"\n",
     );
     assert_eq!(code, 2);
-    for (line, key) in [(2, "cluster.redis"), (3, "cluster.sync_interval"), (4, "cluster.on_redis_down")] {
-        assert!(err.contains(&format!("ringway.toml:{line}:")) && err.contains(key), "{key}: {err}");
+    for (line, key) in [
+        (2, "cluster.redis"),
+        (3, "cluster.sync_interval"),
+        (4, "cluster.on_redis_down"),
+    ] {
+        assert!(
+            err.contains(&format!("ringway.toml:{line}:")) && err.contains(key),
+            "{key}: {err}"
+        );
     }
     let (code, _, err) = check("[cluster]\nredis = \"redis://127.0.0.1:1\"\nredis_url = \"x\"\n");
     assert_eq!(code, 2);

@@ -244,7 +244,13 @@ fn forwarding_fields_are_kept_only_from_trusted_proxies() {
             "www.test",
             Some("for=203.0.113.9;proto=https, for=127.0.0.1;proto=http;host=\"api.test:8080\""),
         ),
-        ("forwarded = false", "127.0.0.1", "http", "api.test:8080", None),
+        (
+            "forwarded = false",
+            "127.0.0.1",
+            "http",
+            "api.test:8080",
+            None,
+        ),
         (
             "forwarded = false\ntrusted_proxies = [\"127.0.0.1/32\"]",
             "203.0.113.9, 127.0.0.1",
@@ -258,8 +264,16 @@ fn forwarding_fields_are_kept_only_from_trusted_proxies() {
         assert_eq!(send_raw(gw.addr, claims).status, 200, "{server}");
         let seen = &origin.seen()[before];
         assert_eq!(seen.headers_named("x-forwarded-for"), vec![xff], "{server}");
-        assert_eq!(seen.headers_named("x-forwarded-proto"), vec![xfp], "{server}");
-        assert_eq!(seen.headers_named("x-forwarded-host"), vec![xfh], "{server}");
+        assert_eq!(
+            seen.headers_named("x-forwarded-proto"),
+            vec![xfp],
+            "{server}"
+        );
+        assert_eq!(
+            seen.headers_named("x-forwarded-host"),
+            vec![xfh],
+            "{server}"
+        );
         assert_eq!(seen.header("forwarded"), forwarded, "{server}");
     }
 }

@@ -94,7 +94,10 @@ fn exact(workers: usize, path: &str) {
         "{workers} workers, {path}: {admitted} admitted, timing allows {least}..={most}"
     );
     if least == most {
-        assert_eq!(admitted, 1, "{workers} workers, {path}: one interval, one token");
+        assert_eq!(
+            admitted, 1,
+            "{workers} workers, {path}: one interval, one token"
+        );
     }
     assert_eq!(origin.seen().len(), 3 + admitted);
 }
@@ -127,10 +130,14 @@ fn buckets_survive_a_reload_that_keeps_the_limit() {
     let gw = Gateway::start(&config(origin.addr, 2));
     let (admitted, _, _) = simultaneous(gw.addr, "/keyed/a", 5);
     assert_eq!(admitted, 3);
-    let changed = config(origin.addr, 2).replace("name = \"app\"", "name = \"app\"\nconnect_timeout = \"3s\"");
+    let changed = config(origin.addr, 2)
+        .replace("name = \"app\"", "name = \"app\"\nconnect_timeout = \"3s\"");
     std::fs::write(&gw.config_path, changed).unwrap();
     gw.signal(libc::SIGHUP);
     assert!(gw.wait_for_log("generation 1"), "{:#?}", gw.log());
     let (admitted, _, _) = simultaneous(gw.addr, "/keyed/a", 5);
-    assert!(admitted <= 1, "{admitted} admitted after a reload: the bucket started over");
+    assert!(
+        admitted <= 1,
+        "{admitted} admitted after a reload: the bucket started over"
+    );
 }

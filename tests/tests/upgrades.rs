@@ -30,7 +30,10 @@ fn an_h2c_upgrade_is_served_as_a_plain_request() {
         assert_eq!(seen[0].header(name), None, "{name} was forwarded");
     }
     assert!(
-        seen[0].headers_named("connection").iter().all(|v| !v.to_ascii_lowercase().contains("upgrade")),
+        seen[0]
+            .headers_named("connection")
+            .iter()
+            .all(|v| !v.to_ascii_lowercase().contains("upgrade")),
         "{:?}",
         seen[0].headers
     );
@@ -60,7 +63,9 @@ fn switching_upstream() -> (SocketAddr, std::sync::mpsc::Receiver<bool>) {
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n");
+            let _ = s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+            );
             let closed = matches!(s.read(&mut buf), Ok(0));
             let _ = tx.send(closed);
         }

@@ -51,7 +51,10 @@ fn call(gw: &Gateway, n: usize) {
 }
 
 fn today() -> String {
-    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output().unwrap();
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -66,11 +69,19 @@ fn cli(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
         .output()
         .unwrap();
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
 }
 
 fn todays_count(doc: &serde_json::Value) -> Option<u64> {
-    doc["days"].as_array()?.iter().find(|d| d["date"] == today())?["used"].as_u64()
+    doc["days"]
+        .as_array()?
+        .iter()
+        .find(|d| d["date"] == today())?["used"]
+        .as_u64()
 }
 
 #[test]
@@ -82,7 +93,11 @@ fn local_usage_on_the_admin_listener_and_from_the_cli() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(todays_count(&doc), Some(7), "{doc}");
-    assert_eq!(doc["days"].as_array().unwrap().len(), 7, "a week by default");
+    assert_eq!(
+        doc["days"].as_array().unwrap().len(),
+        7,
+        "a week by default"
+    );
     assert_eq!(doc["quota"]["limit"], 50);
     assert_eq!(doc["source"], "local");
     let remaining = doc["quota"]["remaining"].as_u64().unwrap();
@@ -95,7 +110,10 @@ fn local_usage_on_the_admin_listener_and_from_the_cli() {
     assert!(out.contains("of 50 left this day"), "{out}");
 
     assert_eq!(get(gw.admin_addr(), "/usage?key=nobody").status, 404);
-    assert_eq!(get(gw.admin_addr(), "/usage?key=team-a&from=2026-13-01").status, 400);
+    assert_eq!(
+        get(gw.admin_addr(), "/usage?key=team-a&from=2026-13-01").status,
+        400
+    );
     assert_eq!(get(gw.admin_addr(), "/usage").status, 400);
     let (code, _, err) = cli(&gw, &["--from", "yesterday"]);
     assert_eq!(code, 2, "{err}");
@@ -105,7 +123,10 @@ fn local_usage_on_the_admin_listener_and_from_the_cli() {
 fn cluster_usage_comes_from_redis() {
     let redis = RedisServer::start();
     let origin = Origin::echo();
-    let cluster = format!("[cluster]\nredis = \"{}\"\nsync_interval = \"20ms\"", redis.url());
+    let cluster = format!(
+        "[cluster]\nredis = \"{}\"\nsync_interval = \"20ms\"",
+        redis.url()
+    );
     let gw = Gateway::start(&config(origin.addr, &cluster));
     call(&gw, 5);
     // The counts reach Redis with the next syncs.

@@ -16,8 +16,8 @@ use rustls::crypto::CryptoProvider;
 pub use client::{Trust, client_config, default_trust, default_trust_in_use};
 pub use error::{ErrorKind, TlsError};
 pub use load::{CertInfo, CertSpec};
-pub use split::{TlsReadHalf, TlsWriteHalf};
 pub use server::{SESSION_CACHE_PER_WORKER, ServerTls, TLS13_TICKETS_PER_HANDSHAKE};
+pub use split::{TlsReadHalf, TlsWriteHalf};
 pub use stream::{
     ClientStream, MAX_WRITE_CHUNK, READ_BUFFER_SIZE, ServerStream, TlsStream, accept, connect,
 };

@@ -67,7 +67,11 @@ pub fn compile(s: &Section, base: &Path) -> Result<ClusterConfig, Vec<Problem>> 
             "redis" | "rediss" | "redis+unix" | "unix" => Ok(()),
             _ => Err("the scheme must be redis://, rediss:// or redis+unix://"),
         })
-        .and_then(|()| redis::Client::open(url.as_str()).map(|_| ()).map_err(|_| "not a Redis URL"))
+        .and_then(|()| {
+            redis::Client::open(url.as_str())
+                .map(|_| ())
+                .map_err(|_| "not a Redis URL")
+        })
     {
         problems.push((s.redis.span(), "redis", format!("{url:?}: {e}")));
     }
@@ -76,14 +80,22 @@ pub fn compile(s: &Section, base: &Path) -> Result<ClusterConfig, Vec<Problem>> 
         .as_ref()
         .map_or(DEFAULT_SYNC_INTERVAL, |d| d.get_ref().0);
     if interval < Duration::from_millis(1) {
-        let span = s.sync_interval.as_ref().map(|d| d.span()).unwrap_or_default();
+        let span = s
+            .sync_interval
+            .as_ref()
+            .map(|d| d.span())
+            .unwrap_or_default();
         problems.push((span, "sync_interval", "must be at least 1ms".into()));
     }
     let on_down = match s.on_redis_down.as_ref().map(|v| v.get_ref().as_str()) {
         None | Some("local") => OnDown::Local,
         Some("deny") => OnDown::Deny,
         Some(other) => {
-            let span = s.on_redis_down.as_ref().map(|v| v.span()).unwrap_or_default();
+            let span = s
+                .on_redis_down
+                .as_ref()
+                .map(|v| v.span())
+                .unwrap_or_default();
             problems.push((
                 span,
                 "on_redis_down",
@@ -97,15 +109,25 @@ pub fn compile(s: &Section, base: &Path) -> Result<ClusterConfig, Vec<Problem>> 
         .as_ref()
         .map_or(DEFAULT_PREFIX.to_owned(), |p| p.get_ref().clone());
     if let Some(p) = &s.key_prefix
-        && p.get_ref().bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        && p.get_ref()
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
-        problems.push((p.span(), "key_prefix", "no spaces or control characters".into()));
+        problems.push((
+            p.span(),
+            "key_prefix",
+            "no spaces or control characters".into(),
+        ));
     }
     let ca = s.ca.as_ref().map(|c| base.join(c.get_ref()));
     if let (Some(path), Some(c)) = (&ca, &s.ca)
         && !path.is_file()
     {
-        problems.push((c.span(), "ca", format!("{} is not a readable file", path.display())));
+        problems.push((
+            c.span(),
+            "ca",
+            format!("{} is not a readable file", path.display()),
+        ));
     }
     if !problems.is_empty() {
         return Err(problems);

@@ -96,7 +96,8 @@ impl FleetBucket {
 
     /// The fleet's bucket runs `ahead` of now: never let the local one lag behind it.
     fn catch_up(&self, now: u64, ahead: u64) {
-        self.tat.fetch_max(now.saturating_add(ahead), Ordering::AcqRel);
+        self.tat
+            .fetch_max(now.saturating_add(ahead), Ordering::AcqRel);
     }
 }
 
@@ -155,7 +156,9 @@ impl FleetQuota {
             return granted;
         }
         // Outage, "local": what was granted, plus a share of what the fleet had left.
-        let left = self.limit.saturating_sub(self.fleet_used.load(Ordering::Relaxed));
+        let left = self
+            .limit
+            .saturating_sub(self.fleet_used.load(Ordering::Relaxed));
         granted + left / fleet.instances().max(1)
     }
 
@@ -177,7 +180,11 @@ impl FleetQuota {
         let _ = self
             .granted
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |g| {
-                let cur = if g >> COUNT_BITS == w { g & COUNT_MASK } else { 0 };
+                let cur = if g >> COUNT_BITS == w {
+                    g & COUNT_MASK
+                } else {
+                    0
+                };
                 Some((w << COUNT_BITS) | (cur + n).min(COUNT_MASK))
             });
     }
@@ -257,7 +264,10 @@ impl Fleet {
     }
 
     pub fn config(&self) -> Arc<ClusterConfig> {
-        self.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A reload with a new `[cluster]` table: the sync thread reconnects.

@@ -117,7 +117,10 @@ fn run(fleet: &Fleet) {
             Ok(()) => {
                 fleet.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 if !fleet.up.swap(true, Ordering::AcqRel) {
-                    info!("cluster: Redis at {} is reachable; limits are fleet-wide", l.config.shown);
+                    info!(
+                        "cluster: Redis at {} is reachable; limits are fleet-wide",
+                        l.config.shown
+                    );
                 }
             }
             Err(e) => {
@@ -145,7 +148,11 @@ pub(crate) fn connect(config: &ClusterConfig) -> redis::RedisResult<redis::Conne
     let client = match &config.ca {
         Some(ca) => {
             let root = std::fs::read(ca).map_err(|e| {
-                redis::RedisError::from((redis::ErrorKind::Io, "reading the CA bundle", e.to_string()))
+                redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "reading the CA bundle",
+                    e.to_string(),
+                ))
             })?;
             let certs = redis::TlsCertificates {
                 client_tls: None,
@@ -168,11 +175,21 @@ struct Taken {
     quotas: Vec<(Arc<FleetQuota>, u64, u64, bool)>,
 }
 
-fn sync_once(fleet: &Fleet, script: &redis::Script, id: &str, l: &mut Link) -> redis::RedisResult<()> {
+fn sync_once(
+    fleet: &Fleet,
+    script: &redis::Script,
+    id: &str,
+    l: &mut Link,
+) -> redis::RedisResult<()> {
     let prefix = &l.config.prefix;
     let mut inv = script.prepare_invoke();
-    let horizon_us = (l.config.interval * 3).max(Duration::from_secs(3)).as_micros() as u64;
-    inv.key(format!("{prefix}instances")).arg("I").arg(id).arg(horizon_us);
+    let horizon_us = (l.config.interval * 3)
+        .max(Duration::from_secs(3))
+        .as_micros() as u64;
+    inv.key(format!("{prefix}instances"))
+        .arg("I")
+        .arg(id)
+        .arg(horizon_us);
     let mut taken = Taken {
         buckets: Vec::new(),
         quotas: Vec::new(),
@@ -240,7 +257,12 @@ fn lease_wanted(q: &FleetQuota, window: u64, admitted: u64, instances: u64) -> O
 }
 
 fn apply(fleet: &Fleet, taken: &Taken, reply: &[String]) -> redis::RedisResult<()> {
-    let bad = || redis::RedisError::from((redis::ErrorKind::Parse, "unexpected reply from the sync script"));
+    let bad = || {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "unexpected reply from the sync script",
+        ))
+    };
     let mut items = reply.iter();
     let instances: u64 = items.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
     let mut ahead = Vec::with_capacity(taken.buckets.len());
@@ -253,7 +275,10 @@ fn apply(fleet: &Fleet, taken: &Taken, reply: &[String]) -> redis::RedisResult<(
         let grant = if *leased {
             let s = items.next().ok_or_else(bad)?;
             let (g, u) = s.split_once(':').ok_or_else(bad)?;
-            Some((g.parse::<u64>().map_err(|_| bad())?, u.parse::<u64>().map_err(|_| bad())?))
+            Some((
+                g.parse::<u64>().map_err(|_| bad())?,
+                u.parse::<u64>().map_err(|_| bad())?,
+            ))
         } else {
             None
         };

@@ -30,7 +30,10 @@ impl Book {
     /// The book of the key named `name`: the same for the life of the process.
     pub fn of(name: &str) -> Arc<Book> {
         static ALL: OnceLock<Mutex<HashMap<String, Arc<Book>>>> = OnceLock::new();
-        let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         all.entry(name.to_owned()).or_default().clone()
     }
 
@@ -100,11 +103,15 @@ impl Days {
     /// to six days before `to`.
     pub fn parse(from: Option<&str>, to: Option<&str>, today: i64) -> Result<Days, String> {
         let to = match to {
-            Some(t) => parse_day(t).ok_or_else(|| format!("`to`: {t:?} is not a date (YYYY-MM-DD)"))?,
+            Some(t) => {
+                parse_day(t).ok_or_else(|| format!("`to`: {t:?} is not a date (YYYY-MM-DD)"))?
+            }
             None => today,
         };
         let from = match from {
-            Some(f) => parse_day(f).ok_or_else(|| format!("`from`: {f:?} is not a date (YYYY-MM-DD)"))?,
+            Some(f) => {
+                parse_day(f).ok_or_else(|| format!("`from`: {f:?} is not a date (YYYY-MM-DD)"))?
+            }
             None => to - 6,
         };
         if from > to {
@@ -175,7 +182,10 @@ impl Report {
     }
 
     pub fn to_text(&self) -> String {
-        let mut s = format!("key {} (plan {}), from {}\n", self.key, self.plan, self.source);
+        let mut s = format!(
+            "key {} (plan {}), from {}\n",
+            self.key, self.plan, self.source
+        );
         for (d, n) in &self.days {
             let _ = writeln!(s, "{}  {n}", day_name(*d));
         }
@@ -211,7 +221,11 @@ pub fn from_redis(
         }
         None => None,
     };
-    let per_day = days.iter().zip(counts).map(|(d, n)| (d, n.unwrap_or(0))).collect();
+    let per_day = days
+        .iter()
+        .zip(counts)
+        .map(|(d, n)| (d, n.unwrap_or(0)))
+        .collect();
     Ok((per_day, used))
 }
 
@@ -236,12 +250,22 @@ mod tests {
     fn dates_and_ranges() {
         let d = parse_day("2026-12-06").unwrap();
         assert_eq!(day_name(d), "2026-12-06");
-        for bad in ["2026-13-01", "2026-02-30", "26-12-06", "2026/12/06", "2026-12-6", ""] {
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "26-12-06",
+            "2026/12/06",
+            "2026-12-6",
+            "",
+        ] {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
         let r = Days::parse(Some("2026-12-01"), Some("2026-12-06"), 0).unwrap();
         assert_eq!(r.iter().count(), 6);
-        assert_eq!(Days::parse(None, None, d).unwrap(), Days { from: d - 6, to: d });
+        assert_eq!(
+            Days::parse(None, None, d).unwrap(),
+            Days { from: d - 6, to: d }
+        );
         assert!(Days::parse(Some("2026-12-07"), Some("2026-12-06"), 0).is_err());
         assert!(Days::parse(Some("2020-01-01"), Some("2026-12-06"), 0).is_err());
     }

@@ -79,7 +79,11 @@ fn compile_listen(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> List
                     Some(other) => {
                         let key = format!("server.listen[{i}].proxy_protocol");
                         let found = other.type_str();
-                        c.at(l.span(), key, format!("expected true or false, found {other} ({found})"));
+                        c.at(
+                            l.span(),
+                            key,
+                            format!("expected true or false, found {other} ({found})"),
+                        );
                         false
                     }
                 });

@@ -78,7 +78,10 @@ impl RequestHead {
         use ringway_router::dots;
         let (start, end) = (self.target.start as usize, self.target.end as usize);
         let target = &buf[start..end];
-        let path_len = target.iter().position(|&b| b == b'?').unwrap_or(target.len());
+        let path_len = target
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(target.len());
         if !dots::needs_work(&target[..path_len], merge_slashes) {
             return Ok(());
         }
@@ -204,7 +207,11 @@ fn set_target(
 /// its protocols (`websocket`, `WebSocket/13`, `h2c, websocket`).
 fn asks_for_websocket(value: &[u8]) -> bool {
     value.split(|&b| b == b',').any(|p| {
-        let name = p.trim_ascii().split(|&b| b == b'/').next().unwrap_or_default();
+        let name = p
+            .trim_ascii()
+            .split(|&b| b == b'/')
+            .next()
+            .unwrap_or_default();
         name.eq_ignore_ascii_case(b"websocket")
     })
 }
@@ -428,7 +435,9 @@ mod tests {
             ("websocketx", false),
             ("TLS/1.2", false),
         ] {
-            let raw = format!("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: {value}\r\n\r\n");
+            let raw = format!(
+                "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: {value}\r\n\r\n"
+            );
             assert_eq!(parse_ok(raw.as_bytes()).upgrade.is_some(), kept, "{value}");
         }
     }

@@ -94,7 +94,14 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
         }
         (None, Framing::Chunked) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
-    forwarding_fields(out, buf, head, fwd, client_host, (xff_seen, xfp_seen, xfh_seen, forwarded_seen));
+    forwarding_fields(
+        out,
+        buf,
+        head,
+        fwd,
+        client_host,
+        (xff_seen, xfp_seen, xfh_seen, forwarded_seen),
+    );
     out.extend_from_slice(b"Via: ");
     if via_seen {
         join_values(out, buf, head, Kind::Via);
@@ -397,10 +404,16 @@ mod tests {
         assert!(s.contains("X-Forwarded-For: 192.0.2.7\r\n"), "{s}");
         assert!(s.contains("X-Forwarded-Proto: https\r\n"), "{s}");
         assert!(s.contains("X-Forwarded-Host: api.test:8443\r\n"), "{s}");
-        assert!(s.contains("Forwarded: for=192.0.2.7;proto=https;host=\"api.test:8443\"\r\n"), "{s}");
+        assert!(
+            s.contains("Forwarded: for=192.0.2.7;proto=https;host=\"api.test:8443\"\r\n"),
+            "{s}"
+        );
         assert_eq!(s.matches("orwarded").count(), 4, "{s}");
         let s = forward_with(raw, b"2001:db8::7", true);
-        assert!(s.contains("X-Forwarded-For: 10.0.0.1, 2001:db8::7\r\n"), "{s}");
+        assert!(
+            s.contains("X-Forwarded-For: 10.0.0.1, 2001:db8::7\r\n"),
+            "{s}"
+        );
         assert!(s.contains("X-Forwarded-Proto: http\r\n"), "{s}");
         assert!(s.contains("X-Forwarded-Host: front.test\r\n"), "{s}");
         assert!(

@@ -107,7 +107,15 @@ async fn serve(mut s: TcpStream, admin: &Admin) {
     let asked = match monoio::time::timeout(HEAD_TIMEOUT, read_request(&mut s)).await {
         Ok(Ok(Some(asked))) => asked,
         Ok(Ok(None)) => return,
-        Ok(Err(status)) => return reply(&mut s, status, "text/plain", format!("{}\n", crate::h1::error::reason(status))).await,
+        Ok(Err(status)) => {
+            return reply(
+                &mut s,
+                status,
+                "text/plain",
+                format!("{}\n", crate::h1::error::reason(status)),
+            )
+            .await;
+        }
         Err(_) => return reply(&mut s, 408, "text/plain", "request head timed out\n".into()).await,
     };
     let (status, ctype, body) = answer(&asked, admin).await;
@@ -131,7 +139,10 @@ async fn read_request(s: &mut TcpStream) -> Result<Option<Asked>, u16> {
     };
     let mut slots = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut slots);
-    if !matches!(req.parse(&buf[..head_len]), Ok(httparse::Status::Complete(_))) {
+    if !matches!(
+        req.parse(&buf[..head_len]),
+        Ok(httparse::Status::Complete(_))
+    ) {
         return Err(400);
     }
     let mut body_len = 0u64;
@@ -140,7 +151,10 @@ async fn read_request(s: &mut TcpStream) -> Result<Option<Asked>, u16> {
             return Err(413);
         }
         if h.name.eq_ignore_ascii_case("content-length") {
-            body_len = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()).ok_or(400u16)?;
+            body_len = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(400u16)?;
         }
     }
     if body_len > MAX_BODY {
@@ -204,7 +218,11 @@ async fn answer(asked: &Asked, admin: &Admin) -> (u16, &'static str, String) {
                 reloads_failed: shared.reloads_failed.load(Ordering::Relaxed),
                 draining: shared.draining.load(Ordering::Relaxed),
             };
-            (200, "text/plain; version=0.0.4", prometheus::render(&reports, &snap, &p))
+            (
+                200,
+                "text/plain; version=0.0.4",
+                prometheus::render(&reports, &snap, &p),
+            )
         }
         b"/healthz" if shared.draining.load(Ordering::Relaxed) => {
             (503, "text/plain", "draining\n".to_string())

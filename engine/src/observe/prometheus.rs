@@ -352,18 +352,58 @@ fn cluster(o: &mut String, snap: &Snapshot) {
         return;
     };
     let f = crate::cluster::fleet(config.clone());
-    family(o, "ringway_cluster_redis_up", "gauge", "1 while the last sync with Redis succeeded.");
+    family(
+        o,
+        "ringway_cluster_redis_up",
+        "gauge",
+        "1 while the last sync with Redis succeeded.",
+    );
     let _ = writeln!(o, "ringway_cluster_redis_up {}", u8::from(f.is_up()));
-    family(o, "ringway_cluster_instances", "gauge", "Instances seen in the fleet at the last sync.");
+    family(
+        o,
+        "ringway_cluster_instances",
+        "gauge",
+        "Instances seen in the fleet at the last sync.",
+    );
     let _ = writeln!(o, "ringway_cluster_instances {}", f.instances());
-    family(o, "ringway_cluster_syncs_total", "counter", "Successful syncs with Redis.");
-    let _ = writeln!(o, "ringway_cluster_syncs_total {}", f.stats.syncs.load(Relaxed));
-    family(o, "ringway_cluster_sync_errors_total", "counter", "Failed syncs, by kind.");
-    for (kind, n) in [("connect", &f.stats.connect_errors), ("command", &f.stats.command_errors)] {
-        let _ = writeln!(o, "ringway_cluster_sync_errors_total{{kind=\"{kind}\"}} {}", n.load(Relaxed));
+    family(
+        o,
+        "ringway_cluster_syncs_total",
+        "counter",
+        "Successful syncs with Redis.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_cluster_syncs_total {}",
+        f.stats.syncs.load(Relaxed)
+    );
+    family(
+        o,
+        "ringway_cluster_sync_errors_total",
+        "counter",
+        "Failed syncs, by kind.",
+    );
+    for (kind, n) in [
+        ("connect", &f.stats.connect_errors),
+        ("command", &f.stats.command_errors),
+    ] {
+        let _ = writeln!(
+            o,
+            "ringway_cluster_sync_errors_total{{kind=\"{kind}\"}} {}",
+            n.load(Relaxed)
+        );
     }
-    family(o, "ringway_cluster_outages_total", "counter", "Times Redis went from reachable to not.");
-    let _ = writeln!(o, "ringway_cluster_outages_total {}", f.stats.outages.load(Relaxed));
+    family(
+        o,
+        "ringway_cluster_outages_total",
+        "counter",
+        "Times Redis went from reachable to not.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_cluster_outages_total {}",
+        f.stats.outages.load(Relaxed)
+    );
 }
 
 fn jwks(o: &mut String, snap: &Snapshot) {

@@ -18,8 +18,13 @@ pub fn report(snap: &Snapshot, name: &str, days: Days, unix: u64) -> Result<Repo
     let quota = plan.quota.map(|q| (q, period_of(q.period, unix)));
     let (per_day, used, source) = match &snap.cluster {
         Some(cluster) => {
-            let (per_day, used) = from_redis(cluster, name, days, quota.map(|(_, w)| w))
-                .map_err(|e| (503, format!("Redis at {} did not answer: {e}", cluster.shown)))?;
+            let (per_day, used) =
+                from_redis(cluster, name, days, quota.map(|(_, w)| w)).map_err(|e| {
+                    (
+                        503,
+                        format!("Redis at {} did not answer: {e}", cluster.shown),
+                    )
+                })?;
             (per_day, used, "redis")
         }
         None => {

@@ -366,11 +366,18 @@ fn compile_key(
 
 /// The fleet-wide bucket and quota of `key` (by its name, as on API
 /// Gateway: usage is reported per key name).
-fn fleet_limits(fleet: &std::sync::Arc<crate::cluster::Fleet>, key: &Key, plan: &Plan) -> FleetLimits {
+fn fleet_limits(
+    fleet: &std::sync::Arc<crate::cluster::Fleet>,
+    key: &Key,
+    plan: &Plan,
+) -> FleetLimits {
     FleetLimits {
         fleet: fleet.clone(),
         bucket: plan.rate.map(|(rate, burst)| {
-            fleet.bucket(&format!("key:{}", key.name), crate::limit::Rate::new(rate, burst))
+            fleet.bucket(
+                &format!("key:{}", key.name),
+                crate::limit::Rate::new(rate, burst),
+            )
         }),
         quota: Some(fleet.quota(&key.name, plan.quota.map_or(u64::MAX, |q| q.limit))),
     }

@@ -180,7 +180,9 @@ struct Header {
 /// which issuers sometimes pad.
 fn segment(s: &[u8]) -> Option<Vec<u8>> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 #[derive(Deserialize)]

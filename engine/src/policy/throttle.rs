@@ -184,11 +184,22 @@ mod tests {
     fn the_same_route_and_limit_share_buckets_across_compiles() {
         let (a, b) = (throttle("route", "/same"), throttle("route", "/same"));
         let now = limit::now();
-        assert!(matches!((&a.buckets, &b.buckets), (Buckets::Route(x), Buckets::Route(y)) if Arc::ptr_eq(x, y)));
+        assert!(
+            matches!((&a.buckets, &b.buckets), (Buckets::Route(x), Buckets::Route(y)) if Arc::ptr_eq(x, y))
+        );
         let c = throttle("route", "/other");
-        assert!(matches!((&a.buckets, &c.buckets), (Buckets::Route(x), Buckets::Route(y)) if !Arc::ptr_eq(x, y)));
-        let Buckets::Route(bucket) = &a.buckets else { unreachable!() };
-        assert_eq!((0..5).filter(|_| bucket.take(a.limit(), now).is_ok()).count(), 2);
+        assert!(
+            matches!((&a.buckets, &c.buckets), (Buckets::Route(x), Buckets::Route(y)) if !Arc::ptr_eq(x, y))
+        );
+        let Buckets::Route(bucket) = &a.buckets else {
+            unreachable!()
+        };
+        assert_eq!(
+            (0..5)
+                .filter(|_| bucket.take(a.limit(), now).is_ok())
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -201,6 +212,9 @@ mod tests {
     fn keys_are_checked() {
         let t: model::Throttle = toml::from_str("rate = 1.0\nkey = \"header:\"").unwrap();
         assert!(compile(&t, "/x").is_err());
-        assert!(matches!(throttle("client_ip", "/k").buckets, Buckets::Keyed(_)));
+        assert!(matches!(
+            throttle("client_ip", "/k").buckets,
+            Buckets::Keyed(_)
+        ));
     }
 }

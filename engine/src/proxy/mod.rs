@@ -27,4 +27,3 @@ pub mod stream;
 pub mod target;
 pub mod tunnel;
 pub mod upstream_io;
-

@@ -115,7 +115,9 @@ async fn watchdog(last: &std::cell::Cell<std::time::Instant>, idle: std::time::D
 mod halves {
     use super::super::stream::{Client, Upstream};
     use monoio::buf::IoBufMut;
-    use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+    use monoio::io::{
+        AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+    };
     use monoio::net::TcpStream;
     use ringway_tls::rustls::{ClientConnection, ServerConnection};
     use ringway_tls::{TlsReadHalf, TlsWriteHalf};

@@ -173,7 +173,10 @@ pub fn charge(
             ));
         }
     }
-    let taken = match (&key.bucket, fleet.and_then(|f| f.bucket.as_ref().map(|b| (f, b)))) {
+    let taken = match (
+        &key.bucket,
+        fleet.and_then(|f| f.bucket.as_ref().map(|b| (f, b))),
+    ) {
         (_, Some((f, b))) => b.take(&f.fleet, now),
         (Some((bucket, rate)), None) => bucket.take(*rate, now),
         (None, None) => Ok(()),
@@ -333,7 +336,10 @@ mod tests {
         let unix = 1_795_773_600;
         assert_eq!(charge(&mut s, &plan, key, 1, (t0, unix)), Ok(()));
         assert_eq!(charge(&mut s, &plan, key, 1, (t0, unix)), Ok(()));
-        assert_eq!(charge(&mut s, &plan, key, 1, (t0, unix)), Err(Over::Rate(1)));
+        assert_eq!(
+            charge(&mut s, &plan, key, 1, (t0, unix)),
+            Err(Over::Rate(1))
+        );
         let t1 = t0 + SEC;
         assert_eq!(charge(&mut s, &plan, key, 1, (t1, unix + 1)), Ok(()));
         let t2 = t1 + 5 * SEC;

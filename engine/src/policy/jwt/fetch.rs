@@ -5,8 +5,8 @@
 //! ([`MAX_BODY_BYTES`]) and time ([`CONNECT_TIMEOUT`], [`FETCH_TIMEOUT`]).
 //! Redirects are not followed.
 
-use crate::h1::chunked::{ChunkedDecoder, Decoded};
 use crate::h1::Framing;
+use crate::h1::chunked::{ChunkedDecoder, Decoded};
 use crate::h1::response::{self, ResponseHead};
 use ringway_tls::rustls::pki_types::ServerName;
 use ringway_tls::rustls::{ClientConfig, ClientConnection, StreamOwned};
