@@ -21,6 +21,7 @@ mod policies;
 mod policy_report;
 mod process;
 mod proxy;
+mod redis;
 mod report;
 mod scenario;
 mod setup;

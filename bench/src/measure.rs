@@ -502,6 +502,14 @@ impl Bench {
         for field in &spec.policies.fields {
             cmd.arg("-H").arg(field);
         }
+        if spec.policies.spread_keys > 0 {
+            let mix = dir.join(format!("{tag}.mix"));
+            let lines: String = (0..spec.policies.spread_keys)
+                .map(|i| format!("GET / X-Client:k{i}\n"))
+                .collect();
+            std::fs::write(&mix, lines).with_context(|| format!("writing {}", mix.display()))?;
+            cmd.arg("--mix").arg(&mix);
+        }
         if let Some(rate) = spec.rate {
             cmd.arg("--rate").arg(format!("{rate:.0}"));
         }

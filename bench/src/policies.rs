@@ -135,7 +135,17 @@ pub fn run(args: PoliciesArgs) -> Result<()> {
         tls: Tls::Off,
     };
 
-    let setups: Vec<_> = chosen.iter().map(|v| v.policies(&rs256)).collect();
+    // Cluster variants share a Redis started here (Debian's redis-server).
+    let redis = if chosen.iter().any(Variant::needs_redis) {
+        Some(crate::redis::Redis::start(&scratch.dir.join("redis"))?)
+    } else {
+        None
+    };
+    let redis_url = redis.as_ref().map(|r| r.url.clone());
+    let setups: Vec<_> = chosen
+        .iter()
+        .map(|v| v.policies(&rs256, redis_url.as_deref()))
+        .collect();
     let mut records: Vec<Vec<RunRecord>> = vec![Vec::new(); chosen.len()];
     let mut seq = 0;
     for run in 0..timing.runs {

@@ -93,6 +93,9 @@ pub struct Policies {
     pub fields: Vec<String>,
     /// Requests sent once after start-up, before any load.
     pub checks: Vec<Check>,
+    /// When > 0, the load's requests carry `X-Client: k0` … `k{n-1}` in
+    /// turn (a `--mix` file of n lines), to spread keyed limits.
+    pub spread_keys: usize,
 }
 
 /// One request that must get a given answer: proof that a policy is on (or off).

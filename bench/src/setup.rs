@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 const NGINX_PACKAGES: &[&str] = &["nginx-light", "nginx"];
 const HAPROXY_PACKAGES: &[&str] = &["haproxy"];
 const WRK_PACKAGES: &[&str] = &["wrk"];
+const REDIS_PACKAGES: &[&str] = &["redis-server"];
 
 /// Finds `program` on PATH or in the sbin directories apt installs to.
 pub fn find_program(program: &str) -> Option<PathBuf> {
@@ -31,6 +32,7 @@ pub fn ensure_program(program: &str) -> Result<PathBuf> {
         "nginx" => NGINX_PACKAGES,
         "haproxy" => HAPROXY_PACKAGES,
         "wrk" => WRK_PACKAGES,
+        "redis-server" => REDIS_PACKAGES,
         other => bail!("no package known for {other}"),
     };
     for attempt in 0..2 {

@@ -23,7 +23,16 @@ pub struct RingwayPolicies {
     pub jwt: bool,
     /// With `jwt`: `cache = false`, a signature check on every request.
     pub jwt_uncached: bool,
+    /// With `throttle`: keyed on a request field that takes 10,000 values
+    /// over the load (instead of the client address, one key on loopback).
+    pub throttle_spread: bool,
+    /// With `api_key`: cluster mode, the plan's bucket and quota shared
+    /// through a Redis the suite starts.
+    pub cluster: bool,
 }
+
+/// Distinct `X-Client` values of the spread-keys variant.
+pub const SPREAD_KEYS: usize = 10_000;
 
 /// A proxy and what it is set up to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -69,8 +78,14 @@ impl Variant {
         }
     }
 
-    /// The proxy configuration, request fields and live checks of this variant.
-    pub fn policies(&self, rs256: &Rs256) -> Policies {
+    /// Whether the variant needs a Redis (cluster mode).
+    pub fn needs_redis(&self) -> bool {
+        matches!(self.setup, Setup::Ringway(p) if p.cluster)
+    }
+
+    /// The proxy configuration, request fields and live checks of this
+    /// variant; `redis` is the suite's Redis URL (cluster variants).
+    pub fn policies(&self, rs256: &Rs256, redis: Option<&str>) -> Policies {
         let fields = request_fields(&rs256.token);
         let without = |name: &str| -> Vec<String> {
             fields
@@ -112,7 +127,16 @@ impl Variant {
                         field: None,
                     });
                 }
-                if r.throttle {
+                if r.cluster {
+                    let url = redis.unwrap_or("redis://127.0.0.1:6379/0");
+                    p.ringway_tables.push_str(&format!(
+                        "\n[cluster]\nredis = \"{url}\"\nkey_prefix = \"bench:\"\n"
+                    ));
+                }
+                if r.throttle && r.throttle_spread {
+                    p.ringway_route.push_str(RINGWAY_THROTTLE_SPREAD);
+                    p.spread_keys = SPREAD_KEYS;
+                } else if r.throttle {
                     p.ringway_route.push_str(RINGWAY_THROTTLE);
                 }
                 if r.jwt {
@@ -141,7 +165,7 @@ impl Variant {
 
     /// The configuration the variant adds, for the report.
     pub fn config_text(&self, rs256: &Rs256) -> String {
-        let p = self.policies(rs256);
+        let p = self.policies(rs256, Some("redis://127.0.0.1:<port>/0"));
         match self.setup {
             Setup::Ringway(_) => format!("{}{}", p.ringway_tables, p.ringway_route),
             Setup::Nginx { .. } if p.nginx_http.is_empty() && p.nginx_location.is_empty() => {
@@ -163,7 +187,7 @@ pub fn all() -> Vec<Variant> {
             api_key,
             throttle,
             jwt,
-            jwt_uncached: false,
+            ..RingwayPolicies::default()
         })
     };
     vec![
@@ -184,8 +208,26 @@ pub fn all() -> Vec<Variant> {
         },
         Variant {
             key: "ringway-throttle",
-            title: "ringway, throttle per client IP",
+            title: "ringway, throttle per client IP (one key)",
             setup: rw(false, false, true, false),
+        },
+        Variant {
+            key: "ringway-throttle-10k",
+            title: "ringway, throttle over 10,000 keys (a header)",
+            setup: Setup::Ringway(RingwayPolicies {
+                throttle: true,
+                throttle_spread: true,
+                ..RingwayPolicies::default()
+            }),
+        },
+        Variant {
+            key: "ringway-api-key-cluster",
+            title: "ringway, API key + usage plan, cluster mode (Redis)",
+            setup: Setup::Ringway(RingwayPolicies {
+                api_key: true,
+                cluster: true,
+                ..RingwayPolicies::default()
+            }),
         },
         Variant {
             key: "ringway-jwt",
@@ -254,6 +296,15 @@ const RINGWAY_THROTTLE: &str = r#"
 rate = 1e9
 burst = 1e9
 key = "client_ip"
+"#;
+
+/// The same, keyed on `X-Client`, which the load spreads over
+/// [`SPREAD_KEYS`] values (the keyed map's bound is 100,000).
+const RINGWAY_THROTTLE_SPREAD: &str = r#"
+[route.throttle]
+rate = 1e9
+burst = 1e9
+key = "header:x-client"
 "#;
 
 /// The key and its plan: limits far above anything one core serves.
@@ -365,7 +416,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let m = material(&dir);
         for v in all().iter().filter(|v| v.target() == Target::Ringway) {
-            let p = v.policies(&m);
+            let p = v.policies(&m, None);
             let text = format!(
                 "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:9\"]\n{}\n[[route]]\npath = \"/\"\nupstream = \"app\"\n{}",
                 p.ringway_tables, p.ringway_route
@@ -383,10 +434,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let m = material(&dir);
         let variants = all();
-        let fields = variants[0].policies(&m).fields;
+        let fields = variants[0].policies(&m, None).fields;
         assert_eq!(fields.len(), 3);
         for v in &variants {
-            let p = v.policies(&m);
+            let p = v.policies(&m, None);
             assert_eq!(p.fields, fields, "{}", v.key);
             let statuses: Vec<u16> = p.checks.iter().map(|c| c.status).collect();
             let want: &[u16] = match v.key {

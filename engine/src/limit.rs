@@ -238,6 +238,67 @@ pub fn shared_keyed(identity: &str, rate: Rate, max_keys: usize) -> Arc<Keyed> {
         .clone()
 }
 
+/// A usage plan key's quota count (see `policy::api_key::quota`):
+/// the period (high 24 bits) and the requests counted in it (low 40 bits)
+/// in one atomic word, so a period change and a lease are one
+/// compare-and-swap. Workers lease from it; in cluster mode the sync thread
+/// also takes back what is left of the instance's grant to return it.
+#[derive(Debug, Default)]
+pub struct Ledger(std::sync::atomic::AtomicU64);
+
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const WINDOW_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
+
+impl Ledger {
+    /// The ledger of the key with digest `hash`: the same one for the life of the process.
+    pub fn of(hash: &[u8; 32]) -> std::sync::Arc<Ledger> {
+        use std::sync::{Arc, Mutex, OnceLock};
+        static ALL: OnceLock<Mutex<std::collections::HashMap<[u8; 32], Arc<Ledger>>>> = OnceLock::new();
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.entry(*hash).or_default().clone()
+    }
+
+    /// Takes up to `want` requests of `limit` in period `window`; returns how many it got (0: used up).
+    pub fn lease(&self, window: u64, limit: u64, want: u64) -> u64 {
+        use std::sync::atomic::Ordering;
+        let w = window & WINDOW_MASK;
+        let mut now = self.0.load(Ordering::Relaxed);
+        loop {
+            let used = if now >> COUNT_BITS == w {
+                now & COUNT_MASK
+            } else {
+                0
+            };
+            let got = want.min(limit.min(COUNT_MASK).saturating_sub(used));
+            if got == 0 {
+                return 0;
+            }
+            let next = (w << COUNT_BITS) | (used + got);
+            match self
+                .0
+                .compare_exchange_weak(now, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return got,
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Requests counted in period `window` (for tests and metrics).
+    pub fn used(&self, window: u64) -> u64 {
+        let now = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        if now >> COUNT_BITS == window & WINDOW_MASK {
+            now & COUNT_MASK
+        } else {
+            0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,14 @@
 //!   all start full); the README gives the bound and a measurement.
 //! - **Quotas** are exact: Redis counts what it has granted, and grants only
 //!   what is left (a Lua script, atomic). Grants are leases sized by the
-//!   key's recent demand and shrinking as the quota nears its end, so the
-//!   most an instance can strand is its last small lease.
+//!   key's recent demand and shrinking as the quota nears its end. Redis
+//!   also counts what the fleet has spent; when an instance runs short while
+//!   the fleet has granted everything but not spent it, it raises a reclaim
+//!   flag, holds its requests (ten intervals, 250 to 450 ms), and
+//!   the instances holding unused grants hand them back at their next sync
+//!   (taken out of their own ledger first, so nothing is admitted twice). A
+//!   request is refused for quota only when the fleet has spent it all, or
+//!   when a reclaim brought nothing back.
 //! - **Usage** per key and UTC day is added to a Redis hash, for `/usage`
 //!   and `ringway usage`.
 //!
@@ -32,7 +38,7 @@ pub mod usage;
 
 pub use config::{ClusterConfig, OnDown};
 
-use crate::limit::Rate;
+use crate::limit::{Ledger, Rate};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -114,37 +120,58 @@ pub struct FleetQuota {
     fleet_used: AtomicU64,
     /// Requests admitted here, for the usage report (pushed and reset by the sync).
     admitted: AtomicU64,
-    /// What this instance's workers have leased of the grant (the local ledger's count).
-    local_used: AtomicU64,
     /// The period the counts above belong to.
     window: AtomicU64,
+    /// The local ledger the workers lease from (the sync thread takes what
+    /// is left of the grant out of it before handing it back).
+    ledger: Arc<Ledger>,
+    /// What the fleet had spent at the last sync (≤ `fleet_used`).
+    fleet_spent: AtomicU64,
+    /// The fleet holds granted but unspent requests that no reclaim has
+    /// been raised for yet: a short worker asks for a sync, which raises it.
+    reclaimable: AtomicBool,
+    /// [`crate::limit::now`] until which a short instance holds requests
+    /// while others hand back unused grants (0: no reclaim under way).
+    reclaim_until: AtomicU64,
+    /// Sync thread only: the fleet's (granted, spent) when the last reclaim
+    /// was raised, so one is raised again only after the fleet moved; and
+    /// the grant taken out of the ledger to return, with its period.
+    reclaim: Mutex<Reclaim>,
+}
+
+#[derive(Debug, Default)]
+struct Reclaim {
+    mark: (u64, u64),
+    returning: u64,
+    window: u64,
 }
 
 const COUNT_BITS: u32 = 40;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 impl FleetQuota {
-    fn new(id: String, limit: u64) -> FleetQuota {
+    fn new(id: String, limit: u64, ledger: Arc<Ledger>) -> FleetQuota {
         FleetQuota {
             id,
             limit,
+            ledger,
+            fleet_spent: AtomicU64::new(0),
+            reclaimable: AtomicBool::new(false),
+            reclaim_until: AtomicU64::new(0),
+            reclaim: Mutex::new(Reclaim::default()),
             granted: AtomicU64::new(0),
             fleet_used: AtomicU64::new(0),
             admitted: AtomicU64::new(0),
-            local_used: AtomicU64::new(0),
             window: AtomicU64::new(u64::MAX),
         }
     }
 
     /// How many requests this instance may admit in period `window` in all
-    /// (the ceiling its local ledger leases against); `used` is what the
-    /// local ledger has leased to workers so far.
+    /// (the ceiling its local ledger leases against).
     #[inline]
-    pub fn ceiling(&self, fleet: &Fleet, window: u64, used: u64) -> u64 {
-        if self.window.swap(window, Ordering::Relaxed) != window {
-            self.local_used.store(used, Ordering::Relaxed);
-        } else {
-            self.local_used.fetch_max(used, Ordering::Relaxed);
+    pub fn ceiling(&self, fleet: &Fleet, window: u64) -> u64 {
+        if self.window.load(Ordering::Relaxed) != window {
+            self.window.store(window, Ordering::Relaxed);
         }
         let g = self.granted.load(Ordering::Acquire);
         let granted = if g >> COUNT_BITS == window & ((1 << 24) - 1) {
@@ -162,11 +189,80 @@ impl FleetQuota {
         granted + left / fleet.instances().max(1)
     }
 
-    /// Whether waiting for the next sync can bring more: Redis is up and
-    /// the fleet had quota left at the last sync.
+    /// This instance's grant is used up: whether waiting can bring more.
+    /// Yes when Redis is up and the fleet had quota left at the last sync
+    /// (a sync is asked for now), or while a reclaim of other instances'
+    /// unused grants is under way (the regular syncs bring it).
     #[inline]
-    pub fn may_grow(&self, fleet: &Fleet) -> bool {
-        fleet.is_up() && self.fleet_used.load(Ordering::Relaxed) < self.limit
+    pub fn top_up(&self, fleet: &Fleet) -> bool {
+        if !fleet.is_up() {
+            return false;
+        }
+        if self.fleet_used.load(Ordering::Relaxed) < self.limit
+            || self.reclaimable.load(Ordering::Relaxed)
+        {
+            fleet.want_sync();
+            return true;
+        }
+        crate::limit::now() < self.reclaim_until.load(Ordering::Relaxed)
+    }
+
+    /// Sync thread: the fleet's counts after a sync. `short`: this instance
+    /// asked for more than it got. A reclaim is raised (requests held until
+    /// `now + hold`) once per state of the fleet's counts, so a reclaim
+    /// that brought nothing back is not raised again until they move.
+    fn after_sync(&self, r: &sync::QuotaReply, short: bool, now: u64, hold: Duration) {
+        let mut rc = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = (r.used, r.spent);
+        let unspent = r.spent < r.used;
+        if !unspent {
+            self.reclaim_until.store(0, Ordering::Relaxed);
+        } else if short && counts != rc.mark {
+            rc.mark = counts;
+            self.reclaim_until
+                .store(now + hold.as_nanos() as u64, Ordering::Relaxed);
+        }
+        self.reclaimable
+            .store(unspent && counts != rc.mark, Ordering::Relaxed);
+    }
+
+    /// Sync thread, another instance is short: takes what is left of this
+    /// instance's grant for `window` out of the local ledger (so no worker
+    /// can lease it any more) to hand back at the next sync: all of it when
+    /// this instance admitted nothing since the last sync, half otherwise.
+    fn hand_back(&self, window: u64, admitted: u64) -> bool {
+        let granted = self.granted_in(window);
+        let left = granted.saturating_sub(self.ledger.used(window));
+        let n = if admitted > 0 { left.div_ceil(2) } else { left };
+        let got = if n > 0 {
+            self.ledger.lease(window, granted, n)
+        } else {
+            0
+        };
+        if got == 0 {
+            return false;
+        }
+        let mut rc = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
+        if rc.window != window {
+            (rc.window, rc.returning) = (window, 0);
+        }
+        rc.returning += got;
+        true
+    }
+
+    /// Sync thread: what is waiting to be handed back for `window`.
+    fn returning(&self, window: u64) -> u64 {
+        let mut rc = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
+        if rc.window != window {
+            (rc.window, rc.returning) = (window, 0);
+        }
+        rc.returning
+    }
+
+    /// Sync thread: Redis took `n` back.
+    fn returned(&self, n: u64) {
+        let mut rc = self.reclaim.lock().unwrap_or_else(|p| p.into_inner());
+        rc.returning = rc.returning.saturating_sub(n);
     }
 
     /// Counts one admitted request for the usage report.
@@ -295,18 +391,19 @@ impl Fleet {
         b
     }
 
-    /// The quota of key `name` with `limit`, registered for syncing.
-    pub fn quota(&self, name: &str, limit: u64) -> Arc<FleetQuota> {
+    /// The quota of key `name` with `limit`, counted locally in `ledger`,
+    /// registered for syncing.
+    pub fn quota(&self, name: &str, limit: u64, ledger: &Arc<Ledger>) -> Arc<FleetQuota> {
         let mut all = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|w| w.strong_count() > 0);
         if let Some(q) = all
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|q| q.id == name && q.limit == limit)
+            .find(|q| q.id == name && q.limit == limit && Arc::ptr_eq(&q.ledger, ledger))
         {
             return q;
         }
-        let q = Arc::new(FleetQuota::new(name.to_owned(), limit));
+        let q = Arc::new(FleetQuota::new(name.to_owned(), limit, ledger.clone()));
         all.push(Arc::downgrade(&q));
         q
     }

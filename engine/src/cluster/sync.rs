@@ -7,8 +7,12 @@
 //!   instances share the limits (for the `local` share during outages).
 //! - `B` (bucket): add `n` requests to the fleet TAT (kept in Redis' clock,
 //!   microseconds) and return how far ahead of now it runs.
-//! - `Q` (quota lease): grant up to `want` of what is left of `limit` in
-//!   the period's counter; never more. Returns `granted:used`.
+//! - `Q` (quota): add what this instance admitted to the period's spent
+//!   count, take back what it hands back, and grant up to `want` of what is
+//!   left of `limit` in the period's counter; never more. An instance that
+//!   is short while the fleet holds granted but unspent requests raises the
+//!   period's reclaim flag; one that wants nothing learns whether the flag
+//!   is up. Returns `granted:used:spent:flag`.
 //! - `U` (usage): add `n` admitted requests to the key's count for the day.
 //!
 //! Redis' own `TIME` is the clock, so instances on different hosts need no
@@ -47,16 +51,32 @@ for i, key in ipairs(KEYS) do
     a = a + 4
   elseif kind == 'Q' then
     local want, limit, ttl = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local spent_n, give, hold = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+    local spent_key, flag_key = key .. ':spent', key .. ':reclaim'
     local used = tonumber(redis.call('GET', key) or '0') or 0
-    local grant = math.min(want, limit - used)
+    local spent = tonumber(redis.call('GET', spent_key) or '0') or 0
+    if spent_n > 0 then
+      spent = redis.call('INCRBY', spent_key, spent_n)
+      redis.call('PEXPIRE', spent_key, ttl)
+    end
+    give = math.min(give, used)
+    if give > 0 then
+      used = redis.call('DECRBY', key, give)
+    end
+    local grant = math.max(0, math.min(want, limit - used))
     if grant > 0 then
       used = redis.call('INCRBY', key, grant)
       redis.call('PEXPIRE', key, ttl)
-    else
-      grant = 0
     end
-    out[i] = grant .. ':' .. used
-    a = a + 4
+    local flag = 0
+    if grant < want and spent < used then
+      redis.call('SET', flag_key, '1', 'PX', hold)
+      flag = 1
+    elseif want == 0 then
+      flag = redis.call('EXISTS', flag_key)
+    end
+    out[i] = grant .. ':' .. used .. ':' .. spent .. ':' .. flag
+    a = a + 7
   elseif kind == 'U' then
     redis.call('HINCRBY', key, ARGV[a + 1], ARGV[a + 2])
     redis.call('PEXPIRE', key, 400 * 86400000)
@@ -172,7 +192,20 @@ pub(crate) fn connect(config: &ClusterConfig) -> redis::RedisResult<redis::Conne
 /// What one sync took from the local counters, to put back if it fails.
 struct Taken {
     buckets: Vec<(Arc<FleetBucket>, u64)>,
-    quotas: Vec<(Arc<FleetQuota>, u64, u64, bool)>,
+    quotas: Vec<QuotaItem>,
+}
+
+/// One quota's part of a sync.
+struct QuotaItem {
+    q: Arc<FleetQuota>,
+    window: u64,
+    /// Requests admitted since the last sync (usage and the fleet's spent count).
+    admitted: u64,
+    /// Whether a `Q` item was sent, and the lease it asked for (0: none).
+    sent: bool,
+    want: u64,
+    /// Unused grant handed back.
+    give: u64,
 }
 
 fn sync_once(
@@ -204,16 +237,23 @@ fn sync_once(
         taken.buckets.push((b, n));
     }
     let today = super::usage::day_name((unix_now() / 86_400) as i64);
+    let hold_ms = hold(l.config.interval).as_millis() as u64;
     for q in fleet.live_quotas() {
         let window = q.window.load(Ordering::Relaxed);
         let admitted = q.admitted.swap(0, Ordering::AcqRel);
-        let want = lease_wanted(&q, window, admitted, fleet.instances());
-        if let Some(want) = want {
+        let want = lease_wanted(&q, window, admitted, fleet.instances()).unwrap_or(0);
+        let give = q.returning(window);
+        let holds = window != u64::MAX && q.granted_in(window) > q.ledger.used(window);
+        let sent = want > 0 || give > 0 || admitted > 0 || holds;
+        if sent {
             inv.key(format!("{prefix}quota:{}:{window}", q.id))
                 .arg("Q")
                 .arg(want)
                 .arg(q.limit)
-                .arg(QUOTA_TTL_MS);
+                .arg(QUOTA_TTL_MS)
+                .arg(admitted)
+                .arg(give)
+                .arg(hold_ms);
         }
         if admitted > 0 {
             inv.key(format!("{prefix}usage:{}", q.id))
@@ -221,7 +261,14 @@ fn sync_once(
                 .arg(&today)
                 .arg(admitted);
         }
-        taken.quotas.push((q, window, admitted, want.is_some()));
+        taken.quotas.push(QuotaItem {
+            q,
+            window,
+            admitted,
+            sent,
+            want,
+            give,
+        });
     }
     let reply: Result<Vec<String>, _> = inv.invoke(&mut l.conn);
     let reply = match reply {
@@ -246,7 +293,7 @@ fn lease_wanted(q: &FleetQuota, window: u64, admitted: u64, instances: u64) -> O
         return None;
     }
     let granted = q.granted_in(window);
-    let used_here = q.local_used.load(Ordering::Relaxed).min(granted);
+    let used_here = q.ledger.used(window).min(granted);
     let left_here = granted - used_here;
     if left_here > admitted.max(1) {
         return None;
@@ -271,18 +318,21 @@ fn apply(fleet: &Fleet, taken: &Taken, reply: &[String]) -> redis::RedisResult<(
         ahead.push((us.max(0.0) * 1000.0) as u64);
     }
     let mut grants = Vec::new();
-    for (_, _, admitted, leased) in &taken.quotas {
-        let grant = if *leased {
+    for item in &taken.quotas {
+        let grant = if item.sent {
             let s = items.next().ok_or_else(bad)?;
-            let (g, u) = s.split_once(':').ok_or_else(bad)?;
-            Some((
-                g.parse::<u64>().map_err(|_| bad())?,
-                u.parse::<u64>().map_err(|_| bad())?,
-            ))
+            let mut n = s.split(':').map(|n| n.parse::<u64>().map_err(|_| bad()));
+            let mut next = || n.next().ok_or_else(bad)?;
+            Some(QuotaReply {
+                grant: next()?,
+                used: next()?,
+                spent: next()?,
+                flag: next()? == 1,
+            })
         } else {
             None
         };
-        if *admitted > 0 {
+        if item.admitted > 0 {
             items.next().ok_or_else(bad)?;
         }
         grants.push(grant);
@@ -293,21 +343,46 @@ fn apply(fleet: &Fleet, taken: &Taken, reply: &[String]) -> redis::RedisResult<(
     for ((b, _), ahead) in taken.buckets.iter().zip(ahead) {
         b.catch_up(now, ahead);
     }
-    for ((q, window, _, _), grant) in taken.quotas.iter().zip(grants) {
-        if let Some((g, used)) = grant {
-            q.fleet_used.store(used, Ordering::Relaxed);
-            q.add_grant(*window, g);
+    let hold = hold(fleet.config().interval);
+    for (item, reply) in taken.quotas.iter().zip(grants) {
+        if let Some(r) = reply {
+            item.q.returned(item.give);
+            item.q.fleet_spent.store(r.spent, Ordering::Relaxed);
+            item.q.fleet_used.store(r.used, Ordering::Relaxed);
+            item.q.add_grant(item.window, r.grant);
+            if item.want == 0 && r.flag && item.q.hand_back(item.window, item.admitted) {
+                // Another instance is short: hand it back at once.
+                fleet.wanted.store(true, Ordering::Release);
+            }
+            item.q.after_sync(&r, item.want > r.grant, now, hold);
         }
     }
     Ok(())
+}
+
+/// One quota's answer: what was granted now, and the fleet's granted and
+/// spent counts for the period; whether the reclaim flag is up.
+pub(super) struct QuotaReply {
+    pub grant: u64,
+    pub used: u64,
+    pub spent: u64,
+    pub flag: bool,
+}
+
+/// How long a short instance holds requests while a reclaim runs: ten
+/// intervals, between 250 and 450 ms (a request waits at most about 500 ms
+/// in all, see `proxy::policies`). A reclaim usually ends much sooner: when
+/// the grant arrives, or when a sync shows the fleet has spent everything.
+fn hold(interval: Duration) -> Duration {
+    (interval * 10).clamp(Duration::from_millis(250), Duration::from_millis(450))
 }
 
 fn put_back(taken: &Taken) {
     for (b, n) in &taken.buckets {
         b.pending.fetch_add(*n, Ordering::Relaxed);
     }
-    for (q, _, admitted, _) in &taken.quotas {
-        q.admitted.fetch_add(*admitted, Ordering::Relaxed);
+    for item in &taken.quotas {
+        item.q.admitted.fetch_add(item.admitted, Ordering::Relaxed);
     }
 }
 

@@ -379,7 +379,11 @@ fn fleet_limits(
                 crate::limit::Rate::new(rate, burst),
             )
         }),
-        quota: Some(fleet.quota(&key.name, plan.quota.map_or(u64::MAX, |q| q.limit))),
+        quota: Some(fleet.quota(
+            &key.name,
+            plan.quota.map_or(u64::MAX, |q| q.limit),
+            &key.ledger,
+        )),
     }
 }
 

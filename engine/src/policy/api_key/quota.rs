@@ -7,8 +7,8 @@
 use super::KeyHash;
 use crate::calendar::{self, DAY};
 
+pub use crate::limit::Ledger;
 use crate::policy::throttle::retry_after;
-use std::collections::HashMap;
 
 /// The period a quota counts over, in UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,65 +30,6 @@ pub struct Plan {
     /// Gateway-wide requests per second and burst.
     pub rate: Option<(f64, f64)>,
     pub quota: Option<Quota>,
-}
-
-/// A key's quota count: the period (high 24 bits) and the requests admitted
-/// in it (low 40 bits) in one atomic word, so a period change and a lease
-/// are one compare-and-swap.
-#[derive(Debug, Default)]
-pub struct Ledger(std::sync::atomic::AtomicU64);
-
-const COUNT_BITS: u32 = 40;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const WINDOW_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
-
-impl Ledger {
-    /// The ledger of the key with digest `hash`: the same one for the life of the process.
-    pub fn of(hash: &KeyHash) -> std::sync::Arc<Ledger> {
-        use std::sync::{Arc, Mutex, OnceLock};
-        static ALL: OnceLock<Mutex<HashMap<KeyHash, Arc<Ledger>>>> = OnceLock::new();
-        let mut all = ALL
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        all.entry(*hash).or_default().clone()
-    }
-
-    /// Takes up to `want` requests of `limit` in period `window`; returns how many it got (0: used up).
-    pub fn lease(&self, window: u64, limit: u64, want: u64) -> u64 {
-        use std::sync::atomic::Ordering;
-        let w = window & WINDOW_MASK;
-        let mut now = self.0.load(Ordering::Relaxed);
-        loop {
-            let used = if now >> COUNT_BITS == w {
-                now & COUNT_MASK
-            } else {
-                0
-            };
-            let got = want.min(limit.min(COUNT_MASK).saturating_sub(used));
-            if got == 0 {
-                return 0;
-            }
-            let next = (w << COUNT_BITS) | (used + got);
-            match self
-                .0
-                .compare_exchange_weak(now, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return got,
-                Err(seen) => now = seen,
-            }
-        }
-    }
-
-    /// Requests counted in period `window` (for tests and metrics).
-    pub fn used(&self, window: u64) -> u64 {
-        let now = self.0.load(std::sync::atomic::Ordering::Relaxed);
-        if now >> COUNT_BITS == window & WINDOW_MASK {
-            now & COUNT_MASK
-        } else {
-            0
-        }
-    }
 }
 
 /// One key's counters on one worker.
@@ -156,14 +97,13 @@ pub fn charge(
             // In cluster mode the ceiling is what Redis has granted this instance.
             let used = ledger.used(window);
             let quota = fleet.and_then(|f| f.quota.as_ref().map(|fq| (f, fq)));
-            let ceiling = quota.map_or(q.limit, |(f, fq)| fq.ceiling(&f.fleet, window, used));
+            let ceiling = quota.map_or(q.limit, |(f, fq)| fq.ceiling(&f.fleet, window));
             let want = lease_size(ceiling, used, workers);
             state.lease = ledger.lease(window, ceiling, want);
             if state.lease == 0
                 && let Some((f, fq)) = quota
-                && fq.may_grow(&f.fleet)
+                && fq.top_up(&f.fleet)
             {
-                f.fleet.want_sync();
                 return Err(Over::Wait);
             }
         }
