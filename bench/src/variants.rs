@@ -441,7 +441,7 @@ mod tests {
             assert_eq!(p.fields, fields, "{}", v.key);
             let statuses: Vec<u16> = p.checks.iter().map(|c| c.status).collect();
             let want: &[u16] = match v.key {
-                "ringway-api-key" => &[200, 403],
+                "ringway-api-key" | "ringway-api-key-cluster" => &[200, 403],
                 "ringway-jwt" | "ringway-jwt-uncached" => &[200, 401],
                 "ringway-all" => &[200, 403, 401],
                 _ => &[200],
