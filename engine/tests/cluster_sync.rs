@@ -29,6 +29,7 @@ fn fleet(redis: &RedisServer, prefix: &str) -> Arc<Fleet> {
         interval: Duration::from_millis(20),
         on_down: OnDown::Local,
         ca: None,
+        sentinel: None,
     });
     ringway::cluster::sync::spawn(f.clone()).unwrap();
     f

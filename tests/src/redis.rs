@@ -13,21 +13,42 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    role: Role,
     starts: u32,
+}
+
+/// What the process is besides a plain server.
+#[derive(Clone)]
+enum Role {
+    Primary,
+    /// A replica of the server on this port.
+    Replica(u16),
+    /// A Sentinel watching the primary on this port under this name.
+    Sentinel(u16, String),
 }
 
 impl RedisServer {
     /// A plain server on a free port.
     pub fn start() -> RedisServer {
-        Self::launch(None)
+        Self::launch(None, Role::Primary)
     }
 
     /// A server that speaks TLS only, with this certificate, key and CA (PEM files).
     pub fn start_tls(cert: PathBuf, key: PathBuf, ca: PathBuf) -> RedisServer {
-        Self::launch(Some((cert, key, ca)))
+        Self::launch(Some((cert, key, ca)), Role::Primary)
     }
 
-    fn launch(tls: Option<(PathBuf, PathBuf, PathBuf)>) -> RedisServer {
+    /// A replica of `primary`, ready once it has synchronised with it.
+    pub fn start_replica(primary: &RedisServer) -> RedisServer {
+        Self::launch(None, Role::Replica(primary.port))
+    }
+
+    /// A Sentinel (quorum 1) watching `primary` as `name`.
+    pub fn start_sentinel(primary: &RedisServer, name: &str) -> RedisServer {
+        Self::launch(None, Role::Sentinel(primary.port, name.to_owned()))
+    }
+
+    fn launch(tls: Option<(PathBuf, PathBuf, PathBuf)>, role: Role) -> RedisServer {
         let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("ringway-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -36,6 +57,7 @@ impl RedisServer {
             child: None,
             dir,
             tls,
+            role,
             starts: 0,
         };
         server.run();
@@ -49,7 +71,33 @@ impl RedisServer {
         let log = self.dir.join(format!("redis-{}.log", self.starts));
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let ready = match &self.role {
+            Role::Primary => "Ready to accept connections",
+            Role::Replica(of) => {
+                cmd.args(["--replicaof", "127.0.0.1", &of.to_string()]);
+                "MASTER <-> REPLICA sync: Finished with success"
+            }
+            Role::Sentinel(of, name) => {
+                // Sentinel rewrites its configuration file: it must be its own.
+                let conf = self.dir.join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "sentinel monitor {name} 127.0.0.1 {of} 1\n\
+                         sentinel down-after-milliseconds {name} 1000\n\
+                         sentinel failover-timeout {name} 10000\n"
+                    ),
+                )
+                .unwrap();
+                cmd.arg(conf).arg("--sentinel");
+                "+monitor master"
+            }
+        };
+        cmd.args(["--bind", "127.0.0.1"]);
+        if !matches!(self.role, Role::Sentinel(..)) {
+            cmd.args(["--save", "", "--appendonly", "no"]);
+        }
+        cmd
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -87,7 +135,7 @@ impl RedisServer {
         let deadline = Instant::now() + crate::WAIT;
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("Ready to accept connections") {
+            if text.contains(ready) {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {

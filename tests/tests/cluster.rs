@@ -115,6 +115,57 @@ fn redis_killed_and_restarted_with_local_then_with_deny() {
 }
 
 #[test]
+fn through_sentinel_and_across_a_failover() {
+    let primary = RedisServer::start();
+    let replica = RedisServer::start_replica(&primary);
+    let sentinel = RedisServer::start_sentinel(&primary, "rw");
+    let origin = Origin::echo();
+    let cluster = format!(
+        "redis = \"redis+sentinel://127.0.0.1:{}/rw/0\"\nsync_interval = \"20ms\"",
+        sentinel.port
+    );
+    let gw = Gateway::start(&config(
+        origin.addr,
+        &cluster,
+        "quota = { limit = 1000, period = \"day\" }",
+    ));
+    assert!(wait_until(|| redis_up(&gw) == 1.0), "never up through Sentinel");
+    let usage = |r: &RedisServer| {
+        let days = r.cmd(&["HGETALL", "ringway:usage:team-a"]);
+        days.lines().nth(1).and_then(|n| n.parse::<u64>().ok())
+    };
+    for _ in 0..5 {
+        assert_eq!(get(&gw), 200);
+    }
+    assert!(wait_until(|| usage(&primary) == Some(5)), "usage not on the primary");
+    assert!(wait_until(|| usage(&replica) == Some(5)), "not replicated");
+    // Sentinel promotes the replica once it knows it; then the old primary dies.
+    assert!(
+        wait_until(|| sentinel.cmd(&["SENTINEL", "FAILOVER", "rw"]) == "OK"),
+        "Sentinel never accepted a failover"
+    );
+    let new_primary = replica.port.to_string();
+    assert!(wait_until(|| {
+        sentinel
+            .cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "rw"])
+            .ends_with(&new_primary)
+    }));
+    let mut primary = primary;
+    primary.kill();
+    // The sync loses its connection, asks the Sentinel again and carries
+    // on with the new primary.
+    for _ in 0..5 {
+        assert_eq!(get(&gw), 200);
+    }
+    assert!(
+        wait_until(|| usage(&replica) == Some(10)),
+        "usage after the failover not on the new primary: {:?}",
+        usage(&replica)
+    );
+    assert_eq!(redis_up(&gw), 1.0);
+}
+
+#[test]
 fn rediss_with_a_test_ca() {
     let dir = TempDir::new();
     let ca = ringway_tests::pki::Ca::new("redis ca");

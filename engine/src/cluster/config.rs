@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! [cluster]
-//! redis = "redis://127.0.0.1:6379/0"   # or rediss://… (TLS), redis+unix:///path
+//! redis = "redis://127.0.0.1:6379/0"   # or rediss://… (TLS), redis+unix:///path,
+//!                                      # redis+sentinel://[user:pass@]host:port[,host:port…]/master[/db]
 //! key_prefix = "ringway:"              # default
 //! sync_interval = "50ms"               # default; at least 1ms
 //! on_redis_down = "local"              # or "deny"
@@ -51,6 +52,76 @@ pub struct ClusterConfig {
     pub on_down: OnDown,
     /// PEM CA bundle for `rediss://`.
     pub ca: Option<PathBuf>,
+    /// `redis+sentinel://`: the Sentinels to ask for the current primary.
+    pub sentinel: Option<Sentinel>,
+}
+
+/// A primary found through Redis Sentinel, asked again on every reconnect
+/// (so a failover moves the sync to the new primary).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sentinel {
+    pub nodes: Vec<(String, u16)>,
+    pub master: String,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+const SENTINEL_SCHEME: &str = "redis+sentinel://";
+
+/// `redis+sentinel://[user[:password]@]host:port[,host:port…]/master[/db]`
+/// (port 26379 when left out).
+fn parse_sentinel(url: &str) -> Result<Sentinel, String> {
+    let rest = &url[SENTINEL_SCHEME.len()..];
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((a, r)) => (Some(a), r),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest
+        .split_once('/')
+        .ok_or("name the primary: redis+sentinel://host:port/master")?;
+    let mut nodes = Vec::new();
+    for h in hosts.split(',') {
+        let (host, port) = match h.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("{h:?}: not a host:port"))?,
+            ),
+            None => (h, 26379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{h:?}: no host"));
+        }
+        nodes.push((host.to_owned(), port));
+    }
+    let mut parts = path.split('/');
+    let master = parts.next().unwrap_or_default();
+    if master.is_empty() {
+        return Err("name the primary: redis+sentinel://host:port/master".into());
+    }
+    let db = match parts.next() {
+        None | Some("") => 0,
+        Some(d) => d.parse().map_err(|_| format!("{d:?}: not a database number"))?,
+    };
+    if parts.next().is_some() {
+        return Err("expected /master or /master/db after the hosts".into());
+    }
+    let (username, password) = match auth {
+        None => (None, None),
+        Some(a) => match a.split_once(':') {
+            Some((u, p)) => ((!u.is_empty()).then(|| u.to_owned()), Some(p.to_owned())),
+            None => (Some(a.to_owned()), None),
+        },
+    };
+    Ok(Sentinel {
+        nodes,
+        master: master.to_owned(),
+        db,
+        username,
+        password,
+    })
 }
 
 /// One problem: where (byte range in the config text), the key under
@@ -61,11 +132,17 @@ pub type Problem = (Range<usize>, &'static str, String);
 pub fn compile(s: &Section, base: &Path) -> Result<ClusterConfig, Vec<Problem>> {
     let mut problems = Vec::new();
     let url = s.redis.get_ref().trim().to_owned();
-    if let Err(e) = redis::parse_redis_url(&url)
+    let mut sentinel = None;
+    if url.starts_with(SENTINEL_SCHEME) {
+        match parse_sentinel(&url) {
+            Ok(s) => sentinel = Some(s),
+            Err(e) => problems.push((s.redis.span(), "redis", format!("{url:?}: {e}"))),
+        }
+    } else if let Err(e) = redis::parse_redis_url(&url)
         .ok_or("not a URL")
         .and_then(|u| match u.scheme() {
             "redis" | "rediss" | "redis+unix" | "unix" => Ok(()),
-            _ => Err("the scheme must be redis://, rediss:// or redis+unix://"),
+            _ => Err("the scheme must be redis://, rediss://, redis+unix:// or redis+sentinel://"),
         })
         .and_then(|()| {
             redis::Client::open(url.as_str())
@@ -139,11 +216,18 @@ pub fn compile(s: &Section, base: &Path) -> Result<ClusterConfig, Vec<Problem>> 
         interval,
         on_down,
         ca,
+        sentinel,
     })
 }
 
 /// The URL with a password (`redis://user:secret@host`) replaced by `***`.
 fn without_password(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix(SENTINEL_SCHEME)
+        && let Some((auth, hosts)) = rest.rsplit_once('@')
+    {
+        let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+        return format!("{SENTINEL_SCHEME}{user}:***@{hosts}");
+    }
     match redis::parse_redis_url(url) {
         Some(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -177,12 +261,31 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_urls() {
+        let c = check("redis = \"redis+sentinel://u:pw@a:26380,b/primary/3\"").unwrap();
+        let s = c.sentinel.unwrap();
+        assert_eq!(s.nodes, [("a".into(), 26380), ("b".into(), 26379)]);
+        assert_eq!((s.master.as_str(), s.db), ("primary", 3));
+        assert_eq!((s.username.as_deref(), s.password.as_deref()), (Some("u"), Some("pw")));
+        assert!(!c.shown.contains("pw"), "{}", c.shown);
+    }
+
+    #[test]
     fn every_problem_is_named() {
         assert_eq!(
             check("redis = \"http://x\"\nsync_interval = \"0s\"\non_redis_down = \"maybe\""),
             Err(vec!["redis", "sync_interval", "on_redis_down"])
         );
         assert_eq!(check("redis = \"::::\""), Err(vec!["redis"]));
+        for bad in [
+            "redis+sentinel://h:1",
+            "redis+sentinel://h:x/m",
+            "redis+sentinel://h:1/",
+            "redis+sentinel://h:1/m/zero",
+            "redis+sentinel://:1/m",
+        ] {
+            assert_eq!(check(&format!("redis = \"{bad}\"")), Err(vec!["redis"]), "{bad}");
+        }
         assert_eq!(
             check("redis = \"rediss://h:1\"\nca = \"/nonexistent/ca.pem\""),
             Err(vec!["ca"])

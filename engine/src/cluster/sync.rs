@@ -165,8 +165,9 @@ fn went_down(fleet: &Fleet, config: &ClusterConfig, e: &redis::RedisError) {
 }
 
 pub(crate) fn connect(config: &ClusterConfig) -> redis::RedisResult<redis::Connection> {
-    let client = match &config.ca {
-        Some(ca) => {
+    let client = match (&config.sentinel, &config.ca) {
+        (Some(s), _) => primary_of(s)?,
+        (None, Some(ca)) => {
             let root = std::fs::read(ca).map_err(|e| {
                 redis::RedisError::from((
                     redis::ErrorKind::Io,
@@ -180,13 +181,32 @@ pub(crate) fn connect(config: &ClusterConfig) -> redis::RedisResult<redis::Conne
             };
             redis::Client::build_with_tls(config.url.as_str(), certs)?
         }
-        None => redis::Client::open(config.url.as_str())?,
+        (None, None) => redis::Client::open(config.url.as_str())?,
     };
     let timeout = (config.interval * 4).max(Duration::from_millis(250));
     let conn = client.get_connection_with_timeout(timeout.max(Duration::from_secs(1)))?;
     conn.set_read_timeout(Some(timeout))?;
     conn.set_write_timeout(Some(timeout))?;
     Ok(conn)
+}
+
+/// Asks the Sentinels for the current primary (on every connect, so a
+/// failover moves the sync to the new one).
+fn primary_of(s: &super::config::Sentinel) -> redis::RedisResult<redis::Client> {
+    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    let nodes = s
+        .nodes
+        .iter()
+        .map(|(h, p)| redis::ConnectionAddr::Tcp(h.clone(), *p));
+    let mut b = SentinelClientBuilder::new(nodes, &s.master, SentinelServerType::Master)?
+        .set_client_to_redis_db(s.db);
+    if let Some(u) = &s.username {
+        b = b.set_client_to_redis_username(u);
+    }
+    if let Some(p) = &s.password {
+        b = b.set_client_to_redis_password(p);
+    }
+    b.build()?.get_client()
 }
 
 /// What one sync took from the local counters, to put back if it fails.
