@@ -80,6 +80,48 @@ fn two_instances_share_a_quota_of_100_exactly() {
     assert_eq!(origin.seen().len(), 100);
 }
 
+fn syncs(gw: &Gateway) -> f64 {
+    prom::value(
+        &prom::scrape(gw.admin_addr()),
+        "ringway_cluster_syncs_total",
+        &[],
+    )
+}
+
+#[test]
+fn two_instances_share_a_burst_within_the_bound() {
+    let redis = RedisServer::start();
+    let origin = Origin::echo();
+    let cluster = format!("redis = \"{}\"\nsync_interval = \"20ms\"", redis.url());
+    // A burst of 10 and (almost) no refill: tokens can be counted.
+    let cfg = config(origin.addr, &cluster, "rate = 0.01\nburst = 10");
+    let (a, b) = (Gateway::start(&cfg), Gateway::start(&cfg));
+    assert!(wait_until(|| redis_up(&a) == 1.0 && redis_up(&b) == 1.0));
+    let mut admitted = 0;
+    for i in 0..40 {
+        let status = if i % 2 == 0 { get(&a) } else { get(&b) };
+        assert!(status == 200 || status == 429, "request {i}: {status}");
+        admitted += (status == 200) as u32;
+    }
+    // The documented bound: the burst, plus what each instance may admit
+    // alone between two syncs (its own burst; rate × interval is ~0 here).
+    assert!(
+        (10..=10 + 2 * 10).contains(&admitted),
+        "{admitted} admitted of a burst of 10"
+    );
+    // Once each has pushed its count and then read the other's (A syncs,
+    // then B, then A again), the fleet's bucket is empty on both.
+    for gw in [&a, &b, &a] {
+        let before = syncs(gw);
+        assert!(wait_until(|| syncs(gw) >= before + 2.0));
+    }
+    for i in 0..10 {
+        let status = if i % 2 == 0 { get(&a) } else { get(&b) };
+        assert_eq!(status, 429, "request {i} after the fleet's burst was spent");
+    }
+    assert_eq!(origin.seen().len(), admitted as usize);
+}
+
 #[test]
 fn redis_killed_and_restarted_with_local_then_with_deny() {
     let mut redis = RedisServer::start();
