@@ -241,6 +241,27 @@ fn a_pooled_connection_closed_by_the_upstream_is_replaced() {
 }
 
 #[test]
+fn a_post_never_goes_on_a_pooled_connection_the_upstream_closed() {
+    // A POST is not retried, so this fails (502) unless the pool's idle
+    // check finds the closed connection before reuse. The check runs on
+    // connections idle for at least `PEEK_AFTER` (1 ms): the pause below is
+    // the condition under test, not a wait for an event.
+    let origin = Origin::start(|_| Reply::LengthThenClose(200, b"once".to_vec()));
+    let gw = Gateway::start(&simple_config(origin.addr, 1, ""));
+    let mut s = connect(gw.addr);
+    let mut buf = Vec::new();
+    for i in 0..5 {
+        s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+            .unwrap();
+        let r = read_response(&mut s, &mut buf, false).unwrap();
+        assert_eq!(r.status, 200, "POST {i}");
+        assert!(origin.wait_closed(i));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(origin.connections(), 5);
+}
+
+#[test]
 fn an_idempotent_request_on_a_dead_pooled_connection_is_retried_once() {
     // No pause between requests: the stale connection may still look alive,
     // so the request fails on it and must be retried on a new connection.

@@ -12,6 +12,16 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+/// A connection idle for less than this is reused without the staleness
+/// peek (one `recvfrom` syscall, outside io_uring, per reuse — about a
+/// tenth of a keep-alive request's CPU). Upstreams close idle keep-alive
+/// connections after seconds (nginx 60 s, Node.js 5 s), or say
+/// `Connection: close` on the last response (which is never pooled), so a
+/// close within the first millisecond is a crash or a restart: the same
+/// race the peek itself leaves open between the check and the write, and
+/// the retry of idempotent requests covers it.
+pub const PEEK_AFTER: Duration = Duration::from_millis(1);
+
 struct Idle {
     stream: TcpStream,
     since: Instant,
@@ -47,10 +57,13 @@ impl Pool {
         let list = self.idle.get_mut(target)?;
         while let Some(i) = list.iter().rposition(|c| c.client == client) {
             let c = list.remove(i);
+            let idle = now.duration_since(c.since);
             // A TLS connection may hold session tickets the server sent after
             // the handshake: a peek cannot tell those from a stray response.
-            let live = c.stream.is_tls() || peek_idle(c.stream.as_raw_fd()) == Peek::Idle;
-            if now.duration_since(c.since) < idle_timeout && live {
+            let live = idle < PEEK_AFTER
+                || c.stream.is_tls()
+                || peek_idle(c.stream.as_raw_fd()) == Peek::Idle;
+            if idle < idle_timeout && live {
                 self.hits += 1;
                 return Some(c.stream);
             }
