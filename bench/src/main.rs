@@ -26,6 +26,7 @@ mod report;
 mod scenario;
 mod setup;
 mod suite;
+mod syscalls;
 mod tls;
 mod variants;
 
@@ -111,6 +112,11 @@ struct CompareArgs {
     /// File name stem of the report: NAME.md, NAME.json and NAME.svg.
     #[arg(long, default_value = "latest", value_name = "NAME")]
     report_name: String,
+    /// Also count each proxy's system calls per request, by name, during
+    /// the measured runs (`perf stat` on syscall tracepoints; needs perf
+    /// and root) and write NAME-syscalls.md.
+    #[arg(long)]
+    syscalls: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -288,6 +294,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         post_body_file: Some(post_body_file),
         tls,
         tls_error,
+        count_syscalls: args.syscalls,
     };
 
     let plain = Policies::default();
@@ -412,6 +419,26 @@ fn compare(args: CompareArgs) -> Result<()> {
     let md = report.markdown();
     let json = serde_json::to_string_pretty(&report)? + "\n";
     let name = &args.report_name;
+    if args.syscalls {
+        let header = format!(
+            "{}. `{}`. {}. Pinning: {}. Median over {runs} run(s) of {:.0} s per proxy and scenario, \
+             {} worker(s) per proxy; calls counted by `perf stat` on the kernel's syscall tracepoints over the \
+             proxy's whole process tree during the measured run, divided by the requests it completed. \
+             `other` is every call not named in a column.",
+            report.date,
+            report.command,
+            format_args!(
+                "{} CPUs, {}, Linux {}",
+                report.machine.nproc, report.machine.cpu_model, report.machine.kernel
+            ),
+            report.pinning,
+            duration.as_secs_f64(),
+            args.workers
+        );
+        let table = syscalls::markdown(&report.scenarios, &header);
+        suite::write_reports(&args.out_dir, &format!("{name}-syscalls"), &[("md", &table)])?;
+        println!("{table}");
+    }
     suite::write_reports(
         &args.out_dir,
         name,

@@ -98,6 +98,8 @@ pub struct Bench {
     pub tls: Option<Material>,
     /// Why `tls` is None.
     pub tls_error: Option<String>,
+    /// Count the proxy's system calls during each measured run (`perf stat`).
+    pub count_syscalls: bool,
 }
 
 /// Load-scenario parameters resolved for a run.
@@ -269,8 +271,13 @@ impl Bench {
         let ours_before = process::reaped_children_cpu_seconds()
             + self.origins.cpu_seconds()
             + process::own_cpu_seconds();
+        let counter = match (self.count_syscalls, pid) {
+            (true, Some(p)) => Some(crate::syscalls::Counter::start(&process::tree(p), dir)?),
+            _ => None,
+        };
         let wall = Instant::now();
         let report = self.load_once(spec, running.addr, self.duration, dir, "load");
+        let syscalls = counter.map(crate::syscalls::Counter::stop).transpose()?;
         let cpu_after = pid.map(process::tree_cpu_seconds);
         let busy_after = process::cpus_busy_seconds(&self.proxy_cpus);
         let load_busy_after = process::cpus_busy_seconds(&self.load_cpus);
@@ -293,6 +300,9 @@ impl Bench {
         let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
         let requests = num(&report["requests"]);
         m.insert("requests".into(), requests);
+        for (name, count) in syscalls.iter().flatten() {
+            m.insert(crate::syscalls::key(name), count / requests.max(1.0));
+        }
         m.insert("rps".into(), num(&report["rps"]));
         let lat = &report["latency_us"];
         m.insert("p50_ms".into(), num(&lat["p50"]) / 1e3);

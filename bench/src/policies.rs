@@ -125,6 +125,7 @@ pub fn run(args: PoliciesArgs) -> Result<()> {
         post_body_file: None,
         tls: None,
         tls_error: None,
+        count_syscalls: false,
     };
     let kind = Kind::Load {
         connections: args.connections,
