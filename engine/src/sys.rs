@@ -220,3 +220,70 @@ pub mod pooled {
         }
     }
 }
+
+/// Marks a descriptor non-blocking (for splice(2) on sockets, which waits
+/// in the kernel unless the socket itself is non-blocking).
+pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl(2) F_GETFL/F_SETFL on a descriptor the caller owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// One non-blocking splice(2) of up to `len` bytes from `from` to `to`
+/// (one of them a pipe): `Ok(0)` is end of stream, `WouldBlock` nothing to
+/// move now.
+pub fn splice_now(from: RawFd, to: RawFd, len: usize) -> std::io::Result<usize> {
+    // SAFETY: splice(2) between two descriptors the caller owns, without
+    // offsets (both are sockets or pipes); no memory is passed.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Sets a pipe's capacity (F_SETPIPE_SZ); returns the capacity it has.
+pub fn set_pipe_size(fd: RawFd, bytes: usize) -> usize {
+    // SAFETY: fcntl(2) on a pipe descriptor the caller owns.
+    unsafe {
+        let n = libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes as libc::c_int);
+        if n > 0 {
+            return n as usize;
+        }
+        libc::fcntl(fd, libc::F_GETPIPE_SZ).max(0) as usize
+    }
+}
+
+/// A new non-blocking pipe: (read end, write end).
+pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2(2) writes two descriptors into the array on success;
+    // each is then owned by exactly one OwnedFd.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        ))
+    }
+}

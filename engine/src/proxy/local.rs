@@ -24,6 +24,9 @@ pub const BUF_SIZE: usize = 32 * 1024;
 const MAX_POOLED_BUFS: usize = 256;
 /// Pipe pairs kept for reuse per worker.
 const MAX_POOLED_PIPES: usize = 64;
+/// Capacity asked for each pipe (F_SETPIPE_SZ; the default is 64 KiB): a
+/// spliced body moves in a quarter of the calls. An empty pipe holds no pages.
+const PIPE_BYTES: usize = 256 * 1024;
 
 /// Per-worker counters: plain cells, summed across workers only when asked.
 #[derive(Default)]
@@ -40,6 +43,12 @@ pub struct Stats {
     pub proxy_protocol_errors: Cell<u64>,
 }
 
+/// A non-blocking pipe, both ends (see [`Pools::take_body_pipe`]).
+pub struct BodyPipe {
+    pub rd: std::os::fd::OwnedFd,
+    pub wr: std::os::fd::OwnedFd,
+}
+
 /// The buffers and pipes a worker lends to whatever moves bytes (relays,
 /// body readers, tunnels), and the count of bytes moved by splice(2): the
 /// narrow handle those take instead of the whole [`Worker`].
@@ -47,6 +56,8 @@ pub struct Stats {
 pub struct Pools {
     bufs: RefCell<Vec<Vec<u8>>>,
     pipes: RefCell<Vec<(Pipe, Pipe)>>,
+    body_pipes: RefCell<Vec<BodyPipe>>,
+    pipe_capacity: Cell<usize>,
     spliced_bytes: Cell<u64>,
 }
 
@@ -73,6 +84,27 @@ impl Pools {
         match self.pipes.borrow_mut().pop() {
             Some(p) => Ok(p),
             None => monoio::net::unix::new_pipe(),
+        }
+    }
+
+    /// A pipe for a body spliced on this thread ([`super::relay::splice_exact`]),
+    /// and what it holds at most.
+    pub fn take_body_pipe(&self) -> std::io::Result<(BodyPipe, usize)> {
+        if let Some(p) = self.body_pipes.borrow_mut().pop() {
+            return Ok((p, self.pipe_capacity.get()));
+        }
+        let (rd, wr) = crate::sys::pipe()?;
+        use std::os::fd::AsRawFd;
+        let size = crate::sys::set_pipe_size(wr.as_raw_fd(), PIPE_BYTES).max(4096);
+        self.pipe_capacity.set(size);
+        Ok((BodyPipe { rd, wr }, size))
+    }
+
+    /// Returns an empty body pipe. One that may still hold bytes must be dropped instead.
+    pub fn put_body_pipe(&self, pipe: BodyPipe) {
+        let mut pipes = self.body_pipes.borrow_mut();
+        if pipes.len() < MAX_POOLED_PIPES {
+            pipes.push(pipe);
         }
     }
 

@@ -5,12 +5,11 @@ use super::error::{Failure, RelayError};
 use super::local::{BUF_SIZE, Pools};
 use crate::h1::chunked::{self, ChunkedDecoder, Decoded};
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::time::Duration;
 
-/// Bytes moved per splice(2) call: the default pipe capacity.
+/// Bytes moved per splice(2) call in tunnels: the default pipe capacity.
 pub const PIPE_CHUNK: u64 = 64 * 1024;
 
 /// Reads more bytes onto the end of `buf`. `Ok(0)` is end of stream.
@@ -121,7 +120,15 @@ pub async fn copy_exact(
     Ok(())
 }
 
-/// Moves exactly `remaining` bytes from `src` to `dst` with splice(2) through a pooled pipe.
+/// Moves exactly `remaining` bytes from `src` to `dst` with splice(2)
+/// through a pooled pipe.
+///
+/// The splices are plain non-blocking system calls made on the worker
+/// thread, with io_uring readiness polls only when a side has nothing to
+/// give or no room: io_uring's own splice requests run on the kernel's
+/// io-wq helper threads (a hand-off and a wake-up per 64 KiB), which made
+/// splicing dearer than copying (0.71× nginx vs 1.09× for a 1 MiB POST,
+/// measured with wrk). Each call moves up to the pipe's capacity.
 pub async fn splice_exact(
     pools: &Pools,
     src: &mut TcpStream,
@@ -130,31 +137,61 @@ pub async fn splice_exact(
     idle: Duration,
     dir: Direction,
 ) -> Result<(), RelayError> {
-    let (mut rd, mut wr) = pools.take_pipe().map_err(|_| dir.src(Failure::Io))?;
+    use crate::sys::{set_nonblocking, splice_now};
+    use std::io::ErrorKind::WouldBlock;
+    use std::os::fd::AsRawFd;
+    let (pipe, capacity) = pools.take_body_pipe().map_err(|_| dir.src(Failure::Io))?;
+    let (rd, wr) = (pipe.rd.as_raw_fd(), pipe.wr.as_raw_fd());
+    let (s, d) = (src.as_raw_fd(), dst.as_raw_fd());
+    set_nonblocking(s).map_err(|_| dir.src(Failure::Io))?;
+    set_nonblocking(d).map_err(|_| dir.dst(Failure::Io))?;
     let total = remaining;
-    while remaining > 0 {
-        let want = remaining.min(PIPE_CHUNK) as u32;
-        let n = match monoio::time::timeout(idle, src.splice_to_pipe(&mut wr, want)).await {
-            Ok(Ok(0)) => return Err(dir.src(Failure::Closed)),
-            Ok(Ok(n)) => n,
-            Ok(Err(_)) => return Err(dir.src(Failure::Io)),
-            Err(_) => return Err(dir.src(Failure::Timeout)),
-        };
-        let mut left = n;
-        while left > 0 {
-            match monoio::time::timeout(idle, dst.splice_from_pipe(&mut rd, left)).await {
-                Ok(Ok(0)) => return Err(dir.dst(Failure::Closed)),
-                Ok(Ok(m)) => left -= m,
-                Ok(Err(_)) => return Err(dir.dst(Failure::Io)),
-                Err(_) => return Err(dir.dst(Failure::Timeout)),
+    let mut in_pipe = 0usize;
+    while remaining > 0 || in_pipe > 0 {
+        let mut starved = true;
+        if remaining > 0 && in_pipe < capacity {
+            let want = (remaining as usize).min(capacity - in_pipe);
+            match splice_now(s, wr, want) {
+                Ok(0) => return Err(dir.src(Failure::Closed)),
+                Ok(n) => {
+                    in_pipe += n;
+                    remaining -= n as u64;
+                    starved = false;
+                }
+                Err(e) if e.kind() == WouldBlock => {}
+                Err(_) => return Err(dir.src(Failure::Io)),
             }
         }
-        remaining -= u64::from(n);
+        if in_pipe > 0 {
+            match splice_now(rd, d, in_pipe) {
+                Ok(n) => in_pipe -= n,
+                Err(e) if e.kind() == WouldBlock => {
+                    // No room on the way out: wait for it.
+                    wait(dst.writable(false), idle).await.map_err(|f| dir.dst(f))?;
+                }
+                Err(_) => return Err(dir.dst(Failure::Io)),
+            }
+        } else if starved {
+            // Nothing in the pipe and nothing to read: wait for the source.
+            wait(src.readable(false), idle).await.map_err(|f| dir.src(f))?;
+        }
     }
     // Only an empty pipe goes back to the pool; on any error above it is dropped.
-    pools.put_pipe((rd, wr));
+    pools.put_body_pipe(pipe);
     pools.count_spliced(total);
     Ok(())
+}
+
+/// A readiness wait within the idle limit.
+async fn wait(
+    ready: impl std::future::Future<Output = std::io::Result<()>>,
+    idle: Duration,
+) -> Result<(), Failure> {
+    match monoio::time::timeout(idle, ready).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Failure::Io),
+        Err(_) => Err(Failure::Timeout),
+    }
 }
 
 /// How one body moves: which way (for blame), how it is re-encoded, the
