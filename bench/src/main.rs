@@ -436,7 +436,11 @@ fn compare(args: CompareArgs) -> Result<()> {
             args.workers
         );
         let table = syscalls::markdown(&report.scenarios, &header);
-        suite::write_reports(&args.out_dir, &format!("{name}-syscalls"), &[("md", &table)])?;
+        suite::write_reports(
+            &args.out_dir,
+            &format!("{name}-syscalls"),
+            &[("md", &table)],
+        )?;
         println!("{table}");
     }
     suite::write_reports(

@@ -217,7 +217,8 @@ impl std::fmt::Debug for Keyed {
 /// under `rate`: the same one for the life of the process while both stay
 /// the same, so a reload that leaves a limit alone keeps its state.
 pub fn shared(identity: &str, rate: Rate) -> Arc<Bucket> {
-    static ALL: OnceLock<Mutex<HashMap<(String, Rate), Arc<Bucket>>>> = OnceLock::new();
+    type ByIdentity = HashMap<(String, Rate), Arc<Bucket>>;
+    static ALL: OnceLock<Mutex<ByIdentity>> = OnceLock::new();
     let mut all = ALL
         .get_or_init(Default::default)
         .lock()
@@ -254,7 +255,8 @@ impl Ledger {
     /// The ledger of the key with digest `hash`: the same one for the life of the process.
     pub fn of(hash: &[u8; 32]) -> std::sync::Arc<Ledger> {
         use std::sync::{Arc, Mutex, OnceLock};
-        static ALL: OnceLock<Mutex<std::collections::HashMap<[u8; 32], Arc<Ledger>>>> = OnceLock::new();
+        static ALL: OnceLock<Mutex<std::collections::HashMap<[u8; 32], Arc<Ledger>>>> =
+            OnceLock::new();
         let mut all = ALL
             .get_or_init(Default::default)
             .lock()

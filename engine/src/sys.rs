@@ -230,7 +230,9 @@ pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
         if flags < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+        if flags & libc::O_NONBLOCK == 0
+            && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
             return Err(std::io::Error::last_os_error());
         }
     }

@@ -97,11 +97,7 @@ impl RedisServer {
         if !matches!(self.role, Role::Sentinel(..)) {
             cmd.args(["--save", "", "--appendonly", "no"]);
         }
-        cmd
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--logfile")
-            .arg(&log);
+        cmd.arg("--dir").arg(&self.dir).arg("--logfile").arg(&log);
         match &self.tls {
             None => {
                 cmd.args(["--port", &port]);

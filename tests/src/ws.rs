@@ -37,6 +37,7 @@ fn serve_echo<S: Read + Write>(s: S) {
     let Ok(mut ws) = tungstenite::accept(s) else {
         return;
     };
+    #[allow(clippy::collapsible_match)] // the guard would have to move `msg`
     while let Ok(msg) = ws.read() {
         match msg {
             Message::Text(_) | Message::Binary(_) => {

@@ -171,7 +171,10 @@ fn through_sentinel_and_across_a_failover() {
         &cluster,
         "quota = { limit = 1000, period = \"day\" }",
     ));
-    assert!(wait_until(|| redis_up(&gw) == 1.0), "never up through Sentinel");
+    assert!(
+        wait_until(|| redis_up(&gw) == 1.0),
+        "never up through Sentinel"
+    );
     let usage = |r: &RedisServer| {
         let days = r.cmd(&["HGETALL", "ringway:usage:team-a"]);
         days.lines().nth(1).and_then(|n| n.parse::<u64>().ok())
@@ -179,7 +182,10 @@ fn through_sentinel_and_across_a_failover() {
     for _ in 0..5 {
         assert_eq!(get(&gw), 200);
     }
-    assert!(wait_until(|| usage(&primary) == Some(5)), "usage not on the primary");
+    assert!(
+        wait_until(|| usage(&primary) == Some(5)),
+        "usage not on the primary"
+    );
     assert!(wait_until(|| usage(&replica) == Some(5)), "not replicated");
     // Sentinel promotes the replica once it knows it; then the old primary dies.
     assert!(

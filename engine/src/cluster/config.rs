@@ -103,7 +103,9 @@ fn parse_sentinel(url: &str) -> Result<Sentinel, String> {
     }
     let db = match parts.next() {
         None | Some("") => 0,
-        Some(d) => d.parse().map_err(|_| format!("{d:?}: not a database number"))?,
+        Some(d) => d
+            .parse()
+            .map_err(|_| format!("{d:?}: not a database number"))?,
     };
     if parts.next().is_some() {
         return Err("expected /master or /master/db after the hosts".into());
@@ -266,7 +268,10 @@ mod tests {
         let s = c.sentinel.unwrap();
         assert_eq!(s.nodes, [("a".into(), 26380), ("b".into(), 26379)]);
         assert_eq!((s.master.as_str(), s.db), ("primary", 3));
-        assert_eq!((s.username.as_deref(), s.password.as_deref()), (Some("u"), Some("pw")));
+        assert_eq!(
+            (s.username.as_deref(), s.password.as_deref()),
+            (Some("u"), Some("pw"))
+        );
         assert!(!c.shown.contains("pw"), "{}", c.shown);
     }
 
@@ -284,7 +289,11 @@ mod tests {
             "redis+sentinel://h:1/m/zero",
             "redis+sentinel://:1/m",
         ] {
-            assert_eq!(check(&format!("redis = \"{bad}\"")), Err(vec!["redis"]), "{bad}");
+            assert_eq!(
+                check(&format!("redis = \"{bad}\"")),
+                Err(vec!["redis"]),
+                "{bad}"
+            );
         }
         assert_eq!(
             check("redis = \"rediss://h:1\"\nca = \"/nonexistent/ca.pem\""),

@@ -199,6 +199,9 @@ impl Report {
     }
 }
 
+/// Admitted requests per day, and the quota used in the current period (if asked).
+pub type DaysAndUsed = (Vec<(i64, u64)>, Option<u64>);
+
 /// Per-day counts of `key` from Redis, and (for a quota counted in period
 /// `window`) how much of the fleet's quota is used.
 pub fn from_redis(
@@ -206,7 +209,7 @@ pub fn from_redis(
     key: &str,
     days: Days,
     window: Option<u64>,
-) -> redis::RedisResult<(Vec<(i64, u64)>, Option<u64>)> {
+) -> redis::RedisResult<DaysAndUsed> {
     let mut conn = super::sync::connect(config)?;
     let names: Vec<String> = days.iter().map(day_name).collect();
     let mut cmd = redis::cmd("HMGET");

@@ -211,10 +211,6 @@ fn join_values(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, kind: Kind) {
     }
 }
 
-/// How the relayed response body is framed towards the client (old name of
-/// [`Framing`]; `Framing::None` lets the upstream's Content-Length pass as
-/// metadata, `Framing::UntilClose` sends raw bytes until ringway closes).
-
 /// Appends the response head relayed to the client. `added`: field lines
 /// policies add (CORS, mapped headers); with `replace_cors`, any
 /// `Access-Control-*` field the upstream sent is dropped, and so is any

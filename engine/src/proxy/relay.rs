@@ -167,13 +167,17 @@ pub async fn splice_exact(
                 Ok(n) => in_pipe -= n,
                 Err(e) if e.kind() == WouldBlock => {
                     // No room on the way out: wait for it.
-                    wait(dst.writable(false), idle).await.map_err(|f| dir.dst(f))?;
+                    wait(dst.writable(false), idle)
+                        .await
+                        .map_err(|f| dir.dst(f))?;
                 }
                 Err(_) => return Err(dir.dst(Failure::Io)),
             }
         } else if starved {
             // Nothing in the pipe and nothing to read: wait for the source.
-            wait(src.readable(false), idle).await.map_err(|f| dir.src(f))?;
+            wait(src.readable(false), idle)
+                .await
+                .map_err(|f| dir.src(f))?;
         }
     }
     // Only an empty pipe goes back to the pool; on any error above it is dropped.
