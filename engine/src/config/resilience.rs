@@ -1,0 +1,236 @@
+//! `[[upstream]]` resilience keys: `balance`, `hash_key`,
+//! `resolve_interval`, `[upstream.health]`, `[upstream.outlier]`,
+//! `[upstream.retry]`, `[upstream.limits]` — checked (every problem with
+//! its file, line and key) and compiled into [`Resilience`].
+
+use super::error::Collector;
+use super::model;
+use super::units::Dur;
+use crate::resilience::{
+    Balance, CircuitLimits, HashKey, HealthCheck, OutlierPolicy, Resilience, RetryPolicy, maglev,
+};
+use crate::snapshot::Target;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Compiles the resilience keys of upstream `u` (whose targets are `targets`).
+pub(super) fn compile(
+    u: &model::Upstream,
+    targets: &[Target],
+    key: &dyn Fn(&str) -> String,
+    c: &mut Collector<'_>,
+) -> Resilience {
+    let mut r = Resilience::default();
+    let mut check = Check { c, key };
+    r.balance = check.balance(u);
+    let hashing = u.balance.as_ref().is_some_and(|b| b.get_ref() == "hash");
+    if let Some(h) = u.hash_key.as_ref().filter(|_| !hashing) {
+        let m = "`hash_key` is used only with balance = \"hash\"";
+        check.c.at(h.span(), (check.key)("hash_key"), m);
+    }
+    if matches!(r.balance, Balance::Hash(_)) {
+        let names: Vec<String> = targets.iter().map(|t| t.label.clone()).collect();
+        let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
+        r.maglev = maglev::build(&names, &weights);
+    }
+    if let Some(d) = &u.resolve_interval {
+        r.resolve_interval = Some(check.positive(d, "resolve_interval"));
+    }
+    if let Some(h) = &u.health {
+        r.health = Some(check.health(h.get_ref()));
+    }
+    if let Some(o) = &u.outlier {
+        let o = o.get_ref();
+        r.outlier = Some(check.outlier(o));
+        r.max_ejected_percent = check.count(&o.max_ejected_percent, "outlier.max_ejected_percent", 0, 100);
+    }
+    if let Some(t) = &u.retry {
+        r.retry = check.retry(t.get_ref());
+    }
+    if let Some(l) = &u.limits {
+        r.limits = check.limits(l.get_ref());
+    }
+    r
+}
+
+/// The collector and the key namer of one upstream.
+struct Check<'c, 's> {
+    c: &'c mut Collector<'s>,
+    key: &'c dyn Fn(&str) -> String,
+}
+
+impl Check<'_, '_> {
+    fn balance(&mut self, u: &model::Upstream) -> Balance {
+        let Some(b) = &u.balance else {
+            return Balance::RoundRobin;
+        };
+        match b.get_ref().as_str() {
+            "round_robin" => Balance::RoundRobin,
+            "least_request" => Balance::LeastRequest,
+            "random" => Balance::Random,
+            "hash" => match &u.hash_key {
+                None => {
+                    let m = "balance = \"hash\" needs `hash_key` (e.g. \"$request.header.x-user-id\")";
+                    self.c.at(b.span(), (self.key)("balance"), m);
+                    Balance::RoundRobin
+                }
+                Some(h) => match HashKey::parse(h.get_ref()) {
+                    Ok(k) => Balance::Hash(k),
+                    Err(m) => {
+                        self.c.at(h.span(), (self.key)("hash_key"), m);
+                        Balance::RoundRobin
+                    }
+                },
+            },
+            other => {
+                let m = format!(
+                    "unknown balance {other:?}: expected \"round_robin\", \"least_request\", \"hash\" or \"random\"{}",
+                    did_you_mean(other, &["round_robin", "least_request", "hash", "random"])
+                );
+                self.c.at(b.span(), (self.key)("balance"), m);
+                Balance::RoundRobin
+            }
+        }
+    }
+
+    /// A duration that must not be zero.
+    fn positive(&mut self, d: &Spanned<Dur>, name: &str) -> Duration {
+        let v = d.get_ref().0;
+        if v.is_zero() {
+            self.c.at(d.span(), (self.key)(name), "must be more than zero");
+            return Duration::from_secs(1);
+        }
+        v
+    }
+
+    /// An integer in `lo..=hi`.
+    fn count(&mut self, n: &Spanned<i64>, name: &str, lo: i64, hi: i64) -> u32 {
+        let v = *n.get_ref();
+        if v < lo || v > hi {
+            let m = if hi == i64::from(u32::MAX) {
+                format!("{v}: must be at least {lo}")
+            } else {
+                format!("{v}: must be {lo} to {hi}")
+            };
+            self.c.at(n.span(), (self.key)(name), m);
+            return lo.max(1) as u32;
+        }
+        v as u32
+    }
+
+    fn health(&mut self, h: &model::Health) -> HealthCheck {
+        let path = h.path.get_ref().clone();
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            let m = format!("{path:?}: a check path starts with / and has no spaces or controls");
+            self.c.at(h.path.span(), (self.key)("health.path"), m);
+        }
+        let interval = self.positive(&h.interval, "health.interval");
+        let timeout = self.positive(&h.timeout, "health.timeout");
+        let max = i64::from(u32::MAX);
+        let healthy = self.count(&h.healthy, "health.healthy", 1, max);
+        let unhealthy = self.count(&h.unhealthy, "health.unhealthy", 1, max);
+        let mut expect = Vec::new();
+        if let Some(list) = &h.expect {
+            if list.get_ref().is_empty() {
+                self.c.at(list.span(), (self.key)("health.expect"), "list at least one status");
+            }
+            for s in list.get_ref() {
+                match u16::try_from(*s.get_ref()) {
+                    Ok(v @ 100..=599) => expect.push(v),
+                    _ => {
+                        let m = format!("{}: a status is 100 to 599", s.get_ref());
+                        self.c.at(s.span(), (self.key)("health.expect"), m);
+                    }
+                }
+            }
+        }
+        let host = h.host.as_ref().map(|v| {
+            let host = v.get_ref();
+            if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                let m = format!("{host:?}: not a valid Host value");
+                self.c.at(v.span(), (self.key)("health.host"), m);
+            }
+            host.clone()
+        });
+        HealthCheck {
+            path,
+            interval,
+            timeout,
+            healthy,
+            unhealthy,
+            expect,
+            host,
+        }
+    }
+
+    fn outlier(&mut self, o: &model::Outlier) -> OutlierPolicy {
+        let max = i64::from(u32::MAX);
+        let p = OutlierPolicy {
+            consecutive_5xx: self.count(&o.consecutive_5xx, "outlier.consecutive_5xx", 1, max),
+            consecutive_failures: self.count(
+                &o.consecutive_failures,
+                "outlier.consecutive_failures",
+                1,
+                max,
+            ),
+            ejection: self.positive(&o.ejection, "outlier.ejection"),
+            max_ejection: self.positive(&o.max_ejection, "outlier.max_ejection"),
+        };
+        if p.max_ejection < p.ejection {
+            let m = format!(
+                "{:?} is shorter than ejection ({:?})",
+                p.max_ejection, p.ejection
+            );
+            self.c.at(o.max_ejection.span(), (self.key)("outlier.max_ejection"), m);
+        }
+        p
+    }
+
+    fn retry(&mut self, t: &model::Retry) -> RetryPolicy {
+        let mut p = RetryPolicy {
+            attempts: self.count(&t.attempts, "retry.attempts", 1, 10),
+            budget_percent: self.count(&t.budget_percent, "retry.budget_percent", 0, 100),
+            non_idempotent: t.non_idempotent,
+            ..RetryPolicy::default()
+        };
+        if let Some(on) = &t.on {
+            p.on_connect = false;
+            p.on_reset = false;
+            for r in on.get_ref() {
+                if let Err(m) = p.add_reason(r.get_ref()) {
+                    self.c.at(r.span(), (self.key)("retry.on"), m);
+                }
+            }
+        }
+        if let Some(d) = &t.per_try_timeout {
+            p.per_try_timeout = Some(self.positive(d, "retry.per_try_timeout"));
+        }
+        if let Some(d) = &t.backoff {
+            p.backoff = d.get_ref().0;
+        }
+        p
+    }
+
+    fn limits(&mut self, l: &model::UpstreamLimits) -> CircuitLimits {
+        let max = i64::from(u32::MAX);
+        let mut one = |v: &Option<Spanned<i64>>, name: &str| {
+            v.as_ref().map_or(u32::MAX, |n| self.count(n, name, 1, max))
+        };
+        CircuitLimits {
+            max_connections: one(&l.max_connections, "limits.max_connections"),
+            max_pending: one(&l.max_pending, "limits.max_pending"),
+            max_requests: one(&l.max_requests, "limits.max_requests"),
+        }
+    }
+}
+
+/// `": did you mean X?"` for the known value nearest `s`, if one is near.
+fn did_you_mean(s: &str, known: &[&str]) -> String {
+    let near = known
+        .iter()
+        .map(|k| (super::read::edit_distance(s, k), k))
+        .filter(|(d, k)| *d <= k.len() / 3 + 1)
+        .min();
+    near.map(|(_, k)| format!(": did you mean \"{k}\"?"))
+        .unwrap_or_default()
+}
