@@ -234,3 +234,99 @@ fn did_you_mean(s: &str, known: &[&str]) -> String {
     near.map(|(_, k)| format!(": did you mean \"{k}\"?"))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::resilience::{Balance, HashKey};
+    use std::path::Path;
+
+    fn errors(text: &str) -> String {
+        match crate::config::from_str(Path::new("t.toml"), text) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const ROUTE: &str = "\n[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+
+    #[test]
+    fn the_issue_example_compiles() {
+        let text = format!(
+            "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:8080\", {{ addr = \"127.0.0.2:8080\", weight = 3 }}, \"localhost:8081\"]\nbalance = \"hash\"\nhash_key = \"$request.header.x-user-id\"\nresolve_interval = \"30s\"\n\n[upstream.health]\npath = \"/healthz\"\ninterval = \"5s\"\ntimeout = \"1s\"\nhealthy = 2\nunhealthy = 3\nexpect = [200, 204]\n\n[upstream.outlier]\nconsecutive_5xx = 5\nconsecutive_failures = 3\nejection = \"30s\"\nmax_ejection = \"5m\"\nmax_ejected_percent = 50\n\n[upstream.retry]\nattempts = 2\non = [\"connect\", \"reset\", \"502\", \"503\", \"504\"]\nper_try_timeout = \"2s\"\nbudget_percent = 20\nbackoff = \"25ms\"\n\n[upstream.limits]\nmax_connections = 1024\nmax_pending = 256\nmax_requests = 4096\n{ROUTE}"
+        );
+        let s = crate::config::from_str(Path::new("t.toml"), &text).unwrap();
+        let u = &s.upstreams[0];
+        assert_eq!(u.targets.len(), 3);
+        assert_eq!(u.targets[1].weight, 3);
+        let r = &u.resilience;
+        assert_eq!(
+            r.balance,
+            Balance::Hash(HashKey::Header(b"x-user-id".to_vec().into()))
+        );
+        assert_eq!(r.maglev.len(), crate::resilience::maglev::SLOTS);
+        assert_eq!(r.health.as_ref().unwrap().expect, [200, 204]);
+        assert_eq!(r.outlier.unwrap().consecutive_5xx, 5);
+        assert_eq!(r.retry.attempts, 2);
+        assert!(r.retry.covers(crate::resilience::RetryReason::Status(503)));
+        assert_eq!(r.limits.max_pending, 256);
+    }
+
+    #[test]
+    fn every_bad_value_is_named_with_its_line() {
+        let text = format!(
+            "[[upstream]]\nname = \"app\"\ntargets = [{{ addr = \"127.0.0.1:1\", weight = 0 }}]\nbalance = \"hash\"\nresolve_interval = \"0s\"\n\n[upstream.health]\ninterval = \"0s\"\nhealthy = 0\nexpect = [700]\n\n[upstream.outlier]\nconsecutive_failures = 0\nmax_ejected_percent = 101\n\n[upstream.retry]\non = [\"connect\", \"bogus\"]\nper_try_timeout = \"0ms\"\n\n[upstream.limits]\nmax_requests = 0\n{ROUTE}"
+        );
+        let e = errors(&text);
+        for want in [
+            "t.toml:3:12: key `upstream[0].targets`: weight 0 of \"127.0.0.1:1\": a weight is 1 to 10000",
+            "t.toml:4:11: key `upstream[0].balance`: balance = \"hash\" needs `hash_key`",
+            "t.toml:5:20: key `upstream[0].resolve_interval`: must be more than zero",
+            "t.toml:8:12: key `upstream[0].health.interval`: must be more than zero",
+            "t.toml:9:11: key `upstream[0].health.healthy`: 0: must be at least 1",
+            "t.toml:10:11: key `upstream[0].health.expect`: 700: a status is 100 to 599",
+            "t.toml:13:24: key `upstream[0].outlier.consecutive_failures`: 0: must be at least 1",
+            "t.toml:14:23: key `upstream[0].outlier.max_ejected_percent`: 101: must be 0 to 100",
+            "t.toml:17:18: key `upstream[0].retry.on`: unknown retry reason \"bogus\"",
+            "t.toml:18:19: key `upstream[0].retry.per_try_timeout`: must be more than zero",
+            "t.toml:21:16: key `upstream[0].limits.max_requests`: 0: must be at least 1",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_values_get_suggestions() {
+        let e = errors(&format!(
+            "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:1\"]\nbalance = \"round_robbin\"\nhash_key = \"$request.path\"\n\n[upstream.retry]\nattemps = 3\n{ROUTE}"
+        ));
+        assert!(
+            e.contains("t.toml:4:11: key `upstream[0].balance`: unknown balance \"round_robbin\"")
+                && e.contains("did you mean \"round_robin\"?"),
+            "{e}"
+        );
+        assert!(
+            e.contains("t.toml:5:12: key `upstream[0].hash_key`: `hash_key` is used only with balance = \"hash\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("key `upstream[0].retry.attemps`: unknown field `attemps`: did you mean `attempts`?"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[[upstream]]\nname = \"app\"\ntargets = [{{ adr = \"127.0.0.1:1\" }}]\n{ROUTE}"
+        ));
+        assert!(e.contains("key `upstream[0].targets"), "{e}");
+        assert!(e.contains("unknown field `adr`"), "{e}");
+    }
+
+    #[test]
+    fn a_name_with_two_addresses_is_two_targets() {
+        // localhost resolves through /etc/hosts; whatever it gives, each address is a target.
+        let text = format!("[[upstream]]\nname = \"app\"\ntargets = [\"localhost:9\"]\n{ROUTE}");
+        let s = crate::config::from_str(Path::new("t.toml"), &text).unwrap();
+        let want = crate::config::lookup("localhost:9").unwrap();
+        let got: Vec<_> = s.upstreams[0].targets.iter().map(|t| t.addr).collect();
+        assert_eq!(got, want);
+        assert!(s.upstreams[0].targets.iter().all(|t| t.authority == "localhost:9"));
+    }
+}
