@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod admin;
 pub mod prometheus;
 pub mod scrape;
+pub mod upstreams;
 pub mod usage;
 
 use hdrhistogram::Histogram;
