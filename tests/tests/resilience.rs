@@ -344,3 +344,20 @@ fn check_names_file_line_and_key_of_resilience_errors() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+#[test]
+fn the_readme_resilience_example_passes_check() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme.split("## Upstream resilience").nth(1).expect("the README section");
+    let example = section.split("```toml\n").nth(1).and_then(|t| t.split("```").next()).unwrap();
+    let text = format!("{example}\n[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+    let (code, out, err) = ringway_tests::gateway::check(&text);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("app"), "{out}");
+    // With the commented hash_key turned on and balance = "hash", it still passes.
+    let hashed = text
+        .replace("# hash_key", "hash_key")
+        .replace("balance = \"round_robin\"", "balance = \"hash\"");
+    let (code, _, err) = ringway_tests::gateway::check(&hashed);
+    assert_eq!(code, 0, "{err}");
+}
