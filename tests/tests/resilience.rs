@@ -354,10 +354,8 @@ fn the_readme_resilience_example_passes_check() {
     let (code, out, err) = ringway_tests::gateway::check(&text);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("app"), "{out}");
-    // With the commented hash_key turned on and balance = "hash", it still passes.
-    let hashed = text
-        .replace("# hash_key", "hash_key")
-        .replace("balance = \"round_robin\"", "balance = \"hash\"");
+    // With balance = "hash" (and its hash_key), it still passes.
+    let hashed = text.replace("balance = \"round_robin\"", "balance = \"hash\"");
     let (code, _, err) = ringway_tests::gateway::check(&hashed);
     assert_eq!(code, 0, "{err}");
 }
