@@ -93,7 +93,10 @@ pub fn run(p: &Paths) -> Result<()> {
     let mut costs = Vec::new();
     for balance in ["round_robin", "least_request", "hash", "random"] {
         eprintln!("bench: balanced cost {balance}");
-        costs.push((balance, balanced_cost(p, balance).map_err(|e| format!("{e:#}"))));
+        costs.push((
+            balance,
+            balanced_cost(p, balance).map_err(|e| format!("{e:#}")),
+        ));
     }
     let md = report(&timelines, &costs);
     std::fs::create_dir_all(&p.out_dir)?;
@@ -135,7 +138,15 @@ impl Fleet {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let mut cmd = Command::new(&self.program);
-            cmd.args(["upstream", "--listen", &addr.to_string(), "--threads", "1", "--body-size", "64"]);
+            cmd.args([
+                "upstream",
+                "--listen",
+                &addr.to_string(),
+                "--threads",
+                "1",
+                "--body-size",
+                "64",
+            ]);
             process::prepare(&mut cmd, &[], &self.dir.join(format!("origin-{i}.log")))?;
             let mut g = Guard::spawn("origin", cmd, self.dir.join(format!("origin-{i}.log")))?;
             if wait_listening(addr, Duration::from_secs(2)) {
@@ -171,7 +182,13 @@ fn wait_listening(addr: SocketAddr, limit: Duration) -> bool {
 }
 
 /// Starts `proxy` in front of `fleet`; returns its guard and listen address.
-fn start_proxy(p: &Paths, proxy: &str, fleet: &Fleet, balance: &str, dir: &Path) -> Result<(Guard, SocketAddr)> {
+fn start_proxy(
+    p: &Paths,
+    proxy: &str,
+    fleet: &Fleet,
+    balance: &str,
+    dir: &Path,
+) -> Result<(Guard, SocketAddr)> {
     std::fs::create_dir_all(dir)?;
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let targets: Vec<SocketAddr> = (0..3).map(|i| fleet.addr(i)).collect();
@@ -263,7 +280,8 @@ fn per_second(samples: &[Sample]) -> Vec<(u64, u64, f64)> {
             let p99 = if lat.is_empty() {
                 0.0
             } else {
-                lat[((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e3
+                lat[((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1] as f64
+                    / 1e3
             };
             (v.len() as u64, errors, p99)
         })
@@ -345,7 +363,15 @@ fn balanced_cost(p: &Paths, balance: &str) -> Result<f64> {
     let json = dir.join("load.json");
     let mut cmd = Command::new(&p.load);
     cmd.arg(format!("http://{listen}/"))
-        .args(["-c", &COST_CONNECTIONS.to_string(), "-d", &format!("{}ms", COST_RUN.as_millis()), "-t", "1", "--json"])
+        .args([
+            "-c",
+            &COST_CONNECTIONS.to_string(),
+            "-d",
+            &format!("{}ms", COST_RUN.as_millis()),
+            "-t",
+            "1",
+            "--json",
+        ])
         .arg(&json);
     process::prepare(&mut cmd, &[], &dir.join("load.log"))?;
     let cpu_before = process::tree_cpu_seconds(guard.pid());
@@ -497,7 +523,10 @@ backend app
 
 fn report(timelines: &[Timeline], costs: &[(&str, Result<f64, String>)]) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# Failover: one of three targets killed at t = 2 s, restarted at t = 6 s\n");
+    let _ = writeln!(
+        o,
+        "# Failover: one of three targets killed at t = 2 s, restarted at t = 6 s\n"
+    );
     let _ = writeln!(
         o,
         "Written by `ringway-bench compare --scenarios failover` on {}. {CLIENTS} closed-loop keep-alive clients \
@@ -521,7 +550,11 @@ fn report(timelines: &[Timeline], costs: &[(&str, Result<f64, String>)]) -> Stri
     let mut head = "| second |".to_string();
     let mut rule = "|---|".to_string();
     for t in timelines {
-        let _ = write!(head, " {} req | {} errors | {} p99 ms |", t.proxy, t.proxy, t.proxy);
+        let _ = write!(
+            head,
+            " {} req | {} errors | {} p99 ms |",
+            t.proxy, t.proxy, t.proxy
+        );
         rule.push_str("---|---|---|");
     }
     let _ = writeln!(o, "{head}\n{rule}");
@@ -546,7 +579,12 @@ fn report(timelines: &[Timeline], costs: &[(&str, Result<f64, String>)]) -> Stri
     o.push('\n');
     for t in timelines {
         if let Some(f) = &t.failure {
-            let _ = writeln!(o, "\n{} failed: {}", t.proxy, f.lines().next().unwrap_or(""));
+            let _ = writeln!(
+                o,
+                "\n{} failed: {}",
+                t.proxy,
+                f.lines().next().unwrap_or("")
+            );
         }
     }
     let _ = writeln!(

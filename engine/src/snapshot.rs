@@ -158,7 +158,8 @@ impl Snapshot {
     /// Every target's (upstream name, address), by `Target::id`: the key
     /// under which a reload keeps its health state.
     pub fn target_keys(&self) -> Vec<(String, SocketAddr)> {
-        let mut keys = vec![(String::new(), SocketAddr::from(([0, 0, 0, 0], 0))); self.target_count];
+        let mut keys =
+            vec![(String::new(), SocketAddr::from(([0, 0, 0, 0], 0))); self.target_count];
         for u in &self.upstreams {
             for t in &u.targets {
                 keys[t.id] = (u.name.clone(), t.addr);

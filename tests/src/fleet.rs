@@ -59,7 +59,10 @@ impl OriginProcess {
         });
         match rx.recv_timeout(crate::WAIT) {
             Ok(line) if line.starts_with("listening on ") => {
-                self.addr = line["listening on ".len()..].trim().parse().expect("address");
+                self.addr = line["listening on ".len()..]
+                    .trim()
+                    .parse()
+                    .expect("address");
                 self.child = Some((child, stdin, rx));
                 true
             }
@@ -189,7 +192,13 @@ impl Drop for Load {
     }
 }
 
-fn client(gateway: SocketAddr, path: &str, max_each: usize, stop: &AtomicBool, answers: &Mutex<Vec<Answer>>) {
+fn client(
+    gateway: SocketAddr,
+    path: &str,
+    max_each: usize,
+    stop: &AtomicBool,
+    answers: &Mutex<Vec<Answer>>,
+) {
     let mut conn: Option<std::net::TcpStream> = None;
     let mut buf = Vec::new();
     for _ in 0..max_each {
@@ -218,7 +227,9 @@ fn client(gateway: SocketAddr, path: &str, max_each: usize, stop: &AtomicBool, a
                 origin: String::new(),
             },
         };
-        if r.as_ref().is_none_or(|r| r.header("connection") == Some("close")) {
+        if r.as_ref()
+            .is_none_or(|r| r.header("connection") == Some("close"))
+        {
             conn = None;
         }
         answers.lock().unwrap().push(answer);
@@ -256,7 +267,11 @@ impl HostsEntries {
 
     fn retain(&self, keep: impl Fn(&str) -> bool) {
         let text = std::fs::read_to_string("/etc/hosts").expect("read /etc/hosts");
-        let kept: String = text.lines().filter(|l| keep(l)).map(|l| format!("{l}\n")).collect();
+        let kept: String = text
+            .lines()
+            .filter(|l| keep(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
         std::fs::write("/etc/hosts", kept).expect("write /etc/hosts");
     }
 }

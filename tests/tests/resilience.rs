@@ -28,14 +28,21 @@ fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn target_metric(gw: &Gateway, name: &str, o: &OriginProcess) -> f64 {
-    metric(gw, name, &[("upstream", "app"), ("target", &o.addr.to_string())])
+    metric(
+        gw,
+        name,
+        &[("upstream", "app"), ("target", &o.addr.to_string())],
+    )
 }
 
 /// The `/config` target table of upstream `app`.
 fn target_table(gw: &Gateway) -> Vec<serde_json::Value> {
     let r = get(gw.admin_addr(), "/config");
     let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    doc["upstreams"][0]["target_table"].as_array().cloned().unwrap_or_default()
+    doc["upstreams"][0]["target_table"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn by_origin(answers: &[Answer]) -> HashMap<String, usize> {
@@ -48,12 +55,18 @@ fn by_origin(answers: &[Answer]) -> HashMap<String, usize> {
 
 #[test]
 fn a_killed_target_is_routed_around_without_client_errors_and_comes_back() {
-    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"].iter().map(|n| OriginProcess::start(n)).collect();
+    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"]
+        .iter()
+        .map(|n| OriginProcess::start(n))
+        .collect();
     let targets: Vec<String> = fleet.iter().map(quoted).collect();
     let extra = "[upstream.health]\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"1s\"\nhealthy = 2\nunhealthy = 2\n\n[upstream.outlier]\nconsecutive_failures = 2\nejection = \"200ms\"\n\n[upstream.retry]\nattempts = 3\non = [\"connect\", \"reset\", \"502\", \"503\", \"504\"]\n";
     let gw = Gateway::start(&config(2, &targets, extra));
     let load = Load::start(gw.addr, 6, "/work", 1_000_000);
-    assert!(wait_until(|| fleet[1].requests() >= 20), "b never got traffic");
+    assert!(
+        wait_until(|| fleet[1].requests() >= 20),
+        "b never got traffic"
+    );
     fleet[1].kill();
     assert!(
         wait_until(|| target_metric(&gw, "ringway_upstream_target_healthy", &fleet[1]) == 0.0),
@@ -62,30 +75,51 @@ fn a_killed_target_is_routed_around_without_client_errors_and_comes_back() {
     assert!(gw.wait_for_log(&format!("target {} is down", fleet[1].addr)));
     let detected = std::time::Instant::now();
     let table = target_table(&gw);
-    let b = table.iter().find(|t| t["addr"] == fleet[1].addr.to_string()).unwrap();
+    let b = table
+        .iter()
+        .find(|t| t["addr"] == fleet[1].addr.to_string())
+        .unwrap();
     assert_eq!(b["state"], "down", "{table:?}");
     // Traffic goes on: wait for a good number of requests sent after detection.
     let seen = load.count();
-    assert!(wait_until(|| load.count() >= seen + 300), "the load stalled");
+    assert!(
+        wait_until(|| load.count() >= seen + 300),
+        "the load stalled"
+    );
     fleet[1].restart();
     assert!(
         wait_until(|| target_metric(&gw, "ringway_upstream_target_healthy", &fleet[1]) == 1.0),
         "b never came back"
     );
     assert!(gw.wait_for_log(&format!("target {} is up again", fleet[1].addr)));
-    assert!(wait_until(|| fleet[1].requests() >= 20), "b gets no traffic after coming back");
+    assert!(
+        wait_until(|| fleet[1].requests() >= 20),
+        "b gets no traffic after coming back"
+    );
     let answers = load.stop();
     let after: Vec<&Answer> = answers.iter().filter(|a| a.sent >= detected).collect();
     let errors = after.iter().filter(|a| a.status != Some(200)).count();
-    assert!(after.len() >= 300, "{} requests after detection", after.len());
-    assert_eq!(errors, 0, "client errors after detection, of {}", after.len());
+    assert!(
+        after.len() >= 300,
+        "{} requests after detection",
+        after.len()
+    );
+    assert_eq!(
+        errors,
+        0,
+        "client errors after detection, of {}",
+        after.len()
+    );
     // Before detection, requests to b were retried elsewhere as far as the
     // retry budget let them; every error is a 502 the budget refused to retry.
     let before = answers.len() - after.len();
     let refused = metric(&gw, "ringway_upstream_retry_budget_exhausted_total", &[]) as usize;
     let errors_before = answers.iter().filter(|a| a.status != Some(200)).count();
     assert!(answers.iter().all(|a| matches!(a.status, Some(200 | 502))));
-    assert_eq!(errors_before, refused, "{errors_before} errors in {before} requests before detection");
+    assert_eq!(
+        errors_before, refused,
+        "{errors_before} errors in {before} requests before detection"
+    );
     eprintln!(
         "killed target: {errors_before} client errors (retries the budget refused) in {before} requests before detection, 0 in {} after",
         after.len()
@@ -94,7 +128,10 @@ fn a_killed_target_is_routed_around_without_client_errors_and_comes_back() {
 
 #[test]
 fn a_target_answering_503_is_ejected_then_readmitted() {
-    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"].iter().map(|n| OriginProcess::start(n)).collect();
+    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"]
+        .iter()
+        .map(|n| OriginProcess::start(n))
+        .collect();
     let targets: Vec<String> = fleet.iter().map(quoted).collect();
     let extra = "[upstream.outlier]\nconsecutive_5xx = 3\nejection = \"2s\"\nmax_ejection = \"10s\"\n\n[upstream.retry]\nattempts = 1\n";
     let gw = Gateway::start(&config(1, &targets, extra));
@@ -129,7 +166,8 @@ fn a_target_answering_503_is_ejected_then_readmitted() {
 
 #[test]
 fn a_stalled_target_times_out_per_try_and_the_retry_goes_elsewhere() {
-    let mut fleet: Vec<OriginProcess> = ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
+    let mut fleet: Vec<OriginProcess> =
+        ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
     let targets: Vec<String> = fleet.iter().map(quoted).collect();
     let extra = "[upstream.retry]\nattempts = 2\non = [\"connect\", \"504\"]\nper_try_timeout = \"300ms\"\n";
     let gw = Gateway::start(&config(1, &targets, extra));
@@ -138,14 +176,22 @@ fn a_stalled_target_times_out_per_try_and_the_retry_goes_elsewhere() {
         let r = get(gw.addr, "/slow");
         assert_eq!((r.status, r.header("x-origin")), (200, Some("b")));
     }
-    assert!(fleet[0].requests() >= 3, "round robin sent a's share to a first");
-    let retried = metric(&gw, "ringway_upstream_retries_by_reason_total", &[("reason", "timeout")]);
+    assert!(
+        fleet[0].requests() >= 3,
+        "round robin sent a's share to a first"
+    );
+    let retried = metric(
+        &gw,
+        "ringway_upstream_retries_by_reason_total",
+        &[("reason", "timeout")],
+    );
     assert_eq!(retried, fleet[0].requests() as f64);
 }
 
 #[test]
 fn retry_after_on_503_is_honoured_up_to_the_per_try_timeout() {
-    let mut fleet: Vec<OriginProcess> = ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
+    let mut fleet: Vec<OriginProcess> =
+        ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
     let targets: Vec<String> = fleet.iter().map(quoted).collect();
     let extra = "[upstream.retry]\nattempts = 2\non = [\"503\"]\nper_try_timeout = \"2s\"\n";
     let gw = Gateway::start(&config(1, &targets, extra));
@@ -153,7 +199,10 @@ fn retry_after_on_503_is_honoured_up_to_the_per_try_timeout() {
     let started = std::time::Instant::now();
     let r = get(gw.addr, "/a");
     assert_eq!((r.status, r.header("x-origin")), (200, Some("b")));
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "Retry-After: 1 waited out");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After: 1 waited out"
+    );
     // Longer than a try may take: no retry, the 503 reaches the client as sent.
     fleet[0].set("retry-after 10");
     fleet[1].set("retry-after 10");
@@ -163,29 +212,43 @@ fn retry_after_on_503_is_honoured_up_to_the_per_try_timeout() {
 
 #[test]
 fn a_retry_storm_stays_within_the_budget() {
-    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"].iter().map(|n| OriginProcess::start(n)).collect();
+    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"]
+        .iter()
+        .map(|n| OriginProcess::start(n))
+        .collect();
     for o in &mut fleet {
         o.set("slow-status 503 20");
     }
     let targets: Vec<String> = fleet.iter().map(quoted).collect();
-    let extra = "[upstream.retry]\nattempts = 3\non = [\"503\"]\nbudget_percent = 20\nbackoff = \"0ms\"\n";
+    let extra =
+        "[upstream.retry]\nattempts = 3\non = [\"503\"]\nbudget_percent = 20\nbackoff = \"0ms\"\n";
     let gw = Gateway::start(&config(1, &targets, extra));
     let answers = Load::start(gw.addr, 30, "/storm", 20).finish();
     let requests = answers.len() as u64;
     assert_eq!(requests, 600);
     assert!(answers.iter().all(|a| a.status == Some(503)));
     let attempts: u64 = fleet.iter().map(OriginProcess::requests).sum();
-    let retries = metric(&gw, "ringway_upstream_retries_by_reason_total", &[("reason", "status")]) as u64;
+    let retries = metric(
+        &gw,
+        "ringway_upstream_retries_by_reason_total",
+        &[("reason", "status")],
+    ) as u64;
     assert_eq!(attempts, requests + retries, "every attempt counted");
     // Without a budget every request would take 3 attempts (1800); with
     // 20% of ~30 in flight, retries are a fraction of first tries.
-    assert!(attempts * 10 < requests * 16, "{attempts} attempts for {requests} requests");
+    assert!(
+        attempts * 10 < requests * 16,
+        "{attempts} attempts for {requests} requests"
+    );
     assert!(metric(&gw, "ringway_upstream_retry_budget_exhausted_total", &[]) > 0.0);
 }
 
 #[test]
 fn weighted_round_robin_shares_hold_within_two_percent() {
-    let fleet: Vec<OriginProcess> = ["a", "b", "c"].iter().map(|n| OriginProcess::start(n)).collect();
+    let fleet: Vec<OriginProcess> = ["a", "b", "c"]
+        .iter()
+        .map(|n| OriginProcess::start(n))
+        .collect();
     let targets = vec![
         quoted(&fleet[0]),
         format!("{{ addr = \"{}\", weight = 3 }}", fleet[1].addr),
@@ -197,13 +260,19 @@ fn weighted_round_robin_shares_hold_within_two_percent() {
     let m = by_origin(&answers);
     for (name, want) in [("a", 0.2), ("b", 0.6), ("c", 0.2)] {
         let share = m.get(name).copied().unwrap_or(0) as f64 / 10_000.0;
-        assert!((share - want).abs() <= 0.02, "{name}: {share} (want {want}) {m:?}");
+        assert!(
+            (share - want).abs() <= 0.02,
+            "{name}: {share} (want {want}) {m:?}"
+        );
     }
 }
 
 #[test]
 fn least_request_sends_fewer_requests_to_a_slow_target() {
-    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"].iter().map(|n| OriginProcess::start(n)).collect();
+    let mut fleet: Vec<OriginProcess> = ["a", "b", "c"]
+        .iter()
+        .map(|n| OriginProcess::start(n))
+        .collect();
     fleet[0].set("delay 100");
     let targets: Vec<String> = fleet.iter().map(quoted).collect();
     let gw = Gateway::start(&config(1, &targets, "balance = \"least_request\"\n"));
@@ -216,7 +285,10 @@ fn least_request_sends_fewer_requests_to_a_slow_target() {
 
 #[test]
 fn hash_keeps_keys_on_their_target_and_moves_about_one_nth_when_one_is_added() {
-    let fleet: Vec<OriginProcess> = ["a", "b", "c", "d"].iter().map(|n| OriginProcess::start(n)).collect();
+    let fleet: Vec<OriginProcess> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| OriginProcess::start(n))
+        .collect();
     let extra = "balance = \"hash\"\nhash_key = \"$request.header.x-user-id\"\n";
     let three: Vec<String> = fleet[..3].iter().map(quoted).collect();
     let gw = Gateway::start(&config(2, &three, extra));
@@ -238,15 +310,26 @@ fn hash_keeps_keys_on_their_target_and_moves_about_one_nth_when_one_is_added() {
     }
     // Add d and reload.
     let text = std::fs::read_to_string(&gw.config_path).unwrap();
-    let four = text.replace(&three.join(", "), &format!("{}, {}", three.join(", "), quoted(&fleet[3])));
+    let four = text.replace(
+        &three.join(", "),
+        &format!("{}, {}", three.join(", "), quoted(&fleet[3])),
+    );
     std::fs::write(&gw.config_path, four).unwrap();
     gw.signal(libc::SIGHUP);
     assert!(gw.wait_for_generation(1));
     let second = map(&gw);
     let moved: Vec<usize> = (0..400).filter(|&k| first[k] != second[k]).collect();
     let to_d = moved.iter().filter(|&&k| second[k] == "d").count();
-    assert!((50..=160).contains(&moved.len()), "{} of 400 keys moved (≈100 expected)", moved.len());
-    assert!(to_d * 10 >= moved.len() * 9, "{to_d} of {} moved keys went to the new target", moved.len());
+    assert!(
+        (50..=160).contains(&moved.len()),
+        "{} of 400 keys moved (≈100 expected)",
+        moved.len()
+    );
+    assert!(
+        to_d * 10 >= moved.len() * 9,
+        "{to_d} of {} moved keys went to the new target",
+        moved.len()
+    );
 }
 
 #[test]
@@ -258,17 +341,35 @@ fn the_circuit_breaker_answers_503_past_max_requests() {
     let mut held = Vec::new();
     for i in 0..2 {
         let mut s = ringway_tests::client::connect(gw.addr);
-        std::io::Write::write_all(&mut s, format!("GET /held{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            format!("GET /held{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         held.push(s);
     }
-    assert!(wait_until(|| origin.requests() == 2), "the two requests never reached the origin");
+    assert!(
+        wait_until(|| origin.requests() == 2),
+        "the two requests never reached the origin"
+    );
     let r = get(gw.addr, "/third");
     assert_eq!(r.status, 503);
     let body = String::from_utf8_lossy(&r.body);
     assert!(body.contains("max_requests"), "{body}");
     assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(metric(&gw, "ringway_upstream_breaker_trips_total", &[("limit", "max_requests")]), 1.0);
-    assert_eq!(origin.requests(), 2, "the refused request was not forwarded");
+    assert_eq!(
+        metric(
+            &gw,
+            "ringway_upstream_breaker_trips_total",
+            &[("limit", "max_requests")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        origin.requests(),
+        2,
+        "the refused request was not forwarded"
+    );
     drop(held);
 }
 
@@ -281,15 +382,26 @@ fn a_dns_name_with_two_addresses_becomes_two_targets_and_follows_changes() {
     hosts.add("127.0.0.1", &name);
     let v4 = OriginProcess::start("v4");
     let port = v4.addr.port();
-    let v6 = OriginProcess::start_on("v6", SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)));
+    let v6 = OriginProcess::start_on(
+        "v6",
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    );
     let target = format!("\"{name}:{port}\"");
     let gw = Gateway::start(&config(1, &[target], "resolve_interval = \"100ms\"\n"));
     assert_eq!(target_table(&gw).len(), 1);
     hosts.add("::1", &name);
-    assert!(wait_until(|| target_table(&gw).len() == 2), "the second address never became a target");
+    assert!(
+        wait_until(|| target_table(&gw).len() == 2),
+        "the second address never became a target"
+    );
     assert!(gw.wait_for_log(&format!("{name}:{port} now resolves to")));
     let table = target_table(&gw);
-    assert!(table.iter().all(|t| t["authority"] == format!("{name}:{port}")), "{table:?}");
+    assert!(
+        table
+            .iter()
+            .all(|t| t["authority"] == format!("{name}:{port}")),
+        "{table:?}"
+    );
     assert!(
         wait_until(|| {
             get(gw.addr, "/dns");
@@ -298,7 +410,10 @@ fn a_dns_name_with_two_addresses_becomes_two_targets_and_follows_changes() {
         "both addresses get requests"
     );
     hosts.remove("::1");
-    assert!(wait_until(|| target_table(&gw).len() == 1), "the removed address stayed a target");
+    assert!(
+        wait_until(|| target_table(&gw).len() == 1),
+        "the removed address stayed a target"
+    );
     let before = v6.requests();
     for _ in 0..6 {
         assert_eq!(get(gw.addr, "/dns").header("x-origin"), Some("v4"));
@@ -308,22 +423,33 @@ fn a_dns_name_with_two_addresses_becomes_two_targets_and_follows_changes() {
 
 #[test]
 fn a_reload_keeps_the_health_state_of_targets_that_stay() {
-    let mut fleet: Vec<OriginProcess> = ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
+    let mut fleet: Vec<OriginProcess> =
+        ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
     let targets: Vec<String> = fleet.iter().map(quoted).collect();
     // Down after 2 failed checks; back only after 1000 passes (not within this test).
     let health = "[upstream.health]\ninterval = \"100ms\"\nunhealthy = 2\nhealthy = 1000\n";
     let gw = Gateway::start(&config(1, &targets, health));
     fleet[1].kill();
-    assert!(wait_until(|| target_metric(&gw, "ringway_upstream_target_healthy", &fleet[1]) == 0.0));
+    assert!(wait_until(|| target_metric(
+        &gw,
+        "ringway_upstream_target_healthy",
+        &fleet[1]
+    ) == 0.0));
     fleet[1].restart();
-    assert!(wait_until(|| fleet[1].counts().1 >= 2), "b is checked again");
+    assert!(
+        wait_until(|| fleet[1].counts().1 >= 2),
+        "b is checked again"
+    );
     // A reload (another response_timeout): b must stay down, as the checks
     // found it; a reload that forgot would start it up.
     let text = std::fs::read_to_string(&gw.config_path).unwrap();
     std::fs::write(&gw.config_path, text.replace("\"5s\"", "\"6s\"")).unwrap();
     gw.signal(libc::SIGHUP);
     assert!(gw.wait_for_generation(1));
-    assert_eq!(target_metric(&gw, "ringway_upstream_target_healthy", &fleet[1]), 0.0);
+    assert_eq!(
+        target_metric(&gw, "ringway_upstream_target_healthy", &fleet[1]),
+        0.0
+    );
     for _ in 0..6 {
         assert_eq!(get(gw.addr, "/r").header("x-origin"), Some("a"));
     }
@@ -347,9 +473,17 @@ fn check_names_file_line_and_key_of_resilience_errors() {
 
 #[test]
 fn the_readme_resilience_example_passes_check() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = readme.split("## Upstream resilience").nth(1).expect("the README section");
-    let example = section.split("```toml\n").nth(1).and_then(|t| t.split("```").next()).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("## Upstream resilience")
+        .nth(1)
+        .expect("the README section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|t| t.split("```").next())
+        .unwrap();
     let text = format!("{example}\n[[route]]\npath = \"/\"\nupstream = \"app\"\n");
     let (code, out, err) = ringway_tests::gateway::check(&text);
     assert_eq!(code, 0, "{err}");

@@ -21,8 +21,8 @@ mod upstreams;
 use crate::snapshot::{Snapshot, Timeouts};
 use error::Collector;
 pub use error::ConfigError;
-pub use upstreams::lookup;
 use std::path::Path;
+pub use upstreams::lookup;
 
 /// Reads, parses and compiles a config file.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {

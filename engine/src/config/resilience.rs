@@ -45,7 +45,12 @@ pub(super) fn compile(
     if let Some(o) = &u.outlier {
         let o = o.get_ref();
         r.outlier = Some(check.outlier(o));
-        r.max_ejected_percent = check.count(&o.max_ejected_percent, "outlier.max_ejected_percent", 0, 100);
+        r.max_ejected_percent = check.count(
+            &o.max_ejected_percent,
+            "outlier.max_ejected_percent",
+            0,
+            100,
+        );
     }
     if let Some(t) = &u.retry {
         r.retry = check.retry(t.get_ref());
@@ -73,7 +78,8 @@ impl Check<'_, '_> {
             "random" => Balance::Random,
             "hash" => match &u.hash_key {
                 None => {
-                    let m = "balance = \"hash\" needs `hash_key` (e.g. \"$request.header.x-user-id\")";
+                    let m =
+                        "balance = \"hash\" needs `hash_key` (e.g. \"$request.header.x-user-id\")";
                     self.c.at(b.span(), (self.key)("balance"), m);
                     Balance::RoundRobin
                 }
@@ -100,7 +106,8 @@ impl Check<'_, '_> {
     fn positive(&mut self, d: &Spanned<Dur>, name: &str) -> Duration {
         let v = d.get_ref().0;
         if v.is_zero() {
-            self.c.at(d.span(), (self.key)(name), "must be more than zero");
+            self.c
+                .at(d.span(), (self.key)(name), "must be more than zero");
             return Duration::from_secs(1);
         }
         v
@@ -135,7 +142,11 @@ impl Check<'_, '_> {
         let mut expect = Vec::new();
         if let Some(list) = &h.expect {
             if list.get_ref().is_empty() {
-                self.c.at(list.span(), (self.key)("health.expect"), "list at least one status");
+                self.c.at(
+                    list.span(),
+                    (self.key)("health.expect"),
+                    "list at least one status",
+                );
             }
             for s in list.get_ref() {
                 match u16::try_from(*s.get_ref()) {
@@ -184,7 +195,8 @@ impl Check<'_, '_> {
                 "{:?} is shorter than ejection ({:?})",
                 p.max_ejection, p.ejection
             );
-            self.c.at(o.max_ejection.span(), (self.key)("outlier.max_ejection"), m);
+            self.c
+                .at(o.max_ejection.span(), (self.key)("outlier.max_ejection"), m);
         }
         p
     }
@@ -353,9 +365,14 @@ max_requests = 4096              # concurrent requests in flight
                 && e.contains("did you mean \"round_robin\"?"),
             "{e}"
         );
-        assert!(!e.contains("hash_key"), "a valid hash_key beside round robin is fine: {e}");
         assert!(
-            e.contains("key `upstream[0].retry.attemps`: unknown field `attemps`: did you mean `attempts`?"),
+            !e.contains("hash_key"),
+            "a valid hash_key beside round robin is fine: {e}"
+        );
+        assert!(
+            e.contains(
+                "key `upstream[0].retry.attemps`: unknown field `attemps`: did you mean `attempts`?"
+            ),
             "{e}"
         );
         let e = errors(&format!(
@@ -373,6 +390,11 @@ max_requests = 4096              # concurrent requests in flight
         let want = crate::config::lookup("localhost:9").unwrap();
         let got: Vec<_> = s.upstreams[0].targets.iter().map(|t| t.addr).collect();
         assert_eq!(got, want);
-        assert!(s.upstreams[0].targets.iter().all(|t| t.authority == "localhost:9"));
+        assert!(
+            s.upstreams[0]
+                .targets
+                .iter()
+                .all(|t| t.authority == "localhost:9")
+        );
     }
 }

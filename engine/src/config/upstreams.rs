@@ -4,8 +4,8 @@ use super::error::Collector;
 use super::model;
 use crate::resilience::Resolved;
 use crate::snapshot::{ProxyVersion, Target, Upstream, UpstreamTls};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 /// The upstream table, each name's index in it, and the number of targets.
@@ -91,7 +91,10 @@ pub(super) fn compile_upstreams(
             c.at(
                 u.targets.span(),
                 key("targets"),
-                format!("{} targets: at most {MAX_TARGETS} per upstream", targets.len()),
+                format!(
+                    "{} targets: at most {MAX_TARGETS} per upstream",
+                    targets.len()
+                ),
             );
         }
         let resilience = super::resilience::compile(u, &targets, &key, c);

@@ -230,7 +230,11 @@ async fn answer(asked: &Asked, admin: &Admin) -> (u16, &'static str, String) {
         b"/healthz" => (200, "text/plain", "ok\n".to_string()),
         b"/config" => {
             let reports = collect(&admin.scrape).await;
-            (200, "application/json", config_json(&shared.latest(), &reports))
+            (
+                200,
+                "application/json",
+                config_json(&shared.latest(), &reports),
+            )
         }
         b"/usage" => usage(&asked.query, shared).await,
         _ => (404, "text/plain", "not found\n".to_string()),

@@ -141,5 +141,3 @@ pub struct UpstreamCounters {
     /// This worker routes to all targets (panic) right now.
     pub panicking: bool,
 }
-
-

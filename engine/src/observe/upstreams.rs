@@ -56,17 +56,61 @@ fn ejected_on(reports: &[WorkerReport], ui: usize, n: usize) -> Vec<u64> {
 pub fn render(o: &mut String, reports: &[WorkerReport], snap: &Snapshot) {
     type Family = (&'static str, &'static str, &'static str);
     let families: [Family; 11] = [
-        ("ringway_upstream_target_healthy", "gauge", "Active health of each target: 1 up (or not checked), 0 down."),
-        ("ringway_upstream_target_ejected_workers", "gauge", "Workers on which outlier detection has the target ejected now."),
-        ("ringway_upstream_target_ejections_total", "counter", "Outlier ejections of each target (summed over workers)."),
-        ("ringway_upstream_target_attempts_total", "counter", "Attempts (first tries and retries) sent to each target."),
-        ("ringway_upstream_health_checks_total", "counter", "Active health checks by result."),
-        ("ringway_upstream_retries_by_reason_total", "counter", "Retries by upstream and reason (connect, reset, timeout, status)."),
-        ("ringway_upstream_retry_budget_exhausted_total", "counter", "Retries the retry budget refused."),
-        ("ringway_upstream_breaker_trips_total", "counter", "Requests refused with 503 by a circuit breaker limit."),
-        ("ringway_upstream_panic_routed_total", "counter", "Requests routed to every target because more than max_ejected_percent were out."),
-        ("ringway_upstream_panic_workers", "gauge", "Workers routing to every target of the upstream now (panic)."),
-        ("ringway_upstream_requests_total", "counter", "Requests by upstream and outcome (ok, 5xx, failed, refused)."),
+        (
+            "ringway_upstream_target_healthy",
+            "gauge",
+            "Active health of each target: 1 up (or not checked), 0 down.",
+        ),
+        (
+            "ringway_upstream_target_ejected_workers",
+            "gauge",
+            "Workers on which outlier detection has the target ejected now.",
+        ),
+        (
+            "ringway_upstream_target_ejections_total",
+            "counter",
+            "Outlier ejections of each target (summed over workers).",
+        ),
+        (
+            "ringway_upstream_target_attempts_total",
+            "counter",
+            "Attempts (first tries and retries) sent to each target.",
+        ),
+        (
+            "ringway_upstream_health_checks_total",
+            "counter",
+            "Active health checks by result.",
+        ),
+        (
+            "ringway_upstream_retries_by_reason_total",
+            "counter",
+            "Retries by upstream and reason (connect, reset, timeout, status).",
+        ),
+        (
+            "ringway_upstream_retry_budget_exhausted_total",
+            "counter",
+            "Retries the retry budget refused.",
+        ),
+        (
+            "ringway_upstream_breaker_trips_total",
+            "counter",
+            "Requests refused with 503 by a circuit breaker limit.",
+        ),
+        (
+            "ringway_upstream_panic_routed_total",
+            "counter",
+            "Requests routed to every target because more than max_ejected_percent were out.",
+        ),
+        (
+            "ringway_upstream_panic_workers",
+            "gauge",
+            "Workers routing to every target of the upstream now (panic).",
+        ),
+        (
+            "ringway_upstream_requests_total",
+            "counter",
+            "Requests by upstream and outcome (ok, 5xx, failed, refused).",
+        ),
     ];
     let mut out: Vec<String> = vec![String::new(); families.len()];
     for (ui, u) in snap.upstreams.iter().enumerate() {
@@ -90,11 +134,19 @@ pub fn render(o: &mut String, reports: &[WorkerReport], snap: &Snapshot) {
         }
         let ul = format!("upstream=\"{name}\"");
         for (r, reason) in RETRY_REASONS.iter().enumerate() {
-            let _ = writeln!(out[5], "{}{{{ul},reason=\"{reason}\"}} {}", families[5].0, s.retries[r]);
+            let _ = writeln!(
+                out[5],
+                "{}{{{ul},reason=\"{reason}\"}} {}",
+                families[5].0, s.retries[r]
+            );
         }
         let _ = writeln!(out[6], "{}{{{ul}}} {}", families[6].0, s.budget_exhausted);
         for (b, limit) in BREAKERS.iter().enumerate() {
-            let _ = writeln!(out[7], "{}{{{ul},limit=\"{limit}\"}} {}", families[7].0, s.breaker[b]);
+            let _ = writeln!(
+                out[7],
+                "{}{{{ul},limit=\"{limit}\"}} {}",
+                families[7].0, s.breaker[b]
+            );
         }
         let _ = writeln!(out[8], "{}{{{ul}}} {}", families[8].0, s.panic_routed);
         let panicking = reports
@@ -104,7 +156,11 @@ pub fn render(o: &mut String, reports: &[WorkerReport], snap: &Snapshot) {
             .count();
         let _ = writeln!(out[9], "{}{{{ul}}} {panicking}", families[9].0);
         for (k, outcome) in OUTCOMES.iter().enumerate() {
-            let _ = writeln!(out[10], "{}{{{ul},outcome=\"{outcome}\"}} {}", families[10].0, s.outcomes[k]);
+            let _ = writeln!(
+                out[10],
+                "{}{{{ul},outcome=\"{outcome}\"}} {}",
+                families[10].0, s.outcomes[k]
+            );
         }
     }
     for ((name, kind, help), lines) in families.iter().zip(out) {

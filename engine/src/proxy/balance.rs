@@ -235,7 +235,13 @@ impl Balancer {
     /// Judges one attempt's result for outlier detection: `Ok(status)` of a
     /// response head, or the failure. Returns whether the target was just
     /// ejected (its pooled connections should close).
-    pub fn judge(&mut self, up: &Upstream, ui: usize, ti: usize, result: Result<u16, RetryReason>) -> bool {
+    pub fn judge(
+        &mut self,
+        up: &Upstream,
+        ui: usize,
+        ti: usize,
+        result: Result<u16, RetryReason>,
+    ) -> bool {
         let Some(policy) = up.resilience.outlier else {
             return false;
         };
@@ -354,10 +360,15 @@ fn readmit(st: &mut UpstreamState, name: &str, up: &Upstream, now: Instant) {
 fn eject(st: &mut UpstreamState, ti: usize, policy: &OutlierPolicy, up: &Upstream) {
     let now = Instant::now();
     let t = &mut st.targets[ti];
-    let repeat = t.readmitted.is_some_and(|r| now.duration_since(r) < policy.max_ejection);
+    let repeat = t
+        .readmitted
+        .is_some_and(|r| now.duration_since(r) < policy.max_ejection);
     t.streak = if repeat { t.streak + 1 } else { 1 };
     let factor = 1u32 << (t.streak - 1).min(16);
-    let time = policy.ejection.saturating_mul(factor).min(policy.max_ejection);
+    let time = policy
+        .ejection
+        .saturating_mul(factor)
+        .min(policy.max_ejection);
     t.until = Some(now + time);
     st.ejected += 1;
     st.counters.ejections[ti] += 1;
@@ -385,7 +396,10 @@ fn log_panic(live: &Live, up: &Upstream, ui: usize, panic: bool, out: u32) {
             up.resilience.max_ejected_percent
         );
     } else if !panic && was {
-        tracing::info!("upstream {}: enough targets are back; routing around the ones out again", up.name);
+        tracing::info!(
+            "upstream {}: enough targets are back; routing around the ones out again",
+            up.name
+        );
     }
 }
 
@@ -428,7 +442,11 @@ mod tests {
         let s = snap(WEIGHTED);
         let mut b = Balancer::new(&s, 7);
         let picks: Vec<usize> = (0..10).map(|_| b.pick(&s, 0, 0, None)).collect();
-        assert_eq!(picks[..5], [1, 0, 1, 2, 1], "smooth: no run of the heavy target");
+        assert_eq!(
+            picks[..5],
+            [1, 0, 1, 2, 1],
+            "smooth: no run of the heavy target"
+        );
         let count = |i| picks.iter().filter(|&&p| p == i).count();
         assert_eq!((count(0), count(1), count(2)), (2, 6, 2));
     }

@@ -3,9 +3,9 @@
 //! counters. It lives in an `Rc` on its own thread; nothing here is shared
 //! across cores.
 
+use super::balance::Balancer;
 use super::error::{Failure, RelayError, Side};
 use super::outcome::Outcome;
-use super::balance::Balancer;
 use super::pool::Pool;
 use crate::h1::request::RequestHead;
 use crate::h1::response::ResponseHead;

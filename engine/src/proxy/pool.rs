@@ -100,10 +100,7 @@ impl Pool {
 
     /// Idle connections to any of `targets`.
     pub fn idle_among(&self, targets: impl Iterator<Item = usize>) -> usize {
-        targets
-            .filter_map(|t| self.idle.get(t))
-            .map(Vec::len)
-            .sum()
+        targets.filter_map(|t| self.idle.get(t)).map(Vec::len).sum()
     }
 
     /// Closes the oldest idle connection to any of `targets`; whether there was one.

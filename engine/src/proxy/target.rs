@@ -59,7 +59,12 @@ impl<'s> Chosen<'s> {
     /// one it has not tried, if one is available.
     pub fn retarget(&mut self, snap: &'s Snapshot, tried: u64) {
         let ui = self.ticket.upstream;
-        let ti = self.ticket.local.balance.borrow_mut().pick(snap, ui, tried, self.hash);
+        let ti = self
+            .ticket
+            .local
+            .balance
+            .borrow_mut()
+            .pick(snap, ui, tried, self.hash);
         self.target = &self.up.targets[ti];
         self.ticket.target = ti;
     }
@@ -101,7 +106,10 @@ impl Ticket<'_> {
     /// The current attempt is over (failed; a retry may follow).
     pub fn end_attempt(&mut self) {
         if self.attempting && self.counts_here() {
-            self.local.balance.borrow_mut().end_attempt(self.upstream, self.target);
+            self.local
+                .balance
+                .borrow_mut()
+                .end_attempt(self.upstream, self.target);
         }
         self.attempting = false;
         self.set_connected(false);

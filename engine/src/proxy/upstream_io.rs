@@ -172,7 +172,10 @@ async fn attempt_once(
     let (mut conn, reused) = match connect(ex, chosen).await {
         Ok(c) => c,
         Err(Refusal::Breaker(b)) => {
-            ex.local.balance.borrow_mut().count_breaker(chosen.ticket.upstream, b);
+            ex.local
+                .balance
+                .borrow_mut()
+                .count_breaker(chosen.ticket.upstream, b);
             return Attempt::Finished(refuse_upstream(ex, b.message(), body_pending).await);
         }
         Err(Refusal::Failed(f)) => return Attempt::Failed(RelayError::upstream(f), false),
@@ -258,13 +261,19 @@ fn retry_after(ex: &Exchange<'_>, ubuf: &[u8], limit: Duration) -> Option<Durati
     if ex.resp.status != 503 {
         return Some(Duration::ZERO);
     }
-    let field = ex.resp.headers.iter().find(|h| {
-        h.name.get(ubuf).eq_ignore_ascii_case(b"retry-after")
-    });
+    let field = ex
+        .resp
+        .headers
+        .iter()
+        .find(|h| h.name.get(ubuf).eq_ignore_ascii_case(b"retry-after"));
     let Some(h) = field else {
         return Some(Duration::ZERO);
     };
-    let secs: u64 = std::str::from_utf8(h.value.get(ubuf)).ok()?.trim().parse().ok()?;
+    let secs: u64 = std::str::from_utf8(h.value.get(ubuf))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let wait = Duration::from_secs(secs);
     (wait <= limit).then_some(wait)
 }
@@ -273,14 +282,21 @@ fn retry_after(ex: &Exchange<'_>, ubuf: &[u8], limit: Duration) -> Option<Durati
 /// pooled connections close.
 fn judge(ex: &Exchange<'_>, chosen: &Chosen<'_>, result: Result<u16, RetryReason>) {
     let (ui, ti) = (chosen.ticket.upstream, chosen.ticket.target);
-    let ejected = ex.local.balance.borrow_mut().judge(chosen.up, ui, ti, result);
+    let ejected = ex
+        .local
+        .balance
+        .borrow_mut()
+        .judge(chosen.up, ui, ti, result);
     if ejected {
         ex.local.pool.borrow_mut().close_target(chosen.target.id);
     }
 }
 
 fn count_outcome(ex: &Exchange<'_>, chosen: &Chosen<'_>, outcome: usize) {
-    ex.local.balance.borrow_mut().count_outcome(chosen.ticket.upstream, outcome);
+    ex.local
+        .balance
+        .borrow_mut()
+        .count_outcome(chosen.ticket.upstream, outcome);
 }
 
 /// The key of this request's upstream connection in the pool: the

@@ -48,10 +48,7 @@ struct Record {
 /// Starts the thread if any upstream of the current config (or a later
 /// one) has health checks or DNS names to re-resolve. `rebuild` asks the
 /// main thread to compile the config again with new DNS answers.
-pub fn spawn(
-    shared: Arc<Shared>,
-    rebuild: Box<dyn Fn(Resolved) + Send>,
-) -> std::io::Result<()> {
+pub fn spawn(shared: Arc<Shared>, rebuild: Box<dyn Fn(Resolved) + Send>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ringway-upstreams".into())
         .spawn(move || run(&shared, &*rebuild))
@@ -107,7 +104,10 @@ fn check_round(snap: &Snapshot, records: &mut HashMap<(String, SocketAddr), Reco
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("the check panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the check panicked".into()))
+            })
             .collect()
     });
     for ((u, i), result) in due.into_iter().zip(results) {
@@ -227,7 +227,12 @@ fn read_status(s: &mut impl Read, bound: &dyn Fn() -> Result<(), String>) -> Res
         match s.read(&mut chunk) {
             Ok(0) => return Err("closed before a status line".into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err("timed out".into());
             }
             Err(e) => return Err(format!("read: {e}")),

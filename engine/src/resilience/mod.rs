@@ -251,7 +251,9 @@ impl Breaker {
     pub fn message(self) -> &'static str {
         match self {
             Breaker::MaxRequests => "upstream circuit open: max_requests in flight",
-            Breaker::MaxPending => "upstream circuit open: max_pending requests waiting for a connection",
+            Breaker::MaxPending => {
+                "upstream circuit open: max_pending requests waiting for a connection"
+            }
             Breaker::MaxConnections => "upstream circuit open: max_connections in use",
         }
     }
@@ -335,7 +337,8 @@ impl Live {
             if let Some(j) = from_keys.iter().position(|f| f == k) {
                 self.health[i].store(from.health[j].load(Ordering::Relaxed), Ordering::Relaxed);
                 for r in 0..2 {
-                    self.checks[i][r].store(from.checks[j][r].load(Ordering::Relaxed), Ordering::Relaxed);
+                    self.checks[i][r]
+                        .store(from.checks[j][r].load(Ordering::Relaxed), Ordering::Relaxed);
                 }
             }
         }
@@ -401,7 +404,10 @@ mod tests {
         }
         assert!(p.covers(RetryReason::Status(502)));
         assert!(!p.covers(RetryReason::Status(503)));
-        assert!(p.covers(RetryReason::Timeout), "504 covers the per-try timeout");
+        assert!(
+            p.covers(RetryReason::Timeout),
+            "504 covers the per-try timeout"
+        );
         assert!(!p.covers(RetryReason::Connect));
         assert!(p.add_reason("404").is_err());
         assert!(p.add_reason("conect").is_err());

@@ -203,7 +203,10 @@ impl Running {
         }
         let tx = Mutex::new(self.events_tx.clone());
         let rebuild = Box::new(move |r| {
-            let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(Event::Resolved(r));
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(Event::Resolved(r));
         });
         match crate::resilience::checker::spawn(self.shared.clone(), rebuild) {
             Ok(()) => info!("upstreams thread started (health checks, DNS re-resolution)"),
@@ -215,7 +218,11 @@ impl Running {
     /// switches to it for new requests. On failure the running config stays.
     pub fn reload(&self) {
         let current = self.shared.latest();
-        self.replace(current.clone(), crate::config::load(&current.source), "reloaded");
+        self.replace(
+            current.clone(),
+            crate::config::load(&current.source),
+            "reloaded",
+        );
     }
 
     /// Compiles the running config text again with new DNS answers and

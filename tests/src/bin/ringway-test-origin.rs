@@ -108,8 +108,15 @@ fn serve(mut s: TcpStream, st: &State) {
                     };
                     let len = field("content-length").and_then(|v| v.trim().parse().ok());
                     let health = field("user-agent").is_some_and(|v| v == "ringway-health");
-                    let close = field("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-                    break (n, req.path.unwrap_or("/").to_string(), len.unwrap_or(0usize), health, close);
+                    let close =
+                        field("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                    break (
+                        n,
+                        req.path.unwrap_or("/").to_string(),
+                        len.unwrap_or(0usize),
+                        health,
+                        close,
+                    );
                 }
                 Ok(httparse::Status::Partial) => match s.read(&mut tmp) {
                     Ok(0) | Err(_) => return,
