@@ -493,3 +493,59 @@ fn the_readme_resilience_example_passes_check() {
     let (code, _, err) = ringway_tests::gateway::check(&hashed);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn the_circuit_breaker_bounds_connections_and_requests_waiting_for_one() {
+    let mut origin = OriginProcess::start("a");
+    origin.set("stall");
+    let extra = "[upstream.limits]\nmax_connections = 1\nmax_pending = 1\n";
+    let gw = Gateway::start(&config(1, &[quoted(&origin)], extra));
+    // The one connection: held by a request the origin never answers.
+    let mut held = ringway_tests::client::connect(gw.addr);
+    std::io::Write::write_all(&mut held, b"GET /held HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(wait_until(|| origin.requests() == 1));
+    // Another request waits for a connection (up to connect_timeout, 1 s),
+    // then gets 503; while one waits, the next finds the one waiting place
+    // taken: 503 at once.
+    let addr = gw.addr;
+    let mut waiting = Some(std::thread::spawn(move || get(addr, "/second")));
+    let mut answers = Vec::new();
+    let refused_pending = |answers: &[ringway_tests::Response]| {
+        answers
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("max_pending"))
+    };
+    assert!(
+        wait_until(|| {
+            answers.push(get(gw.addr, "/third"));
+            if waiting.as_ref().is_some_and(|w| w.is_finished()) {
+                answers.push(waiting.take().unwrap().join().unwrap());
+            }
+            refused_pending(&answers)
+        }),
+        "no request was refused for max_pending: {answers:?}"
+    );
+    if let Some(w) = waiting {
+        answers.push(w.join().unwrap());
+    }
+    assert!(answers.iter().all(|r| r.status == 503), "{answers:?}");
+    let said = |limit: &str| {
+        answers
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains(limit))
+            .count()
+    };
+    assert!(said("max_connections") >= 1, "{answers:?}");
+    assert_eq!(said("max_connections") + said("max_pending"), answers.len());
+    let trips = |limit: &str| {
+        metric(
+            &gw,
+            "ringway_upstream_breaker_trips_total",
+            &[("limit", limit)],
+        )
+    };
+    assert_eq!(trips("max_connections") as usize, said("max_connections"));
+    assert_eq!(trips("max_pending") as usize, said("max_pending"));
+    assert_eq!(origin.requests(), 1, "nothing refused was forwarded");
+    drop(held);
+}
