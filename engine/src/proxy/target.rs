@@ -59,12 +59,11 @@ impl<'s> Chosen<'s> {
     /// one it has not tried, if one is available.
     pub fn retarget(&mut self, snap: &'s Snapshot, tried: u64) {
         let ui = self.ticket.upstream;
-        let ti = self
-            .ticket
-            .local
-            .balance
-            .borrow_mut()
-            .pick(snap, ui, tried, self.hash);
+        let ti = match self.ticket.balance() {
+            Some(mut b) => b.pick(snap, ui, tried, self.hash),
+            // A reload replaced this worker's counts: the next untried target.
+            None => untried(self.up.targets.len(), tried, self.ticket.target),
+        };
         self.target = &self.up.targets[ti];
         self.ticket.target = ti;
     }
@@ -88,9 +87,23 @@ pub struct Ticket<'w> {
     pub connected: bool,
 }
 
+/// The first target after `from` (in order, wrapping) that is not in `tried`, else the next one.
+fn untried(n: usize, tried: u64, from: usize) -> usize {
+    (1..=n)
+        .map(|k| (from + k) % n)
+        .find(|&i| i >= 64 || tried & (1 << i) == 0)
+        .unwrap_or((from + 1) % n)
+}
+
 impl Ticket<'_> {
     fn counts_here(&self) -> bool {
         self.local.current_generation() == self.generation
+    }
+
+    /// This worker's balancer, if it still counts for this request's
+    /// snapshot (`None` after a reload: the request finishes uncounted).
+    pub fn balance(&self) -> Option<std::cell::RefMut<'_, super::balance::Balancer>> {
+        self.counts_here().then(|| self.local.balance.borrow_mut())
     }
 
     /// An attempt to the current target begins (the last one, if any, ended).
@@ -171,7 +184,10 @@ pub async fn choose_target<'a>(ex: &mut Exchange<'a>, m: &Match) -> Step<Chosen<
     let ui = route.upstream;
     let up = &snap.upstreams[ui];
     let local: &'a Worker = ex.local;
-    {
+    // After a reload this request's snapshot is not the one the balancer
+    // counts for: it is picked and served uncounted.
+    let current = snap.generation == local.current_generation();
+    if current {
         let mut b = local.balance.borrow_mut();
         if b.upstreams[ui].active >= up.resilience.limits.max_requests {
             b.count_breaker(ui, Breaker::MaxRequests);
@@ -185,7 +201,11 @@ pub async fn choose_target<'a>(ex: &mut Exchange<'a>, m: &Match) -> Step<Chosen<
         Balance::Hash(key) => request_hash(ex, key),
         _ => None,
     };
-    let ti = local.balance.borrow_mut().pick(snap, ui, 0, hash);
+    let ti = if current {
+        local.balance.borrow_mut().pick(snap, ui, 0, hash)
+    } else {
+        untried(up.targets.len(), 0, up.targets.len() - 1)
+    };
     let ticket = Ticket {
         local,
         generation: snap.generation,

@@ -109,12 +109,12 @@ pub async fn round_trip<'a>(
                         continue;
                     }
                 }
-                count_outcome(ex, chosen, usize::from(status >= 500));
+                count_outcome(chosen, usize::from(status >= 500));
                 return Ok((conn, sent_at));
             }
             Attempt::Failed(e, reused) => (e, reused),
             Attempt::Finished(next) => {
-                count_outcome(ex, chosen, 2);
+                count_outcome(chosen, 2);
                 return Err(next);
             }
         };
@@ -142,7 +142,7 @@ pub async fn round_trip<'a>(
                 attempt += 1;
             }
             _ => {
-                count_outcome(ex, chosen, 2);
+                count_outcome(chosen, 2);
                 let body_unread = body_pending && result.failure == Failure::Connect;
                 return Err(fail_before_response(ex, result, body_unread || body_pending).await);
             }
@@ -172,10 +172,9 @@ async fn attempt_once(
     let (mut conn, reused) = match connect(ex, chosen).await {
         Ok(c) => c,
         Err(Refusal::Breaker(b)) => {
-            ex.local
-                .balance
-                .borrow_mut()
-                .count_breaker(chosen.ticket.upstream, b);
+            if let Some(mut balance) = chosen.ticket.balance() {
+                balance.count_breaker(chosen.ticket.upstream, b);
+            }
             return Attempt::Finished(refuse_upstream(ex, b.message(), body_pending).await);
         }
         Err(Refusal::Failed(f)) => return Attempt::Failed(RelayError::upstream(f), false),
@@ -217,8 +216,10 @@ fn may_retry(
     if !resendable {
         return false;
     }
-    let mut b = ex.local.balance.borrow_mut();
     let ui = chosen.ticket.upstream;
+    let Some(mut b) = chosen.ticket.balance() else {
+        return true;
+    };
     if chosen.ticket.retrying || b.budget_allows(chosen.up, ui) {
         return true;
     }
@@ -238,13 +239,16 @@ async fn retry<'a>(
     chosen.ticket.end_attempt();
     chosen.ticket.set_retrying();
     let backoff = chosen.up.resilience.retry.backoff;
-    let wait = {
-        let mut b = ex.local.balance.borrow_mut();
-        b.count_retry(chosen.ticket.upstream, Some(reason));
-        match wait {
-            Some(w) if !w.is_zero() => w,
-            _ => b.jitter(backoff.saturating_mul(1 << (attempt - 1).min(10))),
+    let base = backoff.saturating_mul(1 << (attempt - 1).min(10));
+    let wait = match chosen.ticket.balance() {
+        Some(mut b) => {
+            b.count_retry(chosen.ticket.upstream, Some(reason));
+            match wait {
+                Some(w) if !w.is_zero() => w,
+                _ => b.jitter(base),
+            }
         }
+        None => wait.filter(|w| !w.is_zero()).unwrap_or(base),
     };
     ex.local.count_retry();
     if !wait.is_zero() {
@@ -282,21 +286,19 @@ fn retry_after(ex: &Exchange<'_>, ubuf: &[u8], limit: Duration) -> Option<Durati
 /// pooled connections close.
 fn judge(ex: &Exchange<'_>, chosen: &Chosen<'_>, result: Result<u16, RetryReason>) {
     let (ui, ti) = (chosen.ticket.upstream, chosen.ticket.target);
-    let ejected = ex
-        .local
-        .balance
-        .borrow_mut()
-        .judge(chosen.up, ui, ti, result);
+    let ejected = chosen
+        .ticket
+        .balance()
+        .is_some_and(|mut b| b.judge(chosen.up, ui, ti, result));
     if ejected {
         ex.local.pool.borrow_mut().close_target(chosen.target.id);
     }
 }
 
-fn count_outcome(ex: &Exchange<'_>, chosen: &Chosen<'_>, outcome: usize) {
-    ex.local
-        .balance
-        .borrow_mut()
-        .count_outcome(chosen.ticket.upstream, outcome);
+fn count_outcome(chosen: &Chosen<'_>, outcome: usize) {
+    if let Some(mut b) = chosen.ticket.balance() {
+        b.count_outcome(chosen.ticket.upstream, outcome);
+    }
 }
 
 /// The key of this request's upstream connection in the pool: the
@@ -341,6 +343,7 @@ pub enum Refusal {
 }
 
 /// A request counted among those waiting for a connection (`max_pending`) until dropped.
+/// (Uncounted when a reload replaced this worker's counts.)
 struct Pending<'e, 'w> {
     ex: &'e Exchange<'w>,
     chosen: &'e Chosen<'w>,
@@ -348,12 +351,13 @@ struct Pending<'e, 'w> {
 
 impl<'e, 'w> Pending<'e, 'w> {
     fn enter(ex: &'e Exchange<'w>, chosen: &'e Chosen<'w>) -> Result<Self, Refusal> {
-        let mut b = ex.local.balance.borrow_mut();
-        let st = &mut b.upstreams[chosen.ticket.upstream];
-        if st.pending >= chosen.up.resilience.limits.max_pending {
-            return Err(Refusal::Breaker(Breaker::MaxPending));
+        if let Some(mut b) = chosen.ticket.balance() {
+            let st = &mut b.upstreams[chosen.ticket.upstream];
+            if st.pending >= chosen.up.resilience.limits.max_pending {
+                return Err(Refusal::Breaker(Breaker::MaxPending));
+            }
+            st.pending += 1;
         }
-        st.pending += 1;
         Ok(Pending { ex, chosen })
     }
 
@@ -368,7 +372,11 @@ impl<'e, 'w> Pending<'e, 'w> {
         let local = self.ex.local;
         let ids = || self.chosen.up.targets.iter().map(|t| t.id);
         let room = || {
-            let connected = local.balance.borrow().upstreams[self.chosen.ticket.upstream].connected;
+            let Some(b) = self.chosen.ticket.balance() else {
+                return true;
+            };
+            let connected = b.upstreams[self.chosen.ticket.upstream].connected;
+            drop(b);
             let mut pool = local.pool.borrow_mut();
             let open = connected as usize + pool.idle_among(ids());
             open < max as usize || (pool.evict_among(ids()) && open - 1 < max as usize)
@@ -388,9 +396,10 @@ impl<'e, 'w> Pending<'e, 'w> {
 
 impl Drop for Pending<'_, '_> {
     fn drop(&mut self) {
-        let mut b = self.ex.local.balance.borrow_mut();
-        let st = &mut b.upstreams[self.chosen.ticket.upstream];
-        st.pending = st.pending.saturating_sub(1);
+        if let Some(mut b) = self.chosen.ticket.balance() {
+            let st = &mut b.upstreams[self.chosen.ticket.upstream];
+            st.pending = st.pending.saturating_sub(1);
+        }
     }
 }
 
