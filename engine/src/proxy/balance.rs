@@ -458,7 +458,7 @@ mod tests {
         for _ in 0..20 {
             assert_ne!(b.pick(&s, 0, 0b010, None), 1);
         }
-        assert_eq!(b.pick(&s, 0, 0b111, None) < 3, true);
+        assert!(b.pick(&s, 0, 0b111, None) < 3);
     }
 
     #[test]

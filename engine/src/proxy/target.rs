@@ -187,15 +187,8 @@ pub async fn choose_target<'a>(ex: &mut Exchange<'a>, m: &Match) -> Step<Chosen<
     // After a reload this request's snapshot is not the one the balancer
     // counts for: it is picked and served uncounted.
     let current = snap.generation == local.current_generation();
-    if current {
-        let mut b = local.balance.borrow_mut();
-        if b.upstreams[ui].active >= up.resilience.limits.max_requests {
-            b.count_breaker(ui, Breaker::MaxRequests);
-            b.count_outcome(ui, 3);
-            drop(b);
-            return Err(reject(ex, 503, Breaker::MaxRequests.message()).await);
-        }
-        b.upstreams[ui].active += 1;
+    if current && !admit(&mut local.balance.borrow_mut(), ui, up) {
+        return Err(reject(ex, 503, Breaker::MaxRequests.message()).await);
     }
     let hash = match &up.resilience.balance {
         Balance::Hash(key) => request_hash(ex, key),
@@ -235,6 +228,18 @@ pub async fn choose_target<'a>(ex: &mut Exchange<'a>, m: &Match) -> Step<Chosen<
         ticket,
         hash,
     })
+}
+
+/// Counts the request in flight for upstream `ui`, unless that would pass
+/// `max_requests` (counted as a breaker trip).
+fn admit(b: &mut super::balance::Balancer, ui: usize, up: &Upstream) -> bool {
+    if b.upstreams[ui].active >= up.resilience.limits.max_requests {
+        b.count_breaker(ui, Breaker::MaxRequests);
+        b.count_outcome(ui, 3);
+        return false;
+    }
+    b.upstreams[ui].active += 1;
+    true
 }
 
 /// The hash of the request value `key` names; `None` when the request has

@@ -184,10 +184,8 @@ async fn attempt_once(
     if let Err(f) = write_all(&mut conn, out, limit).await {
         return Attempt::Failed(RelayError::upstream(f), reused);
     }
-    if body_pending {
-        if let Err(next) = send_request_body(ex, &mut conn, out, remaining).await {
-            return Attempt::Finished(next);
-        }
+    if body_pending && let Err(next) = send_request_body(ex, &mut conn, out, remaining).await {
+        return Attempt::Finished(next);
     }
     match read_response_head(ex, &mut conn, ubuf, limit).await {
         Ok(()) => Attempt::Answered(conn, sent_at),
