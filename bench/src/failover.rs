@@ -115,6 +115,7 @@ struct Fleet {
 
 impl Fleet {
     fn start(program: &Path, dir: &Path) -> Result<Fleet> {
+        std::fs::create_dir_all(dir)?;
         let mut f = Fleet {
             program: program.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -315,10 +316,10 @@ fn client(addr: SocketAddr, started: Instant, stop: &AtomicBool, out: &Mutex<Vec
             .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
             .ok()
             .and_then(|_| read_status(s, &mut buf));
-        if status.is_none() {
+        if status.is_none_or(|(_, close)| close) {
             conn = None;
         }
-        local.push(sample(started, t0, status == Some(200)));
+        local.push(sample(started, t0, status.is_some_and(|(s, _)| s == 200)));
     }
     out.lock().unwrap().extend(local);
 }
@@ -331,8 +332,9 @@ fn sample(started: Instant, t0: Instant, ok: bool) -> Sample {
     }
 }
 
-/// Reads one response (Content-Length bodies only); its status.
-fn read_status(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<u16> {
+/// Reads one response (Content-Length bodies only): its status, and
+/// whether the server closes the connection after it.
+fn read_status(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u16, bool)> {
     let mut tmp = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -348,7 +350,8 @@ fn read_status(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<u16> {
                 buf.extend_from_slice(&tmp[..n]);
             }
             buf.drain(..end + 4 + len);
-            return Some(status);
+            let close = head.lines().any(|l| l.starts_with("connection:") && l.contains("close"));
+            return Some((status, close));
         }
         let n = s.read(&mut tmp).ok().filter(|&n| n > 0)?;
         buf.extend_from_slice(&tmp[..n]);
@@ -466,10 +469,12 @@ error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    keepalive_requests 1000000;
     client_body_temp_path {d}/tmp;
     proxy_temp_path {d}/tmp;
     upstream app {{
 {servers}        keepalive 256;
+        keepalive_requests 1000000;
     }}
     server {{
         listen {listen};
@@ -496,7 +501,8 @@ fn haproxy_config(listen: SocketAddr, targets: &[SocketAddr]) -> String {
         r#"# written by ringway-bench (failover)
 global
     nbthread 1
-    maxconn 10000
+    maxconn 2000
+    no strict-limits
 
 defaults
     mode http
