@@ -350,7 +350,9 @@ fn read_status(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u16, bool)> {
                 buf.extend_from_slice(&tmp[..n]);
             }
             buf.drain(..end + 4 + len);
-            let close = head.lines().any(|l| l.starts_with("connection:") && l.contains("close"));
+            let close = head
+                .lines()
+                .any(|l| l.starts_with("connection:") && l.contains("close"));
             return Some((status, close));
         }
         let n = s.read(&mut tmp).ok().filter(|&n| n > 0)?;

@@ -207,9 +207,35 @@ impl Snapshot {
             let t: Vec<_> = u
                 .targets
                 .iter()
-                .map(|t| format!("{} ({})", t.authority, t.addr))
+                .map(|t| match t.weight {
+                    1 => format!("{} ({})", t.authority, t.addr),
+                    w => format!("{} ({}) weight {w}", t.authority, t.addr),
+                })
                 .collect();
             let _ = writeln!(s, "  {:<16} {}", u.name, t.join(", "));
+            let r = &u.resilience;
+            let mut extra = Vec::new();
+            match &r.balance {
+                crate::resilience::Balance::RoundRobin => {}
+                crate::resilience::Balance::LeastRequest => extra.push("least_request".to_string()),
+                crate::resilience::Balance::Random => extra.push("random".to_string()),
+                crate::resilience::Balance::Hash(_) => extra.push("hash".to_string()),
+            }
+            if let Some(h) = &r.health {
+                extra.push(format!("health GET {} every {:?}", h.path, h.interval));
+            }
+            if r.outlier.is_some() {
+                extra.push("outlier ejection".to_string());
+            }
+            if r.retry != crate::resilience::RetryPolicy::default() {
+                extra.push(format!("retry: {} attempts", r.retry.attempts));
+            }
+            if r.limits != crate::resilience::CircuitLimits::default() {
+                extra.push("limits".to_string());
+            }
+            if !extra.is_empty() {
+                let _ = writeln!(s, "  {:<16} [{}]", "", extra.join(", "));
+            }
         }
         let _ = writeln!(s, "routes (precedence order):");
         for e in self.router.table() {

@@ -549,3 +549,111 @@ fn the_circuit_breaker_bounds_connections_and_requests_waiting_for_one() {
     assert_eq!(origin.requests(), 1, "nothing refused was forwarded");
     drop(held);
 }
+
+#[test]
+fn a_post_is_retried_only_when_nothing_was_sent() {
+    let mut fleet: Vec<OriginProcess> =
+        ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
+    let targets: Vec<String> = fleet.iter().map(quoted).collect();
+    let extra = "[upstream.retry]\nattempts = 2\non = [\"connect\", \"503\"]\nbackoff = \"1ms\"\n";
+    let gw = Gateway::start(&config(1, &targets, extra));
+    let post = |path: &str| {
+        let req = format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+        ringway_tests::send_raw(gw.addr, req.as_bytes())
+    };
+    // A 503 to a POST is not retried (its body reached the origin)...
+    fleet[0].set("status 503");
+    fleet[1].set("status 503");
+    for i in 0..4 {
+        assert_eq!(post(&format!("/p{i}")).status, 503);
+    }
+    assert_eq!(
+        fleet[0].requests() + fleet[1].requests(),
+        4,
+        "one attempt each"
+    );
+    // ... while a GET is.
+    for i in 0..4 {
+        assert_eq!(get(gw.addr, &format!("/g{i}")).status, 503);
+    }
+    assert_eq!(
+        fleet[0].requests() + fleet[1].requests(),
+        12,
+        "two attempts each"
+    );
+    // A connect failure sent nothing: the POST goes to the other target, body and all.
+    fleet[1].set("ok");
+    fleet[0].kill();
+    for i in 0..4 {
+        let r = post(&format!("/c{i}"));
+        assert_eq!((r.status, r.header("x-origin")), (200, Some("b")));
+    }
+    assert!(
+        metric(
+            &gw,
+            "ringway_upstream_retries_by_reason_total",
+            &[("reason", "connect")]
+        ) >= 2.0
+    );
+    // An idempotent PUT whose small body came whole with its head is kept
+    // and replayed: a 503 is retried on the other target, body included.
+    fleet[0].restart();
+    fleet[0].set("status 503");
+    for i in 0..4 {
+        let req = format!("PUT /u{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+        let r = ringway_tests::send_raw(gw.addr, req.as_bytes());
+        assert_eq!(
+            (r.status, r.header("x-origin"), r.header("x-body-len")),
+            (200, Some("b"), Some("5"))
+        );
+    }
+    assert!(
+        fleet[0].requests() >= 1,
+        "round robin tried a first at least once"
+    );
+}
+
+#[test]
+fn with_every_target_out_the_upstream_routes_to_all_and_says_so_once() {
+    let mut fleet: Vec<OriginProcess> =
+        ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
+    let targets: Vec<String> = fleet.iter().map(quoted).collect();
+    let extra = "[upstream.health]\ninterval = \"100ms\"\nunhealthy = 1\nhealthy = 1\n\n[upstream.retry]\nattempts = 1\n";
+    let gw = Gateway::start(&config(1, &targets, extra));
+    fleet[0].kill();
+    fleet[1].kill();
+    for o in &fleet {
+        assert!(wait_until(|| target_metric(
+            &gw,
+            "ringway_upstream_target_healthy",
+            o
+        ) == 0.0));
+    }
+    for i in 0..5 {
+        assert_eq!(
+            get(gw.addr, &format!("/x{i}")).status,
+            502,
+            "both targets are dead"
+        );
+    }
+    assert_eq!(metric(&gw, "ringway_upstream_panic_routed_total", &[]), 5.0);
+    assert_eq!(metric(&gw, "ringway_upstream_panic_workers", &[]), 1.0);
+    let panics = gw
+        .log()
+        .iter()
+        .filter(|l| l.contains("routing to all of them (panic)"))
+        .count();
+    assert_eq!(panics, 1, "said once");
+    fleet[0].restart();
+    assert!(wait_until(|| target_metric(
+        &gw,
+        "ringway_upstream_target_healthy",
+        &fleet[0]
+    ) == 1.0));
+    for i in 0..4 {
+        let r = get(gw.addr, &format!("/y{i}"));
+        assert_eq!((r.status, r.header("x-origin")), (200, Some("a")));
+    }
+    assert!(gw.wait_for_log("routing around the ones out again"));
+    assert_eq!(metric(&gw, "ringway_upstream_panic_workers", &[]), 0.0);
+}

@@ -14,7 +14,8 @@
 //! - `delay MS` — answer 200 after MS milliseconds;
 //! - `slow-status N MS` — answer N after MS milliseconds.
 //!
-//! `GET /__count` answers `requests=N checks=M`: requests served other than
+//! Every answer names the origin (`X-Origin`) and the request body's length
+//! (`X-Body-Len`). `GET /__count` answers `requests=N checks=M`: requests served other than
 //! this one, split by whether their User-Agent is `ringway-health`.
 
 use std::io::{BufRead, Read, Write};
@@ -164,7 +165,7 @@ fn serve(mut s: TcpStream, st: &State) {
                 }
             }
         };
-        let head = format!("X-Origin: {}", st.name);
+        let head = format!("X-Origin: {}\r\nX-Body-Len: {body_len}", st.name);
         let reply = reply.replacen("\r\n", &format!("\r\n{head}\r\n"), 1);
         if s.write_all(reply.as_bytes()).is_err() || close {
             return;
