@@ -657,3 +657,41 @@ fn with_every_target_out_the_upstream_routes_to_all_and_says_so_once() {
     assert!(gw.wait_for_log("routing around the ones out again"));
     assert_eq!(metric(&gw, "ringway_upstream_panic_workers", &[]), 0.0);
 }
+
+#[test]
+fn health_checks_speak_tls_to_https_targets() {
+    use ringway_tests::pki::{self, Ca};
+    let dir = ringway_tests::gateway::TempDir::new();
+    let ca = Ca::new("backend ca");
+    let origin = pki::tls_origin(&ca.server(&["backend.local"]));
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let cfg = |name: &str| {
+        let admin = ringway_tests::free_port();
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\nadmin = {{ listen = \"127.0.0.1:{admin}\" }}\n\n[[upstream]]\nname = \"app\"\ntargets = [\"https://{origin}\"]\ntls = {{ ca = \"{}\", server_name = \"{name}\" }}\n\n[upstream.health]\ninterval = \"100ms\"\nunhealthy = 2\n\n[[route]]\npath = \"/{{proxy+}}\"\nupstream = \"app\"\n",
+            ca_file.display()
+        )
+    };
+    let checks = |gw: &Gateway, result: &str| {
+        metric(
+            gw,
+            "ringway_upstream_health_checks_total",
+            &[("upstream", "app"), ("result", result)],
+        )
+    };
+    let good = Gateway::start(&cfg("backend.local"));
+    assert!(
+        wait_until(|| checks(&good, "pass") >= 3.0),
+        "TLS checks pass"
+    );
+    assert_eq!(checks(&good, "fail"), 0.0);
+    // A certificate for another name fails the handshake: the target goes down.
+    let wrong = Gateway::start(&cfg("someone-else.local"));
+    assert!(wait_until(|| metric(
+        &wrong,
+        "ringway_upstream_target_healthy",
+        &[]
+    ) == 0.0));
+    assert_eq!(checks(&wrong, "pass"), 0.0);
+}
