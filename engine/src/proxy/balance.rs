@@ -88,6 +88,40 @@ impl Balancer {
         }
     }
 
+    /// Carries passive state over a reload: targets of `next` that `old`
+    /// had too (same upstream name and address) keep their ejection, its
+    /// streak and their 5xx/failure runs. In-flight counts start at zero
+    /// (requests of the old snapshot are not counted against the new one).
+    pub fn adopt(&mut self, next: &Snapshot, old: &Balancer, prev: &Snapshot) {
+        for (ui, u) in next.upstreams.iter().enumerate() {
+            let Some(pi) = prev.upstreams.iter().position(|p| p.name == u.name) else {
+                continue;
+            };
+            let (Some(was), Some(st)) = (old.upstreams.get(pi), self.upstreams.get_mut(ui)) else {
+                continue;
+            };
+            for (ti, t) in u.targets.iter().enumerate() {
+                let Some(pt) = prev.upstreams[pi]
+                    .targets
+                    .iter()
+                    .position(|p| p.addr == t.addr)
+                else {
+                    continue;
+                };
+                let Some(w) = was.targets.get(pt) else {
+                    continue;
+                };
+                st.targets[ti] = TargetState {
+                    inflight: 0,
+                    current: 0,
+                    ..w.clone()
+                };
+                st.ejected += u32::from(w.until.is_some());
+            }
+        }
+        self.rng = old.rng;
+    }
+
     /// xorshift64*.
     fn random(&mut self) -> u64 {
         let mut x = self.rng;
@@ -523,5 +557,23 @@ mod tests {
         b.upstreams[0].active = 1;
         b.upstreams[0].retrying = 2;
         assert!(b.budget_allows(up, 0), "the floor of 3");
+    }
+
+    #[test]
+    fn a_reload_keeps_ejections_of_targets_that_stay() {
+        let text = WEIGHTED.replace(
+            "[[route]]",
+            "[upstream.outlier]\nconsecutive_5xx = 1\n[[route]]",
+        );
+        let s = snap(&text);
+        let mut b = Balancer::new(&s, 7);
+        assert!(b.judge(&s.upstreams[0], 0, 1, Ok(500)));
+        // The next config drops the first target: the ejected one is now index 0.
+        let next = snap(&text.replace("\"127.0.0.1:1\", ", ""));
+        let mut n = Balancer::new(&next, 7);
+        n.adopt(&next, &b, &s);
+        for _ in 0..10 {
+            assert_eq!(n.pick(&next, 0, 0, None), 1, "127.0.0.1:2 stays ejected");
+        }
     }
 }

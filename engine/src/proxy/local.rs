@@ -203,7 +203,9 @@ impl Worker {
             v.into_iter().flatten().collect::<Vec<_>>()
         };
         self.pool.borrow_mut().remap(&addrs(&old), &addrs(&next));
-        *self.balance.borrow_mut() = Balancer::new(&next, seed(self.id));
+        let mut balance = Balancer::new(&next, seed(self.id));
+        balance.adopt(&next, &self.balance.borrow(), &old);
+        *self.balance.borrow_mut() = balance;
         self.metrics.borrow_mut().reset_routes(next.routes.len());
         self.policy.borrow_mut().install(&next);
         *self.snapshot.borrow_mut() = Rc::new(next);
