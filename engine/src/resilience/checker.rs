@@ -257,7 +257,7 @@ fn resolve_round(
     unresolved: &mut HashMap<String, bool>,
     now: Instant,
 ) -> Option<Resolved> {
-    let mut answers: HashMap<String, Vec<SocketAddr>> = (*snap.resolved.0).clone();
+    let mut answers: HashMap<String, Vec<SocketAddr>> = HashMap::new();
     let mut changed = false;
     for u in &snap.upstreams {
         let Some(every) = u.resilience.resolve_interval else {
@@ -306,5 +306,12 @@ fn resolve_round(
             }
         }
     }
-    changed.then(|| Resolved(Arc::new(answers)))
+    if !changed {
+        return None;
+    }
+    // Names not due this round keep the answers the snapshot was built with.
+    for (name, addrs) in snap.resolved.0.iter() {
+        answers.entry(name.clone()).or_insert_with(|| addrs.clone());
+    }
+    Some(Resolved(Arc::new(answers)))
 }
