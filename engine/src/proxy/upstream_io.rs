@@ -143,8 +143,8 @@ pub async fn round_trip<'a>(
             }
             _ => {
                 count_outcome(chosen, 2);
-                let body_unread = body_pending && result.failure == Failure::Connect;
-                return Err(fail_before_response(ex, result, body_unread || body_pending).await);
+                // Part of the body may still be on the wire: the connection closes then.
+                return Err(fail_before_response(ex, result, body_pending).await);
             }
         }
     }
