@@ -13,7 +13,13 @@ use ringway::snapshot::Snapshot;
 
 fn snapshot(balance: &str, targets: usize) -> Snapshot {
     let list: Vec<String> = (0..targets)
-        .map(|i| format!("{{ addr = \"127.0.0.1:{}\", weight = {} }}", 9000 + i, 1 + i % 3))
+        .map(|i| {
+            format!(
+                "{{ addr = \"127.0.0.1:{}\", weight = {} }}",
+                9000 + i,
+                1 + i % 3
+            )
+        })
         .collect();
     let hash = if balance == "hash" {
         "hash_key = \"$request.path\"\n"
