@@ -138,6 +138,19 @@ pub struct Target {
     pub label: String,
 }
 
+impl Target {
+    /// The host part of the authority (brackets of an IPv6 literal removed):
+    /// the TLS name and the default Host of health checks' names.
+    pub fn host(&self) -> &str {
+        let a = self.authority.as_str();
+        let host = match a.rfind(':') {
+            Some(i) if !a[i..].contains(']') => &a[..i],
+            _ => a,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
 #[derive(Debug)]
 pub struct Route {
     pub path: String,

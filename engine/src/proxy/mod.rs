@@ -23,6 +23,7 @@ pub mod pool;
 pub mod relay;
 pub mod respond;
 pub mod response;
+pub mod retry;
 pub mod route;
 pub mod stream;
 pub mod target;

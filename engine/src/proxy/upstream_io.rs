@@ -10,6 +10,7 @@ use super::framing::relay_body;
 use super::local::Worker;
 use super::relay::{self, Direction, Encode, Leg, write_all};
 use super::respond::{fail_before_response, refuse_upstream};
+use super::retry::{count_outcome, judge, may_retry, retry, retry_after};
 use super::stream::Upstream as UpConn;
 use super::target::Chosen;
 use crate::h1::Framing;
@@ -193,112 +194,6 @@ async fn attempt_once(
     }
 }
 
-/// Whether a request whose attempt number `attempt` failed for `reason`
-/// goes again: attempts are left, `on` lists the reason, no byte of a
-/// response reached the client, the request can be sent again (nothing was
-/// sent — a connect failure — or it is idempotent, or `non_idempotent`,
-/// and its body, if any, is all in hand), and the retry budget allows it.
-fn may_retry(
-    ex: &Exchange<'_>,
-    chosen: &Chosen<'_>,
-    reason: RetryReason,
-    attempt: u32,
-    body_pending: bool,
-) -> bool {
-    let policy = &chosen.up.resilience.retry;
-    if attempt >= policy.attempts || !policy.covers(reason) || ex.info.interim_sent {
-        return false;
-    }
-    let resendable = reason == RetryReason::Connect
-        || (!body_pending && !ex.info.upgrading && (ex.info.idempotent || policy.non_idempotent));
-    if !resendable {
-        return false;
-    }
-    let ui = chosen.ticket.upstream;
-    let Some(mut b) = chosen.ticket.balance() else {
-        return true;
-    };
-    if chosen.ticket.retrying || b.budget_allows(chosen.up, ui) {
-        return true;
-    }
-    b.count_retry(ui, None);
-    false
-}
-
-/// Waits out the backoff (or a 503's Retry-After) and moves the request
-/// to another target.
-async fn retry<'a>(
-    ex: &mut Exchange<'a>,
-    chosen: &mut Chosen<'a>,
-    reason: RetryReason,
-    (attempt, tried): (u32, u64),
-    wait: Option<Duration>,
-) {
-    chosen.ticket.end_attempt();
-    chosen.ticket.set_retrying();
-    let backoff = chosen.up.resilience.retry.backoff;
-    let base = backoff.saturating_mul(1 << (attempt - 1).min(10));
-    let wait = match chosen.ticket.balance() {
-        Some(mut b) => {
-            b.count_retry(chosen.ticket.upstream, Some(reason));
-            match wait {
-                Some(w) if !w.is_zero() => w,
-                _ => b.jitter(base),
-            }
-        }
-        None => wait.filter(|w| !w.is_zero()).unwrap_or(base),
-    };
-    ex.local.count_retry();
-    if !wait.is_zero() {
-        monoio::time::sleep(wait).await;
-    }
-    chosen.retarget(ex.snap, tried);
-    ex.outcome.target = Some(chosen.target.id);
-}
-
-/// A 503's `Retry-After` (delta-seconds) when it is within `limit`:
-/// `Some(wait)`, or `Some(0)` for other statuses or no field (the backoff
-/// applies); `None` when it asks for longer (no retry).
-fn retry_after(ex: &Exchange<'_>, ubuf: &[u8], limit: Duration) -> Option<Duration> {
-    if ex.resp.status != 503 {
-        return Some(Duration::ZERO);
-    }
-    let field = ex
-        .resp
-        .headers
-        .iter()
-        .find(|h| h.name.get(ubuf).eq_ignore_ascii_case(b"retry-after"));
-    let Some(h) = field else {
-        return Some(Duration::ZERO);
-    };
-    let secs: u64 = std::str::from_utf8(h.value.get(ubuf))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let wait = Duration::from_secs(secs);
-    (wait <= limit).then_some(wait)
-}
-
-/// Feeds one attempt's result to outlier detection; an ejected target's
-/// pooled connections close.
-fn judge(ex: &Exchange<'_>, chosen: &Chosen<'_>, result: Result<u16, RetryReason>) {
-    let (ui, ti) = (chosen.ticket.upstream, chosen.ticket.target);
-    let ejected = chosen
-        .ticket
-        .balance()
-        .is_some_and(|mut b| b.judge(chosen.up, ui, ti, result));
-    if ejected {
-        ex.local.pool.borrow_mut().close_target(chosen.target.id);
-    }
-}
-
-fn count_outcome(chosen: &Chosen<'_>, outcome: usize) {
-    if let Some(mut b) = chosen.ticket.balance() {
-        b.count_outcome(chosen.ticket.upstream, outcome);
-    }
-}
-
 /// The key of this request's upstream connection in the pool: the
 /// client's address when the upstream gets a PROXY header (the connection
 /// speaks for that client only), else none.
@@ -418,10 +313,7 @@ async fn new_connection(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<UpConn
             return Ok(UpConn::Plain(s));
         }
         let tls = up.tls.as_ref().ok_or(Failure::Connect)?;
-        let name = tls
-            .server_name
-            .as_deref()
-            .unwrap_or_else(|| host_of(&target.authority));
+        let name = tls.server_name.as_deref().unwrap_or_else(|| target.host());
         // Boxed: a handshake future is large and only new TLS connections need it.
         match Box::pin(ringway_tls::connect(tls.config.clone(), name, s)).await {
             Ok(t) => Ok(UpConn::Tls(Box::new(t))),
@@ -456,15 +348,6 @@ async fn send_proxy_header(
     let (sent, header) = s.write_all(header).await;
     ex.local.pools.put_buf(header);
     sent.map(|_| ()).map_err(|_| Failure::Connect)
-}
-
-/// The host part of `host:port` (brackets of an IPv6 literal removed).
-fn host_of(authority: &str) -> &str {
-    let host = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => &authority[..i],
-        _ => authority,
-    };
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Phase 7: the rest of the request body, after the head went out.

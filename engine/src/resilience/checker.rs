@@ -191,7 +191,7 @@ fn check(u: &Upstream, i: usize) -> Result<u16, String> {
     let name = tls
         .server_name
         .clone()
-        .unwrap_or_else(|| host_only(&t.authority).to_string());
+        .unwrap_or_else(|| t.host().to_string());
     let server_name = ringway_tls::rustls::pki_types::ServerName::try_from(name)
         .map_err(|e| format!("server name: {e}"))?;
     let conn = ringway_tls::rustls::ClientConnection::new(tls.config.clone(), server_name)
@@ -238,15 +238,6 @@ fn read_status(s: &mut impl Read, bound: &dyn Fn() -> Result<(), String>) -> Res
             Err(e) => return Err(format!("read: {e}")),
         }
     }
-}
-
-/// The host part of `host:port`, without the brackets of an IPv6 literal.
-fn host_only(authority: &str) -> &str {
-    let host = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => &authority[..i],
-        _ => authority,
-    };
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Re-resolves the names of upstreams whose `resolve_interval` is due.
