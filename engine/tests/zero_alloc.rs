@@ -117,7 +117,7 @@ fn picks_allocate_nothing_when_warm() {
         let mut one = |k: u64| {
             let t = b.pick(&snap, 0, 0, Some(k));
             b.start_attempt(0, t);
-            b.judge(up, 0, t, Ok(if k % 2 == 0 { 200 } else { 503 }));
+            b.judge(up, 0, t, Ok(if k.is_multiple_of(2) { 200 } else { 503 }));
             b.end_attempt(0, t);
             let again = b.pick(&snap, 0, 1 << t, Some(k));
             assert_ne!(again, t, "{balance}: a retry goes elsewhere");
