@@ -695,3 +695,32 @@ fn health_checks_speak_tls_to_https_targets() {
     ) == 0.0));
     assert_eq!(checks(&wrong, "pass"), 0.0);
 }
+
+#[test]
+fn a_retry_to_another_target_names_it_as_host_when_the_route_does_not_preserve_host() {
+    let mut fleet: Vec<OriginProcess> =
+        ["a", "b"].iter().map(|n| OriginProcess::start(n)).collect();
+    let targets: Vec<String> = fleet.iter().map(quoted).collect();
+    let text = config(1, &targets, "").replace(
+        "upstream = \"app\"\n",
+        "upstream = \"app\"\npreserve_host = false\n",
+    );
+    let gw = Gateway::start(&text);
+    fleet[0].kill();
+    // Round robin sends every other request to the dead a first: retried on b.
+    for i in 0..4 {
+        let r = get(gw.addr, &format!("/h{i}"));
+        let b = fleet[1].addr.to_string();
+        assert_eq!(
+            (r.status, r.header("x-origin"), r.header("x-host")),
+            (200, Some("b"), Some(b.as_str()))
+        );
+    }
+    assert!(
+        metric(
+            &gw,
+            "ringway_upstream_retries_by_reason_total",
+            &[("reason", "connect")]
+        ) >= 1.0
+    );
+}

@@ -115,3 +115,32 @@ pub fn count_outcome(chosen: &Chosen<'_>, outcome: usize) {
         b.count_outcome(chosen.ticket.upstream, outcome);
     }
 }
+
+/// Puts `authority` in place of the Host value of the request head at the
+/// front of `out` (a retry to a target of another name, when the head named
+/// the first target). Host is the first field ringway writes, right after
+/// the request line.
+pub fn rehost(out: &mut Vec<u8>, authority: &[u8]) {
+    const FIELD: &[u8] = b"\r\nHost: ";
+    let Some(at) = out.windows(FIELD.len()).position(|w| w == FIELD) else {
+        return;
+    };
+    let start = at + FIELD.len();
+    let Some(len) = out[start..].windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    out.splice(start..start + len, authority.iter().copied());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rehost_replaces_the_host_value_only() {
+        let mut out = b"GET /a HTTP/1.1\r\nHost: 10.0.0.1:80\r\nX-Host: keep\r\n\r\nbody".to_vec();
+        super::rehost(&mut out, b"app-2.internal:8080");
+        assert_eq!(
+            out,
+            b"GET /a HTTP/1.1\r\nHost: app-2.internal:8080\r\nX-Host: keep\r\n\r\nbody"
+        );
+    }
+}

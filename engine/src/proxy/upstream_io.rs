@@ -10,7 +10,7 @@ use super::framing::relay_body;
 use super::local::Worker;
 use super::relay::{self, Direction, Encode, Leg, write_all};
 use super::respond::{fail_before_response, refuse_upstream};
-use super::retry::{count_outcome, judge, may_retry, retry, retry_after};
+use super::retry::{count_outcome, judge, may_retry, rehost, retry, retry_after};
 use super::stream::Upstream as UpConn;
 use super::target::Chosen;
 use crate::h1::Framing;
@@ -92,6 +92,8 @@ pub async fn round_trip<'a>(
     let policy = chosen.up.resilience.retry;
     let limit = policy.per_try_timeout.unwrap_or(chosen.up.response_timeout);
     let (mut attempt, mut tried, mut stale_retried) = (1u32, 0u64, false);
+    // The authority the head names when it names the target, not the client's Host.
+    let mut named = chosen.target.authority.as_str();
     loop {
         chosen.ticket.begin_attempt();
         tried |= 1 << chosen.ticket.target;
@@ -106,6 +108,7 @@ pub async fn round_trip<'a>(
                         drop(conn);
                         ubuf.clear();
                         retry(ex, chosen, reason, (attempt, tried), Some(wait)).await;
+                        named = name_the_target(ex, chosen, out, named);
                         attempt += 1;
                         continue;
                     }
@@ -140,6 +143,7 @@ pub async fn round_trip<'a>(
         match reason {
             Some(r) if ubuf.is_empty() && may_retry(ex, chosen, r, attempt, body_pending) => {
                 retry(ex, chosen, r, (attempt, tried), None).await;
+                named = name_the_target(ex, chosen, out, named);
                 attempt += 1;
             }
             _ => {
@@ -149,6 +153,24 @@ pub async fn round_trip<'a>(
             }
         }
     }
+}
+
+/// After a retry moved the request to a target of another name: a head that
+/// named the first target as Host (a route with `preserve_host = false`,
+/// or a client that sent no Host) names the new one.
+/// Returns the authority the head names now.
+fn name_the_target<'a>(
+    ex: &Exchange<'_>,
+    chosen: &Chosen<'a>,
+    out: &mut Vec<u8>,
+    named: &'a str,
+) -> &'a str {
+    let names_target = !chosen.route.preserve_host || ex.head.host.is_none();
+    if names_target && chosen.target.authority != named {
+        rehost(out, chosen.target.authority.as_bytes());
+        return chosen.target.authority.as_str();
+    }
+    named
 }
 
 /// How one attempt ended.

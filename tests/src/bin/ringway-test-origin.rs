@@ -14,8 +14,8 @@
 //! - `delay MS` — answer 200 after MS milliseconds;
 //! - `slow-status N MS` — answer N after MS milliseconds.
 //!
-//! Every answer names the origin (`X-Origin`) and the request body's length
-//! (`X-Body-Len`). `GET /__count` answers `requests=N checks=M`: requests served other than
+//! Every answer names the origin (`X-Origin`), the request body's length
+//! (`X-Body-Len`) and its Host (`X-Host`). `GET /__count` answers `requests=N checks=M`: requests served other than
 //! this one, split by whether their User-Agent is `ringway-health`.
 
 use std::io::{BufRead, Read, Write};
@@ -95,6 +95,7 @@ fn serve(mut s: TcpStream, st: &State) {
     let _ = s.set_nodelay(true);
     let mut buf = Vec::new();
     let mut tmp = [0u8; 16 * 1024];
+    let mut host: String;
     loop {
         let (head_len, path, body_len, health, close) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -111,6 +112,7 @@ fn serve(mut s: TcpStream, st: &State) {
                     let health = field("user-agent").is_some_and(|v| v == "ringway-health");
                     let close =
                         field("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                    host = field("host").unwrap_or_default();
                     break (
                         n,
                         req.path.unwrap_or("/").to_string(),
@@ -165,7 +167,10 @@ fn serve(mut s: TcpStream, st: &State) {
                 }
             }
         };
-        let head = format!("X-Origin: {}\r\nX-Body-Len: {body_len}", st.name);
+        let head = format!(
+            "X-Origin: {}\r\nX-Body-Len: {body_len}\r\nX-Host: {host}",
+            st.name
+        );
         let reply = reply.replacen("\r\n", &format!("\r\n{head}\r\n"), 1);
         if s.write_all(reply.as_bytes()).is_err() || close {
             return;
