@@ -299,18 +299,26 @@ pub const DOWN: u8 = 0;
 /// cache lines stay shared. Indexed by `Target::id`.
 #[derive(Debug)]
 pub struct Live {
-    /// [`UP`] or [`DOWN`] (active checks).
-    pub health: Box<[AtomicU8]>,
+    /// [`UP`] or [`DOWN`] (active checks), on cache lines of their own: the
+    /// counters below, written at every check, never share a line with it.
+    health: Box<[HealthLine]>,
     /// Checks that passed and failed, per target.
     pub checks: Box<[[AtomicU64; 2]]>,
     /// Per upstream: a worker already logged that it routes to all targets (panic).
     pub panic_logged: Box<[AtomicBool]>,
 }
 
+/// 64 targets' health bytes on one cache line.
+#[derive(Debug)]
+#[repr(align(64))]
+struct HealthLine([AtomicU8; 64]);
+
 impl Live {
     pub fn new(targets: usize, upstreams: usize) -> Live {
         Live {
-            health: (0..targets).map(|_| AtomicU8::new(UP)).collect(),
+            health: (0..targets.div_ceil(64))
+                .map(|_| HealthLine(std::array::from_fn(|_| AtomicU8::new(UP))))
+                .collect(),
             checks: (0..targets)
                 .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
                 .collect(),
@@ -318,10 +326,14 @@ impl Live {
         }
     }
 
+    /// The health cell of target `id` (`None` past the table).
+    pub fn cell(&self, id: usize) -> Option<&AtomicU8> {
+        self.health.get(id / 64).map(|line| &line.0[id % 64])
+    }
+
     #[inline]
     pub fn is_up(&self, target: usize) -> bool {
-        self.health
-            .get(target)
+        self.cell(target)
             .is_none_or(|h| h.load(Ordering::Relaxed) == UP)
     }
 
@@ -334,12 +346,15 @@ impl Live {
         from_keys: &[(String, SocketAddr)],
     ) {
         for (i, k) in keys.iter().enumerate() {
-            if let Some(j) = from_keys.iter().position(|f| f == k) {
-                self.health[i].store(from.health[j].load(Ordering::Relaxed), Ordering::Relaxed);
-                for r in 0..2 {
-                    self.checks[i][r]
-                        .store(from.checks[j][r].load(Ordering::Relaxed), Ordering::Relaxed);
-                }
+            let Some(j) = from_keys.iter().position(|f| f == k) else {
+                continue;
+            };
+            if let (Some(to), Some(was)) = (self.cell(i), from.cell(j)) {
+                to.store(was.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            for r in 0..2 {
+                let n = from.checks[j][r].load(Ordering::Relaxed);
+                self.checks[i][r].store(n, Ordering::Relaxed);
             }
         }
     }
