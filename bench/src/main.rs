@@ -11,6 +11,7 @@
 //! per request, alone and together, and how does that compare with nginx
 //! doing CORS and `limit_req`? Writes `bench/results/policies.{md,json}`.
 
+mod failover;
 mod idle;
 mod jwt;
 mod loadgen;
@@ -103,7 +104,8 @@ struct CompareArgs {
     /// Only these targets (comma separated: ringway,nginx,haproxy,direct).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
-    /// Only these scenarios (comma separated keys, e.g. get-64,idle-conns).
+    /// Only these scenarios (comma separated keys, e.g. get-64,idle-conns;
+    /// `failover` runs only when named, and writes failover.md).
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Where latest.{md,json,svg} go.
@@ -151,7 +153,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn compare(args: CompareArgs) -> Result<()> {
+fn compare(mut args: CompareArgs) -> Result<()> {
+    // `failover` runs apart from the other scenarios (its own timeline and
+    // report, bench/results/failover.md), and only when asked for.
+    if let Some(only) = &mut args.scenarios
+        && only.iter().any(|s| s == "failover")
+    {
+        only.retain(|s| s != "failover");
+        let rest = only.len();
+        run_failover(&args)?;
+        if rest == 0 {
+            return Ok(());
+        }
+    }
     let started = Instant::now();
     let start_date = setup::utc_now();
     let default = Timing::defaults(args.quick, 3);
@@ -455,6 +469,29 @@ fn compare(args: CompareArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The `failover` scenario (see `failover.rs`).
+fn run_failover(args: &CompareArgs) -> Result<()> {
+    process::install_stop_handler();
+    let (ringway, load) = setup::ringway_binaries()?;
+    let found = |name: &str| {
+        setup::ensure_program(name)
+            .map_err(|e| eprintln!("bench: {e:#}; {name} will be reported as failed"))
+            .ok()
+    };
+    let dir = std::env::temp_dir().join(format!("ringway-bench-failover-{}", std::process::id()));
+    let paths = failover::Paths {
+        ringway,
+        load,
+        nginx: found("nginx"),
+        haproxy: found("haproxy"),
+        dir: dir.clone(),
+        out_dir: args.out_dir.clone(),
+    };
+    let result = failover::run(&paths);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// A progress line for one run.

@@ -43,6 +43,7 @@ pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod request_id;
+pub mod resilience;
 pub mod runtime;
 pub mod snapshot;
 pub mod sys;

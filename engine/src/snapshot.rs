@@ -63,6 +63,13 @@ pub struct Snapshot {
     pub gateway_responses: crate::policy::responses::Responses,
     /// Total targets over all upstreams (pool slots per worker).
     pub target_count: usize,
+    /// Per-target state the control thread publishes (active health).
+    pub live: Arc<crate::resilience::Live>,
+    /// The config text compiled, so a DNS change can compile it again with
+    /// new addresses without reading the file (which may have changed).
+    pub text: Arc<str>,
+    /// DNS answers that override resolving a target name (from the checker thread).
+    pub resolved: crate::resilience::Resolved,
     /// Fault injection for tests: a request for exactly this path panics its connection task.
     /// Set only through the `RINGWAY_FAULT_PANIC_PATH` environment variable,
     /// and only in a build with the `fault-injection` feature.
@@ -91,6 +98,8 @@ pub struct Upstream {
     /// PROXY protocol header sent on each new connection; such connections
     /// are pooled per client address.
     pub send_proxy: Option<ProxyVersion>,
+    /// Balancing, health checks, outlier ejection, retries, circuit breaking.
+    pub resilience: crate::resilience::Resilience,
 }
 
 /// Which PROXY protocol header an upstream gets (`send_proxy_protocol`).
@@ -123,6 +132,23 @@ pub struct Target {
     pub authority: String,
     /// An `https://` target.
     pub tls: bool,
+    /// Share of requests relative to the other targets (≥ 1).
+    pub weight: u32,
+    /// The target's address as text, its label in metrics and `/config`.
+    pub label: String,
+}
+
+impl Target {
+    /// The host part of the authority (brackets of an IPv6 literal removed):
+    /// the TLS name and the default Host of health checks' names.
+    pub fn host(&self) -> &str {
+        let a = self.authority.as_str();
+        let host = match a.rfind(':') {
+            Some(i) if !a[i..].contains(']') => &a[..i],
+            _ => a,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 #[derive(Debug)]
@@ -142,6 +168,19 @@ pub struct Route {
 }
 
 impl Snapshot {
+    /// Every target's (upstream name, address), by `Target::id`: the key
+    /// under which a reload keeps its health state.
+    pub fn target_keys(&self) -> Vec<(String, SocketAddr)> {
+        let mut keys =
+            vec![(String::new(), SocketAddr::from(([0, 0, 0, 0], 0))); self.target_count];
+        for u in &self.upstreams {
+            for t in &u.targets {
+                keys[t.id] = (u.name.clone(), t.addr);
+            }
+        }
+        keys
+    }
+
     /// What the policies read of this snapshot on the data plane.
     #[inline]
     pub fn policy_env(&self) -> crate::policy::Env<'_> {
@@ -181,9 +220,35 @@ impl Snapshot {
             let t: Vec<_> = u
                 .targets
                 .iter()
-                .map(|t| format!("{} ({})", t.authority, t.addr))
+                .map(|t| match t.weight {
+                    1 => format!("{} ({})", t.authority, t.addr),
+                    w => format!("{} ({}) weight {w}", t.authority, t.addr),
+                })
                 .collect();
             let _ = writeln!(s, "  {:<16} {}", u.name, t.join(", "));
+            let r = &u.resilience;
+            let mut extra = Vec::new();
+            match &r.balance {
+                crate::resilience::Balance::RoundRobin => {}
+                crate::resilience::Balance::LeastRequest => extra.push("least_request".to_string()),
+                crate::resilience::Balance::Random => extra.push("random".to_string()),
+                crate::resilience::Balance::Hash(_) => extra.push("hash".to_string()),
+            }
+            if let Some(h) = &r.health {
+                extra.push(format!("health GET {} every {:?}", h.path, h.interval));
+            }
+            if r.outlier.is_some() {
+                extra.push("outlier ejection".to_string());
+            }
+            if r.retry != crate::resilience::RetryPolicy::default() {
+                extra.push(format!("retry: {} attempts", r.retry.attempts));
+            }
+            if r.limits != crate::resilience::CircuitLimits::default() {
+                extra.push("limits".to_string());
+            }
+            if !extra.is_empty() {
+                let _ = writeln!(s, "  {:<16} [{}]", "", extra.join(", "));
+            }
         }
         let _ = writeln!(s, "routes (precedence order):");
         for e in self.router.table() {

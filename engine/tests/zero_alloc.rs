@@ -1,21 +1,33 @@
 //! The hot path allocates nothing per request once warm: parsing a request
 //! head into reused storage, routing it, expanding a backend template and
-//! writing the upstream head into a reused buffer. Checked with a counting
-//! global allocator (this test binary only).
+//! writing the upstream head into a reused buffer; picking an upstream
+//! target. Checked with a counting global allocator (this test binary
+//! only) that counts per thread, so a test counts its own allocations only
+//! (the harness's threads, and tests run side by side, are not counted).
 
 use ringway::h1::Limits;
 use ringway::h1::request::{self, RequestHead};
 use ringway::h1::write::{self, Forward};
+use ringway::proxy::balance::Balancer;
 use ringway_router::{Lookup, RouteSpec, Router, UriTemplate};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::path::Path;
 
 struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Const-initialised, no destructor: safe to touch from the allocator.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Allocations made so far by this thread.
+fn allocations() -> usize {
+    ALLOCS.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
@@ -75,11 +87,11 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
         write::request_head(&mut out, raw, &head, &fwd);
     };
     one_request(); // warm: head storage and buffers reach their working size
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..1000 {
         one_request();
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocations();
     assert_eq!(
         after - before,
         0,
@@ -91,4 +103,36 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
         "{}",
         String::from_utf8_lossy(&out)
     );
+}
+
+#[test]
+fn picks_allocate_nothing_when_warm() {
+    for balance in ["round_robin", "least_request", "hash", "random"] {
+        let text = format!(
+            "[[upstream]]\nname = \"app\"\ntargets = [\"127.0.0.1:1\", {{ addr = \"127.0.0.1:2\", weight = 3 }}, \"127.0.0.1:3\"]\nbalance = \"{balance}\"\nhash_key = \"$request.path\"\n\n[upstream.outlier]\nconsecutive_5xx = 1000000\n\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+        );
+        let snap = ringway::config::from_str(Path::new("t.toml"), &text).unwrap();
+        let up = &snap.upstreams[0];
+        let mut b = Balancer::new(&snap, 7);
+        let mut one = |k: u64| {
+            let t = b.pick(&snap, 0, 0, Some(k));
+            b.start_attempt(0, t);
+            b.judge(up, 0, t, Ok(if k.is_multiple_of(2) { 200 } else { 503 }));
+            b.end_attempt(0, t);
+            let again = b.pick(&snap, 0, 1 << t, Some(k));
+            assert_ne!(again, t, "{balance}: a retry goes elsewhere");
+        };
+        one(1);
+        let before = allocations();
+        for k in 0..1000 {
+            one(k);
+        }
+        let after = allocations();
+        assert_eq!(
+            after - before,
+            0,
+            "{balance}: {} allocations in 1000 picks",
+            after - before
+        );
+    }
 }

@@ -11,6 +11,7 @@
 //! deadline, and [`Origin::quiet`] is the event behind "nothing was forwarded".
 
 pub mod client;
+pub mod fleet;
 pub mod fresh;
 pub mod gateway;
 pub mod haproxy;

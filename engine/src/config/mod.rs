@@ -13,6 +13,7 @@ pub mod units;
 
 mod api_keys;
 mod read;
+mod resilience;
 mod routes;
 mod server;
 mod upstreams;
@@ -21,6 +22,7 @@ use crate::snapshot::{Snapshot, Timeouts};
 use error::Collector;
 pub use error::ConfigError;
 use std::path::Path;
+pub use upstreams::lookup;
 
 /// Reads, parses and compiles a config file.
 pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
@@ -30,6 +32,16 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
 
 /// Parses and compiles config text; `path` is only used to name the file in errors.
 pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+    from_str_resolved(path, text, &crate::resilience::Resolved::default())
+}
+
+/// Like [`from_str`], with target names resolved as `resolved` says (the
+/// checker thread's latest DNS answers) instead of asking again.
+pub fn from_str_resolved(
+    path: &Path,
+    text: &str,
+    resolved: &crate::resilience::Resolved,
+) -> Result<Snapshot, ConfigError> {
     let mut c = Collector::new(text);
     let Some((file, renumber)) = read::read::<model::File>(&mut c) else {
         return c
@@ -38,16 +50,21 @@ pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
     };
     // What could be read compiles too, so its errors come in the same run.
     let structural = c.diagnostics.len();
-    let snapshot = compile(path, file, &mut c);
+    let snapshot = compile(path, file, (text, resolved), &mut c);
     renumber.apply(&mut c, structural);
     c.finish(path, snapshot)
 }
 
-fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
+fn compile(
+    path: &Path,
+    file: model::File,
+    (text, resolved): (&str, &crate::resilience::Resolved),
+    c: &mut Collector<'_>,
+) -> Snapshot {
     let s = &file.server;
     let base = path.parent().unwrap_or(Path::new("."));
     let server = server::compile_server(s, base, c);
-    let upstreams = upstreams::compile_upstreams(&file, base, c);
+    let upstreams = upstreams::compile_upstreams(&file, base, resolved, c);
     let (routes, router) = routes::compile_routes(&file, &upstreams.by_name, base, c);
     let trusted_proxies =
         crate::policy::ip::CidrSet::parse(&s.trusted_proxies, "server.trusted_proxies")
@@ -71,6 +88,10 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     for p in problems {
         c.at(p.span, p.key, p.message);
     }
+    let live = std::sync::Arc::new(crate::resilience::Live::new(
+        upstreams.target_count,
+        upstreams.list.len(),
+    ));
     Snapshot {
         source: path.to_path_buf(),
         generation: 0,
@@ -103,6 +124,9 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
         request_id,
         gateway_responses,
         target_count: upstreams.target_count,
+        live,
+        text: text.into(),
+        resolved: resolved.clone(),
         cluster,
         #[cfg(feature = "fault-injection")]
         fault_panic_path: std::env::var_os("RINGWAY_FAULT_PANIC_PATH")

@@ -335,7 +335,23 @@ fn secs<const N: u64>() -> Dur {
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     pub name: Spanned<String>,
-    pub targets: Spanned<Vec<Spanned<String>>>,
+    /// `"host:port"` strings or `{ addr, weight }` tables.
+    pub targets: Spanned<Vec<Spanned<TargetEntry>>>,
+    /// `"round_robin"` (default), `"least_request"`, `"hash"`, `"random"`.
+    pub balance: Option<Spanned<String>>,
+    /// What `balance = "hash"` hashes: `$request.header.X`, `$request.querystring.X`,
+    /// `$request.path`, `$context.identity.sourceIp`.
+    pub hash_key: Option<Spanned<String>>,
+    /// DNS names among the targets are resolved again this often.
+    pub resolve_interval: Option<Spanned<Dur>>,
+    /// `[upstream.health]`: active checks.
+    pub health: Option<Spanned<Health>>,
+    /// `[upstream.outlier]`: passive ejection judged from real traffic.
+    pub outlier: Option<Spanned<Outlier>>,
+    /// `[upstream.retry]`.
+    pub retry: Option<Spanned<Retry>>,
+    /// `[upstream.limits]`: circuit breaking.
+    pub limits: Option<Spanned<UpstreamLimits>>,
     /// Connecting longer than this: 502.
     #[serde(default = "secs::<2>")]
     pub connect_timeout: Dur,
@@ -355,6 +371,117 @@ pub struct Upstream {
 
 fn default_max_idle() -> usize {
     128
+}
+
+/// One `targets` entry: `"host:port"` or `{ addr = "host:port", weight = 3 }`.
+#[derive(Debug, Clone)]
+pub struct TargetEntry {
+    pub addr: String,
+    /// `None` when not given (weight 1); checked to be at least 1 by the compiler.
+    pub weight: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for TargetEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"host:port\" or a table { addr = \"host:port\", weight = 1 }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TargetEntry, E> {
+                Ok(TargetEntry {
+                    addr: v.to_string(),
+                    weight: None,
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<TargetEntry, A::Error> {
+                let (mut addr, mut weight) = (None, None);
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "addr" => addr = Some(map.next_value::<String>()?),
+                        "weight" => weight = Some(map.next_value::<i64>()?),
+                        other => return Err(de::Error::unknown_field(other, &["addr", "weight"])),
+                    }
+                }
+                let addr = addr.ok_or_else(|| de::Error::missing_field("addr"))?;
+                Ok(TargetEntry { addr, weight })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[upstream.health]`: active HTTP checks from a control thread.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default = "default_health_path")]
+    pub path: Spanned<String>,
+    #[serde(default = "spanned_secs::<5>")]
+    pub interval: Spanned<Dur>,
+    #[serde(default = "spanned_secs::<1>")]
+    pub timeout: Spanned<Dur>,
+    /// Consecutive passes that bring a target back.
+    #[serde(default = "spanned_n::<2>")]
+    pub healthy: Spanned<i64>,
+    /// Consecutive failures that take it out.
+    #[serde(default = "spanned_n::<3>")]
+    pub unhealthy: Spanned<i64>,
+    /// Statuses that pass (default: any 2xx).
+    pub expect: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// Host field of the check (default: the target's host:port).
+    pub host: Option<Spanned<String>>,
+}
+
+/// `[upstream.outlier]`: passive ejection, per worker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outlier {
+    #[serde(default = "spanned_n::<5>")]
+    pub consecutive_5xx: Spanned<i64>,
+    #[serde(default = "spanned_n::<3>")]
+    pub consecutive_failures: Spanned<i64>,
+    #[serde(default = "spanned_secs::<30>")]
+    pub ejection: Spanned<Dur>,
+    #[serde(default = "spanned_secs::<300>")]
+    pub max_ejection: Spanned<Dur>,
+    #[serde(default = "spanned_n::<50>")]
+    pub max_ejected_percent: Spanned<i64>,
+}
+
+/// `[upstream.retry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    #[serde(default = "spanned_n::<2>")]
+    pub attempts: Spanned<i64>,
+    pub on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub per_try_timeout: Option<Spanned<Dur>>,
+    #[serde(default = "spanned_n::<20>")]
+    pub budget_percent: Spanned<i64>,
+    pub backoff: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub non_idempotent: bool,
+}
+
+/// `[upstream.limits]`: circuit breaking per worker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamLimits {
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_pending: Option<Spanned<i64>>,
+    pub max_requests: Option<Spanned<i64>>,
+}
+
+fn default_health_path() -> Spanned<String> {
+    Spanned::new(0..0, "/".to_string())
+}
+fn spanned_secs<const N: u64>() -> Spanned<Dur> {
+    Spanned::new(0..0, secs::<N>())
+}
+fn spanned_n<const N: i64>() -> Spanned<i64> {
+    Spanned::new(0..0, N)
 }
 
 with_policy_table! { policy_fields! {

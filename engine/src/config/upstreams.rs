@@ -2,9 +2,10 @@
 
 use super::error::Collector;
 use super::model;
-use super::server::resolve_one;
+use crate::resilience::Resolved;
 use crate::snapshot::{ProxyVersion, Target, Upstream, UpstreamTls};
 use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 /// The upstream table, each name's index in it, and the number of targets.
@@ -14,9 +15,13 @@ pub(super) struct Upstreams {
     pub target_count: usize,
 }
 
+/// Targets one upstream may have (every address of its names counted).
+pub const MAX_TARGETS: usize = 64;
+
 pub(super) fn compile_upstreams(
     file: &model::File,
     base: &Path,
+    resolved: &Resolved,
     c: &mut Collector<'_>,
 ) -> Upstreams {
     let mut upstreams = Vec::new();
@@ -41,7 +46,8 @@ pub(super) fn compile_upstreams(
         }
         let mut targets = Vec::new();
         for t in u.targets.get_ref() {
-            let text = t.get_ref().as_str();
+            let entry = t.get_ref();
+            let text = entry.addr.as_str();
             let (hostport, tls) = if let Some(rest) = text.strip_prefix("http://") {
                 (rest.trim_end_matches('/'), false)
             } else if let Some(rest) = text.strip_prefix("https://") {
@@ -49,19 +55,49 @@ pub(super) fn compile_upstreams(
             } else {
                 (text, false)
             };
-            match resolve_one(hostport) {
-                Ok(addr) => {
-                    targets.push(Target {
-                        id: target_count,
-                        addr,
-                        authority: hostport.to_string(),
-                        tls,
-                    });
-                    target_count += 1;
+            let weight = match entry.weight {
+                None => 1,
+                Some(w @ 1..=10_000) => w as u32,
+                Some(w) => {
+                    c.at(
+                        t.span(),
+                        key("targets"),
+                        format!("weight {w} of {hostport:?}: a weight is 1 to 10000"),
+                    );
+                    1
+                }
+            };
+            match resolve_target(hostport, resolved) {
+                Ok(addrs) => {
+                    for addr in addrs {
+                        if targets.iter().any(|t: &Target| t.addr == addr) {
+                            continue;
+                        }
+                        targets.push(Target {
+                            id: target_count,
+                            addr,
+                            authority: hostport.to_string(),
+                            tls,
+                            weight,
+                            label: addr.to_string(),
+                        });
+                        target_count += 1;
+                    }
                 }
                 Err(m) => c.at(t.span(), key("targets"), m),
             }
         }
+        if targets.len() > MAX_TARGETS {
+            c.at(
+                u.targets.span(),
+                key("targets"),
+                format!(
+                    "{} targets: at most {MAX_TARGETS} per upstream",
+                    targets.len()
+                ),
+            );
+        }
+        let resilience = super::resilience::compile(u, &targets, &key, c);
         let tls = if targets.iter().any(|t| t.tls) || u.tls.is_some() {
             compile_upstream_tls(u.tls.as_ref(), base, &key("tls"), u.targets.span(), c)
         } else {
@@ -96,6 +132,7 @@ pub(super) fn compile_upstreams(
                         None
                     }
                 }),
+            resilience,
         });
     }
     Upstreams {
@@ -136,5 +173,38 @@ fn compile_upstream_tls(
             c.at(span, key, e.to_string());
             None
         }
+    }
+}
+
+/// Every address of a target: an IP literal is itself; a DNS name gives each
+/// address it resolves to (the checker thread's latest answer, if it has
+/// one). A name that does not resolve now is an error.
+fn resolve_target(hostport: &str, resolved: &Resolved) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(a) = hostport.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    if !hostport.contains(':') {
+        return Err(format!("{hostport:?} needs a port (host:port)"));
+    }
+    if let Some(addrs) = resolved.get(hostport) {
+        return Ok(addrs);
+    }
+    lookup(hostport)
+}
+
+/// Resolves `host:port` to every address it has, sorted, without repeats.
+pub fn lookup(hostport: &str) -> Result<Vec<SocketAddr>, String> {
+    match hostport.to_socket_addrs() {
+        Ok(it) => {
+            let mut v: Vec<SocketAddr> = it.collect();
+            v.sort();
+            v.dedup();
+            if v.is_empty() {
+                Err(format!("{hostport:?} resolves to no address"))
+            } else {
+                Ok(v)
+            }
+        }
+        Err(e) => Err(format!("cannot resolve {hostport:?}: {e}")),
     }
 }

@@ -228,7 +228,14 @@ async fn answer(asked: &Asked, admin: &Admin) -> (u16, &'static str, String) {
             (503, "text/plain", "draining\n".to_string())
         }
         b"/healthz" => (200, "text/plain", "ok\n".to_string()),
-        b"/config" => (200, "application/json", config_json(&shared.latest())),
+        b"/config" => {
+            let reports = collect(&admin.scrape).await;
+            (
+                200,
+                "application/json",
+                config_json(&shared.latest(), &reports),
+            )
+        }
         b"/usage" => usage(&asked.query, shared).await,
         _ => (404, "text/plain", "not found\n".to_string()),
     }
@@ -280,7 +287,7 @@ async fn collect(scrape: &Scrape) -> Vec<WorkerReport> {
     }
 }
 
-fn config_json(snap: &crate::snapshot::Snapshot) -> String {
+fn config_json(snap: &crate::snapshot::Snapshot, reports: &[WorkerReport]) -> String {
     let routes: Vec<_> = snap
         .router
         .table()
@@ -301,9 +308,12 @@ fn config_json(snap: &crate::snapshot::Snapshot) -> String {
     let upstreams: Vec<_> = snap
         .upstreams
         .iter()
-        .map(|u| {
+        .enumerate()
+        .map(|(ui, u)| {
             serde_json::json!({
                 "name": u.name,
+                "balance": super::upstreams::balance_name(u),
+                "target_table": super::upstreams::target_table(reports, snap, ui),
                 "targets": u.targets.iter().map(|t| format!("{}{}", if t.tls { "https://" } else { "" }, t.authority)).collect::<Vec<_>>(),
             })
         })

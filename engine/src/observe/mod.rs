@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod admin;
 pub mod prometheus;
 pub mod scrape;
+pub mod upstreams;
 pub mod usage;
 
 use hdrhistogram::Histogram;
@@ -113,4 +114,30 @@ pub struct WorkerReport {
     pub pool_misses: u64,
     pub pool_idle: u64,
     pub metrics: Metrics,
+    /// Per upstream of the current snapshot: retries, ejections, breaker trips…
+    pub upstreams: Vec<UpstreamCounters>,
+}
+
+/// Request outcomes counted per upstream.
+pub const OUTCOMES: [&str; 4] = ["ok", "5xx", "failed", "refused"];
+
+/// Per upstream counters, reported on scrape.
+#[derive(Clone, Default, Debug)]
+pub struct UpstreamCounters {
+    /// Retries by `resilience::RetryReason::index`.
+    pub retries: [u64; 4],
+    pub budget_exhausted: u64,
+    /// Circuit breaker refusals by `resilience::Breaker::index`.
+    pub breaker: [u64; 3],
+    /// Requests routed to every target because too many were out.
+    pub panic_routed: u64,
+    /// By [`OUTCOMES`].
+    pub outcomes: [u64; 4],
+    /// Per target (in upstream order): attempts sent, and ejections.
+    pub attempts: Vec<u64>,
+    pub ejections: Vec<u64>,
+    /// Per target: ejected on this worker right now.
+    pub ejected_now: Vec<bool>,
+    /// This worker routes to all targets (panic) right now.
+    pub panicking: bool,
 }

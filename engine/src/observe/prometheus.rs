@@ -13,7 +13,7 @@ pub struct Process {
     pub draining: bool,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -26,7 +26,7 @@ fn series(out: &mut String, name: &str, key: &str, values: &[(&str, u64)]) {
 }
 
 /// Escapes a label value.
-fn label(v: &str) -> String {
+pub(super) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -37,6 +37,7 @@ pub fn render(reports: &[WorkerReport], snap: &Snapshot, p: &Process) -> String 
     requests(&mut o, reports, snap);
     durations(&mut o, reports, snap);
     failures(&mut o, reports);
+    super::upstreams::render(&mut o, reports, snap);
     worker_counters(&mut o, reports);
     per_worker(&mut o, reports);
     configuration(&mut o, snap, p);
@@ -221,7 +222,7 @@ fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
         ),
         (
             "ringway_upstream_retries_total",
-            "Idempotent requests resent after a reused connection failed.",
+            "Requests sent again (after a pooled connection failed, or as [upstream.retry] allows); by upstream and reason in ringway_upstream_retries_by_reason_total.",
             |r| r.retries,
         ),
         (

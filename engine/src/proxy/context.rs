@@ -36,6 +36,8 @@ pub struct ReqInfo {
     pub expect_continue: bool,
     /// The request asks to upgrade and its route allows it.
     pub upgrading: bool,
+    /// An interim (1xx) response went to the client: the request is not retried.
+    pub interim_sent: bool,
 }
 
 impl ReqInfo {
@@ -48,6 +50,7 @@ impl ReqInfo {
             framing: head.framing,
             expect_continue: head.expect_continue,
             upgrading: false,
+            interim_sent: false,
         }
     }
 }

@@ -45,16 +45,16 @@ async fn to_upstream(ex: &mut Exchange<'_>) -> Step<Next> {
     };
     let (mut out, remaining) = write_request_head(ex, &mut chosen, body);
     let mut ubuf = local.pools.take_buf();
-    let next = from_upstream(ex, &chosen, (&mut out, &mut ubuf), remaining).await;
+    let next = from_upstream(ex, &mut chosen, (&mut out, &mut ubuf), remaining).await;
     local.pools.put_buf(out);
     local.pools.put_buf(ubuf);
     Ok(next)
 }
 
 /// Phases 6–11: the round trip upstream, then the response relayed.
-async fn from_upstream(
-    ex: &mut Exchange<'_>,
-    chosen: &Chosen<'_>,
+async fn from_upstream<'a>(
+    ex: &mut Exchange<'a>,
+    chosen: &mut Chosen<'a>,
     (out, ubuf): (&mut Vec<u8>, &mut Vec<u8>),
     remaining: u64,
 ) -> Next {

@@ -3,6 +3,7 @@
 //! counters. It lives in an `Rc` on its own thread; nothing here is shared
 //! across cores.
 
+use super::balance::Balancer;
 use super::error::{Failure, RelayError, Side};
 use super::outcome::Outcome;
 use super::pool::Pool;
@@ -10,7 +11,7 @@ use crate::h1::request::RequestHead;
 use crate::h1::response::ResponseHead;
 use crate::observe::access_log::{AccessLog, Captured, FLUSH_BYTES, LineBuffer, Served};
 use crate::observe::{Metrics, WorkerReport};
-use crate::snapshot::{Snapshot, Target};
+use crate::snapshot::Snapshot;
 use monoio::net::Pipe;
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
@@ -27,6 +28,14 @@ const MAX_POOLED_PIPES: usize = 64;
 /// Capacity asked for each pipe (F_SETPIPE_SZ; the default is 64 KiB): a
 /// spliced body moves in a quarter of the calls. An empty pipe holds no pages.
 const PIPE_BYTES: usize = 256 * 1024;
+
+/// A per-worker random seed (worker id and the clock).
+fn seed(id: usize) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    crate::resilience::hash64(&t.to_le_bytes(), id as u64)
+}
 
 /// Per-worker counters: plain cells, summed across workers only when asked.
 #[derive(Default)]
@@ -160,8 +169,10 @@ pub struct Worker {
     #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     pub pool: RefCell<Pool>,
-    /// Round-robin position per upstream.
-    rr: RefCell<Vec<usize>>,
+    /// Balancing, outlier ejection, retry budget and breaker counts per upstream.
+    pub balance: RefCell<Balancer>,
+    /// Requests waiting for an upstream connection to free up (`max_connections`).
+    pub conn_waiters: RefCell<Vec<std::task::Waker>>,
     pub pools: Pools,
     actives: RefCell<Vec<Active>>,
     /// Open client connections: fd and whether it is idle between requests.
@@ -189,7 +200,8 @@ impl Worker {
         Rc::new(Worker {
             id,
             pool: RefCell::new(Pool::new(snapshot.target_count)),
-            rr: RefCell::new(vec![0; snapshot.upstreams.len()]),
+            balance: RefCell::new(Balancer::new(&snapshot, seed(id))),
+            conn_waiters: RefCell::default(),
             snapshot: RefCell::new(Rc::new(snapshot)),
             pools: Pools::default(),
             actives: RefCell::default(),
@@ -223,7 +235,9 @@ impl Worker {
             v.into_iter().flatten().collect::<Vec<_>>()
         };
         self.pool.borrow_mut().remap(&addrs(&old), &addrs(&next));
-        *self.rr.borrow_mut() = vec![0; next.upstreams.len()];
+        let mut balance = Balancer::new(&next, seed(self.id));
+        balance.adopt(&next, &self.balance.borrow(), &old);
+        *self.balance.borrow_mut() = balance;
         self.metrics.borrow_mut().reset_routes(next.routes.len());
         self.policy.borrow_mut().install(&next);
         *self.snapshot.borrow_mut() = Rc::new(next);
@@ -335,6 +349,7 @@ impl Worker {
             pool_misses: pool.misses,
             pool_idle: pool.idle_count() as u64,
             metrics: self.metrics.borrow().clone(),
+            upstreams: self.balance.borrow().report(),
         }
     }
 
@@ -343,18 +358,22 @@ impl Worker {
         self.snapshot.borrow().generation
     }
 
-    /// Next target of upstream `u`, round robin per worker.
-    pub fn pick_target<'s>(&self, snap: &'s Snapshot, u: usize) -> &'s Target {
-        let targets = &snap.upstreams[u].targets;
-        let mut rr = self.rr.borrow_mut();
-        // A request that began before a reload may name an upstream index
-        // the new table does not have: it simply starts at 0.
-        if rr.len() <= u {
-            rr.resize(u + 1, 0);
+    /// Closes the pooled connections of targets that went down (active
+    /// checks) since the last look. Called every few ms, not per request.
+    pub fn close_down_targets(&self) {
+        let snap = self.snapshot();
+        let down = self.balance.borrow_mut().newly_down(&snap);
+        let mut pool = self.pool.borrow_mut();
+        for id in down {
+            pool.close_target(id);
         }
-        let i = rr[u] % targets.len();
-        rr[u] = rr[u].wrapping_add(1);
-        &targets[i]
+    }
+
+    /// Wakes requests waiting for an upstream connection to free up.
+    pub fn wake_conn_waiters(&self) {
+        for w in self.conn_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
     }
 
     /// Per-request connection state (read buffer, head storage), reused across connections.

@@ -9,6 +9,7 @@
 //! (moving bytes), `tunnel` (after a 101). Underneath: `context` (the
 //! `Exchange` every phase takes), `local` (what one worker thread owns),
 //! `outcome`, `pool`, `stream`, `error`.
+pub mod balance;
 pub mod body_reader;
 pub mod conn;
 pub mod context;
@@ -22,6 +23,7 @@ pub mod pool;
 pub mod relay;
 pub mod respond;
 pub mod response;
+pub mod retry;
 pub mod route;
 pub mod stream;
 pub mod target;

@@ -103,6 +103,34 @@ impl Pool {
         }
     }
 
+    /// Closes every idle connection to `target` (taken out by health or outlier detection).
+    pub fn close_target(&mut self, target: usize) {
+        if let Some(list) = self.idle.get_mut(target) {
+            self.discarded += list.len() as u64;
+            list.clear();
+        }
+    }
+
+    /// Idle connections to any of `targets`.
+    pub fn idle_among(&self, targets: impl Iterator<Item = usize>) -> usize {
+        targets.filter_map(|t| self.idle.get(t)).map(Vec::len).sum()
+    }
+
+    /// Closes the oldest idle connection to any of `targets`; whether there was one.
+    pub fn evict_among(&mut self, targets: impl Iterator<Item = usize>) -> bool {
+        let oldest = targets
+            .filter_map(|t| Some((t, self.idle.get(t)?.first()?.since)))
+            .min_by_key(|&(_, since)| since);
+        match oldest {
+            Some((t, _)) => {
+                self.idle[t].remove(0);
+                self.discarded += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.iter().map(Vec::len).sum()
     }

@@ -120,6 +120,13 @@ pub async fn fail_before_response(ex: &mut Exchange<'_>, e: RelayError, body_unr
     answer_error(ex, status, e.message(), keep).await
 }
 
+/// Answers 503 for an upstream whose circuit breaker refused the request
+/// (`message` names the limit). `body_unread`: the request body is still on the wire.
+pub async fn refuse_upstream(ex: &mut Exchange<'_>, message: &str, body_unread: bool) -> Next {
+    let keep = !body_unread && ex.info.keep_alive && !ex.local.draining.get();
+    answer_error(ex, 503, message, keep).await
+}
+
 /// A response the gateway makes up itself: a mock integration's or a CORS preflight's.
 pub struct Fixed<'a> {
     pub status: u16,

@@ -9,12 +9,14 @@ use super::error::{Failure, RelayError, Side};
 use super::framing::relay_body;
 use super::local::Worker;
 use super::relay::{self, Direction, Encode, Leg, write_all};
-use super::respond::fail_before_response;
+use super::respond::{fail_before_response, refuse_upstream};
+use super::retry::{count_outcome, judge, may_retry, rehost, retry, retry_after};
 use super::stream::Upstream as UpConn;
 use super::target::Chosen;
 use crate::h1::Framing;
 use crate::h1::response;
 use crate::h1::write::{self, Forward, Persist};
+use crate::resilience::{Breaker, RetryReason};
 use crate::snapshot::ProxyVersion;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
@@ -75,55 +77,142 @@ pub fn write_request_head(
 }
 
 /// Phases 6–8: connect, send `out` (the head), relay the rest of the body,
-/// read the response head into `ubuf`. A bodiless idempotent request whose
-/// reused connection turns out dead before any response byte is sent
-/// again, once, on a new connection; `out` keeps its head until then.
-/// Returns the connection and when the request went out.
-pub async fn round_trip(
-    ex: &mut Exchange<'_>,
-    chosen: &Chosen<'_>,
+/// read the response head into `ubuf` — tried again, on another target when
+/// there is one, as the upstream's `[upstream.retry]` allows (see
+/// [`may_retry`]); `out` keeps its head until the body is sent. Each
+/// attempt's result feeds outlier detection. Returns the connection and
+/// when the request went out.
+pub async fn round_trip<'a>(
+    ex: &mut Exchange<'a>,
+    chosen: &mut Chosen<'a>,
     (out, ubuf): (&mut Vec<u8>, &mut Vec<u8>),
     remaining: u64,
 ) -> Step<(UpConn, Instant)> {
     let body_pending = remaining > 0 || ex.info.framing == Framing::Chunked;
-    let retryable = ex.info.idempotent && !body_pending && !ex.info.upgrading;
-    let limit = chosen.up.response_timeout;
-    let mut attempt = 0;
+    let policy = chosen.up.resilience.retry;
+    let limit = policy.per_try_timeout.unwrap_or(chosen.up.response_timeout);
+    let (mut attempt, mut tried, mut stale_retried) = (1u32, 0u64, false);
+    // The authority the head names when it names the target, not the client's Host.
+    let mut named = chosen.target.authority.as_str();
     loop {
-        let (mut conn, reused) = match connect(ex, chosen).await {
-            Ok(c) => c,
-            Err(f) => {
-                let e = RelayError::upstream(f);
-                return Err(fail_before_response(ex, e, body_pending).await);
+        chosen.ticket.begin_attempt();
+        tried |= 1 << chosen.ticket.target;
+        let (result, reused) = match attempt_once(ex, chosen, (out, ubuf), remaining, limit).await {
+            Attempt::Answered(conn, sent_at) => {
+                let status = ex.resp.status;
+                judge(ex, chosen, Ok(status));
+                let reason = RetryReason::Status(status);
+                if status >= 500 && may_retry(ex, chosen, reason, attempt, body_pending) {
+                    // A 503 asking for longer than a try may take is relayed as it is.
+                    if let Some(wait) = retry_after(ex, ubuf, limit) {
+                        drop(conn);
+                        ubuf.clear();
+                        retry(ex, chosen, reason, (attempt, tried), Some(wait)).await;
+                        named = name_the_target(ex, chosen, out, named);
+                        attempt += 1;
+                        continue;
+                    }
+                }
+                count_outcome(chosen, usize::from(status >= 500));
+                return Ok((conn, sent_at));
+            }
+            Attempt::Failed(e, reused) => (e, reused),
+            Attempt::Finished(next) => {
+                count_outcome(chosen, 2);
+                return Err(next);
             }
         };
-        let may_retry = reused && retryable && attempt == 0;
-        let sent_at = Instant::now();
-        if let Err(f) = write_all(&mut conn, out, limit).await {
-            if may_retry && f != Failure::Timeout {
+        let reason = match (result.side, result.failure) {
+            (_, Failure::Connect) => Some(RetryReason::Connect),
+            (Side::Upstream, Failure::Timeout) => Some(RetryReason::Timeout),
+            (Side::Upstream, Failure::Closed | Failure::Io) => Some(RetryReason::Reset),
+            _ => None,
+        };
+        // A pooled connection that turned out dead says nothing of the
+        // target: sent once more on a fresh one, as before any policy.
+        let stale = reused && reason == Some(RetryReason::Reset) && ubuf.is_empty();
+        if stale && !stale_retried && ex.info.idempotent && !body_pending && !ex.info.upgrading {
+            stale_retried = true;
+            chosen.ticket.end_attempt();
+            ex.local.count_retry();
+            continue;
+        }
+        if let Some(r) = reason {
+            judge(ex, chosen, Err(r));
+        }
+        match reason {
+            Some(r) if ubuf.is_empty() && may_retry(ex, chosen, r, attempt, body_pending) => {
+                retry(ex, chosen, r, (attempt, tried), None).await;
+                named = name_the_target(ex, chosen, out, named);
                 attempt += 1;
-                ex.local.count_retry();
-                continue;
             }
-            let e = RelayError::upstream(f);
-            return Err(fail_before_response(ex, e, body_pending).await);
-        }
-        if body_pending {
-            send_request_body(ex, &mut conn, out, remaining).await?;
-        }
-        match read_response_head(ex, &mut conn, ubuf, limit).await {
-            Ok(()) => return Ok((conn, sent_at)),
-            Err(e)
-                if may_retry
-                    && ubuf.is_empty()
-                    && e.side == Side::Upstream
-                    && matches!(e.failure, Failure::Closed | Failure::Io) =>
-            {
-                attempt += 1;
-                ex.local.count_retry();
+            _ => {
+                count_outcome(chosen, 2);
+                // Part of the body may still be on the wire: the connection closes then.
+                return Err(fail_before_response(ex, result, body_pending).await);
             }
-            Err(e) => return Err(fail_before_response(ex, e, false).await),
         }
+    }
+}
+
+/// After a retry moved the request to a target of another name: a head that
+/// named the first target as Host (a route with `preserve_host = false`,
+/// or a client that sent no Host) names the new one.
+/// Returns the authority the head names now.
+fn name_the_target<'a>(
+    ex: &Exchange<'_>,
+    chosen: &Chosen<'a>,
+    out: &mut Vec<u8>,
+    named: &'a str,
+) -> &'a str {
+    let names_target = !chosen.route.preserve_host || ex.head.host.is_none();
+    if names_target && chosen.target.authority != named {
+        rehost(out, chosen.target.authority.as_bytes());
+        return chosen.target.authority.as_str();
+    }
+    named
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// A final response head is in `ubuf` (`ex.resp`).
+    Answered(UpConn, Instant),
+    /// It failed before a response head; whether the connection was a pooled one.
+    Failed(RelayError, bool),
+    /// It failed while the body was sent: the client was answered.
+    Finished(super::context::Next),
+}
+
+/// One attempt: connect (or reuse), send the head and the body, read the response head.
+async fn attempt_once(
+    ex: &mut Exchange<'_>,
+    chosen: &mut Chosen<'_>,
+    (out, ubuf): (&mut Vec<u8>, &mut Vec<u8>),
+    remaining: u64,
+    limit: Duration,
+) -> Attempt {
+    let body_pending = remaining > 0 || ex.info.framing == Framing::Chunked;
+    let (mut conn, reused) = match connect(ex, chosen).await {
+        Ok(c) => c,
+        Err(Refusal::Breaker(b)) => {
+            if let Some(mut balance) = chosen.ticket.balance() {
+                balance.count_breaker(chosen.ticket.upstream, b);
+            }
+            return Attempt::Finished(refuse_upstream(ex, b.message(), body_pending).await);
+        }
+        Err(Refusal::Failed(f)) => return Attempt::Failed(RelayError::upstream(f), false),
+    };
+    chosen.ticket.set_connected(true);
+    let sent_at = Instant::now();
+    if let Err(f) = write_all(&mut conn, out, limit).await {
+        return Attempt::Failed(RelayError::upstream(f), reused);
+    }
+    if body_pending && let Err(next) = send_request_body(ex, &mut conn, out, remaining).await {
+        return Attempt::Finished(next);
+    }
+    match read_response_head(ex, &mut conn, ubuf, limit).await {
+        Ok(()) => Attempt::Answered(conn, sent_at),
+        Err(e) => Attempt::Failed(e, reused),
     }
 }
 
@@ -139,7 +228,7 @@ pub fn pool_key(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Option<IpAddr> {
 /// one that named this client), or a new one within `connect_timeout`
 /// (its PROXY header first, then the TLS handshake for an https://
 /// target). The flag says whether it was reused.
-pub async fn connect(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<(UpConn, bool), Failure> {
+pub async fn connect(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<(UpConn, bool), Refusal> {
     let (local, up, target) = (ex.local, chosen.up, chosen.target);
     let key = pool_key(ex, chosen);
     let pooled = local
@@ -149,6 +238,90 @@ pub async fn connect(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<(UpConn, 
     if let Some(c) = pooled {
         return Ok((c, true));
     }
+    // A new connection: within the upstream's circuit breaker limits.
+    let pending = Pending::enter(ex, chosen)?;
+    if let Err(b) = pending.room_for_a_connection(up.connect_timeout).await {
+        return Err(Refusal::Breaker(b));
+    }
+    drop(pending);
+    match new_connection(ex, chosen).await {
+        Ok(c) => Ok((c, false)),
+        Err(f) => Err(Refusal::Failed(f)),
+    }
+}
+
+/// Why no connection was had.
+pub enum Refusal {
+    /// A circuit breaker limit of the upstream.
+    Breaker(Breaker),
+    Failed(Failure),
+}
+
+/// A request counted among those waiting for a connection (`max_pending`) until dropped.
+/// (Uncounted when a reload replaced this worker's counts.)
+struct Pending<'e, 'w> {
+    ex: &'e Exchange<'w>,
+    chosen: &'e Chosen<'w>,
+}
+
+impl<'e, 'w> Pending<'e, 'w> {
+    fn enter(ex: &'e Exchange<'w>, chosen: &'e Chosen<'w>) -> Result<Self, Refusal> {
+        if let Some(mut b) = chosen.ticket.balance() {
+            let st = &mut b.upstreams[chosen.ticket.upstream];
+            if st.pending >= chosen.up.resilience.limits.max_pending {
+                return Err(Refusal::Breaker(Breaker::MaxPending));
+            }
+            st.pending += 1;
+        }
+        Ok(Pending { ex, chosen })
+    }
+
+    /// Waits (up to `limit`) until the upstream has fewer than
+    /// `max_connections` open on this worker (in use plus idle; an idle one
+    /// to another target is closed to make room).
+    async fn room_for_a_connection(&self, limit: Duration) -> Result<(), Breaker> {
+        let max = self.chosen.up.resilience.limits.max_connections;
+        if max == u32::MAX {
+            return Ok(());
+        }
+        let local = self.ex.local;
+        let ids = || self.chosen.up.targets.iter().map(|t| t.id);
+        let room = || {
+            let Some(b) = self.chosen.ticket.balance() else {
+                return true;
+            };
+            let connected = b.upstreams[self.chosen.ticket.upstream].connected;
+            drop(b);
+            let mut pool = local.pool.borrow_mut();
+            let open = connected as usize + pool.idle_among(ids());
+            open < max as usize || (pool.evict_among(ids()) && open - 1 < max as usize)
+        };
+        let wait = std::future::poll_fn(|cx| {
+            if room() {
+                return std::task::Poll::Ready(());
+            }
+            local.conn_waiters.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        });
+        monoio::time::timeout(limit, wait)
+            .await
+            .map_err(|_| Breaker::MaxConnections)
+    }
+}
+
+impl Drop for Pending<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(mut b) = self.chosen.ticket.balance() {
+            let st = &mut b.upstreams[self.chosen.ticket.upstream];
+            st.pending = st.pending.saturating_sub(1);
+        }
+    }
+}
+
+/// A new connection to the chosen target within `connect_timeout` (PROXY
+/// header first, then TLS for an `https://` target).
+async fn new_connection(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<UpConn, Failure> {
+    let (local, up, target) = (ex.local, chosen.up, chosen.target);
     local.count_upstream_connect();
     let connect = async {
         let mut s = TcpStream::connect_addr(target.addr)
@@ -162,10 +335,7 @@ pub async fn connect(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<(UpConn, 
             return Ok(UpConn::Plain(s));
         }
         let tls = up.tls.as_ref().ok_or(Failure::Connect)?;
-        let name = tls
-            .server_name
-            .as_deref()
-            .unwrap_or_else(|| host_of(&target.authority));
+        let name = tls.server_name.as_deref().unwrap_or_else(|| target.host());
         // Boxed: a handshake future is large and only new TLS connections need it.
         match Box::pin(ringway_tls::connect(tls.config.clone(), name, s)).await {
             Ok(t) => Ok(UpConn::Tls(Box::new(t))),
@@ -177,7 +347,7 @@ pub async fn connect(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<(UpConn, 
         }
     };
     match monoio::time::timeout(up.connect_timeout, connect).await {
-        Ok(Ok(c)) => Ok((c, false)),
+        Ok(Ok(c)) => Ok(c),
         Ok(Err(f)) => Err(f),
         Err(_) => Err(Failure::Connect),
     }
@@ -200,15 +370,6 @@ async fn send_proxy_header(
     let (sent, header) = s.write_all(header).await;
     ex.local.pools.put_buf(header);
     sent.map(|_| ()).map_err(|_| Failure::Connect)
-}
-
-/// The host part of `host:port` (brackets of an IPv6 literal removed).
-fn host_of(authority: &str) -> &str {
-    let host = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => &authority[..i],
-        _ => authority,
-    };
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Phase 7: the rest of the request body, after the head went out.
@@ -304,6 +465,8 @@ async fn relay_interim(ex: &mut Exchange<'_>, ubuf: &mut Vec<u8>) -> Result<(), 
         let mut interim = local.pools.take_buf();
         let (empty, added) = (Framing::None, write::Added::default());
         write::response_head(&mut interim, ubuf, ex.resp, empty, Persist::Default, added);
+        // From here on a retry would answer twice: none follows.
+        ex.info.interim_sent = true;
         let r = write_all(ex.client, &mut interim, ex.snap.timeouts.body_idle).await;
         local.pools.put_buf(interim);
         r.map_err(RelayError::client)?;

@@ -21,6 +21,8 @@ use worker::{Driver, WorkerSpec};
 
 enum Event {
     Signal(i32),
+    /// The upstreams thread found DNS names resolving to new addresses.
+    Resolved(crate::resilience::Resolved),
     WorkerExited {
         id: usize,
         result: Result<(), String>,
@@ -40,6 +42,8 @@ pub struct Running {
     events_tx: mpsc::Sender<Event>,
     workers: usize,
     shutdown_timeout: Duration,
+    /// The upstreams thread (health checks, DNS) runs.
+    checker: std::sync::atomic::AtomicBool,
 }
 
 /// For each entry of `next`, the entry of `current` it keeps (same address,
@@ -179,15 +183,64 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
         events_tx: tx,
         workers: snapshot.workers,
         shutdown_timeout: snapshot.shutdown_timeout,
+        checker: std::sync::atomic::AtomicBool::new(false),
     })
+    .inspect(|r| r.ensure_checker(&snapshot))
+}
+
+/// Whether a config needs the upstreams thread (health checks or DNS re-resolution).
+fn needs_checker(snap: &Snapshot) -> bool {
+    snap.upstreams
+        .iter()
+        .any(|u| u.resilience.health.is_some() || u.resilience.resolve_interval.is_some())
 }
 
 impl Running {
+    /// Starts the upstreams thread once a config needs it.
+    fn ensure_checker(&self, snap: &Snapshot) {
+        if !needs_checker(snap) || self.checker.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let tx = Mutex::new(self.events_tx.clone());
+        let rebuild = Box::new(move |r| {
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(Event::Resolved(r));
+        });
+        match crate::resilience::checker::spawn(self.shared.clone(), rebuild) {
+            Ok(()) => info!("upstreams thread started (health checks, DNS re-resolution)"),
+            Err(e) => error!("the upstreams thread did not start: {e}"),
+        }
+    }
+
     /// Re-reads and recompiles the config file; on success every worker
     /// switches to it for new requests. On failure the running config stays.
     pub fn reload(&self) {
         let current = self.shared.latest();
-        match crate::config::load(&current.source) {
+        self.replace(
+            current.clone(),
+            crate::config::load(&current.source),
+            "reloaded",
+        );
+    }
+
+    /// Compiles the running config text again with new DNS answers and
+    /// installs it like a reload (the file is not read again).
+    fn rebuild(&self, resolved: crate::resilience::Resolved) {
+        let current = self.shared.latest();
+        let next = crate::config::from_str_resolved(&current.source, &current.text, &resolved);
+        self.replace(current, next, "re-resolved targets of");
+    }
+
+    /// Installs `loaded` in place of `current` (a reload, or a DNS change).
+    fn replace(
+        &self,
+        current: Arc<Snapshot>,
+        loaded: Result<Snapshot, crate::config::ConfigError>,
+        what: &str,
+    ) {
+        match loaded {
             Err(e) => {
                 self.shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 error!(
@@ -253,11 +306,15 @@ impl Running {
                 }
                 crate::policy::start_background(&next);
                 install_cluster(&next);
+                // Targets that stay keep what the health checks found.
+                next.live
+                    .adopt(&next.target_keys(), &current.live, &current.target_keys());
+                self.ensure_checker(&next);
                 let g = next.generation;
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);
                 self.shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                info!("reloaded {}: generation {g}", current.source.display());
+                info!("{what} {}: generation {g}", current.source.display());
             }
         }
     }
@@ -364,6 +421,7 @@ impl Running {
             };
             match ev {
                 Event::Signal(SIGHUP) => self.reload(),
+                Event::Resolved(r) => self.rebuild(r),
                 Event::Signal(SIGUSR1) => {
                     if let Some(log) = &self.access_log {
                         log.reopen.store(true, Ordering::Release);

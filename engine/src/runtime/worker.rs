@@ -157,6 +157,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     while !spec.shared.draining.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
         w.flush_log();
+        w.close_down_targets();
         spec.scrape.answer(spec.id, &mut scrape, || w.report());
         let g = spec.shared.generation.load(Ordering::Acquire);
         if g != generation {
