@@ -30,20 +30,65 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
 
 /// Parses and compiles config text; `path` is only used to name the file in errors.
 pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+    compile_with(path, text, |_, _, _| Extension::default())
+}
+
+/// What an importer (`crate::openapi`) adds to a config before it compiles:
+/// its documents' text, appended to the config text in the source the
+/// compiler reports against (the spans of the model values it added point
+/// into it), the segments that name those documents, and the problems it
+/// found itself.
+#[derive(Default)]
+pub struct Extension {
+    pub text: String,
+    pub segments: Vec<error::Segment>,
+    /// Span in the source (config text or appended text), key, message.
+    pub problems: Vec<(std::ops::Range<usize>, String, String)>,
+}
+
+/// Like [`from_str`], with `extend` adding to the file model once it is
+/// read. `extend` gets the model, the config file's folder, and the offset
+/// at which the text it returns will start in the source.
+pub fn compile_with(
+    path: &Path,
+    text: &str,
+    extend: impl FnOnce(&mut model::File, &Path, usize) -> Extension,
+) -> Result<Snapshot, ConfigError> {
+    compile_model(path, text, extend).map(|(snapshot, _)| snapshot)
+}
+
+/// Like [`compile_with`], keeping the file model the snapshot was compiled
+/// from (what `ringway export-openapi` writes).
+pub fn compile_model(
+    path: &Path,
+    text: &str,
+    extend: impl FnOnce(&mut model::File, &Path, usize) -> Extension,
+) -> Result<(Snapshot, model::File), ConfigError> {
     let mut c = Collector::new(text);
-    let Some((file, renumber)) = read::read::<model::File>(&mut c) else {
+    let Some((mut file, renumber)) = read::read::<model::File>(&mut c) else {
         return c
             .finish(path, ())
             .map(|()| unreachable!("read records why"));
     };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let extension = extend(&mut file, base, text.len());
+    let source = format!("{text}{}", extension.text);
+    let mut c = Collector {
+        source: &source,
+        diagnostics: c.diagnostics,
+        segments: extension.segments,
+    };
+    for (span, key, message) in extension.problems {
+        c.at(span, key, message);
+    }
     // What could be read compiles too, so its errors come in the same run.
     let structural = c.diagnostics.len();
-    let snapshot = compile(path, file, &mut c);
+    let snapshot = compile(path, &file, &mut c);
     renumber.apply(&mut c, structural);
-    c.finish(path, snapshot)
+    c.finish(path, (snapshot, file))
 }
 
-fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
+fn compile(path: &Path, file: &model::File, c: &mut Collector<'_>) -> Snapshot {
     let s = &file.server;
     let base = path.parent().unwrap_or(Path::new("."));
     let server = server::compile_server(s, base, c);
@@ -73,6 +118,10 @@ fn compile(path: &Path, file: model::File, c: &mut Collector<'_>) -> Snapshot {
     }
     Snapshot {
         source: path.to_path_buf(),
+        sources: crate::snapshot::Sources {
+            config: Some(path.to_path_buf()),
+            ..Default::default()
+        },
         generation: 0,
         listen: server.listen,
         listen_tls: server.listen_tls,

@@ -187,7 +187,12 @@ impl Running {
     /// switches to it for new requests. On failure the running config stays.
     pub fn reload(&self) {
         let current = self.shared.latest();
-        match crate::config::load(&current.source) {
+        match crate::openapi::load(&current.sources).map(|(next, warnings)| {
+            for w in &warnings {
+                warn!("reload: unsupported, skipped: {w}");
+            }
+            next
+        }) {
             Err(e) => {
                 self.shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 error!(

@@ -1,0 +1,225 @@
+//! Amazon API Gateway exports (OpenAPI 3.0/3.1 or Swagger 2.0, JSON or
+//! YAML, with the `x-amazon-apigateway-*` extensions) served as they are,
+//! and the config written back as such a document.
+//!
+//! Import produces the config model the TOML loader produces, so routing,
+//! policies and reload need nothing of their own:
+//!
+//! - [`tree`] reads JSON and YAML into one tree that keeps every node's span;
+//! - `import` maps the document (paths, operations, security, CORS, the
+//!   resource policy, gateway responses, the stage) onto model values;
+//!   `integration` the integrations and the upstreams they need; `schema`
+//!   the request validators and `$ref`s;
+//! - [`load`] merges every document (`--openapi FILE`, `[[openapi]]`) into
+//!   the TOML's model and compiles it. Each document's text is appended to
+//!   the compiler's source as a segment, so the compiler's own errors name
+//!   the document, the line and the JSON pointer;
+//! - [`export`] writes a compiled config's model as OpenAPI 3.0.
+//!
+//! What cannot be served as written is never dropped silently: each such
+//! item is a [`Warning`] naming its JSON pointer, or an error with `strict`.
+
+pub mod export;
+mod import;
+mod integration;
+mod schema;
+pub mod tree;
+
+use crate::config::error::{ConfigError, Segment, locate};
+use crate::config::{Extension, model};
+use crate::snapshot::{Snapshot, Sources};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use integration::UNRESOLVED;
+
+/// An item of an imported document that is not served as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// JSON pointer of the item.
+    pub pointer: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: `{}`: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.pointer,
+            self.message
+        )
+    }
+}
+
+/// Reads and compiles the TOML config (if any) with every OpenAPI document
+/// it names and `sources` adds: the snapshot, and the items not served as
+/// written.
+pub fn load(sources: &Sources) -> Result<(Snapshot, Vec<Warning>), ConfigError> {
+    load_model(sources).map(|(snap, _, warnings)| (snap, warnings))
+}
+
+/// Like [`load`], keeping the merged file model (for [`export`]).
+pub fn load_model(
+    sources: &Sources,
+) -> Result<(Snapshot, model::File, Vec<Warning>), ConfigError> {
+    let (path, text) = match &sources.config {
+        Some(p) => (
+            p.clone(),
+            std::fs::read_to_string(p).map_err(|e| ConfigError::io(p, e))?,
+        ),
+        None => (
+            sources.openapi.first().cloned().unwrap_or_default(),
+            String::new(),
+        ),
+    };
+    let mut warnings = Vec::new();
+    let (mut snap, file) = crate::config::compile_model(&path, &text, |file, base, start| {
+        extend(file, base, start, sources, &mut warnings)
+    })?;
+    snap.sources = sources.clone();
+    Ok((snap, file, warnings))
+}
+
+/// Imports each document into `file`; see [`crate::config::compile_with`].
+fn extend(
+    file: &mut model::File,
+    base: &Path,
+    start: usize,
+    sources: &Sources,
+    warnings: &mut Vec<Warning>,
+) -> Extension {
+    let mut ext = Extension::default();
+    let mut docs: Vec<(PathBuf, Option<(usize, model::OpenApi)>)> = file
+        .openapi
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (base.join(t.file.get_ref()), Some((i, t.clone()))))
+        .collect();
+    docs.extend(sources.openapi.iter().map(|p| (p.clone(), None)));
+    let taken = file.upstream.iter().map(|u| u.name.get_ref().clone()).collect();
+    let mut upstreams = integration::Upstreams::new(taken);
+    for (path, table) in &docs {
+        let off = start + ext.text.len();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let message = format!("cannot read {}: {e}", path.display());
+                match table {
+                    Some((i, t)) => {
+                        ext.problems
+                            .push((t.file.span(), format!("openapi[{i}].file"), message))
+                    }
+                    None => {
+                        ext.text.push('\n');
+                        ext.segments.push(Segment {
+                            range: off..off + 1,
+                            file: path.clone(),
+                            keys: Vec::new(),
+                        });
+                        ext.problems.push((off..off, String::new(), message));
+                    }
+                }
+                continue;
+            }
+        };
+        ext.text.push_str(&text);
+        ext.text.push('\n');
+        let mut segment = Segment {
+            range: off..off + text.len() + 1,
+            file: path.clone(),
+            keys: Vec::new(),
+        };
+        let root = match tree::parse(&text) {
+            Ok(root) => root,
+            Err(e) => {
+                let at = off + e.at;
+                let message = format!("not a JSON or YAML document: {}", e.message);
+                ext.problems.push((at..at, String::new(), message));
+                ext.segments.push(segment);
+                continue;
+            }
+        };
+        let mut keys = Vec::new();
+        root.pointers("", &mut keys);
+        segment.keys = keys
+            .into_iter()
+            .map(|(r, p)| (r.start + off..r.end + off, p))
+            .collect();
+        let mut im = import::Importer {
+            root: &root,
+            off,
+            table: table.as_ref().map(|(_, t)| t),
+            upstreams: &mut upstreams,
+            out: import::Imported::default(),
+        };
+        im.run();
+        let out = im.out;
+        for e in out.errors {
+            ext.problems.push((e.span, String::new(), e.message));
+        }
+        for item in out.items {
+            if sources.strict {
+                let message = format!("unsupported (--strict): {}", item.message);
+                ext.problems.push((item.span, String::new(), message));
+            } else {
+                warnings.push(warning(&segment, &text, off, &item.span, item.message));
+            }
+        }
+        file.route.extend(out.routes);
+        for (key, r) in out.gateway_responses {
+            if file.gateway_responses.contains_key(&key) {
+                let message = format!("[gateway_responses.\"{key}\"] of the TOML is kept");
+                warnings.push(warning(&segment, &text, off, &r.span(), message));
+            } else {
+                file.gateway_responses.insert(key, r);
+            }
+        }
+        if let Some(stage) = out.stage {
+            let explicit = stage.span().end <= start;
+            match &file.server.stage {
+                None => file.server.stage = Some(stage),
+                Some(s) if s.get_ref() == stage.get_ref() => {}
+                Some(s) if explicit => ext.problems.push((
+                    stage.span(),
+                    "openapi.stage".into(),
+                    format!("stage {:?} differs from the stage {:?} already set: ringway serves one stage", stage.get_ref(), s.get_ref()),
+                )),
+                Some(s) => {
+                    let message = format!(
+                        "basePath {:?}: the stage is {:?} (set in the TOML or by an earlier document)",
+                        stage.get_ref(),
+                        s.get_ref()
+                    );
+                    warnings.push(warning(&segment, &text, off, &stage.span(), message));
+                }
+            }
+        }
+        ext.segments.push(segment);
+    }
+    file.upstream.extend(upstreams.list);
+    ext
+}
+
+fn warning(
+    segment: &Segment,
+    text: &str,
+    off: usize,
+    span: &std::ops::Range<usize>,
+    message: String,
+) -> Warning {
+    let (line, column, _) = locate(text, span.start.saturating_sub(off));
+    Warning {
+        file: segment.file.clone(),
+        line,
+        column,
+        pointer: segment.key(span).unwrap_or_default().to_string(),
+        message,
+    }
+}
