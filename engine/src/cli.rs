@@ -112,7 +112,7 @@ impl Inputs {
         match crate::openapi::load(&self.sources()) {
             Ok((snap, warnings)) => {
                 for w in &warnings {
-                    tracing::warn!("unsupported, skipped: {w}");
+                    tracing::warn!("{w}");
                 }
                 Ok(snap)
             }
@@ -198,7 +198,7 @@ fn check(inputs: &Inputs) -> i32 {
         Ok((s, warnings)) => {
             print!("{}", s.describe());
             if !warnings.is_empty() {
-                println!("unsupported (skipped; an error with --strict):");
+                println!("warnings (what is not served as written; unsupported items are errors with --strict):");
                 for w in &warnings {
                     println!("  {w}");
                 }

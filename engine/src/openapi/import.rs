@@ -43,6 +43,7 @@ const IGNORED_TOP: &[&str] = &[
     "x-amazon-apigateway-request-validators",
     "x-amazon-apigateway-request-validator",
     "x-amazon-apigateway-api-key-source",
+    "x-ringway-gateway-responses",
 ];
 
 /// Operation keys that carry nothing to serve (or that are read below).
@@ -66,6 +67,25 @@ const IGNORED_OP: &[&str] = &[
     "x-amazon-apigateway-request-validator",
 ];
 
+/// Integration keys that are read, or that change nothing ringway serves
+/// (caching and pass-through settings, the Lambda payload version).
+const KNOWN_INTEGRATION: &[&str] = &[
+    "type",
+    "httpMethod",
+    "uri",
+    "requestParameters",
+    "timeoutInMillis",
+    "tlsConfig",
+    "connectionType",
+    "requestTemplates",
+    "responses",
+    "passthroughBehavior",
+    "cacheNamespace",
+    "cacheKeyParameters",
+    "payloadFormatVersion",
+    "description",
+];
+
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
@@ -85,7 +105,10 @@ pub struct Imported {
     pub stage: Option<Spanned<String>>,
     /// Errors: the node and the message.
     pub errors: Vec<Item>,
+    /// Not served as written: warnings, errors under `--strict`.
     pub items: Vec<Item>,
+    /// Warnings whatever `--strict` says (a host that does not resolve yet).
+    pub notices: Vec<Item>,
 }
 
 /// Reads one document. `off` is where its text starts in the compiler's
@@ -123,6 +146,14 @@ impl<'a> Importer<'a> {
     pub fn unsupported(&mut self, n: &Node, message: impl Into<String>) {
         let span = self.span(n);
         self.out.items.push(Item {
+            span,
+            message: message.into(),
+        });
+    }
+
+    pub fn notice(&mut self, n: &Node, message: impl Into<String>) {
+        let span = self.span(n);
+        self.out.notices.push(Item {
             span,
             message: message.into(),
         });
@@ -201,10 +232,10 @@ impl<'a> Importer<'a> {
                 {
                     let first = self.span(first);
                     let first = &self.root_text_pointer(first);
-                    self.error(
-                        &op.node,
-                        format!("{method} {} maps to the same route as {first}", p.key),
-                    );
+                    self.out.errors.push(Item {
+                        span: self.key_span(&op.key_span),
+                        message: format!("{method} {} maps to the same route as {first}", p.key),
+                    });
                     continue;
                 }
                 seen.push((shape, method.clone(), &op.node));
@@ -306,7 +337,9 @@ impl<'a> Importer<'a> {
     fn operation(&mut self, at: &Operation<'a>, shared: &Shared) -> Option<model::Route> {
         let op = at.node;
         for e in op.entries() {
-            if !IGNORED_OP.contains(&e.key.as_str()) && e.key.starts_with("x-") {
+            let known = IGNORED_OP.contains(&e.key.as_str())
+                || super::export::ROUTE_KEYS.contains(&e.key.as_str());
+            if !known && e.key.starts_with("x-") {
                 self.unsupported(
                     &e.node,
                     format!("`{}` on an operation is not supported", e.key),
@@ -341,6 +374,14 @@ impl<'a> Importer<'a> {
             mapping: None,
             mock: None,
         };
+        for e in integ.entries() {
+            if !KNOWN_INTEGRATION.contains(&e.key.as_str()) {
+                self.unsupported(
+                    &e.node,
+                    format!("integration setting `{}` is not supported", e.key),
+                );
+            }
+        }
         let kind = integ
             .get("type")
             .and_then(Node::as_str)
@@ -359,7 +400,7 @@ impl<'a> Importer<'a> {
             "aws" | "aws_proxy" => {
                 self.unsupported(
                     integ,
-                    format!("a `{kind}` (Lambda / AWS service) integration is not supported: the operation is not served"),
+                    format!("an `{kind}` (Lambda / AWS service) integration is not supported: the operation is not served"),
                 );
                 return None;
             }
@@ -373,6 +414,7 @@ impl<'a> Importer<'a> {
             }
         }
         route.validate = schema::validate(self, op, at.common);
+        self.ringway_keys(op, &mut route);
         Some(route)
     }
 
@@ -539,7 +581,7 @@ impl<'a> Importer<'a> {
     }
 
     /// `x-amazon-apigateway-cors` → `[route.cors]`.
-    fn cors(&mut self, n: &Node) -> Option<Spanned<model::Cors>> {
+    pub fn cors(&mut self, n: &Node) -> Option<Spanned<model::Cors>> {
         let list = |key: &str| -> Vec<Spanned<String>> {
             n.get(key)
                 .map(|l| {
@@ -642,11 +684,21 @@ impl<'a> Importer<'a> {
 
     /// `x-amazon-apigateway-gateway-responses` → `[gateway_responses]`.
     fn gateway_responses(&mut self) {
-        let Some(all) = self.root.get("x-amazon-apigateway-gateway-responses") else {
-            return;
-        };
-        for e in all.entries() {
-            let Some(key) = response_key(&e.key) else {
+        let root = self.root;
+        let aws = root
+            .get("x-amazon-apigateway-gateway-responses")
+            .map_or(&[][..], Node::entries);
+        let own = root
+            .get("x-ringway-gateway-responses")
+            .map_or(&[][..], Node::entries);
+        let entries = aws.iter().map(|e| (e, false)).chain(own.iter().map(|e| (e, true)));
+        for (e, ringway) in entries {
+            let key = if ringway {
+                Some(e.key.clone())
+            } else {
+                response_key(&e.key).map(str::to_string)
+            };
+            let Some(key) = key else {
                 self.unsupported(
                     &e.node,
                     format!("gateway response type {} has no ringway equivalent", e.key),
@@ -661,6 +713,12 @@ impl<'a> Importer<'a> {
                     format!("{} answers the same status ({key}) as {first}, which is kept", e.key),
                 );
                 continue;
+            }
+            if let Some(others) = shared_status(&e.key) {
+                self.notice(
+                    &e.node,
+                    format!("ringway keys gateway responses by status: {} answers every {key} ({others} too)", e.key),
+                );
             }
             let r = &e.node;
             let status = r.get("statusCode").and_then(|s| {
@@ -694,7 +752,7 @@ impl<'a> Importer<'a> {
                 body,
             };
             let spanned = self.spanned(r, gr);
-            self.out.gateway_responses.push((key.to_string(), spanned));
+            self.out.gateway_responses.push((key, spanned));
         }
     }
 
@@ -804,6 +862,19 @@ pub fn response_key(kind: &str) -> Option<&'static str> {
         "API_CONFIGURATION_ERROR" | "AUTHORIZER_FAILURE" | "AUTHORIZER_CONFIGURATION_ERROR" => {
             "500"
         }
+        _ => return None,
+    })
+}
+
+/// What else a response type's status answers, for types that share one.
+fn shared_status(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "THROTTLED" | "QUOTA_EXCEEDED" => "throttling and quotas",
+        "ACCESS_DENIED" | "INVALID_API_KEY" | "EXPIRED_TOKEN" | "INVALID_SIGNATURE" | "WAF_FILTERED" => {
+            "missing or invalid API keys, IP rules, JWT scopes"
+        }
+        "MISSING_AUTHENTICATION_TOKEN" | "RESOURCE_NOT_FOUND" => "unknown routes",
+        "BAD_REQUEST_PARAMETERS" | "BAD_REQUEST_BODY" => "missing parameters and invalid bodies",
         _ => return None,
     })
 }

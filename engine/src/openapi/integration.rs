@@ -421,7 +421,7 @@ fn upstream_for(
     };
     let span = im.span(uri);
     if !resolves {
-        im.unsupported(
+        im.notice(
             uri,
             format!("host {host:?} does not resolve now: upstream {name:?} answers 502 until it does (it is resolved again on reload)"),
         );

@@ -22,6 +22,7 @@
 pub mod export;
 mod import;
 mod integration;
+mod own;
 mod schema;
 pub mod tree;
 
@@ -172,6 +173,9 @@ fn extend(
                 warnings.push(warning(&segment, &text, off, &item.span, item.message));
             }
         }
+        for item in out.notices {
+            warnings.push(warning(&segment, &text, off, &item.span, item.message));
+        }
         file.route.extend(out.routes);
         for (key, r) in out.gateway_responses {
             if file.gateway_responses.contains_key(&key) {
@@ -204,6 +208,7 @@ fn extend(
         ext.segments.push(segment);
     }
     file.upstream.extend(upstreams.list);
+    warnings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     ext
 }
 

@@ -189,7 +189,7 @@ impl Running {
         let current = self.shared.latest();
         match crate::openapi::load(&current.sources).map(|(next, warnings)| {
             for w in &warnings {
-                warn!("reload: unsupported, skipped: {w}");
+                warn!("reload: {w}");
             }
             next
         }) {
