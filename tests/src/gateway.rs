@@ -107,6 +107,25 @@ impl Gateway {
         env: &[(&str, &str)],
         removed: &[&str],
     ) -> Result<Gateway, (String, Vec<String>)> {
+        Self::try_start_with_args(config, env, removed, &[])
+    }
+
+    /// Starts `ringway serve -c FILE ARGS...` (`--openapi api.yaml`, ...).
+    pub fn start_with_args(config: &str, args: &[&str]) -> Gateway {
+        Self::try_start_with_args(config, &[], &[], args).unwrap_or_else(|(msg, log)| {
+            panic!(
+                "ringway did not start: {msg}\n--- log ---\n{}",
+                log.join("\n")
+            )
+        })
+    }
+
+    fn try_start_with_args(
+        config: &str,
+        env: &[(&str, &str)],
+        removed: &[&str],
+        args: &[&str],
+    ) -> Result<Gateway, (String, Vec<String>)> {
         let dir = TempDir::new();
         let path = dir.0.join("ringway.toml");
         std::fs::write(&path, config).expect("write config");
@@ -114,6 +133,7 @@ impl Gateway {
         cmd.arg("serve")
             .arg("-c")
             .arg(&path)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

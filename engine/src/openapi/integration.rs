@@ -23,6 +23,8 @@ pub struct Upstreams {
     made: Vec<Made>,
     /// Names taken (the TOML's `[[upstream]]`s and those made).
     taken: Vec<String>,
+    /// The TOML's `[[upstream]]` names: an integration host spelled as one goes to it.
+    declared: Vec<String>,
 }
 
 #[derive(PartialEq)]
@@ -37,6 +39,7 @@ impl Upstreams {
         Upstreams {
             list: Vec::new(),
             made: Vec::new(),
+            declared: taken.clone(),
             taken,
         }
     }
@@ -355,12 +358,18 @@ fn upstream_for(
     };
     let timeout = integ.get("timeoutInMillis");
     let tls = integ.get("tlsConfig");
-    let mapped = im.table.and_then(|t| {
-        t.upstreams
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&authority) || k.eq_ignore_ascii_case(&host))
-            .map(|(_, v)| v.get_ref().clone())
-    });
+    let mapped = im
+        .table
+        .and_then(|t| {
+            t.upstreams
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&authority) || k.eq_ignore_ascii_case(&host))
+                .map(|(_, v)| v.get_ref().clone())
+        })
+        .or_else(|| {
+            let declared = &im.upstreams.declared;
+            declared.iter().find(|d| d.eq_ignore_ascii_case(&authority)).cloned()
+        });
     if let Some(name) = mapped {
         for n in [timeout, tls].into_iter().flatten() {
             im.unsupported(
