@@ -29,6 +29,7 @@ pub const ROUTE_KEYS: &[&str] = &[
     "x-ringway-mapping-response",
     "x-ringway-validate",
     "x-ringway-jwt",
+    "x-ringway-mock",
 ];
 
 /// The document for `file` (a config's model, imports merged in); `base`
@@ -47,7 +48,9 @@ pub fn document(file: &model::File, base: &Path) -> Value {
         );
     }
     let all_cors = shared(file.route.iter().map(|r| r.cors.as_ref().map(|c| cors(c.get_ref()))));
-    let all_ip = shared(file.route.iter().map(|r| r.ip.as_ref().map(|i| ip(i.get_ref()))));
+    // A policy without statements restricts nothing: empty rules stay on their routes.
+    let all_ip = shared(file.route.iter().map(|r| r.ip.as_ref().map(|i| ip(i.get_ref()))))
+        .filter(|v| v.as_ref().is_none_or(|i| i != &json!({"allow": [], "deny": []})));
     if let Some(Some(c)) = &all_cors {
         doc.insert("x-amazon-apigateway-cors".into(), c.clone());
     }
@@ -70,6 +73,14 @@ pub fn document(file: &model::File, base: &Path) -> Value {
             );
         }
         op.insert("x-amazon-apigateway-integration".into(), integration(r));
+        if let Some(m) = &r.mock {
+            // API Gateway's mock says the content type through its template; ringway's exactly.
+            let m = m.get_ref();
+            op.insert(
+                "x-ringway-mock".into(),
+                json!({"status": m.status.get_ref(), "headers": m.headers.as_ref().map(|h| h.get_ref()), "body": m.body}),
+            );
+        }
         if let Some(u) = &r.upstream {
             op.insert("x-ringway-upstream".into(), json!(u.get_ref()));
         }

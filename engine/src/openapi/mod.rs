@@ -26,6 +26,9 @@ mod own;
 mod schema;
 pub mod tree;
 
+#[cfg(test)]
+mod tests;
+
 use crate::config::error::{ConfigError, Segment, locate};
 use crate::config::{Extension, model};
 use crate::snapshot::{Snapshot, Sources};

@@ -57,6 +57,24 @@ impl<'a> Importer<'a> {
                 map,
             ));
         }
+        if let Some(n) = op.get("x-ringway-mock")
+            && let Some(m) = &mut route.mock
+        {
+            let m = m.get_mut();
+            if let Some(s) = n.get("status")
+                && let Some(v) = self.number(s)
+            {
+                m.status = self.spanned(s, v as u16);
+            }
+            m.headers = match n.get("headers") {
+                Some(h) if h.is_map() => {
+                    let map = self.string_map(h);
+                    Some(self.spanned(h, map))
+                }
+                _ => None,
+            };
+            m.body = n.get("body").and_then(Node::as_str).map(str::to_string);
+        }
         if let Some(n) = op.get("x-ringway-validate") {
             self.validate_extra(n, route);
         }
