@@ -25,6 +25,8 @@ pub struct Upstreams {
     taken: Vec<String>,
     /// The TOML's `[[upstream]]` names: an integration host spelled as one goes to it.
     declared: Vec<String>,
+    /// Whether host names are looked up (else only IP addresses resolve).
+    resolve: bool,
 }
 
 #[derive(PartialEq)]
@@ -35,12 +37,13 @@ struct Made {
 }
 
 impl Upstreams {
-    pub fn new(taken: Vec<String>) -> Self {
+    pub fn new(taken: Vec<String>, resolve: bool) -> Self {
         Upstreams {
             list: Vec::new(),
             made: Vec::new(),
             declared: taken.clone(),
             taken,
+            resolve,
         }
     }
 }
@@ -420,9 +423,14 @@ fn upstream_for(
         name = format!("{authority}~{k}");
         k += 1;
     }
-    let resolves = format!("{host}:{port}")
-        .to_socket_addrs()
-        .is_ok_and(|mut a| a.next().is_some());
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let resolves = if ups.resolve {
+        format!("{host}:{port}")
+            .to_socket_addrs()
+            .is_ok_and(|mut a| a.next().is_some())
+    } else {
+        literal.parse::<std::net::IpAddr>().is_ok()
+    };
     let written = if resolves {
         target
     } else {
@@ -436,10 +444,10 @@ fn upstream_for(
         );
     }
     let ups = &mut *im.upstreams;
+    let upstream = made_upstream(&name, &written, span, timeout_ms, server_name)?;
     ups.taken.push(name.clone());
     ups.made.push(made);
-    ups.list
-        .extend(made_upstream(&name, &written, span, timeout_ms, server_name));
+    ups.list.push(upstream);
     Some(name)
 }
 

@@ -99,7 +99,6 @@ fn extend(
     sources: &Sources,
     warnings: &mut Vec<Warning>,
 ) -> Extension {
-    let mut ext = Extension::default();
     let mut docs: Vec<(PathBuf, Option<(usize, model::OpenApi)>)> = file
         .openapi
         .iter()
@@ -108,46 +107,97 @@ fn extend(
         .collect();
     docs.extend(sources.openapi.iter().map(|p| (p.clone(), None)));
     let taken = file.upstream.iter().map(|u| u.name.get_ref().clone()).collect();
-    let mut upstreams = integration::Upstreams::new(taken);
+    let mut cx = Merge {
+        ext: Extension::default(),
+        upstreams: integration::Upstreams::new(taken, true),
+        start,
+        strict: sources.strict,
+        warnings,
+    };
     for (path, table) in &docs {
-        let off = start + ext.text.len();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        match std::fs::read_to_string(path) {
+            Ok(text) => cx.document(file, path, table.as_ref().map(|(_, t)| t), &text),
             Err(e) => {
                 let message = format!("cannot read {}: {e}", path.display());
                 match table {
                     Some((i, t)) => {
-                        ext.problems
+                        cx.ext
+                            .problems
                             .push((t.file.span(), format!("openapi[{i}].file"), message))
                     }
                     None => {
-                        ext.text.push('\n');
-                        ext.segments.push(Segment {
+                        let off = cx.start + cx.ext.text.len();
+                        cx.ext.text.push('\n');
+                        cx.ext.segments.push(Segment {
                             range: off..off + 1,
                             file: path.clone(),
                             keys: Vec::new(),
                         });
-                        ext.problems.push((off..off, String::new(), message));
+                        cx.ext.problems.push((off..off, String::new(), message));
                     }
                 }
-                continue;
             }
+        }
+    }
+    cx.finish(file)
+}
+
+/// Compiles one document's text (named `name` in messages) on its own, as
+/// `ringway serve --openapi` would, without resolving host names (integration
+/// hosts that are not IP addresses count as unresolved). The fuzz target's
+/// entry point.
+pub fn from_text(name: &Path, text: &str) -> Result<(Snapshot, Vec<Warning>), ConfigError> {
+    let mut warnings = Vec::new();
+    let snap = crate::config::compile_with(name, "", |file, _, start| {
+        let mut cx = Merge {
+            ext: Extension::default(),
+            upstreams: integration::Upstreams::new(Vec::new(), false),
+            start,
+            strict: false,
+            warnings: &mut warnings,
         };
-        ext.text.push_str(&text);
-        ext.text.push('\n');
+        cx.document(file, name, None, text);
+        cx.finish(file)
+    })?;
+    Ok((snap, warnings))
+}
+
+/// Documents being merged into one file model.
+struct Merge<'w> {
+    ext: Extension,
+    upstreams: integration::Upstreams,
+    /// Where the appended text starts in the compiler's source.
+    start: usize,
+    strict: bool,
+    warnings: &'w mut Vec<Warning>,
+}
+
+impl Merge<'_> {
+    /// Appends one document's text as a segment and its routes, responses
+    /// and stage to `file`.
+    fn document(
+        &mut self,
+        file: &mut model::File,
+        path: &Path,
+        table: Option<&model::OpenApi>,
+        text: &str,
+    ) {
+        let off = self.start + self.ext.text.len();
+        self.ext.text.push_str(text);
+        self.ext.text.push('\n');
         let mut segment = Segment {
             range: off..off + text.len() + 1,
-            file: path.clone(),
+            file: path.to_path_buf(),
             keys: Vec::new(),
         };
-        let root = match tree::parse(&text) {
+        let root = match tree::parse(text) {
             Ok(root) => root,
             Err(e) => {
                 let at = off + e.at;
                 let message = format!("not a JSON or YAML document: {}", e.message);
-                ext.problems.push((at..at, String::new(), message));
-                ext.segments.push(segment);
-                continue;
+                self.ext.problems.push((at..at, String::new(), message));
+                self.ext.segments.push(segment);
+                return;
             }
         };
         let mut keys = Vec::new();
@@ -159,44 +209,51 @@ fn extend(
         let mut im = import::Importer {
             root: &root,
             off,
-            table: table.as_ref().map(|(_, t)| t),
-            upstreams: &mut upstreams,
+            table,
+            upstreams: &mut self.upstreams,
             out: import::Imported::default(),
         };
         im.run();
         let out = im.out;
+        let warn = |span: &std::ops::Range<usize>, message: String| {
+            warning(&segment, text, off, span, message)
+        };
         for e in out.errors {
-            ext.problems.push((e.span, String::new(), e.message));
+            self.ext.problems.push((e.span, String::new(), e.message));
         }
         for item in out.items {
-            if sources.strict {
+            if self.strict {
                 let message = format!("unsupported (--strict): {}", item.message);
-                ext.problems.push((item.span, String::new(), message));
+                self.ext.problems.push((item.span, String::new(), message));
             } else {
-                warnings.push(warning(&segment, &text, off, &item.span, item.message));
+                self.warnings.push(warn(&item.span, item.message));
             }
         }
         for item in out.notices {
-            warnings.push(warning(&segment, &text, off, &item.span, item.message));
+            self.warnings.push(warn(&item.span, item.message));
         }
         file.route.extend(out.routes);
         for (key, r) in out.gateway_responses {
             if file.gateway_responses.contains_key(&key) {
                 let message = format!("[gateway_responses.\"{key}\"] of the TOML is kept");
-                warnings.push(warning(&segment, &text, off, &r.span(), message));
+                self.warnings.push(warn(&r.span(), message));
             } else {
                 file.gateway_responses.insert(key, r);
             }
         }
         if let Some(stage) = out.stage {
-            let explicit = stage.span().end <= start;
+            let explicit = stage.span().end <= self.start;
             match &file.server.stage {
                 None => file.server.stage = Some(stage),
                 Some(s) if s.get_ref() == stage.get_ref() => {}
-                Some(s) if explicit => ext.problems.push((
+                Some(s) if explicit => self.ext.problems.push((
                     stage.span(),
                     "openapi.stage".into(),
-                    format!("stage {:?} differs from the stage {:?} already set: ringway serves one stage", stage.get_ref(), s.get_ref()),
+                    format!(
+                        "stage {:?} differs from the stage {:?} already set: ringway serves one stage",
+                        stage.get_ref(),
+                        s.get_ref()
+                    ),
                 )),
                 Some(s) => {
                     let message = format!(
@@ -204,15 +261,20 @@ fn extend(
                         stage.get_ref(),
                         s.get_ref()
                     );
-                    warnings.push(warning(&segment, &text, off, &stage.span(), message));
+                    self.warnings.push(warn(&stage.span(), message));
                 }
             }
         }
-        ext.segments.push(segment);
+        self.ext.segments.push(segment);
     }
-    file.upstream.extend(upstreams.list);
-    warnings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-    ext
+
+    /// The made upstreams join the file; the extension for the compiler.
+    fn finish(self, file: &mut model::File) -> Extension {
+        file.upstream.extend(self.upstreams.list);
+        self.warnings
+            .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        self.ext
+    }
 }
 
 fn warning(
