@@ -254,8 +254,12 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// Where a span of this document is, for a message: `paths./x.get`-free,
-    /// just the byte offset's JSON pointer, found again from the tree.
+    /// The JSON pointer of a node of this document.
+    pub fn pointer_of(&self, n: &Node) -> String {
+        self.root_text_pointer(self.span(n))
+    }
+
+    /// The JSON pointer of the node (or key) at `span`, found again from the tree.
     fn root_text_pointer(&self, span: Range<usize>) -> String {
         let mut keys = Vec::new();
         self.root.pointers("", &mut keys);

@@ -73,8 +73,7 @@ pub fn validate<'a>(
     {
         let mut stack = Vec::new();
         if let Some(doc) = resolve(im, schema, &mut stack) {
-            let span = im.span(schema);
-            let origin = format!("the body schema at byte {} of the OpenAPI document", span.start - im.off);
+            let origin = format!("openapi#{}", im.pointer_of(schema));
             t.json_schema_doc = Some((doc, origin));
         }
     }
