@@ -143,22 +143,24 @@ pub fn main() -> i32 {
         Command::Serve { inputs, driver } => serve(&inputs, driver),
         Command::Reload { config } => reload(&config),
         Command::Check { inputs } | Command::Routes { inputs } => check(&inputs),
-        Command::ExportOpenapi { inputs, json } => match crate::openapi::load_model(&inputs.sources()) {
-            Ok((snap, file, _)) => {
-                let base = snap.source.parent().unwrap_or(std::path::Path::new("."));
-                let doc = crate::openapi::export::document(&file, base);
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-                } else {
-                    print!("{}", crate::openapi::export::yaml(&doc));
+        Command::ExportOpenapi { inputs, json } => {
+            match crate::openapi::load_model(&inputs.sources()) {
+                Ok((snap, file, _)) => {
+                    let base = snap.source.parent().unwrap_or(std::path::Path::new("."));
+                    let doc = crate::openapi::export::document(&file, base);
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                    } else {
+                        print!("{}", crate::openapi::export::yaml(&doc));
+                    }
+                    0
                 }
-                0
+                Err(e) => {
+                    eprintln!("{e}");
+                    2
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                2
-            }
-        },
+        }
         Command::Usage {
             config,
             key,
@@ -198,7 +200,9 @@ fn check(inputs: &Inputs) -> i32 {
         Ok((s, warnings)) => {
             print!("{}", s.describe());
             if !warnings.is_empty() {
-                println!("warnings (what is not served as written; unsupported items are errors with --strict):");
+                println!(
+                    "warnings (what is not served as written; unsupported items are errors with --strict):"
+                );
                 for w in &warnings {
                     println!("  {w}");
                 }

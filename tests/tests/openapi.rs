@@ -107,7 +107,10 @@ fn petstore_proxy_api_forwards_under_its_stage_in_every_flavour() {
         assert_eq!(r.status, 200, "{name}");
         let seen = origin.seen();
         let s = seen.last().unwrap();
-        assert_eq!((s.method.as_str(), s.target.as_str()), ("POST", "/petstore/pets"));
+        assert_eq!(
+            (s.method.as_str(), s.target.as_str()),
+            ("POST", "/petstore/pets")
+        );
         assert_eq!(s.body, b"{\"name\":\"rex\"}");
         // Outside the stage nothing matches, and nothing is forwarded.
         let n = origin.seen().len();
@@ -121,7 +124,8 @@ fn yaml_json_swagger_and_openapi3_flavours_give_the_same_table() {
     let tables: Vec<Vec<String>> = PETSTORE
         .iter()
         .map(|name| {
-            let (code, out, err) = ringway(&["check", "--openapi", fixture(name).to_str().unwrap()]);
+            let (code, out, err) =
+                ringway(&["check", "--openapi", fixture(name).to_str().unwrap()]);
             assert_eq!(code, 0, "{name}: {err}");
             table(&out)
         })
@@ -133,7 +137,8 @@ fn yaml_json_swagger_and_openapi3_flavours_give_the_same_table() {
     assert!(t.contains("listen: 127.0.0.1:8080"), "{t}");
     assert!(t.contains("stage: /test"), "{t}");
     assert!(
-        t.contains("ANY      /{proxy+}") && t.contains("-> http://petstore-demo-endpoint.execute-api.com/petstore/{proxy}"),
+        t.contains("ANY      /{proxy+}")
+            && t.contains("-> http://petstore-demo-endpoint.execute-api.com/petstore/{proxy}"),
         "{t}"
     );
 }
@@ -148,13 +153,19 @@ fn an_unresolvable_integration_host_is_a_warning_and_its_routes_answer_502() {
     )
     .unwrap();
     let (code, out, err) = ringway(&["check", "--openapi", doc.to_str().unwrap(), "--strict"]);
-    assert_eq!(code, 0, "a host that does not resolve is no error, even with --strict: {err}");
+    assert_eq!(
+        code, 0,
+        "a host that does not resolve is no error, even with --strict: {err}"
+    );
     assert!(
         out.contains("api.yaml:9:14: `/paths/~1x/get/x-amazon-apigateway-integration/uri`: host \"backend.invalid\" does not resolve now"),
         "{out}"
     );
     let origin = Origin::echo();
-    let gw = Gateway::start_with_args(&config(origin.addr, ""), &["--openapi", doc.to_str().unwrap()]);
+    let gw = Gateway::start_with_args(
+        &config(origin.addr, ""),
+        &["--openapi", doc.to_str().unwrap()],
+    );
     let r = request(gw.addr, "GET", "/x", "", "");
     assert_eq!(r.status, 502, "{r:?}");
     assert!(gw.log_contains("backend.invalid"), "the warning is logged");
@@ -173,7 +184,10 @@ fn openapi_files_given_on_the_command_line_are_read_again_on_sighup() {
         std::fs::write(&doc, text).unwrap();
     };
     write("/one");
-    let gw = Gateway::start_with_args(&config(origin.addr, ""), &["--openapi", doc.to_str().unwrap()]);
+    let gw = Gateway::start_with_args(
+        &config(origin.addr, ""),
+        &["--openapi", doc.to_str().unwrap()],
+    );
     assert_eq!(request(gw.addr, "GET", "/one", "", "").status, 200);
     assert_eq!(origin.seen().last().unwrap().target, "/seen/one");
     assert_eq!(request(gw.addr, "GET", "/two", "", "").status, 404);
@@ -193,7 +207,10 @@ impl Signer {
         use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        Signer(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap())
+        Signer(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                .unwrap(),
+        )
     }
 
     fn jwks(&self) -> String {
@@ -248,18 +265,26 @@ fn http_api_with_cors_a_jwt_authorizer_and_parameter_mappings() {
         gw.addr,
         "OPTIONS",
         "/items/42",
-        &format!("{cors}Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\n"),
+        &format!(
+            "{cors}Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\n"
+        ),
         "",
     );
     assert!(r.status == 204 || r.status == 200, "{r:?}");
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(r.header("access-control-max-age"), Some("300"));
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     // No token: 401 (with the CORS fields), nothing forwarded.
     let n = origin.seen().len();
     let r = request(gw.addr, "GET", "/items/42", cors, "");
     assert_eq!(r.status, 401, "{r:?}");
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     // The key set comes from the TOML's override; wait until it is loaded.
     let good = key.token("items/read");
     let auth = format!("{cors}Authorization: Bearer {good}\r\nX-Org: acme\r\nX-Debug: 1\r\n");
@@ -277,7 +302,11 @@ fn http_api_with_cors_a_jwt_authorizer_and_parameter_mappings() {
     let seen = origin.seen();
     let s = seen.last().unwrap();
     assert_eq!(s.target, "/v1/items/42?page=2&source=gateway");
-    assert_eq!(s.header("x-tenant"), Some("acme"), "overwrite:header from $request.header");
+    assert_eq!(
+        s.header("x-tenant"),
+        Some("acme"),
+        "overwrite:header from $request.header"
+    );
     assert_eq!(s.header("x-debug"), None, "remove:header");
     assert!(seen.len() > n);
     // A token without the route's scope is refused.
@@ -324,22 +353,49 @@ fn rest_api_with_a_mock_gateway_responses_validators_and_api_keys() {
     assert!(origin.quiet().is_empty(), "a mock contacts no upstream");
     let valid = "{\"name\": \"rex\", \"age\": 3}";
     // No key: INVALID_API_KEY's template.
-    let r = request(gw.addr, "POST", "/v1/pets", "X-Trace: t1\r\nContent-Type: application/json\r\n", valid);
+    let r = request(
+        gw.addr,
+        "POST",
+        "/v1/pets",
+        "X-Trace: t1\r\nContent-Type: application/json\r\n",
+        valid,
+    );
     assert_eq!(r.status, 403, "{r:?}");
     assert_eq!(json(&r)["error"], "a valid x-api-key is needed");
     // A body the schema refuses ($ref'd age below 0): BAD_REQUEST_BODY's status and template.
     let key = "X-Api-Key: key-123\r\nContent-Type: application/json\r\n";
-    let r = request(gw.addr, "POST", "/v1/pets", &format!("{key}X-Trace: t1\r\n"), "{\"name\": \"rex\", \"age\": -1}");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/v1/pets",
+        &format!("{key}X-Trace: t1\r\n"),
+        "{\"name\": \"rex\", \"age\": -1}",
+    );
     assert_eq!(r.status, 422, "{r:?}");
     assert_eq!(json(&r)["error"], "invalid body");
-    let r = request(gw.addr, "POST", "/v1/pets", &format!("{key}X-Trace: t1\r\n"), "{\"age\": 3}");
+    let r = request(
+        gw.addr,
+        "POST",
+        "/v1/pets",
+        &format!("{key}X-Trace: t1\r\n"),
+        "{\"age\": 3}",
+    );
     assert_eq!(r.status, 422, "required `name`: {r:?}");
     assert!(origin.quiet().is_empty(), "nothing invalid was forwarded");
     // Valid: forwarded.
-    let r = request(gw.addr, "POST", "/v1/pets", &format!("{key}X-Trace: t1\r\n"), valid);
+    let r = request(
+        gw.addr,
+        "POST",
+        "/v1/pets",
+        &format!("{key}X-Trace: t1\r\n"),
+        valid,
+    );
     assert_eq!(r.status, 200, "{r:?}");
     let seen = origin.seen();
-    assert_eq!((seen[0].method.as_str(), seen[0].target.as_str()), ("POST", "/pets"));
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/pets")
+    );
     assert_eq!(seen[0].body, valid.as_bytes());
     // The parameters validator: a required query parameter, and the path
     // parameter renamed through integration.request.path.id.
@@ -348,7 +404,10 @@ fn rest_api_with_a_mock_gateway_responses_validators_and_api_keys() {
     assert_eq!(origin.seen().last().unwrap().target, "/pets/5?view=full");
     let n = origin.seen().len();
     let r = request(gw.addr, "GET", "/v1/pets/5", "", "");
-    assert_eq!(r.status, 422, "ringway keys gateway responses by status: {r:?}");
+    assert_eq!(
+        r.status, 422,
+        "ringway keys gateway responses by status: {r:?}"
+    );
     // An unknown route (the Lambda one is not served): DEFAULT_4XX's template and field.
     let r = request(gw.addr, "GET", "/v1/lambda", "", "");
     assert_eq!(r.status, 404);
@@ -371,13 +430,29 @@ fn check_lists_every_unsupported_item_and_strict_refuses_them() {
     ] {
         assert!(out.contains(want), "{want}\n{out}");
     }
-    assert!(!out.contains("/lambda  "), "the Lambda route is not served:\n{out}");
+    assert!(
+        !out.contains("/lambda  "),
+        "the Lambda route is not served:\n{out}"
+    );
     let (code, _, err) = ringway(&["check", "--openapi", doc, "--strict"]);
     assert_eq!(code, 2);
-    let lines: Vec<&str> = err.lines().filter(|l| l.contains("rest-mock-validate.yaml:")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("rest-mock-validate.yaml:"))
+        .collect();
     assert_eq!(lines.len(), 2, "both unsupported items, in one run:\n{err}");
-    assert!(lines[0].contains(":38:3: key `/x-amazon-apigateway-binary-media-types`: unsupported (--strict)"), "{err}");
-    assert!(lines[1].contains("key `/paths/~1lambda/get/x-amazon-apigateway-integration`: unsupported (--strict)"), "{err}");
+    assert!(
+        lines[0].contains(
+            ":38:3: key `/x-amazon-apigateway-binary-media-types`: unsupported (--strict)"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains(
+            "key `/paths/~1lambda/get/x-amazon-apigateway-integration`: unsupported (--strict)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -392,18 +467,40 @@ fn bad_documents_name_file_line_and_pointer_all_at_once() {
     // Text that is not YAML at all: its line, and nothing panics.
     let dir = TempDir::new();
     let doc = dir.0.join("broken.json");
-    std::fs::write(&doc, "{\n  \"openapi\": \"3.0.1\",\n  \"paths\": {\n    \"/x\": [1, 2\n}\n").unwrap();
+    std::fs::write(
+        &doc,
+        "{\n  \"openapi\": \"3.0.1\",\n  \"paths\": {\n    \"/x\": [1, 2\n}\n",
+    )
+    .unwrap();
     let (code, _, err) = ringway(&["check", "--openapi", doc.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("broken.json:5:1: not a JSON or YAML document"), "{err}");
+    assert!(
+        err.contains("broken.json:5:1: not a JSON or YAML document"),
+        "{err}"
+    );
     // The TOML's own mistakes come in the same run, with its lines.
-    std::fs::write(dir.0.join("api.yaml"), std::fs::read(fixture("bad.yaml")).unwrap()).unwrap();
+    std::fs::write(
+        dir.0.join("api.yaml"),
+        std::fs::read(fixture("bad.yaml")).unwrap(),
+    )
+    .unwrap();
     let toml = "[server]\nworkerz = 1\n\n[[openapi]]\nfile = \"api.yaml\"\n\n[[openapi]]\nfile = \"missing.yaml\"\n";
     let (code, _, err) = ringway_tests::gateway::check_in(&dir.0, toml);
     assert_eq!(code, 2);
-    assert!(err.contains("ringway.toml:2:1: key `server.workerz`"), "{err}");
-    assert!(err.contains("ringway.toml:8:8: key `openapi[1].file`: cannot read"), "{err}");
-    assert!(err.contains("api.yaml:11:14: key `/paths/~1pets~1{id}/get/x-amazon-apigateway-integration/uri`"), "{err}");
+    assert!(
+        err.contains("ringway.toml:2:1: key `server.workerz`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ringway.toml:8:8: key `openapi[1].file`: cannot read"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "api.yaml:11:14: key `/paths/~1pets~1{id}/get/x-amazon-apigateway-integration/uri`"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -424,7 +521,10 @@ fn a_resource_policy_on_source_ips_becomes_ip_rules() {
     for (condition, status) in [("IpAddress", 403), ("NotIpAddress", 200)] {
         let path = dir.0.join(format!("{condition}.json"));
         std::fs::write(&path, doc(condition)).unwrap();
-        let gw = Gateway::start_with_args(&config(origin.addr, ""), &["--openapi", path.to_str().unwrap()]);
+        let gw = Gateway::start_with_args(
+            &config(origin.addr, ""),
+            &["--openapi", path.to_str().unwrap()],
+        );
         let r = request(gw.addr, "GET", "/x", "", "");
         assert_eq!(r.status, status, "{condition}: {r:?}");
     }
@@ -460,15 +560,36 @@ body = "pong"
     std::fs::write(&path, &toml).unwrap();
     let (code, out, err) = ringway(&["export-openapi", "-c", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("\"x-amazon-apigateway-integration\":"), "{out}");
-    assert!(out.contains("\"uri\": \"http://app/v2/users/{id}\""), "{out}");
+    assert!(
+        out.contains("\"x-amazon-apigateway-integration\":"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"uri\": \"http://app/v2/users/{id}\""),
+        "{out}"
+    );
     assert!(out.contains("\"x-ringway-throttle\":"), "{out}");
     // Served from the export alone (with the TOML's upstream), the routes act the same.
     std::fs::write(dir.0.join("api.yaml"), &out).unwrap();
-    let gw = Gateway::start(&config(origin.addr, &format!("[[openapi]]\nfile = {:?}\n", dir.0.join("api.yaml").display().to_string())));
-    let r = request(gw.addr, "GET", "/users/9", "Origin: https://app.example.com\r\n", "");
+    let gw = Gateway::start(&config(
+        origin.addr,
+        &format!(
+            "[[openapi]]\nfile = {:?}\n",
+            dir.0.join("api.yaml").display().to_string()
+        ),
+    ));
+    let r = request(
+        gw.addr,
+        "GET",
+        "/users/9",
+        "Origin: https://app.example.com\r\n",
+        "",
+    );
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(origin.seen().last().unwrap().target, "/v2/users/9");
     assert_eq!(request(gw.addr, "GET", "/ping", "", "").body, b"pong");
 }

@@ -114,11 +114,9 @@ impl<'s> Collector<'s> {
 
     /// Records a problem at byte range `span` of the source.
     pub fn at(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        if let Some(seg) = self
-            .segments
-            .iter()
-            .find(|s| s.range.start <= span.start && span.start < s.range.end.max(s.range.start + 1))
-        {
+        if let Some(seg) = self.segments.iter().find(|s| {
+            s.range.start <= span.start && span.start < s.range.end.max(s.range.start + 1)
+        }) {
             let text = self.source.get(seg.range.clone()).unwrap_or_default();
             let (line, column, snippet) = locate(text, span.start - seg.range.start);
             let key = seg.key(&span).map_or_else(|| key.into(), str::to_string);

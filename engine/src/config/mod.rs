@@ -92,8 +92,8 @@ fn compile(path: &Path, file: &model::File, c: &mut Collector<'_>) -> Snapshot {
     let s = &file.server;
     let base = path.parent().unwrap_or(Path::new("."));
     let server = server::compile_server(s, base, c);
-    let upstreams = upstreams::compile_upstreams(&file, base, c);
-    let (routes, router) = routes::compile_routes(&file, &upstreams.by_name, base, c);
+    let upstreams = upstreams::compile_upstreams(file, base, c);
+    let (routes, router) = routes::compile_routes(file, &upstreams.by_name, base, c);
     let trusted_proxies =
         crate::policy::ip::CidrSet::parse(&s.trusted_proxies, "server.trusted_proxies")
             .unwrap_or_else(|p| {
@@ -110,7 +110,7 @@ fn compile(path: &Path, file: &model::File, c: &mut Collector<'_>) -> Snapshot {
             .ok()
     });
     let fleet = cluster.clone().map(crate::cluster::fleet);
-    let api_keys = api_keys::compile_api_keys(&file, base, fleet.as_ref(), c);
+    let api_keys = api_keys::compile_api_keys(file, base, fleet.as_ref(), c);
     let request_id = server::compile_request_id(s.request_id.as_ref(), c);
     let (gateway_responses, problems) = crate::policy::responses::compile(&file.gateway_responses);
     for p in problems {

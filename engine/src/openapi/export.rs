@@ -37,20 +37,28 @@ pub const ROUTE_KEYS: &[&str] = &[
 pub fn document(file: &model::File, base: &Path) -> Value {
     let mut doc = Map::new();
     doc.insert("openapi".into(), json!("3.0.1"));
-    doc.insert(
-        "info".into(),
-        json!({"title": "ringway", "version": "1"}),
-    );
+    doc.insert("info".into(), json!({"title": "ringway", "version": "1"}));
     if let Some(stage) = &file.server.stage {
         doc.insert(
             "servers".into(),
             json!([{"url": "/{basePath}", "variables": {"basePath": {"default": stage.get_ref().trim_start_matches('/')}}}]),
         );
     }
-    let all_cors = shared(file.route.iter().map(|r| r.cors.as_ref().map(|c| cors(c.get_ref()))));
+    let all_cors = shared(
+        file.route
+            .iter()
+            .map(|r| r.cors.as_ref().map(|c| cors(c.get_ref()))),
+    );
     // A policy without statements restricts nothing: empty rules stay on their routes.
-    let all_ip = shared(file.route.iter().map(|r| r.ip.as_ref().map(|i| ip(i.get_ref()))))
-        .filter(|v| v.as_ref().is_none_or(|i| i != &json!({"allow": [], "deny": []})));
+    let all_ip = shared(
+        file.route
+            .iter()
+            .map(|r| r.ip.as_ref().map(|i| ip(i.get_ref()))),
+    )
+    .filter(|v| {
+        v.as_ref()
+            .is_none_or(|i| i != &json!({"allow": [], "deny": []}))
+    });
     if let Some(Some(c)) = &all_cors {
         doc.insert("x-amazon-apigateway-cors".into(), c.clone());
     }
@@ -101,7 +109,11 @@ pub fn document(file: &model::File, base: &Path) -> Value {
         if let Some(k) = &r.api_key {
             let source = k.get_ref().source.get_ref();
             let (place, name) = source.split_once(':').unwrap_or(("header", "x-api-key"));
-            let id = scheme_id(&mut schemes, "api_key", json!({"type": "apiKey", "name": name, "in": place}));
+            let id = scheme_id(
+                &mut schemes,
+                "api_key",
+                json!({"type": "apiKey", "name": name, "in": place}),
+            );
             security.insert(id, json!([]));
         }
         if let Some(j) = &r.jwt {
@@ -168,7 +180,10 @@ pub fn document(file: &model::File, base: &Path) -> Value {
     }
     let (aws, own) = gateway_responses(file);
     if !aws.is_empty() {
-        doc.insert("x-amazon-apigateway-gateway-responses".into(), Value::Object(aws));
+        doc.insert(
+            "x-amazon-apigateway-gateway-responses".into(),
+            Value::Object(aws),
+        );
     }
     if !own.is_empty() {
         doc.insert("x-ringway-gateway-responses".into(), Value::Object(own));
@@ -208,7 +223,10 @@ fn integration(r: &model::Route) -> Value {
                 if k.eq_ignore_ascii_case("content-type") {
                     content_type = v.clone();
                 }
-                params.insert(format!("method.response.header.{k}"), json!(format!("'{v}'")));
+                params.insert(
+                    format!("method.response.header.{k}"),
+                    json!(format!("'{v}'")),
+                );
             }
             resp["responseParameters"] = Value::Object(params);
         }
@@ -244,7 +262,8 @@ fn integration(r: &model::Route) -> Value {
 }
 
 fn cors(c: &model::Cors) -> Value {
-    let list = |l: &[toml::Spanned<String>]| -> Value { l.iter().map(|s| json!(s.get_ref())).collect() };
+    let list =
+        |l: &[toml::Spanned<String>]| -> Value { l.iter().map(|s| json!(s.get_ref())).collect() };
     let mut v = json!({
         "allowOrigins": list(&c.allow_origins),
         "allowHeaders": list(&c.allow_headers),
@@ -263,7 +282,8 @@ fn cors(c: &model::Cors) -> Value {
 }
 
 fn ip(i: &model::IpPolicy) -> Value {
-    let list = |l: &[toml::Spanned<String>]| -> Value { l.iter().map(|s| json!(s.get_ref())).collect() };
+    let list =
+        |l: &[toml::Spanned<String>]| -> Value { l.iter().map(|s| json!(s.get_ref())).collect() };
     json!({"allow": list(&i.allow), "deny": list(&i.deny)})
 }
 
@@ -351,7 +371,10 @@ fn validate(v: &model::Validate, base: &Path, op: &mut Map<String, Value>) -> bo
         .entry("parameters")
         .or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(list) = params {
-        for (place, names) in [("header", &v.required_headers), ("query", &v.required_query)] {
+        for (place, names) in [
+            ("header", &v.required_headers),
+            ("query", &v.required_query),
+        ] {
             for n in names {
                 list.push(json!({"name": n.get_ref(), "in": place, "required": true, "schema": {"type": "string"}}));
                 used = true;
@@ -376,7 +399,10 @@ fn validate(v: &model::Validate, base: &Path, op: &mut Map<String, Value>) -> bo
         used = true;
     }
     if used {
-        op.insert("x-amazon-apigateway-request-validator".into(), json!("ringway"));
+        op.insert(
+            "x-amazon-apigateway-request-validator".into(),
+            json!("ringway"),
+        );
     }
     let mut extra = Map::new();
     if let Some(m) = v.max_body_bytes {
@@ -410,7 +436,12 @@ fn gateway_responses(file: &model::File) -> (Map<String, Value>, Map<String, Val
             v.insert(
                 "responseParameters".into(),
                 h.iter()
-                    .map(|(k, v)| (format!("gatewayresponse.header.{k}"), json!(format!("'{v}'"))))
+                    .map(|(k, v)| {
+                        (
+                            format!("gatewayresponse.header.{k}"),
+                            json!(format!("'{v}'")),
+                        )
+                    })
                     .collect(),
             );
         }

@@ -177,8 +177,7 @@ impl<'a> Importer<'a> {
             }
         }
         for e in root.entries() {
-            if !IGNORED_TOP.contains(&e.key.as_str()) && e.key.starts_with("x-amazon-apigateway-")
-            {
+            if !IGNORED_TOP.contains(&e.key.as_str()) && e.key.starts_with("x-amazon-apigateway-") {
                 self.unsupported(&e.node, format!("`{}` is not supported", e.key));
             }
         }
@@ -189,7 +188,8 @@ impl<'a> Importer<'a> {
             self.check_schemes(n);
         }
         if let Some(n) = root.get("x-amazon-apigateway-api-key-source")
-            && n.as_str().is_some_and(|s| !s.eq_ignore_ascii_case("HEADER"))
+            && n.as_str()
+                .is_some_and(|s| !s.eq_ignore_ascii_case("HEADER"))
         {
             self.unsupported(
                 n,
@@ -369,8 +369,8 @@ impl<'a> Importer<'a> {
             preserve_host: false,
             websocket: true,
             disable: Vec::new(),
-            cors: shared.cors.as_ref().map(|c| clone_cors(c)),
-            ip: shared.ip.as_ref().map(|i| clone_ip(i)),
+            cors: shared.cors.as_ref().map(clone_cors),
+            ip: shared.ip.as_ref().map(clone_ip),
             api_key,
             jwt,
             throttle: None,
@@ -440,13 +440,7 @@ impl<'a> Importer<'a> {
     /// The operation's security (its own, else the document's): an API key
     /// source and a JWT authorizer. `None`: a scheme ringway cannot check
     /// guards it, so it is not served.
-    fn security(
-        &mut self,
-        op: &Node,
-    ) -> Option<(
-        Option<Spanned<model::RouteApiKey>>,
-        Option<Spanned<model::Jwt>>,
-    )> {
+    fn security(&mut self, op: &Node) -> Option<Security> {
         let root = self.root;
         let Some(req) = op.get("security").or(root.get("security")) else {
             return Some((None, None));
@@ -497,7 +491,8 @@ impl<'a> Importer<'a> {
                 api_key = Some(self.spanned(
                     scheme,
                     model::RouteApiKey {
-                        source: self.spanned(scheme, format!("{place}:{}", name.to_ascii_lowercase())),
+                        source:
+                            self.spanned(scheme, format!("{place}:{}", name.to_ascii_lowercase())),
                     },
                 ));
             } else {
@@ -566,22 +561,28 @@ impl<'a> Importer<'a> {
                 other.and_then(|o| o.jwks_ca),
             ),
         };
-        Some(self.spanned(
-            a,
-            model::Jwt {
-                issuer: Some(iss.to_string()),
-                audience,
-                jwks_file,
-                jwks_url,
-                jwks_refresh: None,
-                jwks_ca,
-                scopes: scopes.items().iter().filter_map(Node::scalar_text).collect(),
-                forward_claims: None,
-                source,
-                leeway: None,
-                cache: true,
-            },
-        ))
+        Some(
+            self.spanned(
+                a,
+                model::Jwt {
+                    issuer: Some(iss.to_string()),
+                    audience,
+                    jwks_file,
+                    jwks_url,
+                    jwks_refresh: None,
+                    jwks_ca,
+                    scopes: scopes
+                        .items()
+                        .iter()
+                        .filter_map(Node::scalar_text)
+                        .collect(),
+                    forward_claims: None,
+                    source,
+                    leeway: None,
+                    cache: true,
+                },
+            ),
+        )
     }
 
     /// `x-amazon-apigateway-cors` → `[route.cors]`.
@@ -620,7 +621,10 @@ impl<'a> Importer<'a> {
                     | "allowCredentials"
                     | "maxAge"
             ) {
-                self.unsupported(&e.node, format!("CORS setting `{}` is not supported", e.key));
+                self.unsupported(
+                    &e.node,
+                    format!("CORS setting `{}` is not supported", e.key),
+                );
             }
         }
         Some(self.spanned(n, cors))
@@ -644,7 +648,10 @@ impl<'a> Importer<'a> {
             let Some(cond) = st.get("Condition") else {
                 // An unconditional Allow of everything is API Gateway's default.
                 if effect != "Allow" {
-                    self.unsupported(st, "a policy statement without an aws:SourceIp condition is not supported");
+                    self.unsupported(
+                        st,
+                        "a policy statement without an aws:SourceIp condition is not supported",
+                    );
                 }
                 continue;
             };
@@ -695,7 +702,10 @@ impl<'a> Importer<'a> {
         let own = root
             .get("x-ringway-gateway-responses")
             .map_or(&[][..], Node::entries);
-        let entries = aws.iter().map(|e| (e, false)).chain(own.iter().map(|e| (e, true)));
+        let entries = aws
+            .iter()
+            .map(|e| (e, false))
+            .chain(own.iter().map(|e| (e, true)));
         for (e, ringway) in entries {
             let key = if ringway {
                 Some(e.key.clone())
@@ -714,7 +724,10 @@ impl<'a> Importer<'a> {
                 let first = self.root_text_pointer(first);
                 self.unsupported(
                     &e.node,
-                    format!("{} answers the same status ({key}) as {first}, which is kept", e.key),
+                    format!(
+                        "{} answers the same status ({key}) as {first}, which is kept",
+                        e.key
+                    ),
                 );
                 continue;
             }
@@ -782,7 +795,11 @@ impl<'a> Importer<'a> {
                 rest = rest.replace(k, "");
             }
         }
-        if rest.contains('$') || rest.contains("#set") || rest.contains("#if") || rest.contains("#foreach") {
+        if rest.contains('$')
+            || rest.contains("#set")
+            || rest.contains("#if")
+            || rest.contains("#foreach")
+        {
             self.unsupported(
                 &e.node,
                 "a VTL template: ringway sends this text as written, without evaluating it",
@@ -791,6 +808,12 @@ impl<'a> Importer<'a> {
         Some((e.key.clone(), body))
     }
 }
+
+/// An operation's API key source and JWT authorizer.
+type Security = (
+    Option<Spanned<model::RouteApiKey>>,
+    Option<Spanned<model::Jwt>>,
+);
 
 /// What every route of a document shares.
 struct Shared {
@@ -835,7 +858,11 @@ pub fn route_params(path: &str) -> Vec<String> {
         let Some(close) = rest[open..].find('}') else {
             break;
         };
-        out.push(rest[open + 1..open + close].trim_end_matches('+').to_string());
+        out.push(
+            rest[open + 1..open + close]
+                .trim_end_matches('+')
+                .to_string(),
+        );
         rest = &rest[open + close + 1..];
     }
     out
@@ -874,9 +901,8 @@ pub fn response_key(kind: &str) -> Option<&'static str> {
 fn shared_status(kind: &str) -> Option<&'static str> {
     Some(match kind {
         "THROTTLED" | "QUOTA_EXCEEDED" => "throttling and quotas",
-        "ACCESS_DENIED" | "INVALID_API_KEY" | "EXPIRED_TOKEN" | "INVALID_SIGNATURE" | "WAF_FILTERED" => {
-            "missing or invalid API keys, IP rules, JWT scopes"
-        }
+        "ACCESS_DENIED" | "INVALID_API_KEY" | "EXPIRED_TOKEN" | "INVALID_SIGNATURE"
+        | "WAF_FILTERED" => "missing or invalid API keys, IP rules, JWT scopes",
         "MISSING_AUTHENTICATION_TOKEN" | "RESOURCE_NOT_FOUND" => "unknown routes",
         "BAD_REQUEST_PARAMETERS" | "BAD_REQUEST_BODY" => "missing parameters and invalid bodies",
         _ => return None,
@@ -922,7 +948,12 @@ mod tests {
 
     #[test]
     fn every_listed_response_type_has_a_status() {
-        for t in ["DEFAULT_4XX", "THROTTLED", "INTEGRATION_TIMEOUT", "BAD_REQUEST_BODY"] {
+        for t in [
+            "DEFAULT_4XX",
+            "THROTTLED",
+            "INTEGRATION_TIMEOUT",
+            "BAD_REQUEST_BODY",
+        ] {
             assert!(response_key(t).is_some(), "{t}");
         }
         assert_eq!(response_key("NOPE"), None);

@@ -70,7 +70,9 @@ pub fn http(
         return None;
     };
     if let Some(ct) = integ.get("connectionType")
-        && !ct.as_str().is_some_and(|c| c.eq_ignore_ascii_case("INTERNET"))
+        && !ct
+            .as_str()
+            .is_some_and(|c| c.eq_ignore_ascii_case("INTERNET"))
     {
         im.unsupported(
             ct,
@@ -97,7 +99,10 @@ pub fn http(
     } else if let Some(r) = strip_prefix_ci(&uri, "https://") {
         (true, r)
     } else {
-        im.error(uri_node, format!("uri {uri:?} must start with http:// or https://"));
+        im.error(
+            uri_node,
+            format!("uri {uri:?} must start with http:// or https://"),
+        );
         return None;
     };
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -122,7 +127,8 @@ pub fn http(
 
 fn strip_prefix_ci<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// `${stageVariables.NAME}` replaced by the `[[openapi]] stage_variables` value.
@@ -170,10 +176,7 @@ fn parameters(
     im: &mut Importer<'_>,
     integ: &Node,
     params: &[String],
-) -> (
-    BTreeMap<String, PathValue>,
-    Option<Spanned<model::Mapping>>,
-) {
+) -> (BTreeMap<String, PathValue>, Option<Spanned<model::Mapping>>) {
     let mut path = BTreeMap::new();
     let mut rules = BTreeMap::new();
     let Some(rp) = integ.get("requestParameters") else {
@@ -349,8 +352,7 @@ fn upstream_for(
 ) -> Option<String> {
     let authority = authority.to_ascii_lowercase();
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>()
-        {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
             Ok(p) => (h.to_string(), p),
             Err(_) => {
                 im.error(uri, format!("port {p:?} is not a number"));
@@ -371,7 +373,10 @@ fn upstream_for(
         })
         .or_else(|| {
             let declared = &im.upstreams.declared;
-            declared.iter().find(|d| d.eq_ignore_ascii_case(&authority)).cloned()
+            declared
+                .iter()
+                .find(|d| d.eq_ignore_ascii_case(&authority))
+                .cloned()
         });
     if let Some(name) = mapped {
         for n in [timeout, tls].into_iter().flatten() {
@@ -529,7 +534,11 @@ pub fn mock(im: &mut Importer<'_>, integ: &Node) -> Option<Spanned<model::Mock>>
                 None => im.error(c, "statusCode must be a status number"),
             }
         }
-        for p in r.node.get("responseParameters").map_or(&[][..], Node::entries) {
+        for p in r
+            .node
+            .get("responseParameters")
+            .map_or(&[][..], Node::entries)
+        {
             match (
                 p.key.strip_prefix("method.response.header."),
                 literal(&p.node),
@@ -544,7 +553,10 @@ pub fn mock(im: &mut Importer<'_>, integ: &Node) -> Option<Spanned<model::Mock>>
             }
         }
         if let Some((media, text)) = im.template(r.node.get("responseTemplates"), false) {
-            if !headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+            if !headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"))
+            {
                 headers.insert("Content-Type".into(), media);
             }
             body = Some(text);

@@ -70,9 +70,7 @@ pub fn load(sources: &Sources) -> Result<(Snapshot, Vec<Warning>), ConfigError> 
 }
 
 /// Like [`load`], keeping the merged file model (for [`export`]).
-pub fn load_model(
-    sources: &Sources,
-) -> Result<(Snapshot, model::File, Vec<Warning>), ConfigError> {
+pub fn load_model(sources: &Sources) -> Result<(Snapshot, model::File, Vec<Warning>), ConfigError> {
     let (path, text) = match &sources.config {
         Some(p) => (
             p.clone(),
@@ -106,7 +104,11 @@ fn extend(
         .map(|(i, t)| (base.join(t.file.get_ref()), Some((i, t.clone()))))
         .collect();
     docs.extend(sources.openapi.iter().map(|p| (p.clone(), None)));
-    let taken = file.upstream.iter().map(|u| u.name.get_ref().clone()).collect();
+    let taken = file
+        .upstream
+        .iter()
+        .map(|u| u.name.get_ref().clone())
+        .collect();
     let mut cx = Merge {
         ext: Extension::default(),
         upstreams: integration::Upstreams::new(taken, true),
@@ -234,11 +236,15 @@ impl Merge<'_> {
         }
         file.route.extend(out.routes);
         for (key, r) in out.gateway_responses {
-            if file.gateway_responses.contains_key(&key) {
-                let message = format!("[gateway_responses.\"{key}\"] of the TOML is kept");
-                self.warnings.push(warn(&r.span(), message));
-            } else {
-                file.gateway_responses.insert(key, r);
+            match file.gateway_responses.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    let message =
+                        format!("[gateway_responses.\"{}\"] of the TOML is kept", e.key());
+                    self.warnings.push(warn(&r.span(), message));
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(r);
+                }
             }
         }
         if let Some(stage) = out.stage {

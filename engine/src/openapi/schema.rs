@@ -77,9 +77,8 @@ pub fn validate<'a>(
             t.json_schema_doc = Some((doc, origin));
         }
     }
-    let empty = t.required_headers.is_empty()
-        && t.required_query.is_empty()
-        && t.json_schema_doc.is_none();
+    let empty =
+        t.required_headers.is_empty() && t.required_query.is_empty() && t.json_schema_doc.is_none();
     (!empty).then(|| im.spanned(chosen, t))
 }
 
@@ -93,11 +92,7 @@ fn follow<'n>(root: &'n Node, n: &'n Node) -> &'n Node {
 }
 
 /// The body's schema: OpenAPI 3's `requestBody` JSON content, or Swagger's `in: body` parameter.
-fn body_schema<'a>(
-    im: &mut Importer<'a>,
-    op: &'a Node,
-    params: &[&'a Node],
-) -> Option<&'a Node> {
+fn body_schema<'a>(im: &mut Importer<'a>, op: &'a Node, params: &[&'a Node]) -> Option<&'a Node> {
     if let Some(p) = params
         .iter()
         .find(|p| p.get("in").and_then(Node::as_str) == Some("body"))
@@ -130,9 +125,7 @@ fn resolve(im: &mut Importer<'_>, n: &Node, stack: &mut Vec<String>) -> Option<s
     match &n.value {
         Value::Map(entries) => {
             if let Some(r) = n.get("$ref").and_then(Node::as_str) {
-                let target = r
-                    .strip_prefix('#')
-                    .and_then(|p| im.root.at_pointer(p));
+                let target = r.strip_prefix('#').and_then(|p| im.root.at_pointer(p));
                 let Some(target) = target else {
                     // Reported by `check_refs`.
                     return Some(serde_json::Value::Object(Default::default()));

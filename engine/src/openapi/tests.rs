@@ -16,7 +16,8 @@ impl Scratch {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("ringway-openapi-{tag}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("ringway-openapi-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         Scratch(p)
     }
@@ -88,13 +89,23 @@ fn yaml_and_json_of_one_document_compile_to_the_same_snapshot() {
     let dir = Scratch::new("flavours");
     dir.write("a.yaml", PETSTORE_YAML);
     dir.write("a.json", PETSTORE_JSON);
-    let one = dir.write("one.toml", &format!("{UPSTREAM}\n[[openapi]]\nfile = \"a.yaml\"\n"));
-    let two = dir.write("two.toml", &format!("{UPSTREAM}\n[[openapi]]\nfile = \"a.json\"\n"));
+    let one = dir.write(
+        "one.toml",
+        &format!("{UPSTREAM}\n[[openapi]]\nfile = \"a.yaml\"\n"),
+    );
+    let two = dir.write(
+        "two.toml",
+        &format!("{UPSTREAM}\n[[openapi]]\nfile = \"a.json\"\n"),
+    );
     let (a, wa) = load_toml(&one).unwrap();
     let (b, wb) = load_toml(&two).unwrap();
     assert!(wa.is_empty() && wb.is_empty(), "{wa:?} {wb:?}");
     assert_eq!(served(&a), served(&b));
-    assert!(served(&a).contains("Some(\"http://app/petstore/{proxy}\")"), "{}", served(&a));
+    assert!(
+        served(&a).contains("Some(\"http://app/petstore/{proxy}\")"),
+        "{}",
+        served(&a)
+    );
 }
 
 #[test]
@@ -131,7 +142,15 @@ fn hostile_documents_are_errors_never_panics() {
 
 // ---- the round trip ----
 
-const PATHS: &[&str] = &["/", "/a", "/a/{id}", "/a/{id}/b", "/c/{x}/{y}", "/{proxy+}", "/d/{rest+}"];
+const PATHS: &[&str] = &[
+    "/",
+    "/a",
+    "/a/{id}",
+    "/a/{id}/b",
+    "/c/{x}/{y}",
+    "/{proxy+}",
+    "/d/{rest+}",
+];
 const METHODS: &[&str] = &["ANY", "GET", "POST", "DELETE"];
 
 #[derive(Debug, Clone)]
@@ -164,26 +183,61 @@ fn route() -> impl Strategy<Value = GenRoute> {
     let target = prop_oneof![
         Just(Target::Upstream),
         any::<bool>().prop_map(Target::Uri),
-        (prop_oneof![Just(200u16), Just(201), Just(404)], prop::option::of("[a-z ]{0,12}"))
+        (
+            prop_oneof![Just(200u16), Just(201), Just(404)],
+            prop::option::of("[a-z ]{0,12}")
+        )
             .prop_map(|(s, b)| Target::Mock(s, b)),
     ];
     let policies = (
-        prop::option::of(names().prop_map(|o| o.into_iter().map(|h| format!("https://{h}.example")).collect())),
+        prop::option::of(names().prop_map(|o| {
+            o.into_iter()
+                .map(|h| format!("https://{h}.example"))
+                .collect()
+        })),
         prop::option::of((
-            prop::collection::vec(prop_oneof![Just("10.0.0.0/8".to_string()), Just("192.0.2.1/32".to_string())], 0..2),
-            prop::collection::vec(prop_oneof![Just("203.0.113.0/24".to_string()), Just("::1/128".to_string())], 0..2),
+            prop::collection::vec(
+                prop_oneof![
+                    Just("10.0.0.0/8".to_string()),
+                    Just("192.0.2.1/32".to_string())
+                ],
+                0..2,
+            ),
+            prop::collection::vec(
+                prop_oneof![
+                    Just("203.0.113.0/24".to_string()),
+                    Just("::1/128".to_string())
+                ],
+                0..2,
+            ),
         )),
-        prop::option::of(prop_oneof![Just("header:x-api-key".to_string()), Just("header:x-key".to_string())]),
-        prop::option::of((names(), prop::collection::vec("[a-z]{1,5}", 0..2), any::<bool>())),
+        prop::option::of(prop_oneof![
+            Just("header:x-api-key".to_string()),
+            Just("header:x-key".to_string())
+        ]),
+        prop::option::of((
+            names(),
+            prop::collection::vec("[a-z]{1,5}", 0..2),
+            any::<bool>(),
+        )),
     );
     let more = (
         prop::option::of((1u32..1000, prop::option::of(1u32..50))),
-        prop::option::of((prop::collection::vec("x-[a-z]{1,5}", 0..2), prop::collection::vec("[a-z]{1,5}", 0..2))),
+        prop::option::of((
+            prop::collection::vec("x-[a-z]{1,5}", 0..2),
+            prop::collection::vec("[a-z]{1,5}", 0..2),
+        )),
         prop::option::of("[a-z0-9]{1,8}"),
         any::<bool>(),
     );
     (0..PATHS.len(), 0..METHODS.len(), target, policies, more).prop_map(
-        |(path, method, target, (cors, ip, api_key, jwt), (throttle, validate, mapping, preserve_host))| GenRoute {
+        |(
+            path,
+            method,
+            target,
+            (cors, ip, api_key, jwt),
+            (throttle, validate, mapping, preserve_host),
+        )| GenRoute {
             path,
             method,
             target,
@@ -218,13 +272,21 @@ fn toml(routes: &[GenRoute], stage: bool, responses: bool) -> String {
         }
         seen.push((r.path, r.method));
         let path = PATHS[r.path];
-        let _ = write!(t, "\n[[route]]\npath = {path:?}\nmethods = [{:?}]\npreserve_host = {}\n", METHODS[r.method], r.preserve_host);
+        let _ = write!(
+            t,
+            "\n[[route]]\npath = {path:?}\nmethods = [{:?}]\npreserve_host = {}\n",
+            METHODS[r.method], r.preserve_host
+        );
         match &r.target {
             Target::Upstream => t.push_str("upstream = \"app\"\n"),
             Target::Uri(query) => {
                 let inner = path.replace('+', "");
                 let q = if *query { "?from=gw" } else { "" };
-                let _ = writeln!(t, "uri = \"http://app/v1{}{q}\"", inner.trim_end_matches('/'));
+                let _ = writeln!(
+                    t,
+                    "uri = \"http://app/v1{}{q}\"",
+                    inner.trim_end_matches('/')
+                );
             }
             Target::Mock(status, body) => {
                 let _ = write!(t, "[route.mock]\nstatus = {status}\n");
@@ -234,16 +296,30 @@ fn toml(routes: &[GenRoute], stage: bool, responses: bool) -> String {
             }
         }
         if let Some(o) = &r.cors {
-            let _ = write!(t, "[route.cors]\nallow_origins = {}\nallow_headers = [\"content-type\"]\nmax_age = \"60s\"\n", quoted(o));
+            let _ = write!(
+                t,
+                "[route.cors]\nallow_origins = {}\nallow_headers = [\"content-type\"]\nmax_age = \"60s\"\n",
+                quoted(o)
+            );
         }
         if let Some((allow, deny)) = &r.ip {
-            let _ = write!(t, "[route.ip]\nallow = {}\ndeny = {}\n", quoted(allow), quoted(deny));
+            let _ = write!(
+                t,
+                "[route.ip]\nallow = {}\ndeny = {}\n",
+                quoted(allow),
+                quoted(deny)
+            );
         }
         if let Some(source) = &r.api_key {
             let _ = write!(t, "[route.api_key]\nsource = {source:?}\n");
         }
         if let Some((aud, scopes, custom)) = &r.jwt {
-            let _ = write!(t, "[route.jwt]\nissuer = \"https://issuer.example\"\naudience = {}\nscopes = {}\n", quoted(aud), quoted(scopes));
+            let _ = write!(
+                t,
+                "[route.jwt]\nissuer = \"https://issuer.example\"\naudience = {}\nscopes = {}\n",
+                quoted(aud),
+                quoted(scopes)
+            );
             if *custom {
                 t.push_str("jwks_url = \"http://127.0.0.1:9/keys\"\n");
             } else {
@@ -259,12 +335,20 @@ fn toml(routes: &[GenRoute], stage: bool, responses: bool) -> String {
         if let Some((headers, query)) = &r.validate
             && !(headers.is_empty() && query.is_empty())
         {
-            let _ = write!(t, "[route.validate]\nrequired_headers = {}\nrequired_query = {}\n", quoted(headers), quoted(query));
+            let _ = write!(
+                t,
+                "[route.validate]\nrequired_headers = {}\nrequired_query = {}\n",
+                quoted(headers),
+                quoted(query)
+            );
         }
         if let Some(v) = &r.mapping
             && !matches!(r.target, Target::Mock(..))
         {
-            let _ = write!(t, "[route.mapping]\nrequest = {{ \"overwrite:header.x-from\" = {v:?} }}\n");
+            let _ = write!(
+                t,
+                "[route.mapping]\nrequest = {{ \"overwrite:header.x-from\" = {v:?} }}\n"
+            );
         }
     }
     if responses {
@@ -283,7 +367,9 @@ fn without_routes(text: &str) -> String {
     for line in text.lines() {
         if line.starts_with("[[route]]") || line.starts_with("[gateway_responses") {
             keep = false;
-        } else if line.starts_with("[[") && !line.starts_with("[[route") || line.starts_with("[server]") {
+        } else if line.starts_with("[[") && !line.starts_with("[[route")
+            || line.starts_with("[server]")
+        {
             keep = true;
         }
         if keep && !line.starts_with("stage = ") {

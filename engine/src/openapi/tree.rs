@@ -453,12 +453,22 @@ mod tests {
         assert_eq!(&yaml[e.key_span.clone()], "/pets");
         let mut p = Vec::new();
         doc.pointers("", &mut p);
-        assert!(p.iter().any(|(s, ptr)| ptr == "/paths/~1pets/get" && yaml[s.clone()].starts_with("{}")));
+        assert!(
+            p.iter()
+                .any(|(s, ptr)| ptr == "/paths/~1pets/get" && yaml[s.clone()].starts_with("{}"))
+        );
     }
 
     #[test]
     fn bad_text_is_an_error_with_a_place() {
-        for bad in ["{\"a\": ", "a: [1, 2", "a: 1\na: 2\n", "", "--- 1\n--- 2\n", "*x"] {
+        for bad in [
+            "{\"a\": ",
+            "a: [1, 2",
+            "a: 1\na: 2\n",
+            "",
+            "--- 1\n--- 2\n",
+            "*x",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(e.at <= bad.len(), "{bad:?}: {e:?}");
         }
