@@ -94,12 +94,7 @@ impl Gateway {
     /// Like [`Gateway::start_with_env`], with the variables `removed` taken
     /// out of the environment the gateway inherits.
     pub fn start_without(config: &str, env: &[(&str, &str)], removed: &[&str]) -> Gateway {
-        Self::try_start_without(config, env, removed).unwrap_or_else(|(msg, log)| {
-            panic!(
-                "ringway did not start: {msg}\n--- log ---\n{}",
-                log.join("\n")
-            )
-        })
+        Self::start_with_all(config, env, removed, &[])
     }
 
     fn try_start_without(
@@ -112,7 +107,16 @@ impl Gateway {
 
     /// Starts `ringway serve -c FILE ARGS...` (`--openapi api.yaml`, ...).
     pub fn start_with_args(config: &str, args: &[&str]) -> Gateway {
-        Self::try_start_with_args(config, &[], &[], args).unwrap_or_else(|(msg, log)| {
+        Self::start_with_all(config, &[], &[], args)
+    }
+
+    fn start_with_all(
+        config: &str,
+        env: &[(&str, &str)],
+        removed: &[&str],
+        args: &[&str],
+    ) -> Gateway {
+        Self::try_start_with_args(config, env, removed, args).unwrap_or_else(|(msg, log)| {
             panic!(
                 "ringway did not start: {msg}\n--- log ---\n{}",
                 log.join("\n")

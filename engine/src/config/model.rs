@@ -423,7 +423,7 @@ with_policy_table! { policy_fields! {
 } }
 
 /// `[route.cors]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
     /// Exact origins, `https://*.example.com`, or `*`.
@@ -440,7 +440,7 @@ pub struct Cors {
 }
 
 /// `[route.ip]`: CIDR lists; deny wins, an empty allow list allows all.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct IpPolicy {
     #[serde(default)]
@@ -516,7 +516,7 @@ pub struct Jwt {
 }
 
 /// `[route.validate]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Validate {
     #[serde(default)]

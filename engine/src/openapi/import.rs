@@ -369,8 +369,8 @@ impl<'a> Importer<'a> {
             preserve_host: false,
             websocket: true,
             disable: Vec::new(),
-            cors: shared.cors.as_ref().map(clone_cors),
-            ip: shared.ip.as_ref().map(clone_ip),
+            cors: shared.cors.clone(),
+            ip: shared.ip.clone(),
             api_key,
             jwt,
             throttle: None,
@@ -907,32 +907,6 @@ fn shared_status(kind: &str) -> Option<&'static str> {
         "BAD_REQUEST_PARAMETERS" | "BAD_REQUEST_BODY" => "missing parameters and invalid bodies",
         _ => return None,
     })
-}
-
-fn clone_cors(c: &Spanned<model::Cors>) -> Spanned<model::Cors> {
-    let v = c.get_ref();
-    Spanned::new(
-        c.span(),
-        model::Cors {
-            allow_origins: v.allow_origins.clone(),
-            allow_methods: v.allow_methods.clone(),
-            allow_headers: v.allow_headers.clone(),
-            expose_headers: v.expose_headers.clone(),
-            allow_credentials: v.allow_credentials.clone(),
-            max_age: v.max_age,
-        },
-    )
-}
-
-fn clone_ip(i: &Spanned<model::IpPolicy>) -> Spanned<model::IpPolicy> {
-    let v = i.get_ref();
-    Spanned::new(
-        i.span(),
-        model::IpPolicy {
-            allow: v.allow.clone(),
-            deny: v.deny.clone(),
-        },
-    )
 }
 
 #[cfg(test)]

@@ -153,20 +153,9 @@ impl<'a> Importer<'a> {
 
     fn validate_extra(&mut self, n: &Node, route: &mut model::Route) {
         let span = self.span(n);
-        let v = route.validate.get_or_insert_with(|| {
-            Spanned::new(
-                span,
-                model::Validate {
-                    required_headers: Vec::new(),
-                    required_query: Vec::new(),
-                    max_body_bytes: None,
-                    content_types: Vec::new(),
-                    json_schema: None,
-                    json_max_bytes: None,
-                    json_schema_doc: None,
-                },
-            )
-        });
+        let v = route
+            .validate
+            .get_or_insert_with(|| Spanned::new(span, model::Validate::default()));
         let v = v.get_mut();
         if let Some(m) = n.get("max_body_bytes").and_then(Node::as_f64) {
             v.max_body_bytes = Some(Size(m as u64));

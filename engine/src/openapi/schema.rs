@@ -37,15 +37,7 @@ pub fn validate<'a>(
         return None;
     };
     let flag = |k: &str| v.get(k).and_then(Node::as_bool).unwrap_or(false);
-    let mut t = model::Validate {
-        required_headers: Vec::new(),
-        required_query: Vec::new(),
-        max_body_bytes: None,
-        content_types: Vec::new(),
-        json_schema: None,
-        json_max_bytes: None,
-        json_schema_doc: None,
-    };
+    let mut t = model::Validate::default();
     let params: Vec<&Node> = common
         .into_iter()
         .chain(op.get("parameters"))
