@@ -645,6 +645,19 @@ impl<'a> Importer<'a> {
         });
         for st in statements {
             let effect = st.get("Effect").and_then(Node::as_str).unwrap_or("");
+            if let Some(r) = st.get("Resource") {
+                let list = if r.as_str().is_some() {
+                    std::slice::from_ref(r)
+                } else {
+                    r.items()
+                };
+                if list.iter().any(|r| !r.as_str().is_some_and(whole_api)) {
+                    self.unsupported(
+                        r,
+                        "a statement on part of the API: ringway applies it to every route",
+                    );
+                }
+            }
             let Some(cond) = st.get("Condition") else {
                 // An unconditional Allow of everything is API Gateway's default.
                 if effect != "Allow" {
@@ -850,6 +863,19 @@ fn shape(path: &str) -> String {
     out
 }
 
+/// Whether a policy `Resource` names the whole API: `execute-api:/*`,
+/// `arn:aws:execute-api:REGION:ACCOUNT:API/*`, `.../*/*/*`.
+fn whole_api(resource: &str) -> bool {
+    if resource == "*" {
+        return true;
+    }
+    let tail = resource.rsplit(':').next().unwrap_or(resource);
+    let mut parts = tail.split('/');
+    parts.next();
+    let rest: Vec<&str> = parts.collect();
+    !rest.is_empty() && rest.iter().all(|p| *p == "*")
+}
+
 /// A route path's parameter names (`proxy` for `{proxy+}`).
 pub fn route_params(path: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -918,6 +944,24 @@ mod tests {
         assert_eq!(shape("/pets/{id}"), shape("/pets/{petId}"));
         assert_ne!(shape("/pets/{id}"), shape("/pets/{id+}"));
         assert_eq!(route_params("/a/{x}/b/{proxy+}"), ["x", "proxy"]);
+    }
+
+    #[test]
+    fn policy_resources_on_the_whole_api() {
+        for r in [
+            "execute-api:/*",
+            "arn:aws:execute-api:us-east-1:123456789012:abc123/*",
+            "execute-api:/*/*/*",
+            "*",
+        ] {
+            assert!(whole_api(r), "{r}");
+        }
+        for r in [
+            "execute-api:/prod/GET/pets",
+            "arn:aws:execute-api:*:*:abc/*/POST/*",
+        ] {
+            assert!(!whole_api(r), "{r}");
+        }
     }
 
     #[test]
