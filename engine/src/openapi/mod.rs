@@ -23,7 +23,9 @@ pub mod export;
 mod import;
 mod integration;
 mod own;
+mod policies;
 mod schema;
+mod security;
 pub mod tree;
 
 #[cfg(test)]
