@@ -140,6 +140,98 @@ fn hostile_documents_are_errors_never_panics() {
     }
 }
 
+#[test]
+fn integration_settings_shape_the_upstreams_made_for_hosts() {
+    let doc = r#"{"openapi": "3.0.1", "info": {"title": "t", "version": "1"},
+ "servers": [{"url": "https://x/{basePath}", "variables": {"basePath": {"default": "/doc"}}}],
+ "paths": {
+  "/a": {"get": {"x-amazon-apigateway-integration": {"type": "http_proxy", "httpMethod": "GET",
+     "uri": "https://10.1.2.3:8443/a", "timeoutInMillis": 1500,
+     "tlsConfig": {"serverNameToVerify": "backend.example"}}}},
+  "/b": {"get": {"x-amazon-apigateway-integration": {"type": "http_proxy", "httpMethod": "GET",
+     "uri": "https://10.1.2.3:8443/b", "timeoutInMillis": 900}}},
+  "/c": {"get": {"x-amazon-apigateway-integration": {"type": "http_proxy", "httpMethod": "GET",
+     "uri": "https://10.1.2.3:8443/c", "timeoutInMillis": 1500,
+     "tlsConfig": {"serverNameToVerify": "backend.example"}}}},
+  "/d/{id}": {"get": {"x-amazon-apigateway-integration": {"type": "http_proxy", "httpMethod": "GET",
+     "uri": "http://${stageVariables.host}/d/{n}?v={v}",
+     "requestParameters": {"integration.request.path.n": "method.request.path.id",
+                           "integration.request.path.v": "'2'",
+                           "integration.request.querystring.k": "stageVariables.key"}}}}}}"#;
+    let dir = Scratch::new("settings");
+    dir.write("api.json", doc);
+    let toml = dir.write(
+        "ringway.toml",
+        "[[openapi]]\nfile = \"api.json\"\nstage = \"/v9\"\nstage_variables = { host = \"127.0.0.1:7000\", key = \"s3cret\" }\n",
+    );
+    let (s, warnings) = load_toml(&toml).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        s.router.stage(),
+        Some("/v9"),
+        "the [[openapi]] stage wins over basePath"
+    );
+    let names: Vec<&str> = s.upstreams.iter().map(|u| u.name.as_str()).collect();
+    // One upstream per distinct setting of a host: /a and /c share one.
+    assert_eq!(
+        names,
+        ["10.1.2.3:8443", "10.1.2.3:8443~2", "127.0.0.1:7000"]
+    );
+    let a = &s.upstreams[0];
+    assert!(a.targets[0].tls);
+    assert_eq!(a.response_timeout, std::time::Duration::from_millis(1500));
+    assert_eq!(
+        a.tls.as_ref().and_then(|t| t.server_name.as_deref()),
+        Some("backend.example")
+    );
+    assert_eq!(
+        s.upstreams[1].response_timeout,
+        std::time::Duration::from_millis(900)
+    );
+    let d = s.routes.iter().find(|r| r.path == "/d/{id}").unwrap();
+    assert_eq!(
+        d.uri_text.as_deref(),
+        Some("http://127.0.0.1:7000/d/{id}?v=2")
+    );
+    // `integration.request.querystring.k` ← `stageVariables.key`: the literal value.
+    let mapping = format!("{:?}", d.policies.mapping);
+    let literal = format!("Literal({:?})", b"s3cret");
+    assert!(
+        mapping.contains(&literal) && mapping.contains("name: [107]"),
+        "{mapping}"
+    );
+}
+
+#[test]
+fn stages_that_disagree_and_unknown_variables_are_errors() {
+    let dir = Scratch::new("stages");
+    dir.write("a.yaml", PETSTORE_YAML);
+    let toml = dir.write(
+        "ringway.toml",
+        "[server]\nstage = \"/one\"\n\n[[openapi]]\nfile = \"a.yaml\"\nstage = \"/two\"\n",
+    );
+    let e = load_toml(&toml).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "ringway.toml:6:9: key `openapi.stage`: stage \"/two\" differs from the stage \"/one\""
+        ),
+        "{e}"
+    );
+    // A basePath that disagrees with the TOML's stage is only a warning.
+    let toml = dir.write(
+        "b.toml",
+        "[server]\nstage = \"/one\"\n\n[[openapi]]\nfile = \"a.yaml\"\n",
+    );
+    let (s, warnings) = load_toml(&toml).unwrap();
+    assert_eq!(s.router.stage(), Some("/one"));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message.contains("basePath \"/test\"") && w.line == 7),
+        "{warnings:?}"
+    );
+}
+
 // ---- the round trip ----
 
 const PATHS: &[&str] = &[
