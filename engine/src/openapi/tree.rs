@@ -218,9 +218,10 @@ struct Frame {
     anchor: usize,
 }
 
-fn build(text: &str) -> Result<Node, ParseError> {
-    let bytes = ByteOffsets::new(text);
-    let mut parser = Parser::new_from_str(text);
+fn build(original: &str) -> Result<Node, ParseError> {
+    let (text, shifts) = surrogate_pairs(original);
+    let bytes = ByteOffsets::new(&text, shifts);
+    let mut parser = Parser::new_from_str(&text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut root: Option<Node> = None;
@@ -408,27 +409,87 @@ fn scalar(v: &str, style: ScalarStyle) -> Value {
     Value::String(v.to_string())
 }
 
-/// saphyr's markers count characters; the tree keeps byte offsets.
+/// JSON may write a character outside the BMP as a UTF-16 surrogate pair
+/// of escapes (`\ud83d\ude00`), which YAML does not allow: each such pair
+/// becomes YAML's `\U0001F600` (two bytes shorter). Returns the text to
+/// parse and, per rewrite, where the rewrite ends in it and how many bytes
+/// the text has lost up to there. Only JSON texts (starting with `{` or
+/// `[`) are rewritten: in YAML's plain and single-quoted scalars a
+/// backslash is just a character.
+fn surrogate_pairs(text: &str) -> (std::borrow::Cow<'_, str>, Vec<(usize, usize)>) {
+    let json = text.trim_start().starts_with(['{', '[']);
+    if !json || !text.contains("\\u") {
+        return (text.into(), Vec::new());
+    }
+    let b = text.as_bytes();
+    let hex = |at: usize| -> Option<u32> {
+        let digits = b.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut shifts = Vec::new();
+    let (mut i, mut copied) = (0, 0);
+    while i + 1 < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // `\\` is an escaped backslash: what follows it starts afresh.
+        if b[i + 1] != b'u' {
+            i += 2;
+            continue;
+        }
+        let pair = (hex(i + 2), b.get(i + 6..i + 8), hex(i + 8));
+        if let (Some(hi @ 0xD800..=0xDBFF), Some(b"\\u"), Some(lo @ 0xDC00..=0xDFFF)) = pair {
+            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+            out.push_str(&text[copied..i]);
+            out.push_str(&format!("\\U{c:08X}"));
+            copied = i + 12;
+            shifts.push((out.len(), copied - out.len()));
+            i += 12;
+        } else {
+            i += 2;
+        }
+    }
+    if shifts.is_empty() {
+        return (text.into(), shifts);
+    }
+    out.push_str(&text[copied..]);
+    (out.into(), shifts)
+}
+
+/// saphyr's markers count characters in the text parsed; the tree keeps
+/// byte offsets in the original text.
 struct ByteOffsets {
     /// Byte offset of each character, when the text is not all ASCII.
     table: Option<Vec<usize>>,
     len: usize,
+    /// From [`surrogate_pairs`].
+    shifts: Vec<(usize, usize)>,
 }
 
 impl ByteOffsets {
-    fn new(text: &str) -> Self {
+    fn new(text: &str, shifts: Vec<(usize, usize)>) -> Self {
         let table = (!text.is_ascii()).then(|| text.char_indices().map(|(i, _)| i).collect());
         ByteOffsets {
             table,
             len: text.len(),
+            shifts,
         }
     }
 
     fn at(&self, char_index: usize) -> usize {
-        match &self.table {
+        let parsed = match &self.table {
             None => char_index.min(self.len),
             Some(t) => t.get(char_index).copied().unwrap_or(self.len),
-        }
+        };
+        let lost = self
+            .shifts
+            .iter()
+            .take_while(|(end, _)| *end <= parsed)
+            .last()
+            .map_or(0, |(_, lost)| *lost);
+        parsed + lost
     }
 }
 
@@ -486,6 +547,20 @@ mod tests {
             ));
         }
         assert!(parse(&text).unwrap_err().message.contains("nodes"));
+    }
+
+    #[test]
+    fn json_surrogate_pairs_are_read_and_later_spans_stay_in_place() {
+        let json = "{\"a\": \"x\\ud83d\\ude00y\", \"b\": \"\\\\ud83d\", \"c\": 1}";
+        let doc = parse(json).unwrap();
+        assert_eq!(doc.get("a").unwrap().as_str(), Some("x\u{1F600}y"));
+        // An escaped backslash before `ud83d` is no escape.
+        assert_eq!(doc.get("b").unwrap().as_str(), Some("\\ud83d"));
+        let c = doc.entry("c").unwrap();
+        assert_eq!(&json[c.key_span.clone()], "\"c\"");
+        assert_eq!(&json[c.node.span.clone()], "1");
+        // A lone surrogate is still an error.
+        assert!(parse("{\"a\": \"\\ud83d\"}").is_err());
     }
 
     #[test]
