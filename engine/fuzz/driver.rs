@@ -195,3 +195,24 @@ pub fn proxy_header(data: &[u8]) {
         }
     }
 }
+
+/// An Amazon API Gateway export (any bytes, read as JSON or YAML): the
+/// importer answers a snapshot, or errors whose lines lie inside the text;
+/// it never panics. Every node's JSON pointer leads back to a node.
+pub fn openapi(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(root) = ringway::openapi::tree::parse(&text) {
+        let mut keys = Vec::new();
+        root.pointers("", &mut keys);
+        for (span, pointer) in &keys {
+            assert!(span.start <= span.end && span.end <= text.len(), "{span:?}");
+            assert!(root.at_pointer(pointer).is_some(), "{pointer}");
+        }
+    }
+    let lines = text.matches('\n').count() + 2;
+    if let Err(e) = ringway::openapi::from_text(std::path::Path::new("fuzz.yaml"), &text) {
+        for d in &e.diagnostics {
+            assert!(d.line <= lines, "line {} of {lines}: {e}", d.line);
+        }
+    }
+}

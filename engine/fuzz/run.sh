@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz ringway's HTTP/1.1 codec and PROXY protocol parser for a bounded time per target.
+# Fuzz ringway's HTTP/1.1 codec, PROXY protocol parser and OpenAPI importer for a bounded time per target.
 #   engine/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 # Needs cargo-fuzz (installed from crates.io if missing). The machine has
 # only the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head proxy_header)
+[ ${#targets[@]} -gt 0 ] || targets=(request_head chunked response_head proxy_header openapi)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 status=0
 for t in "${targets[@]}"; do

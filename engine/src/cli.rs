@@ -1,6 +1,5 @@
 //! The `ringway` command line: serve, check, demo, upstream.
 
-use crate::config;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,22 +20,30 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Serve {
-        /// Config file (TOML).
-        #[arg(short, long)]
-        config: PathBuf,
+        #[command(flatten)]
+        inputs: Inputs,
         /// Override `[server] driver`: auto, io_uring or epoll.
         #[arg(long)]
         driver: Option<String>,
     },
     /// Validate a config file and print what it would serve (exit 0 valid, 2 invalid).
     Check {
-        #[arg(short, long)]
-        config: PathBuf,
+        #[command(flatten)]
+        inputs: Inputs,
     },
     /// Print the compiled route table of a config file (same as `check`).
     Routes {
-        #[arg(short, long)]
-        config: PathBuf,
+        #[command(flatten)]
+        inputs: Inputs,
+    },
+    /// Write the config as an OpenAPI 3.0 document with the Amazon API
+    /// Gateway extensions (YAML; `x-ringway-*` for what AWS has no word for).
+    ExportOpenapi {
+        #[command(flatten)]
+        inputs: Inputs,
+        /// Write JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask the running `ringway serve -c FILE` to reload FILE (sends it SIGHUP).
     Reload {
@@ -76,6 +83,47 @@ enum Command {
     },
 }
 
+/// What a config is read from: a TOML file, API Gateway exports, or both.
+#[derive(clap::Args)]
+struct Inputs {
+    /// Config file (TOML).
+    #[arg(short, long, required_unless_present = "openapi")]
+    config: Option<PathBuf>,
+    /// An Amazon API Gateway export (OpenAPI 3 / Swagger 2, JSON or YAML) to
+    /// serve, alone or with the TOML config; may be given more than once.
+    #[arg(long)]
+    openapi: Vec<PathBuf>,
+    /// Unsupported OpenAPI content is an error, not a warning.
+    #[arg(long)]
+    strict: bool,
+}
+
+impl Inputs {
+    fn sources(&self) -> crate::snapshot::Sources {
+        crate::snapshot::Sources {
+            config: self.config.clone(),
+            openapi: self.openapi.clone(),
+            strict: self.strict,
+        }
+    }
+
+    /// The compiled config, its warnings logged; or the errors printed and exit code 2.
+    fn load(&self) -> Result<crate::snapshot::Snapshot, i32> {
+        match crate::openapi::load(&self.sources()) {
+            Ok((snap, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
+                Ok(snap)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Err(2)
+            }
+        }
+    }
+}
+
 fn init_logging() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -92,19 +140,27 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve { config, driver } => serve(config, driver),
+        Command::Serve { inputs, driver } => serve(&inputs, driver),
         Command::Reload { config } => reload(&config),
-        Command::Check { config } | Command::Routes { config } => match config::load(&config) {
-            Ok(s) => {
-                print!("{}", s.describe());
-                println!("{}: OK", config.display());
-                0
+        Command::Check { inputs } | Command::Routes { inputs } => check(&inputs),
+        Command::ExportOpenapi { inputs, json } => {
+            match crate::openapi::load_model(&inputs.sources(), None, &Default::default()) {
+                Ok((snap, file, _)) => {
+                    let base = snap.source.parent().unwrap_or(std::path::Path::new("."));
+                    let doc = crate::openapi::export::document(&file, base);
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                    } else {
+                        print!("{}", crate::openapi::export::yaml(&doc));
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    2
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                2
-            }
-        },
+        }
         Command::Usage {
             config,
             key,
@@ -138,6 +194,29 @@ pub fn main() -> i32 {
     }
 }
 
+/// `ringway check`: the route table and every OpenAPI item not served as written.
+fn check(inputs: &Inputs) -> i32 {
+    match crate::openapi::load(&inputs.sources()) {
+        Ok((s, warnings)) => {
+            print!("{}", s.describe());
+            if !warnings.is_empty() {
+                println!(
+                    "warnings (what is not served as written; unsupported items are errors with --strict):"
+                );
+                for w in &warnings {
+                    println!("  {w}");
+                }
+            }
+            println!("{}: OK", s.source.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
 /// `ringway usage`: in cluster mode asks Redis itself; otherwise the counts
 /// live in the running gateway, so it asks that gateway's admin listener.
 fn usage(
@@ -147,7 +226,11 @@ fn usage(
     json: bool,
 ) -> i32 {
     use crate::observe::usage::{report, today};
-    let snap = match config::load(path) {
+    let sources = crate::snapshot::Sources {
+        config: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    let snap = match crate::openapi::load(&sources).map(|(s, _)| s) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -259,13 +342,10 @@ fn admin_get(addr: std::net::SocketAddr, target: &str) -> std::io::Result<(u16, 
     Ok((status, body.to_string()))
 }
 
-fn serve(path: PathBuf, driver: Option<String>) -> i32 {
-    let mut snap = match config::load(&path) {
+fn serve(inputs: &Inputs, driver: Option<String>) -> i32 {
+    let mut snap = match inputs.load() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     if let Some(d) = driver {
         snap.driver = match d.as_str() {
@@ -290,7 +370,11 @@ fn serve(path: PathBuf, driver: Option<String>) -> i32 {
 /// Finds every `ringway serve` whose config file is `path` and sends it SIGHUP.
 /// The file is checked first, so a broken file is reported here too.
 fn reload(path: &std::path::Path) -> i32 {
-    if let Err(e) = config::load(path) {
+    let sources = crate::snapshot::Sources {
+        config: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    if let Err(e) = crate::openapi::load(&sources) {
         eprintln!("{e}");
         return 2;
     }

@@ -7,6 +7,9 @@
 //! - `cli` (the commands) and `demo` (`ringway demo`) start everything.
 //! - `config` reads and checks the TOML (and OpenAPI imports) and compiles it
 //!   into a `snapshot` (the immutable compiled config): compile, then serve.
+//! - `openapi`: Amazon API Gateway exports (OpenAPI/Swagger with the
+//!   `x-amazon-apigateway-*` extensions) read into the config model, and
+//!   the config written back as one; it points at `config`, never back.
 //! - `runtime`: worker threads (one per core), listeners, signals, reload
 //!   and drain; it uses `control` and runs `proxy` on each worker.
 //! - `control`: what the control threads and the workers share (the
@@ -39,6 +42,7 @@ pub mod demo;
 pub mod h1;
 pub mod limit;
 pub mod observe;
+pub mod openapi;
 pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;

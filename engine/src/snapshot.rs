@@ -17,9 +17,23 @@ pub enum DriverChoice {
     Epoll,
 }
 
+/// The files a snapshot is compiled from, read again on reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// The TOML config (`-c FILE`).
+    pub config: Option<PathBuf>,
+    /// API Gateway exports given on the command line (`--openapi FILE`).
+    pub openapi: Vec<PathBuf>,
+    /// `--strict`: unsupported OpenAPI content is an error, not a warning.
+    pub strict: bool,
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
+    /// The file errors and logs name: the config, else the first OpenAPI document.
     pub source: PathBuf,
+    /// Every file it was compiled from.
+    pub sources: Sources,
     /// 0 for the config ringway started with, +1 per successful reload.
     pub generation: u64,
     pub listen: Vec<SocketAddr>,

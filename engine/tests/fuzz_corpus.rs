@@ -14,6 +14,7 @@ const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("chunked", driver::chunked),
     ("response_head", driver::response_head),
     ("proxy_header", driver::proxy_header),
+    ("openapi", driver::openapi),
 ];
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -55,7 +56,9 @@ fn replay_corpora_and_regressions() {
 
 #[test]
 fn mutated_corpora() {
-    const INTERESTING: &[u8] = b"\r\n :;,0aAfF\t\x00\x7f-+chunkedContent-LengthTransfer-Encoding";
+    const HTTP: &[u8] = b"\r\n :;,0aAfF\t\x00\x7f-+chunkedContent-LengthTransfer-Encoding";
+    // For the importer: YAML's and JSON's punctuation, and what integration URIs are made of.
+    const YAML: &[u8] = b"\n :-,[]{}&*!|>'\"#%@?~$/+.0\t\x00\xc3";
     // MUTATIONS is the total per target, spread over its corpus files.
     let total: usize = std::env::var("MUTATIONS")
         .ok()
@@ -70,6 +73,12 @@ fn mutated_corpora() {
     };
     for (target, run) in TARGETS {
         let files = inputs(target);
+        // The importer compiles a whole config per input: a tenth as many.
+        let (total, interesting) = if *target == "openapi" {
+            (total / 10, YAML)
+        } else {
+            (total, HTTP)
+        };
         let rounds = (total / files.len().max(1)).max(1);
         for (path, seed) in files {
             for _ in 0..rounds {
@@ -79,7 +88,7 @@ fn mutated_corpora() {
                     match r % 4 {
                         0 if !d.is_empty() => {
                             let i = r / 4 % d.len();
-                            d[i] = INTERESTING[(r >> 16) % INTERESTING.len()];
+                            d[i] = interesting[(r >> 16) % interesting.len()];
                         }
                         1 => {
                             let i = if d.is_empty() {
@@ -87,7 +96,7 @@ fn mutated_corpora() {
                             } else {
                                 r / 4 % (d.len() + 1)
                             };
-                            d.insert(i, INTERESTING[(r >> 16) % INTERESTING.len()]);
+                            d.insert(i, interesting[(r >> 16) % interesting.len()]);
                         }
                         2 if !d.is_empty() => {
                             let i = r / 4 % d.len();

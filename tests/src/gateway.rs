@@ -94,7 +94,29 @@ impl Gateway {
     /// Like [`Gateway::start_with_env`], with the variables `removed` taken
     /// out of the environment the gateway inherits.
     pub fn start_without(config: &str, env: &[(&str, &str)], removed: &[&str]) -> Gateway {
-        Self::try_start_without(config, env, removed).unwrap_or_else(|(msg, log)| {
+        Self::start_with_all(config, env, removed, &[])
+    }
+
+    fn try_start_without(
+        config: &str,
+        env: &[(&str, &str)],
+        removed: &[&str],
+    ) -> Result<Gateway, (String, Vec<String>)> {
+        Self::try_start_with_args(config, env, removed, &[])
+    }
+
+    /// Starts `ringway serve -c FILE ARGS...` (`--openapi api.yaml`, ...).
+    pub fn start_with_args(config: &str, args: &[&str]) -> Gateway {
+        Self::start_with_all(config, &[], &[], args)
+    }
+
+    fn start_with_all(
+        config: &str,
+        env: &[(&str, &str)],
+        removed: &[&str],
+        args: &[&str],
+    ) -> Gateway {
+        Self::try_start_with_args(config, env, removed, args).unwrap_or_else(|(msg, log)| {
             panic!(
                 "ringway did not start: {msg}\n--- log ---\n{}",
                 log.join("\n")
@@ -102,10 +124,11 @@ impl Gateway {
         })
     }
 
-    fn try_start_without(
+    fn try_start_with_args(
         config: &str,
         env: &[(&str, &str)],
         removed: &[&str],
+        args: &[&str],
     ) -> Result<Gateway, (String, Vec<String>)> {
         let dir = TempDir::new();
         let path = dir.0.join("ringway.toml");
@@ -114,6 +137,7 @@ impl Gateway {
         cmd.arg("serve")
             .arg("-c")
             .arg(&path)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -70,6 +70,37 @@ impl std::error::Error for ConfigError {}
 pub struct Collector<'s> {
     pub source: &'s str,
     pub diagnostics: Vec<Diagnostic>,
+    /// Documents appended to the source after the config text (OpenAPI
+    /// imports): a problem in one of them names its file and line.
+    pub segments: Vec<Segment>,
+}
+
+/// A document whose text follows the config text in a [`Collector`]'s
+/// source, so model values read from it carry spans past the config text.
+/// A problem whose span starts in it names its file, its own line and
+/// column, and the key (a JSON pointer) that `keys` gives the innermost
+/// span holding it.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Byte range of the document in the source.
+    pub range: Range<usize>,
+    pub file: PathBuf,
+    /// Spans (in the source) and the key each names.
+    pub keys: Vec<(Range<usize>, String)>,
+}
+
+impl Segment {
+    /// The key of the innermost span holding `span` (an exact match first).
+    pub fn key(&self, span: &Range<usize>) -> Option<&str> {
+        if let Some((_, k)) = self.keys.iter().rev().find(|(s, _)| s == span) {
+            return Some(k);
+        }
+        self.keys
+            .iter()
+            .filter(|(s, _)| s.start <= span.start && span.start < s.end.max(s.start + 1))
+            .min_by_key(|(s, _)| (s.end - s.start, usize::MAX - s.start))
+            .map(|(_, k)| k.as_str())
+    }
 }
 
 impl<'s> Collector<'s> {
@@ -77,11 +108,28 @@ impl<'s> Collector<'s> {
         Collector {
             source,
             diagnostics: Vec::new(),
+            segments: Vec::new(),
         }
     }
 
     /// Records a problem at byte range `span` of the source.
     pub fn at(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        if let Some(seg) = self.segments.iter().find(|s| {
+            s.range.start <= span.start && span.start < s.range.end.max(s.range.start + 1)
+        }) {
+            let text = self.source.get(seg.range.clone()).unwrap_or_default();
+            let (line, column, snippet) = locate(text, span.start - seg.range.start);
+            let key = seg.key(&span).map_or_else(|| key.into(), str::to_string);
+            self.diagnostics.push(Diagnostic {
+                file: Some(seg.file.clone()),
+                line,
+                column,
+                key,
+                message: message.into(),
+                snippet,
+            });
+            return;
+        }
         let (line, column, snippet) = locate(self.source, span.start);
         self.diagnostics.push(Diagnostic {
             file: None,
@@ -160,7 +208,7 @@ impl<'s> Collector<'s> {
 }
 
 /// 1-based line and column of byte `pos`, and that line's text.
-fn locate(source: &str, pos: usize) -> (usize, usize, String) {
+pub fn locate(source: &str, pos: usize) -> (usize, usize, String) {
     if source.is_empty() {
         return (1, 1, String::new());
     }

@@ -32,40 +32,84 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
 
 /// Parses and compiles config text; `path` is only used to name the file in errors.
 pub fn from_str(path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
-    from_str_resolved(path, text, &crate::resilience::Resolved::default())
+    compile_with(
+        path,
+        text,
+        &crate::resilience::Resolved::default(),
+        |_, _, _| Extension::default(),
+    )
+}
+
+/// What an importer (`crate::openapi`) adds to a config before it compiles:
+/// its documents' text, appended to the config text in the source the
+/// compiler reports against (the spans of the model values it added point
+/// into it), the segments that name those documents, and the problems it
+/// found itself.
+#[derive(Default)]
+pub struct Extension {
+    pub text: String,
+    pub segments: Vec<error::Segment>,
+    /// Span in the source (config text or appended text), key, message.
+    pub problems: Vec<(std::ops::Range<usize>, String, String)>,
 }
 
 /// Like [`from_str`], with target names resolved as `resolved` says (the
-/// checker thread's latest DNS answers) instead of asking again.
-pub fn from_str_resolved(
+/// checker thread's latest DNS answers; empty: ask now) and `extend`
+/// adding to the file model once it is read. `extend` gets the model, the
+/// config file's folder, and the offset at which the text it returns will
+/// start in the source.
+pub fn compile_with(
     path: &Path,
     text: &str,
     resolved: &crate::resilience::Resolved,
+    extend: impl FnOnce(&mut model::File, &Path, usize) -> Extension,
 ) -> Result<Snapshot, ConfigError> {
+    compile_model(path, text, resolved, extend).map(|(snapshot, _)| snapshot)
+}
+
+/// Like [`compile_with`], keeping the file model the snapshot was compiled
+/// from (what `ringway export-openapi` writes).
+pub fn compile_model(
+    path: &Path,
+    text: &str,
+    resolved: &crate::resilience::Resolved,
+    extend: impl FnOnce(&mut model::File, &Path, usize) -> Extension,
+) -> Result<(Snapshot, model::File), ConfigError> {
     let mut c = Collector::new(text);
-    let Some((file, renumber)) = read::read::<model::File>(&mut c) else {
+    let Some((mut file, renumber)) = read::read::<model::File>(&mut c) else {
         return c
             .finish(path, ())
             .map(|()| unreachable!("read records why"));
     };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let extension = extend(&mut file, base, text.len());
+    let source = format!("{text}{}", extension.text);
+    let mut c = Collector {
+        source: &source,
+        diagnostics: c.diagnostics,
+        segments: extension.segments,
+    };
+    for (span, key, message) in extension.problems {
+        c.at(span, key, message);
+    }
     // What could be read compiles too, so its errors come in the same run.
     let structural = c.diagnostics.len();
-    let snapshot = compile(path, file, (text, resolved), &mut c);
+    let snapshot = compile(path, &file, (text, resolved), &mut c);
     renumber.apply(&mut c, structural);
-    c.finish(path, snapshot)
+    c.finish(path, (snapshot, file))
 }
 
 fn compile(
     path: &Path,
-    file: model::File,
+    file: &model::File,
     (text, resolved): (&str, &crate::resilience::Resolved),
     c: &mut Collector<'_>,
 ) -> Snapshot {
     let s = &file.server;
     let base = path.parent().unwrap_or(Path::new("."));
     let server = server::compile_server(s, base, c);
-    let upstreams = upstreams::compile_upstreams(&file, base, resolved, c);
-    let (routes, router) = routes::compile_routes(&file, &upstreams.by_name, base, c);
+    let upstreams = upstreams::compile_upstreams(file, base, resolved, c);
+    let (routes, router) = routes::compile_routes(file, &upstreams.by_name, base, c);
     let trusted_proxies =
         crate::policy::ip::CidrSet::parse(&s.trusted_proxies, "server.trusted_proxies")
             .unwrap_or_else(|p| {
@@ -82,7 +126,7 @@ fn compile(
             .ok()
     });
     let fleet = cluster.clone().map(crate::cluster::fleet);
-    let api_keys = api_keys::compile_api_keys(&file, base, fleet.as_ref(), c);
+    let api_keys = api_keys::compile_api_keys(file, base, fleet.as_ref(), c);
     let request_id = server::compile_request_id(s.request_id.as_ref(), c);
     let (gateway_responses, problems) = crate::policy::responses::compile(&file.gateway_responses);
     for p in problems {
@@ -94,6 +138,10 @@ fn compile(
     ));
     Snapshot {
         source: path.to_path_buf(),
+        sources: crate::snapshot::Sources {
+            config: Some(path.to_path_buf()),
+            ..Default::default()
+        },
         generation: 0,
         listen: server.listen,
         listen_tls: server.listen_tls,

@@ -32,6 +32,39 @@ pub struct File {
     /// `[cluster]`: usage-plan limits shared by a fleet through Redis.
     #[serde(default)]
     pub cluster: Option<crate::cluster::config::Section>,
+    /// `[[openapi]]`: Amazon API Gateway exports served as routes (`crate::openapi`).
+    #[serde(default)]
+    pub openapi: Vec<OpenApi>,
+}
+
+/// `[[openapi]]`: an API Gateway export (OpenAPI 3.0/3.1 or Swagger 2.0,
+/// JSON or YAML) whose operations become routes.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApi {
+    /// The document, relative to this file.
+    pub file: Spanned<String>,
+    /// The stage prefix (as `[server] stage`), instead of the document's basePath.
+    pub stage: Option<Spanned<String>>,
+    /// Values of `${stageVariables.NAME}` in integration URIs.
+    #[serde(default)]
+    pub stage_variables: std::collections::BTreeMap<String, Spanned<String>>,
+    /// Integration host (`host` or `host:port`) → the `[[upstream]]` that serves it.
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, Spanned<String>>,
+    /// Per JWT authorizer (its `securitySchemes` name): where its keys come
+    /// from, instead of the issuer's `/.well-known/jwks.json`.
+    #[serde(default)]
+    pub authorizers: std::collections::BTreeMap<String, Spanned<OpenApiAuthorizer>>,
+}
+
+/// `[openapi.authorizers.NAME]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiAuthorizer {
+    pub jwks_url: Option<Spanned<String>>,
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_ca: Option<Spanned<String>>,
 }
 
 with_policy_table! { policy_fields! {
@@ -517,7 +550,7 @@ with_policy_table! { policy_fields! {
 } }
 
 /// `[route.cors]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
     /// Exact origins, `https://*.example.com`, or `*`.
@@ -534,7 +567,7 @@ pub struct Cors {
 }
 
 /// `[route.ip]`: CIDR lists; deny wins, an empty allow list allows all.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct IpPolicy {
     #[serde(default)]
@@ -610,7 +643,7 @@ pub struct Jwt {
 }
 
 /// `[route.validate]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Validate {
     #[serde(default)]
@@ -626,6 +659,10 @@ pub struct Validate {
     pub json_schema: Option<Spanned<String>>,
     /// The largest body read to check it against `json_schema` (default 1 MiB, at most `max_body_bytes`): else 413.
     pub json_max_bytes: Option<Spanned<Size>>,
+    /// A schema given inline rather than as a file (an OpenAPI import's
+    /// body schema), and where it came from, for messages.
+    #[serde(skip)]
+    pub json_schema_doc: Option<(serde_json::Value, String)>,
 }
 
 /// `[route.mock]`.

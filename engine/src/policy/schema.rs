@@ -49,7 +49,8 @@ impl std::fmt::Debug for JsonBody {
 /// Control plane: the `json_schema` of `t` (if any) → [`JsonBody`]; `base`
 /// is the config file's folder.
 pub fn compile(t: &model::Validate, base: &Path) -> Result<Option<JsonBody>, Problem> {
-    let Some(file) = &t.json_schema else {
+    let inline = t.json_schema_doc.as_ref();
+    if t.json_schema.is_none() && inline.is_none() {
         if let Some(m) = &t.json_max_bytes {
             return Err(Problem::new(
                 m.span(),
@@ -58,7 +59,7 @@ pub fn compile(t: &model::Validate, base: &Path) -> Result<Option<JsonBody>, Pro
             ));
         }
         return Ok(None);
-    };
+    }
     let cap = t.max_body_bytes.map_or(u64::MAX, |s| s.0);
     let max_bytes = match &t.json_max_bytes {
         Some(m) if m.get_ref().0 == 0 => {
@@ -81,12 +82,20 @@ pub fn compile(t: &model::Validate, base: &Path) -> Result<Option<JsonBody>, Pro
         Some(m) => m.get_ref().0,
         None => DEFAULT_JSON_MAX_BYTES.min(cap),
     };
-    let path = base.join(file.get_ref());
-    let at = |m: String| Problem::new(file.span(), "json_schema", m);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
-    let doc: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| at(format!("{} is not JSON: {e}", path.display())))?;
+    let span = t.json_schema.as_ref().map_or(0..0, |f| f.span());
+    let at = |m: String| Problem::new(span.clone(), "json_schema", m);
+    let (path, doc) = match (&t.json_schema, inline) {
+        (Some(file), _) => {
+            let path = base.join(file.get_ref());
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| at(format!("cannot read {}: {e}", path.display())))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| at(format!("{} is not JSON: {e}", path.display())))?;
+            (path, doc)
+        }
+        (None, Some((doc, origin))) => (origin.into(), doc.clone()),
+        (None, None) => return Ok(None),
+    };
     let validator = jsonschema::options()
         .offline()
         .with_pattern_options(jsonschema::PatternOptions::regex())

@@ -218,18 +218,22 @@ impl Running {
     /// switches to it for new requests. On failure the running config stays.
     pub fn reload(&self) {
         let current = self.shared.latest();
-        self.replace(
-            current.clone(),
-            crate::config::load(&current.source),
-            "reloaded",
-        );
+        let loaded = crate::openapi::load(&current.sources).map(|(next, warnings)| {
+            for w in &warnings {
+                warn!("reload: {w}");
+            }
+            next
+        });
+        self.replace(current.clone(), loaded, "reloaded");
     }
 
     /// Compiles the running config text again with new DNS answers and
-    /// installs it like a reload (the file is not read again).
+    /// installs it like a reload (the TOML file is not read again; OpenAPI
+    /// documents it names are).
     fn rebuild(&self, resolved: crate::resilience::Resolved) {
         let current = self.shared.latest();
-        let next = crate::config::from_str_resolved(&current.source, &current.text, &resolved);
+        let next = crate::openapi::load_resolved(&current.sources, Some(&current.text), &resolved)
+            .map(|(next, _)| next);
         self.replace(current, next, "re-resolved targets of");
     }
 
