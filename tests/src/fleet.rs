@@ -252,6 +252,7 @@ impl HostsEntries {
 
     /// Adds `ip name`.
     pub fn add(&self, ip: &str, name: &str) {
+        let _lock = hosts_lock();
         let mut text = std::fs::read_to_string("/etc/hosts").expect("read /etc/hosts");
         if !text.ends_with('\n') && !text.is_empty() {
             text.push('\n');
@@ -266,6 +267,7 @@ impl HostsEntries {
     }
 
     fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let _lock = hosts_lock();
         let text = std::fs::read_to_string("/etc/hosts").expect("read /etc/hosts");
         let kept: String = text
             .lines()
@@ -274,6 +276,23 @@ impl HostsEntries {
             .collect();
         std::fs::write("/etc/hosts", kept).expect("write /etc/hosts");
     }
+}
+
+/// Tests in other processes edit /etc/hosts too: one read-modify-write at
+/// a time (an exclusive flock on a lock file, released when dropped).
+fn hosts_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/ringway-tests-etc-hosts.lock")
+        .expect("open the /etc/hosts lock file");
+    // SAFETY: flock(2) on a descriptor this function owns.
+    unsafe {
+        libc::flock(f.as_raw_fd(), libc::LOCK_EX);
+    }
+    f
 }
 
 impl Default for HostsEntries {

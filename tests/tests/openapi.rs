@@ -172,6 +172,43 @@ fn an_unresolvable_integration_host_is_a_warning_and_its_routes_answer_502() {
 }
 
 #[test]
+fn an_integration_host_that_starts_resolving_is_served_without_a_reload() {
+    let origin = Origin::echo();
+    let name = format!("rw-openapi-{}.test", std::process::id());
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.0.join("api.yaml"),
+        format!(
+            "openapi: 3.0.1\ninfo: {{title: t, version: '1'}}\npaths:\n  /x:\n    get:\n      x-amazon-apigateway-integration:\n        type: http_proxy\n        httpMethod: GET\n        uri: http://{name}:{}/x\n",
+            origin.addr.port()
+        ),
+    )
+    .unwrap();
+    let hosts = ringway_tests::fleet::HostsEntries::new();
+    let gw = Gateway::start(&config(
+        origin.addr,
+        &format!(
+            "[[openapi]]\nfile = {:?}\nresolve_interval = \"100ms\"\n",
+            dir.0.join("api.yaml")
+        ),
+    ));
+    assert_eq!(request(gw.addr, "GET", "/x", "", "").status, 502);
+    // The name appears (as when DNS catches up): the upstreams thread
+    // resolves it again and the route is served, no reload.
+    hosts.add("127.0.0.1", &name);
+    assert!(
+        wait_until(|| request(gw.addr, "GET", "/x", "", "").status == 200),
+        "never served after {name} resolved: {:#?}",
+        gw.log()
+    );
+    assert!(gw.log_contains("resolves"), "{:#?}", gw.log());
+    assert_eq!(
+        origin.seen().last().map(|r| r.target.clone()).as_deref(),
+        Some("/x")
+    );
+}
+
+#[test]
 fn openapi_files_given_on_the_command_line_are_read_again_on_sighup() {
     let origin = Origin::echo();
     let dir = TempDir::new();

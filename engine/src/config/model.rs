@@ -56,6 +56,9 @@ pub struct OpenApi {
     /// from, instead of the issuer's `/.well-known/jwks.json`.
     #[serde(default)]
     pub authorizers: std::collections::BTreeMap<String, Spanned<OpenApiAuthorizer>>,
+    /// How often the integration hosts this document's upstreams were made
+    /// for are resolved again (default 30s).
+    pub resolve_interval: Option<Spanned<super::units::Dur>>,
 }
 
 /// `[openapi.authorizers.NAME]`.
@@ -400,6 +403,11 @@ pub struct Upstream {
     pub tls: Option<Spanned<UpstreamTls>>,
     /// `"v1"` or `"v2"`: each new connection starts with a PROXY header naming the client.
     pub send_proxy_protocol: Option<Spanned<String>>,
+    /// Made by the OpenAPI importer for an integration host: a name that
+    /// does not resolve is no error (its routes answer 502 until it does,
+    /// re-resolved every `resolve_interval`). Never read from TOML.
+    #[serde(skip)]
+    pub unresolved_ok: bool,
 }
 
 fn default_max_idle() -> usize {

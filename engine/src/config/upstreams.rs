@@ -84,6 +84,20 @@ pub(super) fn compile_upstreams(
                         target_count += 1;
                     }
                 }
+                // An OpenAPI integration host not resolving yet: a target
+                // that refuses at once (502) until the checker thread's
+                // next answer recompiles the upstream.
+                Err(_) if u.unresolved_ok => {
+                    targets.push(Target {
+                        id: target_count,
+                        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                        authority: hostport.to_string(),
+                        tls,
+                        weight,
+                        label: format!("{hostport} (unresolved)"),
+                    });
+                    target_count += 1;
+                }
                 Err(m) => c.at(t.span(), key("targets"), m),
             }
         }

@@ -16,6 +16,19 @@ use toml::Spanned;
 /// connecting to port 0 is refused at once, so its routes answer 502.
 pub const UNRESOLVED: &str = "127.0.0.1:0";
 
+/// How often an integration host that did not resolve is looked up again,
+/// unless its `[[openapi]]` table says (`resolve_interval`).
+const RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `30s`, `250ms`.
+fn humantime(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 /// Upstreams made for integration hosts, shared by every imported document.
 pub struct Upstreams {
     pub list: Vec<model::Upstream>,
@@ -436,20 +449,34 @@ fn upstream_for(
     } else {
         literal.parse::<std::net::IpAddr>().is_ok()
     };
-    let written = if resolves {
+    // Unresolved, the host stays the target (resolved again by the
+    // upstreams thread) when names are looked up at all; else (the fuzz
+    // entry) a placeholder that refuses.
+    let written = if resolves || ups.resolve {
         target
     } else {
         format!("{scheme}://{UNRESOLVED}")
     };
+    let every = im
+        .table
+        .and_then(|t| t.resolve_interval.as_ref())
+        .map_or(RESOLVE_INTERVAL, |d| d.get_ref().0);
     let span = im.span(uri);
     if !resolves {
         im.notice(
             uri,
-            format!("host {host:?} does not resolve now: upstream {name:?} answers 502 until it does (it is resolved again on reload)"),
+            format!(
+                "host {host:?} does not resolve now: upstream {name:?} answers 502 until it does (resolved again every {})",
+                humantime(every)
+            ),
         );
     }
     let ups = &mut *im.upstreams;
-    let upstream = made_upstream(&name, &written, span, timeout_ms, server_name)?;
+    let mut upstream = made_upstream(&name, &written, span.clone(), timeout_ms, server_name)?;
+    if !resolves && ups.resolve {
+        upstream.unresolved_ok = true;
+        upstream.resolve_interval = Some(Spanned::new(span, Dur(every)));
+    }
     ups.taken.push(name.clone());
     ups.made.push(made);
     ups.list.push(upstream);
