@@ -43,6 +43,7 @@ fn parse_requests(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             let fwd = Forward {
+                method: None,
                 trusted_peer: false,
                 forwarded: true,
                 client_ip: b"192.0.2.7",
@@ -75,6 +76,7 @@ fn parse_requests(c: &mut Criterion) {
                 &mut upstream,
             );
             let fwd = Forward {
+                method: None,
                 trusted_peer: false,
                 forwarded: true,
                 client_ip: b"192.0.2.7",

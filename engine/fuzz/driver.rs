@@ -24,6 +24,7 @@ pub fn request_head(data: &[u8]) {
     }
     let mut out = Vec::new();
     let fwd = Forward {
+        method: None,
         trusted_peer: false,
         forwarded: true,
         client_ip: b"192.0.2.1",

@@ -176,6 +176,8 @@ pub struct Route {
     /// The template as written, for `ringway check`.
     pub uri_text: Option<String>,
     pub preserve_host: bool,
+    /// `upstream_method`: the method every non-HEAD request is sent with.
+    pub upstream_method: Option<Box<[u8]>>,
     pub websocket: bool,
     /// The route's policy chain (empty: nothing to check).
     pub policies: crate::policy::Chain,

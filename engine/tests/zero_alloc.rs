@@ -72,6 +72,7 @@ fn parse_route_expand_and_write_allocate_nothing_when_warm() {
             .unwrap();
         out.clear();
         let fwd = Forward {
+            method: None,
             trusted_peer: false,
             forwarded: true,
             client_ip: b"127.0.0.1",

@@ -209,6 +209,56 @@ fn an_integration_host_that_starts_resolving_is_served_without_a_reload() {
 }
 
 #[test]
+fn a_fixed_integration_method_is_sent_upstream_instead_of_the_clients() {
+    let origin = Origin::echo();
+    let dir = TempDir::new();
+    let doc = dir.0.join("api.json");
+    std::fs::write(
+        &doc,
+        format!(
+            r#"{{"openapi": "3.0.1", "info": {{"title": "t", "version": "1"}}, "paths": {{
+                "/search": {{"get": {{"x-amazon-apigateway-integration": {{"type": "http_proxy", "httpMethod": "POST", "uri": "http://{0}/find"}}}}}},
+                "/any": {{"x-amazon-apigateway-any-method": {{"x-amazon-apigateway-integration": {{"type": "http_proxy", "httpMethod": "POST", "uri": "http://{0}/all"}}}}}}}}}}"#,
+            origin.addr
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_with_args(
+        &config(origin.addr, ""),
+        &["--openapi", doc.to_str().unwrap()],
+    );
+    assert_eq!(request(gw.addr, "GET", "/search", "", "").status, 200);
+    assert_eq!(request(gw.addr, "DELETE", "/any", "", "").status, 200);
+    let mut s = ringway_tests::client::connect(gw.addr);
+    std::io::Write::write_all(&mut s, b"HEAD /any HTTP/1.1\r\nHost: api.test\r\n\r\n").unwrap();
+    let head = ringway_tests::client::read_response(&mut s, &mut Vec::new(), true);
+    assert_eq!(head.map(|r| r.status), Some(200));
+    let seen: Vec<(String, String)> = origin
+        .seen()
+        .iter()
+        .map(|r| (r.method.clone(), r.target.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST".into(), "/find".into()),
+            ("POST".into(), "/all".into()),
+            ("HEAD".into(), "/all".into())
+        ],
+        "GET and DELETE go up as the integration's POST; HEAD stays HEAD"
+    );
+    // And back out: the export says the fixed method.
+    let (code, out, err) = ringway(&[
+        "export-openapi",
+        "--openapi",
+        doc.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"httpMethod\": \"POST\""), "{out}");
+}
+
+#[test]
 fn openapi_files_given_on_the_command_line_are_read_again_on_sighup() {
     let origin = Origin::echo();
     let dir = TempDir::new();

@@ -545,6 +545,11 @@ with_policy_table! { policy_fields! {
         /// Send the client's Host upstream (default), or the target's `host:port`.
         #[serde(default = "yes")]
         pub preserve_host: bool,
+        /// Send every request upstream with this method instead of the
+        /// client's (API Gateway's fixed integration `httpMethod`); HEAD
+        /// requests stay HEAD.
+        #[serde(default)]
+        pub upstream_method: Option<Spanned<String>>,
         /// Let `Connection: upgrade` requests (WebSocket) through, tunnelling the connection after a 101.
         #[serde(default = "yes")]
         pub websocket: bool,

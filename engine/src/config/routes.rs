@@ -78,6 +78,29 @@ pub(super) fn compile_routes(
             c.at(p.span, key(&p.key), p.message);
         }
         let target = compile_target(r, &params, router.is_some(), by_name, &key, c);
+        let upstream_method = r.upstream_method.as_ref().and_then(|m| {
+            let text = m.get_ref();
+            let token = !text.is_empty()
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            match text.as_str() {
+                _ if !token => c.at(
+                    m.span(),
+                    key("upstream_method"),
+                    format!("{text:?} is not an HTTP method"),
+                ),
+                "HEAD" | "CONNECT" => c.at(
+                    m.span(),
+                    key("upstream_method"),
+                    format!(
+                        "{text} cannot replace the client's method (its response framing differs)"
+                    ),
+                ),
+                _ => return Some(text.as_bytes().into()),
+            }
+            None
+        });
         routes.push(Route {
             path: r.path.get_ref().clone(),
             label: route_label(r, &specs[k]),
@@ -85,6 +108,7 @@ pub(super) fn compile_routes(
             template: target.template,
             uri_text: r.uri.as_ref().map(|u| u.get_ref().clone()),
             preserve_host: r.preserve_host,
+            upstream_method,
             websocket: r.websocket,
             policies,
         });

@@ -10,6 +10,8 @@ use super::response::ResponseHead;
 
 /// What the proxy adds to a forwarded request.
 pub struct Forward<'a> {
+    /// Replaces the client's method (a route's `upstream_method`).
+    pub method: Option<&'a [u8]>,
     /// The client's address, appended to X-Forwarded-For.
     pub client_ip: &'a [u8],
     /// `http` or `https`: X-Forwarded-Proto.
@@ -40,7 +42,7 @@ pub struct Forward<'a> {
 /// Appends the upstream request head. Hop-by-hop fields are dropped, framing
 /// is written fresh from `head.framing`, and the forwarding fields are set.
 pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &Forward<'_>) {
-    out.extend_from_slice(head.method(buf));
+    out.extend_from_slice(fwd.method.unwrap_or(head.method(buf)));
     out.push(b' ');
     let target = fwd.target.unwrap_or_else(|| head.target.get(buf));
     if target.first() != Some(&b'/') && target != b"*" {
@@ -377,6 +379,7 @@ mod tests {
         assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
         let mut out = Vec::new();
         let fwd = Forward {
+            method: None,
             trusted_peer,
             forwarded: true,
             client_ip,
@@ -442,6 +445,7 @@ mod tests {
             raw,
             &head,
             &Forward {
+                method: None,
                 trusted_peer: true,
                 forwarded: true,
                 client_ip: b"127.0.0.1",
@@ -486,6 +490,7 @@ mod tests {
         assert_eq!(request::parse(raw, &Limits::default(), &mut head), Ok(true));
         let mut out = Vec::new();
         let fwd = Forward {
+            method: None,
             trusted_peer: false,
             forwarded: true,
             client_ip: b"127.0.0.1",

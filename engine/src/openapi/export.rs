@@ -247,9 +247,13 @@ fn integration(r: &model::Route) -> Value {
         }
         (None, None) => String::new(),
     };
+    let method = r
+        .upstream_method
+        .as_ref()
+        .map_or("ANY", |m| m.get_ref().as_str());
     let mut v = json!({
         "type": "http_proxy",
-        "httpMethod": "ANY",
+        "httpMethod": method,
         "uri": uri,
         "connectionType": "INTERNET",
     });

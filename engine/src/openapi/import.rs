@@ -327,6 +327,7 @@ impl<'a> Importer<'a> {
             uri: None,
             // API Gateway sends the integration's host, not the client's.
             preserve_host: false,
+            upstream_method: None,
             websocket: true,
             disable: Vec::new(),
             cors: shared.cors.clone(),
@@ -358,6 +359,7 @@ impl<'a> Importer<'a> {
                 }
                 let target = integration::http(self, integ, at, &params)?;
                 route.uri = Some(target.uri);
+                route.upstream_method = target.method;
                 route.mapping = target.mapping;
             }
             "mock" => route.mock = Some(integration::mock(self, integ)?),

@@ -65,6 +65,8 @@ impl Upstreams {
 pub struct HttpTarget {
     pub uri: Spanned<String>,
     pub mapping: Option<Spanned<model::Mapping>>,
+    /// A fixed `httpMethod` other than the operation's (`upstream_method`).
+    pub method: Option<Spanned<String>>,
 }
 
 /// An `http_proxy` (or `http`) integration.
@@ -93,18 +95,23 @@ pub fn http(
         );
         return None;
     }
-    if let Some(m) = integ.get("httpMethod").and_then(Node::as_str)
+    // A fixed method other than the operation's own is sent upstream
+    // instead of the client's (HEAD requests stay HEAD).
+    let mut method = None;
+    if let Some(n) = integ.get("httpMethod")
+        && let Some(m) = n.as_str()
         && !m.eq_ignore_ascii_case("ANY")
         && !m.eq_ignore_ascii_case(&at.method)
     {
-        let n = integ.get("httpMethod").unwrap_or(integ);
-        im.unsupported(
-            n,
-            format!(
-                "httpMethod {m}: ringway forwards the client's method ({}), not a fixed one",
-                at.method
-            ),
-        );
+        let m = m.to_ascii_uppercase();
+        if m == "HEAD" || m == "CONNECT" {
+            im.unsupported(
+                n,
+                format!("httpMethod {m}: ringway cannot send every request as {m}; the client's method is forwarded"),
+            );
+        } else {
+            method = Some(im.spanned(n, m));
+        }
     }
     let uri = stage_variables(im, uri_node, raw)?;
     let (https, rest) = if let Some(r) = strip_prefix_ci(&uri, "http://") {
@@ -135,6 +142,7 @@ pub fn http(
     Some(HttpTarget {
         uri: im.spanned(uri_node, format!("http://{name}{path_query}")),
         mapping,
+        method,
     })
 }
 

@@ -43,6 +43,12 @@ pub fn write_request_head(
     {
         let buf = &ex.rbuf[..];
         let fwd = Forward {
+            // HEAD stays HEAD: the response is read as the client's method says.
+            method: chosen
+                .route
+                .upstream_method
+                .as_deref()
+                .filter(|_| !ex.info.is_head),
             client_ip: ex.ip.as_bytes(),
             proto: if ex.client.is_tls() {
                 b"https"
