@@ -9,7 +9,10 @@ mod driver;
 
 use std::path::PathBuf;
 
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: its corpus folder and its driver.
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: &[Target] = &[
     ("request_head", driver::request_head),
     ("chunked", driver::chunked),
     ("response_head", driver::response_head),
