@@ -264,16 +264,16 @@ fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
     let h2 = sum(|r| r.h2.requests);
     family(
         o,
-        "ringway_requests_total",
+        "ringway_requests_by_protocol_total",
         "counter",
         "Requests served, by protocol the client spoke.",
     );
     let _ = writeln!(
         o,
-        "ringway_requests_total{{proto=\"h1\"}} {}",
+        "ringway_requests_by_protocol_total{{proto=\"h1\"}} {}",
         requests.saturating_sub(h2)
     );
-    let _ = writeln!(o, "ringway_requests_total{{proto=\"h2\"}} {h2}");
+    let _ = writeln!(o, "ringway_requests_by_protocol_total{{proto=\"h2\"}} {h2}");
     family(
         o,
         "ringway_h2_streams_in_flight",
