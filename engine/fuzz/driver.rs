@@ -217,3 +217,57 @@ pub fn openapi(data: &[u8]) {
         }
     }
 }
+
+/// HTTP/2 frames from a client (any bytes after the preface): the
+/// connection state either takes them or names a connection error; it
+/// never panics, and every request head it makes parses as HTTP/1.1.
+pub fn h2_frames(data: &[u8]) {
+    use ringway::h2::session::{H2Settings, Session};
+    let cfg = H2Settings {
+        max_concurrent_streams: 4,
+        initial_window: 1024,
+        max_header_list: 2048,
+        max_resets_per_second: 50,
+        max_control_frames_per_second: 50,
+        ..H2Settings::default()
+    };
+    let mut s = Session::new(cfg, 4096, -1);
+    s.start();
+    // A SETTINGS frame first, so the rest reaches the frame handlers.
+    let mut input = vec![0, 0, 0, 4, 0, 0, 0, 0, 0];
+    input.extend_from_slice(data);
+    let _ = s.receive(&input);
+    let limits = ringway::h1::Limits::default();
+    for id in std::mem::take(&mut s.started) {
+        let st = s.streams.get(&id).expect("a started stream is open");
+        let mut head = ringway::h1::request::RequestHead::default();
+        assert!(
+            matches!(
+                ringway::h1::request::parse(&st.head, &limits, &mut head),
+                Ok(true) | Err(_)
+            ),
+            "{:?}",
+            String::from_utf8_lossy(&st.head)
+        );
+        s.finish(id, false);
+    }
+}
+
+/// An HPACK header block: decoded into an HTTP/1.1 head or refused; a head
+/// it makes is whole, with no CR or LF inside a field.
+pub fn h2_fields(data: &[u8]) {
+    use ringway::h2::fields::{Scratch, decode_request};
+    let mut dec = loona_hpack::Decoder::new();
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    if decode_request(&mut dec, &mut scratch, data, (4096, true), &mut out).is_ok() {
+        assert!(out.ends_with(b"\r\n\r\n"));
+        let mut head = ringway::h1::request::RequestHead::default();
+        let parsed = ringway::h1::request::parse(&out, &ringway::h1::Limits::default(), &mut head);
+        assert!(
+            !matches!(parsed, Ok(false)),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}

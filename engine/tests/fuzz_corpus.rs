@@ -18,6 +18,8 @@ const TARGETS: &[Target] = &[
     ("response_head", driver::response_head),
     ("proxy_header", driver::proxy_header),
     ("openapi", driver::openapi),
+    ("h2_frames", driver::h2_frames),
+    ("h2_fields", driver::h2_fields),
 ];
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
