@@ -279,6 +279,7 @@ mod size_tests {
         });
         // It holds the socket, the peer and a readiness wait; a request's
         // state lives in a pooled block (`sys::pooled`) only while busy.
-        assert!(size <= 440, "the connection future grew to {size} bytes");
+        // 456 since the HTTP/2 arm of `Client`: a third variant costs the enum a tag word.
+        assert!(size <= 456, "the connection future grew to {size} bytes");
     }
 }
