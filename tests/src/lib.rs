@@ -14,6 +14,7 @@ pub mod client;
 pub mod fleet;
 pub mod fresh;
 pub mod gateway;
+pub mod h2raw;
 pub mod haproxy;
 pub mod jwks_server;
 pub mod origin;
@@ -62,15 +63,32 @@ pub fn sha256(data: &[u8]) -> String {
 
 /// Deterministic pseudo-random bytes (xorshift), so big bodies are not all one byte.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
+    let mut out = vec![0; len];
+    Pattern::new(seed).fill(&mut out);
+    out
+}
+
+/// The bytes of [`pattern`] made piece by piece: filling buffers one after
+/// another gives the same bytes as one `pattern(total, seed)`, so a body
+/// streamed without ever being whole in memory can still be checked.
+pub struct Pattern(u64);
+
+impl Pattern {
+    pub fn new(seed: u64) -> Pattern {
+        Pattern(seed | 1)
+    }
+
+    /// Fills `buf` with the next bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut x = self.0;
+        for b in buf {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
-        })
-        .collect()
+            *b = x as u8;
+        }
+        self.0 = x;
+    }
 }
 
 /// Runs `f` twice: on the default driver and with the epoll fallback forced.

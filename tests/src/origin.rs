@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,6 +62,16 @@ pub enum Reply {
     Silent,
     /// Send a normal keep-alive response, then close the connection anyway.
     LengthThenClose(u16, Vec<u8>),
+    /// A body of `len` bytes of [`crate::pattern`]`(len, seed)` with
+    /// Content-Length, made and written 64 KiB at a time as the gateway
+    /// takes them (never whole in memory); the counter adds up the body
+    /// bytes written so far, which shows how far the gateway read.
+    Stream {
+        status: u16,
+        len: u64,
+        seed: u64,
+        written: Arc<AtomicU64>,
+    },
 }
 
 type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
@@ -370,6 +380,33 @@ fn send(s: &mut TcpStream, reply: Reply, stop: &AtomicBool) -> bool {
                 }
             }
             false
+        }
+        Reply::Stream {
+            status,
+            len,
+            seed,
+            written,
+        } => {
+            let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {len}\r\n\r\n");
+            if s.write_all(head.as_bytes()).is_err() {
+                return false;
+            }
+            let mut bytes = crate::Pattern::new(seed);
+            let mut piece = vec![0u8; 64 * 1024];
+            let mut left = len;
+            while left > 0 {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let n = left.min(piece.len() as u64) as usize;
+                bytes.fill(&mut piece[..n]);
+                if s.write_all(&piece[..n]).is_err() {
+                    return false;
+                }
+                written.fetch_add(n as u64, Ordering::SeqCst);
+                left -= n as u64;
+            }
+            true
         }
         Reply::LengthThenClose(status, body) => {
             let out = format!(
