@@ -23,12 +23,12 @@ pub struct Shared {
 
 /// A listener change for one worker.
 pub enum ListenerChange {
-    /// A new listener, its TLS certificates, and whether its connections
-    /// start with a PROXY protocol header.
+    /// A new listener, its TLS certificates, and what its connections
+    /// start with (PROXY protocol header, HTTP/2 prior knowledge).
     Add(
         std::net::TcpListener,
         Option<Arc<ringway_tls::ServerTls>>,
-        bool,
+        crate::snapshot::ListenMode,
     ),
     /// Stop the accept loop of the listener bound to this address.
     Remove(SocketAddr),

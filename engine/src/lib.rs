@@ -40,6 +40,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod h1;
+pub mod h2;
 pub mod limit;
 pub mod observe;
 pub mod openapi;

@@ -28,6 +28,16 @@ pub struct Sources {
     pub strict: bool,
 }
 
+/// What a listener expects before HTTP/1.1, fixed when it starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenMode {
+    /// Every connection starts with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// `h2c = true`: cleartext HTTP/2 with prior knowledge, told apart
+    /// from HTTP/1.1 by the client preface.
+    pub h2c: bool,
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// The file errors and logs name: the config, else the first OpenAPI document.
@@ -39,8 +49,10 @@ pub struct Snapshot {
     pub listen: Vec<SocketAddr>,
     /// Per `listen` entry: its TLS certificates, if it terminates TLS.
     pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,
-    /// Per `listen` entry: connections start with a PROXY protocol header.
-    pub listen_proxy: Vec<bool>,
+    /// Per `listen` entry: a PROXY protocol header first, HTTP/2 prior knowledge.
+    pub listen_mode: Vec<ListenMode>,
+    /// `[server.h2]`.
+    pub h2: crate::h2::H2Settings,
     /// The admin endpoint's address, if enabled.
     pub admin: Option<SocketAddr>,
     /// Access log format and destination, if enabled.

@@ -86,6 +86,15 @@ impl ServerTls {
         })
     }
 
+    /// The protocols offered by ALPN, in order of preference (`http/1.1`
+    /// alone unless set).
+    pub fn with_alpn(mut self, protocols: Vec<Vec<u8>>) -> ServerTls {
+        if !protocols.is_empty() {
+            self.template.alpn_protocols = protocols;
+        }
+        self
+    }
+
     /// A rustls `ServerConfig` for one worker thread. Workers share the
     /// certificate resolver (so [`reload`](ServerTls::reload) reaches all of
     /// them) and the ticket keys (a ticket issued on one core resumes on any

@@ -153,6 +153,9 @@ with_policy_table! { policy_fields! {
         pub limits: Limits,
         #[serde(default)]
         pub timeouts: Timeouts,
+        /// `[server.h2]`: HTTP/2 settings and flood limits.
+        #[serde(default)]
+        pub h2: H2,
         // Then the policy defaults (`crate::policy`'s table): a route without
         // its own table of that name inherits these.
     }
@@ -197,6 +200,12 @@ pub struct ListenTable {
     /// untagged enum, which would swallow a type error): the compiler checks
     /// it is a bool and names the key.
     pub proxy_protocol: Option<toml::Value>,
+    /// `h2c = true`: cleartext HTTP/2 with prior knowledge (and HTTP/1.1),
+    /// told apart by the client preface. Raw, like `proxy_protocol`.
+    pub h2c: Option<toml::Value>,
+    /// TLS listeners: the protocols offered by ALPN, in order of
+    /// preference (`["h2", "http/1.1"]` by default). Raw, like `proxy_protocol`.
+    pub alpn: Option<toml::Value>,
 }
 
 /// `tls = { cert, key }` or `tls = { certs = [ { cert, key }, ... ], client_ca = "ca.pem" }`.
@@ -302,6 +311,49 @@ pub struct AccessLog {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub listen: Spanned<String>,
+}
+
+/// `[server.h2]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct H2 {
+    #[serde(default = "h2_streams")]
+    pub max_concurrent_streams: Spanned<u32>,
+    #[serde(default = "h2_window")]
+    pub initial_window: Spanned<Size>,
+    #[serde(default = "h2_frame")]
+    pub max_frame_size: Spanned<Size>,
+    /// Defaults to `[server.limits] max_head_bytes`.
+    #[serde(default)]
+    pub max_header_list: Option<Spanned<Size>>,
+    #[serde(default = "secs::<60>")]
+    pub idle_timeout: Dur,
+    #[serde(default = "h2_resets")]
+    pub max_resets_per_second: Spanned<u32>,
+    #[serde(default = "h2_control")]
+    pub max_control_frames_per_second: Spanned<u32>,
+}
+
+impl Default for H2 {
+    fn default() -> Self {
+        toml::from_str("").expect("an empty [server.h2] deserializes")
+    }
+}
+
+fn h2_streams() -> Spanned<u32> {
+    Spanned::new(0..0, 128)
+}
+fn h2_window() -> Spanned<Size> {
+    Spanned::new(0..0, Size(256 * 1024))
+}
+fn h2_frame() -> Spanned<Size> {
+    Spanned::new(0..0, Size(16 * 1024))
+}
+fn h2_resets() -> Spanned<u32> {
+    Spanned::new(0..0, 100)
+}
+fn h2_control() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
 }
 
 #[derive(Debug, Deserialize)]

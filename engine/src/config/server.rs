@@ -6,7 +6,7 @@ use super::model::{self, Pin};
 use crate::h1::Limits;
 use crate::h1::limits::{MAX_HEAD_BYTES_CEILING, MAX_HEADERS_CEILING};
 use crate::observe::access_log::{Destination, Format};
-use crate::snapshot::DriverChoice;
+use crate::snapshot::{DriverChoice, ListenMode};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +15,10 @@ use std::sync::Arc;
 pub(super) struct Server {
     pub listen: Vec<SocketAddr>,
     pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,
-    /// Per listener: a PROXY protocol header comes first (`proxy_protocol = true`).
-    pub listen_proxy: Vec<bool>,
+    /// Per listener: a PROXY protocol header comes first (`proxy_protocol =
+    /// true`); cleartext HTTP/2 with prior knowledge (`h2c = true`).
+    pub listen_mode: Vec<ListenMode>,
+    pub h2: crate::h2::H2Settings,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<(Format, Destination)>,
     pub workers: usize,
@@ -25,7 +27,7 @@ pub(super) struct Server {
 }
 
 pub(super) fn compile_server(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> Server {
-    let (listen, listen_tls, listen_proxy) = compile_listen(s, base, c);
+    let (listen, listen_tls, listen_mode) = compile_listen(s, base, c);
     let admin = compile_admin(s, &listen, c);
     let access_log = compile_access_log(s, base, c);
     let workers = compile_workers(s, c);
@@ -38,10 +40,12 @@ pub(super) fn compile_server(s: &model::Server, base: &Path, c: &mut Collector<'
         );
     }
     let limits = compile_limits(&s.limits, c);
+    let h2 = compile_h2(&s.h2, &limits, c);
     Server {
+        h2,
         listen,
         listen_tls,
-        listen_proxy,
+        listen_mode,
         admin,
         access_log,
         workers,
@@ -53,18 +57,78 @@ pub(super) fn compile_server(s: &model::Server, base: &Path, c: &mut Collector<'
 type Listeners = (
     Vec<SocketAddr>,
     Vec<Option<Arc<ringway_tls::ServerTls>>>,
-    Vec<bool>,
+    Vec<ListenMode>,
 );
+
+/// A raw boolean of a listen table (`proxy_protocol`, `h2c`), its key named on error.
+fn listen_bool(
+    v: Option<&toml::Value>,
+    key: String,
+    span: std::ops::Range<usize>,
+    c: &mut Collector<'_>,
+) -> bool {
+    match v {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(other) => {
+            let found = other.type_str();
+            c.at(
+                span,
+                key,
+                format!("expected true or false, found {other} ({found})"),
+            );
+            false
+        }
+    }
+}
+
+/// `alpn = ["h2", "http/1.1"]`: the protocols a TLS listener offers, in order.
+fn listen_alpn(
+    v: Option<&toml::Value>,
+    key: String,
+    span: std::ops::Range<usize>,
+    c: &mut Collector<'_>,
+) -> Vec<Vec<u8>> {
+    let Some(v) = v else {
+        return vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    };
+    let Some(list) = v.as_array() else {
+        c.at(span, key, "expected a list such as [\"h2\", \"http/1.1\"]");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in list {
+        match p.as_str() {
+            Some(name @ ("h2" | "http/1.1")) if !out.contains(&name.as_bytes().to_vec()) => {
+                out.push(name.as_bytes().to_vec());
+            }
+            _ => {
+                c.at(
+                    span.clone(),
+                    key.clone(),
+                    format!("unknown or repeated protocol {p}: use \"h2\" and/or \"http/1.1\""),
+                );
+            }
+        }
+    }
+    if out.is_empty() {
+        c.at(span, key, "at least one protocol is needed");
+    }
+    out
+}
 
 fn compile_listen(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> Listeners {
     let mut listen = Vec::new();
     let mut listen_tls = Vec::new();
-    let mut listen_proxy = Vec::new();
+    let mut listen_mode = Vec::new();
     for (i, l) in s.listen.iter().enumerate() {
-        let (addr, tls, proxy) = match l.get_ref() {
+        let (addr, tls, table) = match l.get_ref() {
             model::Listen::Addr(a) => (a.as_str(), None, None),
-            model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref(), t.proxy_protocol.as_ref()),
+            model::Listen::Table(t) => (t.addr.as_str(), t.tls.as_ref(), Some(t)),
         };
+        let proxy = table.and_then(|t| t.proxy_protocol.as_ref());
+        let h2c = table.and_then(|t| t.h2c.as_ref());
+        let alpn = table.and_then(|t| t.alpn.as_ref());
         match resolve_one(addr) {
             Ok(a) if a.port() != 0 && listen.contains(&a) => c.at(
                 l.span(),
@@ -73,21 +137,33 @@ fn compile_listen(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> List
             ),
             Ok(a) => {
                 listen.push(a);
-                listen_proxy.push(match proxy {
-                    None => false,
-                    Some(toml::Value::Boolean(b)) => *b,
-                    Some(other) => {
-                        let key = format!("server.listen[{i}].proxy_protocol");
-                        let found = other.type_str();
-                        c.at(
-                            l.span(),
-                            key,
-                            format!("expected true or false, found {other} ({found})"),
-                        );
-                        false
-                    }
-                });
-                listen_tls.push(tls.and_then(|t| compile_server_tls(t, base, l.span(), i, c)));
+                let mode = ListenMode {
+                    proxy_protocol: listen_bool(
+                        proxy,
+                        format!("server.listen[{i}].proxy_protocol"),
+                        l.span(),
+                        c,
+                    ),
+                    h2c: listen_bool(h2c, format!("server.listen[{i}].h2c"), l.span(), c),
+                };
+                if mode.h2c && tls.is_some() {
+                    c.at(
+                        l.span(),
+                        format!("server.listen[{i}].h2c"),
+                        "h2c is cleartext HTTP/2: a TLS listener offers h2 through `alpn`",
+                    );
+                }
+                if alpn.is_some() && tls.is_none() {
+                    c.at(
+                        l.span(),
+                        format!("server.listen[{i}].alpn"),
+                        "`alpn` needs `tls` (for cleartext HTTP/2 use `h2c = true`)",
+                    );
+                }
+                listen_mode.push(mode);
+                let alpn = listen_alpn(alpn, format!("server.listen[{i}].alpn"), l.span(), c);
+                listen_tls
+                    .push(tls.and_then(|t| compile_server_tls(t, base, l.span(), (i, alpn), c)));
             }
             Err(m) => c.at(l.span(), format!("server.listen[{i}]"), m),
         }
@@ -95,7 +171,7 @@ fn compile_listen(s: &model::Server, base: &Path, c: &mut Collector<'_>) -> List
     if s.listen.is_empty() {
         c.global("server.listen", "at least one listen address is needed");
     }
-    (listen, listen_tls, listen_proxy)
+    (listen, listen_tls, listen_mode)
 }
 
 fn compile_admin(
@@ -231,7 +307,7 @@ fn compile_server_tls(
     t: &model::ServerTls,
     base: &Path,
     span: std::ops::Range<usize>,
-    i: usize,
+    (i, alpn): (usize, Vec<Vec<u8>>),
     c: &mut Collector<'_>,
 ) -> Option<Arc<ringway_tls::ServerTls>> {
     let key = format!("server.listen[{i}].tls");
@@ -258,11 +334,72 @@ fn compile_server_tls(
     }
     let ca = t.client_ca.as_ref().map(|p| base.join(p));
     match ringway_tls::ServerTls::load(&specs, ca.as_deref()) {
-        Ok(tls) => Some(Arc::new(tls)),
+        Ok(tls) => Some(Arc::new(tls.with_alpn(alpn))),
         Err(e) => {
             c.at(span, key, e.to_string());
             None
         }
+    }
+}
+
+fn compile_h2(h: &model::H2, limits: &Limits, c: &mut Collector<'_>) -> crate::h2::H2Settings {
+    let streams = *h.max_concurrent_streams.get_ref();
+    if streams == 0 {
+        c.at(
+            h.max_concurrent_streams.span(),
+            "server.h2.max_concurrent_streams",
+            "must be at least 1",
+        );
+    }
+    let window = h.initial_window.get_ref().0;
+    if !(1..=(1u64 << 31) - 1).contains(&window) {
+        c.at(
+            h.initial_window.span(),
+            "server.h2.initial_window",
+            "must be between 1 byte and 2147483647 bytes",
+        );
+    }
+    let frame = h.max_frame_size.get_ref().0;
+    if !(16_384..=16_777_215).contains(&frame) {
+        c.at(
+            h.max_frame_size.span(),
+            "server.h2.max_frame_size",
+            "must be between 16KiB and 16777215 bytes",
+        );
+    }
+    let list = match &h.max_header_list {
+        None => limits.max_head_bytes,
+        Some(l) => {
+            let v = l.get_ref().0;
+            if !(1024..=MAX_HEAD_BYTES_CEILING as u64).contains(&v) {
+                c.at(
+                    l.span(),
+                    "server.h2.max_header_list",
+                    format!("must be between 1024 and {MAX_HEAD_BYTES_CEILING} bytes"),
+                );
+            }
+            v as usize
+        }
+    };
+    for (v, key) in [
+        (&h.max_resets_per_second, "server.h2.max_resets_per_second"),
+        (
+            &h.max_control_frames_per_second,
+            "server.h2.max_control_frames_per_second",
+        ),
+    ] {
+        if *v.get_ref() == 0 {
+            c.at(v.span(), key, "must be at least 1");
+        }
+    }
+    crate::h2::H2Settings {
+        max_concurrent_streams: streams.max(1),
+        initial_window: window.clamp(1, (1 << 31) - 1) as u32,
+        max_frame_size: frame.clamp(16_384, 16_777_215) as u32,
+        max_header_list: list,
+        idle_timeout: h.idle_timeout.0,
+        max_resets_per_second: *h.max_resets_per_second.get_ref(),
+        max_control_frames_per_second: *h.max_control_frames_per_second.get_ref(),
     }
 }
 

@@ -110,12 +110,24 @@ pub struct WorkerReport {
     pub retries: u64,
     pub tls_failures: u64,
     pub proxy_protocol_errors: u64,
+    pub h2: H2Report,
     pub pool_hits: u64,
     pub pool_misses: u64,
     pub pool_idle: u64,
     pub metrics: Metrics,
     /// Per upstream of the current snapshot: retries, ejections, breaker trips…
     pub upstreams: Vec<UpstreamCounters>,
+}
+
+/// One worker's HTTP/2 numbers.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct H2Report {
+    pub requests: u64,
+    pub streams: u64,
+    pub resets_received: u64,
+    pub resets_sent: u64,
+    pub goaways: u64,
+    pub connections: u64,
 }
 
 /// Request outcomes counted per upstream.

@@ -260,6 +260,61 @@ fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
         family(o, name, "counter", help);
         let _ = writeln!(o, "{name} {}", sum(f));
     }
+    let requests = sum(|r| r.requests);
+    let h2 = sum(|r| r.h2.requests);
+    family(
+        o,
+        "ringway_requests_total",
+        "counter",
+        "Requests served, by protocol the client spoke.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_requests_total{{proto=\"h1\"}} {}",
+        requests.saturating_sub(h2)
+    );
+    let _ = writeln!(o, "ringway_requests_total{{proto=\"h2\"}} {h2}");
+    family(
+        o,
+        "ringway_h2_streams_in_flight",
+        "gauge",
+        "HTTP/2 streams being served.",
+    );
+    let _ = writeln!(o, "ringway_h2_streams_in_flight {}", sum(|r| r.h2.streams));
+    family(
+        o,
+        "ringway_h2_connections_total",
+        "counter",
+        "HTTP/2 connections accepted.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_h2_connections_total {}",
+        sum(|r| r.h2.connections)
+    );
+    family(
+        o,
+        "ringway_h2_resets_total",
+        "counter",
+        "RST_STREAM frames, received from clients and sent to them.",
+    );
+    let _ = writeln!(
+        o,
+        "ringway_h2_resets_total{{direction=\"received\"}} {}",
+        sum(|r| r.h2.resets_received)
+    );
+    let _ = writeln!(
+        o,
+        "ringway_h2_resets_total{{direction=\"sent\"}} {}",
+        sum(|r| r.h2.resets_sent)
+    );
+    family(
+        o,
+        "ringway_h2_goaways_sent_total",
+        "counter",
+        "GOAWAY frames sent (drain, idle, errors, floods).",
+    );
+    let _ = writeln!(o, "ringway_h2_goaways_sent_total {}", sum(|r| r.h2.goaways));
     family(
         o,
         "ringway_upstream_idle_connections",

@@ -112,6 +112,19 @@ async fn request(
         Ok(false) => return Next::Close,
         Err(refusal) => return refuse_head(w, client, a, snap, refusal, (ip, began)).await,
     }
+    serve_head(w, client, a, (peer, ip), snap).await
+}
+
+/// Serves the request whose head is parsed at the front of `a.rbuf`: the
+/// request id, the access log capture, the exchange, then the metrics and
+/// the log line. HTTP/2 streams come in here too (`h2conn`).
+pub async fn serve_head(
+    w: &Worker,
+    client: &mut Client,
+    a: &mut Active,
+    (peer, ip): (SocketAddr, &str),
+    snap: &Snapshot,
+) -> Next {
     w.stats.requests.set(w.stats.requests.get() + 1);
     let started = Instant::now();
     // The request id: every response carries its field line (`fields`), and so does the upstream request.
@@ -135,6 +148,7 @@ async fn request(
     let mut outcome = Outcome {
         method_class: crate::observe::method_class(a.head.method(&a.rbuf)),
         head_in: a.head.head_len as u64,
+        h2: matches!(client, Client::H2(_)),
         ..Outcome::default()
     };
     let info = ReqInfo::of(&a.head, &a.rbuf);
@@ -161,9 +175,10 @@ async fn request(
     next
 }
 
-/// Answers a head that did not parse (400/408/414/417/431) and closes;
+/// Answers a head that did not parse (400/408/414/417/431) and closes
+/// (an HTTP/2 stream: ends);
 /// the access log gets what is known (client, status, bytes, request id).
-async fn refuse_head(
+pub async fn refuse_head(
     w: &Worker,
     client: &mut Client,
     a: &mut Active,

@@ -50,6 +50,20 @@ pub struct Stats {
     pub tls_failures: Cell<u64>,
     /// Connections closed for a malformed, truncated or late PROXY header.
     pub proxy_protocol_errors: Cell<u64>,
+    /// HTTP/2: requests (streams served), streams in flight, RST_STREAM
+    /// frames received and sent, GOAWAY frames sent, connections.
+    pub h2_requests: Cell<u64>,
+    pub h2_streams: Cell<u64>,
+    pub h2_resets_received: Cell<u64>,
+    pub h2_resets_sent: Cell<u64>,
+    pub h2_goaways: Cell<u64>,
+    pub h2_connections: Cell<u64>,
+}
+
+impl Stats {
+    pub fn add(c: &Cell<u64>, n: u64) {
+        c.set(c.get() + n);
+    }
 }
 
 /// A non-blocking pipe, both ends (see [`Pools::take_body_pipe`]).
@@ -191,6 +205,8 @@ pub struct Worker {
     pub blocks: crate::sys::pooled::Blocks,
     /// This worker's request id source.
     pub ids: crate::request_id::Ids,
+    /// Open HTTP/2 connections, told to GOAWAY when the worker drains.
+    pub h2: RefCell<Vec<std::rc::Weak<RefCell<crate::h2::session::Session>>>>,
 }
 
 impl Worker {
@@ -207,6 +223,7 @@ impl Worker {
             actives: RefCell::default(),
             conns: RefCell::default(),
             draining: Cell::new(false),
+            h2: RefCell::default(),
             stats: Stats::default(),
             metrics: RefCell::new(Metrics::new(routes)),
             log,
@@ -252,6 +269,9 @@ impl Worker {
         let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
         let mut m = self.metrics.borrow_mut();
         m.record(route, outcome.method_class, outcome.status, micros);
+        if outcome.h2 {
+            self.stats.h2_requests.set(self.stats.h2_requests.get() + 1);
+        }
         m.bytes_in += outcome.head_in + outcome.body_in;
         m.bytes_out += outcome.bytes_sent;
     }
@@ -345,6 +365,14 @@ impl Worker {
             retries: s.retries.get(),
             tls_failures: s.tls_failures.get(),
             proxy_protocol_errors: s.proxy_protocol_errors.get(),
+            h2: crate::observe::H2Report {
+                requests: s.h2_requests.get(),
+                streams: s.h2_streams.get(),
+                resets_received: s.h2_resets_received.get(),
+                resets_sent: s.h2_resets_sent.get(),
+                goaways: s.h2_goaways.get(),
+                connections: s.h2_connections.get(),
+            },
             pool_hits: pool.hits,
             pool_misses: pool.misses,
             pool_idle: pool.idle_count() as u64,
@@ -415,11 +443,24 @@ impl Worker {
         }
     }
 
-    /// Wakes every connection idle between requests so it closes (used when draining).
+    /// Wakes every connection idle between requests so it closes (used
+    /// when draining); HTTP/2 connections get GOAWAY and close once their
+    /// streams are done.
     pub fn close_idle(&self) {
         for fd in self.conns.borrow().idle_fds() {
             crate::sys::shutdown_read(fd);
         }
+        self.h2.borrow_mut().retain(|s| {
+            let Some(s) = s.upgrade() else {
+                return false;
+            };
+            let mut s = s.borrow_mut();
+            s.send_goaway(crate::h2::frame::code::NO_ERROR);
+            if s.streams.is_empty() {
+                crate::sys::shutdown_read(s.fd);
+            }
+            true
+        });
     }
 }
 

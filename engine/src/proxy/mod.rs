@@ -11,11 +11,13 @@
 //! `outcome`, `pool`, `stream`, `error`.
 pub mod balance;
 pub mod body_reader;
+pub mod catch;
 pub mod conn;
 pub mod context;
 pub mod error;
 pub mod exchange;
 pub mod framing;
+pub mod h2conn;
 pub mod local;
 pub mod outcome;
 pub mod policies;

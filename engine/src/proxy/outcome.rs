@@ -21,4 +21,6 @@ pub struct Outcome {
     pub head_in: u64,
     /// `observe::METHOD_CLASSES` index of the request method.
     pub method_class: u8,
+    /// The request came on an HTTP/2 stream.
+    pub h2: bool,
 }

@@ -1,6 +1,8 @@
-//! The two kinds of connection ringway talks over: plain TCP, or TLS over
-//! TCP. One enum per side so the connection code is written once; splice(2)
-//! is offered only where both ends are plain sockets.
+//! The kinds of connection ringway talks over: plain TCP, TLS over TCP,
+//! and (clients only) one HTTP/2 stream, which the exchange reads and
+//! writes as if it were an HTTP/1.1 connection (`crate::h2::io`). One enum
+//! per side so the connection code is written once; splice(2) is offered
+//! only where both ends are plain sockets.
 //!
 //! The TLS arms box their I/O futures (one small allocation per TLS read or
 //! write, next to the cost of the cryptography): inlined, they would make the
@@ -14,11 +16,12 @@ use monoio::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 
 macro_rules! stream_enum {
-    ($(#[$doc:meta])* $name:ident, $tls:ty) => {
+    ($(#[$doc:meta])* $name:ident, $tls:ty $(, $extra:ident($xt:ty))?) => {
         $(#[$doc])*
         pub enum $name {
             Plain(TcpStream),
             Tls(Box<$tls>),
+            $($extra(Box<$xt>),)?
         }
 
         impl $name {
@@ -26,26 +29,35 @@ macro_rules! stream_enum {
             pub fn plain(&mut self) -> Option<&mut TcpStream> {
                 match self {
                     $name::Plain(s) => Some(s),
-                    $name::Tls(_) => None,
+                    _ => None,
                 }
             }
 
             pub fn is_tls(&self) -> bool {
-                matches!(self, $name::Tls(_))
+                match self {
+                    $name::Plain(_) => false,
+                    $name::Tls(_) => true,
+                    $($name::$extra(s) => s.is_tls(),)?
+                }
             }
 
-            /// The TCP socket underneath (for readiness waits and socket options).
-            pub fn tcp(&self) -> &TcpStream {
+            /// The address this end of the connection has.
+            pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
                 match self {
-                    $name::Plain(s) => s,
-                    $name::Tls(s) => s.get_ref(),
+                    $name::Plain(s) => s.local_addr(),
+                    $name::Tls(s) => s.get_ref().local_addr(),
+                    $($name::$extra(s) => Ok(s.local_addr()),)?
                 }
             }
         }
 
         impl AsRawFd for $name {
             fn as_raw_fd(&self) -> RawFd {
-                self.tcp().as_raw_fd()
+                match self {
+                    $name::Plain(s) => s.as_raw_fd(),
+                    $name::Tls(s) => s.get_ref().as_raw_fd(),
+                    $($name::$extra(s) => s.as_raw_fd(),)?
+                }
             }
         }
 
@@ -54,12 +66,14 @@ macro_rules! stream_enum {
                 match self {
                     $name::Plain(s) => s.read(buf).await,
                     $name::Tls(s) => Box::pin(s.read(buf)).await,
+                    $($name::$extra(s) => s.read(buf).await,)?
                 }
             }
             async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
                 match self {
                     $name::Plain(s) => s.readv(buf).await,
                     $name::Tls(s) => Box::pin(s.readv(buf)).await,
+                    $($name::$extra(s) => s.readv(buf).await,)?
                 }
             }
         }
@@ -69,24 +83,28 @@ macro_rules! stream_enum {
                 match self {
                     $name::Plain(s) => s.write(buf).await,
                     $name::Tls(s) => Box::pin(s.write(buf)).await,
+                    $($name::$extra(s) => Box::pin(s.write(buf)).await,)?
                 }
             }
             async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
                 match self {
                     $name::Plain(s) => s.writev(buf).await,
                     $name::Tls(s) => Box::pin(s.writev(buf)).await,
+                    $($name::$extra(s) => s.writev(buf).await,)?
                 }
             }
             async fn flush(&mut self) -> std::io::Result<()> {
                 match self {
                     $name::Plain(s) => s.flush().await,
                     $name::Tls(s) => Box::pin(s.flush()).await,
+                    $($name::$extra(s) => s.flush().await,)?
                 }
             }
             async fn shutdown(&mut self) -> std::io::Result<()> {
                 match self {
                     $name::Plain(s) => s.shutdown().await,
                     $name::Tls(s) => Box::pin(s.shutdown()).await,
+                    $($name::$extra(s) => s.shutdown().await,)?
                 }
             }
         }
@@ -94,9 +112,10 @@ macro_rules! stream_enum {
 }
 
 stream_enum!(
-    /// A client (downstream) connection.
+    /// A client (downstream) connection, or one HTTP/2 stream of one.
     Client,
-    ringway_tls::ServerStream
+    ringway_tls::ServerStream,
+    H2(crate::h2::io::StreamIo)
 );
 
 stream_enum!(
@@ -105,10 +124,22 @@ stream_enum!(
     ringway_tls::ClientStream
 );
 
+impl Upstream {
+    /// The TCP socket underneath (for readiness waits and socket options).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Upstream::Plain(s) => s,
+            Upstream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
 impl Client {
     /// Waits until the client sends something, holding no TLS buffers meanwhile.
     pub async fn wait_readable(&mut self) -> std::io::Result<()> {
         match self {
+            // A stream's task never waits between requests.
+            Client::H2(_) => Ok(()),
             Client::Plain(s) => s.readable(true).await,
             Client::Tls(s) => {
                 if s.has_buffered_input() {

@@ -111,8 +111,9 @@ async fn watchdog(last: &std::cell::Cell<std::time::Instant>, idle: std::time::D
     }
 }
 
-/// The two halves of a client or upstream connection, plain or TLS.
-mod halves {
+/// The two halves of a client or upstream connection, plain or TLS (also
+/// what an HTTP/2 connection reads and writes through, `crate::h2::conn`).
+pub(crate) mod halves {
     use super::super::stream::{Client, Upstream};
     use monoio::buf::IoBufMut;
     use monoio::io::{
@@ -145,6 +146,8 @@ mod halves {
                 let (r, w) = s.into_split();
                 (Reader::Server(r), Writer::Server(w))
             }
+            // Streams never upgrade: their request heads carry no Upgrade.
+            Client::H2(_) => unreachable!("an HTTP/2 stream is never split"),
         }
     }
 
@@ -187,6 +190,19 @@ mod halves {
                 Writer::Plain(w) => w.write_all(data.to_vec()).await.0.map(drop),
                 Writer::Server(w) => w.write_all(data).await,
                 Writer::Client(w) => w.write_all(data).await,
+            }
+        }
+
+        /// Writes all of `buf`, handing it back (plain sockets write it
+        /// without a copy).
+        pub async fn write_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+            match self {
+                Writer::Plain(w) => {
+                    let (r, b) = w.write_all(buf).await;
+                    (r.map(drop), b)
+                }
+                Writer::Server(w) => (w.write_all(&buf).await, buf),
+                Writer::Client(w) => (w.write_all(&buf).await, buf),
             }
         }
 

@@ -367,7 +367,7 @@ async fn send_proxy_header(
     version: ProxyVersion,
 ) -> Result<(), Failure> {
     let client = SocketAddr::new(ex.peer, ex.peer_port);
-    let reached = ex.client.tcp().local_addr().map_err(|_| Failure::Connect)?;
+    let reached = ex.client.local_addr().map_err(|_| Failure::Connect)?;
     let mut header = ex.local.pools.take_buf();
     match version {
         ProxyVersion::V1 => crate::proxy_protocol::write_v1(&mut header, client, reached),

@@ -1,7 +1,6 @@
 //! Starting and stopping the gateway: listeners, worker threads (one per
 //! core, pinned on request), the io_uring/epoll choice, signals and drain.
 
-pub mod catch;
 pub mod listener;
 pub mod proxy_header;
 pub mod worker;
@@ -163,7 +162,10 @@ pub fn start(snapshot: Arc<Snapshot>) -> Result<Running, String> {
                 })) {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
-                    Err(p) => Err(format!("panicked: {}", catch::panic_message(&*p))),
+                    Err(p) => Err(format!(
+                        "panicked: {}",
+                        crate::proxy::catch::panic_message(&*p)
+                    )),
                 };
                 let _ = tx.send(Event::WorkerExited { id, result });
             })
@@ -290,13 +292,13 @@ impl Running {
                     }
                     // Each accept loop knows its PROXY protocol setting from its start.
                     if let Some(j) = matched[i]
-                        && next.listen_proxy[i] != current.listen_proxy[j]
+                        && next.listen_mode[i] != current.listen_mode[j]
                     {
                         warn!(
-                            "reload: proxy_protocol on {addr} changes only with a restart; keeping {}",
-                            current.listen_proxy[j]
+                            "reload: proxy_protocol and h2c on {addr} change only with a restart; keeping {:?}",
+                            current.listen_mode[j]
                         );
-                        next.listen_proxy[i] = current.listen_proxy[j];
+                        next.listen_mode[i] = current.listen_mode[j];
                     }
                 }
                 next.listen_tls = tls;
@@ -348,7 +350,7 @@ impl Running {
                     per_worker[w].push(ListenerChange::Add(
                         l,
                         next.listen_tls[i].clone(),
-                        next.listen_proxy[i],
+                        next.listen_mode[i],
                     ));
                 }
             }

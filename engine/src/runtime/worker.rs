@@ -1,13 +1,13 @@
 //! One worker thread: pin, build its monoio runtime, accept and serve until drained.
 
-use super::catch::{CatchUnwind, panic_message};
 use super::proxy_header::Refused;
 use crate::control::{ListenerChange, Shared};
 use crate::observe::access_log::AccessLog;
 use crate::observe::scrape::Scrape;
+use crate::proxy::catch::{CatchUnwind, panic_message};
 use crate::proxy::stream::Client;
 use crate::proxy::{conn, local::Worker};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ListenMode, Snapshot};
 use monoio::io::{CancelHandle, Canceller};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -138,8 +138,13 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     let mut addrs = Vec::new();
     for (i, l) in spec.listeners.into_iter().enumerate() {
         let tls = spec.snapshot.listen_tls.get(i).cloned().flatten();
-        let proxy = spec.snapshot.listen_proxy.get(i).copied().unwrap_or(false);
-        let (addr, handle) = start_listener(&w, l, tls, proxy)?;
+        let mode = spec
+            .snapshot
+            .listen_mode
+            .get(i)
+            .copied()
+            .unwrap_or_default();
+        let (addr, handle) = start_listener(&w, l, tls, mode)?;
         addrs.push(addr.to_string());
         listening.insert(addr, handle);
     }
@@ -166,7 +171,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
             // Listeners the reload added or removed (unchanged ones are never touched).
             for change in spec.shared.take_listener_changes(spec.id) {
                 match change {
-                    ListenerChange::Add(l, tls, proxy) => match start_listener(&w, l, tls, proxy) {
+                    ListenerChange::Add(l, tls, mode) => match start_listener(&w, l, tls, mode) {
                         Ok((addr, handle)) => {
                             info!(worker = spec.id, "worker {} now listens on {addr}", spec.id);
                             listening.insert(addr, handle);
@@ -229,12 +234,13 @@ impl Listening {
 }
 
 /// Spawns the accept loop of one listener; TLS listeners get this worker's
-/// own rustls config; `proxy`: its connections start with a PROXY header.
+/// own rustls config; `mode`: whether connections start with a PROXY
+/// header, and whether cleartext ones may speak HTTP/2.
 fn start_listener(
     w: &Rc<Worker>,
     l: std::net::TcpListener,
     tls: Option<Arc<ringway_tls::ServerTls>>,
-    proxy: bool,
+    mode: ListenMode,
 ) -> std::io::Result<(SocketAddr, Listening)> {
     let l = monoio::net::TcpListener::from_std(l)?;
     let addr = l.local_addr()?;
@@ -245,7 +251,7 @@ fn start_listener(
     let tls = tls.map(|t| t.worker_config());
     let how = Accepting {
         tls,
-        proxy,
+        mode,
         cancel: canceller.handle(),
         stop: stop.clone(),
     };
@@ -256,8 +262,8 @@ fn start_listener(
 /// What an accept loop does with each connection, and how it is stopped.
 struct Accepting {
     tls: Option<Arc<ringway_tls::rustls::ServerConfig>>,
-    /// Connections start with a PROXY protocol header (before any TLS).
-    proxy: bool,
+    /// A PROXY protocol header first (before any TLS); HTTP/2 prior knowledge.
+    mode: ListenMode,
     cancel: CancelHandle,
     stop: Rc<Cell<bool>>,
 }
@@ -270,32 +276,38 @@ struct Accepting {
 async fn connection(
     w: &Rc<Worker>,
     stream: monoio::net::TcpStream,
-    (tls, proxy): (Option<Arc<ringway_tls::rustls::ServerConfig>>, bool),
+    (tls, mode): (Option<Arc<ringway_tls::rustls::ServerConfig>>, ListenMode),
     peer: SocketAddr,
     slot: usize,
     handshake_limit: Duration,
 ) {
-    if tls.is_none() && !proxy {
+    if tls.is_none() && mode == ListenMode::default() {
         return conn::serve(w.clone(), Client::Plain(stream), peer, slot).await;
     }
-    let open = || open(w, stream, (tls, proxy), peer, handshake_limit);
-    let Some((client, peer)) = crate::sys::pooled::run(&w.blocks, open).await else {
+    let open = || open(w, stream, (tls, mode), peer, handshake_limit);
+    let Some((client, peer, h2)) = crate::sys::pooled::run(&w.blocks, open).await else {
         return;
     };
+    if h2 {
+        // Boxed: an HTTP/2 connection's state stays out of every other
+        // connection's task.
+        return Box::pin(crate::proxy::h2conn::serve(w.clone(), client, peer, slot)).await;
+    }
     conn::serve(w.clone(), client, peer, slot).await
 }
 
 /// What comes before HTTP on a connection: the PROXY header (its address
-/// replaces the peer's), then the TLS handshake, each within `limit`.
-/// `None`: refused (counted) or gone.
+/// replaces the peer's), then the TLS handshake, each within `limit`;
+/// then whether the connection speaks HTTP/2 (ALPN `h2`, or the client
+/// preface on an `h2c` listener). `None`: refused (counted) or gone.
 async fn open(
     w: &Worker,
     stream: monoio::net::TcpStream,
-    (tls, proxy): (Option<Arc<ringway_tls::rustls::ServerConfig>>, bool),
+    (tls, mode): (Option<Arc<ringway_tls::rustls::ServerConfig>>, ListenMode),
     mut peer: SocketAddr,
     limit: Duration,
-) -> Option<(Client, SocketAddr)> {
-    if proxy {
+) -> Option<(Client, SocketAddr, bool)> {
+    if mode.proxy_protocol {
         match super::proxy_header::read(&stream, limit).await {
             Ok(Some(client)) => peer = client,
             Ok(None) => {}
@@ -309,10 +321,14 @@ async fn open(
         }
     }
     let Some(cfg) = tls else {
-        return Some((Client::Plain(stream), peer));
+        let h2 = mode.h2c && crate::proxy::h2conn::sniff_preface(&stream, limit).await?;
+        return Some((Client::Plain(stream), peer, h2));
     };
     match monoio::time::timeout(limit, ringway_tls::accept(cfg, stream)).await {
-        Ok(Ok(s)) => Some((Client::Tls(Box::new(s)), peer)),
+        Ok(Ok(s)) => {
+            let h2 = s.alpn_protocol() == Some(b"h2");
+            Some((Client::Tls(Box::new(s)), peer, h2))
+        }
         Ok(Err(e)) => {
             w.stats.tls_failures.set(w.stats.tls_failures.get() + 1);
             debug!(worker = w.id, %peer, "TLS handshake failed: {e}");
@@ -328,7 +344,7 @@ async fn open(
 async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, how: Accepting) {
     let Accepting {
         tls,
-        proxy,
+        mode,
         cancel,
         stop,
     } = how;
@@ -361,7 +377,7 @@ async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, how: Acc
             let outcome = CatchUnwind::new(connection(
                 &w2,
                 stream,
-                (tls, proxy),
+                (tls, mode),
                 peer,
                 slot,
                 handshake_limit,
@@ -416,7 +432,20 @@ mod size_tests {
             let s = connect().await.unwrap();
             let peer = s.local_addr().unwrap();
             let d = std::time::Duration::from_secs(1);
-            let whole = std::mem::size_of_val(&super::connection(&w, s, (None, true), peer, 0, d));
+            let whole = std::mem::size_of_val(&super::connection(
+                &w,
+                s,
+                (
+                    None,
+                    super::ListenMode {
+                        proxy_protocol: true,
+                        h2c: true,
+                    },
+                ),
+                peer,
+                0,
+                d,
+            ));
             let s = connect().await.unwrap();
             let http = std::mem::size_of_val(&super::conn::serve(
                 w.clone(),
