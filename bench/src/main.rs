@@ -12,6 +12,7 @@
 //! doing CORS and `limit_req`? Writes `bench/results/policies.{md,json}`.
 
 mod failover;
+mod h2load;
 mod idle;
 mod jwt;
 mod loadgen;
@@ -243,6 +244,14 @@ fn compare(mut args: CompareArgs) -> Result<()> {
     } else {
         None
     };
+    let h2load = if scenarios.iter().any(|s| s.kind.h2()) {
+        setup::ensure_program("h2load").map_err(|e| {
+            eprintln!("bench: {e:#}; the HTTP/2 scenarios will fail");
+            format!("{e:#}")
+        })
+    } else {
+        Err("no HTTP/2 scenario selected".to_string())
+    };
     let machine = setup::Machine::describe(nginx.as_deref(), haproxy.as_deref());
     let ringway_source = setup::ringway_source(&ringway);
 
@@ -265,6 +274,22 @@ fn compare(mut args: CompareArgs) -> Result<()> {
     } else {
         (None, None)
     };
+    let h2_setup = if scenarios.iter().any(|s| s.kind.h2()) {
+        let version = h2load
+            .as_ref()
+            .ok()
+            .and_then(|p| std::process::Command::new(p).arg("--version").output().ok())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "h2load not available".into());
+        format!(
+            ". HTTP/2 scenarios (`h2-*`): ringway adds `alpn = [\"h2\", \"http/1.1\"]` to the listener; nginx `listen … ssl http2` \
+             (`http2 on;` from nginx 1.25.1), default h2 settings; haproxy `alpn h2,http/1.1`, default h2 settings. \
+             Load: `h2load -c C -m STREAMS -D DURATION --npn-list=h2` ({version}; OpenSSL, ALPN h2 only, certificate not verified), \
+             latency percentiles from its per-request log (`--log-file`), errors = h2load's `failed` (4xx/5xx, reset or lost streams) plus 3xx"
+        )
+    } else {
+        String::new()
+    };
     let tls_setup = tls.as_ref().map(|m| {
         format!(
             "{}; ringway `listen = [{{ addr, tls = {{ cert, key }} }}]`; nginx `listen … ssl`, `ssl_certificate`/`ssl_certificate_key`, \
@@ -272,7 +297,7 @@ fn compare(mut args: CompareArgs) -> Result<()> {
              haproxy `bind … ssl crt <cert+key> alpn http/1.1`, default ciphers and session settings. \
              Load: `ringway-load https://… --insecure` (rustls with ring, default suites and groups, ALPN http/1.1, \
              certificate not verified but the handshake signature is; it keeps session tickets and resumes with them), \
-             and for `https-full-handshake` the bench's own blocking rustls client (same settings, resumption off, one thread per connection)",
+             and for `https-full-handshake` the bench's own blocking rustls client (same settings, resumption off, one thread per connection){h2_setup}",
             m.description
         )
     });
@@ -309,6 +334,7 @@ fn compare(mut args: CompareArgs) -> Result<()> {
         tls,
         tls_error,
         count_syscalls: args.syscalls,
+        h2load,
     };
 
     let plain = Policies::default();

@@ -100,6 +100,8 @@ pub struct Bench {
     pub tls_error: Option<String>,
     /// Count the proxy's system calls during each measured run (`perf stat`).
     pub count_syscalls: bool,
+    /// `h2load` for the HTTP/2 scenarios (Err: why it is missing).
+    pub h2load: Result<PathBuf, String>,
 }
 
 /// Load-scenario parameters resolved for a run.
@@ -238,11 +240,13 @@ impl Bench {
                 )
             })?)
         };
+        let h2 = matches!(spec.tls, Tls::H2load { .. });
         let setup = Setup {
             upstream,
             workers: self.workers,
             cpus: &self.proxy_cpus,
             tls,
+            h2,
             policies: spec.policies,
         };
         let mut running = proxy::start(target, &self.programs, dir, &setup)?;
@@ -250,7 +254,8 @@ impl Bench {
         for check in &spec.policies.checks {
             check.verify(running.addr)?;
         }
-        if tls.is_some() && record.run == 0 {
+        // The HTTP/2 runs record what h2load negotiated instead (below).
+        if tls.is_some() && !h2 && record.run == 0 {
             record.tls_session = Some(
                 crate::tls::probe(running.addr).unwrap_or_else(|e| format!("probe failed: {e:#}")),
             );
@@ -346,6 +351,12 @@ impl Bench {
                     }
                 }
             }
+        }
+        if let Some(session) = report["session"].as_str() {
+            if record.run == 0 {
+                record.tls_session = Some(session.to_string());
+            }
+            record.notes.push(format!("negotiated: {session}"));
         }
         if let Some(resumed) = report["resumed"].as_f64()
             && resumed > 0.0
@@ -492,6 +503,9 @@ impl Bench {
             );
             return Ok(report);
         }
+        if let Tls::H2load { streams } = spec.tls {
+            return self.h2load_once(spec, streams, addr, duration, dir, tag);
+        }
         let json = dir.join(format!("{tag}.json"));
         let log = dir.join(format!("{tag}.log"));
         let mut cmd = Command::new(&self.load);
@@ -539,33 +553,72 @@ impl Bench {
             cmd.arg("--insecure");
         }
         process::prepare(&mut cmd, &self.load_cpus, &log)?;
-        let mut guard = Guard::spawn("ringway-load", cmd, log.clone())?;
-        let deadline = Instant::now() + duration + LOAD_GRACE;
-        let status = loop {
-            if let Some(s) = guard.exit_status() {
-                break s;
-            }
-            if process::stop_requested() {
-                bail!("stopped by signal");
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "ringway-load did not finish in {:?}\n{}",
-                    duration + LOAD_GRACE,
-                    guard.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if !status.success() {
-            if process::stopped_from_outside(status) {
-                return Err(Interrupted(format!("ringway-load stopped ({status})")).into());
-            }
-            bail!("ringway-load failed ({status})\n{}", guard.log_tail());
-        }
+        run_client("ringway-load", cmd, &log, duration)?;
         let text = std::fs::read_to_string(&json)
             .with_context(|| format!("ringway-load wrote no {}", json.display()))?;
         serde_json::from_str(&text).context("ringway-load JSON does not parse")
+    }
+
+    /// One h2load invocation (HTTP/2 over TLS, ALPN h2); returns a report
+    /// shaped like ringway-load's JSON.
+    fn h2load_once(
+        &self,
+        spec: &LoadSpec,
+        streams: usize,
+        addr: SocketAddr,
+        duration: Duration,
+        dir: &Path,
+        tag: &str,
+    ) -> Result<serde_json::Value> {
+        let program = self
+            .h2load
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("h2load is not available: {e}"))?;
+        let log = dir.join(format!("{tag}.log"));
+        let requests = dir.join(format!("{tag}.requests.tsv"));
+        let body = if spec.post {
+            Some(
+                self.post_body_file
+                    .as_deref()
+                    .context("no POST body file was written")?,
+            )
+        } else {
+            None
+        };
+        let mut cmd = crate::h2load::command(
+            program,
+            &crate::h2load::Spec {
+                addr,
+                connections: spec.connections,
+                streams,
+                threads: self.load_threads,
+                duration,
+                body,
+                log_file: &requests,
+            },
+        );
+        for field in &spec.policies.fields {
+            cmd.arg("-H").arg(field);
+        }
+        process::prepare(&mut cmd, &self.load_cpus, &log)?;
+        run_client("h2load", cmd, &log, duration)?;
+        let text = std::fs::read_to_string(&log)
+            .with_context(|| format!("cannot read {}", log.display()))?;
+        let summary = crate::h2load::parse(&text)
+            .with_context(|| format!("h2load output:\n{}", process::log_tail(&log)))?;
+        crate::h2load::check(&summary)?;
+        // The per-request log is large (a row per request); only the
+        // latencies are kept.
+        let rows = std::fs::read_to_string(&requests)
+            .with_context(|| format!("h2load wrote no {}", requests.display()))?;
+        let _ = std::fs::remove_file(&requests);
+        let (latencies, _) = crate::h2load::read_log(&rows);
+        let report = crate::h2load::report(&summary, latencies);
+        let _ = std::fs::write(
+            dir.join(format!("{tag}.json")),
+            serde_json::to_string_pretty(&report).unwrap_or_default(),
+        );
+        Ok(report)
     }
 
     fn run_idle(
@@ -585,6 +638,7 @@ impl Bench {
             workers: self.workers,
             cpus: &self.proxy_cpus,
             tls: None,
+            h2: false,
             policies,
         };
         let mut running = proxy::start(target, &self.programs, dir, &setup)?;
@@ -643,6 +697,36 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// Runs a load client (`cmd`, prepared to log to `log`) to its end; it
+/// gets [`LOAD_GRACE`] past `duration`. An error carries the log's tail.
+fn run_client(name: &str, cmd: Command, log: &Path, duration: Duration) -> Result<()> {
+    let mut guard = Guard::spawn(name, cmd, log.to_path_buf())?;
+    let deadline = Instant::now() + duration + LOAD_GRACE;
+    let status = loop {
+        if let Some(s) = guard.exit_status() {
+            break s;
+        }
+        if process::stop_requested() {
+            bail!("stopped by signal");
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{name} did not finish in {:?}\n{}",
+                duration + LOAD_GRACE,
+                guard.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        if process::stopped_from_outside(status) {
+            return Err(Interrupted(format!("{name} stopped ({status})")).into());
+        }
+        bail!("{name} failed ({status})\n{}", guard.log_tail());
+    }
+    Ok(())
 }
 
 /// Counters (lines without labels, summed per name) from ringway's admin

@@ -126,6 +126,7 @@ pub fn run(args: PoliciesArgs) -> Result<()> {
         tls: None,
         tls_error: None,
         count_syscalls: false,
+        h2load: Err("not used by the policy benchmark".into()),
     };
     let kind = Kind::Load {
         connections: args.connections,

@@ -145,6 +145,8 @@ pub struct Setup<'a> {
     pub cpus: &'a [usize],
     /// Terminate TLS with this certificate.
     pub tls: Option<&'a Material>,
+    /// With `tls`: offer HTTP/2 through ALPN (`h2`, then `http/1.1`).
+    pub h2: bool,
     pub policies: &'a Policies,
 }
 
@@ -156,8 +158,12 @@ pub fn start(target: Target, programs: &Programs, dir: &Path, setup: &Setup) -> 
         workers,
         cpus,
         tls,
+        h2,
         policies,
     } = *setup;
+    if h2 && tls.is_none() {
+        bail!("HTTP/2 is only set up over TLS (ALPN h2)");
+    }
     if target == Target::Direct {
         if tls.is_some() {
             bail!("not measured (the origin speaks plain HTTP)");
@@ -181,7 +187,7 @@ pub fn start(target: Target, programs: &Programs, dir: &Path, setup: &Setup) -> 
             let conf = dir.join("gateway.toml");
             std::fs::write(
                 &conf,
-                ringway_config(addr, upstream, workers, tls, admin, policies),
+                ringway_config(addr, upstream, workers, (tls, h2), admin, policies),
             )?;
             let mut c = Command::new(&programs.ringway);
             c.arg("serve").arg("-c").arg(&conf);
@@ -190,9 +196,10 @@ pub fn start(target: Target, programs: &Programs, dir: &Path, setup: &Setup) -> 
         Target::Nginx => {
             let program = programs.nginx.as_ref().context("nginx is not available")?;
             let conf = dir.join("nginx.conf");
+            let http2 = Http2::for_nginx(program, h2);
             std::fs::write(
                 &conf,
-                nginx_config(addr, upstream, workers, dir, tls, policies),
+                nginx_config(addr, upstream, workers, dir, (tls, http2), policies),
             )?;
             let mut c = Command::new(program);
             c.arg("-p")
@@ -209,7 +216,10 @@ pub fn start(target: Target, programs: &Programs, dir: &Path, setup: &Setup) -> 
                 .as_ref()
                 .context("haproxy is not available")?;
             let conf = dir.join("haproxy.cfg");
-            std::fs::write(&conf, haproxy_config(addr, upstream, workers, dir, tls))?;
+            std::fs::write(
+                &conf,
+                haproxy_config(addr, upstream, workers, dir, (tls, h2)),
+            )?;
             let mut c = Command::new(program);
             c.arg("-db").arg("-f").arg(&conf);
             c
@@ -260,7 +270,7 @@ fn ringway_config(
     listen: SocketAddr,
     upstream: SocketAddr,
     workers: usize,
-    tls: Option<&Material>,
+    (tls, h2): (Option<&Material>, bool),
     admin: Option<SocketAddr>,
     policies: &Policies,
 ) -> String {
@@ -272,9 +282,14 @@ fn ringway_config(
     let listen = match tls {
         None => format!("\"{listen}\""),
         Some(m) => format!(
-            "{{ addr = \"{listen}\", tls = {{ cert = \"{}\", key = \"{}\" }} }}",
+            "{{ addr = \"{listen}\", tls = {{ cert = \"{}\", key = \"{}\" }}{} }}",
             m.cert.display(),
-            m.key.display()
+            m.key.display(),
+            if h2 {
+                r#", alpn = ["h2", "http/1.1"]"#
+            } else {
+                ""
+            }
         ),
     };
     format!(
@@ -301,26 +316,81 @@ upstream = "app"
     )
 }
 
+/// How nginx is told to speak HTTP/2 on a TLS listener: the `http2`
+/// parameter of `listen` before 1.25.1, the `http2 on;` directive since
+/// (where the parameter is deprecated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Http2 {
+    Off,
+    ListenParameter,
+    Directive,
+}
+
+impl Http2 {
+    /// The form for the nginx at `program` (`nginx -v`, read once).
+    fn for_nginx(program: &Path, h2: bool) -> Http2 {
+        static DIRECTIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if !h2 {
+            return Http2::Off;
+        }
+        let directive = *DIRECTIVE.get_or_init(|| {
+            Command::new(program)
+                .arg("-v")
+                .output()
+                .ok()
+                .and_then(|o| nginx_version(&String::from_utf8_lossy(&o.stderr)))
+                .is_some_and(|v| v >= (1, 25, 1))
+        });
+        if directive {
+            Http2::Directive
+        } else {
+            Http2::ListenParameter
+        }
+    }
+}
+
+/// `(major, minor, patch)` from `nginx -v`'s `nginx version: nginx/1.22.1`.
+fn nginx_version(text: &str) -> Option<(u32, u32, u32)> {
+    let v = text.split("nginx/").nth(1)?.split_whitespace().next()?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
 fn nginx_config(
     listen: SocketAddr,
     upstream: SocketAddr,
     workers: usize,
     dir: &Path,
-    tls: Option<&Material>,
+    (tls, http2): (Option<&Material>, Http2),
     policies: &Policies,
 ) -> String {
     let http_extra = &policies.nginx_http;
     let location_extra = &policies.nginx_location;
     // TLS: the same certificate as the others, default ciphers, default
     // session handling (TLS 1.3 tickets on, no shared session cache).
+    // HTTP/2: nginx's defaults otherwise (128 concurrent streams, 64 KiB
+    // body preread; `keepalive_requests` below also bounds h2 streams).
     let (ssl, ssl_conf) = match tls {
         None => ("", String::new()),
         Some(m) => (
-            " ssl",
+            if http2 == Http2::ListenParameter {
+                " ssl http2"
+            } else {
+                " ssl"
+            },
             format!(
-                "\n        ssl_certificate {};\n        ssl_certificate_key {};\n        ssl_protocols TLSv1.2 TLSv1.3;",
+                "\n        ssl_certificate {};\n        ssl_certificate_key {};\n        ssl_protocols TLSv1.2 TLSv1.3;{}",
                 m.cert.display(),
-                m.key.display()
+                m.key.display(),
+                if http2 == Http2::Directive {
+                    "\n        http2 on;"
+                } else {
+                    ""
+                }
             ),
         ),
     };
@@ -379,13 +449,15 @@ fn haproxy_config(
     upstream: SocketAddr,
     workers: usize,
     dir: &Path,
-    tls: Option<&Material>,
+    (tls, h2): (Option<&Material>, bool),
 ) -> String {
-    // TLS: the same certificate (with its key, in one file), ALPN http/1.1,
-    // default ciphers and session handling.
+    // TLS: the same certificate (with its key, in one file), ALPN http/1.1
+    // (h2 first for the HTTP/2 scenarios: HAProxy's default h2 settings,
+    // 100 concurrent streams), default ciphers and session handling.
+    let alpn = if h2 { "h2,http/1.1" } else { "http/1.1" };
     let ssl = match tls {
         None => String::new(),
-        Some(m) => format!(" ssl crt {} alpn http/1.1", m.combined.display()),
+        Some(m) => format!(" ssl crt {} alpn {alpn}", m.combined.display()),
     };
     let dir = dir.display();
     // HAProxy wants two descriptors per connection and refuses to start when
@@ -416,4 +488,53 @@ backend app
     server s1 {upstream}
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_versions_read() {
+        assert_eq!(
+            nginx_version("nginx version: nginx/1.22.1\n"),
+            Some((1, 22, 1))
+        );
+        assert_eq!(
+            nginx_version("nginx version: nginx/1.25.1 (Ubuntu)"),
+            Some((1, 25, 1))
+        );
+        assert_eq!(nginx_version("nginx version: nginx/1.27"), Some((1, 27, 0)));
+        assert_eq!(nginx_version("nginx version: openresty/1.21.4.1"), None);
+    }
+
+    #[test]
+    fn http2_is_offered_the_way_each_proxy_wants() {
+        let m = Material {
+            cert: "/c.pem".into(),
+            key: "/k.pem".into(),
+            combined: "/ck.pem".into(),
+            description: String::new(),
+        };
+        let listen: SocketAddr = ([127, 0, 0, 1], 8443).into();
+        let up: SocketAddr = ([127, 0, 0, 1], 9000).into();
+        let p = Policies::default();
+        let dir = Path::new("/tmp/x");
+        let rw = ringway_config(listen, up, 1, (Some(&m), true), None, &p);
+        assert!(rw.contains(r#"alpn = ["h2", "http/1.1"]"#), "{rw}");
+        let rw = ringway_config(listen, up, 1, (Some(&m), false), None, &p);
+        assert!(!rw.contains("alpn"), "{rw}");
+        let old = nginx_config(listen, up, 1, dir, (Some(&m), Http2::ListenParameter), &p);
+        assert!(old.contains("listen 127.0.0.1:8443 ssl http2;"), "{old}");
+        assert!(!old.contains("http2 on;"), "{old}");
+        let new = nginx_config(listen, up, 1, dir, (Some(&m), Http2::Directive), &p);
+        assert!(new.contains("listen 127.0.0.1:8443 ssl;"), "{new}");
+        assert!(new.contains("http2 on;"), "{new}");
+        let h1 = nginx_config(listen, up, 1, dir, (Some(&m), Http2::Off), &p);
+        assert!(!h1.contains("http2"), "{h1}");
+        let ha = haproxy_config(listen, up, 1, dir, (Some(&m), true));
+        assert!(ha.contains("ssl crt /ck.pem alpn h2,http/1.1"), "{ha}");
+        let ha = haproxy_config(listen, up, 1, dir, (Some(&m), false));
+        assert!(ha.contains("ssl crt /ck.pem alpn http/1.1\n"), "{ha}");
+    }
 }

@@ -34,6 +34,17 @@ impl Kind {
     pub fn tls(&self) -> bool {
         matches!(self, Kind::Load { tls, .. } if *tls != Tls::Off)
     }
+
+    /// Whether the load is HTTP/2 (h2load over TLS with ALPN h2).
+    pub fn h2(&self) -> bool {
+        matches!(
+            self,
+            Kind::Load {
+                tls: Tls::H2load { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// Whether, and with which client, the load is HTTPS.
@@ -50,6 +61,9 @@ pub enum Tls {
     /// The bench's own TLS client (rustls, ring), resumption switched off:
     /// every request is a new connection with a full handshake.
     FullHandshakes,
+    /// HTTP/2 over TLS from `h2load` (nghttp2), which offers ALPN `h2` only:
+    /// `streams` concurrent streams on each keep-alive connection.
+    H2load { streams: usize },
 }
 
 /// One scenario of the suite.
@@ -74,6 +88,12 @@ const DEFAULT_CONNECTIONS: usize = 64;
 pub const FULL_HANDSHAKE_CONNECTIONS: usize = 64;
 /// Connections for the 1 MiB POSTs (fewer: each moves a lot of bytes).
 const POST_CONNECTIONS: usize = 16;
+/// HTTP/2 small GETs: connections, and concurrent streams on each.
+const H2_GET_CONNECTIONS: usize = 16;
+const H2_GET_STREAMS: usize = 64;
+/// HTTP/2 1 MiB POSTs: connections, and concurrent streams on each.
+const H2_POST_CONNECTIONS: usize = 4;
+const H2_POST_STREAMS: usize = 4;
 
 /// Every scenario, in run order (the open-loop rate is derived from the
 /// first one, so it must come first).
@@ -158,6 +178,35 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
                 "HTTPS, a new connection and a full TLS handshake per request (no resumption; the bench's own client), {FULL_HANDSHAKE_CONNECTIONS} concurrent"
             ),
             kind: https(FULL_HANDSHAKE_CONNECTIONS, false, Tls::FullHandshakes),
+        },
+        Scenario {
+            key: "h2-get",
+            title: format!(
+                "HTTP/2 over TLS (ALPN h2), small GET ({SMALL_RESPONSE_BYTES} B), {H2_GET_CONNECTIONS} connections × {H2_GET_STREAMS} concurrent streams (h2load)"
+            ),
+            kind: https(
+                H2_GET_CONNECTIONS,
+                true,
+                Tls::H2load {
+                    streams: H2_GET_STREAMS,
+                },
+            ),
+        },
+        Scenario {
+            key: "h2-post-1m",
+            title: format!(
+                "HTTP/2 over TLS (ALPN h2), 1 MiB POST bodies, {H2_POST_CONNECTIONS} connections × {H2_POST_STREAMS} concurrent streams (h2load)"
+            ),
+            kind: Kind::Load {
+                connections: H2_POST_CONNECTIONS,
+                keepalive: true,
+                post_bytes: Some(POST_BYTES),
+                large_responses: false,
+                open_loop: false,
+                tls: Tls::H2load {
+                    streams: H2_POST_STREAMS,
+                },
+            },
         },
     ]
 }

@@ -1,4 +1,4 @@
-//! Getting what the suite needs: nginx and haproxy from apt, the ringway
+//! Getting what the suite needs: nginx, haproxy and h2load from apt, the ringway
 //! binaries from this workspace, enough file descriptors, and a description
 //! of the machine for the report.
 
@@ -12,6 +12,7 @@ const NGINX_PACKAGES: &[&str] = &["nginx-light", "nginx"];
 const HAPROXY_PACKAGES: &[&str] = &["haproxy"];
 const WRK_PACKAGES: &[&str] = &["wrk"];
 const REDIS_PACKAGES: &[&str] = &["redis-server"];
+const H2LOAD_PACKAGES: &[&str] = &["nghttp2-client"];
 
 /// Finds `program` on PATH or in the sbin directories apt installs to.
 pub fn find_program(program: &str) -> Option<PathBuf> {
@@ -33,6 +34,7 @@ pub fn ensure_program(program: &str) -> Result<PathBuf> {
         "haproxy" => HAPROXY_PACKAGES,
         "wrk" => WRK_PACKAGES,
         "redis-server" => REDIS_PACKAGES,
+        "h2load" => H2LOAD_PACKAGES,
         other => bail!("no package known for {other}"),
     };
     for attempt in 0..2 {
