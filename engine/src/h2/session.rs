@@ -123,6 +123,8 @@ pub struct Session {
     resets: u32,
     control: u32,
     updates: u32,
+    /// DATA frames sent this second: each one earns the client a WINDOW_UPDATE.
+    sent_frames: u32,
     /// GOAWAY sent (draining or an error): no new streams.
     pub goaway: bool,
     /// The client sent GOAWAY: it opens no more streams.
@@ -163,6 +165,7 @@ impl Session {
             resets: 0,
             control: 0,
             updates: 0,
+            sent_frames: 0,
             goaway: false,
             peer_goaway: false,
             dead: false,
@@ -352,6 +355,7 @@ impl Session {
             self.resets = 0;
             self.control = 0;
             self.updates = 0;
+            self.sent_frames = 0;
         }
     }
 
@@ -573,8 +577,13 @@ impl Session {
         let request = match r {
             Ok(req) if head.len() <= self.max_head => req,
             Ok(_) | Err(Refusal::TooLarge) => {
+                // Answered, then the connection ends: a header block that
+                // decodes past the limit is how an HPACK bomb looks.
                 self.refuse_431(id, end_stream);
-                return Ok(());
+                return conn_err(
+                    code::ENHANCE_YOUR_CALM,
+                    "a header list past max_header_list",
+                );
             }
             Err(_) => {
                 frame::put_rst(&mut self.out, id, code::PROTOCOL_ERROR);
@@ -722,8 +731,15 @@ impl Session {
             return conn_err(code::FRAME_SIZE_ERROR, "WINDOW_UPDATE is not 4 bytes");
         }
         self.roll_window();
+        // WINDOW_UPDATE frames are control frames too, except one per DATA
+        // frame we sent this second (a client downloading fast needs them).
         self.updates += 1;
-        if self.updates > self.cfg.max_control_frames_per_second.saturating_mul(10) {
+        if self.updates
+            > self
+                .cfg
+                .max_control_frames_per_second
+                .saturating_add(self.sent_frames)
+        {
             return conn_err(code::ENHANCE_YOUR_CALM, "too many WINDOW_UPDATE frames");
         }
         let inc = i64::from(frame::u31(p).unwrap_or(0));
@@ -877,6 +893,7 @@ impl Session {
     pub fn send_data(&mut self, id: u32, data: &[u8], end: bool) {
         let n = data.len() as i64;
         self.conn_send_window -= n;
+        self.sent_frames = self.sent_frames.saturating_add(1);
         if let Some(s) = self.streams.get_mut(&id) {
             s.send_window -= n;
             if end {
