@@ -395,6 +395,9 @@ fn a_dns_name_with_two_addresses_becomes_two_targets_and_follows_changes() {
         "the second address never became a target"
     );
     assert!(gw.wait_for_log(&format!("{name}:{port} now resolves to")));
+    // The admin view shows the new table as soon as it is built; workers take
+    // it up at their next generation check.
+    assert!(gw.wait_for_generation(1), "{:#?}", gw.log());
     let table = target_table(&gw);
     assert!(
         table
@@ -414,6 +417,7 @@ fn a_dns_name_with_two_addresses_becomes_two_targets_and_follows_changes() {
         wait_until(|| target_table(&gw).len() == 1),
         "the removed address stayed a target"
     );
+    assert!(gw.wait_for_generation(2), "{:#?}", gw.log());
     let before = v6.requests();
     for _ in 0..6 {
         assert_eq!(get(gw.addr, "/dns").header("x-origin"), Some("v4"));
