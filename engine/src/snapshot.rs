@@ -46,6 +46,10 @@ pub struct Snapshot {
     pub sources: Sources,
     /// 0 for the config ringway started with, +1 per successful reload.
     pub generation: u64,
+    /// Reloads (SIGHUP, admin) so far; DNS changes, which also raise the
+    /// generation, do not count. Workers that see it grow send their
+    /// HTTP/2 clients GOAWAY, as nginx's and HAProxy's old processes do.
+    pub reloads: u64,
     pub listen: Vec<SocketAddr>,
     /// Per `listen` entry: its TLS certificates, if it terminates TLS.
     pub listen_tls: Vec<Option<Arc<ringway_tls::ServerTls>>>,

@@ -6,8 +6,8 @@
 //! stays bounded when a client never opens its window or never reads;
 //! trailers and 103 Early Hints; the attacks (rapid reset, CONTINUATION
 //! flood, HPACK bomb, control-frame floods, streams past the limit) each
-//! followed by a normal client that is still served; GOAWAY on SIGTERM and
-//! on idle; the `proto` label and the h2 metrics; config errors.
+//! followed by a normal client that is still served; GOAWAY on SIGTERM, on
+//! reload and on idle; HTTP/2.0 in access log lines; the `proto` label and the h2 metrics; config errors.
 //!
 //! The raw client is `ringway_tests::h2raw`; curl and nghttp (Debian
 //! packages curl and nghttp2-client) are the real clients.
@@ -1316,6 +1316,79 @@ fn sigterm_sends_goaway_and_the_in_flight_stream_finishes() {
         h.describe()
     );
     assert!(origin.seen().iter().all(|s| s.target != "/slow/late"));
+}
+
+#[test]
+fn a_reload_sends_goaway_and_the_in_flight_stream_finishes() {
+    let gate = Gate::default();
+    let origin = gated_origin(&gate);
+    let rig = Rig::start(&origin, Opts::default());
+    let mut h = H2::handshake(rig.h2c, &[]);
+    let id = h.get("/slow/reload");
+    assert!(gate.wait_arrived(1));
+    rig.gw.signal(libc::SIGHUP);
+    assert!(rig.gw.wait_for_generation(1), "{:#?}", rig.gw.log());
+    assert!(
+        h.until(|h| !h.goaways.is_empty()),
+        "no GOAWAY after the reload: {}",
+        h.describe()
+    );
+    assert_eq!(h.goaways, vec![(id, code::NO_ERROR)], "{}", h.describe());
+    assert!(
+        !h.streams.get(&id).is_some_and(|s| s.done()),
+        "the stream ended before its answer: {}",
+        h.describe()
+    );
+    gate.open();
+    let st = h.finish(id);
+    assert_eq!(
+        (st.status(), st.body.as_slice()),
+        (Some(200), &b"ok"[..]),
+        "{}",
+        h.describe()
+    );
+    assert!(
+        h.until(|h| h.closed),
+        "the connection stayed open after its last stream: {}",
+        h.describe()
+    );
+    // The gateway goes on serving HTTP/2 on new connections, on the new config.
+    let mut again = H2::handshake(rig.h2c, &[]);
+    let next = again.get("/after-reload");
+    assert_eq!(
+        again.finish(next).status(),
+        Some(200),
+        "{}",
+        again.describe()
+    );
+    assert!(again.goaways.is_empty(), "{}", again.describe());
+}
+
+#[test]
+fn access_log_lines_name_http2() {
+    let origin = Origin::echo();
+    let dir = TempDir::new();
+    let log = dir.0.join("access.log");
+    let rig = Rig::start(
+        &origin,
+        Opts {
+            routes: Some(format!(
+                "{CATCH_ALL}\n[server.access_log]\npath = \"{}\"\nformat = 'combined'\n",
+                log.display()
+            )),
+            ..Default::default()
+        },
+    );
+    assert_eq!(rig.curl_h2c("/logged/h2?x=1", &[]).status, 200);
+    assert_eq!(client::get(rig.h2c, "/logged/h1").status, 200);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(wait_until(|| read().lines().count() >= 2), "{}", read());
+    let text = read();
+    assert!(
+        text.contains("\"GET /logged/h2?x=1 HTTP/2.0\" 200 "),
+        "{text}"
+    );
+    assert!(text.contains("\"GET /logged/h1 HTTP/1.1\" 200 "), "{text}");
 }
 
 #[test]

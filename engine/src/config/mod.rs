@@ -143,6 +143,7 @@ fn compile(
             ..Default::default()
         },
         generation: 0,
+        reloads: 0,
         listen: server.listen,
         listen_tls: server.listen_tls,
         listen_mode: server.listen_mode,

@@ -209,7 +209,8 @@ pub struct Entry<'a> {
     pub remote_addr: &'a str,
     pub method: &'a [u8],
     pub uri: &'a [u8],
-    pub minor_version: u8,
+    /// The HTTP version the client spoke, times ten: 10, 11 or 20.
+    pub version: u8,
     pub status: u16,
     pub bytes_sent: u64,
     pub request_length: u64,
@@ -360,10 +361,10 @@ fn request_line(out: &mut Vec<u8>, e: &Entry<'_>) {
     escaped(out, e.method, false);
     out.push(b' ');
     escaped(out, e.uri, false);
-    out.extend_from_slice(if e.minor_version == 0 {
-        b" HTTP/1.0"
-    } else {
-        b" HTTP/1.1"
+    out.extend_from_slice(match e.version {
+        10 => b" HTTP/1.0",
+        20 => b" HTTP/2.0",
+        _ => b" HTTP/1.1",
     });
 }
 
@@ -457,17 +458,20 @@ pub struct Captured {
     user_agent: Option<(usize, usize)>,
     referer: Option<(usize, usize)>,
     request_id: Option<(usize, usize)>,
-    pub minor_version: u8,
+    /// As `Entry::version`.
+    pub version: u8,
     pub head_len: u64,
 }
 
 impl Captured {
     /// `request_id`: the id ringway assigned, when ids are on (else a client's `x-request-id` is logged).
+    /// `h2`: the head is an HTTP/2 stream's, put in HTTP/1.1 form.
     pub fn capture(
         &mut self,
         raw: &[u8],
         head: &crate::h1::request::RequestHead,
         request_id: Option<&[u8]>,
+        h2: bool,
     ) {
         self.buf.clear();
         let mut put = |b: &[u8]| {
@@ -486,7 +490,7 @@ impl Captured {
         self.user_agent = find("user-agent").map(&mut put);
         self.referer = find("referer").map(&mut put);
         self.request_id = request_id.or_else(|| find("x-request-id")).map(&mut put);
-        self.minor_version = head.minor_version;
+        self.version = if h2 { 20 } else { 10 + head.minor_version };
         self.head_len = head.head_len as u64;
     }
 
@@ -500,7 +504,7 @@ impl Captured {
             self.buf.extend_from_slice(id);
             (0, id.len())
         });
-        self.minor_version = 1;
+        self.version = 11;
         self.head_len = received;
     }
 
@@ -514,7 +518,7 @@ impl Captured {
             remote_addr: served.remote_addr,
             method: self.get(self.method),
             uri: self.get(self.uri),
-            minor_version: self.minor_version,
+            version: self.version,
             status: served.status,
             bytes_sent: served.bytes_sent,
             request_length: self.head_len + served.body_in,

@@ -143,7 +143,8 @@ pub async fn serve_head(
     let logging = w.log.is_some();
     if logging {
         let rid = snap.request_id.is_some().then(|| &a.fields[rid]);
-        a.captured.capture(&a.rbuf, &a.head, rid);
+        a.captured
+            .capture(&a.rbuf, &a.head, rid, matches!(client, Client::H2(_)));
     }
     let mut outcome = Outcome {
         method_class: crate::observe::method_class(a.head.method(&a.rbuf)),

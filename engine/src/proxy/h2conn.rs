@@ -7,9 +7,10 @@
 //!
 //! Closing: an idle connection (no stream open) is marked idle with the
 //! `idle_timeout` deadline, so the worker's sweep half-closes it; the read
-//! then ends and the connection says GOAWAY and closes. A draining worker
-//! sends GOAWAY at once (`Worker::close_idle`) and half-closes the
-//! connection once its last stream is done.
+//! then ends and the connection says GOAWAY and closes. A draining worker,
+//! or one that takes up a reloaded config, sends GOAWAY at once
+//! (`Worker::goaway_h2`) and half-closes the connection once its last
+//! stream is done.
 
 use super::catch::{CatchUnwind, panic_message};
 use super::conn::{refuse_head, serve_head};
@@ -81,7 +82,7 @@ pub async fn serve(w: Rc<Worker>, client: Client, peer: SocketAddr, slot: usize)
     let ended = read_loop(&shared, &mut reader, &mut buf, &mut reported).await;
     {
         let mut s = sess.borrow_mut();
-        match ended {
+        match &ended {
             Some(e) => {
                 debug!(worker = w.id, %peer, "HTTP/2 connection error: {}", e.why);
                 s.send_goaway(e.code);
@@ -93,7 +94,32 @@ pub async fn serve(w: Rc<Worker>, client: Client, peer: SocketAddr, slot: usize)
     report(&w, &sess, &mut reported);
     let _ = writing.await;
     report(&w, &sess, &mut reported);
+    if ended.is_some() {
+        linger(&mut reader, &mut buf).await;
+    }
     w.pools.put_buf(buf);
+}
+
+/// How long, and how many bytes, a connection ended by an error is read
+/// (and discarded) after its GOAWAY and FIN went out.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closing a socket with unread bytes in it sends RST, and a client that
+/// is still writing (a flood) then loses the GOAWAY before reading it. So,
+/// as nginx's lingering close does, read what the client still sends,
+/// bounded in time and bytes, until it closes its side.
+async fn linger(reader: &mut halves::Reader, buf: &mut Vec<u8>) {
+    let deadline = Instant::now() + LINGER;
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        buf.clear();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, reader.read_into(buf)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => return,
+        }
+    }
 }
 
 /// Reads and processes frames until the client goes, the connection is
@@ -161,7 +187,7 @@ async fn read_loop(
 fn idle_mark(sh: &Shared) {
     let s = sh.sess.borrow();
     if s.streams.is_empty() {
-        if s.goaway && sh.w.draining.get() {
+        if s.goaway {
             crate::sys::shutdown_read(s.fd);
         }
         sh.w.set_idle(sh.slot, Some(Instant::now() + s.cfg.idle_timeout));

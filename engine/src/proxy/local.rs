@@ -450,6 +450,12 @@ impl Worker {
         for fd in self.conns.borrow().idle_fds() {
             crate::sys::shutdown_read(fd);
         }
+        self.goaway_h2();
+    }
+
+    /// Sends every HTTP/2 connection GOAWAY (NO_ERROR, the last stream it
+    /// took): streams in flight finish, then the connection closes.
+    pub fn goaway_h2(&self) {
         self.h2.borrow_mut().retain(|s| {
             let Some(s) = s.upgrade() else {
                 return false;

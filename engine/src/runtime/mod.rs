@@ -226,8 +226,11 @@ impl Running {
             }
             next
         });
-        self.replace(current.clone(), loaded, "reloaded");
+        self.replace(current.clone(), loaded, Self::RELOADED);
     }
+
+    /// How `replace` names a reload in its log line (and tells it from a DNS change).
+    const RELOADED: &str = "reloaded";
 
     /// Compiles the running config text again with new DNS answers and
     /// installs it like a reload (the TOML file is not read again; OpenAPI
@@ -262,6 +265,7 @@ impl Running {
                     );
                 }
                 next.generation = current.generation + 1;
+                next.reloads = current.reloads + u64::from(what == Self::RELOADED);
                 next.workers = current.workers;
                 next.backlog = self.backlog;
                 // Listeners: unchanged ones stay open (their TLS files are re-read in

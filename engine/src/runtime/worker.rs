@@ -158,6 +158,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     monoio::spawn(sweep_loop(w.clone()));
 
     let mut generation = spec.shared.generation.load(Ordering::Acquire);
+    let mut reloads = spec.snapshot.reloads;
     let mut scrape = 0;
     while !spec.shared.draining.load(Ordering::Acquire) {
         monoio::time::sleep(DRAIN_POLL).await;
@@ -167,7 +168,12 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         let g = spec.shared.generation.load(Ordering::Acquire);
         if g != generation {
             generation = g;
-            w.install(spec.shared.latest());
+            let latest = spec.shared.latest();
+            if latest.reloads != reloads {
+                reloads = latest.reloads;
+                w.goaway_h2();
+            }
+            w.install(latest);
             // Listeners the reload added or removed (unchanged ones are never touched).
             for change in spec.shared.take_listener_changes(spec.id) {
                 match change {
