@@ -1413,6 +1413,70 @@ fn an_idle_connection_gets_goaway_after_idle_timeout() {
     );
 }
 
+// ---- ringway-load's HTTP/2 client against the gateway (issue #22) ---------------------
+
+#[test]
+fn ringway_load_drives_h2_and_h2c_with_exact_counts() {
+    let origin = Origin::echo();
+    let rig = Rig::start(
+        &origin,
+        Opts {
+            tls: true,
+            ..Default::default()
+        },
+    );
+    let tls = rig.tls.expect("TLS listener");
+    let cases = [
+        (
+            "--h2c",
+            format!("http://127.0.0.1:{}/load/h2c", rig.h2c.port()),
+        ),
+        ("--h2", format!("https://127.0.0.1:{}/load/h2", tls.port())),
+    ];
+    let mut expected = 0;
+    for (flag, url) in &cases {
+        let json = rig.dir.0.join("report.json");
+        let out = Command::new(ringway_tests::gateway::binary("ringway-load"))
+            .args([
+                flag,
+                url.as_str(),
+                "-k",
+                "-n",
+                "500",
+                "--streams",
+                "10",
+                "-c",
+                "3",
+                "-t",
+                "1",
+            ])
+            .args(["--timeout", "5s", "--quiet", "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(report["requests"], 500, "{flag}: {report}");
+        assert_eq!(report["errors"]["total"], 0, "{flag}: {report}");
+        assert_eq!(report["status"]["200"], 500, "{flag}: {report}");
+        expected += 500;
+        let path = &url[url.find("/load").unwrap()..];
+        assert!(
+            wait_until(|| origin.seen().iter().filter(|s| s.target == path).count() == 500),
+            "{flag}: the origin saw {} requests, e.g. {:?}",
+            origin.seen().iter().filter(|s| s.target == path).count(),
+            origin.seen().first().map(|s| s.target.clone())
+        );
+    }
+    let h2 = || rig.metric("ringway_requests_by_protocol_total", &[("proto", "h2")]);
+    assert!(wait_until(|| h2() == f64::from(expected)), "{}", h2());
+}
+
 // ---- 10: metrics -----------------------------------------------------------------------
 
 #[test]
