@@ -294,7 +294,10 @@ fn cases() -> Vec<Case> {
             Served(1),
             |a| {
                 let f = flag::END_HEADERS | flag::END_STREAM | 0xd2;
-                sends(a, &[h2raw::frame(kind::HEADERS, f, 1, &req("GET", "/ok", &[]))])
+                sends(
+                    a,
+                    &[h2raw::frame(kind::HEADERS, f, 1, &req("GET", "/ok", &[]))],
+                )
             },
         ),
         case(
@@ -329,7 +332,12 @@ fn cases() -> Vec<Case> {
             "4.3",
             "a header block cut off inside a literal",
             Conn(code::COMPRESSION_ERROR),
-            |a| sends(a, &[h2raw::headers(1, &[0x00, 0x0a, b'a', b'b', b'c'], true)]),
+            |a| {
+                sends(
+                    a,
+                    &[h2raw::headers(1, &[0x00, 0x0a, b'a', b'b', b'c'], true)],
+                )
+            },
         ),
         // 5.1: stream states
         case(
@@ -482,16 +490,13 @@ fn cases() -> Vec<Case> {
         case(
             "5.4.2",
             "a stream error on stream 1, then a GET on stream 3",
-            Check(
-                "RST_STREAM on stream 1 only: stream 3 is answered",
-                |h| {
-                    served(h, 3)?;
-                    match h.streams.get(&1).and_then(|s| s.reset) {
-                        Some(code::PROTOCOL_ERROR) => Ok(()),
-                        other => Err(format!("stream 1 reset {:?}", other.map(name))),
-                    }
-                },
-            ),
+            Check("RST_STREAM on stream 1 only: stream 3 is answered", |h| {
+                served(h, 3)?;
+                match h.streams.get(&1).and_then(|s| s.reset) {
+                    Some(code::PROTOCOL_ERROR) => Ok(()),
+                    other => Err(format!("stream 1 reset {:?}", other.map(name))),
+                }
+            }),
             |a| sends(a, &[headers_depending_on(1, 1), get(3)]),
         ),
         // 5.5: extensions
@@ -514,18 +519,20 @@ fn cases() -> Vec<Case> {
             },
         ),
         // 6.1: DATA
-        case(
-            "6.1",
-            "DATA on stream 0",
-            Conn(code::PROTOCOL_ERROR),
-            |a| sends(a, &[h2raw::data(0, b"x", true)]),
-        ),
+        case("6.1", "DATA on stream 0", Conn(code::PROTOCOL_ERROR), |a| {
+            sends(a, &[h2raw::data(0, b"x", true)])
+        }),
         case(
             "6.1",
             "DATA whose pad length is not less than its payload",
             Conn(code::PROTOCOL_ERROR),
             |a| {
-                let bad = h2raw::frame(kind::DATA, flag::PADDED | flag::END_STREAM, 1, &[9, b'a', b'b']);
+                let bad = h2raw::frame(
+                    kind::DATA,
+                    flag::PADDED | flag::END_STREAM,
+                    1,
+                    &[9, b'a', b'b'],
+                );
                 sends(a, &[post(1), bad])
             },
         ),
@@ -621,7 +628,12 @@ fn cases() -> Vec<Case> {
             "6.4",
             "RST_STREAM of 3 octets",
             Conn(code::FRAME_SIZE_ERROR),
-            |a| sends(a, &[post(1), h2raw::frame(kind::RST_STREAM, 0, 1, &[0, 0, 8])]),
+            |a| {
+                sends(
+                    a,
+                    &[post(1), h2raw::frame(kind::RST_STREAM, 0, 1, &[0, 0, 8])],
+                )
+            },
         ),
         // 6.5: SETTINGS
         case(
@@ -652,7 +664,12 @@ fn cases() -> Vec<Case> {
             "6.5.2",
             "SETTINGS_INITIAL_WINDOW_SIZE = 2^31",
             Conn(code::FLOW_CONTROL_ERROR),
-            |a| sends(a, &[h2raw::settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 31)])]),
+            |a| {
+                sends(
+                    a,
+                    &[h2raw::settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 31)])],
+                )
+            },
         ),
         case(
             "6.5.2",
@@ -682,16 +699,20 @@ fn cases() -> Vec<Case> {
             "6.5.3",
             "a second SETTINGS frame, mid-connection",
             Check("an empty SETTINGS ACK", |h| settings_acks(h, 2)),
-            |a| sends(a, &[h2raw::settings(&[(setting::MAX_HEADER_LIST_SIZE, 65_536)])]),
+            |a| {
+                sends(
+                    a,
+                    &[h2raw::settings(&[(setting::MAX_HEADER_LIST_SIZE, 65_536)])],
+                )
+            },
         ),
         // 6.7: PING
         case(
             "6.7",
             "PING",
-            Check(
-                "a PING ACK echoing the payload",
-                |h| ping_acked(h, b"pingpong"),
-            ),
+            Check("a PING ACK echoing the payload", |h| {
+                ping_acked(h, b"pingpong")
+            }),
             |a| sends(a, &[h2raw::frame(kind::PING, 0, 0, b"pingpong")]),
         ),
         case(
@@ -706,12 +727,9 @@ fn cases() -> Vec<Case> {
                 sends(a, &[ack, h2raw::frame(kind::PING, 0, 0, b"secondpg")])
             },
         ),
-        case(
-            "6.7",
-            "PING on stream 1",
-            Conn(code::PROTOCOL_ERROR),
-            |a| sends(a, &[h2raw::frame(kind::PING, 0, 1, &[0; 8])]),
-        ),
+        case("6.7", "PING on stream 1", Conn(code::PROTOCOL_ERROR), |a| {
+            sends(a, &[h2raw::frame(kind::PING, 0, 1, &[0; 8])])
+        }),
         case(
             "6.7",
             "PING of 6 octets",
@@ -846,7 +864,8 @@ fn cases() -> Vec<Case> {
             "a request whose content-length (10) is more than its DATA (3)",
             Stream(1, PROTOCOL),
             |a| {
-                let h = h2raw::headers(1, &req("POST", "/post", &[("content-length", "10")]), false);
+                let h =
+                    h2raw::headers(1, &req("POST", "/post", &[("content-length", "10")]), false);
                 sends(a, &[h, h2raw::data(1, b"abc", true)])
             },
         ),
@@ -889,18 +908,12 @@ fn cases() -> Vec<Case> {
             Stream(1, PROTOCOL),
             |a| sends(a, &[fields(&good_with(&[("connection", "keep-alive")]))]),
         ),
-        case(
-            "8.2.2",
-            "te: gzip",
-            Stream(1, PROTOCOL),
-            |a| sends(a, &[fields(&good_with(&[("te", "gzip")]))]),
-        ),
-        case(
-            "8.2.2",
-            "te: trailers",
-            Served(1),
-            |a| sends(a, &[fields(&good_with(&[("te", "trailers")]))]),
-        ),
+        case("8.2.2", "te: gzip", Stream(1, PROTOCOL), |a| {
+            sends(a, &[fields(&good_with(&[("te", "gzip")]))])
+        }),
+        case("8.2.2", "te: trailers", Served(1), |a| {
+            sends(a, &[fields(&good_with(&[("te", "trailers")]))])
+        }),
         case(
             "8.3",
             "a pseudo-header after a regular field",
@@ -927,39 +940,22 @@ fn cases() -> Vec<Case> {
             Stream(1, PROTOCOL),
             |a| sends(a, &[fields(&good_with(&[(":status", "200")]))]),
         ),
-        case(
-            "8.3.1",
-            "no :method",
-            Stream(1, PROTOCOL),
-            |a| sends(a, &[fields(&good_without(":method"))]),
-        ),
-        case(
-            "8.3.1",
-            "no :scheme",
-            Stream(1, PROTOCOL),
-            |a| sends(a, &[fields(&good_without(":scheme"))]),
-        ),
-        case(
-            "8.3.1",
-            "no :path",
-            Stream(1, PROTOCOL),
-            |a| sends(a, &[fields(&good_without(":path"))]),
-        ),
-        case(
-            "8.3.1",
-            "an empty :path",
-            Stream(1, PROTOCOL),
-            |a| {
-                let list = [(":method", "GET"), (":scheme", "http"), (":path", "")];
-                sends(a, &[fields(&list)])
-            },
-        ),
-        case(
-            "8.3.1",
-            "two :method fields",
-            Stream(1, PROTOCOL),
-            |a| sends(a, &[fields(&good_with(&[(":method", "POST")]))]),
-        ),
+        case("8.3.1", "no :method", Stream(1, PROTOCOL), |a| {
+            sends(a, &[fields(&good_without(":method"))])
+        }),
+        case("8.3.1", "no :scheme", Stream(1, PROTOCOL), |a| {
+            sends(a, &[fields(&good_without(":scheme"))])
+        }),
+        case("8.3.1", "no :path", Stream(1, PROTOCOL), |a| {
+            sends(a, &[fields(&good_without(":path"))])
+        }),
+        case("8.3.1", "an empty :path", Stream(1, PROTOCOL), |a| {
+            let list = [(":method", "GET"), (":scheme", "http"), (":path", "")];
+            sends(a, &[fields(&list)])
+        }),
+        case("8.3.1", "two :method fields", Stream(1, PROTOCOL), |a| {
+            sends(a, &[fields(&good_with(&[(":method", "POST")]))])
+        }),
         // RFC 7541: HPACK
         case(
             "HPACK 6.1",
@@ -1210,7 +1206,8 @@ fn every_case_of_the_conformance_table_passes_on_both_drivers() {
         generated.display(),
         failures.join("\n\n")
     );
-    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results/h2-conformance.md");
+    let committed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results/h2-conformance.md");
     if std::env::var_os("H2_CONFORMANCE_WRITE").is_some() {
         std::fs::write(&committed, &md).expect("write the committed table");
     }

@@ -602,7 +602,13 @@ mod tests {
         // Cut off: left to the decoder.
         assert!(!late_size_update(&[0x00, 0x05, b'a']));
         let mut d = Decoder::new();
-        let r = decode_request(&mut d, &mut Scratch::default(), &late, (16384, false), &mut Vec::new());
+        let r = decode_request(
+            &mut d,
+            &mut Scratch::default(),
+            &late,
+            (16384, false),
+            &mut Vec::new(),
+        );
         assert_eq!(r, Err(Refusal::Compression));
     }
 

@@ -511,7 +511,7 @@ impl Session {
     }
 
     fn headers(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
-        if h.stream == 0 || h.stream % 2 == 0 {
+        if h.stream == 0 || h.stream.is_multiple_of(2) {
             return conn_err(
                 code::PROTOCOL_ERROR,
                 "HEADERS on stream 0 or an even stream",
@@ -621,7 +621,8 @@ impl Session {
                 Some(Closed::Reset) => {
                     // Trailers of a request we reset: decoded (the HPACK
                     // state must stay in step), then ignored.
-                    let r = fields::decode_trailers(&mut self.dec, block, max_list, &mut Vec::new());
+                    let r =
+                        fields::decode_trailers(&mut self.dec, block, max_list, &mut Vec::new());
                     if r == Err(Refusal::Compression) {
                         return conn_err(
                             code::COMPRESSION_ERROR,
