@@ -1080,3 +1080,100 @@ fn gone() -> std::io::Error {
         "the HTTP/2 stream was reset",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frame::{DATA, END_HEADERS, END_STREAM, HEADERS};
+
+    /// `:method GET`, `:scheme http`, `:path /`, all from the static table.
+    const GET: &[u8] = &[0x82, 0x86, 0x84];
+
+    fn frames(list: &[(u8, u8, u32, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(kind, flags, stream, p) in list {
+            frame::put_head(&mut out, p.len(), kind, flags, stream);
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    /// The RST_STREAM frames queued in `out`: (stream, code).
+    fn resets(out: &[u8]) -> Vec<(u32, u32)> {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let frame::Next::Frame(h, r) = frame::next(&out[at..], usize::MAX) {
+            if h.kind == frame::RST_STREAM {
+                found.push((h.stream, frame::u32_at(&out[at + r.start..]).unwrap()));
+            }
+            at += r.end;
+        }
+        found
+    }
+
+    fn session() -> Session {
+        let mut s = Session::new(H2Settings::default(), 16 * 1024, -1);
+        s.receive(&frames(&[(frame::SETTINGS, 0, 0, &[])])).unwrap();
+        s
+    }
+
+    #[test]
+    fn late_frames_on_closed_streams_depend_on_who_closed_them() {
+        let mut s = session();
+        // Stream 1: a GET the client ended, answered in full.
+        s.receive(&frames(&[(HEADERS, END_HEADERS | END_STREAM, 1, GET)]))
+            .unwrap();
+        s.send_headers(1, &[0x88], true);
+        s.finish(1, true);
+        // Stream 3: a request whose body we stopped with RST_STREAM.
+        s.receive(&frames(&[(HEADERS, END_HEADERS, 3, GET)]))
+            .unwrap();
+        s.reset_stream(3, code::CANCEL);
+        s.finish(3, false);
+        s.out.clear();
+        // What the client sent before it saw our reset is ignored, its
+        // trailers decoded.
+        let trailers: &[u8] = &[0x00, 1, b'x', 1, b'y'];
+        s.receive(&frames(&[
+            (DATA, 0, 3, b"late"),
+            (HEADERS, END_HEADERS | END_STREAM, 3, trailers),
+        ]))
+        .unwrap();
+        assert_eq!(resets(&s.out), []);
+        // DATA after the client's own END_STREAM: STREAM_CLOSED.
+        s.receive(&frames(&[(DATA, END_STREAM, 1, b"x")])).unwrap();
+        assert_eq!(resets(&s.out), [(1, code::STREAM_CLOSED)]);
+        // HEADERS there: a connection error; on a stream id never used
+        // below the last one: PROTOCOL_ERROR.
+        let again = frames(&[(HEADERS, END_HEADERS | END_STREAM, 1, GET)]);
+        assert_eq!(s.receive(&again).unwrap_err().code, code::STREAM_CLOSED);
+        let mut s = session();
+        s.receive(&frames(&[(HEADERS, END_HEADERS | END_STREAM, 5, GET)]))
+            .unwrap();
+        let lower = frames(&[(HEADERS, END_HEADERS | END_STREAM, 3, GET)]);
+        assert_eq!(s.receive(&lower).unwrap_err().code, code::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn the_closed_streams_remembered_are_bounded() {
+        let mut s = session();
+        let count = CLOSED_MEMORY as u32 + 10;
+        for i in 0..count {
+            let id = 2 * i + 1;
+            s.receive(&frames(&[(HEADERS, END_HEADERS | END_STREAM, id, GET)]))
+                .unwrap();
+            s.send_headers(id, &[0x88], true);
+            s.finish(id, true);
+        }
+        assert_eq!(s.closed.len(), CLOSED_MEMORY);
+        s.out.clear();
+        // Stream 1 is forgotten: its late DATA is ignored; the last one's is not.
+        let last = 2 * (count - 1) + 1;
+        s.receive(&frames(&[
+            (DATA, END_STREAM, 1, b"x"),
+            (DATA, END_STREAM, last, b"x"),
+        ]))
+        .unwrap();
+        assert_eq!(resets(&s.out), [(last, code::STREAM_CLOSED)]);
+    }
+}
