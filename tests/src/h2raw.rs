@@ -46,6 +46,8 @@ pub mod code {
     pub const NO_ERROR: u32 = 0x0;
     pub const PROTOCOL_ERROR: u32 = 0x1;
     pub const FLOW_CONTROL_ERROR: u32 = 0x3;
+    pub const STREAM_CLOSED: u32 = 0x5;
+    pub const FRAME_SIZE_ERROR: u32 = 0x6;
     pub const REFUSED_STREAM: u32 = 0x7;
     pub const CANCEL: u32 = 0x8;
     pub const COMPRESSION_ERROR: u32 = 0x9;
@@ -310,6 +312,8 @@ pub struct H2 {
     pub closed: bool,
     /// The server's SETTINGS, as received (first frame first).
     pub server_settings: Vec<(u16, u32)>,
+    /// The payloads of the PING acknowledgements received, in order.
+    pub ping_acks: Vec<Vec<u8>>,
     /// Every frame received, as (type, flags, stream, length): told in
     /// failure messages.
     pub trace: Vec<(u8, u8, u32, usize)>,
@@ -335,8 +339,20 @@ impl H2 {
 
     /// Connects and sends the preface and SETTINGS, without waiting.
     pub fn connect(addr: SocketAddr, settings: &[(u16, u32)]) -> H2 {
+        let mut h = H2::open(addr);
+        let mut hello = PREFACE.to_vec();
+        let mut all = vec![(setting::ENABLE_PUSH, 0)];
+        all.extend_from_slice(settings);
+        hello.extend_from_slice(&self::settings(&all));
+        h.send(&hello).expect("write the preface");
+        h
+    }
+
+    /// Connects and sends nothing: the caller writes the preface (or
+    /// something else in its place).
+    pub fn open(addr: SocketAddr) -> H2 {
         let sock = crate::client::connect(addr);
-        let mut h = H2 {
+        H2 {
             sock,
             buf: Vec::new(),
             decoder: loona_hpack::Decoder::new(),
@@ -345,16 +361,11 @@ impl H2 {
             goaways: Vec::new(),
             closed: false,
             server_settings: Vec::new(),
+            ping_acks: Vec::new(),
             trace: Vec::new(),
             auto: true,
             next_stream: 1,
-        };
-        let mut hello = PREFACE.to_vec();
-        let mut all = vec![(setting::ENABLE_PUSH, 0)];
-        all.extend_from_slice(settings);
-        hello.extend_from_slice(&self::settings(&all));
-        h.send(&hello).expect("write the preface");
-        h
+        }
     }
 
     /// The server's value for setting `id`, if it sent one.
@@ -471,7 +482,8 @@ impl H2 {
                     let _ = self.send(&settings_ack());
                 }
             }
-            kind::PING if !f.has(flag::ACK) && self.auto => {
+            kind::PING if f.has(flag::ACK) => self.ping_acks.push(f.payload),
+            kind::PING if self.auto => {
                 let _ = self.send(&frame(kind::PING, flag::ACK, 0, &f.payload));
             }
             kind::GOAWAY => {

@@ -62,6 +62,64 @@ fn valid_value(v: &[u8]) -> bool {
         && !matches!(v.last(), Some(b' ' | b'\t'))
 }
 
+/// Whether a dynamic table size update comes after a field in `block`.
+/// RFC 7541 §4.2 allows one only at the start of a block (a decoding
+/// error elsewhere), which the decoder does not check: the block's
+/// representations are walked here by their lengths, nothing decoded. A
+/// block that ends inside a representation is left to the decoder.
+pub fn late_size_update(block: &[u8]) -> bool {
+    let mut rest = block;
+    let mut field_seen = false;
+    // Every pass takes at least one octet off `rest`.
+    while let Some(&first) = rest.first() {
+        let len = match first {
+            0x80.. => read_int(rest, 7).map(|(_, n)| n),
+            0x40..=0x7f => literal_len(rest, 6),
+            0x20..=0x3f if field_seen => return true,
+            0x20..=0x3f => read_int(rest, 5).map(|(_, n)| n),
+            _ => literal_len(rest, 4),
+        };
+        field_seen |= !(0x20..=0x3f).contains(&first);
+        match len {
+            Some(n) if n <= rest.len() => rest = &rest[n..],
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The length of a literal field representation whose index has `prefix` bits.
+fn literal_len(buf: &[u8], prefix: u8) -> Option<usize> {
+    let (index, mut n) = read_int(buf, prefix)?;
+    if index == 0 {
+        n = n.checked_add(string_len(buf.get(n..)?)?)?;
+    }
+    n.checked_add(string_len(buf.get(n..)?)?)
+}
+
+/// The length of a string literal (length prefix and octets).
+fn string_len(buf: &[u8]) -> Option<usize> {
+    let (len, n) = read_int(buf, 7)?;
+    n.checked_add(len)
+}
+
+/// An HPACK integer (RFC 7541 §5.1) with a `prefix`-bit prefix: its value
+/// and how many octets it took; `None` when cut off or longer than 6 octets.
+fn read_int(buf: &[u8], prefix: u8) -> Option<(usize, usize)> {
+    let max = (1usize << prefix) - 1;
+    let mut v = usize::from(*buf.first()?) & max;
+    if v < max {
+        return Some((v, 1));
+    }
+    for (i, &b) in buf.iter().enumerate().skip(1).take(5) {
+        v += usize::from(b & 0x7f) << (7 * (i - 1));
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
 /// Decodes a request's header block into an HTTP/1.1 head at the end of
 /// `out` (request line, Host from `:authority`, the fields, cookies joined,
 /// `Transfer-Encoding: chunked` when a body follows without a length).
@@ -90,6 +148,9 @@ pub fn decode_request(
     let mut regular_seen = false;
     let mut content_length: Option<u64> = None;
     let mut host: Option<(usize, usize)> = None;
+    if late_size_update(block) {
+        return Err(Refusal::Compression);
+    }
     let r = dec.decode_with_cb(block, |name, value| {
         // Counted before anything is kept: a field referenced from the
         // dynamic table many times (an HPACK bomb) costs its size each time.
@@ -262,6 +323,9 @@ pub fn decode_trailers(
 ) -> Result<(), Refusal> {
     let mut size = 0usize;
     let mut malformed = None;
+    if late_size_update(block) {
+        return Err(Refusal::Compression);
+    }
     let r = dec.decode_with_cb(block, |name, value| {
         size = size.saturating_add(name.len() + value.len() + 32);
         if size > max_list || malformed.is_some() {
@@ -519,6 +583,33 @@ mod tests {
         let r = decode_request(&mut d, &mut s, &first, (16384, false), &mut out);
         assert_eq!(r, Err(Refusal::TooLarge));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_size_update_is_allowed_only_before_the_first_field() {
+        let fields = encode(&[(b":method", b"GET"), (b"x-long", &[b'v'; 300])]);
+        assert!(!late_size_update(&fields));
+        let mut start = vec![0x20];
+        start.extend_from_slice(&fields);
+        assert!(!late_size_update(&start));
+        let mut late = fields.clone();
+        late.push(0x20);
+        late.extend_from_slice(&fields);
+        assert!(late_size_update(&late));
+        // After an indexed field and after a literal with a static name.
+        assert!(late_size_update(&[0x82, 0x3f, 0xe1, 0x1f]));
+        assert!(late_size_update(&[0x44, 0x01, b'/', 0x20]));
+        // Cut off: left to the decoder.
+        assert!(!late_size_update(&[0x00, 0x05, b'a']));
+        let mut d = Decoder::new();
+        let r = decode_request(
+            &mut d,
+            &mut Scratch::default(),
+            &late,
+            (16384, false),
+            &mut Vec::new(),
+        );
+        assert_eq!(r, Err(Refusal::Compression));
     }
 
     #[test]

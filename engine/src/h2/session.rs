@@ -12,7 +12,7 @@ use super::fields::{self, Refusal, Scratch};
 use super::frame::{self, Head, code};
 use crate::h1::chunked;
 use loona_hpack::Decoder;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,21 @@ impl Default for H2Settings {
 /// reading their ACKs is throttled by its own socket).
 pub const OUT_HIGH: usize = 256 * 1024;
 
+/// How many closed streams a connection remembers (see [`Closed`]).
+pub const CLOSED_MEMORY: usize = 64;
+
+/// How a stream that is gone was closed, which says what a late frame on
+/// it means (RFC 9113 §5.1, "closed").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// We reset it: what the client sent before it saw our RST_STREAM is
+    /// ignored.
+    Reset,
+    /// The client ended it (END_STREAM) or reset it: DATA or HEADERS
+    /// after that are its mistake (STREAM_CLOSED).
+    ByClient,
+}
+
 /// A connection error: GOAWAY with this code, then close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnError {
@@ -77,6 +92,8 @@ pub struct Stream {
     send_window: i64,
     /// Reset by the client (its code) or by us.
     pub reset: Option<u32>,
+    /// The reset came from the client (before any of ours).
+    peer_reset: bool,
     /// We sent END_STREAM or RST_STREAM: nothing more goes out.
     pub local_done: bool,
     pub reader: Option<Waker>,
@@ -119,6 +136,8 @@ pub struct Session {
     conn_buffered: usize,
     continuing: Option<Continuing>,
     block: Vec<u8>,
+    /// The last [`CLOSED_MEMORY`] streams that closed, and how.
+    closed: VecDeque<(u32, Closed)>,
     window_start: Instant,
     resets: u32,
     control: u32,
@@ -161,6 +180,7 @@ impl Session {
             conn_buffered: 0,
             continuing: None,
             block: Vec::new(),
+            closed: VecDeque::new(),
             window_start: Instant::now(),
             resets: 0,
             control: 0,
@@ -243,8 +263,7 @@ impl Session {
 
     /// Resets a stream (a stream error): RST_STREAM, and its task stops.
     pub fn reset_stream(&mut self, id: u32, code: u32) {
-        frame::put_rst(&mut self.out, id, code);
-        self.counts.resets_sent += 1;
+        self.send_rst(id, code);
         if let Some(s) = self.streams.get_mut(&id) {
             s.reset.get_or_insert(code);
             s.local_done = true;
@@ -253,7 +272,31 @@ impl Session {
             let b = std::mem::take(&mut s.buffered);
             self.release_connection(b);
         }
+    }
+
+    /// Queues RST_STREAM for `id` (which need not be open).
+    fn send_rst(&mut self, id: u32, code: u32) {
+        frame::put_rst(&mut self.out, id, code);
+        self.counts.resets_sent += 1;
         self.wake_writer();
+    }
+
+    /// A stream we refused before it opened: reset, and remembered so that
+    /// the rest of its request is ignored.
+    fn refuse(&mut self, id: u32, code: u32) {
+        self.send_rst(id, code);
+        self.remember_closed(id, Closed::Reset);
+    }
+
+    fn remember_closed(&mut self, id: u32, how: Closed) {
+        if self.closed.len() == CLOSED_MEMORY {
+            self.closed.pop_front();
+        }
+        self.closed.push_back((id, how));
+    }
+
+    fn closed_how(&self, id: u32) -> Option<Closed> {
+        self.closed.iter().rev().find(|c| c.0 == id).map(|c| c.1)
     }
 
     /// Processes every whole frame at the front of `buf`; how many bytes
@@ -297,12 +340,25 @@ impl Session {
                     return conn_err(code::PROTOCOL_ERROR, "PRIORITY on stream 0");
                 }
                 self.flood_control()?;
-                if p.len() != 5 {
-                    self.reset_stream(h.stream, code::FRAME_SIZE_ERROR);
+                let bad = if p.len() != 5 {
+                    Some(code::FRAME_SIZE_ERROR)
                 } else if frame::u31(p) == Some(h.stream) {
-                    self.reset_stream(h.stream, code::PROTOCOL_ERROR);
+                    Some(code::PROTOCOL_ERROR)
+                } else {
+                    None
+                };
+                match bad {
+                    // RST_STREAM must not name an idle stream (RFC 9113
+                    // §6.4): the stream error becomes a connection error.
+                    Some(c) if h.stream > self.last_stream => {
+                        conn_err(c, "a bad PRIORITY on an idle stream")
+                    }
+                    Some(c) => {
+                        self.reset_stream(h.stream, c);
+                        Ok(())
+                    }
+                    None => Ok(()),
                 }
-                Ok(())
             }
             frame::RST_STREAM => self.rst(h, p),
             frame::SETTINGS => self.settings(h, p),
@@ -384,12 +440,23 @@ impl Session {
         };
         let pad = len - body.len();
         let Some(s) = self.streams.get_mut(&h.stream) else {
-            // Closed: the bytes are counted and given back at once.
+            // Closed: the bytes are counted and given back at once; DATA
+            // the client sent after it ended or reset the stream is a
+            // stream error (RFC 9113 §6.1), after our reset it is ignored.
             self.release_connection_now(len);
+            if self.closed_how(h.stream) == Some(Closed::ByClient) {
+                self.flood_control()?;
+                self.send_rst(h.stream, code::STREAM_CLOSED);
+            }
             return Ok(());
         };
         if s.reset.is_some() {
+            let by_client = s.peer_reset;
             self.release_connection_now(len);
+            if by_client {
+                self.flood_control()?;
+                self.send_rst(h.stream, code::STREAM_CLOSED);
+            }
             return Ok(());
         }
         if s.recv_end {
@@ -444,7 +511,7 @@ impl Session {
     }
 
     fn headers(&mut self, h: Head, p: &[u8]) -> Result<(), ConnError> {
-        if h.stream == 0 || h.stream % 2 == 0 {
+        if h.stream == 0 || h.stream.is_multiple_of(2) {
             return conn_err(
                 code::PROTOCOL_ERROR,
                 "HEADERS on stream 0 or an even stream",
@@ -525,6 +592,10 @@ impl Session {
                 );
             }
             if s.reset.is_some() {
+                if s.peer_reset {
+                    self.flood_control()?;
+                    self.send_rst(id, code::STREAM_CLOSED);
+                }
                 return Ok(());
             }
             if s.recv_end {
@@ -546,7 +617,30 @@ impl Session {
             return Ok(());
         }
         if id <= self.last_stream {
-            return conn_err(code::STREAM_CLOSED, "HEADERS on a closed stream");
+            return match self.closed_how(id) {
+                Some(Closed::Reset) => {
+                    // Trailers of a request we reset: decoded (the HPACK
+                    // state must stay in step), then ignored.
+                    let r =
+                        fields::decode_trailers(&mut self.dec, block, max_list, &mut Vec::new());
+                    if r == Err(Refusal::Compression) {
+                        return conn_err(
+                            code::COMPRESSION_ERROR,
+                            "a trailer block that does not decode",
+                        );
+                    }
+                    Ok(())
+                }
+                Some(Closed::ByClient) => {
+                    conn_err(code::STREAM_CLOSED, "HEADERS on a closed stream")
+                }
+                // Never opened, or closed too long ago to tell: a stream id
+                // must be above every one used before (RFC 9113 §5.1.1).
+                None => conn_err(
+                    code::PROTOCOL_ERROR,
+                    "HEADERS on a stream id not above the last one",
+                ),
+            };
         }
         self.last_stream = id;
         let mut head = Vec::new();
@@ -564,14 +658,11 @@ impl Session {
             );
         }
         if self.goaway || self.streams.len() >= self.cfg.max_concurrent_streams as usize {
-            frame::put_rst(&mut self.out, id, code::REFUSED_STREAM);
-            self.counts.resets_sent += 1;
-            self.wake_writer();
+            self.refuse(id, code::REFUSED_STREAM);
             return Ok(());
         }
         if self_dep {
-            frame::put_rst(&mut self.out, id, code::PROTOCOL_ERROR);
-            self.counts.resets_sent += 1;
+            self.refuse(id, code::PROTOCOL_ERROR);
             return Ok(());
         }
         let request = match r {
@@ -586,9 +677,7 @@ impl Session {
                 );
             }
             Err(_) => {
-                frame::put_rst(&mut self.out, id, code::PROTOCOL_ERROR);
-                self.counts.resets_sent += 1;
-                self.wake_writer();
+                self.refuse(id, code::PROTOCOL_ERROR);
                 return Ok(());
             }
         };
@@ -607,6 +696,7 @@ impl Session {
                 received: 0,
                 send_window: self.peer_initial_window,
                 reset: None,
+                peer_reset: false,
                 local_done: false,
                 reader: None,
                 writer: None,
@@ -615,6 +705,7 @@ impl Session {
         if end_stream && request.content_length.is_some_and(|cl| cl != 0) {
             self.reset_stream(id, code::PROTOCOL_ERROR);
             self.streams.remove(&id);
+            self.remember_closed(id, Closed::Reset);
             return Ok(());
         }
         self.started.push(id);
@@ -659,6 +750,7 @@ impl Session {
             return conn_err(code::ENHANCE_YOUR_CALM, "too many stream resets");
         }
         if let Some(s) = self.streams.get_mut(&h.stream) {
+            s.peer_reset |= s.reset.is_none();
             s.reset
                 .get_or_insert(frame::u32_at(p).unwrap_or(code::CANCEL));
             s.local_done = true;
@@ -953,11 +1045,18 @@ impl Session {
                 },
             );
         } else if !s.recv_end && s.reset.is_none() && !self.dead {
-            frame::put_rst(&mut self.out, id, code::NO_ERROR);
-            self.counts.resets_sent += 1;
-            self.wake_writer();
+            self.send_rst(id, code::NO_ERROR);
         }
         if let Some(s) = self.streams.remove(&id) {
+            let by_client = s.peer_reset || (s.recv_end && s.reset.is_none());
+            self.remember_closed(
+                id,
+                if by_client {
+                    Closed::ByClient
+                } else {
+                    Closed::Reset
+                },
+            );
             self.release_connection(s.buffered);
         }
         self.wake_waiting();
@@ -980,4 +1079,101 @@ fn gone() -> std::io::Error {
         std::io::ErrorKind::ConnectionReset,
         "the HTTP/2 stream was reset",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frame::{DATA, END_HEADERS, END_STREAM, HEADERS};
+
+    /// `:method GET`, `:scheme http`, `:path /`, all from the static table.
+    const GET: &[u8] = &[0x82, 0x86, 0x84];
+
+    fn frames(list: &[(u8, u8, u32, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(kind, flags, stream, p) in list {
+            frame::put_head(&mut out, p.len(), kind, flags, stream);
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    /// The RST_STREAM frames queued in `out`: (stream, code).
+    fn resets(out: &[u8]) -> Vec<(u32, u32)> {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let frame::Next::Frame(h, r) = frame::next(&out[at..], usize::MAX) {
+            if h.kind == frame::RST_STREAM {
+                found.push((h.stream, frame::u32_at(&out[at + r.start..]).unwrap()));
+            }
+            at += r.end;
+        }
+        found
+    }
+
+    fn session() -> Session {
+        let mut s = Session::new(H2Settings::default(), 16 * 1024, -1);
+        s.receive(&frames(&[(frame::SETTINGS, 0, 0, &[])])).unwrap();
+        s
+    }
+
+    #[test]
+    fn late_frames_on_closed_streams_depend_on_who_closed_them() {
+        let mut s = session();
+        // Stream 1: a GET the client ended, answered in full.
+        s.receive(&frames(&[(HEADERS, END_HEADERS | END_STREAM, 1, GET)]))
+            .unwrap();
+        s.send_headers(1, &[0x88], true);
+        s.finish(1, true);
+        // Stream 3: a request whose body we stopped with RST_STREAM.
+        s.receive(&frames(&[(HEADERS, END_HEADERS, 3, GET)]))
+            .unwrap();
+        s.reset_stream(3, code::CANCEL);
+        s.finish(3, false);
+        s.out.clear();
+        // What the client sent before it saw our reset is ignored, its
+        // trailers decoded.
+        let trailers: &[u8] = &[0x00, 1, b'x', 1, b'y'];
+        s.receive(&frames(&[
+            (DATA, 0, 3, b"late"),
+            (HEADERS, END_HEADERS | END_STREAM, 3, trailers),
+        ]))
+        .unwrap();
+        assert_eq!(resets(&s.out), []);
+        // DATA after the client's own END_STREAM: STREAM_CLOSED.
+        s.receive(&frames(&[(DATA, END_STREAM, 1, b"x")])).unwrap();
+        assert_eq!(resets(&s.out), [(1, code::STREAM_CLOSED)]);
+        // HEADERS there: a connection error; on a stream id never used
+        // below the last one: PROTOCOL_ERROR.
+        let again = frames(&[(HEADERS, END_HEADERS | END_STREAM, 1, GET)]);
+        assert_eq!(s.receive(&again).unwrap_err().code, code::STREAM_CLOSED);
+        let mut s = session();
+        s.receive(&frames(&[(HEADERS, END_HEADERS | END_STREAM, 5, GET)]))
+            .unwrap();
+        let lower = frames(&[(HEADERS, END_HEADERS | END_STREAM, 3, GET)]);
+        assert_eq!(s.receive(&lower).unwrap_err().code, code::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn the_closed_streams_remembered_are_bounded() {
+        let mut s = session();
+        let count = CLOSED_MEMORY as u32 + 10;
+        for i in 0..count {
+            let id = 2 * i + 1;
+            s.receive(&frames(&[(HEADERS, END_HEADERS | END_STREAM, id, GET)]))
+                .unwrap();
+            s.send_headers(id, &[0x88], true);
+            s.finish(id, true);
+        }
+        assert_eq!(s.closed.len(), CLOSED_MEMORY);
+        s.out.clear();
+        // Stream 1 is forgotten: its late DATA is ignored; the last one's is not.
+        let last = 2 * (count - 1) + 1;
+        s.receive(&frames(&[
+            (DATA, END_STREAM, 1, b"x"),
+            (DATA, END_STREAM, last, b"x"),
+        ]))
+        .unwrap();
+        assert_eq!(resets(&s.out), [(last, code::STREAM_CLOSED)]);
+    }
 }
