@@ -248,7 +248,11 @@ fn start_stream(sh: &Shared, id: u32) {
     let sh = sh.clone();
     Stats::add(&sh.w.stats.h2_streams, 1);
     monoio::spawn(async move {
-        let outcome = CatchUnwind::new(stream(&sh, id)).await;
+        // The exchange's state lives in one of the worker's reused blocks,
+        // as an HTTP/1.1 request's does: the task itself stays small, so
+        // spawning it neither copies nor allocates the whole state.
+        let run = crate::sys::pooled::run(&sh.w.blocks, || stream(&sh, id));
+        let outcome = CatchUnwind::new(run).await;
         let w = &sh.w;
         if let Err(payload) = outcome {
             Stats::add(&w.stats.panics, 1);
