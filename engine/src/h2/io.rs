@@ -82,7 +82,8 @@ impl StreamIo {
             body_idle,
             resp: Resp::Head,
             carry: Vec::new(),
-            block: Vec::new(),
+            // A response head's fields: one allocation instead of growing.
+            block: Vec::with_capacity(256),
         }
     }
 

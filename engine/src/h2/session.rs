@@ -120,6 +120,8 @@ pub struct Session {
     max_head: usize,
     dec: Decoder<'static>,
     scratch: Scratch,
+    /// Head buffers of finished streams, reused for the next ones.
+    spare_heads: Vec<Vec<u8>>,
     /// Frames to send; the writer task takes them.
     pub out: Vec<u8>,
     pub streams: HashMap<u32, Stream>,
@@ -167,6 +169,7 @@ impl Session {
             max_head,
             dec,
             scratch: Scratch::default(),
+            spare_heads: Vec::new(),
             out: Vec::new(),
             streams: HashMap::new(),
             started: Vec::new(),
@@ -248,6 +251,16 @@ impl Session {
         }
         self.wake_waiting();
         self.wake_writer();
+    }
+
+    /// Takes back a stream's head buffer once it has been read, for the
+    /// next stream's head (as many as streams may be open, at most 128).
+    pub fn recycle_head(&mut self, mut head: Vec<u8>) {
+        let keep = (self.cfg.max_concurrent_streams as usize).min(128);
+        if self.spare_heads.len() < keep && head.capacity() <= 16 * 1024 {
+            head.clear();
+            self.spare_heads.push(head);
+        }
     }
 
     /// Sends GOAWAY (once) with the last stream id we took.
@@ -643,7 +656,7 @@ impl Session {
             };
         }
         self.last_stream = id;
-        let mut head = Vec::new();
+        let mut head = self.spare_heads.pop().unwrap_or_default();
         let r = fields::decode_request(
             &mut self.dec,
             &mut self.scratch,

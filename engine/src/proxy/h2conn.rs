@@ -276,9 +276,9 @@ async fn stream(sh: &Shared, id: u32) {
     };
     let snap_rc = w.snapshot();
     let snap = &**snap_rc;
-    let mut a = w.take_active();
-    a.rbuf.clear();
+    let mut a = w.take_stream_active();
     a.rbuf.extend_from_slice(&head);
+    sh.sess.borrow_mut().recycle_head(head);
     let io = StreamIo::new(
         sh.sess.clone(),
         id,
@@ -307,7 +307,7 @@ async fn stream(sh: &Shared, id: u32) {
         Client::H2(io) => io.end(),
         _ => false,
     };
-    w.put_active(a);
+    w.put_stream_active(a);
     sh.sess.borrow_mut().finish(id, complete);
 }
 

@@ -23,6 +23,11 @@ use std::time::Instant;
 pub const BUF_SIZE: usize = 32 * 1024;
 /// Buffers kept for reuse per worker.
 const MAX_POOLED_BUFS: usize = 256;
+/// Starting capacity of an HTTP/2 stream's read buffer: it only ever holds
+/// the stream's head in HTTP/1.1 form (the body comes through the stream).
+const STREAM_BUF_SIZE: usize = 2 * 1024;
+/// HTTP/2 streams' request states kept for reuse per worker.
+const MAX_POOLED_STREAMS: usize = 1024;
 /// Pipe pairs kept for reuse per worker.
 const MAX_POOLED_PIPES: usize = 64;
 /// Capacity asked for each pipe (F_SETPIPE_SZ; the default is 64 KiB): a
@@ -167,6 +172,16 @@ impl Default for Active {
     fn default() -> Self {
         Active {
             rbuf: Vec::with_capacity(BUF_SIZE),
+            ..Active::empty()
+        }
+    }
+}
+
+impl Active {
+    /// With no buffer allocated yet.
+    fn empty() -> Self {
+        Active {
+            rbuf: Vec::new(),
             head: RequestHead::default(),
             resp: ResponseHead::default(),
             fields: Vec::new(),
@@ -189,6 +204,8 @@ pub struct Worker {
     pub conn_waiters: RefCell<Vec<std::task::Waker>>,
     pub pools: Pools,
     actives: RefCell<Vec<Active>>,
+    /// The same for HTTP/2 streams, with small read buffers.
+    stream_actives: RefCell<Vec<Active>>,
     /// Open client connections: fd and whether it is idle between requests.
     conns: RefCell<Registry>,
     pub draining: Cell<bool>,
@@ -221,6 +238,7 @@ impl Worker {
             snapshot: RefCell::new(Rc::new(snapshot)),
             pools: Pools::default(),
             actives: RefCell::default(),
+            stream_actives: RefCell::default(),
             conns: RefCell::default(),
             draining: Cell::new(false),
             h2: RefCell::default(),
@@ -416,6 +434,28 @@ impl Worker {
         a.rbuf.clear();
         let mut actives = self.actives.borrow_mut();
         if actives.len() < MAX_POOLED_BUFS {
+            actives.push(a);
+        }
+    }
+
+    /// Per-stream request state for HTTP/2: as `take_active`, but its read
+    /// buffer is sized for a head, so a thousand open streams do not each
+    /// hold a connection-sized buffer.
+    pub fn take_stream_active(&self) -> Active {
+        self.stream_actives.borrow_mut().pop().unwrap_or_else(|| Active {
+            rbuf: Vec::with_capacity(STREAM_BUF_SIZE),
+            ..Active::empty()
+        })
+    }
+
+    pub fn put_stream_active(&self, mut a: Active) {
+        // A buffer a large head grew is not kept.
+        if a.rbuf.capacity() > BUF_SIZE {
+            return;
+        }
+        a.rbuf.clear();
+        let mut actives = self.stream_actives.borrow_mut();
+        if actives.len() < MAX_POOLED_STREAMS {
             actives.push(a);
         }
     }
