@@ -257,7 +257,7 @@ pub fn h2_frames(data: &[u8]) {
 /// it makes is whole, with no CR or LF inside a field.
 pub fn h2_fields(data: &[u8]) {
     use ringway::h2::fields::{Scratch, decode_request};
-    let mut dec = loona_hpack::Decoder::new();
+    let mut dec = ringway_hpack::Decoder::with_limit(4096);
     let mut scratch = Scratch::default();
     let mut out = Vec::new();
     if decode_request(&mut dec, &mut scratch, data, (4096, true), &mut out).is_ok() {

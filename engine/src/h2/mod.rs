@@ -1,5 +1,5 @@
 //! HTTP/2 from clients (RFC 9113): frames, field sections (HPACK through
-//! `loona-hpack`), one connection's state without I/O (`session`), and a
+//! the `ringway-hpack` crate), one connection's state without I/O (`session`), and a
 //! stream as the exchange reads and writes it (`io`). The connection task
 //! that drives them lives with the rest of the data plane,
 //! `crate::proxy::h2conn`.

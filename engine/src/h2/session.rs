@@ -11,7 +11,7 @@
 use super::fields::{self, Refusal, Scratch};
 use super::frame::{self, Head, code};
 use crate::h1::chunked;
-use loona_hpack::Decoder;
+use ringway_hpack::Decoder;
 use std::collections::{HashMap, VecDeque};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -118,7 +118,7 @@ pub struct Session {
     pub cfg: H2Settings,
     /// The limit on a request head in HTTP/1.1 form, after decoding.
     max_head: usize,
-    dec: Decoder<'static>,
+    dec: Decoder,
     scratch: Scratch,
     /// Head buffers of finished streams, reused for the next ones.
     spare_heads: Vec<Vec<u8>>,
@@ -162,8 +162,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(cfg: H2Settings, max_head: usize, fd: std::os::fd::RawFd) -> Session {
-        let mut dec = Decoder::new();
-        dec.set_max_allowed_table_size(4096);
+        let dec = Decoder::with_limit(4096);
         Session {
             cfg,
             max_head,

@@ -442,10 +442,13 @@ impl Worker {
     /// buffer is sized for a head, so a thousand open streams do not each
     /// hold a connection-sized buffer.
     pub fn take_stream_active(&self) -> Active {
-        self.stream_actives.borrow_mut().pop().unwrap_or_else(|| Active {
-            rbuf: Vec::with_capacity(STREAM_BUF_SIZE),
-            ..Active::empty()
-        })
+        self.stream_actives
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Active {
+                rbuf: Vec::with_capacity(STREAM_BUF_SIZE),
+                ..Active::empty()
+            })
     }
 
     pub fn put_stream_active(&self, mut a: Active) {

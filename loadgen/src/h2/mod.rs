@@ -3,7 +3,7 @@
 //!
 //! - `frame.rs`: frame decoder and encoders — bytes only;
 //! - `hpack/`: HPACK — the request header block (static table only) and a
-//!   response decoder with its dynamic table (Huffman via `httlib-huffman`);
+//!   response decoder with its dynamic table (the `ringway-hpack` crate);
 //! - `conn.rs`: the connection state machine without I/O — SETTINGS, PING,
 //!   streams, flow control, GOAWAY — turning frames into [`conn::Event`]s;
 //! - `session.rs`: the async loop that drives it on a connection, with the
