@@ -182,7 +182,8 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
         Scenario {
             key: "h2-get",
             title: format!(
-                "HTTP/2 over TLS (ALPN h2), small GET ({SMALL_RESPONSE_BYTES} B), {H2_GET_CONNECTIONS} connections × {H2_GET_STREAMS} concurrent streams (h2load)"
+                "HTTP/2 over TLS (ALPN h2), small GET of {} ({SMALL_RESPONSE_BYTES} B), {H2_GET_CONNECTIONS} connections × {H2_GET_STREAMS} concurrent streams (h2load)",
+                crate::h2load::PATH
             ),
             kind: https(
                 H2_GET_CONNECTIONS,
