@@ -17,6 +17,7 @@
 //! CPU given, mimalloc as in ringway. Request bodies are read to their end.
 //!
 //! Usage: h2-choice MODE --port PORT [--cpu N] [--lifetime SECS] [--max-conns N]
+//!        h2-choice hpack [CPU]   (the HPACK micro-measurement, see `hpack_micro`)
 //! The server stops by itself after `--lifetime` seconds (default 600) or
 //! once `--max-conns` connections (default 100000) have been accepted and
 //! served.
@@ -116,6 +117,10 @@ fn parse_args() -> Args {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("hpack") {
+        hpack_micro();
+        return;
+    }
     let args = parse_args();
     if let Some(cpu) = args.cpu {
         let ok = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
@@ -474,4 +479,68 @@ async fn own_raw_stream(sess: Rc<RefCell<Session>>, id: u32) {
         }
     }
     sess.borrow_mut().finish(id, left.is_empty());
+}
+
+// ---------------------------------------------------------------- hpack micro
+
+/// Time per decode of one request field, `:path: /api/v1/items/12345` as a
+/// literal without indexing (indexed name), the way nghttp2 sends it:
+/// through loona-hpack (what `engine/src/h2` uses) with the value
+/// Huffman-coded and raw, and the Huffman string alone through
+/// httlib-huffman (what ringway-load's HPACK decoder uses). A fixed number
+/// of iterations each; prints ns per decode.
+fn hpack_micro() {
+    use std::hint::black_box;
+    use std::time::Instant;
+    if let Some(cpu) = std::env::args().nth(2).and_then(|c| c.parse().ok()) {
+        core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+    }
+    const ITERS: u32 = 200_000;
+    let value = b"/api/v1/items/12345";
+    let mut huff = Vec::new();
+    httlib_huffman::encode(value, &mut huff).expect("encodable");
+    // 0x04: literal without indexing, name = static index 4 (:path).
+    let block_huff: Vec<u8> = [&[0x04, 0x80 | huff.len() as u8][..], &huff].concat();
+    let block_raw: Vec<u8> = [&[0x04, value.len() as u8][..], &value[..]].concat();
+    let time = |name: &str, f: &mut dyn FnMut() -> usize| {
+        let mut sink = 0usize;
+        for _ in 0..ITERS / 10 {
+            sink = sink.wrapping_add(f());
+        }
+        let t = Instant::now();
+        for _ in 0..ITERS {
+            sink = sink.wrapping_add(f());
+        }
+        let ns = t.elapsed().as_nanos() as f64 / f64::from(ITERS);
+        println!("{name:52} {ns:>10.1} ns/decode (sink {})", sink % 7);
+    };
+    let mut dec = loona_hpack::Decoder::new();
+    time("loona-hpack 0.4.3, :path Huffman-coded", &mut || {
+        let mut n = 0;
+        dec.decode_with_cb(black_box(&block_huff), |_, v| n += v.len())
+            .expect("valid block");
+        n
+    });
+    let mut dec = loona_hpack::Decoder::new();
+    time("loona-hpack 0.4.3, :path raw", &mut || {
+        let mut n = 0;
+        dec.decode_with_cb(black_box(&block_raw), |_, v| n += v.len())
+            .expect("valid block");
+        n
+    });
+    let mut out = Vec::with_capacity(64);
+    time(
+        "httlib-huffman 0.3.4 (5 bits), the Huffman string",
+        &mut || {
+            out.clear();
+            httlib_huffman::decode(
+                black_box(&huff),
+                &mut out,
+                httlib_huffman::DecoderSpeed::FiveBits,
+            )
+            .expect("valid Huffman");
+            assert_eq!(out, value);
+            out.len()
+        },
+    );
 }
