@@ -406,7 +406,8 @@ impl Session {
     }
 
     /// One more frame that costs us work but carries nothing (PING,
-    /// SETTINGS, PRIORITY, empty DATA): past the per-second limit, GOAWAY.
+    /// SETTINGS, PRIORITY, empty DATA or CONTINUATION): past the
+    /// per-second limit, GOAWAY.
     fn flood_control(&mut self) -> Result<(), ConnError> {
         self.roll_window();
         self.control += 1;
@@ -556,6 +557,11 @@ impl Session {
         let Some(c) = self.continuing.take() else {
             return conn_err(code::PROTOCOL_ERROR, "CONTINUATION without HEADERS");
         };
+        // An empty CONTINUATION carries nothing, so the size bound never
+        // trips: it counts as a control frame (as an empty DATA frame does).
+        if p.is_empty() && !h.has(frame::END_HEADERS) {
+            self.flood_control()?;
+        }
         self.block.extend_from_slice(p);
         self.check_block_size()?;
         if h.has(frame::END_HEADERS) {
@@ -1164,6 +1170,22 @@ mod tests {
             .unwrap();
         let lower = frames(&[(HEADERS, END_HEADERS | END_STREAM, 3, GET)]);
         assert_eq!(s.receive(&lower).unwrap_err().code, code::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn empty_continuation_frames_count_as_control_frames() {
+        let mut s = session();
+        s.receive(&frames(&[(HEADERS, 0, 1, GET)])).unwrap();
+        // What this second still allows (the client's SETTINGS counted).
+        let left = (s.cfg.max_control_frames_per_second - s.control) as usize;
+        let trickle: Vec<u8> = (0..left)
+            .flat_map(|_| frames(&[(frame::CONTINUATION, 0, 1, &[])]))
+            .collect();
+        // Within the second's allowance: accepted (the block stays open).
+        s.receive(&trickle).unwrap();
+        let one_more = frames(&[(frame::CONTINUATION, 0, 1, &[])]);
+        let e = s.receive(&one_more).unwrap_err();
+        assert_eq!(e.code, code::ENHANCE_YOUR_CALM);
     }
 
     #[test]
