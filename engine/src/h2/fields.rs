@@ -97,7 +97,6 @@ pub fn decode_request(
         if size > max_list || malformed.is_some() {
             return;
         }
-        let (name, value) = (&*name, &*value);
         if let Some(pseudo) = name.strip_prefix(b":") {
             if regular_seen {
                 malformed = Some("a pseudo-header after a regular field");
@@ -268,16 +267,16 @@ pub fn decode_trailers(
             return;
         }
         if name.starts_with(b":")
-            || !valid_name(&name)
-            || !valid_value(&value)
-            || connection_specific(&name)
+            || !valid_name(name)
+            || !valid_value(value)
+            || connection_specific(name)
         {
             malformed = Some("a trailer field that is not allowed");
             return;
         }
-        out.extend_from_slice(&name);
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(&value);
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     });
     match (r, malformed) {
