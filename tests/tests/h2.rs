@@ -927,6 +927,136 @@ fn big_uploads_and_downloads_arrive_intact() {
 
 /// An origin with a 512 MiB streamed body at `/huge` and `ok` elsewhere;
 /// the counter says how much of the body it has written.
+/// ringway's built-in origin (`ringway upstream`): it reads request
+/// bodies to their end without keeping them. Killed on drop.
+struct Sink {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let mut child = Command::new(ringway_tests::gateway::binary("ringway"))
+            .args(["upstream", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("origin listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(WAIT)
+            .expect("ringway upstream did not say where it listens")
+            .parse()
+            .unwrap();
+        Sink { child, addr }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl with prior knowledge, the body thrown away; `%{http_code}
+/// %{http_version} %{size_download} %{size_upload}`.
+fn curl_discard(url: &str, args: &[&str]) -> Vec<String> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "300",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+        ])
+        .args([
+            "-w",
+            "%{http_code} %{http_version} %{size_download} %{size_upload}",
+        ])
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl (Debian package curl)");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_gibibyte_each_way_streams_through_in_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    let written = Arc::new(AtomicU64::new(0));
+    let w = written.clone();
+    let origin = Origin::start(move |s| match s.target.as_str() {
+        "/gib" => Reply::Stream {
+            status: 200,
+            len: GIB,
+            seed: 5,
+            written: w.clone(),
+        },
+        _ => Reply::Length(200, vec![], b"ok".to_vec()),
+    });
+    let sink = Sink::start();
+    let routes = format!(
+        "{CATCH_ALL}\n[[upstream]]\nname = \"sink\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/sink\"\nupstream = \"sink\"\n",
+        sink.addr
+    );
+    let mut rig = Rig::start(
+        &origin,
+        Opts {
+            routes: Some(routes),
+            ..Default::default()
+        },
+    );
+    let baseline = rig.warm_baseline();
+    let peak = RssPeak::start(rig.pid());
+    let base = format!("http://127.0.0.1:{}", rig.h2c.port());
+    let down = curl_discard(&format!("{base}/gib"), &[]);
+    assert_eq!(down[..3], ["200", "2", &GIB.to_string()], "{down:?}");
+    assert_eq!(written.load(Ordering::SeqCst), GIB);
+    // A sparse file: a gibibyte of zeros that takes no disk.
+    let file = rig.dir.0.join("gib.bin");
+    std::fs::File::create(&file).unwrap().set_len(GIB).unwrap();
+    let bytes_in = || rig.metric("ringway_bytes_total", &[("direction", "in")]);
+    let before = bytes_in();
+    let up = curl_discard(
+        &format!("{base}/sink"),
+        &["-T", &file.display().to_string()],
+    );
+    assert_eq!(
+        (up[0].as_str(), up[1].as_str(), up[3].as_str()),
+        ("200", "2", GIB.to_string().as_str()),
+        "{up:?}"
+    );
+    assert!(
+        wait_until(|| bytes_in() - before >= GIB as f64),
+        "the gateway counted {} bytes in",
+        bytes_in() - before
+    );
+    rig.assert_unharmed(baseline, &peak, "a gibibyte down and one up");
+}
+
 fn huge_origin() -> (Origin, Arc<AtomicU64>) {
     let written = Arc::new(AtomicU64::new(0));
     let w = written.clone();
