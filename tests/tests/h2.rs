@@ -1400,6 +1400,29 @@ fn streams_past_max_concurrent_streams_are_refused() {
 
 // ---- 9: GOAWAY on SIGTERM and on idle ---------------------------------------------------
 
+/// After a graceful GOAWAY: stream `id`, held at `gate`, is still open;
+/// let go, it is answered in full, and then the gateway closes the connection.
+fn held_stream_finishes_then_the_connection_closes(h: &mut H2, gate: &Gate, id: u32) {
+    assert!(
+        !h.streams.get(&id).is_some_and(|s| s.done()),
+        "the stream ended before its answer: {}",
+        h.describe()
+    );
+    gate.open();
+    let st = h.finish(id);
+    assert_eq!(
+        (st.status(), st.body.as_slice()),
+        (Some(200), &b"ok"[..]),
+        "{}",
+        h.describe()
+    );
+    assert!(
+        h.until(|h| h.closed),
+        "the connection stayed open after its last stream: {}",
+        h.describe()
+    );
+}
+
 #[test]
 fn sigterm_sends_goaway_and_the_in_flight_stream_finishes() {
     let gate = Gate::default();
@@ -1419,26 +1442,9 @@ fn sigterm_sends_goaway_and_the_in_flight_stream_finishes() {
         "{:?}",
         h.goaways
     );
-    assert!(
-        !h.streams.get(&id).is_some_and(|s| s.done()),
-        "the stream ended before its answer: {}",
-        h.describe()
-    );
     // A stream opened after the GOAWAY is not processed.
     let late = h.get("/slow/late");
-    gate.open();
-    let st = h.finish(id);
-    assert_eq!(
-        (st.status(), st.body.as_slice()),
-        (Some(200), &b"ok"[..]),
-        "{}",
-        h.describe()
-    );
-    assert!(
-        h.until(|h| h.closed),
-        "the connection stayed open: {}",
-        h.describe()
-    );
+    held_stream_finishes_then_the_connection_closes(&mut h, &gate, id);
     assert_eq!(rig.gw.wait_exit(WAIT), Some(0), "{:#?}", rig.gw.log());
     assert!(
         h.streams.get(&late).is_none_or(|s| s.status().is_none()),
@@ -1464,24 +1470,7 @@ fn a_reload_sends_goaway_and_the_in_flight_stream_finishes() {
         h.describe()
     );
     assert_eq!(h.goaways, vec![(id, code::NO_ERROR)], "{}", h.describe());
-    assert!(
-        !h.streams.get(&id).is_some_and(|s| s.done()),
-        "the stream ended before its answer: {}",
-        h.describe()
-    );
-    gate.open();
-    let st = h.finish(id);
-    assert_eq!(
-        (st.status(), st.body.as_slice()),
-        (Some(200), &b"ok"[..]),
-        "{}",
-        h.describe()
-    );
-    assert!(
-        h.until(|h| h.closed),
-        "the connection stayed open after its last stream: {}",
-        h.describe()
-    );
+    held_stream_finishes_then_the_connection_closes(&mut h, &gate, id);
     // The gateway goes on serving HTTP/2 on new connections, on the new config.
     let mut again = H2::handshake(rig.h2c, &[]);
     let next = again.get("/after-reload");
