@@ -452,8 +452,10 @@ impl Worker {
     }
 
     pub fn put_stream_active(&self, mut a: Active) {
-        // A buffer a large head grew is not kept.
-        if a.rbuf.capacity() > BUF_SIZE {
+        // Not kept: a buffer grown for a request body, or by a large head
+        // (the pool then holds at most 1024 × 8 KiB, as the HTTP/1.1 pool
+        // holds 256 × 32 KiB).
+        if a.rbuf.capacity() > 4 * STREAM_BUF_SIZE {
             return;
         }
         a.rbuf.clear();
