@@ -93,13 +93,17 @@ async fn send(shared: &Shared<'_>, mut writer: StreamWriter, streams: usize) -> 
         let now = Instant::now();
         let stopping = shared.conn.borrow().stopping(now);
         let mut out_of_budget = false;
+        let mut admitted_now = 0;
+        let idle_before;
         {
             let mut conn = shared.conn.borrow_mut();
             let mut h2 = shared.h2.borrow_mut();
+            idle_before = conn.in_flight.is_empty();
             if !stopping && (plan.keepalive || opened == 0) && h2.room() > 0 {
                 let window = window.min(conn.in_flight.len() + h2.room());
                 let admitted = conn.admit(window, now);
                 out_of_budget = admitted.out_of_budget;
+                admitted_now = admitted.batch;
                 let mut streams = shared.streams.borrow_mut();
                 let batch = conn.in_flight.len() - admitted.batch..;
                 for request in conn.in_flight.range(batch) {
@@ -126,17 +130,35 @@ async fn send(shared: &Shared<'_>, mut writer: StreamWriter, streams: usize) -> 
         }
         // Sleep until the receiver has news, or until the next scheduled
         // send if a stream is free for it.
-        let due = {
+        let go_round = {
             let conn = shared.conn.borrow();
             let h2 = shared.h2.borrow();
             if conn.in_flight.is_empty() {
                 if h2.closing() || (!plan.keepalive && opened > 0) {
                     return Outcome::Reconnect;
                 }
-                if conn.pace.is_none() || stopping || out_of_budget {
+                // Closed loop: done when nothing was in flight and nothing
+                // could be admitted this turn.
+                if stopping
+                    || out_of_budget
+                    || conn.pace.is_none() && idle_before && admitted_now == 0
+                {
                     return Outcome::Finished;
                 }
             }
+            // Closed loop with nothing in flight now although requests were
+            // in flight or sent this turn: they were answered while this
+            // turn's write was pending (the receiver runs meanwhile). Admit
+            // the next ones; finishing here ended `-n` runs after a single
+            // request.
+            conn.in_flight.is_empty() && conn.pace.is_none()
+        };
+        if go_round {
+            continue;
+        }
+        let due = {
+            let conn = shared.conn.borrow();
+            let h2 = shared.h2.borrow();
             let free = conn.in_flight.len() < window && h2.room() > 0;
             match &conn.pace {
                 Some(pace) if free && !stopping && !out_of_budget => {
