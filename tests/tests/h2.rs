@@ -23,7 +23,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 // ---- the rig: a gateway with an h2c listener, maybe a TLS one, an admin one
@@ -249,61 +248,36 @@ const RSS_ALLOWANCE_KIB: u64 = 64 * 1024;
 
 /// VmRSS of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` figure of `/proc/PID/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line")
+        .unwrap_or_else(|| panic!("a {field} line in /proc/{pid}/status"))
 }
 
-/// Samples a process's resident memory every 5 ms on a thread of its own,
-/// keeping the peak, until dropped.
+/// A process's peak resident memory from now on: the kernel's high-water
+/// mark (VmHWM), reset to the current resident size when this starts
+/// (`clear_refs` 5; the tests run as root). Exact, where sampling could
+/// miss a short peak.
 struct RssPeak {
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    pid: u32,
 }
 
 impl RssPeak {
     fn start(pid: u32) -> RssPeak {
-        let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (peak.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-                    return;
-                };
-                if let Some(kib) = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                {
-                    p.fetch_max(kib, Ordering::Relaxed);
-                }
-                // The sampling period of a watcher, not a wait for an event.
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        RssPeak {
-            peak,
-            stop,
-            thread: Some(thread),
-        }
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+            .expect("reset the peak resident size (/proc/PID/clear_refs; needs root)");
+        RssPeak { pid }
     }
 
     fn peak_kib(&self) -> u64 {
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for RssPeak {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        status_kib(self.pid, "VmHWM:")
     }
 }
 
