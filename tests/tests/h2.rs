@@ -23,7 +23,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 // ---- the rig: a gateway with an h2c listener, maybe a TLS one, an admin one
 
