@@ -75,7 +75,7 @@ enum Busy {
 /// Serves requests on a connection that has bytes to read, until none are
 /// left (pipelined requests are served in turn) or the connection closes.
 async fn busy(w: &Worker, client: &mut Client, peer: SocketAddr, ip: &str) -> Busy {
-    let mut a = w.take_active();
+    let mut a = w.actives.take();
     let done = loop {
         match request(w, client, &mut a, peer, ip).await {
             Next::KeepAlive if a.rbuf.is_empty() => break Busy::Idle,
@@ -90,7 +90,7 @@ async fn busy(w: &Worker, client: &mut Client, peer: SocketAddr, ip: &str) -> Bu
             }
         }
     };
-    w.put_active(a);
+    w.actives.put(a);
     done
 }
 

@@ -276,7 +276,7 @@ async fn stream(sh: &Shared, id: u32) {
     };
     let snap_rc = w.snapshot();
     let snap = &**snap_rc;
-    let mut a = w.take_stream_active();
+    let mut a = w.stream_actives.take();
     a.rbuf.extend_from_slice(&head);
     sh.sess.borrow_mut().recycle_head(head);
     let io = StreamIo::new(
@@ -307,7 +307,7 @@ async fn stream(sh: &Shared, id: u32) {
         Client::H2(io) => io.end(),
         _ => false,
     };
-    w.put_stream_active(a);
+    w.stream_actives.put(a);
     sh.sess.borrow_mut().finish(id, complete);
 }
 

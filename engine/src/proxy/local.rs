@@ -168,25 +168,56 @@ pub struct Active {
     pub captured: Captured,
 }
 
-impl Default for Active {
-    fn default() -> Self {
-        Active {
-            rbuf: Vec::with_capacity(BUF_SIZE),
-            ..Active::empty()
-        }
-    }
-}
-
 impl Active {
-    /// With no buffer allocated yet.
-    fn empty() -> Self {
+    fn with_buffer(capacity: usize) -> Self {
         Active {
-            rbuf: Vec::new(),
+            rbuf: Vec::with_capacity(capacity),
             head: RequestHead::default(),
             resp: ResponseHead::default(),
             fields: Vec::new(),
             upstream_fields: Vec::new(),
             captured: Captured::default(),
+        }
+    }
+}
+
+/// A worker's spare request states, all with read buffers of one size.
+pub struct ActivePool {
+    free: RefCell<Vec<Active>>,
+    /// Capacity of a new state's read buffer.
+    buf: usize,
+    /// States kept at most.
+    keep: usize,
+}
+
+impl ActivePool {
+    fn new(buf: usize, keep: usize) -> Self {
+        ActivePool {
+            free: RefCell::default(),
+            buf,
+            keep,
+        }
+    }
+
+    pub fn take(&self) -> Active {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Active::with_buffer(self.buf))
+    }
+
+    /// Keeps `a` for reuse, unless its read buffer grew past four times
+    /// the pool's size (a large head, or a request body relayed through
+    /// it) or the pool is full.
+    pub fn put(&self, mut a: Active) {
+        let cap = a.rbuf.capacity();
+        if cap < self.buf || cap > 4 * self.buf {
+            return;
+        }
+        a.rbuf.clear();
+        let mut free = self.free.borrow_mut();
+        if free.len() < self.keep {
+            free.push(a);
         }
     }
 }
@@ -203,9 +234,12 @@ pub struct Worker {
     /// Requests waiting for an upstream connection to free up (`max_connections`).
     pub conn_waiters: RefCell<Vec<std::task::Waker>>,
     pub pools: Pools,
-    actives: RefCell<Vec<Active>>,
-    /// The same for HTTP/2 streams, with small read buffers.
-    stream_actives: RefCell<Vec<Active>>,
+    /// Per-request connection state (read buffer, head storage), reused across connections.
+    pub actives: ActivePool,
+    /// The same for HTTP/2 streams: their read buffer holds only the
+    /// stream's head, so a thousand open streams do not each hold a
+    /// connection-sized buffer.
+    pub stream_actives: ActivePool,
     /// Open client connections: fd and whether it is idle between requests.
     conns: RefCell<Registry>,
     pub draining: Cell<bool>,
@@ -237,8 +271,8 @@ impl Worker {
             conn_waiters: RefCell::default(),
             snapshot: RefCell::new(Rc::new(snapshot)),
             pools: Pools::default(),
-            actives: RefCell::default(),
-            stream_actives: RefCell::default(),
+            actives: ActivePool::new(BUF_SIZE, MAX_POOLED_BUFS),
+            stream_actives: ActivePool::new(STREAM_BUF_SIZE, MAX_POOLED_STREAMS),
             conns: RefCell::default(),
             draining: Cell::new(false),
             h2: RefCell::default(),
@@ -419,49 +453,6 @@ impl Worker {
     pub fn wake_conn_waiters(&self) {
         for w in self.conn_waiters.borrow_mut().drain(..) {
             w.wake();
-        }
-    }
-
-    /// Per-request connection state (read buffer, head storage), reused across connections.
-    pub fn take_active(&self) -> Active {
-        self.actives.borrow_mut().pop().unwrap_or_default()
-    }
-
-    pub fn put_active(&self, mut a: Active) {
-        if a.rbuf.capacity() < BUF_SIZE || a.rbuf.capacity() > 4 * BUF_SIZE {
-            return;
-        }
-        a.rbuf.clear();
-        let mut actives = self.actives.borrow_mut();
-        if actives.len() < MAX_POOLED_BUFS {
-            actives.push(a);
-        }
-    }
-
-    /// Per-stream request state for HTTP/2: as `take_active`, but its read
-    /// buffer is sized for a head, so a thousand open streams do not each
-    /// hold a connection-sized buffer.
-    pub fn take_stream_active(&self) -> Active {
-        self.stream_actives
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Active {
-                rbuf: Vec::with_capacity(STREAM_BUF_SIZE),
-                ..Active::empty()
-            })
-    }
-
-    pub fn put_stream_active(&self, mut a: Active) {
-        // Not kept: a buffer grown for a request body, or by a large head
-        // (the pool then holds at most 1024 × 8 KiB, as the HTTP/1.1 pool
-        // holds 256 × 32 KiB).
-        if a.rbuf.capacity() > 4 * STREAM_BUF_SIZE {
-            return;
-        }
-        a.rbuf.clear();
-        let mut actives = self.stream_actives.borrow_mut();
-        if actives.len() < MAX_POOLED_STREAMS {
-            actives.push(a);
         }
     }
 

@@ -43,7 +43,7 @@ pub async fn tunnel(w: &Worker, client: Client, t: Box<Handover>) {
             Box::pin(run).await;
         }
     }
-    w.put_active(active);
+    w.actives.put(active);
 }
 
 /// Like [`splice_both_ways`], for tunnels with TLS on either side: bytes are
