@@ -197,6 +197,25 @@ fn needs_checker(snap: &Snapshot) -> bool {
         .any(|u| u.resilience.health.is_some() || u.resilience.resolve_interval.is_some())
 }
 
+/// Why a new snapshot replaces the running one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// SIGHUP or `ringway reload`: the files were read again.
+    Reload,
+    /// The upstreams thread found new DNS answers.
+    Resolved,
+}
+
+impl Change {
+    /// How the log line names it.
+    fn verb(self) -> &'static str {
+        match self {
+            Change::Reload => "reloaded",
+            Change::Resolved => "re-resolved targets of",
+        }
+    }
+}
+
 impl Running {
     /// Starts the upstreams thread once a config needs it.
     fn ensure_checker(&self, snap: &Snapshot) {
@@ -226,11 +245,8 @@ impl Running {
             }
             next
         });
-        self.replace(current.clone(), loaded, Self::RELOADED);
+        self.replace(current.clone(), loaded, Change::Reload);
     }
-
-    /// How `replace` names a reload in its log line (and tells it from a DNS change).
-    const RELOADED: &str = "reloaded";
 
     /// Compiles the running config text again with new DNS answers and
     /// installs it like a reload (the TOML file is not read again; OpenAPI
@@ -239,7 +255,7 @@ impl Running {
         let current = self.shared.latest();
         let next = crate::openapi::load_resolved(&current.sources, Some(&current.text), &resolved)
             .map(|(next, _)| next);
-        self.replace(current, next, "re-resolved targets of");
+        self.replace(current, next, Change::Resolved);
     }
 
     /// Installs `loaded` in place of `current` (a reload, or a DNS change).
@@ -247,7 +263,7 @@ impl Running {
         &self,
         current: Arc<Snapshot>,
         loaded: Result<Snapshot, crate::config::ConfigError>,
-        what: &str,
+        what: Change,
     ) {
         match loaded {
             Err(e) => {
@@ -265,7 +281,7 @@ impl Running {
                     );
                 }
                 next.generation = current.generation + 1;
-                next.reloads = current.reloads + u64::from(what == Self::RELOADED);
+                next.reloads = current.reloads + u64::from(what == Change::Reload);
                 next.workers = current.workers;
                 next.backlog = self.backlog;
                 // Listeners: unchanged ones stay open (their TLS files are re-read in
@@ -324,7 +340,7 @@ impl Running {
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);
                 self.shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                info!("{what} {}: generation {g}", current.source.display());
+                info!("{} {}: generation {g}", what.verb(), current.source.display());
             }
         }
     }
