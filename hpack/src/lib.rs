@@ -6,12 +6,15 @@
 //! block, the tables or a reused scratch buffer. Huffman strings are decoded
 //! by `httlib-huffman`'s table-driven decoder (a path costs ~0.1 µs; the
 //! general-purpose crate used before rebuilt a code table per string, ~18 µs).
-//! Encoding stays with each user: both only ever write static-table indices
-//! and literals without indexing.
+//! Encoding stays with each user (both only ever write static-table indices
+//! and literals without indexing); the integer and string primitives they
+//! write with are here.
 
 mod decode;
+mod encode;
 
 pub use decode::{Decoder, HpackError};
+pub use encode::{put_integer, put_string};
 
 /// The static table (RFC 7541 Appendix A); index `i` is `STATIC[i - 1]`.
 pub const STATIC: [(&str, &str); 61] = [

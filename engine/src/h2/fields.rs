@@ -7,7 +7,7 @@
 //! is a literal without indexing, or a static-table entry), so it is valid
 //! whatever SETTINGS_HEADER_TABLE_SIZE the client announced.
 
-use ringway_hpack::Decoder;
+use ringway_hpack::{Decoder, put_integer, put_string};
 
 /// Why a request header block was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,27 +287,6 @@ pub fn decode_trailers(
     }
 }
 
-/// HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), `first` holding the flag bits.
-fn put_int(out: &mut Vec<u8>, first: u8, n: u8, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v & 0x7f) as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    put_int(out, 0, 7, s.len());
-    out.extend_from_slice(s);
-}
-
 /// Static-table indices (RFC 7541 Appendix A) of response field names worth naming by index.
 fn static_name(name: &[u8]) -> Option<usize> {
     Some(match name {
@@ -386,12 +365,12 @@ pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
         name
     };
     match static_name(name_lc) {
-        Some(i) => put_int(out, 0x00, 4, i),
+        Some(i) => put_integer(out, 0x00, 4, i),
         None => {
             out.push(0x00);
             if name_lc.len() == name.len() && name_lc.as_ptr() == name.as_ptr() {
                 // Longer than the scratch: lowercase on the way out.
-                put_int(out, 0, 7, name.len());
+                put_integer(out, 0, 7, name.len());
                 out.extend(name.iter().map(u8::to_ascii_lowercase));
             } else {
                 put_string(out, name_lc);
@@ -570,7 +549,7 @@ mod tests {
         assert_eq!(got[3], (b"x-custom-thing".to_vec(), b"v".to_vec()));
         assert_eq!(got[4], (vec![b'n'; 100], b"w".to_vec()));
         let mut big = Vec::new();
-        put_int(&mut big, 0, 7, 1000);
+        put_integer(&mut big, 0, 7, 1000);
         assert_eq!(big, vec![127, 233, 6]);
     }
 }

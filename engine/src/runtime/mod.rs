@@ -340,7 +340,11 @@ impl Running {
                 *self.shared.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 self.shared.generation.store(g, Ordering::Release);
                 self.shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                info!("{} {}: generation {g}", what.verb(), current.source.display());
+                info!(
+                    "{} {}: generation {g}",
+                    what.verb(),
+                    current.source.display()
+                );
             }
         }
     }

@@ -5,6 +5,7 @@
 //! for every request, so it is built once per target and sent verbatim.
 
 use super::STATIC;
+use ringway_hpack::{put_integer, put_string};
 
 /// Header fields an HTTP/2 request must not carry (RFC 9113 §8.2.2).
 const CONNECTION_SPECIFIC: &[&str] = &[
@@ -14,29 +15,6 @@ const CONNECTION_SPECIFIC: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
-
-/// Appends `value` as an HPACK integer with an `prefix_bits`-bit prefix;
-/// `first` holds the pattern bits above the prefix (RFC 7541 §5.1).
-fn put_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u32, mut value: usize) {
-    let max = (1usize << prefix_bits) - 1;
-    if value < max {
-        out.push(first | value as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    value -= max;
-    while value >= 128 {
-        out.push((value % 128) as u8 | 0x80);
-        value /= 128;
-    }
-    out.push(value as u8);
-}
-
-/// A string literal, not Huffman coded (RFC 7541 §5.2).
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    put_integer(out, 0, 7, s.len());
-    out.extend_from_slice(s);
-}
 
 /// Appends one header field (`name` must be lowercase).
 pub fn put_field(out: &mut Vec<u8>, name: &str, value: &str) {
