@@ -598,68 +598,13 @@ impl Session {
         self_dep: bool,
         block: &[u8],
     ) -> Result<(), ConnError> {
-        let max_list = self.cfg.max_header_list;
-        if let Some(s) = self.streams.get_mut(&id) {
-            // Trailers.
-            let mut lines = Vec::new();
-            let r = fields::decode_trailers(&mut self.dec, block, max_list, &mut lines);
-            if r == Err(Refusal::Compression) {
-                return conn_err(
-                    code::COMPRESSION_ERROR,
-                    "a trailer block that does not decode",
-                );
-            }
-            if s.reset.is_some() {
-                if s.peer_reset {
-                    self.flood_control()?;
-                    self.send_rst(id, code::STREAM_CLOSED);
-                }
-                return Ok(());
-            }
-            if s.recv_end {
-                self.reset_stream(id, code::STREAM_CLOSED);
-                return Ok(());
-            }
-            if !end_stream
-                || r.is_err()
-                || s.request.content_length.is_some_and(|cl| s.received != cl)
-            {
-                self.reset_stream(id, code::PROTOCOL_ERROR);
-                return Ok(());
-            }
-            s.recv_end = true;
-            if s.chunked {
-                chunked::write_last_chunk(&mut s.recv, &lines);
-            }
-            wake(&mut s.reader);
-            return Ok(());
+        if self.streams.contains_key(&id) {
+            return self.trailers(id, end_stream, block);
         }
         if id <= self.last_stream {
-            return match self.closed_how(id) {
-                Some(Closed::Reset) => {
-                    // Trailers of a request we reset: decoded (the HPACK
-                    // state must stay in step), then ignored.
-                    let r =
-                        fields::decode_trailers(&mut self.dec, block, max_list, &mut Vec::new());
-                    if r == Err(Refusal::Compression) {
-                        return conn_err(
-                            code::COMPRESSION_ERROR,
-                            "a trailer block that does not decode",
-                        );
-                    }
-                    Ok(())
-                }
-                Some(Closed::ByClient) => {
-                    conn_err(code::STREAM_CLOSED, "HEADERS on a closed stream")
-                }
-                // Never opened, or closed too long ago to tell: a stream id
-                // must be above every one used before (RFC 9113 §5.1.1).
-                None => conn_err(
-                    code::PROTOCOL_ERROR,
-                    "HEADERS on a stream id not above the last one",
-                ),
-            };
+            return self.late_headers(id, block);
         }
+        let max_list = self.cfg.max_header_list;
         self.last_stream = id;
         let mut head = self.spare_heads.pop().unwrap_or_default();
         let r = fields::decode_request(
@@ -729,6 +674,69 @@ impl Session {
         self.started.push(id);
         self.credit_connection();
         Ok(())
+    }
+
+    /// Decodes a trailer section into `lines`; also when it is then ignored,
+    /// as the HPACK state must stay in step with the client's.
+    fn decode_trailers(
+        &mut self,
+        block: &[u8],
+        lines: &mut Vec<u8>,
+    ) -> Result<Result<(), Refusal>, ConnError> {
+        let r = fields::decode_trailers(&mut self.dec, block, self.cfg.max_header_list, lines);
+        if r == Err(Refusal::Compression) {
+            return conn_err(
+                code::COMPRESSION_ERROR,
+                "a trailer block that does not decode",
+            );
+        }
+        Ok(r)
+    }
+
+    /// A header block on open stream `id`: its trailers.
+    fn trailers(&mut self, id: u32, end_stream: bool, block: &[u8]) -> Result<(), ConnError> {
+        let mut lines = Vec::new();
+        let r = self.decode_trailers(block, &mut lines)?;
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        if s.reset.is_some() {
+            if s.peer_reset {
+                self.flood_control()?;
+                self.send_rst(id, code::STREAM_CLOSED);
+            }
+            return Ok(());
+        }
+        if s.recv_end {
+            self.reset_stream(id, code::STREAM_CLOSED);
+            return Ok(());
+        }
+        if !end_stream || r.is_err() || s.request.content_length.is_some_and(|cl| s.received != cl)
+        {
+            self.reset_stream(id, code::PROTOCOL_ERROR);
+            return Ok(());
+        }
+        s.recv_end = true;
+        if s.chunked {
+            chunked::write_last_chunk(&mut s.recv, &lines);
+        }
+        wake(&mut s.reader);
+        Ok(())
+    }
+
+    /// A header block on a stream id at or below the last one used.
+    fn late_headers(&mut self, id: u32, block: &[u8]) -> Result<(), ConnError> {
+        match self.closed_how(id) {
+            // Trailers of a request we reset: decoded, then ignored.
+            Some(Closed::Reset) => self.decode_trailers(block, &mut Vec::new()).map(|_| ()),
+            Some(Closed::ByClient) => conn_err(code::STREAM_CLOSED, "HEADERS on a closed stream"),
+            // Never opened, or closed too long ago to tell: a stream id
+            // must be above every one used before (RFC 9113 §5.1.1).
+            None => conn_err(
+                code::PROTOCOL_ERROR,
+                "HEADERS on a stream id not above the last one",
+            ),
+        }
     }
 
     /// A request whose fields are too large: 431, and the stream is done.
