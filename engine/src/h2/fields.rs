@@ -30,6 +30,11 @@ pub struct Scratch {
     protocol: bool,
     fields: Vec<u8>,
     cookies: Vec<u8>,
+    /// A regular field came: no pseudo-header may follow.
+    regular_seen: bool,
+    content_length: Option<u64>,
+    /// Where the host field's value sits in `fields`.
+    host: Option<(usize, usize)>,
 }
 
 /// What a decoded request says beyond its head text.
@@ -74,22 +79,9 @@ pub fn decode_request(
     (max_list, body_follows): (usize, bool),
     out: &mut Vec<u8>,
 ) -> Result<Request, Refusal> {
-    for v in [
-        &mut s.method,
-        &mut s.path,
-        &mut s.authority,
-        &mut s.scheme,
-        &mut s.fields,
-        &mut s.cookies,
-    ] {
-        v.clear();
-    }
-    s.protocol = false;
+    s.reset();
     let mut size = 0usize;
     let mut malformed: Option<&'static str> = None;
-    let mut regular_seen = false;
-    let mut content_length: Option<u64> = None;
-    let mut host: Option<(usize, usize)> = None;
     let r = dec.decode(block, |name, value| {
         // Counted before anything is kept: a field referenced from the
         // dynamic table many times (an HPACK bomb) costs its size each time.
@@ -97,88 +89,8 @@ pub fn decode_request(
         if size > max_list || malformed.is_some() {
             return;
         }
-        if let Some(pseudo) = name.strip_prefix(b":") {
-            if regular_seen {
-                malformed = Some("a pseudo-header after a regular field");
-                return;
-            }
-            let slot = match pseudo {
-                b"method" => &mut s.method,
-                b"path" => &mut s.path,
-                b"authority" => &mut s.authority,
-                b"scheme" => &mut s.scheme,
-                b"protocol" => {
-                    s.protocol = true;
-                    return;
-                }
-                _ => {
-                    malformed = Some("an unknown pseudo-header");
-                    return;
-                }
-            };
-            if !slot.is_empty() || value.is_empty() {
-                malformed = Some("a repeated or empty pseudo-header");
-                return;
-            }
-            if !valid_value(value) || value.contains(&b' ') && pseudo != b"authority" {
-                malformed = Some("a pseudo-header with a forbidden character");
-                return;
-            }
-            slot.extend_from_slice(value);
-            return;
-        }
-        regular_seen = true;
-        if !valid_name(name) {
-            malformed = Some("a field name that is not a lowercase token");
-            return;
-        }
-        if !valid_value(value) {
-            malformed = Some("a field value with a forbidden character");
-            return;
-        }
-        if connection_specific(name) {
-            malformed = Some("a connection-specific field");
-            return;
-        }
-        match name {
-            b"te" if value != b"trailers" => {
-                malformed = Some("te other than \"trailers\"");
-            }
-            b"cookie" => {
-                if !s.cookies.is_empty() {
-                    s.cookies.extend_from_slice(b"; ");
-                }
-                s.cookies.extend_from_slice(value);
-            }
-            b"host" => {
-                // Kept only when there is no :authority (RFC 9113 §8.3.1).
-                if host.is_some() {
-                    malformed = Some("a repeated host field");
-                    return;
-                }
-                let at = s.fields.len();
-                s.fields.extend_from_slice(value);
-                host = Some((at, s.fields.len()));
-            }
-            _ => {
-                if name == b"content-length" {
-                    let n = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.parse::<u64>().ok());
-                    match (n, content_length) {
-                        (Some(n), None) => content_length = Some(n),
-                        (Some(n), Some(m)) if n == m => return,
-                        _ => {
-                            malformed = Some("a bad or conflicting content-length");
-                            return;
-                        }
-                    }
-                }
-                s.fields.extend_from_slice(name);
-                s.fields.extend_from_slice(b": ");
-                s.fields.extend_from_slice(value);
-                s.fields.extend_from_slice(b"\r\n");
-            }
+        if let Err(m) = s.take(name, value) {
+            malformed = Some(m);
         }
     });
     if r.is_err() {
@@ -190,65 +102,171 @@ pub fn decode_request(
     if let Some(m) = malformed {
         return Err(Refusal::Malformed(m));
     }
-    if s.protocol {
-        return Err(Refusal::Malformed("extended CONNECT is not supported"));
-    }
-    if s.method.is_empty() || s.method == b"CONNECT" {
-        return Err(Refusal::Malformed(if s.method.is_empty() {
-            "no :method"
-        } else {
-            "CONNECT is not supported"
-        }));
-    }
-    if s.scheme.is_empty() || s.path.is_empty() {
-        return Err(Refusal::Malformed("no :scheme or :path"));
-    }
-    if s.path[0] != b'/' && !(s.path == b"*" && s.method == b"OPTIONS") {
-        return Err(Refusal::Malformed("a :path that is not origin-form"));
-    }
-    let is_head = s.method == b"HEAD";
-    out.extend_from_slice(&s.method);
-    out.push(b' ');
-    out.extend_from_slice(&s.path);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let fields_from = match (s.authority.is_empty(), host) {
-        (false, Some((a, b))) => {
-            // :authority wins; the host field's value is dropped.
-            out.extend_from_slice(b"host: ");
-            out.extend_from_slice(&s.authority);
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(&s.fields[..a]);
-            b
+    s.check_pseudo().map_err(Refusal::Malformed)?;
+    s.write_head(body_follows, out);
+    Ok(Request {
+        content_length: s.content_length,
+        is_head: s.method == b"HEAD",
+    })
+}
+
+impl Scratch {
+    fn reset(&mut self) {
+        for v in [
+            &mut self.method,
+            &mut self.path,
+            &mut self.authority,
+            &mut self.scheme,
+            &mut self.fields,
+            &mut self.cookies,
+        ] {
+            v.clear();
         }
-        (false, None) => {
-            out.extend_from_slice(b"host: ");
-            out.extend_from_slice(&s.authority);
-            out.extend_from_slice(b"\r\n");
-            0
+        self.protocol = false;
+        self.regular_seen = false;
+        self.content_length = None;
+        self.host = None;
+    }
+
+    /// Takes one decoded field: a pseudo-header into its slot, a regular
+    /// field into `fields` (cookies apart, host remembered); `Err` says
+    /// how the request is malformed.
+    fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        if let Some(pseudo) = name.strip_prefix(b":") {
+            if self.regular_seen {
+                return Err("a pseudo-header after a regular field");
+            }
+            let slot = match pseudo {
+                b"method" => &mut self.method,
+                b"path" => &mut self.path,
+                b"authority" => &mut self.authority,
+                b"scheme" => &mut self.scheme,
+                b"protocol" => {
+                    self.protocol = true;
+                    return Ok(());
+                }
+                _ => return Err("an unknown pseudo-header"),
+            };
+            if !slot.is_empty() || value.is_empty() {
+                return Err("a repeated or empty pseudo-header");
+            }
+            if !valid_value(value) || value.contains(&b' ') && pseudo != b"authority" {
+                return Err("a pseudo-header with a forbidden character");
+            }
+            slot.extend_from_slice(value);
+            return Ok(());
         }
-        (true, Some((a, b))) => {
-            out.extend_from_slice(&s.fields[..a]);
-            out.extend_from_slice(b"host: ");
-            out.extend_from_slice(&s.fields[a..b]);
-            out.extend_from_slice(b"\r\n");
-            b
+        self.regular_seen = true;
+        if !valid_name(name) {
+            return Err("a field name that is not a lowercase token");
         }
-        (true, None) => 0,
-    };
-    out.extend_from_slice(&s.fields[fields_from..]);
-    if !s.cookies.is_empty() {
-        out.extend_from_slice(b"cookie: ");
-        out.extend_from_slice(&s.cookies);
+        if !valid_value(value) {
+            return Err("a field value with a forbidden character");
+        }
+        if connection_specific(name) {
+            return Err("a connection-specific field");
+        }
+        match name {
+            b"te" if value != b"trailers" => return Err("te other than \"trailers\""),
+            b"cookie" => {
+                if !self.cookies.is_empty() {
+                    self.cookies.extend_from_slice(b"; ");
+                }
+                self.cookies.extend_from_slice(value);
+                return Ok(());
+            }
+            b"host" => {
+                // Kept only when there is no :authority (RFC 9113 §8.3.1).
+                if self.host.is_some() {
+                    return Err("a repeated host field");
+                }
+                let at = self.fields.len();
+                self.fields.extend_from_slice(value);
+                self.host = Some((at, self.fields.len()));
+                return Ok(());
+            }
+            b"content-length" => {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+                match (n, self.content_length) {
+                    (Some(n), None) => self.content_length = Some(n),
+                    (Some(n), Some(m)) if n == m => return Ok(()),
+                    _ => return Err("a bad or conflicting content-length"),
+                }
+            }
+            _ => {}
+        }
+        self.fields.extend_from_slice(name);
+        self.fields.extend_from_slice(b": ");
+        self.fields.extend_from_slice(value);
+        self.fields.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// The pseudo-headers make an origin-form request we forward.
+    fn check_pseudo(&self) -> Result<(), &'static str> {
+        if self.protocol {
+            return Err("extended CONNECT is not supported");
+        }
+        if self.method.is_empty() {
+            return Err("no :method");
+        }
+        if self.method == b"CONNECT" {
+            return Err("CONNECT is not supported");
+        }
+        if self.scheme.is_empty() || self.path.is_empty() {
+            return Err("no :scheme or :path");
+        }
+        if self.path[0] != b'/' && !(self.path == b"*" && self.method == b"OPTIONS") {
+            return Err("a :path that is not origin-form");
+        }
+        Ok(())
+    }
+
+    /// Writes the HTTP/1.1 head: request line, Host from `:authority`
+    /// (else the host field), the fields, cookies joined, and
+    /// `Transfer-Encoding: chunked` when a body follows without a length.
+    fn write_head(&self, body_follows: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.method);
+        out.push(b' ');
+        out.extend_from_slice(&self.path);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let fields_from = match (self.authority.is_empty(), self.host) {
+            (false, Some((a, b))) => {
+                // :authority wins; the host field's value is dropped.
+                out.extend_from_slice(b"host: ");
+                out.extend_from_slice(&self.authority);
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&self.fields[..a]);
+                b
+            }
+            (false, None) => {
+                out.extend_from_slice(b"host: ");
+                out.extend_from_slice(&self.authority);
+                out.extend_from_slice(b"\r\n");
+                0
+            }
+            (true, Some((a, b))) => {
+                out.extend_from_slice(&self.fields[..a]);
+                out.extend_from_slice(b"host: ");
+                out.extend_from_slice(&self.fields[a..b]);
+                out.extend_from_slice(b"\r\n");
+                b
+            }
+            (true, None) => 0,
+        };
+        out.extend_from_slice(&self.fields[fields_from..]);
+        if !self.cookies.is_empty() {
+            out.extend_from_slice(b"cookie: ");
+            out.extend_from_slice(&self.cookies);
+            out.extend_from_slice(b"\r\n");
+        }
+        if body_follows && self.content_length.is_none() {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
         out.extend_from_slice(b"\r\n");
     }
-    if body_follows && content_length.is_none() {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    Ok(Request {
-        content_length,
-        is_head,
-    })
 }
 
 /// Decodes a trailer section into `name: value\r\n` lines at the end of
