@@ -237,6 +237,62 @@ impl H2Conn {
         self.streams.iter().position(|s| s.id == stream)
     }
 
+    /// DATA: both receive windows refilled as they drain; END_STREAM ends the response.
+    fn on_data(
+        &mut self,
+        stream: u32,
+        end_stream: bool,
+        flow_len: u32,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ConnError> {
+        self.unacked += flow_len;
+        if self.unacked >= RECEIVE_REFILL_BYTES {
+            frame::put_window_update(&mut self.out, 0, std::mem::take(&mut self.unacked));
+        }
+        match self.find(stream) {
+            // DATA before the response headers.
+            Some(at) if self.streams[at].status == 0 => return Err(ConnError::Protocol),
+            Some(at) => {
+                let s = &mut self.streams[at];
+                s.unacked += flow_len;
+                if end_stream {
+                    self.finish(at, events);
+                } else if s.unacked >= RECEIVE_REFILL_BYTES {
+                    let n = std::mem::take(&mut s.unacked);
+                    frame::put_window_update(&mut self.out, stream, n);
+                }
+            }
+            None if self.idle(stream) => return Err(ConnError::Protocol),
+            // A stream that is already closed for us: ignore.
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// WINDOW_UPDATE: more room for request bodies, on the connection or a stream.
+    fn on_window_update(&mut self, stream: u32, increment: u32) -> Result<(), ConnError> {
+        if stream == 0 {
+            if increment == 0 {
+                return Err(ConnError::Protocol);
+            }
+            self.send_window += i64::from(increment);
+            if self.send_window > i64::from(MAX_WINDOW) {
+                return Err(ConnError::FlowControl);
+            }
+            self.send_bodies();
+        } else if let Some(at) = self.find(stream) {
+            // A zero increment is a stream error; we treat it as the
+            // connection's, like an overflowing window.
+            let s = &mut self.streams[at];
+            s.send_window += i64::from(increment);
+            if increment == 0 || s.send_window > i64::from(MAX_WINDOW) {
+                return Err(ConnError::FlowControl);
+            }
+            self.send_body(at);
+        }
+        Ok(())
+    }
+
     fn on_frame(&mut self, frame: Frame<'_>, events: &mut Vec<Event>) -> Result<(), ConnError> {
         // Nothing may come between HEADERS and its last CONTINUATION (§6.10).
         if let Some(c) = self.continuing {
@@ -285,29 +341,7 @@ impl H2Conn {
                 end_stream,
                 flow_len,
                 ..
-            } => {
-                self.unacked += flow_len;
-                if self.unacked >= RECEIVE_REFILL_BYTES {
-                    frame::put_window_update(&mut self.out, 0, std::mem::take(&mut self.unacked));
-                }
-                match self.find(stream) {
-                    // DATA before the response headers.
-                    Some(at) if self.streams[at].status == 0 => return Err(ConnError::Protocol),
-                    Some(at) => {
-                        let s = &mut self.streams[at];
-                        s.unacked += flow_len;
-                        if end_stream {
-                            self.finish(at, events);
-                        } else if s.unacked >= RECEIVE_REFILL_BYTES {
-                            let n = std::mem::take(&mut s.unacked);
-                            frame::put_window_update(&mut self.out, stream, n);
-                        }
-                    }
-                    None if self.idle(stream) => return Err(ConnError::Protocol),
-                    // A stream that is already closed for us: ignore.
-                    None => {}
-                }
-            }
+            } => self.on_data(stream, end_stream, flow_len, events)?,
             Frame::RstStream { stream, code } => {
                 if let Some(at) = self.find(stream) {
                     self.streams.remove(at);
@@ -332,30 +366,8 @@ impl H2Conn {
                     code,
                 });
             }
-            Frame::WindowUpdate {
-                stream: 0,
-                increment,
-            } => {
-                if increment == 0 {
-                    return Err(ConnError::Protocol);
-                }
-                self.send_window += i64::from(increment);
-                if self.send_window > i64::from(MAX_WINDOW) {
-                    return Err(ConnError::FlowControl);
-                }
-                self.send_bodies();
-            }
             Frame::WindowUpdate { stream, increment } => {
-                if let Some(at) = self.find(stream) {
-                    // A zero increment is a stream error; we treat it as the
-                    // connection's, like an overflowing window.
-                    let s = &mut self.streams[at];
-                    s.send_window += i64::from(increment);
-                    if increment == 0 || s.send_window > i64::from(MAX_WINDOW) {
-                        return Err(ConnError::FlowControl);
-                    }
-                    self.send_body(at);
-                }
+                self.on_window_update(stream, increment)?
             }
             // Push is off in our SETTINGS, so a PUSH_PROMISE is a protocol error.
             Frame::Other {
