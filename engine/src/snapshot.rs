@@ -111,6 +111,8 @@ pub struct Snapshot {
 pub struct Timeouts {
     pub header_read: Duration,
     pub keepalive_idle: Duration,
+    /// Idle this long, a plain HTTP/1.1 connection parks (zero: never).
+    pub keepalive_park: Duration,
     pub body_idle: Duration,
     pub tunnel_idle: Duration,
 }

@@ -163,6 +163,7 @@ fn compile(
         timeouts: Timeouts {
             header_read: s.timeouts.header_read.0,
             keepalive_idle: s.timeouts.keepalive_idle.0,
+            keepalive_park: s.timeouts.keepalive_park.0,
             body_idle: s.timeouts.body_idle.0,
             tunnel_idle: s.timeouts.tunnel_idle.0,
         },

@@ -396,6 +396,10 @@ pub struct Timeouts {
     /// An idle keep-alive connection is closed after this.
     #[serde(default = "secs::<60>")]
     pub keepalive_idle: Dur,
+    /// A plain HTTP/1.1 keep-alive connection idle this long gives up its
+    /// task and waits in the worker's epoll set ("0s": never).
+    #[serde(default = "secs::<1>")]
+    pub keepalive_park: Dur,
     /// Longest pause between two reads of a body, either direction.
     #[serde(default = "secs::<30>")]
     pub body_idle: Dur,
@@ -409,6 +413,7 @@ impl Default for Timeouts {
         Timeouts {
             header_read: secs::<10>(),
             keepalive_idle: secs::<60>(),
+            keepalive_park: secs::<1>(),
             body_idle: secs::<30>(),
             tunnel_idle: secs::<300>(),
         }

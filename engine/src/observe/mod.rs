@@ -103,6 +103,8 @@ pub struct WorkerReport {
     pub accepted: u64,
     pub shed: u64,
     pub open: u64,
+    /// Idle connections parked without a task.
+    pub parked: u64,
     pub requests: u64,
     pub panics: u64,
     pub spliced_bytes: u64,

@@ -328,33 +328,41 @@ fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
     );
 }
 
-/// Series labelled by worker: open and accepted connections, core and driver.
+/// One per-worker series: name, type, help and the worker's number.
+type WorkerSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&WorkerReport) -> u64,
+);
+
+/// Series labelled by worker: open, parked and accepted connections, core and driver.
 fn per_worker(o: &mut String, reports: &[WorkerReport]) {
-    family(
-        o,
-        "ringway_connections_open",
-        "gauge",
-        "Open client connections per worker.",
-    );
-    for r in reports {
-        let _ = writeln!(
-            o,
-            "ringway_connections_open{{worker=\"{}\"}} {}",
-            r.id, r.open
-        );
-    }
-    family(
-        o,
-        "ringway_connections_accepted_total",
-        "counter",
-        "Client connections accepted per worker.",
-    );
-    for r in reports {
-        let _ = writeln!(
-            o,
-            "ringway_connections_accepted_total{{worker=\"{}\"}} {}",
-            r.id, r.accepted
-        );
+    let series: [WorkerSeries; 3] = [
+        (
+            "ringway_connections_open",
+            "gauge",
+            "Open client connections per worker.",
+            |r| r.open,
+        ),
+        (
+            "ringway_connections_parked",
+            "gauge",
+            "Idle keep-alive connections parked without a task (after keepalive_park), per worker.",
+            |r| r.parked,
+        ),
+        (
+            "ringway_connections_accepted_total",
+            "counter",
+            "Client connections accepted per worker.",
+            |r| r.accepted,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        family(o, name, kind, help);
+        for r in reports {
+            let _ = writeln!(o, "{name}{{worker=\"{}\"}} {}", r.id, value(r));
+        }
     }
     family(
         o,

@@ -14,11 +14,23 @@ use super::tunnel::{Handover, tunnel};
 use crate::h1::request::{self, RequestHead};
 use crate::h1::write::Persist;
 use crate::snapshot::Snapshot;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
-/// Serves one client connection until it closes, times out or the worker drains.
+/// How a connection's task ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The connection is closed (its registry slot can go).
+    Closed,
+    /// The connection lives on without a task (`Worker::park`).
+    Parked,
+}
+
+/// Serves one client connection until it closes, times out, parks or the
+/// worker drains.
 ///
 /// The task itself holds only what an idle keep-alive connection needs: the
 /// socket, the peer, and a readiness wait. No timer either: the worker's
@@ -26,8 +38,11 @@ use std::time::Instant;
 /// `Worker::close_expired`). Everything a request needs (buffers, head
 /// storage, the exchange's state) is taken when bytes arrive, in a block of
 /// the worker's pool, and goes back when the connection is idle again, so
-/// thousands of idle clients cost little.
-pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: usize) {
+/// thousands of idle clients cost little. A plain connection idle past
+/// `keepalive_park` gives up even its task: the sweep asks it to park, its
+/// socket goes into the worker's epoll set, and bytes on it start a new
+/// task here (`first` then reads at once).
+pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: usize) -> Ended {
     // Kept apart: an `IpAddr` and a port take less of the task than a `SocketAddr`.
     let (peer_ip, port) = (peer.ip().to_canonical(), peer.port());
     let ip = peer_ip.to_string();
@@ -38,13 +53,26 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         // readability alone.
         if !first {
             if w.draining.get() {
-                return;
+                return Ended::Closed;
             }
-            let limit = w.snapshot().timeouts.keepalive_idle;
-            w.set_idle(slot, Some(Instant::now() + limit));
-            let ready = client.wait_readable().await;
-            if ready.is_err() {
-                return;
+            mark_idle(&w, &client, slot);
+            // Inline rather than an `async fn`: each idle connection's task
+            // holds this wait, and a nested future would add its own frame.
+            let woke = {
+                let mut ready = std::pin::pin!(client.wait_readable());
+                std::future::poll_fn(|cx| idle_poll(&w, ready.as_mut(), slot, cx)).await
+            };
+            match woke {
+                Woke::Readable => {}
+                Woke::Gone => return Ended::Closed,
+                Woke::Park => match w.park(slot, client, SocketAddr::new(peer_ip, port)) {
+                    Ok(()) => return Ended::Parked,
+                    Err(c) => {
+                        // Not parked (no descriptor left?): wait as before.
+                        client = c;
+                        continue;
+                    }
+                },
             }
         }
         first = false;
@@ -55,11 +83,62 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
         .await;
         match done {
             Busy::Idle => {}
-            Busy::Close => return,
+            Busy::Close => return Ended::Closed,
             // Boxed: a tunnel is rare and long-lived; inlining its state
             // would make every idle connection's future larger.
-            Busy::Tunnel(t) => return Box::pin(tunnel(&w, client, t)).await,
+            Busy::Tunnel(t) => {
+                Box::pin(tunnel(&w, client, t)).await;
+                return Ended::Closed;
+            }
         }
+    }
+}
+
+/// Registers the connection as idle: when `keepalive_idle` closes it and
+/// (plain HTTP/1.1 only) when it parks. A function of its own so none of
+/// its locals become part of every idle connection's task.
+fn mark_idle(w: &Worker, client: &Client, slot: usize) {
+    let snap = w.snapshot();
+    let t = &snap.timeouts;
+    let now = Instant::now();
+    if matches!(client, Client::Plain(_)) {
+        let park_at = (!t.keepalive_park.is_zero()).then(|| now + t.keepalive_park);
+        w.set_idle_parkable(slot, now + t.keepalive_idle, park_at);
+    } else {
+        w.set_idle(slot, Some(now + t.keepalive_idle));
+    }
+}
+
+/// What ended an idle connection's wait.
+enum Woke {
+    /// Bytes (or end of stream) to read.
+    Readable,
+    /// The socket failed.
+    Gone,
+    /// The sweep asked it to park.
+    Park,
+}
+
+/// One poll of an idle connection's wait: the client's next bytes, or the
+/// sweep asking this connection to park (the worker keeps the waker, see
+/// `Worker::park_asked`).
+fn idle_poll(
+    w: &Worker,
+    ready: std::pin::Pin<&mut impl Future<Output = std::io::Result<()>>>,
+    slot: usize,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Woke> {
+    if let Poll::Ready(r) = ready.poll(cx) {
+        return Poll::Ready(if r.is_ok() {
+            Woke::Readable
+        } else {
+            Woke::Gone
+        });
+    }
+    if w.park_asked(slot, cx.waker()) {
+        Poll::Ready(Woke::Park)
+    } else {
+        Poll::Pending
     }
 }
 
@@ -280,7 +359,9 @@ mod size_tests {
         });
         // It holds the socket, the peer and a readiness wait; a request's
         // state lives in a pooled block (`sys::pooled`) only while busy.
-        // 456 since the HTTP/2 arm of `Client`: a third variant costs the enum a tag word.
-        assert!(size <= 456, "the connection future grew to {size} bytes");
+        // 456 since the HTTP/2 arm of `Client`: a third variant costs the enum a tag word;
+        // 488 since the idle wait also listens for the sweep's request to park
+        // (a parked connection has no task at all).
+        assert!(size <= 488, "the connection future grew to {size} bytes");
     }
 }

@@ -7,6 +7,7 @@ use super::balance::Balancer;
 use super::error::{Failure, RelayError, Side};
 use super::outcome::Outcome;
 use super::pool::Pool;
+use super::stream::Client;
 use crate::h1::request::RequestHead;
 use crate::h1::response::ResponseHead;
 use crate::observe::access_log::{AccessLog, Captured, FLUSH_BYTES, LineBuffer, Served};
@@ -14,9 +15,11 @@ use crate::observe::{Metrics, WorkerReport};
 use crate::snapshot::Snapshot;
 use monoio::net::Pipe;
 use std::cell::{Cell, RefCell};
-use std::os::fd::RawFd;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Instant;
 
 /// Capacity of a pooled I/O buffer, in bytes.
@@ -48,6 +51,10 @@ pub struct Stats {
     pub accepted: Cell<u64>,
     pub shed: Cell<u64>,
     pub active: Cell<usize>,
+    /// Idle connections parked without a task (`Worker::park`), and how
+    /// many times one parked.
+    pub parked: Cell<usize>,
+    pub parks: Cell<u64>,
     pub requests: Cell<u64>,
     pub panics: Cell<u64>,
     pub upstream_connects: Cell<u64>,
@@ -242,6 +249,9 @@ pub struct Worker {
     pub stream_actives: ActivePool,
     /// Open client connections: fd and whether it is idle between requests.
     conns: RefCell<Registry>,
+    /// The epoll set parked idle connections wait in (`None`: it could not
+    /// be created, and connections never park).
+    watch: Option<crate::sys::Watch>,
     pub draining: Cell<bool>,
     pub stats: Stats,
     pub metrics: RefCell<Metrics>,
@@ -274,6 +284,7 @@ impl Worker {
             actives: ActivePool::new(BUF_SIZE, MAX_POOLED_BUFS),
             stream_actives: ActivePool::new(STREAM_BUF_SIZE, MAX_POOLED_STREAMS),
             conns: RefCell::default(),
+            watch: crate::sys::Watch::new().ok(),
             draining: Cell::new(false),
             h2: RefCell::default(),
             stats: Stats::default(),
@@ -410,6 +421,7 @@ impl Worker {
             accepted: s.accepted.get(),
             shed: s.shed.get(),
             open: s.active.get() as u64,
+            parked: s.parked.get() as u64,
             requests: s.requests.get(),
             panics: s.panics.get(),
             spliced_bytes: self.pools.spliced_bytes(),
@@ -468,23 +480,144 @@ impl Worker {
 
     /// Marks a connection idle between requests until `deadline` (`None`: busy).
     pub fn set_idle(&self, slot: usize, deadline: Option<Instant>) {
-        self.conns.borrow_mut().set_idle(slot, deadline);
+        self.conns.borrow_mut().set_idle(slot, deadline, None);
+    }
+
+    /// Marks a plain HTTP/1.1 connection idle until `deadline`, to give up
+    /// its task at `park_at` if it is still idle then (`None`: never).
+    pub fn set_idle_parkable(&self, slot: usize, deadline: Instant, park_at: Option<Instant>) {
+        let park_at = park_at.filter(|_| self.watch.is_some());
+        self.conns
+            .borrow_mut()
+            .set_idle(slot, Some(deadline), park_at);
+    }
+
+    /// Whether the sweep asked this idle connection to park; otherwise
+    /// keeps `waker` so the sweep can (only for connections that may park).
+    pub fn park_asked(&self, slot: usize, waker: &Waker) -> bool {
+        let mut conns = self.conns.borrow_mut();
+        let Some(c) = conns.get(slot) else {
+            return false;
+        };
+        if c.park_asked {
+            return true;
+        }
+        if c.park_at.is_some() && !c.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            c.waker = Some(waker.clone());
+        }
+        false
+    }
+
+    /// Parks an idle plain connection: its socket goes into the worker's
+    /// epoll set and the connection's task ends, so an idle connection costs
+    /// a registry entry instead of a task, a pending io_uring operation and
+    /// monoio's handle. Bytes, end of stream or an error on the socket give
+    /// it a new task (`unpark`). `Err`: it could not be parked (the client
+    /// is given back and keeps waiting as before).
+    pub fn park(&self, slot: usize, client: Client, peer: SocketAddr) -> Result<(), Client> {
+        let mut conns = self.conns.borrow_mut();
+        let (Some(watch), Client::Plain(s), Some(c)) = (&self.watch, &client, conns.get(slot))
+        else {
+            return Err(client);
+        };
+        c.park_asked = false;
+        c.park_at = None;
+        c.waker = None;
+        let Ok(fd) = crate::sys::dup(s.as_raw_fd()) else {
+            return Err(client);
+        };
+        if watch.add(fd.as_raw_fd(), slot as u64).is_err() {
+            return Err(client);
+        }
+        c.fd = fd.as_raw_fd();
+        c.parked = Some(Parked { fd, peer });
+        self.stats.parked.set(self.stats.parked.get() + 1);
+        Stats::add(&self.stats.parks, 1);
+        drop(conns);
+        // Closes monoio's descriptor; the socket lives on in the parked one.
+        drop(client);
+        Ok(())
+    }
+
+    /// Takes a parked connection out of the epoll set to give it a task again.
+    pub fn unpark(&self, slot: usize) -> Option<Parked> {
+        let mut conns = self.conns.borrow_mut();
+        let p = conns.get(slot)?.parked.take()?;
+        if let Some(watch) = &self.watch {
+            watch.remove(p.fd.as_raw_fd());
+        }
+        self.stats.parked.set(self.stats.parked.get() - 1);
+        Some(p)
+    }
+
+    /// The registry slots of parked connections that became ready.
+    pub fn parked_ready(&self, slots: &mut Vec<u64>) {
+        if let Some(watch) = &self.watch {
+            watch.ready(slots);
+        }
+    }
+
+    /// What the worker waits on for parked connections to become ready.
+    pub fn park_waiter(&self) -> Option<std::io::Result<monoio::net::TcpStream>> {
+        self.watch.as_ref().map(crate::sys::Watch::waiter)
+    }
+
+    /// Asks idle connections whose `park_at` has passed to park.
+    pub fn ask_to_park(&self, now: Instant) {
+        let mut conns = self.conns.borrow_mut();
+        for c in conns.slots.iter_mut().flatten() {
+            if c.idle && !c.park_asked && c.park_at.is_some_and(|t| t <= now) {
+                c.park_asked = true;
+                if let Some(w) = c.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Closes a parked connection (no task to tell).
+    fn close_parked(&self, slot: usize) {
+        let Some(p) = self.unpark(slot) else {
+            return;
+        };
+        drop(p);
+        self.unregister(slot);
     }
 
     /// Wakes the idle keep-alive connections whose `keepalive_idle` ran out,
-    /// so they close. One sweep replaces a timer per connection.
+    /// so they close (parked ones are closed here). One sweep replaces a
+    /// timer per connection.
     pub fn close_expired(&self, now: Instant) {
-        for fd in self.conns.borrow().expired_fds(now) {
-            crate::sys::shutdown_read(fd);
+        let mut parked = Vec::new();
+        for (slot, c) in self.conns.borrow().expired(now) {
+            if c.parked.is_some() {
+                parked.push(slot);
+            } else {
+                crate::sys::shutdown_read(c.fd);
+            }
+        }
+        for slot in parked {
+            self.close_parked(slot);
         }
     }
 
     /// Wakes every connection idle between requests so it closes (used
-    /// when draining); HTTP/2 connections get GOAWAY and close once their
-    /// streams are done.
+    /// when draining; parked ones are closed here); HTTP/2 connections get
+    /// GOAWAY and close once their streams are done.
     pub fn close_idle(&self) {
-        for fd in self.conns.borrow().idle_fds() {
-            crate::sys::shutdown_read(fd);
+        let parked: Vec<usize> = {
+            let conns = self.conns.borrow();
+            for fd in conns.idle_fds() {
+                crate::sys::shutdown_read(fd);
+            }
+            conns
+                .live()
+                .filter(|(_, c)| c.parked.is_some())
+                .map(|(i, _)| i)
+                .collect()
+        };
+        for slot in parked {
+            self.close_parked(slot);
         }
         self.goaway_h2();
     }
@@ -514,13 +647,29 @@ struct Registry {
 }
 
 /// One open client connection as the worker sees it.
-#[derive(Clone, Copy)]
 struct Conn {
     fd: RawFd,
     /// Between requests (or not yet started): draining closes it.
     idle: bool,
     /// When an idle keep-alive connection is closed by the sweep.
     deadline: Option<Instant>,
+    /// When an idle connection gives up its task (`Worker::park`); `None`:
+    /// never (TLS, HTTP/2, busy, or parking off).
+    park_at: Option<Instant>,
+    /// The sweep asked the idle task to park (it is woken through `waker`).
+    park_asked: bool,
+    /// The idle task's waker, kept once it may be asked to park (it is the
+    /// same task for the connection's life; dropped when it parks or closes).
+    waker: Option<Waker>,
+    /// Set while parked: the connection has no task, only this.
+    parked: Option<Parked>,
+}
+
+/// A parked connection: its socket (watched by the worker's epoll set) and
+/// the peer its requests are served for.
+pub struct Parked {
+    pub fd: OwnedFd,
+    pub peer: SocketAddr,
 }
 
 impl Registry {
@@ -541,21 +690,34 @@ impl Registry {
             self.free.push(i);
         }
     }
-    fn set_idle(&mut self, i: usize, deadline: Option<Instant>) {
-        if let Some(c) = &mut self.slots[i] {
+    fn get(&mut self, i: usize) -> Option<&mut Conn> {
+        self.slots.get_mut(i).and_then(Option::as_mut)
+    }
+    fn set_idle(&mut self, i: usize, deadline: Option<Instant>, park_at: Option<Instant>) {
+        if let Some(c) = self.get(i) {
             c.idle = deadline.is_some();
             c.deadline = deadline;
+            c.park_at = park_at;
+            c.park_asked = false;
+            // The waker stays (it is the same task's next time, so
+            // `park_asked` need not clone it again each request).
         }
     }
+    /// Idle connections that still have a task (parked ones have none to wake).
     fn idle_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
-        self.slots.iter().flatten().filter(|c| c.idle).map(|c| c.fd)
+        self.live()
+            .filter(|(_, c)| c.idle && c.parked.is_none())
+            .map(|(_, c)| c.fd)
     }
-    fn expired_fds(&self, now: Instant) -> impl Iterator<Item = RawFd> + '_ {
+    fn expired(&self, now: Instant) -> impl Iterator<Item = (usize, &Conn)> + '_ {
+        self.live()
+            .filter(move |(_, c)| c.idle && c.deadline.is_some_and(|d| d <= now))
+    }
+    fn live(&self) -> impl Iterator<Item = (usize, &Conn)> + '_ {
         self.slots
             .iter()
-            .flatten()
-            .filter(move |c| c.idle && c.deadline.is_some_and(|d| d <= now))
-            .map(|c| c.fd)
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.as_ref()?)))
     }
 }
 
@@ -565,6 +727,10 @@ impl Conn {
             fd,
             idle: true,
             deadline: None,
+            park_at: None,
+            park_asked: false,
+            waker: None,
+            parked: None,
         }
     }
 }

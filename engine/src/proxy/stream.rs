@@ -136,17 +136,24 @@ impl Upstream {
 
 impl Client {
     /// Waits until the client sends something, holding no TLS buffers meanwhile.
+    ///
+    /// Not `relaxed`: on io_uring it makes no difference (a poll operation
+    /// either way), but on the epoll driver a relaxed wait returns at once
+    /// after any read that did not end in `EAGAIN` — every keep-alive
+    /// request — so the idle connection would sit in its next head read
+    /// instead (holding a request buffer, closed by `header_read` rather
+    /// than `keepalive_idle`, never parked).
     pub async fn wait_readable(&mut self) -> std::io::Result<()> {
         match self {
             // A stream's task never waits between requests.
             Client::H2(_) => Ok(()),
-            Client::Plain(s) => s.readable(true).await,
+            Client::Plain(s) => s.readable(false).await,
             Client::Tls(s) => {
                 if s.has_buffered_input() {
                     return Ok(());
                 }
                 s.release_buffers();
-                s.get_ref().readable(true).await
+                s.get_ref().readable(false).await
             }
         }
     }

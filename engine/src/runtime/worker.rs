@@ -5,8 +5,9 @@ use crate::control::{ListenerChange, Shared};
 use crate::observe::access_log::AccessLog;
 use crate::observe::scrape::Scrape;
 use crate::proxy::catch::{CatchUnwind, panic_message};
+use crate::proxy::conn::{self, Ended};
+use crate::proxy::local::Worker;
 use crate::proxy::stream::Client;
-use crate::proxy::{conn, local::Worker};
 use crate::snapshot::{ListenMode, Snapshot};
 use monoio::io::{CancelHandle, Canceller};
 use std::cell::Cell;
@@ -28,6 +29,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How often idle keep-alive connections past `keepalive_idle` are closed
 /// (so they close up to this much late).
 const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// Parked connections (each had a task of ~1 KiB) after which the sweep
+/// asks the allocator to return freed pages (`sys::collect_freed_memory`).
+const COLLECT_AFTER_PARKS: u64 = 64;
 
 /// io_uring setup flags, most efficient first.
 #[derive(Clone, Copy, Debug)]
@@ -156,6 +161,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
         addrs.join(", ")
     );
     monoio::spawn(sweep_loop(w.clone()));
+    monoio::spawn(park_loop(w.clone()));
 
     let mut generation = spec.shared.generation.load(Ordering::Acquire);
     let mut reloads = spec.snapshot.reloads;
@@ -280,24 +286,25 @@ struct Accepting {
 /// worker's pool, so it is not part of the task every idle connection
 /// keeps (see `sys::pooled`).
 async fn connection(
-    w: &Rc<Worker>,
+    w: Rc<Worker>,
     stream: monoio::net::TcpStream,
     (tls, mode): (Option<Arc<ringway_tls::rustls::ServerConfig>>, ListenMode),
     peer: SocketAddr,
     slot: usize,
     handshake_limit: Duration,
-) {
+) -> Ended {
     if tls.is_none() && mode == ListenMode::default() {
         return conn::serve(w.clone(), Client::Plain(stream), peer, slot).await;
     }
-    let open = || open(w, stream, (tls, mode), peer, handshake_limit);
+    let open = || open(&w, stream, (tls, mode), peer, handshake_limit);
     let Some((client, peer, h2)) = crate::sys::pooled::run(&w.blocks, open).await else {
-        return;
+        return Ended::Closed;
     };
     if h2 {
         // Boxed: an HTTP/2 connection's state stays out of every other
         // connection's task.
-        return Box::pin(crate::proxy::h2conn::serve(w.clone(), client, peer, slot)).await;
+        Box::pin(crate::proxy::h2conn::serve(w.clone(), client, peer, slot)).await;
+        return Ended::Closed;
     }
     conn::serve(w.clone(), client, peer, slot).await
 }
@@ -376,33 +383,98 @@ async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, how: Acc
             continue;
         }
         let slot = w.register(stream.as_raw_fd());
-        let w2 = w.clone();
-        let tls = tls.clone();
         let handshake_limit = snap.timeouts.header_read;
-        monoio::spawn(async move {
-            let outcome = CatchUnwind::new(connection(
-                &w2,
-                stream,
-                (tls, mode),
-                peer,
-                slot,
-                handshake_limit,
-            ))
-            .await;
-            if let Err(payload) = outcome {
-                w2.stats.panics.set(w2.stats.panics.get() + 1);
-                error!(worker = w2.id, %peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
+        let serving = connection(
+            w.clone(),
+            stream,
+            (tls.clone(), mode),
+            peer,
+            slot,
+            handshake_limit,
+        );
+        spawn_connection(w.clone(), slot, peer, serving);
+    }
+}
+
+/// Runs a connection's task: a panic in it is caught, counted and logged
+/// (the worker goes on), and its registry slot is freed when it ends,
+/// unless the connection parked (then the slot stays, with the socket).
+fn spawn_connection(
+    w: Rc<Worker>,
+    slot: usize,
+    peer: SocketAddr,
+    serving: impl std::future::Future<Output = Ended> + 'static,
+) {
+    monoio::spawn(async move {
+        let ended = match CatchUnwind::new(serving).await {
+            Ok(ended) => ended,
+            Err(payload) => {
+                w.stats.panics.set(w.stats.panics.get() + 1);
+                error!(worker = w.id, %peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
+                Ended::Closed
             }
-            w2.unregister(slot);
-        });
+        };
+        if ended == Ended::Closed {
+            w.unregister(slot);
+        }
+    });
+}
+
+/// Gives parked connections a task again when their socket becomes ready
+/// (bytes, end of stream or an error): the task starts by reading.
+async fn park_loop(w: Rc<Worker>) {
+    let waiter = match w.park_waiter() {
+        Some(Ok(waiter)) => waiter,
+        Some(Err(e)) => {
+            warn!(worker = w.id, "idle connections will not park: {e}");
+            return;
+        }
+        None => return,
+    };
+    let mut ready = Vec::new();
+    loop {
+        // Not relaxed: on the epoll driver a stale readiness bit would spin.
+        if waiter.readable(false).await.is_err() {
+            warn!(worker = w.id, "the parked connections' epoll set failed");
+            return;
+        }
+        w.parked_ready(&mut ready);
+        for key in ready.drain(..) {
+            let slot = key as usize;
+            let Some(parked) = w.unpark(slot) else {
+                continue;
+            };
+            let peer = parked.peer;
+            match monoio::net::TcpStream::from_std(std::net::TcpStream::from(parked.fd)) {
+                Ok(stream) => {
+                    let serving = conn::serve(w.clone(), Client::Plain(stream), peer, slot);
+                    spawn_connection(w.clone(), slot, peer, serving);
+                }
+                Err(e) => {
+                    warn!(worker = w.id, %peer, "a parked connection could not resume: {e}");
+                    w.unregister(slot);
+                }
+            }
+        }
     }
 }
 
 async fn sweep_loop(w: Rc<Worker>) {
     let mut tick = 0u32;
+    let mut parks_collected = 0u64;
     loop {
         monoio::time::sleep(IDLE_SWEEP_EVERY).await;
-        w.close_expired(Instant::now());
+        let now = Instant::now();
+        w.close_expired(now);
+        w.ask_to_park(now);
+        // Connections that parked (after the previous sweep asked them)
+        // freed their tasks: once enough did for it to matter, have the
+        // allocator give those pages back.
+        let parks = w.stats.parks.get();
+        if parks - parks_collected >= COLLECT_AFTER_PARKS {
+            parks_collected = parks;
+            crate::sys::collect_freed_memory();
+        }
         tick += 1;
         if !tick.is_multiple_of((SWEEP_EVERY.as_millis() / IDLE_SWEEP_EVERY.as_millis()) as u32) {
             continue;
@@ -439,7 +511,7 @@ mod size_tests {
             let peer = s.local_addr().unwrap();
             let d = std::time::Duration::from_secs(1);
             let whole = std::mem::size_of_val(&super::connection(
-                &w,
+                w.clone(),
                 s,
                 (
                     None,
