@@ -201,7 +201,7 @@ impl Bench {
                     keepalive: *keepalive,
                     post: post_bytes.is_some(),
                     large_responses: *large_responses,
-                    rate: if *open_loop { rate } else { None },
+                    rate: if open_loop.is_some() { rate } else { None },
                     policies,
                 };
                 self.run_load(&spec, target, &dir, &mut record)

@@ -133,7 +133,7 @@ pub fn run(args: PoliciesArgs) -> Result<()> {
         keepalive: true,
         post_bytes: None,
         large_responses: false,
-        open_loop: false,
+        open_loop: None,
         tls: Tls::Off,
     };
 

@@ -12,8 +12,10 @@ pub enum Kind {
         post_bytes: Option<usize>,
         /// Use the upstream with large (16 KiB) responses.
         large_responses: bool,
-        /// Fixed request rate (decided when the scenario starts).
-        open_loop: bool,
+        /// Open loop at this share of the slowest closed-loop get-64 run of
+        /// any proxy (the rate is decided when the scenario starts); `None`:
+        /// closed loop.
+        open_loop: Option<f64>,
         /// HTTPS between the load generator and the proxy.
         tls: Tls,
     },
@@ -111,43 +113,50 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
         keepalive,
         post_bytes: None,
         large_responses: false,
-        open_loop: false,
+        open_loop: None,
         tls,
     };
     vec![
         Scenario {
             key: "get-64",
             title: format!("small GET ({SMALL_RESPONSE_BYTES} B), keep-alive, 64 connections"),
-            kind: load(64, true, None, false, false),
+            kind: load(64, true, None, false, None),
         },
         Scenario {
             key: "get-256",
             title: format!("small GET ({SMALL_RESPONSE_BYTES} B), keep-alive, 256 connections"),
-            kind: load(256, true, None, false, false),
+            kind: load(256, true, None, false, None),
         },
         Scenario {
             key: "new-conn",
             title: format!(
                 "new connection per request (Connection: close), {DEFAULT_CONNECTIONS} concurrent"
             ),
-            kind: load(DEFAULT_CONNECTIONS, false, None, false, false),
+            kind: load(DEFAULT_CONNECTIONS, false, None, false, None),
         },
         Scenario {
             key: "post-1m",
             title: format!("1 MiB POST bodies, keep-alive, {POST_CONNECTIONS} connections"),
-            kind: load(POST_CONNECTIONS, true, Some(POST_BYTES), false, false),
+            kind: load(POST_CONNECTIONS, true, Some(POST_BYTES), false, None),
         },
         Scenario {
             key: "resp-16k",
             title: format!("16 KiB responses, keep-alive, {DEFAULT_CONNECTIONS} connections"),
-            kind: load(DEFAULT_CONNECTIONS, true, None, true, false),
+            kind: load(DEFAULT_CONNECTIONS, true, None, true, None),
         },
         Scenario {
             key: "open-loop",
             title: format!(
-                "open loop at a fixed rate, small GET, {DEFAULT_CONNECTIONS} connections"
+                "open loop at 50% of the slowest proxy's get-64 rate, small GET, {DEFAULT_CONNECTIONS} connections"
             ),
-            kind: load(DEFAULT_CONNECTIONS, true, None, false, true),
+            kind: load(DEFAULT_CONNECTIONS, true, None, false, Some(0.5)),
+        },
+        Scenario {
+            key: "open-loop-80",
+            title: format!(
+                "open loop at 80% of the slowest proxy's get-64 rate, small GET, {DEFAULT_CONNECTIONS} connections"
+            ),
+            kind: load(DEFAULT_CONNECTIONS, true, None, false, Some(0.8)),
         },
         Scenario {
             key: "idle-conns",
@@ -203,7 +212,7 @@ pub fn all(idle_connections: usize) -> Vec<Scenario> {
                 keepalive: true,
                 post_bytes: Some(POST_BYTES),
                 large_responses: false,
-                open_loop: false,
+                open_loop: None,
                 tls: Tls::H2load {
                     streams: H2_POST_STREAMS,
                 },
