@@ -4,7 +4,7 @@ use super::proxy_header::Refused;
 use crate::control::{ListenerChange, Shared};
 use crate::observe::access_log::AccessLog;
 use crate::observe::scrape::Scrape;
-use crate::proxy::catch::{CatchUnwind, panic_message};
+use crate::proxy::catch::panic_message;
 use crate::proxy::conn::{self, Ended};
 use crate::proxy::local::Worker;
 use crate::proxy::stream::Client;
@@ -15,9 +15,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
@@ -385,47 +388,72 @@ async fn accept_loop(w: Rc<Worker>, listener: monoio::net::TcpListener, how: Acc
         }
         let slot = w.register(stream.as_raw_fd());
         let handshake_limit = snap.timeouts.header_read;
-        let tls = tls.clone();
-        spawn_connection(w.clone(), slot, peer, move |w| {
-            connection(w, stream, (tls, mode), peer, slot, handshake_limit)
-        });
+        let serving = connection(
+            w.clone(),
+            stream,
+            (tls.clone(), mode),
+            peer,
+            slot,
+            handshake_limit,
+        );
+        spawn_connection(w.clone(), slot, peer, serving);
     }
 }
 
-/// Runs a connection's task: a panic in it is caught, counted and logged
-/// (the worker goes on), and its registry slot is freed when it ends,
-/// unless the connection parked (then the slot stays, with the socket).
+/// Runs a connection's task (see [`ConnectionTask`]).
 fn spawn_connection<F: Future<Output = Ended> + 'static>(
     w: Rc<Worker>,
     slot: usize,
     peer: SocketAddr,
-    make: impl FnOnce(Rc<Worker>) -> F + 'static,
+    serving: F,
 ) {
-    monoio::spawn(connection_task(w, slot, peer, make));
+    monoio::spawn(ConnectionTask {
+        serving,
+        w,
+        slot,
+        peer,
+    });
 }
 
-/// The future of a connection's task. The connection's future is made
-/// inside it from `make`'s few captures and pinned in place: moved in
-/// whole, it would be kept twice (once as the captured value, once being
-/// polled), and boxed it would be a second allocation per connection
-/// (together ~0.7 KiB more per idle connection).
-async fn connection_task<F: Future<Output = Ended> + 'static>(
-    w: Rc<Worker>,
-    slot: usize,
-    peer: SocketAddr,
-    make: impl FnOnce(Rc<Worker>) -> F + 'static,
-) {
-    let serving = std::pin::pin!(make(w.clone()));
-    let ended = match CatchUnwind::pinned(serving).await {
-        Ok(ended) => ended,
-        Err(payload) => {
-            w.stats.panics.set(w.stats.panics.get() + 1);
-            error!(worker = w.id, %peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
-            Ended::Closed
+pin_project_lite::pin_project! {
+    /// A connection's task: a panic in the connection's future is caught,
+    /// counted and logged (the worker goes on), and its registry slot is
+    /// freed when it ends, unless the connection parked (then the slot
+    /// stays, with the socket). A plain struct rather than an `async`
+    /// block: the future is polled where it lies, so it is neither boxed (a
+    /// second allocation per connection) nor kept twice (an `async` block
+    /// keeps what it captured beside what it polls).
+    struct ConnectionTask<F> {
+        #[pin]
+        serving: F,
+        w: Rc<Worker>,
+        slot: usize,
+        peer: SocketAddr,
+    }
+}
+
+impl<F: Future<Output = Ended>> Future for ConnectionTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        // The connection future owns everything it touches except the
+        // worker's cells, which hold no invariant that a half-finished
+        // request could break: asserting unwind safety is sound here.
+        let ended = match catch_unwind(AssertUnwindSafe(|| this.serving.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(ended)) => ended,
+            Err(payload) => {
+                let w = &this.w;
+                w.stats.panics.set(w.stats.panics.get() + 1);
+                error!(worker = w.id, peer = %this.peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
+                Ended::Closed
+            }
+        };
+        if ended == Ended::Closed {
+            this.w.unregister(*this.slot);
         }
-    };
-    if ended == Ended::Closed {
-        w.unregister(slot);
+        Poll::Ready(())
     }
 }
 
@@ -456,9 +484,8 @@ async fn park_loop(w: Rc<Worker>) {
             let peer = parked.peer;
             match monoio::net::TcpStream::from_std(std::net::TcpStream::from(parked.fd)) {
                 Ok(stream) => {
-                    spawn_connection(w.clone(), slot, peer, move |w| {
-                        conn::serve(w, Client::Plain(stream), peer, slot)
-                    });
+                    let serving = conn::serve(w.clone(), Client::Plain(stream), peer, slot);
+                    spawn_connection(w.clone(), slot, peer, serving);
                 }
                 Err(e) => {
                     warn!(worker = w.id, %peer, "a parked connection could not resume: {e}");
@@ -520,16 +547,18 @@ mod size_tests {
             let s = connect().await.unwrap();
             let peer = s.local_addr().unwrap();
             let d = std::time::Duration::from_secs(1);
-            // The whole task: the connection's future (made and pinned
-            // inside it), the panic guard and the registry bookkeeping.
-            let whole =
-                std::mem::size_of_val(&super::connection_task(w.clone(), 0, peer, move |w| {
-                    let mode = super::ListenMode {
-                        proxy_protocol: true,
-                        h2c: true,
-                    };
-                    super::connection(w, s, (None, mode), peer, 0, d)
-                }));
+            // The whole task: the connection's future, the panic guard and
+            // the registry bookkeeping.
+            let mode = super::ListenMode {
+                proxy_protocol: true,
+                h2c: true,
+            };
+            let whole = std::mem::size_of_val(&super::ConnectionTask {
+                serving: super::connection(w.clone(), s, (None, mode), peer, 0, d),
+                w: w.clone(),
+                slot: 0,
+                peer,
+            });
             let s = connect().await.unwrap();
             let http = std::mem::size_of_val(&super::conn::serve(
                 w.clone(),
@@ -539,11 +568,11 @@ mod size_tests {
             ));
             (whole, http)
         });
-        // 920 bytes with a 488-byte HTTP part: the accept path's captures
-        // (socket, TLS config, mode, peer, limits) and the panic guard,
+        // 776 bytes with a 488-byte HTTP part: the accept path's arguments
+        // (socket, TLS config, mode, peer, limits) and the task's own fields,
         // in the task's one allocation (the connection future is not boxed).
         assert!(
-            whole <= http + 512,
+            whole <= http + 320,
             "the connection task is {whole} bytes, its HTTP part {http}"
         );
     }
