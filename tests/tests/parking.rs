@@ -211,3 +211,53 @@ fn idle_connections_close_at_keepalive_idle_not_header_read_on_both_drivers() {
         );
     });
 }
+
+#[test]
+fn tls_connections_do_not_park_plain_ones_beside_them_do() {
+    use ringway_tests::gateway::TempDir;
+    use ringway_tests::pki::{self, Ca};
+    let origin = Origin::echo();
+    let dir = TempDir::new();
+    let ca = Ca::new("park ca");
+    let (cert, key) = ca.server(&["site.test"]).write(&dir.0, "site");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\", {{ addr = \"127.0.0.1:0\", tls = {{ cert = \"{}\", key = \"{}\" }} }}]\nworkers = 1\n\n[server.timeouts]\nkeepalive_park = \"100ms\"\n\n[server.admin]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"app\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/{{proxy+}}\"\nupstream = \"app\"\n",
+        cert.display(),
+        key.display(),
+        origin.addr
+    );
+    let gw = Gateway::start(&text);
+    let admin = gw.admin_addr();
+    let (plain_addr, tls_addr) = (gw.addrs[0], gw.addrs[1]);
+    let config = pki::client_config(&ca, None);
+    let mut tls = pki::connect(tls_addr, &config, "site.test").unwrap();
+    let get = |s: &mut dyn std::io::Write, t: &str| {
+        s.write_all(format!("GET {t} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+    };
+    // The TLS connection goes idle first: any sweep that parks the plain
+    // one has passed the TLS one's park time too.
+    get(&mut tls, "/tls/1");
+    let r = read_response(&mut tls, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.header("x-target"), Some("/tls/1"));
+    let mut plain = connect(plain_addr);
+    exchange(
+        &mut plain,
+        b"GET /plain/1 HTTP/1.1\r\nHost: t\r\n\r\n",
+        &["/plain/1"],
+    );
+    assert!(wait_until(|| parked(admin) == 1.0));
+    for _ in 0..3 {
+        assert_eq!(parked(admin), 1.0, "only the plain connection parks");
+    }
+    assert_eq!(open(admin), 2.0);
+    // Both go on serving.
+    get(&mut tls, "/tls/2");
+    let r = read_response(&mut tls, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.header("x-target"), Some("/tls/2"));
+    exchange(
+        &mut plain,
+        b"GET /plain/2 HTTP/1.1\r\nHost: t\r\n\r\n",
+        &["/plain/2"],
+    );
+}
