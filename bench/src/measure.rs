@@ -25,7 +25,7 @@ const SETTLE: Duration = Duration::from_millis(300);
 const PARK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the idle connections sit before the proxy's RSS is read for the
 /// headline figure (a first reading is taken `SETTLE` after they opened).
-const IDLE_AGE: Duration = Duration::from_secs(3);
+const IDLE_AGE: Duration = Duration::from_secs(7);
 /// An open-loop run this far behind its schedule gets a note.
 const BEHIND_NOTE_MS: f64 = 100.0;
 /// Attempts per run when a run is interrupted from outside.
@@ -658,7 +658,8 @@ impl Bench {
         let fresh = process::tree_status_kib(pid, "VmRSS");
         // Idle connections as a server holds them for most of their life:
         // after they have sat idle a while (ringway parks plain ones idle
-        // past `keepalive_park`, 1 s by default). The same wait for every proxy.
+        // past `keepalive_park`, 5 s by default, and returns the freed pages
+        // once it has served nothing for 2 s). The same wait for every proxy.
         std::thread::sleep(IDLE_AGE.saturating_sub(opened.elapsed()));
         let after = process::tree_status_kib(pid, "VmRSS");
         let hwm = process::tree_status_kib(pid, "VmHWM");

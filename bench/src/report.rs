@@ -348,8 +348,8 @@ impl Report {
                         md,
                         "A helper opens {connections} connections, sends one keep-alive GET on each, reads the response and holds the connection. \
                          RSS is the proxy tree's VmRSS just before they open, 0.3 s after the last one opened (`at 0.3 s`), and once they \
-                         have sat idle 3 s (`after`, the headline: how a server holds idle connections for most of their life; ringway parks \
-                         plain HTTP/1.1 connections idle past `keepalive_park`, 1 s). Peak RSS is the high-water mark over the whole run.\n"
+                         have sat idle 7 s (`after`, the headline: how a server holds idle connections for most of their life; ringway parks \
+                         plain HTTP/1.1 connections idle past `keepalive_park`, 5 s by default). Peak RSS is the high-water mark over the whole run.\n"
                     );
                     md.push_str("| target | connections held | RSS before MiB | RSS after MiB | KiB per connection | KiB per connection at 0.3 s | peak RSS MiB |\n");
                     md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");

@@ -177,8 +177,8 @@ fn keepalive_park_zero_never_parks() {
     let admin = gw.admin_addr();
     let mut s = connect(gw.addr);
     exchange(&mut s, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n", &["/a"]);
-    // Until keepalive_idle closes it (four sweeps after parking would have
-    // happened with the default), it is never parked.
+    // Until keepalive_idle closes it (1 s: with `keepalive_park = "100ms"`
+    // it would have parked within the first two sweeps), it is never parked.
     let mut samples = 0;
     while !closed_within(&mut s, Duration::from_millis(100)) {
         assert_eq!(parked(admin), 0.0);

@@ -398,7 +398,7 @@ pub struct Timeouts {
     pub keepalive_idle: Dur,
     /// A plain HTTP/1.1 keep-alive connection idle this long gives up its
     /// task and waits in the worker's epoll set ("0s": never).
-    #[serde(default = "secs::<1>")]
+    #[serde(default = "secs::<5>")]
     pub keepalive_park: Dur,
     /// Longest pause between two reads of a body, either direction.
     #[serde(default = "secs::<30>")]
@@ -413,7 +413,7 @@ impl Default for Timeouts {
         Timeouts {
             header_read: secs::<10>(),
             keepalive_idle: secs::<60>(),
-            keepalive_park: secs::<1>(),
+            keepalive_park: secs::<5>(),
             body_idle: secs::<30>(),
             tunnel_idle: secs::<300>(),
         }

@@ -37,6 +37,8 @@ const IDLE_SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// Parked connections (each had a task of ~1 KiB) after which the sweep
 /// asks the allocator to return freed pages (`sys::collect_freed_memory`).
 const COLLECT_AFTER_PARKS: u64 = 64;
+/// ... once the worker has served no request for this many sweeps (2 s).
+const COLLECT_WHEN_QUIET_SWEEPS: u32 = 8;
 
 /// io_uring setup flags, most efficient first.
 #[derive(Clone, Copy, Debug)]
@@ -498,17 +500,27 @@ async fn park_loop(w: Rc<Worker>) {
 
 async fn sweep_loop(w: Rc<Worker>) {
     let mut tick = 0u32;
-    let mut parks_collected = 0u64;
+    let (mut parks_collected, mut requests_seen, mut quiet_sweeps) = (0u64, 0u64, 0u32);
     loop {
         monoio::time::sleep(IDLE_SWEEP_EVERY).await;
         let now = Instant::now();
         w.close_expired(now);
         w.ask_to_park(now);
         // Connections that parked (after the previous sweep asked them)
-        // freed their tasks: once enough did for it to matter, have the
-        // allocator give those pages back.
-        let parks = w.stats.parks.get();
-        if parks - parks_collected >= COLLECT_AFTER_PARKS {
+        // freed their tasks: once enough did for it to matter and the
+        // worker has served no request for 2 s, have the allocator give
+        // those pages back. Not while it is busy: the pages would be
+        // faulted back in by the next burst.
+        let (parks, requests) = (w.stats.parks.get(), w.stats.requests.get());
+        quiet_sweeps = if requests == requests_seen {
+            quiet_sweeps + 1
+        } else {
+            0
+        };
+        requests_seen = requests;
+        if quiet_sweeps >= COLLECT_WHEN_QUIET_SWEEPS
+            && parks - parks_collected >= COLLECT_AFTER_PARKS
+        {
             parks_collected = parks;
             crate::sys::collect_freed_memory();
         }
