@@ -4,7 +4,7 @@ use super::proxy_header::Refused;
 use crate::control::{ListenerChange, Shared};
 use crate::observe::access_log::AccessLog;
 use crate::observe::scrape::Scrape;
-use crate::proxy::catch::panic_message;
+use crate::proxy::catch::{CatchUnwind, panic_message};
 use crate::proxy::conn::{self, Ended};
 use crate::proxy::local::Worker;
 use crate::proxy::stream::Client;
@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -410,7 +409,7 @@ fn spawn_connection<F: Future<Output = Ended> + 'static>(
     serving: F,
 ) {
     monoio::spawn(ConnectionTask {
-        serving,
+        serving: CatchUnwind::new(serving),
         w,
         slot,
         peer,
@@ -422,12 +421,11 @@ pin_project_lite::pin_project! {
     /// counted and logged (the worker goes on), and its registry slot is
     /// freed when it ends, unless the connection parked (then the slot
     /// stays, with the socket). A plain struct rather than an `async`
-    /// block: the future is polled where it lies, so it is neither boxed (a
-    /// second allocation per connection) nor kept twice (an `async` block
-    /// keeps what it captured beside what it polls).
+    /// block: the future is polled where it lies, not kept twice (an
+    /// `async` block keeps what it captured beside what it polls).
     struct ConnectionTask<F> {
         #[pin]
-        serving: F,
+        serving: CatchUnwind<F>,
         w: Rc<Worker>,
         slot: usize,
         peer: SocketAddr,
@@ -439,13 +437,10 @@ impl<F: Future<Output = Ended>> Future for ConnectionTask<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
-        // The connection future owns everything it touches except the
-        // worker's cells, which hold no invariant that a half-finished
-        // request could break: asserting unwind safety is sound here.
-        let ended = match catch_unwind(AssertUnwindSafe(|| this.serving.poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(ended)) => ended,
-            Err(payload) => {
+        let ended = match this.serving.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(ended)) => ended,
+            Poll::Ready(Err(payload)) => {
                 let w = &this.w;
                 w.stats.panics.set(w.stats.panics.get() + 1);
                 error!(worker = w.id, peer = %this.peer, "connection task panicked: {}; closed that connection", panic_message(&*payload));
@@ -566,7 +561,14 @@ mod size_tests {
                 h2c: true,
             };
             let whole = std::mem::size_of_val(&super::ConnectionTask {
-                serving: super::connection(w.clone(), s, (None, mode), peer, 0, d),
+                serving: super::CatchUnwind::new(super::connection(
+                    w.clone(),
+                    s,
+                    (None, mode),
+                    peer,
+                    0,
+                    d,
+                )),
                 w: w.clone(),
                 slot: 0,
                 peer,
