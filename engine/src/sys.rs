@@ -301,7 +301,9 @@ pub fn dup(fd: RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
 
 /// An epoll set of parked idle connections (`Worker::park`): each socket is
 /// watched once (`EPOLLONESHOT`) for bytes, end of stream or an error, and
-/// carries a key (the connection's registry slot). The worker waits on the
+/// carries a key (the connection's registry slot). The upstream pool keeps
+/// a second one, of every upstream socket, watched for closes only
+/// ([`Watch::add_for_close`]). The worker waits on the
 /// set's own descriptor through monoio ([`Watch::waiter`]), so a thousand
 /// parked connections cost one pending readiness wait, and kernel memory
 /// rather than the worker's.
@@ -327,9 +329,26 @@ impl Watch {
 
     /// Starts watching `fd` for one readiness event carrying `key`.
     pub fn add(&self, fd: RawFd, key: u64) -> std::io::Result<()> {
+        self.insert(
+            fd,
+            key,
+            libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT,
+        )
+    }
+
+    /// Starts watching `fd`, for as long as the socket is open, for the
+    /// peer closing or resetting it — not for bytes: the set only becomes
+    /// ready when the peer sends a FIN or an RST, so a socket carrying
+    /// traffic never wakes its watcher. (Edge-triggered: each close is
+    /// reported once. The kernel drops the entry when the socket is closed.)
+    pub fn add_for_close(&self, fd: RawFd, key: u64) -> std::io::Result<()> {
+        self.insert(fd, key, libc::EPOLLRDHUP | libc::EPOLLET)
+    }
+
+    fn insert(&self, fd: RawFd, key: u64, events: libc::c_int) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
         let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            events: events as u32,
             u64: key,
         };
         // SAFETY: epoll_ctl(2) on our epoll descriptor and a socket the caller

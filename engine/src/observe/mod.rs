@@ -115,6 +115,8 @@ pub struct WorkerReport {
     pub h2: H2Report,
     pub pool_hits: u64,
     pub pool_misses: u64,
+    /// Idle pooled connections dropped because the upstream closed them.
+    pub pool_closed_idle: u64,
     pub pool_idle: u64,
     pub metrics: Metrics,
     /// Per upstream of the current snapshot: retries, ejections, breaker trips…

@@ -204,7 +204,7 @@ fn failures(o: &mut String, reports: &[WorkerReport]) {
 fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
     let sum = |f: fn(&WorkerReport) -> u64| sum(reports, f);
     type Counter = (&'static str, &'static str, fn(&WorkerReport) -> u64);
-    let counters: [Counter; 10] = [
+    let counters: [Counter; 11] = [
         (
             "ringway_upstream_connects_total",
             "New upstream connections opened.",
@@ -219,6 +219,11 @@ fn worker_counters(o: &mut String, reports: &[WorkerReport]) {
             "ringway_upstream_pool_misses_total",
             "Requests that found no pooled upstream connection.",
             |r| r.pool_misses,
+        ),
+        (
+            "ringway_upstream_pool_closed_total",
+            "Idle pooled upstream connections dropped because the upstream closed or reset them (seen by the close watch, before any reuse).",
+            |r| r.pool_closed_idle,
         ),
         (
             "ringway_upstream_retries_total",

@@ -439,6 +439,7 @@ impl Worker {
             },
             pool_hits: pool.hits,
             pool_misses: pool.misses,
+            pool_closed_idle: pool.closed_idle,
             pool_idle: pool.idle_count() as u64,
             metrics: self.metrics.borrow().clone(),
             upstreams: self.balance.borrow().report(),

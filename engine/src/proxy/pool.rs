@@ -5,22 +5,37 @@
 //! Connections to an upstream with `send_proxy_protocol` began with a
 //! header naming one client: they carry that client's address as their key
 //! and are reused only for requests from the same address.
+//!
+//! Staleness: every upstream socket is registered, once, when it is
+//! opened, in the pool's epoll set, watched for the peer's FIN or RST only
+//! ([`Watch::add_for_close`]). The worker's watcher task
+//! (`runtime::worker`) hands each close to [`Pool::closed_by_peer`], which
+//! drops the connection if it is idle here, or remembers it so that
+//! [`Pool::put`] drops it when its exchange ends. Taking a pooled
+//! connection therefore costs no system call; the sockets carrying traffic
+//! never wake the watcher (the set ignores bytes). Without the set (it
+//! could not be created), a connection idle for [`PEEK_AFTER`] or more is
+//! checked with a `recv(MSG_PEEK)` before reuse instead.
 
 use super::stream::Upstream as TcpStream;
-use crate::sys::{Peek, peek_idle};
+use crate::sys::{Peek, Watch, peek_idle};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-/// A connection idle for less than this is reused without the staleness
-/// peek (one `recvfrom` syscall, outside io_uring, per reuse — about a
-/// tenth of a keep-alive request's CPU). Upstreams close idle keep-alive
-/// connections after seconds (nginx 60 s, Node.js 5 s), or say
-/// `Connection: close` on the last response (which is never pooled), so a
-/// close within the first millisecond is a crash or a restart: the same
+/// Without the close watch: a connection idle for less than this is reused
+/// without the staleness peek (one `recvfrom` syscall, outside io_uring, per
+/// reuse — about a tenth of a keep-alive request's CPU). Upstreams close
+/// idle keep-alive connections after seconds (nginx 60 s, Node.js 5 s), or
+/// say `Connection: close` on the last response (which is never pooled), so
+/// a close within the first millisecond is a crash or a restart: the same
 /// race the peek itself leaves open between the check and the write, and
 /// the retry of idempotent requests covers it.
 pub const PEEK_AFTER: Duration = Duration::from_millis(1);
+
+/// Most sockets remembered as closed by the peer while in use (see
+/// [`Pool::closed_by_peer`]); the oldest is forgotten beyond this.
+const CLOSED_IN_USE_MAX: usize = 256;
 
 struct Idle {
     stream: TcpStream,
@@ -33,16 +48,91 @@ struct Idle {
 pub struct Pool {
     /// Indexed by `Target::id`.
     idle: Vec<Vec<Idle>>,
+    /// Every open upstream socket, watched for the peer closing it (`None`:
+    /// the set could not be created or a socket could not be added; the
+    /// pool then peeks before reuse).
+    closes: Option<Watch>,
+    /// Descriptors of sockets the peer closed while an exchange held them
+    /// (not in `idle`): [`Pool::put`] drops them instead of pooling them.
+    /// A descriptor leaves the list when [`Pool::watch`] registers a new
+    /// socket under the same number.
+    closed_in_use: Vec<RawFd>,
     pub hits: u64,
     pub misses: u64,
     pub discarded: u64,
+    /// Idle connections dropped because the upstream closed or reset them.
+    pub closed_idle: u64,
 }
 
 impl Pool {
     pub fn new(targets: usize) -> Self {
+        let closes = match Watch::new() {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch upstream connections for closes ({e}): pooled ones are peeked before reuse"
+                );
+                None
+            }
+        };
         Pool {
             idle: (0..targets).map(|_| Vec::new()).collect(),
+            closes,
             ..Default::default()
+        }
+    }
+
+    /// Registers a new upstream socket for close detection (once, when it
+    /// is opened).
+    pub fn watch(&mut self, fd: RawFd) {
+        let Some(closes) = &self.closes else { return };
+        if !self.closed_in_use.is_empty() {
+            self.closed_in_use.retain(|&f| f != fd);
+        }
+        if let Err(e) = closes.add_for_close(fd, fd as u64) {
+            tracing::warn!(
+                "cannot watch an upstream connection for closes ({e}): pooled ones are peeked before reuse from now on"
+            );
+            self.closes = None;
+            self.closed_in_use.clear();
+        }
+    }
+
+    /// What the watcher task waits on (`None`: no close watch).
+    pub fn close_waiter(&self) -> Option<std::io::Result<monoio::net::TcpStream>> {
+        self.closes.as_ref().map(Watch::waiter)
+    }
+
+    /// Appends the descriptors of upstream sockets the peer closed since
+    /// the last call, without waiting.
+    pub fn closes_ready(&self, fds: &mut Vec<u64>) {
+        if let Some(closes) = &self.closes {
+            closes.ready(fds);
+        }
+    }
+
+    /// The watcher could not go on: fall back to peeking.
+    pub fn stop_watching(&mut self) {
+        self.closes = None;
+        self.closed_in_use.clear();
+    }
+
+    /// The upstream closed or reset the socket `fd`: drop it if it is idle
+    /// here, else remember it for [`Pool::put`].
+    pub fn closed_by_peer(&mut self, fd: RawFd) {
+        for list in &mut self.idle {
+            if let Some(i) = list.iter().position(|c| c.stream.as_raw_fd() == fd) {
+                list.remove(i);
+                self.discarded += 1;
+                self.closed_idle += 1;
+                return;
+            }
+        }
+        if !self.closed_in_use.contains(&fd) {
+            if self.closed_in_use.len() == CLOSED_IN_USE_MAX {
+                self.closed_in_use.remove(0);
+            }
+            self.closed_in_use.push(fd);
         }
     }
 
@@ -58,9 +148,12 @@ impl Pool {
         while let Some(i) = list.iter().rposition(|c| c.client == client) {
             let c = list.remove(i);
             let idle = now.duration_since(c.since);
-            // A TLS connection may hold session tickets the server sent after
-            // the handshake: a peek cannot tell those from a stray response.
-            let live = idle < PEEK_AFTER
+            // Watched: a close would have removed it already. Otherwise
+            // peek; but a TLS connection may hold session tickets the server
+            // sent after the handshake, which a peek cannot tell from a
+            // stray response.
+            let live = self.closes.is_some()
+                || idle < PEEK_AFTER
                 || c.stream.is_tls()
                 || peek_idle(c.stream.as_raw_fd()) == Peek::Idle;
             if idle < idle_timeout && live {
@@ -80,6 +173,14 @@ impl Pool {
         max_idle: usize,
         client: Option<IpAddr>,
     ) {
+        if !self.closed_in_use.is_empty() {
+            let fd = stream.as_raw_fd();
+            if let Some(i) = self.closed_in_use.iter().position(|&f| f == fd) {
+                self.closed_in_use.swap_remove(i);
+                self.discarded += 1;
+                return;
+            }
+        }
         if let Some(list) = self.idle.get_mut(target)
             && list.len() < max_idle
         {

@@ -334,6 +334,10 @@ async fn new_connection(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<UpConn
             .await
             .map_err(|_| Failure::Connect)?;
         let _ = s.set_nodelay(true);
+        local
+            .pool
+            .borrow_mut()
+            .watch(std::os::fd::AsRawFd::as_raw_fd(&s));
         if let Some(version) = up.send_proxy {
             send_proxy_header(ex, &mut s, version).await?;
         }

@@ -167,6 +167,7 @@ async fn main(spec: WorkerSpec, pinned: String, driver: Driver) -> std::io::Resu
     );
     monoio::spawn(sweep_loop(w.clone()));
     monoio::spawn(park_loop(w.clone()));
+    monoio::spawn(upstream_close_loop(w.clone()));
 
     let mut generation = spec.shared.generation.load(Ordering::Acquire);
     let mut reloads = spec.snapshot.reloads;
@@ -489,6 +490,42 @@ async fn park_loop(w: Rc<Worker>) {
                     w.unregister(slot);
                 }
             }
+        }
+    }
+}
+
+/// Drops pooled upstream connections the upstream closed or reset, as the
+/// pool's close watch reports them (see `proxy::pool`), so that taking one
+/// from the pool needs no check of its own.
+async fn upstream_close_loop(w: Rc<Worker>) {
+    let waiter = w.pool.borrow().close_waiter();
+    let waiter = match waiter {
+        Some(Ok(waiter)) => waiter,
+        Some(Err(e)) => {
+            warn!(
+                worker = w.id,
+                "pooled upstream connections will be peeked before reuse: {e}"
+            );
+            w.pool.borrow_mut().stop_watching();
+            return;
+        }
+        None => return,
+    };
+    let mut closed = Vec::new();
+    loop {
+        // Not relaxed, as for the parked connections' set.
+        if waiter.readable(false).await.is_err() {
+            warn!(
+                worker = w.id,
+                "the upstream close watch failed: pooled connections will be peeked before reuse"
+            );
+            w.pool.borrow_mut().stop_watching();
+            return;
+        }
+        let mut pool = w.pool.borrow_mut();
+        pool.closes_ready(&mut closed);
+        for fd in closed.drain(..) {
+            pool.closed_by_peer(fd as std::os::fd::RawFd);
         }
     }
 }
