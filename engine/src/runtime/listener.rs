@@ -5,16 +5,36 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
+/// How long [`ensure_free`] keeps trying a port that is in use. A ringway
+/// that has just exited still holds its listening sockets for a few
+/// milliseconds (3–10 ms measured here): the kernel tears down a process's
+/// io_uring, and the accept operations pending on it, after the process is
+/// gone. A restart right after a stop must not fail on that.
+const IN_USE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Fails if another process already listens on `addr`.
 ///
 /// Our own listeners use SO_REUSEPORT, which would let a second ringway (or
 /// anything else running as the same user with SO_REUSEPORT) silently share
 /// the port. A plain bind without SO_REUSEPORT fails in that case, so we try
-/// one first and close it again.
+/// one first and close it again (for up to [`IN_USE_GRACE`] while the port
+/// is in use).
 pub fn ensure_free(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
+    let until = std::time::Instant::now() + IN_USE_GRACE;
+    loop {
+        match probe_bind(addr) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
+}
+
+fn probe_bind(addr: SocketAddr) -> io::Result<()> {
     let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     probe.set_reuse_address(true)?;
     if addr.is_ipv6() {
