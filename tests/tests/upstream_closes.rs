@@ -18,12 +18,9 @@ fn config(upstream: SocketAddr) -> String {
     )
 }
 
+/// Summed over the workers.
 fn metric(admin: SocketAddr, name: &str) -> f64 {
-    prom::scrape(admin)
-        .iter()
-        .filter(|s| s.name == name)
-        .map(|s| s.value)
-        .sum()
+    prom::value(&prom::scrape(admin), name, &[])
 }
 
 /// Reads one request head (and a `Content-Length` body) from `s`; returns
