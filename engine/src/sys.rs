@@ -302,8 +302,8 @@ pub fn dup(fd: RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
 /// An epoll set of parked idle connections (`Worker::park`): each socket is
 /// watched once (`EPOLLONESHOT`) for bytes, end of stream or an error, and
 /// carries a key (the connection's registry slot). The upstream pool keeps
-/// a second one, of every upstream socket, watched for closes only
-/// ([`Watch::add_for_close`]). The worker waits on the
+/// a second one, of every upstream socket it has pooled, watched for
+/// closes only ([`Watch::add_for_close`]). The worker waits on the
 /// set's own descriptor through monoio ([`Watch::waiter`]), so a thousand
 /// parked connections cost one pending readiness wait, and kernel memory
 /// rather than the worker's.

@@ -6,9 +6,11 @@
 //! header naming one client: they carry that client's address as their key
 //! and are reused only for requests from the same address.
 //!
-//! Staleness: every upstream socket is registered, once, when it is
-//! opened, in the pool's epoll set, watched for the peer's FIN or RST only
-//! ([`Watch::add_for_close`]). The worker's watcher task
+//! Staleness: every upstream socket is registered, once, the first time
+//! it goes into the pool, in the pool's epoll set, watched for the peer's
+//! FIN or RST only ([`Watch::add_for_close`]; a close that came before
+//! is reported at once). Connections never pooled (the upstream said
+//! `Connection: close`) are never registered. The worker's watcher task
 //! (`runtime::worker`) hands each close to [`Pool::closed_by_peer`], which
 //! drops the connection if it is idle here, or remembers it so that
 //! [`Pool::put`] drops it when its exchange ends. Taking a pooled
@@ -54,9 +56,12 @@ pub struct Pool {
     closes: Option<Watch>,
     /// Descriptors of sockets the peer closed while an exchange held them
     /// (not in `idle`): [`Pool::put`] drops them instead of pooling them.
-    /// A descriptor leaves the list when [`Pool::watch`] registers a new
-    /// socket under the same number.
+    /// A descriptor leaves the list when a new upstream socket opens under
+    /// the same number ([`Pool::opened`]).
     closed_in_use: Vec<RawFd>,
+    /// Indexed by descriptor: the upstream socket now open under that
+    /// number is in the epoll set (reset by [`Pool::opened`]).
+    watched: Vec<bool>,
     pub hits: u64,
     pub misses: u64,
     pub discarded: u64,
@@ -82,20 +87,41 @@ impl Pool {
         }
     }
 
-    /// Registers a new upstream socket for close detection (once, when it
-    /// is opened).
-    pub fn watch(&mut self, fd: RawFd) {
-        let Some(closes) = &self.closes else { return };
+    /// A new upstream socket was opened under `fd`: whatever the pool knew
+    /// about an earlier socket with that number no longer applies. No
+    /// system call (the socket is registered when first pooled).
+    pub fn opened(&mut self, fd: RawFd) {
         if !self.closed_in_use.is_empty() {
             self.closed_in_use.retain(|&f| f != fd);
+        }
+        if let Some(w) = usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.watched.get_mut(i))
+        {
+            *w = false;
+        }
+    }
+
+    /// Registers the socket `fd`, about to be pooled, for close detection
+    /// unless it already is; on failure the pool falls back to peeking.
+    fn watch(&mut self, fd: RawFd) {
+        let (Some(closes), Ok(i)) = (&self.closes, usize::try_from(fd)) else {
+            return;
+        };
+        if self.watched.get(i).copied().unwrap_or(false) {
+            return;
         }
         if let Err(e) = closes.add_for_close(fd, fd as u64) {
             tracing::warn!(
                 "cannot watch an upstream connection for closes ({e}): pooled ones are peeked before reuse from now on"
             );
-            self.closes = None;
-            self.closed_in_use.clear();
+            self.stop_watching();
+            return;
         }
+        if self.watched.len() <= i {
+            self.watched.resize(i + 1, false);
+        }
+        self.watched[i] = true;
     }
 
     /// What the watcher task waits on (`None`: no close watch).
@@ -115,6 +141,7 @@ impl Pool {
     pub fn stop_watching(&mut self) {
         self.closes = None;
         self.closed_in_use.clear();
+        self.watched.clear();
     }
 
     /// The upstream closed or reset the socket `fd`: drop it if it is idle
@@ -180,6 +207,13 @@ impl Pool {
                 self.discarded += 1;
                 return;
             }
+        }
+        if self
+            .idle
+            .get(target)
+            .is_some_and(|list| list.len() < max_idle)
+        {
+            self.watch(stream.as_raw_fd());
         }
         if let Some(list) = self.idle.get_mut(target)
             && list.len() < max_idle

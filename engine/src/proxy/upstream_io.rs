@@ -337,7 +337,7 @@ async fn new_connection(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<UpConn
         local
             .pool
             .borrow_mut()
-            .watch(std::os::fd::AsRawFd::as_raw_fd(&s));
+            .opened(std::os::fd::AsRawFd::as_raw_fd(&s));
         if let Some(version) = up.send_proxy {
             send_proxy_header(ex, &mut s, version).await?;
         }
