@@ -62,6 +62,8 @@ pub struct Pool {
     /// Indexed by descriptor: the upstream socket now open under that
     /// number is in the epoll set (reset by [`Pool::opened`]).
     watched: Vec<bool>,
+    /// Reused for reading the set in [`Pool::watch`].
+    scratch: Vec<u64>,
     pub hits: u64,
     pub misses: u64,
     pub discarded: u64,
@@ -103,25 +105,42 @@ impl Pool {
     }
 
     /// Registers the socket `fd`, about to be pooled, for close detection
-    /// unless it already is; on failure the pool falls back to peeking.
-    fn watch(&mut self, fd: RawFd) {
+    /// unless it already is (on failure the pool falls back to peeking).
+    /// False if the upstream has already closed it. On registration the
+    /// set is read at once (one `epoll_wait`, once per connection): a close
+    /// that came during the connection's first exchange is then known now,
+    /// not when the watcher task next runs.
+    fn watch(&mut self, fd: RawFd) -> bool {
         let (Some(closes), Ok(i)) = (&self.closes, usize::try_from(fd)) else {
-            return;
+            return true;
         };
         if self.watched.get(i).copied().unwrap_or(false) {
-            return;
+            return true;
         }
         if let Err(e) = closes.add_for_close(fd, fd as u64) {
             tracing::warn!(
                 "cannot watch an upstream connection for closes ({e}): pooled ones are peeked before reuse from now on"
             );
             self.stop_watching();
-            return;
+            return true;
         }
         if self.watched.len() <= i {
             self.watched.resize(i + 1, false);
         }
         self.watched[i] = true;
+        let mut ready = std::mem::take(&mut self.scratch);
+        closes.ready(&mut ready);
+        let mut open = true;
+        for &closed in &ready {
+            if closed == fd as u64 {
+                open = false;
+            } else {
+                self.closed_by_peer(closed as RawFd);
+            }
+        }
+        ready.clear();
+        self.scratch = ready;
+        open
     }
 
     /// What the watcher task waits on (`None`: no close watch).
@@ -212,8 +231,11 @@ impl Pool {
             .idle
             .get(target)
             .is_some_and(|list| list.len() < max_idle)
+            && !self.watch(stream.as_raw_fd())
         {
-            self.watch(stream.as_raw_fd());
+            self.discarded += 1;
+            self.closed_idle += 1;
+            return;
         }
         if let Some(list) = self.idle.get_mut(target)
             && list.len() < max_idle
