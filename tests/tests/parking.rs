@@ -18,11 +18,7 @@ fn config(upstream: SocketAddr, timeouts: &str) -> String {
 
 /// Summed over the workers.
 fn gauge(admin: SocketAddr, name: &str) -> f64 {
-    prom::scrape(admin)
-        .iter()
-        .filter(|s| s.name == name)
-        .map(|s| s.value)
-        .sum()
+    prom::value(&prom::scrape(admin), name, &[])
 }
 
 fn parked(admin: SocketAddr) -> f64 {

@@ -62,7 +62,7 @@ pub struct Pool {
     /// Indexed by descriptor: the upstream socket now open under that
     /// number is in the epoll set (reset by [`Pool::opened`]).
     watched: Vec<bool>,
-    /// Reused for reading the set in [`Pool::watch`].
+    /// Reused for reading the set in [`Pool::read_closes`].
     scratch: Vec<u64>,
     pub hits: u64,
     pub misses: u64,
@@ -128,19 +128,15 @@ impl Pool {
             self.watched.resize(i + 1, false);
         }
         self.watched[i] = true;
-        let mut ready = std::mem::take(&mut self.scratch);
-        closes.ready(&mut ready);
-        let mut open = true;
-        for &closed in &ready {
-            if closed == fd as u64 {
-                open = false;
-            } else {
-                self.closed_by_peer(closed as RawFd);
+        self.read_closes();
+        // Not pooled yet, so a close of it was remembered as "in use".
+        match self.closed_in_use.iter().position(|&f| f == fd) {
+            Some(at) => {
+                self.closed_in_use.swap_remove(at);
+                false
             }
+            None => true,
         }
-        ready.clear();
-        self.scratch = ready;
-        open
     }
 
     /// What the watcher task waits on (`None`: no close watch).
@@ -148,12 +144,17 @@ impl Pool {
         self.closes.as_ref().map(Watch::waiter)
     }
 
-    /// Appends the descriptors of upstream sockets the peer closed since
-    /// the last call, without waiting.
-    pub fn closes_ready(&self, fds: &mut Vec<u64>) {
-        if let Some(closes) = &self.closes {
-            closes.ready(fds);
+    /// Reads the close watch without waiting and hands every socket the
+    /// upstream closed since the last read to [`Pool::closed_by_peer`].
+    pub fn read_closes(&mut self) {
+        let Some(closes) = &self.closes else { return };
+        let mut closed = std::mem::take(&mut self.scratch);
+        closes.ready(&mut closed);
+        for &fd in &closed {
+            self.closed_by_peer(fd as RawFd);
         }
+        closed.clear();
+        self.scratch = closed;
     }
 
     /// The watcher could not go on: fall back to peeking.
@@ -165,7 +166,7 @@ impl Pool {
 
     /// The upstream closed or reset the socket `fd`: drop it if it is idle
     /// here, else remember it for [`Pool::put`].
-    pub fn closed_by_peer(&mut self, fd: RawFd) {
+    fn closed_by_peer(&mut self, fd: RawFd) {
         for list in &mut self.idle {
             if let Some(i) = list.iter().position(|c| c.stream.as_raw_fd() == fd) {
                 list.remove(i);
@@ -230,22 +231,20 @@ impl Pool {
         if self
             .idle
             .get(target)
-            .is_some_and(|list| list.len() < max_idle)
-            && !self.watch(stream.as_raw_fd())
+            .is_none_or(|list| list.len() >= max_idle)
         {
+            return;
+        }
+        if !self.watch(stream.as_raw_fd()) {
             self.discarded += 1;
             self.closed_idle += 1;
             return;
         }
-        if let Some(list) = self.idle.get_mut(target)
-            && list.len() < max_idle
-        {
-            list.push(Idle {
-                stream,
-                since: Instant::now(),
-                client,
-            });
-        }
+        self.idle[target].push(Idle {
+            stream,
+            since: Instant::now(),
+            client,
+        });
     }
 
     /// Closes connections idle longer than `idle_timeout(target)`.

@@ -511,7 +511,6 @@ async fn upstream_close_loop(w: Rc<Worker>) {
         }
         None => return,
     };
-    let mut closed = Vec::new();
     loop {
         // Not relaxed, as for the parked connections' set.
         if waiter.readable(false).await.is_err() {
@@ -522,11 +521,7 @@ async fn upstream_close_loop(w: Rc<Worker>) {
             w.pool.borrow_mut().stop_watching();
             return;
         }
-        let mut pool = w.pool.borrow_mut();
-        pool.closes_ready(&mut closed);
-        for fd in closed.drain(..) {
-            pool.closed_by_peer(fd as std::os::fd::RawFd);
-        }
+        w.pool.borrow_mut().read_closes();
     }
 }
 
