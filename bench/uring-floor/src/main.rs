@@ -179,17 +179,16 @@ fn main() {
                 next.push(recv(i));
             }
             let data = bufs.buffer(id, res as usize);
-            let (n, used) = if partial[i].is_empty() {
+            let n = if partial[i].is_empty() {
                 let (n, used) = responses(data);
                 partial[i].extend_from_slice(&data[used..]);
-                (n, used)
+                n
             } else {
                 partial[i].extend_from_slice(data);
                 let (n, used) = responses(&partial[i]);
                 partial[i].drain(..used);
-                (n, used)
+                n
             };
-            let _ = used;
             bufs.give_back(id);
             recycled = true;
             done += n;
