@@ -35,6 +35,7 @@
 //! - `sys`: the few raw system calls, and every `unsafe` block.
 pub mod calendar;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod control;

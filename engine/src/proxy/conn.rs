@@ -100,7 +100,7 @@ pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: us
 fn mark_idle(w: &Worker, client: &Client, slot: usize) {
     let snap = w.snapshot();
     let t = &snap.timeouts;
-    let now = Instant::now();
+    let now = crate::clock::now();
     if matches!(client, Client::Plain(_)) {
         let park_at = (!t.keepalive_park.is_zero()).then(|| now + t.keepalive_park);
         w.set_idle_parkable(slot, now + t.keepalive_idle, park_at);
@@ -185,7 +185,7 @@ async fn request(
     // Taken after the idle wait: a reload meanwhile applies to this request.
     let snap_rc = w.snapshot();
     let snap: &Snapshot = &snap_rc;
-    let began = Instant::now();
+    let began = crate::clock::now();
     match read_head(client, &mut a.rbuf, &mut a.head, snap).await {
         Ok(true) => {}
         Ok(false) => return Next::Close,
@@ -205,7 +205,7 @@ pub async fn serve_head(
     snap: &Snapshot,
 ) -> Next {
     w.stats.requests.set(w.stats.requests.get() + 1);
-    let started = Instant::now();
+    let started = crate::clock::now();
     // The request id: every response carries its field line (`fields`), and so does the upstream request.
     a.fields.clear();
     a.upstream_fields.clear();
@@ -250,7 +250,13 @@ pub async fn serve_head(
     let next = exchange(&mut ex).await;
     w.record(snap, outcome, started);
     if logging {
-        w.log_line(snap, &a.captured, ip, &outcome, started.elapsed());
+        w.log_line(
+            snap,
+            &a.captured,
+            ip,
+            &outcome,
+            crate::clock::now().duration_since(started),
+        );
     }
     next
 }
@@ -286,11 +292,17 @@ pub async fn refuse_head(
         bytes_sent: sent.unwrap_or(0),
         ..Outcome::default()
     };
-    w.record(snap, outcome, Instant::now());
+    w.record(snap, outcome, crate::clock::now());
     if w.log.is_some() {
         let rid = snap.request_id.is_some().then(|| &a.fields[rid]);
         a.captured.refused(rid, a.rbuf.len() as u64);
-        w.log_line(snap, &a.captured, ip, &outcome, began.elapsed());
+        w.log_line(
+            snap,
+            &a.captured,
+            ip,
+            &outcome,
+            crate::clock::now().duration_since(began),
+        );
     }
     Next::Close
 }
@@ -303,7 +315,7 @@ async fn read_head(
     head: &mut RequestHead,
     snap: &Snapshot,
 ) -> Result<bool, (u16, &'static str)> {
-    let deadline = Instant::now() + snap.timeouts.header_read;
+    let deadline = crate::clock::now() + snap.timeouts.header_read;
     loop {
         if !rbuf.is_empty() {
             match request::parse(rbuf, &snap.limits, head) {
@@ -318,7 +330,7 @@ async fn read_head(
                 Err(e) => return Err((e.status(), e.as_str())),
             }
         }
-        let limit = deadline.saturating_duration_since(Instant::now());
+        let limit = deadline.saturating_duration_since(crate::clock::now());
         let had_bytes = !rbuf.is_empty();
         if limit.is_zero() {
             return if had_bytes {

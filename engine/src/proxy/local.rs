@@ -329,7 +329,10 @@ impl Worker {
         let route = outcome
             .route
             .filter(|_| snap.generation == self.current_generation());
-        let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        let micros = crate::clock::now()
+            .duration_since(started)
+            .as_micros()
+            .min(u128::from(u64::MAX)) as u64;
         let mut m = self.metrics.borrow_mut();
         m.record(route, outcome.method_class, outcome.status, micros);
         if outcome.h2 {

@@ -190,7 +190,7 @@ impl Pool {
         idle_timeout: Duration,
         client: Option<IpAddr>,
     ) -> Option<TcpStream> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let list = self.idle.get_mut(target)?;
         while let Some(i) = list.iter().rposition(|c| c.client == client) {
             let c = list.remove(i);
@@ -242,7 +242,7 @@ impl Pool {
         }
         self.idle[target].push(Idle {
             stream,
-            since: Instant::now(),
+            since: crate::clock::now(),
             client,
         });
     }

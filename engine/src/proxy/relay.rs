@@ -23,7 +23,12 @@ pub async fn read_more<S: AsyncReadRent>(
     }
     let owned = std::mem::take(buf);
     let (len, cap) = (owned.len(), owned.capacity());
-    match monoio::time::timeout(limit, s.read(owned.slice_mut(len..cap))).await {
+    match monoio::time::timeout_at(
+        crate::clock::deadline(limit),
+        s.read(owned.slice_mut(len..cap)),
+    )
+    .await
+    {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
             match res {
@@ -43,7 +48,7 @@ pub async fn write_all<S: AsyncWriteRent>(
     limit: Duration,
 ) -> Result<(), Failure> {
     let owned = std::mem::take(buf);
-    match monoio::time::timeout(limit, s.write_all(owned)).await {
+    match monoio::time::timeout_at(crate::clock::deadline(limit), s.write_all(owned)).await {
         Ok((res, b)) => {
             *buf = b;
             res.map(|_| ()).map_err(|_| Failure::Io)
@@ -61,7 +66,12 @@ pub async fn write_range<S: AsyncWriteRent>(
     limit: Duration,
 ) -> Result<(), Failure> {
     let owned = std::mem::take(buf);
-    match monoio::time::timeout(limit, s.write_all(owned.slice(start..end))).await {
+    match monoio::time::timeout_at(
+        crate::clock::deadline(limit),
+        s.write_all(owned.slice(start..end)),
+    )
+    .await
+    {
         Ok((res, b)) => {
             *buf = b.into_inner();
             res.map(|_| ()).map_err(|_| Failure::Io)
@@ -191,7 +201,7 @@ async fn wait(
     ready: impl std::future::Future<Output = std::io::Result<()>>,
     idle: Duration,
 ) -> Result<(), Failure> {
-    match monoio::time::timeout(idle, ready).await {
+    match monoio::time::timeout_at(crate::clock::deadline(idle), ready).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Failure::Io),
         Err(_) => Err(Failure::Timeout),

@@ -209,7 +209,7 @@ async fn attempt_once(
         Err(Refusal::Failed(f)) => return Attempt::Failed(RelayError::upstream(f), false),
     };
     chosen.ticket.set_connected(true);
-    let sent_at = Instant::now();
+    let sent_at = crate::clock::now();
     if let Err(f) = write_all(&mut conn, out, limit).await {
         return Attempt::Failed(RelayError::upstream(f), reused);
     }
@@ -356,7 +356,7 @@ async fn new_connection(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<UpConn
             }
         }
     };
-    match monoio::time::timeout(up.connect_timeout, connect).await {
+    match monoio::time::timeout_at(crate::clock::deadline(up.connect_timeout), connect).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(f)) => Err(f),
         Err(_) => Err(Failure::Connect),
@@ -443,7 +443,7 @@ pub async fn read_response_head(
     ubuf: &mut Vec<u8>,
     limit: Duration,
 ) -> Result<(), RelayError> {
-    let deadline = Instant::now() + limit;
+    let deadline = crate::clock::now() + limit;
     loop {
         if !ubuf.is_empty() {
             let parsed = response::parse(ubuf, &ex.snap.limits, ex.info.is_head, ex.resp);
@@ -462,7 +462,7 @@ pub async fn read_response_head(
                 Err(e) => return Err(RelayError::upstream(Failure::Protocol(e))),
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(crate::clock::now());
         if left.is_zero() {
             return Err(RelayError::upstream(Failure::Timeout));
         }

@@ -437,6 +437,8 @@ impl<F: Future<Output = Ended>> Future for ConnectionTask<F> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // Every stamp and deadline taken in this poll is the wakeup's instant.
+        let _clock = crate::clock::Polling::enter();
         let this = self.project();
         let ended = match this.serving.poll(cx) {
             Poll::Pending => return Poll::Pending,
