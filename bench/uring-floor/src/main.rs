@@ -8,90 +8,14 @@
 //! histogram: it prints requests, wall time and its own CPU time
 //! (getrusage), i.e. the floor a generator's CPU per request can reach.
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, squeue, types};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
+use uring_floor::{BufRing, GROUP, cpu_seconds};
 
-const GROUP: u16 = 1;
-const BUFFERS: u16 = 512;
-const BUFFER_BYTES: usize = 4096;
 const SEND: u64 = 0;
 const RECV: u64 = 1;
-
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-/// The provided-buffer ring: entries the kernel picks receive buffers from.
-struct BufRing {
-    entries: *mut types::BufRingEntry,
-    memory: Vec<u8>,
-    tail: u16,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring) -> BufRing {
-        let bytes = BUFFERS as usize * std::mem::size_of::<types::BufRingEntry>();
-        // SAFETY: an anonymous private mapping, page aligned as the kernel wants.
-        let entries = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(entries, libc::MAP_FAILED, "mmap");
-        let mut b = BufRing {
-            entries: entries.cast(),
-            memory: vec![0; BUFFERS as usize * BUFFER_BYTES],
-            tail: 0,
-        };
-        // SAFETY: the mapping outlives the ring (both live until exit).
-        unsafe { ring.submitter().register_buf_ring(entries as u64, BUFFERS, GROUP) }
-            .expect("register_buf_ring (Linux 5.19+)");
-        for id in 0..BUFFERS {
-            b.give_back(id);
-        }
-        b.publish();
-        b
-    }
-
-    fn buffer(&self, id: u16, len: usize) -> &[u8] {
-        &self.memory[id as usize * BUFFER_BYTES..][..len]
-    }
-
-    fn give_back(&mut self, id: u16) {
-        // SAFETY: the index is masked into the mapping; the buffer is ours.
-        unsafe {
-            let e = &mut *self.entries.add((self.tail & (BUFFERS - 1)) as usize);
-            e.set_addr(self.memory.as_ptr().add(id as usize * BUFFER_BYTES) as u64);
-            e.set_len(BUFFER_BYTES as u32);
-            e.set_bid(id);
-        }
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail field of entry 0, written with release ordering
-        // as the kernel reads it.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
-        }
-    }
-}
 
 /// Complete responses at the start of `buf`, and the bytes they took.
 fn responses(mut buf: &[u8]) -> (u64, usize) {
@@ -126,12 +50,7 @@ fn main() {
     let conns: usize = conns.parse().expect("CONNECTIONS");
     let end = Duration::from_secs_f64(secs.parse().expect("SECONDS"));
     let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: uring-floor\r\n\r\n");
-    let mut ring: IoUring = IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(4096)
-        .expect("io_uring (Linux 6.1+)");
+    let mut ring = uring_floor::ring();
     let mut bufs = BufRing::new(&ring);
     let sockets: Vec<TcpStream> = (0..conns)
         .map(|_| {
@@ -141,10 +60,14 @@ fn main() {
         })
         .collect();
     let send = |i: usize| {
-        opcode::Send::new(types::Fd(sockets[i].as_raw_fd()), request.as_ptr(), request.len() as u32)
-            .build()
-            .user_data((i as u64) << 1 | SEND)
-            .flags(squeue::Flags::SKIP_SUCCESS)
+        opcode::Send::new(
+            types::Fd(sockets[i].as_raw_fd()),
+            request.as_ptr(),
+            request.len() as u32,
+        )
+        .build()
+        .user_data((i as u64) << 1 | SEND)
+        .flags(squeue::Flags::SKIP_SUCCESS)
     };
     let recv = |i: usize| {
         opcode::RecvMulti::new(types::Fd(sockets[i].as_raw_fd()), GROUP)
