@@ -13,6 +13,12 @@ use std::time::Duration;
 pub const PIPE_CHUNK: u64 = 64 * 1024;
 
 /// Reads more bytes onto the end of `buf`. `Ok(0)` is end of stream.
+///
+/// Timeouts here build a fresh monoio `Sleep` per operation (with the
+/// deadline from `clock`). Reusing one across operations would be cheaper,
+/// but only within one task: a monoio timer entry keeps the first waker
+/// that polled it and never replaces it, so an entry handed to another
+/// task would wake the wrong one at its deadline.
 pub async fn read_more<S: AsyncReadRent>(
     s: &mut S,
     buf: &mut Vec<u8>,
