@@ -34,12 +34,16 @@ struct Nginx {
     h1: u16,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports. The listeners that found them stay open until
+/// all are chosen: ports picked one at a time, each released before the
+/// next bind, can come back twice, and nginx then merges two servers onto
+/// one socket. That is the likely cause of a CI failure seen once: the h2c
+/// port answered the HTTP/2 preface with something other than SETTINGS.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 fn nginx_binary() -> PathBuf {
@@ -67,13 +71,7 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("html")).unwrap();
         std::fs::write(dir.join("html/index.html"), "hello h2\n").unwrap();
         write_certificates(&dir);
-        let (h2_tls, h2c, h2c_goaway, h1_tls, h1) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let [h2_tls, h2c, h2c_goaway, h1_tls, h1] = free_ports::<5>();
         let d = dir.display();
         // `listen ... http2` is the syntax nginx 1.22 (Debian 12) knows;
         // newer nginx still accepts it.
