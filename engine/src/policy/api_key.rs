@@ -56,14 +56,28 @@ impl Policy for KeySource {
         let Some(k) = keys.find(&digest) else {
             return ControlFlow::Break(Verdict::Reject(403, "invalid API key"));
         };
-        if k >= cx.keys.len() {
-            // A request from before a reload: checked, not counted.
-            return ControlFlow::Continue(());
-        }
         let times = (crate::limit::now(), cx.unix());
         let key = &keys.keys[k];
         let plan = &keys.plans[key.plan];
-        match charge(&mut cx.keys[k], plan, key, cx.env.workers, times) {
+        // The worker's key states follow its current snapshot; a request
+        // that took its snapshot before a reload indexes keys by the older
+        // one. Such a request is still counted: its key's state is found by
+        // digest (its bucket is the same shared one). A key the reload
+        // removed charges a state of its own (what it leases is lost: the
+        // quota errs on the side of admitting less, never more).
+        let slot = match cx.keys.get(k) {
+            Some(s) if s.hash == key.hash => Some(k),
+            _ => cx.keys.iter().position(|s| s.hash == key.hash),
+        };
+        let mut gone;
+        let state = match slot {
+            Some(i) => &mut cx.keys[i],
+            None => {
+                gone = KeyState::new(key.hash);
+                &mut gone
+            }
+        };
+        match charge(state, plan, key, cx.env.workers, times) {
             Ok(()) => ControlFlow::Continue(()),
             Err(Over::Rate(secs)) => cx.too_many(secs, "too many requests"),
             Err(Over::Quota(secs)) => {

@@ -77,9 +77,11 @@ impl WorkerState {
         self.generation = served.generation();
     }
 
-    /// What a request on `route` may count on: nothing (an empty key list,
-    /// no route state) if it began under another generation than this
-    /// state's.
+    /// What a request on `route` may count on: the key states (always:
+    /// a request that began under another generation finds its key's state
+    /// by digest, so it is counted like any other) and the route's state
+    /// (none if the request began under another generation than this
+    /// state's: route indices may have moved).
     #[inline]
     pub(super) fn for_request(
         &mut self,
@@ -87,7 +89,7 @@ impl WorkerState {
         route: usize,
     ) -> (&mut [api_key::KeyState], Option<&mut Locals>) {
         if generation != self.generation {
-            return (&mut [], None);
+            return (&mut self.keys, None);
         }
         let locals = self
             .routes
@@ -113,5 +115,73 @@ impl WorkerState {
 pub fn start_background(served: &impl Served) {
     for (_, chain) in served.chains() {
         chain.start();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerState;
+    use crate::h1::request::{self, RequestHead};
+    use crate::policy::{Request, Verdict, run};
+
+    const CONFIG: &str = r#"
+[[upstream]]
+name = "app"
+targets = ["127.0.0.1:1"]
+
+[[usage_plan]]
+name = "tight"
+rate = 0.5
+burst = 3
+
+[[api_key]]
+name = "k"
+value = "a key only the stale-generation test uses"
+plan = "tight"
+
+[[route]]
+path = "/keyed/{proxy+}"
+upstream = "app"
+[route.api_key]
+"#;
+
+    /// A request that took its snapshot before a reload and reaches the
+    /// policies after the worker installed the new one is counted like any
+    /// other: `burst = 3` still lets exactly 3 through. (It used to pass
+    /// uncounted: "checked, not counted".)
+    #[test]
+    fn requests_from_before_a_reload_are_still_counted() {
+        let path = std::path::Path::new("t.toml");
+        let old = crate::config::from_str(path, CONFIG).unwrap();
+        let mut new = crate::config::from_str(path, CONFIG).unwrap();
+        new.generation = old.generation + 1;
+        let mut state = WorkerState::new(&new);
+        let buf = b"GET /keyed/a HTTP/1.1\r\nHost: x\r\nx-api-key: a key only the stale-generation test uses\r\n\r\n";
+        let mut head = RequestHead::default();
+        assert!(request::parse(buf, &old.limits, &mut head).unwrap());
+        let env = old.policy_env();
+        let verdicts: Vec<bool> = (0..5)
+            .map(|_| {
+                let req = Request {
+                    buf,
+                    head: &head,
+                    peer: [127, 0, 0, 1].into(),
+                    route: 0,
+                    path: b"/keyed/a",
+                    found: None,
+                };
+                let (mut fields, mut upstream) = (Vec::new(), Vec::new());
+                let v = run(
+                    &old.routes[0].policies,
+                    &env,
+                    &mut state,
+                    &req,
+                    &mut fields,
+                    &mut upstream,
+                );
+                v == Verdict::Forward
+            })
+            .collect();
+        assert_eq!(verdicts, [true, true, true, false, false]);
     }
 }
