@@ -48,7 +48,8 @@ impl WorkerState {
     /// keeps its path hands its state to its new policies, which keep what
     /// is still theirs (a throttle its buckets if it is unchanged; verified
     /// tokens start over). A key keeps its quota count if its digest is
-    /// unchanged (its bucket starts full).
+    /// unchanged (its bucket, shared by digest and limit, is kept while the
+    /// limit is).
     pub fn install(&mut self, served: &impl Served) {
         let mut old_routes = std::mem::take(&mut self.routes);
         self.routes = served
