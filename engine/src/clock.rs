@@ -46,6 +46,13 @@ pub fn now() -> Instant {
     })
 }
 
+/// Time since `t` by [`now`] (zero if `t` is later): `Instant::elapsed`
+/// on this clock.
+#[inline]
+pub fn elapsed(t: Instant) -> Duration {
+    now().saturating_duration_since(t)
+}
+
 /// `now() + d` as a deadline for monoio's timers.
 #[inline]
 pub fn deadline(d: Duration) -> monoio::time::Instant {

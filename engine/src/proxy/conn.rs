@@ -255,7 +255,7 @@ pub async fn serve_head(
             &a.captured,
             ip,
             &outcome,
-            crate::clock::now().duration_since(started),
+            crate::clock::elapsed(started),
         );
     }
     next
@@ -301,7 +301,7 @@ pub async fn refuse_head(
             &a.captured,
             ip,
             &outcome,
-            crate::clock::now().duration_since(began),
+            crate::clock::elapsed(began),
         );
     }
     Next::Close

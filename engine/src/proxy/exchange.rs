@@ -64,7 +64,7 @@ async fn from_upstream<'a>(
     };
     out.clear();
     ex.outcome.status = ex.resp.status;
-    ex.outcome.upstream_time = Some(crate::clock::now().duration_since(sent_at));
+    ex.outcome.upstream_time = Some(crate::clock::elapsed(sent_at));
     if ex.resp.status == 101 {
         return switch_protocols(ex, conn, (out, ubuf)).await;
     }

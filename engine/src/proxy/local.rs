@@ -329,8 +329,7 @@ impl Worker {
         let route = outcome
             .route
             .filter(|_| snap.generation == self.current_generation());
-        let micros = crate::clock::now()
-            .duration_since(started)
+        let micros = crate::clock::elapsed(started)
             .as_micros()
             .min(u128::from(u64::MAX)) as u64;
         let mut m = self.metrics.borrow_mut();
