@@ -53,12 +53,6 @@ pub fn elapsed(t: Instant) -> Duration {
     now().saturating_duration_since(t)
 }
 
-/// `now() + d` as a deadline for monoio's timers.
-#[inline]
-pub fn deadline(d: Duration) -> monoio::time::Instant {
-    monoio::time::Instant::from_std(now() + d)
-}
-
 /// Marks one poll of a task: while it lives, [`now`] reads the clock at
 /// most once. Restores what was there before when dropped (also when the
 /// poll unwinds).

@@ -39,6 +39,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod deadline;
 pub mod demo;
 pub mod h1;
 pub mod h2;

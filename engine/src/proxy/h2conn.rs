@@ -252,7 +252,8 @@ fn start_stream(sh: &Shared, id: u32) {
         // as an HTTP/1.1 request's does: the task itself stays small, so
         // spawning it neither copies nor allocates the whole state.
         let run = crate::sys::pooled::run(&sh.w.blocks, || stream(&sh, id));
-        let outcome = CatchUnwind::new(run).await;
+        // Its deadlines share one of the worker's pooled timers.
+        let outcome = crate::deadline::scoped(sh.w.timers.clone(), CatchUnwind::new(run)).await;
         let w = &sh.w;
         if let Err(payload) = outcome {
             Stats::add(&w.stats.panics, 1);

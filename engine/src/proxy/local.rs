@@ -266,6 +266,8 @@ pub struct Worker {
     pub blocks: crate::sys::pooled::Blocks,
     /// This worker's request id source.
     pub ids: crate::request_id::Ids,
+    /// Spare timers for the connections' deadlines (see `deadline`).
+    pub timers: Rc<crate::deadline::Timers>,
     /// Open HTTP/2 connections, told to GOAWAY when the worker drains.
     pub h2: RefCell<Vec<std::rc::Weak<RefCell<crate::h2::session::Session>>>>,
 }
@@ -295,6 +297,7 @@ impl Worker {
             policy,
             blocks: Default::default(),
             ids: crate::request_id::Ids::new(id),
+            timers: Rc::default(),
         })
     }
 

@@ -3,6 +3,7 @@
 
 use super::error::{Failure, RelayError};
 use super::local::{BUF_SIZE, Pools};
+use crate::deadline::timed;
 use crate::h1::chunked::{self, ChunkedDecoder, Decoded};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -12,13 +13,17 @@ use std::time::Duration;
 /// Bytes moved per splice(2) call in tunnels: the default pipe capacity.
 pub const PIPE_CHUNK: u64 = 64 * 1024;
 
+/// `limit` from now (the poll's instant, see `clock`) as a deadline.
+#[inline]
+fn within(limit: Duration) -> std::time::Instant {
+    crate::clock::now() + limit
+}
+
 /// Reads more bytes onto the end of `buf`. `Ok(0)` is end of stream.
 ///
-/// Timeouts here build a fresh monoio `Sleep` per operation (with the
-/// deadline from `clock`). Reusing one across operations would be cheaper,
-/// but only within one task: a monoio timer entry keeps the first waker
-/// that polled it and never replaces it, so an entry handed to another
-/// task would wake the wrong one at its deadline.
+/// Deadlines here are `deadline::Timed`: inside a connection's task they
+/// share the task's one pooled timer rather than each building a monoio
+/// `Sleep` of its own.
 pub async fn read_more<S: AsyncReadRent>(
     s: &mut S,
     buf: &mut Vec<u8>,
@@ -29,12 +34,7 @@ pub async fn read_more<S: AsyncReadRent>(
     }
     let owned = std::mem::take(buf);
     let (len, cap) = (owned.len(), owned.capacity());
-    match monoio::time::timeout_at(
-        crate::clock::deadline(limit),
-        s.read(owned.slice_mut(len..cap)),
-    )
-    .await
-    {
+    match timed(within(limit), s.read(owned.slice_mut(len..cap))).await {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
             match res {
@@ -54,7 +54,7 @@ pub async fn write_all<S: AsyncWriteRent>(
     limit: Duration,
 ) -> Result<(), Failure> {
     let owned = std::mem::take(buf);
-    match monoio::time::timeout_at(crate::clock::deadline(limit), s.write_all(owned)).await {
+    match timed(within(limit), s.write_all(owned)).await {
         Ok((res, b)) => {
             *buf = b;
             res.map(|_| ()).map_err(|_| Failure::Io)
@@ -72,12 +72,7 @@ pub async fn write_range<S: AsyncWriteRent>(
     limit: Duration,
 ) -> Result<(), Failure> {
     let owned = std::mem::take(buf);
-    match monoio::time::timeout_at(
-        crate::clock::deadline(limit),
-        s.write_all(owned.slice(start..end)),
-    )
-    .await
-    {
+    match timed(within(limit), s.write_all(owned.slice(start..end))).await {
         Ok((res, b)) => {
             *buf = b.into_inner();
             res.map(|_| ()).map_err(|_| Failure::Io)
@@ -207,7 +202,7 @@ async fn wait(
     ready: impl std::future::Future<Output = std::io::Result<()>>,
     idle: Duration,
 ) -> Result<(), Failure> {
-    match monoio::time::timeout_at(crate::clock::deadline(idle), ready).await {
+    match timed(within(idle), ready).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(Failure::Io),
         Err(_) => Err(Failure::Timeout),

@@ -309,7 +309,7 @@ impl<'e, 'w> Pending<'e, 'w> {
             local.conn_waiters.borrow_mut().push(cx.waker().clone());
             std::task::Poll::Pending
         });
-        monoio::time::timeout(limit, wait)
+        crate::deadline::timed(crate::clock::now() + limit, wait)
             .await
             .map_err(|_| Breaker::MaxConnections)
     }
@@ -356,7 +356,8 @@ async fn new_connection(ex: &Exchange<'_>, chosen: &Chosen<'_>) -> Result<UpConn
             }
         }
     };
-    match monoio::time::timeout_at(crate::clock::deadline(up.connect_timeout), connect).await {
+    let by = crate::clock::now() + up.connect_timeout;
+    match crate::deadline::timed(by, connect).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(f)) => Err(f),
         Err(_) => Err(Failure::Connect),

@@ -414,6 +414,7 @@ fn spawn_connection<F: Future<Output = Ended> + 'static>(
         w,
         slot,
         peer,
+        timer: crate::deadline::Lease::default(),
     });
 }
 
@@ -430,6 +431,8 @@ pin_project_lite::pin_project! {
         w: Rc<Worker>,
         slot: usize,
         peer: SocketAddr,
+        // The timer its operations' deadlines share, held only while one waits.
+        timer: crate::deadline::Lease,
     }
 }
 
@@ -440,7 +443,10 @@ impl<F: Future<Output = Ended>> Future for ConnectionTask<F> {
         // Every stamp and deadline taken in this poll is the wakeup's instant.
         let _clock = crate::clock::Polling::enter();
         let this = self.project();
-        let ended = match this.serving.poll(cx) {
+        let serving = this.serving;
+        let polled =
+            crate::deadline::poll_scoped(&this.w.timers, this.timer, cx, |cx| serving.poll(cx));
+        let ended = match polled {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(ended)) => ended,
             Poll::Ready(Err(payload)) => {
@@ -606,6 +612,7 @@ mod size_tests {
                 w: w.clone(),
                 slot: 0,
                 peer,
+                timer: crate::deadline::Lease::default(),
             });
             let s = connect().await.unwrap();
             let http = std::mem::size_of_val(&super::conn::serve(
