@@ -43,6 +43,7 @@ pub mod deadline;
 pub mod demo;
 pub mod h1;
 pub mod h2;
+pub mod ip_text;
 pub mod limit;
 pub mod observe;
 pub mod openapi;

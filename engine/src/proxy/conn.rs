@@ -45,7 +45,7 @@ pub enum Ended {
 pub async fn serve(w: Rc<Worker>, mut client: Client, peer: SocketAddr, slot: usize) -> Ended {
     // Kept apart: an `IpAddr` and a port take less of the task than a `SocketAddr`.
     let (peer_ip, port) = (peer.ip().to_canonical(), peer.port());
-    let ip = peer_ip.to_string();
+    let ip = crate::ip_text::IpText::new(peer_ip);
     let mut first = true;
     loop {
         // A new connection reads its first request straight away (it usually
