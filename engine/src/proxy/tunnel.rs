@@ -19,7 +19,7 @@ use monoio::net::TcpStream;
 pub struct Handover {
     pub upstream: UpConn,
     pub upstream_pending: Vec<u8>,
-    pub active: Active,
+    pub active: Box<Active>,
 }
 
 /// Relays an upgraded connection both ways until either side is done.
