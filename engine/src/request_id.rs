@@ -18,7 +18,8 @@ pub const MAX_LEN: usize = 128;
 
 /// One worker's id source.
 pub struct Ids {
-    high: u64,
+    /// The random per-worker half, already printed (it never changes).
+    high: [u8; 16],
     key: u64,
     counter: Cell<u64>,
 }
@@ -38,8 +39,10 @@ impl Ids {
             );
             h.finish()
         };
+        let mut high = [0u8; 16];
+        hex(&mut high, seed(1));
         Ids {
-            high: seed(1),
+            high,
             key: seed(2),
             counter: Cell::new(0),
         }
@@ -50,7 +53,7 @@ impl Ids {
         let n = self.counter.get().wrapping_add(1);
         self.counter.set(n);
         let mut text = [0u8; 32];
-        hex(&mut text[..16], self.high);
+        text[..16].copy_from_slice(&self.high);
         hex(&mut text[16..], mix(n ^ self.key));
         out.extend_from_slice(&text);
     }

@@ -4,7 +4,7 @@
 
 use super::error::reason;
 use super::framing::Framing;
-use super::header::Kind;
+use super::header::{Header, Kind};
 use super::request::RequestHead;
 use super::response::ResponseHead;
 
@@ -39,6 +39,27 @@ pub struct Forward<'a> {
     pub length: Option<u64>,
 }
 
+/// Appends the field line `name: value` CRLF. A field that already sits in
+/// `buf` in exactly that shape (one space after the colon, CRLF right after
+/// the value: what most peers send) is copied as one slice; the bytes
+/// written are the same either way.
+#[inline]
+fn field_line(out: &mut Vec<u8>, buf: &[u8], h: &Header) {
+    let (name, value) = (h.name, h.value);
+    let (n_end, v_start, v_end) = (name.end as usize, value.start as usize, value.end as usize);
+    if n_end + 2 == v_start
+        && buf.get(n_end..v_start) == Some(b": ")
+        && buf.get(v_end..v_end + 2) == Some(b"\r\n")
+    {
+        out.extend_from_slice(&buf[name.start as usize..v_end + 2]);
+    } else {
+        out.extend_from_slice(name.get(buf));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.get(buf));
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Appends the upstream request head. Hop-by-hop fields are dropped, framing
 /// is written fresh from `head.framing`, and the forwarding fields are set.
 pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &Forward<'_>) {
@@ -68,10 +89,7 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &For
                             .iter()
                             .any(|n| n.eq_ignore_ascii_case(h.name.get(buf)))) =>
             {
-                out.extend_from_slice(h.name.get(buf));
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(h.value.get(buf));
-                out.extend_from_slice(b"\r\n");
+                field_line(out, buf, h);
             }
             Kind::XForwardedFor => xff_seen = true,
             Kind::Via => via_seen = true,
@@ -247,10 +265,7 @@ pub fn response_head(
             }
         };
         if pass {
-            out.extend_from_slice(h.name.get(buf));
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value.get(buf));
-            out.extend_from_slice(b"\r\n");
+            field_line(out, buf, h);
         }
     }
     match framing {
@@ -373,6 +388,24 @@ pub fn error_response(
 mod tests {
     use super::*;
     use crate::h1::{Limits, request};
+
+    #[test]
+    fn a_field_line_copied_whole_is_the_line_written_in_parts() {
+        // The first two sit in the request in the canonical shape; the rest
+        // do not (no space, two spaces, trailing space, empty value) and
+        // take the four-part path. Both must give `name: value` CRLF.
+        let raw: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nX-Two:2\r\nX-Three:   3\r\nX-Four: 4  \r\nX-Five: \r\nX-Six:\r\n\r\n";
+        let mut head = request::RequestHead::default();
+        assert!(request::parse(raw, &Limits::default(), &mut head).unwrap());
+        let mut got = Vec::new();
+        for h in &head.headers {
+            field_line(&mut got, raw, h);
+        }
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "Host: a\r\nX-One: 1\r\nX-Two: 2\r\nX-Three: 3\r\nX-Four: 4\r\nX-Five: \r\nX-Six: \r\n"
+        );
+    }
 
     fn forward_with(raw: &[u8], client_ip: &[u8], trusted_peer: bool) -> String {
         let mut head = request::RequestHead::default();

@@ -193,6 +193,9 @@ impl Active {
 /// and a connection's busy future as a pointer, not by copying it three
 /// times per request.
 pub struct ActivePool {
+    // Boxed on purpose (see above): clippy's `vec_box` assumes the boxes
+    // never leave the vector.
+    #[allow(clippy::vec_box)]
     free: RefCell<Vec<Box<Active>>>,
     /// Capacity of a new state's read buffer.
     buf: usize,
