@@ -433,7 +433,9 @@ mod tests {
             let b = monoio::spawn(scoped(async move {
                 timed(t0 + Duration::from_millis(50), std::future::pending::<()>()).await
             }));
-            assert_eq!(b.await, Err(Elapsed));
+            // Bounded: had the entry kept A's waker, B would never wake.
+            let b = monoio::time::timeout(Duration::from_secs(10), b).await;
+            assert_eq!(b, Ok(Err(Elapsed)), "B was not woken at its deadline");
             assert!(t0.elapsed() >= Duration::from_millis(50));
             assert_eq!(pooled(), 1, "B used the pooled timer and gave it back");
         });
