@@ -11,7 +11,7 @@
 //! Here an operation is wrapped in [`Timed`], which holds only its
 //! deadline. When it is left waiting, it reports that deadline to the task
 //! being polled ([`Scope`]); after the poll the task arms one timer for the
-//! earliest deadline reported. The timer comes from a per-thread pool while
+//! earliest deadline reported. The timer comes from its worker's pool while
 //! the task has an operation with a deadline, and goes back as soon as it
 //! has none (an idle keep-alive connection holds no timer). A timer armed
 //! earlier than the deadline asked for is left alone: it fires early at
