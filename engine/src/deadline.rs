@@ -198,10 +198,17 @@ impl Timers {
 }
 
 /// The timer a task holds while it waits on an operation with a deadline
-/// (8 bytes in the task when it holds none). Dropped without
+/// (24 bytes in the task when it holds none). Dropped without
 /// [`Lease::release`], the timer is dropped too (cancelled).
 #[derive(Default)]
-pub struct Lease(Option<Rc<Timer>>);
+pub struct Lease {
+    timer: Option<Rc<Timer>>,
+    /// What the held timer was last armed for, as seen here. A copy of
+    /// `Timer::armed`, kept in the task so that the usual poll (a timer
+    /// already armed earlier than asked, not yet due) reads nothing else:
+    /// with hundreds of busy connections the timer itself is rarely in cache.
+    armed: Option<Instant>,
+}
 
 impl Lease {
     /// After a poll that left the task waiting: arms the timer for `at`
@@ -212,8 +219,26 @@ impl Lease {
             self.release(pool);
             return;
         };
+        // Armed no later than `at` and not yet due: it cannot have fired
+        // (monoio fires an entry only once its clock has passed the
+        // deadline, and this poll's clock was read after any firing that
+        // woke it), so nothing is to be done.
+        if let (Some(_), Some(a)) = (&self.timer, self.armed)
+            && a <= at
+            && crate::clock::now() < a
+        {
+            return;
+        }
+        self.arm_slow(pool, at, cx);
+        self.armed = self.timer.as_ref().and_then(|t| t.armed.get());
+    }
+
+    /// [`Lease::arm`] when the timer must be looked at: none held yet, due
+    /// or fired, or armed later than `at`.
+    #[cold]
+    fn arm_slow(&mut self, pool: &Timers, at: Instant, cx: &mut Context<'_>) {
         let t = self
-            .0
+            .timer
             .get_or_insert_with(|| pool.free.borrow_mut().pop().unwrap_or_else(Timer::new));
         let owner = t.owner.take();
         match owner {
@@ -246,7 +271,8 @@ impl Lease {
     /// Gives the timer back to `pool`, armed as it is (if it fires there,
     /// it wakes no one).
     pub fn release(&mut self, pool: &Timers) {
-        if let Some(t) = self.0.take() {
+        self.armed = None;
+        if let Some(t) = self.timer.take() {
             t.owner.set(None);
             let mut free = pool.free.borrow_mut();
             if free.len() < KEEP {
@@ -410,6 +436,32 @@ mod tests {
             let (which, r) = both.await;
             assert_eq!((which, r), ("soon", Err(Elapsed)));
             assert!(t0.elapsed() >= Duration::from_millis(40));
+        });
+    }
+
+    #[test]
+    fn a_later_deadline_still_fires_after_the_timer_fired_for_a_finished_one() {
+        rt().block_on(async {
+            // One task: an operation with a near deadline finishes well
+            // before it, then one with a later deadline waits. The timer
+            // stays armed for the near deadline (the usual poll does not
+            // touch it), fires for nothing, and must then be re-armed for
+            // the later one.
+            let t0 = Instant::now();
+            // A task of its own: the bound below must not wake it.
+            let r = monoio::spawn(scoped(async move {
+                let first = timed(
+                    t0 + Duration::from_millis(30),
+                    monoio::time::sleep(Duration::from_millis(1)),
+                )
+                .await;
+                assert_eq!(first, Ok(()));
+                timed(t0 + Duration::from_millis(80), std::future::pending::<()>()).await
+            }));
+            // Bounded: a missed re-arm would leave the task asleep for good.
+            let r = monoio::time::timeout(Duration::from_secs(10), r).await;
+            assert_eq!(r, Ok(Err(Elapsed)), "the later deadline never fired");
+            assert!(t0.elapsed() >= Duration::from_millis(80), "fired early");
         });
     }
 
