@@ -207,6 +207,7 @@ pub struct Lease {
     /// `Timer::armed`, kept in the task so that the usual poll (a timer
     /// already armed earlier than asked, not yet due) reads nothing else:
     /// with hundreds of busy connections the timer itself is rarely in cache.
+    /// `Some` only while a timer is held.
     armed: Option<Instant>,
 }
 
@@ -223,7 +224,7 @@ impl Lease {
         // (monoio fires an entry only once its clock has passed the
         // deadline, and this poll's clock was read after any firing that
         // woke it), so nothing is to be done.
-        if let (Some(_), Some(a)) = (&self.timer, self.armed)
+        if let Some(a) = self.armed
             && a <= at
             && crate::clock::now() < a
         {
