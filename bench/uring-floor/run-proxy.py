@@ -8,21 +8,26 @@ Rounds interleave the proxies (the order rotates every round); medians.
 
     cd bench/uring-floor && cargo build --release
     cargo build --release -p ringway          # in the workspace
-    python3 bench/uring-floor/run-proxy.py [ROUNDS] [SECONDS] [SCENARIO ...]
+    python3 bench/uring-floor/run-proxy.py [--wrk] [ROUNDS] [SECONDS] [SCENARIO ...]
 
 SCENARIO: get-64, get-256 (keep-alive GETs over 64 / 256 connections),
 new-conn (a new connection per request, 64 at a time). Needs nginx.
+`--wrk`: the load is wrk 4.1 (one thread, CPU 1) instead of ringway-load,
+as in `bench/wrk-check.py` (new-conn: `-H 'Connection: close'`), to see
+what the floor itself reaches under the other harness.
 """
-import json, os, socket, statistics, subprocess, sys, tempfile, time
+import json, os, re, socket, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "../.."))
 RW = f"{TOP}/target/release/ringway"
 LOAD = f"{TOP}/target/release/ringway-load"
 FLOOR = f"{HERE}/target/release/proxy"
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-SECS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-SCENARIOS = sys.argv[3:] or ["get-64", "get-256", "new-conn"]
+WRK = "--wrk" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--wrk"]
+ROUNDS = int(ARGS[0]) if len(ARGS) > 0 else 5
+SECS = int(ARGS[1]) if len(ARGS) > 1 else 5
+SCENARIOS = ARGS[2:] or ["get-64", "get-256", "new-conn"]
 UP = 19000
 TCK = os.sysconf("SC_CLK_TCK")
 D = tempfile.mkdtemp(prefix="floor-proxy-")
@@ -119,8 +124,21 @@ def run(name, scenario):
     try:
         up_and_serving(port)
         conns = "256" if scenario == "get-256" else "64"
-        args = ["taskset", "-c", "1", LOAD, "-q", "-t", "1", "-c", conns] + (["--no-keepalive"] if scenario == "new-conn" else [])
         url = f"http://127.0.0.1:{port}/"
+        if WRK:
+            args = ["taskset", "-c", "1", "wrk", "-t1", "-c", conns] + (["-H", "Connection: close"] if scenario == "new-conn" else [])
+            subprocess.run(args + ["-d1s", url], capture_output=True, check=True)
+            c0 = tree_cpu(p.pid)
+            out = subprocess.run(args + [f"-d{SECS}s", url], capture_output=True, text=True, check=True).stdout
+            c1 = tree_cpu(p.pid)
+            # The floor forwards the origin's keep-alive response to a
+            # `Connection: close` client and then closes: wrk counts that
+            # close as a read error after the response it counted.
+            errors = re.search(r"Socket errors: connect (\d+), read \d+, write (\d+), timeout (\d+)", out)
+            clean = errors is None or (name.startswith("floor") and errors.groups() == ("0", "0", "0"))
+            assert "Non-2xx" not in out and clean, out
+            return int(re.search(r"(\d+) requests in", out).group(1)) / (c1 - c0)
+        args = ["taskset", "-c", "1", LOAD, "-q", "-t", "1", "-c", conns] + (["--no-keepalive"] if scenario == "new-conn" else [])
         subprocess.run(args + ["-d", "1s", url], stdout=subprocess.DEVNULL, check=True)
         c0 = tree_cpu(p.pid)
         subprocess.run(args + ["-d", f"{SECS}s", "--json", f"{D}/r.json", url], stdout=subprocess.DEVNULL, check=True)
@@ -153,7 +171,7 @@ def main():
             rs = [x / y for x, y in zip(res[(s, a)], res[(s, b)])]
             return f"{statistics.median(rs):.2f} ({min(rs):.2f}–{max(rs):.2f})" if rs else "—"
 
-        print("\nMedians of the per-round figures, and of the per-round ratios (range):\n")
+        print(f"\nLoad: {'wrk' if WRK else 'ringway-load'}. Medians of the per-round figures, and of the per-round ratios (range):\n")
         print("| scenario | floor | floor, ringway's operations | ringway | nginx | floor / nginx | floor-single / nginx | ringway / nginx | ringway / floor |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s in SCENARIOS:
