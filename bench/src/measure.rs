@@ -274,6 +274,7 @@ impl Bench {
         let counters_warm = running.admin.map(scrape_counters);
         let pid = running.guard.as_ref().map(Guard::pid);
         let cpu_before = pid.map(process::tree_cpu_seconds);
+        let io_workers_before = pid.map(process::io_worker_ticks);
         let busy_before = process::cpus_busy_seconds(&self.proxy_cpus);
         let load_busy_before = process::cpus_busy_seconds(&self.load_cpus);
         let ours_before = process::reaped_children_cpu_seconds()
@@ -287,6 +288,7 @@ impl Bench {
         let report = self.load_once(spec, running.addr, self.duration, dir, "load");
         let syscalls = counter.map(crate::syscalls::Counter::stop).transpose()?;
         let cpu_after = pid.map(process::tree_cpu_seconds);
+        let io_workers_after = pid.map(process::io_worker_ticks);
         let busy_after = process::cpus_busy_seconds(&self.proxy_cpus);
         let load_busy_after = process::cpus_busy_seconds(&self.load_cpus);
         let ours_after = process::reaped_children_cpu_seconds()
@@ -395,7 +397,19 @@ impl Bench {
             if cpu > 0.0 {
                 m.insert("req_per_cpu_s".into(), requests / cpu);
             }
+            // Of that CPU, what io_uring's kernel worker threads took (#20:
+            // io_uring splice requests were punted to io-wq).
+            if let (Some(b), Some(a)) = (&io_workers_before, &io_workers_after) {
+                m.insert(
+                    "io_worker_cpu_s".into(),
+                    process::io_worker_cpu_seconds(b, a),
+                );
+            }
         }
+        // Body bytes a request moves through the proxy (request and
+        // response), to put the bytes ringway spliced against.
+        let body_bytes = if spec.post { self.post_body_bytes() } else { 0 } + body as u64;
+        m.insert("body_kib_per_req".into(), body_bytes as f64 / 1024.0);
         // The same for the CPUs of the load generator and the origins.
         if let (Some(b0), Some(b1)) = (load_busy_before, load_busy_after) {
             let capacity = wall * self.load_cpus.len() as f64;
@@ -419,6 +433,11 @@ impl Bench {
             match (a, b, c) {
                 (Ok(a), Ok(b), Ok(c)) => {
                     let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+                    let spliced = get(&c, "ringway_spliced_bytes_total")
+                        - get(&b, "ringway_spliced_bytes_total");
+                    if requests > 0.0 {
+                        m.insert("spliced_kib_per_req".into(), spliced / requests / 1024.0);
+                    }
                     for (metric, key, what) in [
                         (
                             "ringway_tls_handshake_failures_total",
@@ -482,6 +501,14 @@ impl Bench {
             }
         }
         Ok(())
+    }
+
+    /// Bytes of the POST scenarios' request body.
+    fn post_body_bytes(&self) -> u64 {
+        self.post_body_file
+            .as_ref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(0, |m| m.len())
     }
 
     /// One ringway-load invocation (or, for full handshakes, the bench's own

@@ -6,6 +6,7 @@
 //! (SIGTERM, then SIGKILL of the whole group) when the guard is dropped — on
 //! the normal path and on every error path alike.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -219,6 +220,62 @@ pub fn tree_cpu_seconds(root: u32) -> f64 {
     total as f64 / ticks
 }
 
+/// CPU ticks (user + system) of each io_uring kernel worker thread in the
+/// tree, by thread id: io-wq's `iou-wrk-*` threads (requests the kernel
+/// could not complete inline, e.g. io_uring's own splice) and SQPOLL's
+/// `iou-sqp-*`. Their time is part of [`tree_cpu_seconds`] already; this
+/// says how much of it they took.
+pub fn io_worker_ticks(root: u32) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    for pid in tree(root) {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten().take(100_000) {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+                continue;
+            };
+            let comm = &text[open + 1..close];
+            if !(comm.starts_with("iou-wrk") || comm.starts_with("iou-sqp")) {
+                continue;
+            }
+            let f: Vec<u64> = text[close + 1..]
+                .split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            out.insert(
+                tid,
+                f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0),
+            );
+        }
+    }
+    out
+}
+
+/// CPU seconds the io_uring worker threads alive at `after` spent since
+/// `before` (threads that exited in between are not counted: io-wq keeps
+/// an idle worker for seconds, longer than a gap between two readings of
+/// one run).
+pub fn io_worker_cpu_seconds(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let spent: u64 = after
+        .iter()
+        .map(|(tid, t)| t.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    spent as f64 / ticks
+}
+
 /// CPU seconds of this process's children that have been waited for.
 pub fn reaped_children_cpu_seconds() -> f64 {
     // SAFETY: getrusage fills a local struct.
@@ -287,4 +344,49 @@ pub fn tree_status_kib(root: u32, key: &str) -> u64 {
                 })
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread named as io-wq names its workers is found, with the CPU it
+    /// spent; the test's other threads are not.
+    #[test]
+    fn io_worker_threads_are_found_by_name_with_their_cpu() {
+        let me = std::process::id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .name("iou-wrk-test".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() } as u32;
+                // Spin until /proc credits this thread a tick (bounded: 30 s).
+                let start = Instant::now();
+                let mut x = 0u64;
+                while start.elapsed() < Duration::from_secs(30) {
+                    for i in 0..100_000u64 {
+                        x = x.wrapping_mul(31).wrapping_add(i);
+                    }
+                    if io_worker_ticks(me).get(&tid).copied().unwrap_or(0) > 0 {
+                        break;
+                    }
+                }
+                tx.send((tid, x)).unwrap();
+                // Alive until the test has read /proc.
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        let (tid, _) = rx.recv().unwrap();
+        let after = io_worker_ticks(me);
+        done_tx.send(()).unwrap();
+        worker.join().unwrap();
+        assert!(after.get(&tid).copied().unwrap_or(0) > 0, "{after:?}");
+        // SAFETY: gettid has no preconditions.
+        let own = unsafe { libc::gettid() } as u32;
+        assert!(!after.contains_key(&own), "{after:?}");
+        assert!(io_worker_cpu_seconds(&BTreeMap::new(), &after) > 0.0);
+        assert_eq!(io_worker_cpu_seconds(&after, &after), 0.0);
+    }
 }

@@ -60,8 +60,10 @@ pub struct Programs {
 /// A proxy (or the direct path) ready for load.
 pub struct Running {
     pub addr: SocketAddr,
-    /// ringway's admin listener (`/metrics`), set up for the HTTPS runs to
-    /// read its TLS handshake failure counter.
+    /// ringway's admin listener (`/metrics`, read before and after each run:
+    /// TLS handshake failures, panics, spliced bytes). It runs on the
+    /// control thread, which a scrape wakes; the workers answer it only
+    /// when asked, so the measured run does not pay for it.
     pub admin: Option<SocketAddr>,
     /// None for the direct path.
     pub guard: Option<Guard>,
@@ -181,9 +183,7 @@ pub fn start(target: Target, programs: &Programs, dir: &Path, setup: &Setup) -> 
     let mut admin = None;
     let mut cmd = match target {
         Target::Ringway => {
-            if tls.is_some() {
-                admin = Some(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
-            }
+            admin = Some(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
             let conf = dir.join("gateway.toml");
             std::fs::write(
                 &conf,

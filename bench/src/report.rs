@@ -331,6 +331,7 @@ impl Report {
                             );
                         }
                     }
+                    body_moves(&mut md, &s.targets);
                     md.push_str(if s.scenario.kind.tls() {
                         "\n`direct` is not measured: the origin speaks plain HTTP. The load generator and the origin share their CPU(s), \
                          so with TLS the client's own handshake work often caps req/s; `req per CPU-s` is the figure to compare. "
@@ -396,6 +397,50 @@ impl Report {
     }
 }
 
+/// For scenarios with bodies past a few KiB, or where io_uring's kernel
+/// workers ran: how each proxy moved the body bytes (ringway says how many
+/// it spliced; the rest it copied) and the CPU io-wq's threads took.
+fn body_moves(md: &mut String, targets: &[TargetSummary]) {
+    let big = |t: &TargetSummary| t.median("body_kib_per_req").is_some_and(|k| k >= 4.0);
+    let io_wq = |t: &TargetSummary| t.median("io_worker_cpu_s").is_some_and(|c| c > 0.0);
+    let shown: Vec<&TargetSummary> = targets
+        .iter()
+        .filter(|t| t.ok_runs > 0 && t.target != Target::Direct)
+        .collect();
+    if !shown.iter().any(|t| big(t) || io_wq(t)) {
+        return;
+    }
+    md.push_str(
+        "\nBody bytes per request (request and response bodies), how many of them ringway moved with splice(2) \
+         (its `ringway_spliced_bytes_total`; the rest were copied through its buffers), and the CPU of io_uring's \
+         kernel worker threads (`iou-wrk-*`, `iou-sqp-*`) within the proxy's CPU:\n\n\
+         | target | body KiB per request | spliced KiB per request | copied KiB per request | io_uring worker CPU-s | of the proxy's CPU % |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for t in shown {
+        let body = t.median("body_kib_per_req");
+        let spliced = t.median("spliced_kib_per_req");
+        let kib = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.1}"));
+        let copied = match (body, spliced) {
+            (Some(b), Some(sp)) => kib(Some((b - sp).max(0.0))),
+            _ => "—".to_string(),
+        };
+        let io = t.median("io_worker_cpu_s");
+        let share = match (io, t.median("cpu_s")) {
+            (Some(i), Some(c)) if c > 0.0 => format!("{:.1}", i / c * 100.0),
+            _ => "—".to_string(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {copied} | {} | {share} |",
+            t.target.name(),
+            kib(body),
+            kib(spliced),
+            io.map_or_else(|| "—".to_string(), |v| format!("{v:.2}")),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +468,60 @@ mod tests {
         };
         assert_eq!(cell(Some(&s)), "2.00 (1.00–3.00)");
         assert_eq!(cell(None), "—");
+    }
+
+    fn summary(target: Target, metrics: &[(&str, f64)]) -> TargetSummary {
+        let record = RunRecord {
+            target,
+            run: 0,
+            metrics: metrics.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+            failure: None,
+            notes: Vec::new(),
+            tls_session: None,
+        };
+        TargetSummary::from_records(target, vec![record])
+    }
+
+    /// The spliced/copied table shows for large bodies, with copied bytes
+    /// as body minus spliced and io-wq's share of the CPU; small GETs
+    /// without io-wq CPU get none.
+    #[test]
+    fn body_moves_say_spliced_copied_and_io_wq_cpu() {
+        let post = [
+            summary(
+                Target::Ringway,
+                &[
+                    ("body_kib_per_req", 1024.0),
+                    ("spliced_kib_per_req", 1000.0),
+                    ("io_worker_cpu_s", 0.5),
+                    ("cpu_s", 2.0),
+                ],
+            ),
+            summary(
+                Target::Nginx,
+                &[
+                    ("body_kib_per_req", 1024.0),
+                    ("io_worker_cpu_s", 0.0),
+                    ("cpu_s", 4.0),
+                ],
+            ),
+        ];
+        let mut md = String::new();
+        body_moves(&mut md, &post);
+        assert!(
+            md.contains("| ringway | 1024.0 | 1000.0 | 24.0 | 0.50 | 25.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nginx | 1024.0 | — | — | 0.00 | 0.0 |"),
+            "{md}"
+        );
+        let small = [summary(
+            Target::Ringway,
+            &[("body_kib_per_req", 0.01), ("io_worker_cpu_s", 0.0)],
+        )];
+        let mut md = String::new();
+        body_moves(&mut md, &small);
+        assert!(md.is_empty(), "{md}");
     }
 }
