@@ -67,7 +67,11 @@ pub async fn retry<'a>(
     };
     ex.local.count_retry();
     if !wait.is_zero() {
-        monoio::time::sleep(wait).await;
+        // Boxed: a monoio `Sleep` is 640 bytes aligned to 128, and inline it
+        // would align every future of the request path above it to 128
+        // (padding between their levels, which each poll of a busy
+        // connection walks). A backoff is rare; one allocation then is not.
+        Box::pin(monoio::time::sleep(wait)).await;
     }
     chosen.retarget(ex.snap, tried);
     ex.outcome.target = Some(chosen.target.id);
