@@ -23,7 +23,13 @@ pub async fn exchange(ex: &mut Exchange<'_>) -> Next {
 /// Phases 1–5, then the upstream ones with buffers that go back to the pool
 /// however they end.
 async fn to_upstream(ex: &mut Exchange<'_>) -> Step<Next> {
-    let mut chosen = decide(ex).await?;
+    // `m` in a block of its own: it must not stay in the future's state
+    // across the later phases.
+    let mut chosen = {
+        let m = route(ex).await?;
+        apply_policies(ex, &m).await?;
+        choose_target(ex, &m).await?
+    };
     let local: &Worker = ex.local;
     // Never borrow `body`: a borrowed local stays in the future's state
     // across every later await.
@@ -43,17 +49,6 @@ async fn to_upstream(ex: &mut Exchange<'_>) -> Step<Next> {
     local.pools.put_buf(out);
     local.pools.put_buf(ubuf);
     Ok(next)
-}
-
-/// Phases 1–3. A function of its own: the route's match lives across
-/// their awaits, and in `to_upstream`'s own state it would keep a slot
-/// beside every later phase (rustc gives a local held across several
-/// awaits a place of its own in every suspended state), between the
-/// levels each poll of the exchange walks.
-async fn decide<'a>(ex: &mut Exchange<'a>) -> Step<super::target::Chosen<'a>> {
-    let m = route(ex).await?;
-    apply_policies(ex, &m).await?;
-    choose_target(ex, &m).await
 }
 
 /// Phases 6–11: the round trip upstream, then the response relayed.

@@ -103,87 +103,61 @@ pub async fn round_trip<'a>(
     loop {
         chosen.ticket.begin_attempt();
         tried |= 1 << chosen.ticket.target;
-        // What the attempt left to do: try again (after a backoff, or a
-        // 503's Retry-After) for this reason, or fail. In a block without
-        // an await after the attempt's, so its result (104 bytes) is gone
-        // before any later await: held across them, it would keep a slot in
-        // every suspended state of this function, the attempt's included,
-        // between the levels each poll of the exchange walks.
-        let next_try = {
-            let attempted = attempt_once(ex, chosen, (out, ubuf), remaining, limit).await;
-            let (result, reused) = match attempted {
-                Attempt::Answered(conn, sent_at) => {
-                    let status = ex.resp.status;
-                    judge(ex, chosen, Ok(status));
-                    let reason = RetryReason::Status(status);
+        let (result, reused) = match attempt_once(ex, chosen, (out, ubuf), remaining, limit).await {
+            Attempt::Answered(conn, sent_at) => {
+                let status = ex.resp.status;
+                judge(ex, chosen, Ok(status));
+                let reason = RetryReason::Status(status);
+                if status >= 500 && may_retry(ex, chosen, reason, attempt, body_pending) {
                     // A 503 asking for longer than a try may take is relayed as it is.
-                    let wait = (status >= 500
-                        && may_retry(ex, chosen, reason, attempt, body_pending))
-                    .then(|| retry_after(ex, ubuf, limit))
-                    .flatten();
-                    if wait.is_none() {
-                        count_outcome(chosen, usize::from(status >= 500));
-                        return Ok((conn, sent_at));
-                    }
-                    drop(conn);
-                    ubuf.clear();
-                    (Err((reason, wait)), false)
-                }
-                Attempt::Failed(e, reused) => (Ok(e), reused),
-                Attempt::Finished(next) => {
-                    count_outcome(chosen, 2);
-                    return Err(next);
-                }
-            };
-            match result {
-                Err(status_retry) => Ok(status_retry),
-                Ok(result) => {
-                    let reason = match (result.side, result.failure) {
-                        (_, Failure::Connect) => Some(RetryReason::Connect),
-                        (Side::Upstream, Failure::Timeout) => Some(RetryReason::Timeout),
-                        (Side::Upstream, Failure::Closed | Failure::Io) => Some(RetryReason::Reset),
-                        _ => None,
-                    };
-                    // A pooled connection that turned out dead says nothing of the
-                    // target: sent once more on a fresh one, as before any policy.
-                    let stale = reused && reason == Some(RetryReason::Reset) && ubuf.is_empty();
-                    if stale
-                        && !stale_retried
-                        && ex.info.idempotent
-                        && !body_pending
-                        && !ex.info.upgrading
-                    {
-                        stale_retried = true;
-                        chosen.ticket.end_attempt();
-                        ex.local.count_retry();
+                    if let Some(wait) = retry_after(ex, ubuf, limit) {
+                        drop(conn);
+                        ubuf.clear();
+                        retry(ex, chosen, reason, (attempt, tried), Some(wait)).await;
+                        named = name_the_target(ex, chosen, out, named);
+                        attempt += 1;
                         continue;
                     }
-                    if let Some(r) = reason {
-                        judge(ex, chosen, Err(r));
-                    }
-                    match reason {
-                        Some(r)
-                            if ubuf.is_empty()
-                                && may_retry(ex, chosen, r, attempt, body_pending) =>
-                        {
-                            Ok((r, None))
-                        }
-                        _ => Err(result),
-                    }
                 }
+                count_outcome(chosen, usize::from(status >= 500));
+                return Ok((conn, sent_at));
+            }
+            Attempt::Failed(e, reused) => (e, reused),
+            Attempt::Finished(next) => {
+                count_outcome(chosen, 2);
+                return Err(next);
             }
         };
-        let (reason, wait) = match next_try {
-            Ok(again) => again,
-            Err(result) => {
+        let reason = match (result.side, result.failure) {
+            (_, Failure::Connect) => Some(RetryReason::Connect),
+            (Side::Upstream, Failure::Timeout) => Some(RetryReason::Timeout),
+            (Side::Upstream, Failure::Closed | Failure::Io) => Some(RetryReason::Reset),
+            _ => None,
+        };
+        // A pooled connection that turned out dead says nothing of the
+        // target: sent once more on a fresh one, as before any policy.
+        let stale = reused && reason == Some(RetryReason::Reset) && ubuf.is_empty();
+        if stale && !stale_retried && ex.info.idempotent && !body_pending && !ex.info.upgrading {
+            stale_retried = true;
+            chosen.ticket.end_attempt();
+            ex.local.count_retry();
+            continue;
+        }
+        if let Some(r) = reason {
+            judge(ex, chosen, Err(r));
+        }
+        match reason {
+            Some(r) if ubuf.is_empty() && may_retry(ex, chosen, r, attempt, body_pending) => {
+                retry(ex, chosen, r, (attempt, tried), None).await;
+                named = name_the_target(ex, chosen, out, named);
+                attempt += 1;
+            }
+            _ => {
                 count_outcome(chosen, 2);
                 // Part of the body may still be on the wire: the connection closes then.
                 return Err(fail_before_response(ex, result, body_pending).await);
             }
-        };
-        retry(ex, chosen, reason, (attempt, tried), wait).await;
-        named = name_the_target(ex, chosen, out, named);
-        attempt += 1;
+        }
     }
 }
 
@@ -224,26 +198,15 @@ async fn attempt_once(
     limit: Duration,
 ) -> Attempt {
     let body_pending = remaining > 0 || ex.info.framing == Framing::Chunked;
-    // Two steps in a block, so that what `connect` returned (88 bytes) is
-    // neither held across the refusal's await nor in scope at the write's
-    // and the read's: it would keep a slot beside them (see `round_trip`).
-    let (mut conn, reused) = {
-        let connected = match connect(ex, chosen).await {
-            Ok(c) => Ok(c),
-            Err(Refusal::Breaker(b)) => {
-                if let Some(mut balance) = chosen.ticket.balance() {
-                    balance.count_breaker(chosen.ticket.upstream, b);
-                }
-                Err(b.message())
+    let (mut conn, reused) = match connect(ex, chosen).await {
+        Ok(c) => c,
+        Err(Refusal::Breaker(b)) => {
+            if let Some(mut balance) = chosen.ticket.balance() {
+                balance.count_breaker(chosen.ticket.upstream, b);
             }
-            Err(Refusal::Failed(f)) => return Attempt::Failed(RelayError::upstream(f), false),
-        };
-        match connected {
-            Ok(c) => c,
-            Err(message) => {
-                return Attempt::Finished(refuse_upstream(ex, message, body_pending).await);
-            }
+            return Attempt::Finished(refuse_upstream(ex, b.message(), body_pending).await);
         }
+        Err(Refusal::Failed(f)) => return Attempt::Failed(RelayError::upstream(f), false),
     };
     chosen.ticket.set_connected(true);
     let sent_at = crate::clock::now();
