@@ -197,18 +197,33 @@ pub fn tree(root: u32) -> Vec<u32> {
     out
 }
 
-/// Fields of /proc/PID/stat after the command name: index 0 is `state`,
-/// 1 `ppid`, 11 `utime`, 12 `stime`, 13 `cutime`, 14 `cstime`.
+/// A `stat` file of /proc (a process's or a thread's): the command name
+/// and the fields after it (index 0 is `state`, 1 `ppid`, 11 `utime`,
+/// 12 `stime`, 13 `cutime`, 14 `cstime`).
+fn read_stat(path: &str) -> Option<(String, Vec<String>)> {
+    let text = fs::read_to_string(path).ok()?;
+    let (open, close) = (text.find('(')?, text.rfind(')')?);
+    let fields = text[close + 1..]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    Some((text[open + 1..close].to_string(), fields))
+}
+
+/// Fields of /proc/PID/stat after the command name (see [`read_stat`]).
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 1..];
-    Some(after.split_whitespace().map(str::to_string).collect())
+    read_stat(&format!("/proc/{pid}/stat")).map(|(_, fields)| fields)
+}
+
+/// Clock ticks per second, the unit of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// CPU seconds (user + system, including reaped children) of the tree.
 pub fn tree_cpu_seconds(root: u32) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = clock_ticks();
     let mut total = 0u64;
     for pid in tree(root) {
         if let Some(f) = stat_fields(pid) {
@@ -239,24 +254,14 @@ pub fn io_worker_ticks(root: u32) -> BTreeMap<u32, u64> {
             else {
                 continue;
             };
-            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+            let Some((comm, f)) = read_stat(&format!("/proc/{pid}/task/{tid}/stat")) else {
                 continue;
             };
-            let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
-                continue;
-            };
-            let comm = &text[open + 1..close];
             if !(comm.starts_with("iou-wrk") || comm.starts_with("iou-sqp")) {
                 continue;
             }
-            let f: Vec<u64> = text[close + 1..]
-                .split_whitespace()
-                .map(|v| v.parse().unwrap_or(0))
-                .collect();
-            out.insert(
-                tid,
-                f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0),
-            );
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            out.insert(tid, ticks(11) + ticks(12));
         }
     }
     out
@@ -267,13 +272,11 @@ pub fn io_worker_ticks(root: u32) -> BTreeMap<u32, u64> {
 /// an idle worker for seconds, longer than a gap between two readings of
 /// one run).
 pub fn io_worker_cpu_seconds(before: &BTreeMap<u32, u64>, after: &BTreeMap<u32, u64>) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let spent: u64 = after
         .iter()
         .map(|(tid, t)| t.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum();
-    spent as f64 / ticks
+    spent as f64 / clock_ticks()
 }
 
 /// CPU seconds of this process's children that have been waited for.
@@ -306,8 +309,7 @@ pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
     if cpus.is_empty() {
         return None;
     }
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = clock_ticks();
     let text = fs::read_to_string("/proc/stat").ok()?;
     let mut busy = 0u64;
     for &cpu in cpus {

@@ -353,9 +353,6 @@ async fn read_head(
 
 #[cfg(test)]
 mod size_tests {
-    /// An idle keep-alive connection costs its task, whose size is the
-    /// largest state of `serve`. This guards against a change that makes
-    /// every idle connection heavier without anyone noticing.
     /// Runs `f` with a worker and a connected plain client, on a runtime.
     fn with_connection<T>(
         f: impl FnOnce(std::rc::Rc<super::Worker>, super::Client, std::net::SocketAddr) -> T,
@@ -376,6 +373,9 @@ mod size_tests {
         })
     }
 
+    /// An idle keep-alive connection costs its task, whose size is the
+    /// largest state of `serve`. This guards against a change that makes
+    /// every idle connection heavier without anyone noticing.
     #[test]
     fn the_connection_future_stays_small() {
         let size = with_connection(|w, client, peer| {
